@@ -1,0 +1,39 @@
+"""ctxdask: mass processing of Mars Reconnaissance Orbiter CTX images with Dask.
+
+The public API is imported lazily (PEP 562) so that ``import ctxdask`` stays
+cheap on workers and in the command-line tool.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ctxdask import config as _config  # registers the "ctxdask" dask config defaults
+from ctxdask.exceptions import CTXError, CTXWarning
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute"
+_LAZY = {
+    "open_edr": "ctxdask.edr:open_edr",
+    "read_label": "ctxdask.pds3:read_label",
+    "validate": "ctxdask.validate:validate",
+    "ValidationReport": "ctxdask.validate:ValidationReport",
+}
+
+__all__ = ["CTXError", "CTXWarning", "__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    try:
+        target = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'ctxdask' has no attribute {name!r}") from None
+    module_name, attr = target.split(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

@@ -1,0 +1,117 @@
+"""The ctxdask exception and warning hierarchy.
+
+Every error that ctxdask raises on purpose is a :class:`CTXError`. Subclasses
+also derive from the closest built-in exception (``ValueError``,
+``FileNotFoundError``, ...) so that generic ``except`` clauses keep working.
+
+Messages follow one pattern: *what* was wrong, *with which file*, and, where
+there is one, *what to do*::
+
+    B10_013341_1010_XN_79S172W.IMG: truncated image: the label needs 124,256,256
+    bytes but the file has 1,000,000; the download was probably interrupted,
+    fetch the product again
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = [
+    "CTXError",
+    "CTXWarning",
+    "ChecksumError",
+    "ChecksumWarning",
+    "EmptyFileError",
+    "LabelError",
+    "LabelInconsistentError",
+    "NotAFileError",
+    "NotCTXError",
+    "TruncatedFileError",
+    "UnsupportedModeError",
+    "UnityFlatWarning",
+    "ToolError",
+    "ToolFailedError",
+    "ToolNotFoundError",
+    "ToolTimeoutError",
+]
+
+
+class CTXError(Exception):
+    """Base class of every error ctxdask raises on purpose.
+
+    Parameters
+    ----------
+    path : str or os.PathLike, optional
+        The file (or URL) the error is about. It prefixes the message.
+    reason : str
+        What was wrong, and where possible what to do about it.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, reason: str):
+        self.path = None if path is None else os.fspath(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}" if self.path else reason)
+
+    def __reduce__(self):
+        # keep the two-argument constructor picklable (errors travel from workers)
+        return (type(self), (self.path, self.reason))
+
+
+class NotAFileError(CTXError, IsADirectoryError):
+    """The path exists but is a directory (or another non-regular file)."""
+
+
+class EmptyFileError(CTXError, ValueError):
+    """The file has zero bytes."""
+
+
+class LabelError(CTXError, ValueError):
+    """The PDS3 label is missing, unreadable, or not a label at all."""
+
+
+class LabelInconsistentError(LabelError):
+    """The label parses but its numbers contradict each other or the file."""
+
+
+class NotCTXError(LabelError):
+    """A valid PDS3 product, but not a raw CTX EDR (HiRISE, map-projected, ...)."""
+
+
+class UnsupportedModeError(CTXError, NotImplementedError):
+    """A CTX mode ctxdask (like ISIS) cannot process, such as LIN companding."""
+
+
+class TruncatedFileError(CTXError, ValueError):
+    """The file is shorter than its label says: an interrupted download."""
+
+
+class ChecksumError(CTXError, ValueError):
+    """The label CHECKSUM does not match the image bytes (when configured to reject)."""
+
+
+class ToolError(CTXError, RuntimeError):
+    """An external (ISIS/ASP) program could not be run or did not succeed."""
+
+
+class ToolNotFoundError(ToolError, FileNotFoundError):
+    """An external program is not on PATH."""
+
+
+class ToolFailedError(ToolError):
+    """An external program exited non-zero or was killed by a signal."""
+
+
+class ToolTimeoutError(ToolError, TimeoutError):
+    """An external program ran past its deadline and its process group was killed."""
+
+
+class CTXWarning(UserWarning):
+    """Base class of ctxdask warnings."""
+
+
+class ChecksumWarning(CTXWarning):
+    """The label CHECKSUM does not match the image bytes (default: warn only)."""
+
+
+class UnityFlatWarning(CTXWarning):
+    """Calibration ran without a flat field; a unity flat was used."""
