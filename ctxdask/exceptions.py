@@ -24,11 +24,13 @@ __all__ = [
     "EmptyFileError",
     "LabelError",
     "LabelInconsistentError",
+    "MissingFileError",
     "NotAFileError",
     "NotCTXError",
     "TruncatedFileError",
     "UnsupportedModeError",
     "UnityFlatWarning",
+    "ToolCancelledError",
     "ToolError",
     "ToolFailedError",
     "ToolNotFoundError",
@@ -55,6 +57,10 @@ class CTXError(Exception):
     def __reduce__(self):
         # keep the two-argument constructor picklable (errors travel from workers)
         return (type(self), (self.path, self.reason))
+
+
+class MissingFileError(CTXError, FileNotFoundError):
+    """The file (or URL) does not exist."""
 
 
 class NotAFileError(CTXError, IsADirectoryError):
@@ -90,7 +96,47 @@ class ChecksumError(CTXError, ValueError):
 
 
 class ToolError(CTXError, RuntimeError):
-    """An external (ISIS/ASP) program could not be run or did not succeed."""
+    """An external (ISIS/ASP) program could not be run or did not succeed.
+
+    Besides ``path`` and ``reason``, a tool error carries what is known about the
+    run, as keyword-only arguments and attributes (``None`` when unknown):
+    ``command`` (the argv list), ``returncode``, ``signal`` (the number of the signal
+    that ended the program), ``duration`` (seconds), ``log_path`` and ``log_tail``
+    (the last lines of the program's log).
+    """
+
+    _RUN_FIELDS = ("command", "returncode", "signal", "duration", "log_path", "log_tail")
+
+    def __init__(
+        self,
+        path: str | os.PathLike | None,
+        reason: str,
+        *,
+        command: list[str] | None = None,
+        returncode: int | None = None,
+        signal: int | None = None,
+        duration: float | None = None,
+        log_path: str | os.PathLike | None = None,
+        log_tail: str | None = None,
+    ):
+        super().__init__(path, reason)
+        self.command = None if command is None else [os.fspath(a) for a in command]
+        self.returncode = returncode
+        self.signal = signal
+        self.duration = duration
+        self.log_path = None if log_path is None else os.fspath(log_path)
+        self.log_tail = log_tail
+
+    def __reduce__(self):
+        # the run details travel as keyword state, so the error pickles from workers whole
+        return (
+            _rebuild_tool_error,
+            (type(self), self.path, self.reason, {k: getattr(self, k, None) for k in self._RUN_FIELDS}),
+        )
+
+
+def _rebuild_tool_error(cls, path, reason, fields):
+    return cls(path, reason, **fields)
 
 
 class ToolNotFoundError(ToolError, FileNotFoundError):
@@ -103,6 +149,10 @@ class ToolFailedError(ToolError):
 
 class ToolTimeoutError(ToolError, TimeoutError):
     """An external program ran past its deadline and its process group was killed."""
+
+
+class ToolCancelledError(ToolError):
+    """An external program was stopped because its task was cancelled."""
 
 
 class CTXWarning(UserWarning):
