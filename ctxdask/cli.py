@@ -17,6 +17,9 @@ from ctxdask.exceptions import CTXError
 
 # command name -> (module, one-line help). Add a command with one line here.
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("ctxdask.commands.demo", "run the main job on sample data it generates (LocalCluster)"),
+    "info": ("ctxdask.commands.info", "summarise CTX EDRs from their labels"),
+    "validate": ("ctxdask.commands.validate", "check CTX EDRs: label, size, checksum, lost lines"),
 }
 
 

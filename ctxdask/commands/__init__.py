@@ -1,0 +1,1 @@
+"""Sub-commands of the ``ctxdask`` command line (one module each, see :mod:`ctxdask.cli`)."""
