@@ -1,0 +1,160 @@
+"""Track and stop the whole process tree of an external program.
+
+A program started by :func:`ctxdask.tools.runner.run` leads its own session and
+process group, so one ``killpg`` reaches everything that stays in the group. A
+descendant can leave the group (``setsid``, a daemonizing helper), and once its
+parent exits it is re-parented away from us, so :class:`ProcessTree` records
+every descendant it sees while the program runs and signals those too.
+
+Zombies count as dead: a re-parented process that has exited may linger as a
+zombie until its new parent (often PID 1 in a container) reaps it, but it holds
+no resources beyond its process-table entry and can no longer be signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+
+__all__ = ["ProcessTree", "is_alive"]
+
+
+def is_alive(pid: int) -> bool:
+    """Return whether process ``pid`` exists and is not a zombie."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        # AccessDenied only happens for processes we did not start
+        return False
+
+
+def _proc_alive(proc: psutil.Process) -> bool:
+    try:
+        # is_running() also guards against the pid having been reused
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+class ProcessTree:
+    """The process group led by ``pid`` plus every descendant seen so far.
+
+    Parameters
+    ----------
+    pid : int
+        Pid of the program, which leads its own process group (started with
+        ``start_new_session=True``), so its pgid equals ``pid``.
+    """
+
+    def __init__(self, pid: int):
+        self.pid = pid
+        self.pgid = pid
+        self._seen: dict[int, psutil.Process] = {}
+        try:
+            self._root: psutil.Process | None = psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            self._root = None
+
+    @property
+    def descendants(self) -> list[int]:
+        """Pids of every descendant recorded so far (alive or not)."""
+        return sorted(self._seen)
+
+    def snapshot(self) -> None:
+        """Record the current descendants of the program (cheap; call it often)."""
+        parents = [self._root] if self._root is not None else []
+        # children of already-recorded descendants whose parent chain broke
+        parents += [p for p in self._seen.values() if _proc_alive(p)]
+        for parent in parents:
+            if not _proc_alive(parent):
+                continue  # also skips a pid reused by an unrelated process
+            try:
+                children = parent.children(recursive=True)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            for child in children:
+                self._seen.setdefault(child.pid, child)
+
+    def _group_members(self) -> list[int]:
+        """Pids of live (non-zombie) processes still in the program's group."""
+        try:
+            os.killpg(self.pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:  # pragma: no cover - a group we cannot signal
+            return []
+        members = []
+        for proc in psutil.process_iter(["pid", "status"]):
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            try:
+                if os.getpgid(proc.info["pid"]) == self.pgid:
+                    members.append(proc.info["pid"])
+            except (ProcessLookupError, PermissionError):
+                continue
+        return members
+
+    def alive(self) -> list[int]:
+        """Pids of live processes of the group or among the recorded descendants."""
+        pids = set(self._group_members())
+        pids.update(pid for pid, proc in self._seen.items() if _proc_alive(proc))
+        return sorted(pids)
+
+    def _signal_all(self, sig: int) -> None:
+        try:
+            os.killpg(self.pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        for proc in self._seen.values():
+            if _proc_alive(proc):
+                try:
+                    proc.send_signal(sig)
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    pass
+
+    def stop(self, grace: float, *, reap=None, settle: float = 5.0) -> list[int]:
+        """SIGTERM everything, wait up to ``grace`` s, then SIGKILL what is left.
+
+        Parameters
+        ----------
+        grace : float
+            Seconds between SIGTERM and SIGKILL.
+        reap : callable, optional
+            Called while waiting, to reap the leader (``Popen.poll``) so that it
+            does not linger as our zombie.
+        settle : float
+            Seconds to wait for SIGKILLed processes to disappear.
+
+        Returns
+        -------
+        list of int
+            Pids that received SIGKILL (empty when SIGTERM sufficed).
+        """
+        self.snapshot()
+        if reap is not None:
+            reap()
+        if not self.alive():
+            return []
+        self._signal_all(signal.SIGTERM)
+        if self._wait_gone(grace, reap):
+            return []
+        self.snapshot()  # a SIGTERM handler may have spawned helpers
+        survivors = self.alive()
+        self._signal_all(signal.SIGKILL)
+        self._wait_gone(settle, reap)
+        return survivors
+
+    def _wait_gone(self, seconds: float, reap) -> bool:
+        deadline = time.monotonic() + seconds
+        while True:
+            if reap is not None:
+                reap()
+            self.snapshot()
+            if not self.alive():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)

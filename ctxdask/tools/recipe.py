@@ -1,0 +1,574 @@
+"""The CTX stereo chain as data.
+
+A :class:`Recipe` is two tuples of :class:`Step`: the image steps, run once per
+image (ingest, SPICE, calibration), and the pair steps, run once per stereo pair
+(map projection, correlation, DEM, optional alignment to MOLA and areoid
+heights). A step names its program, its argv template, its inputs and outputs
+(file names relative to the step's work directory), its deadline and the dask
+worker resources it needs. Nothing here runs anything: :meth:`Recipe.image_calls`
+and :meth:`Recipe.pair_calls` render the templates for concrete product ids
+into :class:`StepCall` objects, which :func:`ctxdask.tools.tasks.run_step`
+executes. The commands follow the ASP documentation's CTX example
+(``docs/examples/ctx.rst``) and the ISIS application documentation::
+
+    mroctx2isis from=P.IMG to=P.cub
+    spiceinit from=P.cub [web=yes]
+    ctxcal from=P.cub to=P.cal.cub
+    ctxevenodd from=P.cal.cub to=P.lev1eo.cub          (summing 1 only)
+    cam2map4stereo.py L.cal.cub R.cal.cub               -> L.map.cub R.map.cub
+    parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
+        L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
+    point2dem -r mars [--tr S] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
+    pc_align --max-displacement 200 --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
+        --save-inv-transformed-reference-points results/out-PC.tif mola.csv -o results/out-align
+    point2dem ... results/out-align-trans_reference.tif ... -o results/out-align
+    dem_geoid --geoid MOLA results/out[-align]-DEM.tif  -> results/out[-align]-DEM-adj.tif
+
+With ``tools.calibration: native`` the three ISIS calibration programs are
+replaced by one native step (a Python callable, run in its own process under
+the same deadline machinery) that writes the level-1 cube; ``spiceinit`` then
+runs on that cube.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ctxdask import config
+
+__all__ = [
+    "Ref",
+    "Recipe",
+    "RecipeSettings",
+    "Step",
+    "StepCall",
+    "StagedInput",
+    "build_recipe",
+    "check_product_id",
+]
+
+#: what may go into a file name or command line: no separators, dots, spaces,
+#: '=', quotes or shell metacharacters
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
+
+
+def check_product_id(product_id: str) -> str:
+    """Return ``product_id`` if it is safe for file names and argv, else raise ValueError."""
+    if not isinstance(product_id, str) or not _SAFE_ID.fullmatch(product_id):
+        raise ValueError(
+            f"{product_id!r} is not a usable product id: only letters, digits, '_' and '-' "
+            "may reach a file name or a command line"
+        )
+    return product_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Ref:
+    """An output of another step: ``Ref("spiceinit-P02_001981_1823_XI_02N356W", "cube")``."""
+
+    key: str
+    role: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StagedInput:
+    """An input file placed in the step's work directory before the program runs.
+
+    Attributes
+    ----------
+    name : str
+        Path relative to the work dir under which the program sees it.
+    source : str or Ref
+        A file path given by the caller, or an output of an upstream step.
+    copy : bool
+        Copy instead of symlink: the program modifies it in place (``spiceinit``),
+        and the upstream step's output must stay as it was (rerun safety).
+    """
+
+    name: str
+    source: str | Ref
+    copy: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCall:
+    """One step rendered for concrete products: everything a worker needs (picklable).
+
+    ``argv`` holds file names relative to the work dir; ``files`` are small text
+    files (``stereo.default``) written there before the program starts.
+    """
+
+    key: str
+    step: str
+    kind: Literal["program", "native"]
+    argv: tuple[str, ...]
+    inputs: Mapping[str, StagedInput]
+    outputs: Mapping[str, str]
+    timeout: float
+    resources: Mapping[str, float]
+    files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    callable: str | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    env: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    names: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def program(self) -> str:
+        """The executable (for native steps, the callable's ``module:function``)."""
+        return self.callable if self.kind == "native" else self.argv[0]
+
+    @property
+    def upstream(self) -> list[str]:
+        """Keys of the steps whose outputs this one reads."""
+        return sorted({i.source.key for i in self.inputs.values() if isinstance(i.source, Ref)})
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One step of the chain, as a template.
+
+    Attributes
+    ----------
+    name : str
+        Unique, dot-free (it is a settings key: ``tools.timeouts.<name>``).
+    program : str or None
+        Executable name; ``None`` for a native step.
+    args : tuple of str
+        Arguments after the program; ``str.format`` templates over ``id``,
+        ``left``, ``right``, ``pair``, ``inputs[role]`` and ``outputs[role]``.
+    inputs : mapping
+        role -> ``(name template, source)``; source is ``"edr"``, ``"mola"``
+        (paths given by the caller), ``"left"``/``"right"`` (the final cube of
+        that image), or ``"<step>:<role>"`` (an output of a step of the same
+        scope).
+    outputs : mapping
+        role -> file name template, relative to the work dir.
+    timeout : float
+        Default deadline in seconds.
+    resources : mapping
+        dask worker resources, e.g. ``{"stereo": 1}``.
+    scope : {"image", "pair"}
+    copy_inputs : frozenset
+        Roles the program changes in place (staged as copies).
+    files : mapping
+        name -> content of small files written into the work dir.
+    kind : {"program", "native"}
+    callable : str, optional
+        ``module:function`` of a native step.
+    options : mapping
+        Keyword arguments of the native callable.
+    """
+
+    name: str
+    program: str | None
+    args: tuple[str, ...]
+    inputs: Mapping[str, tuple[str, str]]
+    outputs: Mapping[str, str]
+    timeout: float
+    resources: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    scope: Literal["image", "pair"] = "image"
+    copy_inputs: frozenset[str] = frozenset()
+    files: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    kind: Literal["program", "native"] = "program"
+    callable: str | None = None
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if "." in self.name or not self.name:
+            raise ValueError(f"step name {self.name!r} must be non-empty and dot-free")
+        if (self.kind == "native") != (self.callable is not None):
+            raise ValueError(f"step {self.name}: a native step needs a callable, a program step none")
+
+    def key_for(self, names: Mapping[str, str]) -> str:
+        """Deterministic task key of this step for the given products."""
+        if self.scope == "image":
+            return f"{self.name}-{names['id']}"
+        return f"{self.name}-{names['left']}-{names['right']}"
+
+    def render(
+        self,
+        names: Mapping[str, str],
+        sources: Mapping[str, str | Ref],
+        *,
+        env: Mapping[str, str | None] | None = None,
+    ) -> StepCall:
+        """Fill the templates; ``sources`` maps this step's input roles to paths or refs."""
+        inputs = {
+            role: StagedInput(name.format(**names), sources[role], copy=role in self.copy_inputs)
+            for role, (name, _) in self.inputs.items()
+        }
+        outputs = {role: name.format(**names) for role, name in self.outputs.items()}
+        fields = dict(names, inputs={r: i.name for r, i in inputs.items()}, outputs=outputs)
+        args = tuple(a.format(**fields) for a in self.args)
+        if self.kind == "native":
+            # run in a fresh interpreter so the same deadline and kill machinery applies
+            options = json.dumps(dict(self.options), sort_keys=True)
+            argv = ("python", "-m", "ctxdask.tools.native", self.callable, *args,
+                    "--options", options)
+        else:
+            argv = (self.program, *args)
+        return StepCall(
+            key=self.key_for(names),
+            step=self.name,
+            kind=self.kind,
+            argv=argv,
+            inputs=inputs,
+            outputs=outputs,
+            timeout=float(self.timeout),
+            resources=dict(self.resources),
+            files=dict(self.files),
+            callable=self.callable,
+            options=dict(self.options),
+            env=dict(env or {}),
+            names=dict(names),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeSettings:
+    """The ``tools`` settings a recipe is built from (read once, on the client).
+
+    Build it with :meth:`from_config`; the fields mirror ``ctxdask.yaml``.
+    """
+
+    calibration: Literal["isis", "native"] = "isis"
+    native_calibrate: str = "ctxdask.tools.native:calibrate_to_cube"
+    even_odd: bool = True
+    timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    resources: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
+    env: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    spiceinit_web: bool = False
+    stereo_algorithm: str = "asp_mgm"
+    subpixel_mode: int = 9
+    stereo_default: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    processes: int | None = None
+    threads: int | None = None
+    datum: str = "mars"
+    dem_spacing: float | None = None
+    orthoimage: bool = True
+    errorimage: bool = True
+    pc_align: bool = False
+    max_displacement: float = 200.0
+    mola_csv_format: str = "1:lon 2:lat 3:radius_km"
+    dem_geoid: bool = False
+    geoid: str | None = "MOLA"
+
+    @classmethod
+    def from_config(cls, **overrides: Any) -> RecipeSettings:
+        """Read ``ctxdask.tools.*`` now and apply ``overrides`` (field names).
+
+        ``timeouts`` and ``resources`` overrides are merged into the configured
+        mappings (so ``timeouts={"parallel_stereo": 600}`` changes one step).
+        """
+        tools = config.get("tools", {}) or {}
+        isis = tools.get("isis", {}) or {}
+        asp = tools.get("asp", {}) or {}
+        values: dict[str, Any] = dict(
+            calibration=tools.get("calibration", "isis"),
+            native_calibrate=tools.get("native-calibrate", cls.native_calibrate),
+            even_odd=bool(tools.get("even-odd", True)),
+            timeouts={k: float(v) for k, v in (tools.get("timeouts") or {}).items()},
+            resources={k: dict(v) for k, v in (tools.get("resources") or {}).items()},
+            env=dict(tools.get("env") or {}),
+            spiceinit_web=bool(isis.get("spiceinit-web", False)),
+            stereo_algorithm=asp.get("stereo-algorithm", "asp_mgm"),
+            subpixel_mode=int(asp.get("subpixel-mode", 9)),
+            stereo_default=dict(asp.get("stereo-default") or {}),
+            processes=asp.get("processes"),
+            threads=asp.get("threads"),
+            datum=asp.get("datum", "mars"),
+            dem_spacing=asp.get("dem-spacing"),
+            orthoimage=bool(asp.get("orthoimage", True)),
+            errorimage=bool(asp.get("errorimage", True)),
+            pc_align=bool(asp.get("pc-align", False)),
+            max_displacement=float(asp.get("max-displacement", 200)),
+            mola_csv_format=asp.get("mola-csv-format", cls.mola_csv_format),
+            dem_geoid=bool(asp.get("dem-geoid", False)),
+            geoid=asp.get("geoid", "MOLA"),
+        )
+        for name in ("timeouts", "resources"):
+            if name in overrides:
+                values[name] = {**values[name], **dict(overrides.pop(name))}
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown recipe settings: {sorted(unknown)}")
+        values.update(overrides)
+        if values["calibration"] not in ("isis", "native"):
+            raise ValueError(
+                f"tools.calibration must be 'isis' or 'native', not {values['calibration']!r}"
+            )
+        return cls(**values)
+
+
+def _stereo_default_text(options: Mapping[str, Any]) -> str:
+    lines = ["# stereo.default written by ctxdask (settings tools.asp.stereo-default)"]
+    for key, value in options.items():
+        if value is True:
+            lines.append(key)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{key} {' '.join(str(v) for v in value)}")
+        else:
+            lines.append(f"{key} {value}")
+    return "\n".join(lines) + "\n"
+
+
+class Recipe:
+    """The CTX chain for given settings.
+
+    Parameters
+    ----------
+    settings : RecipeSettings
+
+    Attributes
+    ----------
+    image_steps, pair_steps : tuple of Step
+        The chain, in order.
+    """
+
+    def __init__(self, settings: RecipeSettings):
+        self.settings = s = settings
+        t = lambda name, default: s.timeouts.get(name, default)  # noqa: E731
+        r = lambda name: dict(s.resources.get(name, {}))  # noqa: E731
+
+        image: list[Step] = []
+        if s.calibration == "native":
+            image.append(Step(
+                "calibrate", None,
+                ("{inputs[edr]}", "{outputs[cube]}"),
+                {"edr": ("{id}.IMG", "edr")}, {"cube": "{id}.cal.cub"},
+                t("calibrate", 1800), r("calibrate"),
+                kind="native", callable=s.native_calibrate,
+                options={"even_odd": s.even_odd},
+            ))
+            image.append(Step(
+                "spiceinit", "spiceinit",
+                ("from={inputs[cube]}", *(("web=yes",) if s.spiceinit_web else ())),
+                {"cube": ("{id}.cal.cub", "calibrate:cube")}, {"cube": "{id}.cal.cub"},
+                t("spiceinit", 900), r("spiceinit"), copy_inputs=frozenset({"cube"}),
+            ))
+        else:
+            image.append(Step(
+                "mroctx2isis", "mroctx2isis",
+                ("from={inputs[edr]}", "to={outputs[cube]}"),
+                {"edr": ("{id}.IMG", "edr")}, {"cube": "{id}.cub"},
+                t("mroctx2isis", 900), r("mroctx2isis"),
+            ))
+            image.append(Step(
+                "spiceinit", "spiceinit",
+                ("from={inputs[cube]}", *(("web=yes",) if s.spiceinit_web else ())),
+                {"cube": ("{id}.cub", "mroctx2isis:cube")}, {"cube": "{id}.cub"},
+                t("spiceinit", 900), r("spiceinit"), copy_inputs=frozenset({"cube"}),
+            ))
+            image.append(Step(
+                "ctxcal", "ctxcal",
+                ("from={inputs[cube]}", "to={outputs[cube]}"),
+                {"cube": ("{id}.cub", "spiceinit:cube")}, {"cube": "{id}.cal.cub"},
+                t("ctxcal", 900), r("ctxcal"),
+            ))
+            image.append(Step(
+                "ctxevenodd", "ctxevenodd",
+                ("from={inputs[cube]}", "to={outputs[cube]}"),
+                {"cube": ("{id}.cal.cub", "ctxcal:cube")}, {"cube": "{id}.lev1eo.cub"},
+                t("ctxevenodd", 900), r("ctxevenodd"),
+            ))
+        self.image_steps: tuple[Step, ...] = tuple(image)
+
+        pair: list[Step] = []
+        pair.append(Step(
+            "cam2map4stereo", "cam2map4stereo.py",
+            ("{inputs[left]}", "{inputs[right]}"),
+            {"left": ("{left}.cal.cub", "left"), "right": ("{right}.cal.cub", "right")},
+            {"left": "{left}.map.cub", "right": "{right}.map.cub"},
+            t("cam2map4stereo", 7200), r("cam2map4stereo"), scope="pair",
+        ))
+        stereo_args: list[str] = [
+            "--stereo-algorithm", str(s.stereo_algorithm),
+            "--subpixel-mode", str(s.subpixel_mode),
+        ]
+        files = {}
+        if s.stereo_default:
+            files["stereo.default"] = _stereo_default_text(s.stereo_default)
+            stereo_args += ["--stereo-file", "stereo.default"]
+        if s.processes:
+            stereo_args += ["--processes", str(int(s.processes))]
+        if s.threads:
+            stereo_args += ["--threads-multiprocess", str(int(s.threads))]
+        pair.append(Step(
+            "parallel_stereo", "parallel_stereo",
+            (*stereo_args, "{inputs[left]}", "{inputs[right]}", "results/out"),
+            {"left": ("{left}.map.cub", "cam2map4stereo:left"),
+             "right": ("{right}.map.cub", "cam2map4stereo:right")},
+            {"pc": "results/out-PC.tif", "aligned_left": "results/out-L.tif"},
+            t("parallel_stereo", 43200), r("parallel_stereo"), scope="pair", files=files,
+        ))
+
+        def point2dem(name: str, cloud: tuple[str, str], prefix: str) -> Step:
+            args = ["-r", str(s.datum)]
+            if s.dem_spacing:
+                args += ["--tr", f"{float(s.dem_spacing):g}"]
+            outputs = {"dem": f"{prefix}-DEM.tif"}
+            if s.orthoimage:
+                args.append("--orthoimage")
+                outputs["ortho"] = f"{prefix}-DRG.tif"
+            if s.errorimage:
+                args.append("--errorimage")
+                outputs["error"] = f"{prefix}-IntersectionErr.tif"
+            args.append("{inputs[cloud]}")
+            inputs = {"cloud": cloud}
+            if s.orthoimage:
+                # texture files follow the point clouds on the command line
+                args.append("{inputs[texture]}")
+                inputs["texture"] = ("results/out-L.tif", "parallel_stereo:aligned_left")
+            if prefix != "results/out":
+                args += ["-o", prefix]
+            return Step(name, "point2dem", tuple(args), inputs, outputs,
+                        t(name, 7200), r(name), scope="pair")
+
+        pair.append(point2dem("point2dem", ("results/out-PC.tif", "parallel_stereo:pc"), "results/out"))
+        dem_source = "point2dem:dem"
+        dem_name = "results/out-DEM.tif"
+        if s.pc_align:
+            pair.append(Step(
+                "pc_align", "pc_align",
+                ("--max-displacement", f"{s.max_displacement:g}", "--datum", "D_MARS",
+                 "--csv-format", s.mola_csv_format, "--save-inv-transformed-reference-points",
+                 "{inputs[cloud]}", "{inputs[mola]}", "-o", "results/out-align"),
+                {"cloud": ("results/out-PC.tif", "parallel_stereo:pc"), "mola": ("mola.csv", "mola")},
+                {"transform": "results/out-align-transform.txt",
+                 "cloud": "results/out-align-trans_reference.tif"},
+                t("pc_align", 7200), r("pc_align"), scope="pair",
+            ))
+            pair.append(point2dem(
+                "point2dem_aligned",
+                ("results/out-align-trans_reference.tif", "pc_align:cloud"),
+                "results/out-align",
+            ))
+            dem_source, dem_name = "point2dem_aligned:dem", "results/out-align-DEM.tif"
+        if s.dem_geoid:
+            geoid = ("--geoid", str(s.geoid)) if s.geoid else ()
+            pair.append(Step(
+                "dem_geoid", "dem_geoid", (*geoid, "{inputs[dem]}"),
+                {"dem": (dem_name, dem_source)},
+                {"dem": dem_name[: -len(".tif")] + "-adj.tif"},
+                t("dem_geoid", 1800), r("dem_geoid"), scope="pair",
+            ))
+        self.pair_steps: tuple[Step, ...] = tuple(pair)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """All steps, image steps first."""
+        return self.image_steps + self.pair_steps
+
+    def programs(self) -> dict[str, list[str]]:
+        """Executable -> names of the steps that run it (native steps need ``python``)."""
+        out: dict[str, list[str]] = {}
+        for step in self.steps:
+            out.setdefault(step.program or "python", []).append(step.name)
+        return out
+
+    def __repr__(self) -> str:
+        names = " -> ".join(s.name for s in self.image_steps)
+        pairs = " -> ".join(s.name for s in self.pair_steps)
+        return f"<Recipe image: {names} | pair: {pairs}>"
+
+    # ---------------------------------------------------------------- rendering
+    def image_calls(self, product_id: str, edr: str, *, summing: int | None = None) -> list[StepCall]:
+        """Render the image steps for one EDR.
+
+        Parameters
+        ----------
+        product_id : str
+            The product id (validated by :func:`check_product_id`).
+        edr : str
+            Path of the EDR on the worker.
+        summing : int, optional
+            SAMPLING_FACTOR of the image. Summing-2 images skip the even/odd
+            correction, which ISIS defines for summing 1 only.
+        """
+        names = {"id": check_product_id(product_id)}
+        skip_evenodd = summing == 2 or not self.settings.even_odd
+        calls: list[StepCall] = []
+        keys: dict[str, str] = {}
+        for step in self.image_steps:
+            if step.name == "ctxevenodd" and skip_evenodd:
+                continue
+            sources = {}
+            for role, (_, src) in step.inputs.items():
+                sources[role] = edr if src == "edr" else Ref(keys[src.split(":")[0]], src.split(":")[1])
+            if step.kind == "native" and skip_evenodd:
+                step = dataclasses.replace(step, options={**step.options, "even_odd": False})
+            call = step.render(names, sources, env=self.settings.env)
+            keys[step.name] = call.key
+            calls.append(call)
+        return calls
+
+    def pair_calls(
+        self,
+        left: StepCall | str,
+        right: StepCall | str,
+        *,
+        left_id: str | None = None,
+        right_id: str | None = None,
+        mola: str | None = None,
+    ) -> list[StepCall]:
+        """Render the pair steps.
+
+        Parameters
+        ----------
+        left, right : StepCall or str
+            The last image call of each image (its ``cube`` output is used), or a
+            path to an existing level-1, spiceinit-ed cube.
+        left_id, right_id : str, optional
+            Product ids; taken from the image calls when those are given.
+        mola : str, optional
+            MOLA point file (CSV) for ``pc_align``; required when it is enabled.
+        """
+        def side(value, pid, which):
+            if isinstance(value, StepCall):
+                return (pid or value.names["id"]), Ref(value.key, "cube")
+            if pid is None:
+                raise ValueError(f"{which}_id is needed when {which} is a path")
+            return pid, value
+
+        lid, lsrc = side(left, left_id, "left")
+        rid, rsrc = side(right, right_id, "right")
+        names = {"left": check_product_id(lid), "right": check_product_id(rid), "pair": f"{lid}-{rid}"}
+        if self.settings.pc_align and not mola:
+            raise ValueError("pc_align is enabled (tools.asp.pc-align) but no MOLA point file was given")
+        calls: list[StepCall] = []
+        keys: dict[str, str] = {}
+        for step in self.pair_steps:
+            sources: dict[str, str | Ref] = {}
+            for role, (_, src) in step.inputs.items():
+                if src == "left":
+                    sources[role] = lsrc
+                elif src == "right":
+                    sources[role] = rsrc
+                elif src == "mola":
+                    sources[role] = mola
+                else:
+                    name, out_role = src.split(":")
+                    sources[role] = Ref(keys[name], out_role)
+            call = step.render(names, sources, env=self.settings.env)
+            keys[step.name] = call.key
+            calls.append(call)
+        return calls
+
+
+def build_recipe(**overrides: Any) -> Recipe:
+    """Build the CTX recipe from the current settings plus per-run ``overrides``.
+
+    Examples
+    --------
+    >>> recipe = build_recipe(timeouts={"parallel_stereo": 3600}, calibration="native")
+    >>> [s.name for s in recipe.image_steps]
+    ['calibrate', 'spiceinit']
+    """
+    return Recipe(RecipeSettings.from_config(**overrides))

@@ -1,0 +1,9 @@
+#!/usr/bin/env python3
+"""Test stand-in for cam2map4stereo.py: NOT the real ISIS/ASP program (see _standin.py)."""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+from _standin import main  # noqa: E402
+
+main("cam2map4stereo.py")
