@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import os
 import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -424,13 +425,17 @@ def open_edr(
 
     if chunks is _CHUNKS_DEFAULT:
         chunks = {}
-    return xr.open_dataset(
-        os.fspath(source),
-        engine=CTXBackendEntrypoint,
-        chunks=chunks,
-        storage_options=storage_options,
-        allow_unsupported_mode=allow_unsupported_mode,
-    )
+    with warnings.catch_warnings():
+        # preferred_chunks are a default, not a storage layout: any line window of a raw
+        # EDR is one contiguous read, so chunks that split them cost nothing extra
+        warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
+        return xr.open_dataset(
+            os.fspath(source),
+            engine=CTXBackendEntrypoint,
+            chunks=chunks,
+            storage_options=storage_options,
+            allow_unsupported_mode=allow_unsupported_mode,
+        )
 
 
 # -- label checks ----------------------------------------------------------------------

@@ -43,7 +43,7 @@ __all__ = [
 LABEL_SEARCH_BYTES = 256 * 1024
 
 # "END" alone on a line (PDS3 allows trailing blanks, CR, and padding after it)
-_END_RE = re.compile(rb"(?mi)^[ \t]*END[ \t]*\r?$")
+_END_RE = re.compile(rb"(?mi)^[ \t]*END[ \t]*(?:\r?\n|\r|$)")
 # a first statement of the form KEYWORD = value (or ^POINTER = value)
 _STATEMENT_RE = re.compile(rb"^[ \t\r\n]*\^?[A-Za-z][A-Za-z0-9_:]*[ \t]*=")
 _DETACHED_SUFFIXES = (".LBL", ".lbl", ".Lbl")
@@ -182,8 +182,10 @@ def parse_label(text: str, *, source: str | None = None) -> pvl.PVLModule:
     try:
         return pvl.loads(text)
     except (pvl.exceptions.ParseError, pvl.exceptions.LexerError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LabelError(source, f"the PDS3 label cannot be parsed: {msg}") from None
+        lineno, msg = getattr(exc, "lineno", None), getattr(exc, "msg", None)
+        where = f" at line {lineno}" if lineno else ""
+        reason = str(msg or exc or type(exc).__name__).strip()
+        raise LabelError(source, f"the PDS3 label cannot be parsed{where}: {reason}") from None
 
 
 def plain_value(value: Any) -> Any:

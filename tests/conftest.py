@@ -16,3 +16,80 @@ def reference_dir() -> pathlib.Path:
     if not REFERENCE.is_dir():
         pytest.skip("../shared/reference is not beside the project")
     return REFERENCE
+
+
+class _RangeRequestHandler:
+    """Factory for a static-file handler that honours HTTP Range requests and logs them."""
+
+    @staticmethod
+    def make(root: pathlib.Path, log: list):
+        import http.server
+        import re
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+            def _target(self):
+                path = root / self.path.lstrip("/").split("?")[0]
+                return path if path.is_file() else None
+
+            def do_HEAD(self):
+                self._serve(head=True)
+
+            def do_GET(self):
+                self._serve(head=False)
+
+            def _serve(self, head: bool):
+                target = self._target()
+                rng = self.headers.get("Range")
+                log.append((self.command, self.path, rng))
+                if target is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = target.read_bytes()
+                start, stop, status = 0, len(data), 200
+                match = re.fullmatch(r"bytes=(\d+)-(\d*)", rng or "")
+                if match:
+                    start = int(match.group(1))
+                    stop = min(int(match.group(2)) + 1, len(data)) if match.group(2) else len(data)
+                    status = 206
+                body = data[start:stop]
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(len(body)))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{stop - 1}/{len(data)}")
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+        return Handler
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``tmp_path / "www"`` with Range support.
+
+    Yields ``(base_url, root_folder, request_log)``; the log holds
+    ``(method, path, range header)`` tuples.
+    """
+    import http.server
+    import threading
+
+    root = tmp_path / "www"
+    root.mkdir()
+    log: list = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RangeRequestHandler.make(root, log))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root, log
+    finally:
+        server.shutdown()
+        server.server_close()
