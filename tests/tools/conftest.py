@@ -1,0 +1,66 @@
+"""Fixtures for the external-tool tests: stand-in programs on PATH, tiny EDRs."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+STANDINS = pathlib.Path(__file__).resolve().parents[1] / "standins"
+PROGRAMS = ["mroctx2isis", "spiceinit", "ctxcal", "ctxevenodd", "cam2map4stereo.py",
+            "parallel_stereo", "point2dem", "pc_align", "dem_geoid"]
+
+
+def standin_path() -> str:
+    """PATH with the stand-ins first and this interpreter's bin dir (for their shebang)."""
+    return os.pathsep.join([str(STANDINS), os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+
+
+@pytest.fixture
+def standins(monkeypatch):
+    """Put the stand-in programs first on PATH and clear any requested fault."""
+    monkeypatch.setenv("PATH", standin_path())
+    for var in ("CTXDASK_STANDIN_FAULT", "CTXDASK_STANDIN_FAULT_PROGRAMS", "CTXDASK_STANDIN_SLEEP",
+                "CTXDASK_STANDIN_PIDFILE", "CTXDASK_STANDIN_CALLS"):
+        monkeypatch.delenv(var, raising=False)
+    return STANDINS
+
+
+def write_edr(path: pathlib.Path, product_id: str, summing: int = 1, lines: int = 8) -> pathlib.Path:
+    """Write a small PDS3 CTX EDR: an attached label, then ``lines`` raw lines."""
+    samples = 5056 // summing
+    label = "\r\n".join([
+        "PDS_VERSION_ID = PDS3",
+        "RECORD_TYPE = FIXED_LENGTH",
+        f"RECORD_BYTES = {samples}",
+        f"FILE_RECORDS = {lines + 1}",
+        "LABEL_RECORDS = 1",
+        "^IMAGE = 2",
+        "SPACECRAFT_NAME = MARS_RECONNAISSANCE_ORBITER",
+        "INSTRUMENT_ID = CTX",
+        f'PRODUCT_ID = "{product_id}"',
+        "START_TIME = 2006-12-18T14:54:16.473",
+        "SAMPLE_FIRST_PIXEL = 0",
+        f"SAMPLING_FACTOR = {summing}",
+        "OBJECT = IMAGE",
+        f"  LINES = {lines}",
+        f"  LINE_SAMPLES = {samples}",
+        "  SAMPLE_BITS = 8",
+        "  SAMPLE_TYPE = UNSIGNED_INTEGER",
+        "END_OBJECT = IMAGE",
+        "END",
+    ]) + "\r\n"
+    head = label.encode().ljust(samples, b" ")
+    path.write_bytes(head + bytes(range(256)) * (lines * samples // 256) + b"\0" * (lines * samples % 256))
+    return path
+
+
+@pytest.fixture
+def edr_pair(tmp_path):
+    """Two tiny EDRs: (left id, left path, right id, right path)."""
+    d = tmp_path / "edr"
+    d.mkdir()
+    left, right = "P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W"
+    return (left, write_edr(d / f"{left}.IMG", left), right, write_edr(d / f"{right}.IMG", right))
