@@ -17,8 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "open_edr": "ctxdask.edr:open_edr",
     "read_label": "ctxdask.pds3:read_label",
-    "validate": "ctxdask.validate:validate",
-    "ValidationReport": "ctxdask.validate:ValidationReport",
+    "validate": "ctxdask.validation:validate",
+    "ValidationReport": "ctxdask.validation:ValidationReport",
 }
 
 __all__ = ["CTXError", "CTXWarning", "__version__", *_LAZY]

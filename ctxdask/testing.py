@@ -89,6 +89,10 @@ def byte_checksum(blocks: Iterable[np.ndarray]) -> int:
     return total % 2**32
 
 
+#: lines per independently seeded noise tile; keeps the bytes independent of block splits
+_TILE_LINES = 256
+
+
 def synthetic_lines(
     layout: EDRLayout,
     start: int,
@@ -103,10 +107,20 @@ def synthetic_lines(
     Values depend only on ``seed`` and the line numbers, so any block split of
     an image produces the same bytes.
     """
-    n, width = stop - start, layout.line_samples
-    lines = np.arange(start, stop, dtype=np.float32)[:, None]
+    tiles = [_synthetic_tile(layout, t, seed, saturated_fraction)
+             for t in range(start // _TILE_LINES, (stop - 1) // _TILE_LINES + 1)] if stop > start else []
+    first = (start // _TILE_LINES) * _TILE_LINES
+    out = np.concatenate(tiles)[start - first : stop - first] if tiles else np.zeros((0, layout.line_samples), np.uint8)
+    lost = [line - start for line in lost_lines if start <= line < stop]
+    out[lost, :] = 0  # the decompressor zero-fills whole lost lines
+    return out
+
+
+def _synthetic_tile(layout: EDRLayout, tile: int, seed: int, saturated_fraction: float) -> np.ndarray:
+    n, width = _TILE_LINES, layout.line_samples
+    lines = np.arange(tile * n, (tile + 1) * n, dtype=np.float32)[:, None]
     columns = np.arange(width, dtype=np.float32)[None, :]
-    rng = np.random.default_rng([seed, start, stop])
+    rng = np.random.default_rng([seed, tile])
     # smooth "terrain" plus albedo stripes, raw values well inside 1..254
     scene = 110 + 45 * np.sin(lines / 157.0 + seed) * np.cos(columns / 97.0) + 20 * np.sin(columns / 23.0)
     out = (scene + rng.integers(-4, 5, size=(n, width), dtype=np.int8)).clip(1, 254).astype(np.uint8)
@@ -119,12 +133,9 @@ def synthetic_lines(
     dark[:] = (np.where(parity == 0, DARK_LEVELS[0], DARK_LEVELS[1]) + noise).astype(np.uint8)
     if layout.suffix_bytes:
         out[:, layout.active_stop :] = 35 + rng.integers(0, 3, size=(n, layout.suffix_bytes), dtype=np.uint8)
-
     if saturated_fraction > 0:
         active = out[:, layout.active_start : layout.active_stop]
         active[rng.random(active.shape) < saturated_fraction] = 255
-    lost = [line - start for line in lost_lines if start <= line < stop]
-    out[lost, :] = 0  # the decompressor zero-fills whole lost lines
     return out
 
 

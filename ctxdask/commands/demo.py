@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ctxdask.edr import open_edr
     from ctxdask.testing import make_edr
-    from ctxdask.validate import validate
+    from ctxdask.validation import validate
 
     out = pathlib.Path(args.out).resolve()
     edr_dir = out / "edr"

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxdask.validate import validate
+    from ctxdask.validation import validate
 
     reports = [validate(path, checksum=args.checksum) for path in args.files]
     if args.json:
