@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Test stand-in for cam2map4stereo.py: NOT the real ISIS/ASP program (see _standin.py)."""
+"""ctxdask test stand-in for cam2map4stereo.py: NOT the real ISIS/ASP program (see _standin.py)."""
 import os
 import sys
 

@@ -1,0 +1,89 @@
+"""``ctxdask doctor``: what this machine can run of the CTX stereo chain."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+
+from ctxdask.tools.discovery import ASP_PROGRAMS, ISIS_PROGRAMS, IsisEnvironment, ProgramInfo, survey
+from ctxdask.tools.recipe import RecipeSettings
+
+__all__ = ["add_arguments", "capabilities", "run"]
+
+
+def capabilities(programs: dict[str, ProgramInfo], isis: IsisEnvironment,
+                 settings: RecipeSettings) -> list[tuple[str, bool, str]]:
+    """(what, possible, why) for each part of the batch, given the programs found."""
+
+    def have(*names: str) -> tuple[bool, str]:
+        missing = [n for n in names if not programs[n].found]
+        return (not missing, "missing " + ", ".join(missing) if missing else "found " + ", ".join(names))
+
+    caps: list[tuple[str, bool, str]] = []
+    caps.append(("read, validate and calibrate EDRs natively (ctxdask)", True, "pure Python"))
+    ok, why = have("mroctx2isis", "ctxcal", "ctxevenodd")
+    caps.append(("calibrate with ISIS (mroctx2isis, ctxcal, ctxevenodd)", ok, why))
+    ok, why = have("spiceinit")
+    if ok and not isis.mro_data and not settings.spiceinit_web:
+        ok, why = False, "no MRO kernels under ISISDATA; set tools.isis.spiceinit-web: true"
+    caps.append(("attach SPICE (spiceinit" + (" web=yes)" if settings.spiceinit_web else ")"), ok, why))
+    stereo = ["cam2map4stereo.py", "parallel_stereo", "point2dem"]
+    if programs["cam2map4stereo.py"].found and not programs["cam2map4stereo.py"].standin:
+        stereo += ["cam2map", "camrange", "getkey"]  # what the real script calls
+    ok, why = have(*stereo)
+    caps.append(("stereo DEMs and orthoimages (cam2map4stereo.py, parallel_stereo, point2dem)", ok, why))
+    caps.append(("align DEMs to MOLA (pc_align)", *have("pc_align")))
+    caps.append(("areoid heights (dem_geoid)", *have("dem_geoid")))
+    return caps
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``ctxdask doctor``."""
+    parser.add_argument("--json", action="store_true", help="print a JSON report for scripts")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the report; exit 0 when the whole configured chain can run, else 1."""
+    settings = RecipeSettings.from_config()
+    programs, isis = survey()
+    caps = capabilities(programs, isis, settings)
+    standins = [p.name for p in programs.values() if p.standin]
+    all_ok = all(ok for _, ok, _ in caps) and not standins
+    if args.json:
+        json.dump({
+            "programs": {n: dataclasses.asdict(p) for n, p in programs.items()},
+            "isis": dataclasses.asdict(isis) | {"problems": isis.problems},
+            "capabilities": [{"what": w, "ok": ok, "why": why} for w, ok, why in caps],
+            "standins": standins,
+            "ok": all_ok,
+        }, sys.stdout, indent=2)
+        print()
+        return 0 if all_ok else 1
+
+    out = sys.stdout
+    width = max(len(n) for n in programs)
+    for title, names in (("ISIS", ISIS_PROGRAMS), ("Ames Stereo Pipeline", ASP_PROGRAMS)):
+        print(f"{title} programs:", file=out)
+        for name in names:
+            p = programs[name]
+            where = p.path or "NOT FOUND"
+            extra = f"  [{p.version}]" if p.version else ""
+            extra += f"  ({p.problem})" if p.problem else ""
+            print(f"  {name:<{width}}  {where}{extra}", file=out)
+    print("ISIS environment:", file=out)
+    print(f"  ISISROOT  {isis.isisroot or '(not set)'}"
+          + (f"  [ISIS {isis.version}]" if isis.version else ""), file=out)
+    print(f"  ISISDATA  {isis.isisdata or '(not set)'}", file=out)
+    for problem in isis.problems:
+        print(f"  ! {problem}", file=out)
+    print(f"Recipe: calibration={settings.calibration}, stereo {settings.stereo_algorithm} "
+          f"subpixel-mode {settings.subpixel_mode}", file=out)
+    print("This machine can:", file=out)
+    for what, ok, why in caps:
+        print(f"  [{'yes' if ok else 'NO '}] {what}: {why}", file=out)
+    if standins:
+        print("WARNING: test stand-ins, not the real programs, are first on PATH: "
+              + ", ".join(standins), file=out)
+    return 0 if all_ok else 1
