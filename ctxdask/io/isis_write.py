@@ -302,6 +302,11 @@ def _windows(chunks: tuple[int, ...], lines: int, unit: int) -> list[tuple[int, 
 # --------------------------------------------------------------------------- writer
 
 
+def _as_dask(data: Any) -> da.Array:
+    # in-memory input is streamed in full-width blocks like everything else
+    return data if isinstance(data, da.Array) else da.from_array(np.asarray(data), chunks=(1024, -1))
+
+
 def _history(level: int, source: Any, path: pathlib.Path) -> str:
     from ctxdask import __version__
 
@@ -411,9 +416,7 @@ def write_isis(
     if format not in ("Tile", "BandSequential"):
         raise ValueError(f"format must be 'Tile' or 'BandSequential', got {format!r}")
 
-    data = image.data if isinstance(image.data, da.Array) else da.from_array(
-        np.asarray(image.data), chunks=(1024, -1)
-    )
+    data = _as_dask(image.data)
     if data.dtype == np.uint8:
         check_bit_mode(ds.attrs.get("SAMPLE_BIT_MODE_ID", "SQROOT"), ds.attrs.get("source"))
         data = data.map_blocks(decompand_block, dtype=np.float32)
@@ -422,21 +425,23 @@ def write_isis(
 
     dark = None
     if "dark" in ds:
-        dark = ds["dark"].data
-        dark = dark if isinstance(dark, da.Array) else da.from_array(np.asarray(dark), chunks=(1024, -1))
-        dark = dark.map_blocks(dark_table_block, dtype=np.dtype("<i4"))
+        dark = _as_dask(ds["dark"].data).map_blocks(dark_table_block, dtype=np.dtype("<i4"))
         if dark.shape[0] != lines:
             raise ValueError(f"dark has {dark.shape[0]} lines, image {lines}")
 
     if format == "Tile":
-        ts, tl = tile_size or (good_tile_size(samples, ptype.itemsize), good_tile_size(lines, ptype.itemsize))
-        core_bytes = -(-samples // ts) * -(-lines // tl) * ts * tl * ptype.itemsize
+        ts, tl = tile_size or (
+            good_tile_size(samples, ptype.itemsize),
+            good_tile_size(lines, ptype.itemsize),
+        )
     else:
-        ts, tl = samples, 1
-        core_bytes = samples * lines * ptype.itemsize
+        ts, tl = samples, 1  # BandSequential: one "tile row" per line
+    row_bytes = -(-samples // ts) * ts * tl * ptype.itemsize
+    core_bytes = -(-lines // tl) * row_bytes
 
     original = ds.attrs.get("pds3_label")
-    original_bytes = None if not original else (original if original.endswith("\n") else original + "\n").encode()
+    if original:
+        original = (original if original.endswith("\n") else original + "\n").encode()
     history = _history(level, ds.attrs.get("source"), path).encode()
     ndark = 0 if dark is None else dark.shape[1]
     dark_bytes = lines * ndark * 4
@@ -444,16 +449,15 @@ def write_isis(
     def build(label_bytes: int) -> tuple[str, dict[str, int]]:
         pos = {"core": label_bytes}
         pos["dark"] = pos["core"] + core_bytes
-        pos["history"] = pos["dark"] + (dark_bytes if dark is not None else 0)
+        pos["history"] = pos["dark"] + dark_bytes
         pos["original"] = pos["history"] + len(history)
-        core = _Node("Object", "Core").add("StartByte", pos["core"] + 1).add("Format", format)
+        core = _Node("Object", "Core", [("StartByte", pos["core"] + 1), ("Format", format)])
         if format == "Tile":
             core.add("TileSamples", ts).add("TileLines", tl)
-        core.add("Dimensions", _Node("Group", "Dimensions", [("Samples", samples), ("Lines", lines), ("Bands", 1)]))
-        core.add(
-            "Pixels",
-            _Node("Group", "Pixels", [("Type", ptype.name), ("ByteOrder", "Lsb"), ("Base", 0.0), ("Multiplier", 1.0)]),
-        )
+        dims = [("Samples", samples), ("Lines", lines), ("Bands", 1)]
+        core.add("Dimensions", _Node("Group", "Dimensions", dims))
+        pixels = [("Type", ptype.name), ("ByteOrder", "Lsb"), ("Base", 0.0), ("Multiplier", 1.0)]
+        core.add("Pixels", _Node("Group", "Pixels", pixels))
         cube = _Node("Object", "IsisCube").add("Core", core)
         for group in isis_label_groups(ds.attrs):
             cube.add(group.name, group)
@@ -461,52 +465,53 @@ def write_isis(
             cube.add("Radiometry", _radiometry_group(image, radiometry))
         nodes = [cube, _Node("Object", "Label", [("Bytes", label_bytes)])]
         if dark is not None:
-            table = _Node("Object", "Table")
-            for k, val in (("Name", DARK_TABLE_NAME), ("StartByte", pos["dark"] + 1), ("Bytes", dark_bytes),
-                           ("Records", lines), ("ByteOrder", "Lsb")):
-                table.add(k, val)
-            table.add("Field", _Node("Group", "Field", [("Name", "DarkPixels"), ("Type", "Integer"), ("Size", ndark)]))
-            nodes.append(table)
-        nodes.append(_Node("Object", "History", [("Name", "IsisCube"), ("StartByte", pos["history"] + 1),
-                                                  ("Bytes", len(history))]))
-        if original_bytes is not None:
-            nodes.append(_Node("Object", "OriginalLabel", [("Name", "IsisCube"), ("StartByte", pos["original"] + 1),
-                                                            ("Bytes", len(original_bytes))]))
+            table = _Node("Object", "Table", [
+                ("Name", DARK_TABLE_NAME), ("StartByte", pos["dark"] + 1), ("Bytes", dark_bytes),
+                ("Records", lines), ("ByteOrder", "Lsb"),
+            ])
+            field = [("Name", "DarkPixels"), ("Type", "Integer"), ("Size", ndark)]
+            nodes.append(table.add("Field", _Node("Group", "Field", field)))
+        blobs = [("History", history), ("OriginalLabel", original)]
+        for kind, blob in blobs:
+            if blob:
+                at = pos["history"] if kind == "History" else pos["original"]
+                items = [("Name", "IsisCube"), ("StartByte", at + 1), ("Bytes", len(blob))]
+                nodes.append(_Node("Object", kind, items))
         return _render_label(nodes), pos
 
+    # the label's own size moves every StartByte: grow its reserved space until it fits
     label_bytes = LABEL_BYTES
-    while True:
-        text, pos = build(label_bytes)
-        if len(text.encode()) <= label_bytes:
-            break
+    text, pos = build(label_bytes)
+    while len(text.encode()) > label_bytes:
         label_bytes = -(-len(text.encode()) // LABEL_BYTES) * LABEL_BYTES
+        text, pos = build(label_bytes)
 
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
     try:
         with open(tmp, "wb") as f:
             f.write(text.encode().ljust(label_bytes, b"\0"))
-            f.truncate(pos["core"] + core_bytes)  # sparse: tiles are written at their offsets
-            unit = tl if format == "Tile" else 1
-            windows = _windows(data.chunks[0], lines, unit)
-            for i in range(0, len(windows), max(1, blocks_per_compute)):
-                batch = windows[i : i + max(1, blocks_per_compute)]
-                todo = [data[a:b] for a, b in batch] + ([dark[a:b] for a, b in batch] if dark is not None else [])
+            f.truncate(pos["core"] + core_bytes)  # sparse until each block lands at its offset
+            windows = _windows(data.chunks[0], lines, tl)
+            step = max(1, int(blocks_per_compute))
+            for i in range(0, len(windows), step):
+                batch = windows[i : i + step]
+                todo = [data[a:b] for a, b in batch]
+                if dark is not None:
+                    todo += [dark[a:b] for a, b in batch]
                 results = dask.compute(*todo)
-                for (a, b), block in zip(batch, results[: len(batch)]):
+                for (a, _), block in zip(batch, results[: len(batch)]):
+                    f.seek(pos["core"] + (a // tl) * row_bytes)
                     if format == "Tile":
-                        f.seek(pos["core"] + (a // tl) * -(-samples // ts) * ts * tl * ptype.itemsize)
                         f.write(_tile_bytes(block, ptype, "<", ts, tl))
                     else:
-                        f.seek(pos["core"] + a * samples * ptype.itemsize)
                         f.write(encode_block(block, ptype, "<").tobytes())
-                if dark is not None:
-                    for (a, b), block in zip(batch, results[len(batch) :]):
-                        f.seek(pos["dark"] + a * ndark * 4)
-                        f.write(np.ascontiguousarray(block, dtype="<i4").tobytes())
+                for (a, _), block in zip(batch, results[len(batch) :]):
+                    f.seek(pos["dark"] + a * ndark * 4)
+                    f.write(np.ascontiguousarray(block, dtype="<i4").tobytes())
             f.seek(pos["history"])
             f.write(history)
-            if original_bytes is not None:
-                f.write(original_bytes)
+            if original:
+                f.write(original)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

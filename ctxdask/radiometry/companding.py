@@ -172,8 +172,8 @@ def decompand_block(raw: npt.ArrayLike, *, fill_gap: bool = True) -> np.ndarray:
 
     Examples
     --------
-    >>> decompand_block(np.array([[0, 1, 255]], dtype=np.uint8))
-    array([[  nan,    3., 4080.]], dtype=float32)
+    >>> decompand_block(np.array([[0, 1, 255]], dtype=np.uint8)).tolist()
+    [[nan, 3.0, 4080.0]]
     """
     lut = _IMAGE_LUT if fill_gap else _DARK_LUT
     # fancy indexing with a uint8 index into a 256-entry table: one pass, no bounds risk
