@@ -347,7 +347,8 @@ def step_graph(calls: Iterable[StepCall], options: RunOptions | None = None) -> 
     out: dict[str, Any] = {}
     for call in _ordered(calls):
         deps = [out[k] for k in call.upstream]
-        with dask.annotate(resources=dict(call.resources) or None):
+        annotations = {"resources": dict(call.resources)} if call.resources else {}
+        with dask.annotate(**annotations):
             out[call.key] = dask.delayed(run_step, pure=False)(
                 call, *deps, options=options, dask_key_name=call.key
             )

@@ -1,0 +1,189 @@
+"""The CTX recipe: argv against the documented ISIS/ASP commands, settings, native choice."""
+
+from __future__ import annotations
+
+import shlex
+
+import dask.config
+import pytest
+
+from ctxdask.tools.native import load_callable
+from ctxdask.tools.recipe import Ref, RecipeSettings, build_recipe, check_product_id
+
+# The ASP documentation's CTX example (docs/examples/ctx.rst) with its short product names
+LEFT, RIGHT = "P02_001981_1823", "P03_002258_1817"
+DOC_ISIS = [
+    "mroctx2isis from = P02_001981_1823.IMG to = P02_001981_1823.cub",
+    "spiceinit from = P02_001981_1823.cub web = true",
+    "ctxcal from = P02_001981_1823.cub to = P02_001981_1823.cal.cub",
+]
+DOC_CAM2MAP = "cam2map4stereo.py P02_001981_1823.cal.cub P03_002258_1817.cal.cub"
+DOC_STEREO = ("parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 "
+              "P02_001981_1823.map.cub P03_002258_1817.map.cub results/out")
+
+
+def isis_tokens(command: str) -> tuple[str, dict]:
+    """ISIS command -> (program, {parameter: value}); spaces around '=' and the
+    spelling of booleans (true/yes) do not matter to ISIS."""
+    program, *rest = shlex.split(command.replace(" = ", "="))
+    params = {}
+    for token in rest:
+        key, _, value = token.partition("=")
+        value = {"true": "yes", "t": "yes", "y": "yes"}.get(value.lower(), value)
+        params[key.lower()] = value
+    return program, params
+
+
+def asp_options(argv) -> tuple[dict, list]:
+    """ASP argv -> ({option: value or True}, positionals) for order-free comparison."""
+    flags = {"--orthoimage", "--errorimage", "--save-inv-transformed-reference-points"}
+    opts, pos, it = {}, [], iter(argv[1:])
+    for token in it:
+        if token.startswith("-") and not token[1:2].isdigit():
+            opts[token] = True if token in flags else next(it)
+        else:
+            pos.append(token)
+    return opts, pos
+
+
+@pytest.fixture
+def doc_recipe():
+    return build_recipe(calibration="isis", even_odd=False, spiceinit_web=True, stereo_default={})
+
+
+def test_image_steps_match_the_documented_isis_commands(doc_recipe):
+    calls = doc_recipe.image_calls(LEFT, "/data/P02_001981_1823_XI_02N356W.IMG")
+    assert [c.step for c in calls] == ["mroctx2isis", "spiceinit", "ctxcal"]
+    for call, doc in zip(calls, DOC_ISIS):
+        assert isis_tokens(shlex.join(call.argv)) == isis_tokens(doc)
+    # the EDR is staged under the documented name; spiceinit works on its own copy
+    assert calls[0].inputs["edr"].source == "/data/P02_001981_1823_XI_02N356W.IMG"
+    assert calls[1].inputs["cube"].copy and calls[1].inputs["cube"].source == Ref(calls[0].key, "cube")
+
+
+def test_pair_steps_match_the_documented_asp_commands(doc_recipe):
+    left = doc_recipe.image_calls(LEFT, "/d/l.IMG")[-1]
+    right = doc_recipe.image_calls(RIGHT, "/d/r.IMG")[-1]
+    calls = {c.step: c for c in doc_recipe.pair_calls(left, right)}
+    assert list(calls) == ["cam2map4stereo", "parallel_stereo", "point2dem"]
+    assert list(calls["cam2map4stereo"].argv) == shlex.split(DOC_CAM2MAP)
+    # cam2map4stereo.py names its outputs <first dot-part>.map.cub
+    assert dict(calls["cam2map4stereo"].outputs) == {"left": f"{LEFT}.map.cub", "right": f"{RIGHT}.map.cub"}
+    assert list(calls["parallel_stereo"].argv) == shlex.split(DOC_STEREO)
+    assert calls["parallel_stereo"].outputs["pc"] == "results/out-PC.tif"
+    # point2dem docs: "point2dem run/run-PC.tif -r moon --errorimage --orthoimage run/run-L.tif",
+    # with the clouds first and the L.tif textures after them
+    opts, pos = asp_options(calls["point2dem"].argv)
+    assert opts == {"-r": "mars", "--orthoimage": True, "--errorimage": True}
+    assert pos == ["results/out-PC.tif", "results/out-L.tif"]
+    assert dict(calls["point2dem"].outputs) == {
+        "dem": "results/out-DEM.tif", "ortho": "results/out-DRG.tif",
+        "error": "results/out-IntersectionErr.tif"}
+    assert calls["parallel_stereo"].resources == {"stereo": 1}
+    assert calls["cam2map4stereo"].upstream == sorted([left.key, right.key])
+
+
+def test_alignment_and_geoid_steps():
+    recipe = build_recipe(pc_align=True, dem_geoid=True, dem_spacing=18, stereo_default={})
+    calls = {c.step: c for c in recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT,
+                                                    right_id=RIGHT, mola="/m/mola.csv")}
+    pc = calls["pc_align"].argv
+    # "pc_align --max-displacement <float> [other options] <reference cloud> <source cloud> -o <prefix>"
+    opts, pos = asp_options(pc)
+    assert opts == {"--max-displacement": "200", "--datum": "D_MARS",
+                    "--csv-format": "1:lon 2:lat 3:radius_km",
+                    "--save-inv-transformed-reference-points": True, "-o": "results/out-align"}
+    assert pos == ["results/out-PC.tif", "mola.csv"]  # the denser cloud first
+    assert calls["pc_align"].inputs["mola"].source == "/m/mola.csv"
+    opts, pos = asp_options(calls["point2dem_aligned"].argv)
+    assert opts["--tr"] == "18" and opts["-o"] == "results/out-align"
+    assert pos == ["results/out-align-trans_reference.tif", "results/out-L.tif"]
+    # "dem_geoid input-DEM.tif --geoid ..." writes <input minus .tif>-adj.tif
+    assert list(calls["dem_geoid"].argv) == ["dem_geoid", "--geoid", "MOLA", "results/out-align-DEM.tif"]
+    assert calls["dem_geoid"].outputs["dem"] == "results/out-align-DEM-adj.tif"
+    assert calls["dem_geoid"].inputs["dem"].source.key == calls["point2dem_aligned"].key
+    with pytest.raises(ValueError, match="MOLA"):
+        recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT, right_id=RIGHT)
+
+
+def test_stereo_default_option_set_is_written_and_passed():
+    recipe = build_recipe(stereo_default={"alignment-method": "none", "force-use-entire-range": True,
+                                          "corr-kernel": [7, 7], "skipped": False})
+    call = recipe.pair_calls("/l.cub", "/r.cub", left_id=LEFT, right_id=RIGHT)[1]
+    argv = list(call.argv)
+    assert argv[argv.index("--stereo-file") + 1] == "stereo.default"
+    lines = call.files["stereo.default"].splitlines()[1:]
+    assert lines == ["alignment-method none", "force-use-entire-range", "corr-kernel 7 7"]
+    # the CTX defaults from the ASP documentation still come first on the command line
+    assert argv[1:5] == ["--stereo-algorithm", "asp_mgm", "--subpixel-mode", "9"]
+
+
+def test_settings_are_read_at_call_time_and_overridable():
+    with dask.config.set({"ctxdask.tools.timeouts.parallel_stereo": 123,
+                          "ctxdask.tools.asp.subpixel-mode": 3}):
+        recipe = build_recipe(timeouts={"point2dem": 7})
+    steps = {s.name: s for s in recipe.pair_steps}
+    assert steps["parallel_stereo"].timeout == 123 and steps["point2dem"].timeout == 7
+    assert steps["cam2map4stereo"].timeout == 7200  # untouched default from ctxdask.yaml
+    assert "3" in steps["parallel_stereo"].args
+    assert build_recipe().settings.subpixel_mode == 9  # outside the context: the default again
+    with pytest.raises(TypeError, match="unknown"):
+        build_recipe(no_such_setting=1)
+    with pytest.raises(ValueError, match="isis"):
+        build_recipe(calibration="gdal")
+
+
+def test_native_calibration_replaces_the_isis_programs():
+    recipe = build_recipe(calibration="native", native_calibrate="shutil:copyfile")
+    calls = recipe.image_calls(LEFT, "/d/l.IMG")
+    assert [c.step for c in calls] == ["calibrate", "spiceinit"]
+    native, spice = calls
+    assert native.kind == "native" and native.callable == "shutil:copyfile"
+    assert list(native.argv[:4]) == ["python", "-m", "ctxdask.tools.native", "shutil:copyfile"]
+    assert list(native.argv[4:6]) == [f"{LEFT}.IMG", f"{LEFT}.cal.cub"]
+    assert native.options == {"even_odd": True}
+    assert spice.inputs["cube"].source == Ref(native.key, "cube") and spice.inputs["cube"].copy
+    assert "mroctx2isis" not in recipe.programs() and "python" in recipe.programs()
+    import shutil
+
+    assert load_callable(native.callable) is shutil.copyfile
+    # summing 2: no even/odd correction (ISIS defines it for summing 1 only)
+    assert recipe.image_calls(LEFT, "/d/l.IMG", summing=2)[0].options == {"even_odd": False}
+    # the pair steps consume whichever cube the image chain ends with
+    pair = recipe.pair_calls(spice, recipe.image_calls(RIGHT, "/d/r.IMG")[-1])
+    assert pair[0].inputs["left"].source == Ref(spice.key, "cube")
+
+
+def test_isis_even_odd_selection():
+    recipe = build_recipe(calibration="isis", even_odd=True)
+    assert [c.step for c in recipe.image_calls(LEFT, "/e")][-1] == "ctxevenodd"
+    assert [c.step for c in recipe.image_calls(LEFT, "/e", summing=2)][-1] == "ctxcal"
+    with dask.config.set({"ctxdask.tools.calibration": "native"}):
+        assert build_recipe().image_steps[0].name == "calibrate"
+
+
+def test_keys_are_deterministic_and_unique():
+    recipe = build_recipe(pc_align=True, dem_geoid=True)
+    a = recipe.image_calls(LEFT, "/l") + recipe.image_calls(RIGHT, "/r")
+    calls = a + recipe.pair_calls(a[3], a[7], mola="/m.csv")
+    again = recipe.image_calls(LEFT, "/l")
+    assert [c.key for c in again] == [c.key for c in a[:4]]
+    assert len({c.key for c in calls}) == len(calls)
+    assert calls[-1].key == f"dem_geoid-{LEFT}-{RIGHT}"
+
+
+@pytest.mark.parametrize("bad", ["../etc", "a b", "x;rm -rf", "P02.IMG", "", "a=b", "$(id)"])
+def test_unsafe_product_ids_never_reach_argv(bad):
+    with pytest.raises(ValueError):
+        check_product_id(bad)
+    with pytest.raises(ValueError):
+        build_recipe().image_calls(bad, "/e")
+
+
+def test_settings_object_pickles():
+    import pickle
+
+    s = RecipeSettings.from_config(timeouts={"ctxcal": 5})
+    assert pickle.loads(pickle.dumps(s)) == s
+    call = build_recipe().image_calls(LEFT, "/e")[0]
+    assert pickle.loads(pickle.dumps(call)) == call
