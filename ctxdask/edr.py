@@ -21,8 +21,10 @@ import re
 import warnings
 from typing import Any
 
+import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.base import tokenize
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
@@ -425,6 +427,10 @@ def open_edr(
 
     if chunks is _CHUNKS_DEFAULT:
         chunks = {}
+    line_chunks = _line_chunks(chunks)
+    if line_chunks is not None:
+        product = describe_edr(source, storage_options=storage_options, allow_unsupported_mode=allow_unsupported_mode)
+        return _shared_read_dataset(product, line_chunks or int(config.get("chunk-lines")))
     with warnings.catch_warnings():
         # preferred_chunks are a default, not a storage layout: any line window of a raw
         # EDR is one contiguous read, so chunks that split them cost nothing extra
@@ -436,6 +442,66 @@ def open_edr(
             storage_options=storage_options,
             allow_unsupported_mode=allow_unsupported_mode,
         )
+
+
+class _LineWindows:
+    """numpy-style ``[lines, columns]`` access to every raw byte of an EDR, for ``da.from_array``."""
+
+    def __init__(self, array: CTXBackendArray):
+        self.array = array
+        self.shape = array.shape
+        self.dtype = array.dtype
+        self.ndim = 2
+
+    def __getitem__(self, key: tuple) -> np.ndarray:
+        return self.array._raw_indexing_method(key)
+
+
+def _line_chunks(chunks: Any) -> int | None:
+    """Lines per chunk when ``chunks`` only splits lines (0: the default), else None."""
+    if isinstance(chunks, int) and not isinstance(chunks, bool) and chunks > 0:
+        return chunks
+    if isinstance(chunks, dict) and set(chunks) <= {"line"}:
+        value = chunks.get("line", 0)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+def _shared_read_dataset(product: EDRProduct, chunk_lines: int) -> xr.Dataset:
+    """The EDR Dataset with all four variables sliced from one dask array of whole lines.
+
+    ``xr.open_dataset`` chunks each variable on its own, so computing ``image``
+    and ``dark`` together would read every line twice; here each line block is
+    read once and sliced, and dask fuses the slice into the read when only
+    one variable is used.
+    """
+    ds = edr_dataset(product, chunk_lines=chunk_lines)
+    whole = CTXBackendArray(
+        product.data_source, product.image_offset, product.line_bytes, product.lines,
+        (0, product.line_bytes), product.storage_options,
+    )
+    stamp = _modified_stamp(product)
+    name = "ctx-lines-" + tokenize(product.data_source, product.image_offset, product.lines, product.line_bytes,
+                                   product.file_size, stamp, chunk_lines)
+    raw = da.from_array(
+        _LineWindows(whole), chunks=(chunk_lines, -1), name=name, lock=False, asarray=False,
+        meta=np.empty((0, 0), dtype=np.uint8),
+    )
+    variables = {}
+    for var, (c0, c1) in product.layout.regions.items():
+        variables[var] = ds[var].variable.copy(data=raw[:, c0:c1], deep=False)
+    return ds.assign(variables)
+
+
+def _modified_stamp(product: EDRProduct) -> float | None:
+    """Modification time of a local data file, so a rewritten file gets new dask keys."""
+    if rawio.is_remote(product.data_source):
+        return None
+    try:
+        return os.stat(product.data_source).st_mtime_ns
+    except OSError:
+        return None
 
 
 # -- label checks ----------------------------------------------------------------------
