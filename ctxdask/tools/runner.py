@@ -37,6 +37,7 @@ from ctxdask.exceptions import (
     ToolNotFoundError,
     ToolTimeoutError,
 )
+from ctxdask.tools.cancel import task_cancel_check
 from ctxdask.tools.processes import ProcessTree
 
 __all__ = ["RunResult", "run", "read_tail", "resolve_program"]
@@ -193,6 +194,8 @@ def run(
     cancel : callable, optional
         Called at every poll; a true result stops the program as at the
         deadline and raises :class:`~ctxdask.exceptions.ToolCancelledError`.
+        Default: inside a dask task, whether the worker has cancelled that task
+        (:func:`ctxdask.tools.cancel.task_cancel_check`); elsewhere nothing.
     check : bool
         Raise on a non-zero exit (``True``, default) or return the result.
         Timeouts and cancellations always raise.
@@ -256,6 +259,8 @@ def run(
             start_new_session=True,
             close_fds=True,
         )
+    if cancel is None:
+        cancel = task_cancel_check()
     tree = ProcessTree(proc.pid)
     timed_out = cancelled = False
     killed: list[int] = []
