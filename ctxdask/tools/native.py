@@ -42,8 +42,10 @@ def calibrate_to_cube(source: str, destination: str, *, even_odd: bool = True,
                       units: str = "iof", flat: str | None = None) -> None:
     """Calibrate a CTX EDR with ctxdask and write the ISIS level-1 cube.
 
-    The chain is ``open_edr`` -> ``calibrate`` -> ``.ctx.to_isis``, the
-    native equivalent of ``mroctx2isis`` + ``ctxcal`` (+ ``ctxevenodd``).
+    The chain is :func:`ctxdask.edr.open_edr` ->
+    :func:`ctxdask.radiometry.calibrate.calibrate` ->
+    :func:`ctxdask.io.isis.write_isis` (level 1), the native equivalent of
+    ``mroctx2isis`` + ``ctxcal`` (+ ``ctxevenodd``).
 
     Parameters
     ----------
@@ -57,11 +59,13 @@ def calibrate_to_cube(source: str, destination: str, *, even_odd: bool = True,
     flat : str, optional
         A flat-field file; ``None`` uses unity (with a warning).
     """
-    import ctxdask
+    from ctxdask.edr import open_edr
+    from ctxdask.io.isis import write_isis
+    from ctxdask.radiometry.calibrate import calibrate
 
-    ds = ctxdask.open_edr(source)
-    cal = ctxdask.calibrate(ds, flat=flat, units=units, even_odd=even_odd)
-    cal.ctx.to_isis(destination)
+    ds = open_edr(source)
+    cal = calibrate(ds, flat=flat, units=units, even_odd=even_odd)
+    write_isis(cal, destination, level=1)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -132,3 +132,17 @@ def test_step_graph_is_a_delayed_graph_with_the_recipe_keys(chain):
     assert result.key == calls[3].key and os.path.isfile(result.outputs["cube"])
     manifest = json.loads((pathlib.Path(result.workdir) / MANIFEST).read_text())
     assert manifest["argv"] == list(calls[3].argv)
+
+
+def test_native_calibration_writes_a_level1_cube(tmp_path):
+    """The default native step (ctxdask's own calibration) as the recipe runs it."""
+    testing = pytest.importorskip("ctxdask.testing")
+    lid = "B10_013341_1010_XN_79S172W"
+    edr = testing.make_edr(tmp_path / f"{lid}.IMG", lines=64, product_id=lid)
+    call = build_recipe(calibration="native", even_odd=True).image_calls(lid, str(edr))[0]
+    assert call.callable == "ctxdask.tools.native:calibrate_to_cube"
+    result = run_step(call, options=RunOptions.from_config(work_dir=str(tmp_path / "w")))
+    core = pvl.load(result.outputs["cube"])["IsisCube"]
+    assert core["Core"]["Pixels"]["Type"] == "Real"
+    assert core["Core"]["Dimensions"]["Lines"] == 64
+    assert "Radiometry" in core
