@@ -19,6 +19,9 @@ _LAZY = {
     "read_label": "ctxdask.pds3:read_label",
     "validate": "ctxdask.validation:validate",
     "ValidationReport": "ctxdask.validation:ValidationReport",
+    "decompand": "ctxdask.radiometry.calibrate:decompand",
+    "calibrate": "ctxdask.radiometry.calibrate:calibrate",
+    "write": "ctxdask.io:write",
 }
 
 __all__ = ["CTXError", "CTXWarning", "__version__", *_LAZY]

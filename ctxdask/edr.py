@@ -29,6 +29,7 @@ from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ctxdask import __version__, config, rawio
+from ctxdask import accessor as _accessor  # noqa: F401  (registers the ds.ctx accessor)
 from ctxdask.exceptions import (
     LabelError,
     LabelInconsistentError,

@@ -65,3 +65,19 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "D10_031011_1864_XI_06N201W.IMG: ok (2 warnings)" in out
     assert "lost-lines" in out and "done: results in" in out
     assert len(list((tmp_path / "demo" / "edr").glob("*.IMG"))) == 4
+
+
+@pytest.mark.parametrize("suffix", [".cub", ".tif", ".zarr"])
+def test_calibrate_command_writes_each_format(tmp_path, capsys, suffix):
+    edr = make_edr(tmp_path / "B10_013341_1010_XN_79S172W.IMG", lines=64, line_samples=256)
+    out = tmp_path / f"out{suffix}"
+    assert main(["calibrate", str(edr), str(out), "--units", "rate", "--even-odd", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert out.exists() and "unity flat" in text and "(rate, DN/ms, flat unity)" in text
+
+
+def test_calibrate_command_rejects_lin_mode(tmp_path, capsys):
+    edr = make_edr(tmp_path / "x.IMG", lines=16, line_samples=128, bit_mode="LIN3")
+    assert main(["calibrate", str(edr), str(tmp_path / "out.cub")]) == 1
+    assert "LIN3 is not supported" in capsys.readouterr().err
+    assert not (tmp_path / "out.cub").exists()

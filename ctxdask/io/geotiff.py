@@ -1,0 +1,67 @@
+"""GeoTIFF output of the ``image`` variable through rioxarray.
+
+CTX EDR images are in camera geometry, so the GeoTIFF carries no CRS: it is a
+plain tiled, compressed raster whose pixel grid is (line, sample). Blocks are
+written as dask computes them, under a lock (a distributed ``Lock`` when a
+distributed client is active, since only one process may write the file).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import threading
+
+import numpy as np
+import xarray as xr
+
+from ctxdask.io.atomic import atomic_path
+
+__all__ = ["write_geotiff"]
+
+
+def write_geotiff(
+    ds: xr.Dataset | xr.DataArray,
+    path: str | os.PathLike,
+    *,
+    compress: str = "deflate",
+    blocksize: int = 512,
+) -> pathlib.Path:
+    """Write ``image`` (or a DataArray) as a tiled float32/uint8 GeoTIFF, streaming.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or xarray.DataArray
+        A CTX Dataset (its ``image`` is written) or a 2-D (line, sample) array.
+    path : str or os.PathLike
+        Output ``.tif``; replaced atomically.
+    compress : str
+        GDAL compression.
+    blocksize : int
+        Tile size in pixels (a multiple of 16).
+    """
+    import rioxarray  # noqa: F401  (registers the .rio accessor)
+
+    image = ds["image"] if isinstance(ds, xr.Dataset) else ds
+    image = image.drop_vars([c for c in image.coords if c not in ("line", "sample")])
+    raster = image.rio.set_spatial_dims(x_dim="sample", y_dim="line")
+    nodata = np.nan if np.issubdtype(image.dtype, np.floating) else None
+    if nodata is not None:
+        raster = raster.rio.write_nodata(nodata, encoded=False)
+    raster.attrs = {k: v for k, v in image.attrs.items() if isinstance(v, (str, int, float))}
+    with atomic_path(path) as tmp:
+        raster.rio.to_raster(
+            tmp, driver="GTiff", tiled=True, blockxsize=blocksize, blockysize=blocksize,
+            compress=compress, lock=_write_lock(), windowed=True,
+        )
+    return pathlib.Path(path)
+
+
+def _write_lock():
+    try:
+        from distributed import Lock, get_client
+
+        get_client()
+    except (ImportError, ValueError):
+        return threading.Lock()
+    return Lock("ctxdask-geotiff-write")
