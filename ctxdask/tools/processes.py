@@ -15,11 +15,27 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import psutil
 
-__all__ = ["ProcessTree", "is_alive"]
+__all__ = ["ProcessTree", "is_alive", "running_trees"]
+
+# trees of programs running in this process right now (see running_trees)
+_RUNNING: set = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def running_trees() -> list["ProcessTree"]:
+    """The process trees of external programs this process is running right now.
+
+    :func:`ctxdask.tools.runner.run` registers each program for its lifetime, so
+    a worker that shuts down can stop whatever is still running
+    (:class:`ctxdask.cluster.StopProgramsOnShutdown`).
+    """
+    with _RUNNING_LOCK:
+        return list(_RUNNING)
 
 
 def is_alive(pid: int) -> bool:
@@ -57,6 +73,16 @@ class ProcessTree:
             self._root: psutil.Process | None = psutil.Process(pid)
         except psutil.NoSuchProcess:
             self._root = None
+
+    def register(self) -> None:
+        """Count this tree among :func:`running_trees` until :meth:`unregister`."""
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
+
+    def unregister(self) -> None:
+        """Remove this tree from :func:`running_trees`."""
+        with _RUNNING_LOCK:
+            _RUNNING.discard(self)
 
     @property
     def descendants(self) -> list[int]:

@@ -262,6 +262,7 @@ def run(
     if cancel is None:
         cancel = task_cancel_check()
     tree = ProcessTree(proc.pid)
+    tree.register()
     timed_out = cancelled = False
     killed: list[int] = []
     try:
@@ -284,6 +285,7 @@ def run(
         # every way out (exit, deadline, cancel, an exception in this thread) ends
         # here: nothing the program started may outlive the call
         killed = tree.stop(grace, reap=proc.poll)
+        tree.unregister()
         proc.poll()
     duration = time.monotonic() - start
     returncode = proc.returncode
