@@ -22,6 +22,7 @@ _LAZY = {
     "decompand": "ctxdask.radiometry.calibrate:decompand",
     "calibrate": "ctxdask.radiometry.calibrate:calibrate",
     "write": "ctxdask.io:write",
+    "connect": "ctxdask.cluster:connect",
 }
 
 __all__ = ["CTXError", "CTXWarning", "__version__", *_LAZY]
