@@ -29,8 +29,8 @@ CHECKSUM policy. The SIS does not define the CHECKSUM algorithm and ctxdask's
 reading of it (a 32-bit byte sum) is not yet confirmed on a real file, so the
 project default is to warn. For downloads "warn" means: a mismatch triggers a
 second full download, and the file is accepted (with a warning) only when both
-downloads have identical bytes, so a transfer error is never waved through.
-"reject" never accepts a mismatch.
+downloads have identical bytes, or when an expected md5 was given and matches,
+so a transfer error is never waved through. "reject" never accepts a mismatch.
 
 Politeness, cluster-wide. Each download holds a lease of a
 :class:`distributed.Semaphore` (``catalog.download.semaphore``, at most
@@ -441,14 +441,18 @@ def _download_verified(pid: str, url: str, final: pathlib.Path, partial: pathlib
             _transfer(url, part, meta, settings, slot, stats)
         problem, checksum_mismatch, digest = _verify(part, pid, md5, settings)
         notes: list[str] = []
-        if problem is not None and checksum_mismatch and settings.checksum == "warn" and md5 is None:
-            if digest in mismatch_digests:
+        if problem is not None and checksum_mismatch and settings.checksum == "warn":
+            if md5 is not None:
+                # the md5 (already checked) vouches for the bytes; the CHECKSUM reading does not
+                notes.append(f"{problem}; the bytes match the expected md5, kept")
+            elif digest in mismatch_digests:
                 # the same bytes twice: this is what the archive holds, not a transfer error
                 notes.append(f"{problem}; two downloads gave identical bytes (md5 {digest}), kept as served")
-                warnings.warn(f"{pid}: {notes[-1]}", DownloadWarning, stacklevel=3)
-                problem = None
             else:
                 mismatch_digests.add(digest)
+            if notes:
+                warnings.warn(f"{pid}: {notes[-1]}", DownloadWarning, stacklevel=3)
+                problem = None
         if problem is None:
             _commit(part, final)
             meta.unlink(missing_ok=True)
