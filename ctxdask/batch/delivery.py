@@ -1,0 +1,202 @@
+"""Bringing results home: from worker scratch to the driver's output folder.
+
+Two ways, chosen by the ``batch.delivery`` setting:
+
+``transfer`` (default; needs nothing but the dask connection)
+    The driver reads each file in chunks through small tasks pinned to the
+    worker that made it (``workers=[address], allow_other_workers=False``),
+    a few chunks in flight at a time, hashes the bytes as they arrive, writes
+    them to a temporary file beside the destination and renames it into place
+    only when the sha256 matches the one the worker computed. No shared
+    filesystem, SSH keys or rsync.
+``shared``
+    The output folder is mounted on the workers too: a task on the producing
+    worker copies the files into it (temporary name, sha256 check, rename).
+
+If the producing worker has gone (killed, restarted by its nanny), another
+worker on the same host reads the files instead; the work dirs live on disk,
+not in the worker process. Only when no worker is left on that host are the
+files lost, and :class:`DeliveryLost` tells the driver to count the step as
+interrupted, so the next run makes it again. Nothing is ever recorded as
+delivered unless it is complete under its final name.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import hashlib
+import os
+import pathlib
+import shutil
+import time
+from collections.abc import Sequence
+
+from ctxdask.batch.work import FileInfo, Outcome
+from ctxdask.exceptions import CTXError
+from ctxdask.io.atomic import atomic_path
+
+__all__ = ["Delivered", "DeliveryError", "DeliveryLost", "Deliverer", "copy_into", "read_range"]
+
+
+class DeliveryError(CTXError, RuntimeError):
+    """A product could not be brought home intact (checksum or size mismatch)."""
+
+
+class DeliveryLost(DeliveryError):
+    """The files are gone with their worker's host; the step has to run again."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Delivered:
+    """One file in the output folder: its path, size and sha256."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def read_range(path: str, offset: int, length: int) -> bytes:
+    """Bytes ``offset:offset+length`` of a file on this worker (a delivery chunk)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(length)
+
+
+def _copy_verified(info: FileInfo, dest: pathlib.Path) -> Delivered:
+    h = hashlib.sha256()
+    with atomic_path(dest) as tmp:
+        with open(info.path, "rb") as src, open(tmp, "wb") as dst:
+            while block := src.read(8 * 1024 * 1024):
+                h.update(block)
+                dst.write(block)
+            dst.flush()
+            os.fsync(dst.fileno())
+        if h.hexdigest() != info.sha256:
+            raise DeliveryError(info.path, f"sha256 changed while copying to {dest} "
+                                "(the file was modified after its step finished)")
+    return Delivered(str(dest), info.size, info.sha256)
+
+
+def copy_into(files: Sequence[FileInfo], dest_dir: str) -> list[Delivered]:
+    """Copy ``files`` into ``dest_dir`` (shared-folder delivery; runs on the worker)."""
+    return [_copy_verified(info, pathlib.Path(dest_dir) / info.relpath) for info in files]
+
+
+class Deliverer:
+    """Brings the files of finished steps home, in background threads of the driver.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    mode : {"transfer", "shared"}
+    chunk_size : int
+        Bytes per chunk task.
+    window : int
+        Chunks in flight per file (bounds the driver's memory to
+        ``threads x window x chunk_size``).
+    threads : int
+        Files delivered at the same time.
+    stall_timeout : float
+        Seconds without a chunk arriving before the delivery gives up.
+    """
+
+    def __init__(self, client, *, mode: str = "transfer", chunk_size: int = 8 * 1024 * 1024,
+                 window: int = 4, threads: int = 2, stall_timeout: float = 300.0):
+        if mode not in ("transfer", "shared"):
+            raise ValueError(f"batch.delivery must be 'transfer' or 'shared', not {mode!r}")
+        self.client = client
+        self.mode = mode
+        self.chunk_size = int(chunk_size)
+        self.window = max(1, int(window))
+        self.stall_timeout = float(stall_timeout)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max(1, threads), thread_name_prefix="ctxdask-deliver")
+
+    def submit(self, outcome: Outcome, dest_dir: str | os.PathLike) -> concurrent.futures.Future:
+        """Start delivering ``outcome.files`` into ``dest_dir``; the future gives [Delivered]."""
+        return self._pool.submit(self.deliver, outcome, pathlib.Path(dest_dir))
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+    # ------------------------------------------------------------- internals
+    def _workers_for(self, outcome: Outcome) -> list[str]:
+        """The producing worker if alive, else the live workers on its host."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        if outcome.worker in workers:
+            return [outcome.worker]
+        host = outcome.worker.rsplit(":", 1)[0].split("://")[-1]
+        same_host = [a for a, w in workers.items() if w.get("host") == host]
+        if not same_host:
+            raise DeliveryLost(None, f"{outcome.key}: worker {outcome.worker} left and no worker is left on "
+                                     f"{host}; its results are lost and the step runs again next time")
+        return same_host
+
+    def deliver(self, outcome: Outcome, dest_dir: pathlib.Path) -> list[Delivered]:
+        """Deliver every file of ``outcome`` (blocking; see :meth:`submit`)."""
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        if self.mode == "shared":
+            future = self.client.submit(copy_into, list(outcome.files), str(dest_dir),
+                                        workers=self._workers_for(outcome), allow_other_workers=False,
+                                        pure=False, priority=100)
+            return self._wait(future, outcome)
+        return [self._pull(outcome, info, dest_dir / info.relpath) for info in outcome.files]
+
+    def _wait(self, future, outcome: Outcome):
+        """Result of a pinned task, giving up if its host's workers are all gone."""
+        from distributed import wait
+
+        last = time.monotonic()
+        while True:
+            done = wait([future], timeout=2.0, return_when="FIRST_COMPLETED").done
+            if done:
+                return future.result()
+            self._workers_for(outcome)  # raises DeliveryLost when nobody can serve it
+            if time.monotonic() - last > self.stall_timeout:
+                future.cancel()
+                raise DeliveryError(None, f"{outcome.key}: no data for {self.stall_timeout:g} s")
+
+    def _pull(self, outcome: Outcome, info: FileInfo, dest: pathlib.Path) -> Delivered:
+        h = hashlib.sha256()
+        offsets = collections.deque(range(0, info.size, self.chunk_size))
+        inflight: collections.deque = collections.deque()
+        workers = self._workers_for(outcome)
+
+        def refill():
+            while offsets and len(inflight) < self.window:
+                off = offsets.popleft()
+                inflight.append((off, self.client.submit(
+                    read_range, info.path, off, min(self.chunk_size, info.size - off),
+                    workers=workers, allow_other_workers=False, pure=False, priority=100)))
+
+        with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+            refill()
+            while inflight:
+                off, future = inflight.popleft()
+                try:
+                    data = self._wait(future, outcome)
+                except DeliveryLost:
+                    raise
+                except FileNotFoundError:
+                    raise DeliveryLost(info.path, f"{outcome.key}: the file has gone from the worker's "
+                                                  "scratch; the step runs again next time") from None
+                expected = min(self.chunk_size, info.size - off)
+                if len(data) != expected:
+                    raise DeliveryError(info.path, f"chunk at byte {off} has {len(data)} bytes, "
+                                                   f"expected {expected}: the file changed on the worker")
+                h.update(data)
+                out.write(data)
+                del data, future
+                refill()
+            out.flush()
+            os.fsync(out.fileno())
+            if h.hexdigest() != info.sha256:
+                raise DeliveryError(info.path, f"sha256 mismatch after transfer to {dest}: "
+                                               f"got {h.hexdigest()}, the worker had {info.sha256}")
+        return Delivered(str(dest), info.size, info.sha256)
+
+
+def remove_tree(path: str | os.PathLike) -> None:
+    """Remove a folder if it exists (a stale product folder at home)."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,857 @@
+"""The batch driver: a pair list through the CTX chain on a dask cluster.
+
+:func:`run_batch` (and ``ctxdask batch``) plans, submits and tracks the work:
+
+1. The pair list is read and checked (:mod:`~ctxdask.batch.pairlist`), the
+   tracking database opened (:mod:`~ctxdask.batch.db`) and locked, and work a
+   dead driver left in flight is marked ``interrupted``.
+2. Planning: a pair whose steps (and its images' steps) are all ``done`` is
+   skipped; one with a ``failed``/``timeout`` step waits for ``retry_failed``;
+   every other pair is planned, with its images.
+3. Image work runs once per image however many pairs share it: ``fetch`` and
+   ``validate`` first; when validation reports the image's summing mode the
+   recipe's image steps (calibration) are rendered and submitted; when both
+   images of a pair have their chains submitted, the pair's recipe steps
+   follow. Every task has a deterministic key (``validate-<id>``,
+   ``point2dem-<L>-<R>``), so resubmission reuses work, and the recipe's worker
+   resources (``stereo=1`` for the heavy steps).
+4. Results arrive through :class:`distributed.as_completed` and go to the
+   database as they come, in one transaction per batch of results; a worker
+   event announces each step's start (``running``, worker, start time).
+5. Outputs of delivered steps come home (:mod:`~ctxdask.batch.delivery`); a
+   step counts as ``done`` only once its files are in the output folder,
+   checksummed. Then the work dirs are removed.
+6. Ctrl-C (or SIGTERM) cancels everything in flight (running programs are
+   stopped through the tasks' cancel check), records it as ``interrupted`` and
+   returns; the next run resumes.
+
+Deadlines: recipe steps run under the runner's hard deadline (process-group
+kill); the in-process steps (fetch, validate) and any worker that stops
+answering are covered by the driver's watchdog, which gives up on a step
+``watchdog-margin`` seconds past its deadline.
+
+A worker that dies takes nothing with it: the scheduler reruns its tasks, the
+step work dirs stay on disk (a rerun finds them through the step manifests)
+and delivery reads from another worker on the same host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import queue
+import signal
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ctxdask import config
+from ctxdask.batch import db as dbmod
+from ctxdask.batch.delivery import Deliverer, DeliveryLost
+from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
+from ctxdask.batch.progress import Progress
+from ctxdask.batch.sources import EDRSource, make_source
+from ctxdask.batch.work import Outcome, StepTask, execute, remove_workdirs
+from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall, build_recipe
+from ctxdask.tools.tasks import RunOptions
+
+__all__ = ["BatchSettings", "BatchSummary", "run_batch", "select_steps"]
+
+logger = logging.getLogger(__name__)
+
+#: the image steps the batch adds before the recipe's
+PRE_STEPS = ("fetch", "validate")
+#: aggregate status of an image or pair: the first of these found among its steps wins
+_PRIORITY = ("failed", "timeout", "interrupted", "skipped", "running", "pending")
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchSettings:
+    """The ``batch`` settings, read once on the driver (see ``ctxdask.yaml``)."""
+
+    retries: int = 2
+    timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    watchdog_margin: float = 120.0
+    deliver: frozenset[str] = frozenset()
+    delivery: str = "transfer"
+    chunk_size: int = 8 * 1024 * 1024
+    chunk_window: int = 4
+    delivery_threads: int = 2
+    stall_timeout: float = 300.0
+    scratch: str | None = None
+    local_workers: int | None = None
+    local_threads: int = 2
+    cleanup_scratch: bool = True
+    progress: bool = True
+
+    @classmethod
+    def from_config(cls, **overrides: Any) -> BatchSettings:
+        """Read ``ctxdask.batch.*`` now; ``overrides`` (field names, ``None`` ignored) win."""
+        b = config.get("batch", {}) or {}
+        values: dict[str, Any] = dict(
+            retries=int(b.get("retries", 2)),
+            timeouts={k: float(v) for k, v in (b.get("timeouts") or {}).items()},
+            watchdog_margin=float(b.get("watchdog-margin", 120)),
+            deliver=frozenset(b.get("deliver") or ()),
+            delivery=str(b.get("delivery", "transfer")),
+            chunk_size=int(b.get("chunk-size", cls.chunk_size)),
+            chunk_window=int(b.get("chunk-window", 4)),
+            delivery_threads=int(b.get("delivery-threads", 2)),
+            stall_timeout=float(b.get("stall-timeout", 300)),
+            scratch=b.get("scratch"),
+            local_workers=b.get("local-workers"),
+            local_threads=int(b.get("local-threads", 2)),
+            cleanup_scratch=bool(b.get("cleanup-scratch", True)),
+            progress=bool(b.get("progress", True)),
+        )
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            if name == "timeouts":
+                value = {**values["timeouts"], **value}
+            elif name == "deliver":
+                value = frozenset(value)
+            values[name] = value
+        return cls(**values)
+
+
+@dataclasses.dataclass
+class BatchSummary:
+    """What a batch run did.
+
+    Attributes
+    ----------
+    run_id : int
+    status : {"done", "interrupted"}
+        ``done`` when the run went through its plan (some pairs may have
+        failed), ``interrupted`` after Ctrl-C.
+    out, database : str
+    duration : float
+        Seconds.
+    planned : int
+        Pairs this run worked on.
+    already_done : int
+        Pairs skipped because an earlier run finished them.
+    waiting : int
+        Pairs left alone because of an earlier failure (use ``retry_failed``).
+    pairs, images : dict
+        Status -> count over the whole database after the run.
+    rejected : tuple of Rejected
+        Pair-list lines that were skipped.
+    failures : list of dict
+        Steps that failed, timed out or were interrupted (key, error, log...).
+    dashboard : str
+    """
+
+    run_id: int
+    status: str
+    out: str
+    database: str
+    duration: float
+    planned: int
+    already_done: int
+    waiting: int
+    pairs: dict[str, int]
+    images: dict[str, int]
+    rejected: tuple[Rejected, ...]
+    failures: list[dict]
+    dashboard: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """True when every listed pair is done."""
+        return self.status == "done" and set(self.pairs) <= {"done"}
+
+    def __str__(self) -> str:
+        def fmt(counts):
+            return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+
+        lines = [
+            f"ctxdask batch run {self.run_id}: {self.status} in {self.duration:.1f} s "
+            f"({self.planned} pairs worked on, {self.already_done} already done, "
+            f"{self.waiting} waiting for --retry-failed)",
+            f"  pairs:  {fmt(self.pairs)}",
+            f"  images: {fmt(self.images)}",
+        ]
+        if self.rejected:
+            lines.append(f"  {len(self.rejected)} pair-list lines skipped: "
+                         + "; ".join(str(r) for r in self.rejected[:5])
+                         + (" ..." if len(self.rejected) > 5 else ""))
+        for f in self.failures[:10]:
+            first = (f.get("error") or "").strip().splitlines()[:1]
+            lines.append(f"  {f['status']:11s} {f['key']}: {first[0] if first else ''}")
+        if len(self.failures) > 10:
+            lines.append(f"  ... and {len(self.failures) - 10} more (ctxdask status {self.out})")
+        lines.append(f"  results: {self.out}")
+        lines.append(f"  database: {self.database}")
+        return "\n".join(lines)
+
+
+def select_steps(recipe: Recipe, steps: Iterable[str] | None) -> tuple[list[str], list[str]]:
+    """Image and pair step names to run for a ``--steps`` selection.
+
+    Steps need everything before them in the chain
+    (``fetch -> validate -> image steps -> pair steps``), so a selection means
+    "the chain up to the last step named".
+
+    Raises
+    ------
+    ValueError
+        A name that is not a step of the chain.
+    """
+    image = [*PRE_STEPS, *(s.name for s in recipe.image_steps)]
+    pair = [s.name for s in recipe.pair_steps]
+    chain = image + pair
+    if steps is None:
+        return image, pair
+    wanted = [s for s in steps]
+    unknown = [s for s in wanted if s not in chain]
+    if unknown:
+        raise ValueError(f"unknown steps {unknown}; the chain is {' -> '.join(chain)}")
+    if not wanted:
+        raise ValueError("no steps selected")
+    last = max(chain.index(s) for s in wanted)
+    return [s for s in image if chain.index(s) <= last], [s for s in pair if chain.index(s) <= last]
+
+
+# ----------------------------------------------------------------- helpers
+def _aggregate(statuses: Iterable[str]) -> str:
+    seen = set(statuses)
+    for status in _PRIORITY:
+        if status in seen:
+            return status
+    return "done"
+
+
+def _pair_dir(out: pathlib.Path, subject: str, scope: str) -> pathlib.Path:
+    return out / ("pairs" if scope == "pair" else "images") / subject
+
+
+def _local_scratch(out: pathlib.Path) -> str:
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    return os.path.join(tempfile.gettempdir(), f"ctxdask-scratch-{digest}")
+
+
+def _error_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+@dataclasses.dataclass
+class _Tracked:
+    task: StepTask
+    upstream: tuple[str, ...]
+    future: Any = None
+    since: float | None = None  # monotonic time of the running event
+    outcome: Outcome | None = None
+    delivering: bool = False
+
+
+class _Driver:
+    """One run: planning, submission, the result loop. Not thread-safe; one per run."""
+
+    def __init__(self, client, pairs: PairList, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *,
+                 recipe: Recipe, source: EDRSource, image_steps: list[str], pair_steps: list[str],
+                 settings: BatchSettings, options: RunOptions, retry_failed: bool,
+                 runner: Callable | None, progress: bool):
+        self.client = client
+        self.pairs = pairs
+        self.out = out
+        self.db = db
+        self.run_id = run_id
+        self.recipe = recipe
+        self.source = source
+        self.image_steps = image_steps
+        self.pair_steps = pair_steps
+        self.recipe_image = [s for s in image_steps if s not in PRE_STEPS]
+        self.settings = settings
+        self.options = options
+        self.retry_failed = retry_failed
+        self.runner = runner
+        self.show_progress = progress
+        self.topic = f"ctxdask-batch-{uuid.uuid4().hex[:12]}"
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        self.tracked: dict[str, _Tracked] = {}
+        self.image_calls: dict[str, list[StepCall]] = {}
+        self.image_last: dict[str, str] = {}
+        self.image_status: dict[str, str] = {}
+        self.image_error: dict[str, str] = {}
+        self.subject_keys: dict[str, set[str]] = {}
+        self.pairs_of: dict[str, list[Pair]] = {}
+        self.pair_open: dict[str, Pair] = {}
+        self.image_refs: dict[str, int] = {}
+        self.chained: set[str] = set()
+        self.deliveries: dict[Any, str] = {}
+        self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
+                                   window=settings.chunk_window, threads=settings.delivery_threads,
+                                   stall_timeout=settings.stall_timeout)
+        self.ac = None
+        self.progress: Progress | None = None
+        self.already_done = self.waiting = 0
+
+    # ---------------------------------------------------------------- plan
+    def _image_keys(self, pid: str, summing: int | None) -> list[str]:
+        keys = [f"{s}-{pid}" for s in PRE_STEPS if s in self.image_steps]
+        if self.recipe_image:
+            keys += [c.key for c in self.recipe.image_calls(pid, "-", summing=summing) if c.step in self.recipe_image]
+        return keys
+
+    def _pair_keys(self, pair: Pair) -> list[str]:
+        names = {"left": pair.left, "right": pair.right}
+        return [s.key_for(names) for s in self.recipe.pair_steps if s.name in self.pair_steps]
+
+    def plan(self) -> list[Pair]:
+        """Pairs to work on now; counts those done before and those waiting for retry_failed."""
+        status = self.db.step_status()
+        summing = {r["product_id"]: r["summing"] for r in self.db.rows("SELECT product_id, summing FROM images")}
+        image_state: dict[str, str] = {}
+        for pid in self.pairs.images:
+            states = {status.get(k, "pending") for k in self._image_keys(pid, summing.get(pid))}
+            image_state[pid] = ("done" if states == {"done"} else
+                                "blocked" if states & {"failed", "timeout"} and not self.retry_failed else "todo")
+        planned = []
+        for pair in self.pairs:
+            own = {status.get(k, "pending") for k in self._pair_keys(pair)}
+            images = {image_state[pair.left], image_state[pair.right]}
+            if images == {"done"} and own <= {"done"}:
+                self.already_done += 1
+            elif not self.retry_failed and ("blocked" in images or own & {"failed", "timeout"}):
+                self.waiting += 1
+            else:
+                planned.append(pair)
+        return planned
+
+    # -------------------------------------------------------------- submit
+    def _task(self, key: str, step: str, kind: str, scope: str, subject: str, **kw) -> StepTask:
+        timeout = float(self.settings.timeouts.get(step, kw.pop("timeout", 3600.0)))
+        return StepTask(key=key, step=step, kind=kind, scope=scope, subject=subject, timeout=timeout,
+                        options=self.options, deliver=step in self.settings.deliver, topic=self.topic,
+                        runner=self.runner, **kw)
+
+    def _submit(self, task: StepTask, upstream: Iterable[str] = (), resources: Mapping | None = None) -> None:
+        upstream = tuple(dict.fromkeys(upstream))
+        deps = [self.tracked[k].future for k in upstream]
+        future = self.client.submit(execute, task, *deps, key=task.key, pure=False,
+                                    retries=self.settings.retries, resources=dict(resources or {}) or None)
+        self.tracked[task.key] = _Tracked(task, upstream, future)
+        self.subject_keys.setdefault(task.subject, set()).add(task.key)
+        self.db.upsert_step(task.key, scope=task.scope, subject=task.subject, step=task.step, status="pending",
+                            run_id=self.run_id, worker=None, host=None, started=None, ended=None,
+                            duration=None, exit_code=None, log_path=None, error=None)
+        self.ac.add(future)
+
+    def _submit_image_head(self, pid: str) -> None:
+        self.image_status[pid] = "running"
+        self.db.set_subject("images", pid, "pending")
+        self._submit(self._task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=self.source))
+        if "validate" in self.image_steps:
+            self._submit(self._task(f"validate-{pid}", "validate", "validate", "image", pid),
+                         upstream=[f"fetch-{pid}"])
+            self.image_last[pid] = f"validate-{pid}"
+        else:
+            self.image_last[pid] = f"fetch-{pid}"
+            self.image_calls[pid] = []
+            self._image_chain_submitted(pid)
+
+    def _submit_image_chain(self, pid: str, summing: int | None) -> None:
+        fetch_key = f"fetch-{pid}"
+        calls = []
+        for call in self.recipe.image_calls(pid, "-", summing=summing):
+            if call.step not in self.recipe_image:
+                continue
+            # the EDR comes from the fetch step, on whichever worker ran it
+            inputs = {role: (StagedInput(s.name, Ref(fetch_key, "edr"), s.copy) if s.source == "-" else s)
+                      for role, s in call.inputs.items()}
+            calls.append(dataclasses.replace(call, inputs=inputs))
+        previous = self.image_last[pid]
+        for call in calls:
+            task = self._task(call.key, call.step, "recipe", "image", pid, call=call, timeout=call.timeout)
+            self._submit(task, upstream=[*call.upstream, previous], resources=call.resources)
+            previous = call.key
+        self.image_calls[pid] = calls
+        self.image_last[pid] = previous
+        self._image_chain_submitted(pid)
+
+    def _image_chain_submitted(self, pid: str) -> None:
+        self.chained.add(pid)
+        for pair in self.pairs_of.get(pid, ()):
+            other = pair.right if pid == pair.left else pair.left
+            if pair.pair_id in self.pair_open and other in self.chained:
+                self._submit_pair(pair)
+
+    def _submit_pair(self, pair: Pair) -> None:
+        heads = [self.image_last[pair.left], self.image_last[pair.right]]
+        if not self.pair_steps:
+            self.subject_keys.setdefault(pair.pair_id, set())
+            return
+        left, right = self.image_calls[pair.left], self.image_calls[pair.right]
+        calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
+                                       left_id=pair.left, right_id=pair.right)
+        self.db.set_subject("pairs", pair.pair_id, "pending")
+        for call in calls:
+            if call.step not in self.pair_steps:
+                continue
+            task = self._task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout)
+            self._submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
+
+    # ------------------------------------------------------------ results
+    def _outcome_of(self, key: str, future, result) -> Outcome:
+        """The Outcome a finished future stands for (errors and cancellations included)."""
+        t = self.tracked[key]
+        if future.status == "finished":
+            return result
+        base = dict(key=key, step=t.task.step, subject=t.task.subject, ended=dbmod.now())
+        failed_up = [u for u in t.upstream if self.tracked[u].future is not None
+                     and self.tracked[u].future.status in ("error", "cancelled")]
+        if failed_up or any(self.tracked[u].outcome is not None and not self.tracked[u].outcome.ok
+                            for u in t.upstream):
+            up = (failed_up or list(t.upstream))[0]
+            return Outcome(**base, status="skipped", error=f"not run: {up} did not succeed")
+        if future.status == "cancelled":
+            if t.outcome is not None:  # already recorded (watchdog)
+                return t.outcome
+            return Outcome(**base, status="interrupted", error="cancelled")
+        exc = result[1] if isinstance(result, tuple) else result
+        name = type(exc).__name__
+        if name == "KilledWorker":
+            why = (f"the workers running this step died {exc.args[0] if exc.args else ''} times "
+                   "(out of memory? a crash in a library?); see the worker logs")
+            return Outcome(**base, status="failed", error=why)
+        return Outcome(**base, status="failed",
+                       error=f"{_error_text(exc)} (after {self.settings.retries} retries)")
+
+    def _record(self, outcome: Outcome, status: str | None = None, error: str | None = None) -> None:
+        self.db.upsert_step(
+            outcome.key, status=status or outcome.status, worker=outcome.worker or None,
+            host=outcome.host or None, started=outcome.started or None, ended=outcome.ended or None,
+            duration=round(outcome.duration, 6), exit_code=outcome.exit_code, log_path=outcome.log_path,
+            error=error if error is not None else outcome.error,
+        )
+
+    def _handle(self, key: str, outcome: Outcome) -> None:
+        t = self.tracked[key]
+        if t.outcome is not None and t.outcome.status == "timeout":
+            return  # the watchdog already gave up on it
+        t.outcome = outcome
+        t.since = None
+        if outcome.ok and outcome.files:
+            # done only once its products are home
+            t.delivering = True
+            self._record(outcome, status="running", error="delivering results")
+            dest = _pair_dir(self.out, t.task.subject, t.task.scope)
+            self.deliveries[self.deliverer.submit(outcome, dest)] = key
+            return
+        self._record(outcome)
+        self._after(key)
+
+    def _after(self, key: str) -> None:
+        """Follow-up of a step that reached its final state."""
+        t = self.tracked[key]
+        o = t.outcome
+        pid = t.task.subject
+        if t.task.step == "validate" and o.ok:
+            self.db.set_subject("images", pid, "running", summing=o.info.get("summing"),
+                                lines=o.info.get("lines"), validation=o.info.get("summary"))
+            if self.recipe_image:
+                self._submit_image_chain(pid, o.info.get("summing"))
+            else:
+                self.image_calls[pid] = []
+                self._image_chain_submitted(pid)
+        elif t.task.scope == "image" and not o.ok and pid not in self.image_calls:
+            # the chain will never be submitted: its pairs cannot run
+            self.image_calls.setdefault(pid, [])
+        self._check_subjects(t.task)
+
+    def _keys_final(self, subject: str) -> bool:
+        return all(self.tracked[k].outcome is not None and not self.tracked[k].delivering
+                   for k in self.subject_keys.get(subject, ()))
+
+    def _subject_status(self, subject: str) -> tuple[str, str | None]:
+        outcomes = [self.tracked[k].outcome for k in self.subject_keys.get(subject, ())]
+        status = _aggregate(o.status for o in outcomes)
+        error = next((o.error for o in outcomes if o.status == status and o.error), None)
+        return status, error
+
+    def _check_subjects(self, task: StepTask) -> None:
+        if task.scope == "image":
+            pid = task.subject
+            if self.image_status.get(pid) == "running" and pid in self.image_calls and self._keys_final(pid):
+                status, error = self._subject_status(pid)
+                self.image_status[pid], self.image_error[pid] = status, error
+                self.db.set_subject("images", pid, status, error)
+            for pair in self.pairs_of.get(pid, ()):
+                self._check_pair(pair)
+        else:
+            self._check_pair(self.pair_open.get(task.subject))
+
+    def _check_pair(self, pair: Pair | None) -> None:
+        if pair is None or pair.pair_id not in self.pair_open:
+            return
+        images = [self.image_status.get(i) for i in pair.images]
+        if "running" in images:
+            return
+        submitted = pair.pair_id in self.subject_keys
+        if submitted and not self._keys_final(pair.pair_id):
+            return
+        bad = [(i, s) for i, s in zip(pair.images, images) if s != "done"]
+        if bad:
+            which, status = bad[0]
+            side = "left" if which == pair.left else "right"
+            first = (self.image_error.get(which) or "").strip().splitlines()[:1]
+            error = f"{side} image {which} is {status}: {first[0] if first else ''}"
+            if submitted:
+                own, _ = self._subject_status(pair.pair_id)
+                status = own if own not in ("done", "skipped") else status
+        else:
+            status, error = self._subject_status(pair.pair_id) if submitted else ("done", None)
+        out_dir = _pair_dir(self.out, pair.pair_id, "pair")
+        self.db.set_subject("pairs", pair.pair_id, status, error,
+                            output_dir=str(out_dir) if out_dir.is_dir() else None)
+        del self.pair_open[pair.pair_id]
+        self.progress.finish_pair(status)
+        self._release(self.subject_keys.get(pair.pair_id, ()))
+        for pid in pair.images:
+            self.image_refs[pid] -= 1
+            if self.image_refs[pid] == 0:
+                self._release(self.subject_keys.get(pid, ()))
+
+    def _release(self, keys: Iterable[str]) -> None:
+        """Drop futures of finished work and clean its scratch on the workers."""
+        by_worker: dict[str, list[str]] = {}
+        for key in keys:
+            t = self.tracked[key]
+            o = t.outcome
+            if o is not None and o.worker:
+                workdir = o.result.workdir if o.result is not None else os.path.join(
+                    self.options.work_dir or "", key)
+                if o.result is not None or self.options.work_dir:
+                    by_worker.setdefault(o.worker, []).append(workdir)
+            t.future = None
+        if not self.settings.cleanup_scratch:
+            return
+        from distributed import fire_and_forget
+
+        for worker, paths in by_worker.items():
+            # preferred on the worker that made them; elsewhere the paths simply do not exist
+            fire_and_forget(self.client.submit(remove_workdirs, paths, workers=[worker],
+                                               allow_other_workers=True, pure=False, priority=-10))
+
+    def _delivered(self, cf) -> None:
+        key = self.deliveries.pop(cf)
+        t = self.tracked[key]
+        t.delivering = False
+        o = t.outcome
+        try:
+            files = cf.result()
+        except DeliveryLost as exc:
+            self._record(o, status="interrupted", error=str(exc))
+            t.outcome = dataclasses.replace(o, status="interrupted", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
+            self._record(o, status="failed", error=f"delivery failed: {_error_text(exc)}")
+            t.outcome = dataclasses.replace(o, status="failed", error=f"delivery failed: {exc}")
+        else:
+            for f in files:
+                self.db.record_product(f.path, key, t.task.subject, f.size, f.sha256)
+            log = next((f.path for f in files if os.path.basename(f.path) == os.path.basename(o.log_path or "")),
+                       o.log_path)
+            self._record(dataclasses.replace(o, log_path=log))
+        self._after(key)
+
+    # --------------------------------------------------------- run events
+    def _on_event(self, event) -> None:
+        self.events.put(event[1])
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                msg = self.events.get_nowait()
+            except queue.Empty:
+                return
+            t = self.tracked.get(msg.get("key"))
+            if t is None or t.outcome is not None:
+                continue
+            t.since = time.monotonic()
+            self.db.upsert_step(msg["key"], status="running", worker=msg.get("worker"), host=msg.get("host"),
+                                started=msg.get("started"), attempts="+1")
+
+    def _watchdog(self) -> None:
+        now = time.monotonic()
+        for key, t in self.tracked.items():
+            if t.since is None or t.outcome is not None or t.future is None:
+                continue
+            limit = t.task.timeout + self.settings.watchdog_margin
+            if now - t.since > limit:
+                outcome = Outcome(key=key, step=t.task.step, subject=t.task.subject, status="timeout",
+                                  ended=dbmod.now(), duration=now - t.since,
+                                  error=f"{t.task.step} gave no result {limit:g} s after it started "
+                                        f"(deadline {t.task.timeout:g} s); the driver gave up on it")
+                t.outcome = outcome
+                self._record(outcome)
+                t.future.cancel()
+                self._after(key)
+
+    def running_count(self) -> int:
+        return sum(1 for t in self.tracked.values() if t.since is not None and t.outcome is None)
+
+    # ---------------------------------------------------------------- loop
+    def run(self, planned: list[Pair]) -> str:
+        from distributed import as_completed
+
+        self.ac = as_completed(with_results=True, raise_errors=False)
+        self.client.subscribe_topic(self.topic, self._on_event)
+        for pair in planned:
+            self.pair_open[pair.pair_id] = pair
+            for pid in pair.images:
+                self.pairs_of.setdefault(pid, []).append(pair)
+                self.image_refs[pid] = self.image_refs.get(pid, 0) + 1
+        self.progress = Progress(len(planned), already=self.already_done,
+                                 dashboard=getattr(self.client, "dashboard_link", None),
+                                 enabled=self.show_progress)
+        try:
+            with self.db.transaction():
+                for pid in self.pairs_of:
+                    self._submit_image_head(pid)
+            next_watch = time.monotonic() + 1.0
+            while self.pair_open or self.deliveries:
+                batch = self.ac.next_batch(block=False)
+                done_deliveries = [cf for cf in self.deliveries if cf.done()]
+                if not batch and not done_deliveries and self.events.empty():
+                    time.sleep(0.02)
+                    if time.monotonic() < next_watch:
+                        continue
+                with self.db.transaction():
+                    self._drain_events()
+                    for future, result in batch:
+                        key = future.key
+                        if key in self.tracked and self.tracked[key].future is not None:
+                            self._handle(key, self._outcome_of(key, future, result))
+                    for cf in done_deliveries:
+                        self._delivered(cf)
+                    if time.monotonic() >= next_watch:
+                        self._watchdog()
+                        next_watch = time.monotonic() + 1.0
+                self.progress.set_running(self.running_count())
+                if not self.pair_open and not self.deliveries:
+                    break
+                if not batch and self.ac.is_empty() and not self.deliveries and self.pair_open:
+                    self._stuck()
+            return "done"
+        except KeyboardInterrupt:
+            self._interrupt()
+            return "interrupted"
+        finally:
+            self.progress.close()
+            with contextlib.suppress(Exception):
+                self.client.unsubscribe_topic(self.topic)
+            self.deliverer.shutdown(cancel=True)
+
+    def _stuck(self) -> None:
+        """Nothing in flight but pairs still open: a bookkeeping error; close them as failed."""
+        for pair in list(self.pair_open.values()):
+            logger.error("pair %s has no work in flight; marking it failed", pair.pair_id)
+            self.db.set_subject("pairs", pair.pair_id, "failed", "internal error: no work left in flight")
+            del self.pair_open[pair.pair_id]
+            self.progress.finish_pair("failed")
+
+    def _interrupt(self) -> None:
+        """Stop everything in flight and record it as interrupted."""
+        from distributed import Event
+
+        with contextlib.suppress(Exception):
+            Event(self.options.cancel_event, client=self.client).set()
+        live = [t.future for t in self.tracked.values() if t.future is not None and t.outcome is None]
+        with contextlib.suppress(Exception):
+            self.client.cancel(live)
+        self._wait_for_workers_idle()
+        stamp = dbmod.now()
+        with self.db.transaction():
+            for key, t in self.tracked.items():
+                if t.outcome is None or t.delivering:
+                    self.db.upsert_step(key, status="interrupted", ended=stamp,
+                                        error="the batch was interrupted (Ctrl-C)")
+            for pid, status in self.image_status.items():
+                if status == "running":
+                    self.db.set_subject("images", pid, "interrupted", "the batch was interrupted")
+            for pair_id in self.pair_open:
+                self.db.set_subject("pairs", pair_id, "interrupted", "the batch was interrupted")
+
+    def _wait_for_workers_idle(self, seconds: float | None = None) -> None:
+        """Give cancelled programs time to be stopped by their tasks' cancel checks."""
+        grace = (self.options.grace or 10.0) + 5.0 if seconds is None else seconds
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            try:
+                busy = sum(self.client.run(_executing).values())
+            except Exception:  # noqa: BLE001 - the cluster may be going away
+                return
+            if not busy:
+                return
+            time.sleep(0.2)
+
+
+def _executing(dask_worker) -> int:
+    return len(dask_worker.state.executing)
+
+
+# -------------------------------------------------------------- public API
+@contextlib.contextmanager
+def _cluster(client, scheduler: str | None, local: int | None, settings: BatchSettings):
+    """Yield (client, is_local): the given client, one to ``scheduler``, or a LocalCluster."""
+    if client is not None:
+        yield client, False
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        with Client(scheduler) as c:
+            yield c, False
+        return
+    n = local or settings.local_workers or os.cpu_count() or 1
+    with LocalCluster(n_workers=int(n), threads_per_worker=settings.local_threads, processes=True,
+                      resources={"stereo": 1}, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+        yield c, True
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Let SIGTERM stop a batch like Ctrl-C (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def run_batch(
+    pairs: str | os.PathLike | PairList | Iterable[tuple[str, str]],
+    out: str | os.PathLike,
+    *,
+    edr_dir: str | os.PathLike | None = None,
+    source: EDRSource | None = None,
+    client=None,
+    scheduler: str | None = None,
+    local: int | None = None,
+    db: str | os.PathLike | None = None,
+    retry_failed: bool = False,
+    steps: Iterable[str] | None = None,
+    timeouts: Mapping[str, float] | None = None,
+    recipe: Recipe | None = None,
+    runner: Callable | None = None,
+    deliver: Iterable[str] | None = None,
+    delivery: str | None = None,
+    retries: int | None = None,
+    progress: bool | None = None,
+    scratch: str | os.PathLike | None = None,
+) -> BatchSummary:
+    """Run a stereo-pair list through the CTX chain on a dask cluster.
+
+    Parameters
+    ----------
+    pairs : path, PairList or iterable of (left, right)
+        The pair list (see :func:`ctxdask.batch.read_pairs`).
+    out : path
+        Output folder: delivered products (``pairs/<L>-<R>/``,
+        ``images/<id>/``) and, by default, the tracking database.
+    edr_dir : path, optional
+        Folder of EDRs (``<PRODUCT_ID>.IMG`` any case, or ``.IMG.bz2``/``.gz``).
+    source : callable, optional
+        Another EDR source, ``source(product_id, scratch) -> path`` (see
+        :mod:`ctxdask.batch.sources`); wins over ``edr_dir``.
+    client : distributed.Client, optional
+        Use this cluster. Otherwise ``scheduler`` (an address), otherwise a
+        LocalCluster of ``local`` worker processes (each with ``stereo=1``).
+    db : path or URL, optional
+        Tracking database (default ``<out>/ctxdask-batch.sqlite``).
+    retry_failed : bool
+        Run failed and timed-out steps again (a plain rerun leaves them).
+    steps : list of str, optional
+        Run the chain only up to the last step named (``["validate"]``).
+    timeouts : mapping, optional
+        Step name -> seconds, overriding ``tools.timeouts`` / ``batch.timeouts``.
+    recipe : Recipe, optional
+        Default :func:`ctxdask.tools.recipe.build_recipe` with ``timeouts``.
+    runner : callable, optional
+        Replaces :func:`ctxdask.tools.tasks.run_step` for recipe steps on the
+        workers (tests, benchmarks, custom executors).
+    deliver : list of str, optional
+        Steps whose outputs are brought home (default ``batch.deliver``).
+    delivery : {"transfer", "shared"}, optional
+    retries : int, optional
+        dask retries of transient errors (default ``batch.retries``).
+    progress : bool, optional
+        Show the progress bar (default ``batch.progress``).
+    scratch : path, optional
+        Root of step work dirs (default: see ``batch.scratch`` and
+        ``tools.work-dir``).
+
+    Returns
+    -------
+    BatchSummary
+        Also after Ctrl-C (``status == "interrupted"``).
+
+    Examples
+    --------
+    >>> summary = run_batch("pairs.txt", "results", edr_dir="edr", local=4)  # doctest: +SKIP
+    >>> print(summary)  # doctest: +SKIP
+    """
+    t0 = time.monotonic()
+    out = pathlib.Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    pairlist = read_pairs(pairs)
+    settings = BatchSettings.from_config(retries=retries, timeouts=dict(timeouts or {}) or None,
+                                         deliver=deliver, delivery=delivery, progress=progress,
+                                         scratch=os.fspath(scratch) if scratch else None)
+    recipe = recipe or build_recipe(timeouts={k: v for k, v in (timeouts or {}).items()
+                                              if k not in PRE_STEPS})
+    image_steps, pair_steps = select_steps(recipe, steps)
+    src = make_source(edr_dir, source)
+    db_path = dbmod.database_path(db, out)
+
+    with dbmod.lock_database(db_path), dbmod.TrackingDB(db_path) as tdb, \
+            _cluster(client, scheduler, local, settings) as (c, is_local), _sigterm_as_interrupt():
+        tdb.interrupt_stale()
+        work_dir = settings.scratch or (_local_scratch(out) if is_local else None)
+        options = RunOptions.from_config(cancel_event=f"ctxdask-batch-cancel-{uuid.uuid4().hex[:12]}",
+                                         timeouts=dict(timeouts or {}),
+                                         **({"work_dir": work_dir} if work_dir else {}))
+        dashboard = getattr(c, "dashboard_link", "") or ""
+        tdb.register(pairlist.pairs, pairlist.images)
+        run_id = tdb.start_run(
+            pairs_file=pairlist.source, out=str(out), scheduler=str(getattr(c, "scheduler", "") and
+                                                               c.scheduler.address),
+            dashboard=dashboard,
+            settings={"steps": image_steps + pair_steps, "retry_failed": retry_failed,
+                      "batch": dataclasses.asdict(settings), "work_dir": options.work_dir})
+        tdb.record_rejected(run_id, pairlist.rejected)
+        driver = _Driver(c, pairlist, out, tdb, run_id, recipe=recipe, source=src, image_steps=image_steps,
+                         pair_steps=pair_steps, settings=settings, options=options,
+                         retry_failed=retry_failed, runner=runner, progress=settings.progress)
+        planned = driver.plan()
+        try:
+            status = driver.run(planned)
+        except BaseException as exc:
+            tdb.end_run(run_id, "failed", _error_text(exc))
+            raise
+        tdb.end_run(run_id, "done" if status == "done" else "interrupted")
+        report = tdb.report(failures=None)
+        return BatchSummary(
+            run_id=run_id, status=status, out=str(out), database=str(db_path),
+            duration=time.monotonic() - t0, planned=len(planned), already_done=driver.already_done,
+            waiting=driver.waiting, pairs=report["pairs"], images=report["images"],
+            rejected=pairlist.rejected, failures=report["failures"], dashboard=dashboard,
+        )

@@ -1,0 +1,335 @@
+"""What a batch runs on the workers: every step wrapped into one task function.
+
+:func:`execute` runs one :class:`StepTask` and returns an :class:`Outcome`
+(small, picklable) for every expected end: done, failed (a program's non-zero
+exit, an invalid EDR), timeout, skipped (a program not installed, or an
+upstream step that did not succeed), interrupted (the batch was cancelled).
+Only trouble that may pass (``OSError`` outside a program: a full or flaky
+disk, a network hiccup while fetching) is raised, so that dask's ``retries``
+runs the task again; everything else would fail the same way twice.
+
+Before starting, a task announces itself with a worker event on the batch's
+topic, which the driver turns into the ``running`` status (worker, start time)
+without polling the scheduler.
+
+Step kinds:
+
+``fetch``
+    The EDR source (:mod:`ctxdask.batch.sources`) finds or makes the EDR on
+    the worker; the result is a :class:`~ctxdask.tools.tasks.StepResult` with
+    output ``edr``, so recipe steps consume it through an ordinary ``Ref``.
+``validate``
+    :func:`ctxdask.validate`; an invalid EDR fails with the report's summary.
+``recipe``
+    One step of the CTX recipe, :func:`ctxdask.tools.tasks.run_step` (or a
+    substitute runner with the same signature).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import os
+import shutil
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from ctxdask.exceptions import (
+    CTXError,
+    ToolCancelledError,
+    ToolError,
+    ToolNotFoundError,
+    ToolTimeoutError,
+)
+from ctxdask.tools.recipe import StepCall
+from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
+
+__all__ = ["FileInfo", "InvalidEDRError", "Outcome", "StepTask", "execute", "remove_workdirs", "sha256_file"]
+
+Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
+_HASH_BLOCK = 4 * 1024 * 1024
+
+
+class InvalidEDRError(CTXError, ValueError):
+    """Validation found errors in an EDR; the reason is the report's summary."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FileInfo:
+    """A file a step made, to be delivered: where it is on the worker, where it goes."""
+
+    path: str
+    relpath: str
+    size: int
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTask:
+    """One step of one image or pair, as sent to a worker (picklable).
+
+    Attributes
+    ----------
+    key : str
+        Deterministic task key, also the database key (``validate-<id>``).
+    step : str
+        Step name (``fetch``, ``validate`` or a recipe step).
+    kind : {"fetch", "validate", "recipe"}
+    scope : {"image", "pair"}
+    subject : str
+        Product id or pair id.
+    timeout : float
+        Deadline in seconds (recipe steps: enforced by the runner, which kills
+        the program; in-process steps: checked by the driver).
+    call : StepCall, optional
+        The rendered recipe step.
+    source : callable, optional
+        The EDR source of a fetch step.
+    options : RunOptions
+    deliver : bool
+        Hash the step's outputs for delivery when it succeeds.
+    topic : str, optional
+        Worker-event topic on which the start is announced.
+    runner : callable, optional
+        Replaces :func:`~ctxdask.tools.tasks.run_step` for recipe steps.
+    """
+
+    key: str
+    step: str
+    kind: Literal["fetch", "validate", "recipe"]
+    scope: Literal["image", "pair"]
+    subject: str
+    timeout: float
+    call: StepCall | None = None
+    source: Callable[[str, str], str] | None = None
+    options: RunOptions = dataclasses.field(default_factory=RunOptions)
+    deliver: bool = False
+    topic: str | None = None
+    runner: Callable[..., StepResult] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """How a step ended (what travels back to the driver).
+
+    Attributes
+    ----------
+    key, step, subject : str
+    status : {"done", "failed", "timeout", "skipped", "interrupted"}
+    worker : str
+        Address of the worker that ran it ('' when nothing ran).
+    host : str
+    started, ended : str
+        ISO 8601 UTC.
+    duration : float
+    exit_code : int or None
+    log_path : str or None
+        The log on the worker.
+    error : str or None
+        What went wrong (message and log tail), or why the step was skipped.
+    result : StepResult or None
+        For succeeded fetch and recipe steps, what downstream steps consume.
+    info : dict
+        Step-specific facts (validation: summing, lines, warnings).
+    files : tuple of FileInfo
+        Files to bring home (outputs of a delivered step, and its log).
+    """
+
+    key: str
+    step: str
+    subject: str
+    status: Status
+    worker: str = ""
+    host: str = ""
+    started: str = ""
+    ended: str = ""
+    duration: float = 0.0
+    exit_code: int | None = None
+    log_path: str | None = None
+    error: str | None = None
+    result: StepResult | None = None
+    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    files: tuple[FileInfo, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "done"
+
+
+def _utc() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def sha256_file(path: str) -> str:
+    """Hex sha256 of a file, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return ""
+
+
+def _announce(task: StepTask, worker: str, started: str) -> None:
+    if not (task.topic and worker):
+        return
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(task.topic, {"key": task.key, "worker": worker, "started": started,
+                                            "host": socket.gethostname()})
+    except Exception:  # noqa: BLE001 - the running status is informative only
+        pass
+
+
+def _files(task: StepTask, result: StepResult) -> tuple[FileInfo, ...]:
+    paths = dict(result.outputs)
+    if result.log_path and os.path.isfile(result.log_path):
+        paths["log"] = result.log_path
+    out = []
+    for path in paths.values():
+        rel = os.path.relpath(path, result.workdir)
+        if rel.startswith(".."):  # not inside the work dir (a fetch step's source EDR)
+            continue
+        out.append(FileInfo(path, rel, os.path.getsize(path), sha256_file(path)))
+    return tuple(sorted(out, key=lambda f: f.relpath))
+
+
+def _fetch(task: StepTask) -> StepResult:
+    scratch = os.path.join(work_root(task.options.work_dir), task.key)
+    os.makedirs(scratch, exist_ok=True)
+    t0 = time.monotonic()
+    started = _utc()
+    path = task.source(task.subject, scratch)
+    st = os.stat(path)
+    fingerprint = hashlib.sha256(
+        f"{task.subject}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    return StepResult(
+        key=task.key, step=task.step, program=repr(task.source), workdir=scratch,
+        outputs={"edr": os.path.abspath(path)}, log_path="", returncode=0,
+        duration=time.monotonic() - t0, started=started, host=socket.gethostname(),
+        cached=False, fingerprint=fingerprint,
+    )
+
+
+def _validate(path: str) -> dict[str, Any]:
+    from ctxdask.edr import describe_edr
+    from ctxdask.validation import validate
+
+    report = validate(path)
+    if not report.ok:
+        raise InvalidEDRError(path, f"validation failed: {report.summary()}")
+    info: dict[str, Any] = {"summary": report.summary(),
+                            "warnings": [f"{w.check}: {w.message}" for w in report.warnings]}
+    product = describe_edr(path)
+    info["summing"] = int(product.layout.summing)
+    info["lines"] = int(product.lines)
+    info["product_id"] = product.product_id
+    return info
+
+
+def _classify(exc: BaseException) -> tuple[Status, str]:
+    """Status and message of an expected failure."""
+    if isinstance(exc, ToolTimeoutError) or (isinstance(exc, TimeoutError) and not isinstance(exc, ToolError)):
+        return "timeout", str(exc)
+    if isinstance(exc, ToolCancelledError):
+        return "interrupted", str(exc)
+    if isinstance(exc, ToolNotFoundError):
+        return "skipped", str(exc)
+    if isinstance(exc, CTXError):
+        return "failed", str(exc)
+    # a bug or an unexpected library error: record it whole, retrying would not help
+    return "failed", "".join(traceback.format_exception_only(type(exc), exc)).strip() + \
+        "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
+
+
+def execute(task: StepTask, *upstream: Outcome) -> Outcome:
+    """Run one batch step on a worker and say how it ended.
+
+    Parameters
+    ----------
+    task : StepTask
+    *upstream : Outcome
+        Outcomes of the steps this one needs (dask passes them in).
+
+    Returns
+    -------
+    Outcome
+        ``skipped`` without running anything when an upstream step did not
+        succeed.
+
+    Raises
+    ------
+    OSError
+        Transient trouble outside a program; dask retries the task.
+    """
+    worker = _worker_address()
+    base = dict(key=task.key, step=task.step, subject=task.subject, worker=worker,
+                host=socket.gethostname())
+    blocked = [u for u in upstream if not u.ok]
+    if blocked:
+        first = blocked[0]
+        return Outcome(**base, status="skipped", started=_utc(), ended=_utc(),
+                       error=f"not run: {first.key} is {first.status}")
+    started = _utc()
+    _announce(task, worker, started)
+    t0 = time.monotonic()
+    result: StepResult | None = None
+    info: dict[str, Any] = {}
+    try:
+        if task.kind == "fetch":
+            result = _fetch(task)
+        elif task.kind == "validate":
+            edr = next(u.result.outputs["edr"] for u in upstream if u.result and "edr" in u.result.outputs)
+            info = _validate(edr)
+        else:
+            runner = task.runner or run_step
+            results = [u.result for u in upstream if u.result is not None]
+            result = runner(task.call, *results, options=task.options)
+        files = _files(task, result) if task.deliver and result is not None else ()
+    except Exception as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, (CTXError, TimeoutError)):
+            raise
+        status, message = _classify(exc)
+        return Outcome(
+            **base, status=status, started=started, ended=_utc(), duration=time.monotonic() - t0,
+            exit_code=getattr(exc, "returncode", None), log_path=getattr(exc, "log_path", None),
+            error=message,
+        )
+    return Outcome(
+        **base, status="done", started=started, ended=_utc(), duration=time.monotonic() - t0,
+        exit_code=result.returncode if result else None,
+        log_path=(result.log_path or None) if result else None,
+        result=result, info=info, files=files,
+    )
+
+
+def remove_workdirs(paths: list[str]) -> int:
+    """Delete step work dirs (and their ``.failed`` twins) on this worker; return how many.
+
+    Only folders holding a step manifest, a ``.failed`` suffix or a fetch
+    stamp are touched, so a wrong path can never remove anything else.
+    """
+    removed = 0
+    for path in paths:
+        for candidate in (path, f"{path}.failed"):
+            if not os.path.isdir(candidate) or os.path.islink(candidate):
+                continue
+            names = set(os.listdir(candidate))
+            if (candidate.endswith(".failed") or "ctxdask-step.json" in names
+                    or any(n.endswith(".source.json") for n in names) or candidate.rsplit(os.sep, 1)[-1].startswith("fetch-")):
+                shutil.rmtree(candidate, ignore_errors=True)
+                removed += 1
+    return removed
