@@ -268,7 +268,8 @@ class IndexTable:
         data = {}
         for column, name, _ in wanted:
             kind = _override_kind(column, name, dtypes)
-            data[name] = values[name] if name in values else _empty_series(kind)
+            # arrays, not Series: a Series would be aligned on its own 0-based index
+            data[name] = (values[name] if name in values else _empty_series(kind)).array
         frame = pd.DataFrame(data, index=pd.RangeIndex(index[0], index[-1] + 1) if len(index) else pd.RangeIndex(0))
         frame.index.name = "row"
         return frame
