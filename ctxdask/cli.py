@@ -17,10 +17,12 @@ from ctxdask.exceptions import CTXError
 
 # command name -> (module, one-line help). Add a command with one line here.
 _COMMANDS: dict[str, tuple[str, str]] = {
+    "batch": ("ctxdask.commands.batch", "run a stereo-pair list on a dask cluster, tracked in a database"),
     "calibrate": ("ctxdask.commands.calibrate", "decompand and calibrate an EDR to an ISIS cube, GeoTIFF or zarr"),
     "demo": ("ctxdask.commands.demo", "run the main job on sample data it generates (LocalCluster)"),
     "doctor": ("ctxdask.tools.doctor", "report the ISIS/ASP programs found and what the batch can do"),
     "info": ("ctxdask.commands.info", "summarise CTX EDRs from their labels"),
+    "status": ("ctxdask.commands.status", "summarise a batch's tracking database and its failures"),
     "validate": ("ctxdask.commands.validate", "check CTX EDRs: label, size, checksum, lost lines"),
 }
 

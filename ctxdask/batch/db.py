@@ -266,8 +266,9 @@ class TrackingDB:
 
     # ----------------------------------------------------------------- steps
     def upsert_step(self, key: str, **fields: Any) -> None:
-        """Create or update the row of step ``key``; only the given columns change.
+        """Update the row of step ``key`` (only the given columns), creating it if needed.
 
+        Creating a row needs ``scope``, ``subject``, ``step`` and ``status``.
         ``attempts="+1"`` increments the attempt counter.
         """
         unknown = set(fields) - set(STEP_FIELDS)
@@ -275,18 +276,14 @@ class TrackingDB:
             raise TypeError(f"unknown step columns: {sorted(unknown)}")
         bump = fields.pop("attempts", None) == "+1"
         fields["updated"] = now()
-        cols = list(fields)
-        values = [fields[c] for c in cols]
-        updates = [f"{c} = excluded.{c}" for c in cols]
-        if bump:
-            cols.append("attempts")
-            values.append(1)
-            updates.append("attempts = steps.attempts + 1")
-        self.conn.execute(
-            f"INSERT INTO steps (key, {', '.join(cols)}) VALUES (?, {', '.join('?' * len(cols))}) "
-            f"ON CONFLICT(key) DO UPDATE SET {', '.join(updates)}",
-            (key, *values),
-        )
+        sets = [f"{c} = ?" for c in fields] + (["attempts = attempts + 1"] if bump else [])
+        cur = self.conn.execute(f"UPDATE steps SET {', '.join(sets)} WHERE key = ?", (*fields.values(), key))
+        if cur.rowcount == 0:
+            cols = [*fields, "attempts"]
+            self.conn.execute(
+                f"INSERT INTO steps (key, {', '.join(cols)}) VALUES (?, {', '.join('?' * len(cols))})",
+                (key, *fields.values(), int(bump)),
+            )
 
     def record_product(self, path: str, key: str, subject: str, size: int, sha256: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO products VALUES (?, ?, ?, ?, ?, ?)",

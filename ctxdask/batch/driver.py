@@ -288,6 +288,7 @@ class _Driver:
         self.pair_open: dict[str, Pair] = {}
         self.image_refs: dict[str, int] = {}
         self.chained: set[str] = set()
+        self.cleanups: list = []
         self.deliveries: dict[Any, str] = {}
         self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
                                    window=settings.chunk_window, threads=settings.delivery_threads,
@@ -536,12 +537,11 @@ class _Driver:
             t.future = None
         if not self.settings.cleanup_scratch:
             return
-        from distributed import fire_and_forget
-
         for worker, paths in by_worker.items():
             # preferred on the worker that made them; elsewhere the paths simply do not exist
-            fire_and_forget(self.client.submit(remove_workdirs, paths, workers=[worker],
-                                               allow_other_workers=True, pure=False, priority=-10))
+            self.cleanups.append(self.client.submit(remove_workdirs, paths, workers=[worker],
+                                                    allow_other_workers=True, pure=False, priority=-10))
+        self.cleanups = [f for f in self.cleanups if not f.done()]
 
     def _delivered(self, cf) -> None:
         key = self.deliveries.pop(cf)
@@ -642,6 +642,11 @@ class _Driver:
                     break
                 if not batch and self.ac.is_empty() and not self.deliveries and self.pair_open:
                     self._stuck()
+            # let the last scratch clean-ups finish before a LocalCluster goes away
+            from distributed import wait
+
+            with contextlib.suppress(Exception):
+                wait(self.cleanups, timeout=30)
             return "done"
         except KeyboardInterrupt:
             self._interrupt()

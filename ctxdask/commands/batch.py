@@ -1,0 +1,77 @@
+"""``ctxdask batch``: run a stereo-pair list on a dask cluster, tracked in a database."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of ``"90"``, ``"90s"``, ``"15m"``, ``"2h"`` or ``"1h30m"``.
+
+    Examples
+    --------
+    >>> parse_duration("1h30m"), parse_duration("45"), parse_duration("2.5m")
+    (5400.0, 45.0, 150.0)
+    """
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd]?)", text.strip().lower())
+    if not parts or re.sub(r"(\d+(?:\.\d+)?)\s*([smhd]?)", "", text.strip().lower()).strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 90, 90s, 15m, 2h, 1h30m)")
+    seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a deadline must be positive")
+    return seconds
+
+
+def _timeout(text: str) -> tuple[str, float]:
+    step, sep, duration = text.partition("=")
+    if not sep or not step:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected STEP=DURATION, e.g. parallel_stereo=6h")
+    return step.strip(), parse_duration(duration)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pairs", help="pair list: 'LEFT RIGHT' per line, or CSV with a left,right header")
+    parser.add_argument("--out", required=True, help="output folder (products and, by default, the database)")
+    parser.add_argument("--edr-dir", help="folder of EDRs: <PRODUCT_ID>.IMG in any case, or .IMG.bz2/.gz")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786)")
+    where.add_argument("--local", metavar="N", type=int, help="start a LocalCluster of N worker processes")
+    parser.add_argument("--db", help="tracking database: a path or sqlite:/// URL (default: in --out)")
+    parser.add_argument("--retry-failed", action="store_true", help="run failed and timed-out steps again")
+    parser.add_argument("--steps", nargs="+", metavar="STEP",
+                        help="run the chain only up to the last of these steps (e.g. validate)")
+    parser.add_argument("--timeout", action="append", type=_timeout, default=[], metavar="STEP=DURATION",
+                        help="deadline of a step, e.g. parallel_stereo=6h (repeatable)")
+    parser.add_argument("--calibration", choices=("isis", "native"),
+                        help="image calibration: ISIS programs or ctxdask's native one (tools.calibration)")
+    parser.add_argument("--deliver", nargs="+", metavar="STEP", help="steps whose outputs come home")
+    parser.add_argument("--delivery", choices=("transfer", "shared"),
+                        help="transfer over the dask connection, or copy into a shared output folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctxdask.batch import run_batch
+    from ctxdask.tools.recipe import build_recipe
+
+    timeouts = dict(args.timeout)
+    steps = [s for item in args.steps for s in item.split(",") if s] if args.steps else None
+    overrides = {"calibration": args.calibration} if args.calibration else {}
+    recipe = build_recipe(timeouts={k: v for k, v in timeouts.items() if k not in ("fetch", "validate")},
+                          **overrides)
+    try:
+        summary = run_batch(
+            args.pairs, args.out, edr_dir=args.edr_dir, scheduler=args.scheduler, local=args.local,
+            db=args.db, retry_failed=args.retry_failed, steps=steps, timeouts=timeouts, recipe=recipe,
+            deliver=args.deliver, delivery=args.delivery, progress=False if args.no_progress else None,
+        )
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"ctxdask batch: error: {exc}")
+        return 2
+    print(summary)
+    if summary.status == "interrupted":
+        return 130
+    return 0 if summary.ok else 1

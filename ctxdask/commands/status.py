@@ -1,0 +1,55 @@
+"""``ctxdask status``: what a batch's tracking database says."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="DIR", help="a batch output folder, or the database file itself")
+    parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    parser.add_argument("--failures", type=int, default=20, help="failures to list (default 20; 0: all)")
+
+
+def _fmt(counts: dict) -> str:
+    return ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctxdask.batch.db import DEFAULT_NAME, TrackingDB
+
+    target = pathlib.Path(args.target)
+    path = target / DEFAULT_NAME if target.is_dir() else target
+    try:
+        db = TrackingDB(path, readonly=True)
+    except FileNotFoundError as exc:
+        print(f"ctxdask status: error: {exc}")
+        return 2
+    with db:
+        report = db.report(failures=args.failures or None)
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+        return 0
+    run = report["last_run"]
+    print(f"database {report['database']}: {report['runs']} runs")
+    if run:
+        print(f"last run {run['id']}: {run['status']}, started {run['started']}, ended {run['ended'] or '-'}"
+              f" on {run['host']} (pid {run['pid']})")
+    print(f"pairs:  {_fmt(report['pairs'])}")
+    print(f"images: {_fmt(report['images'])}")
+    for step, counts in report["steps"].items():
+        print(f"  {step:18s} {_fmt(counts)}")
+    products = report["products"]
+    print(f"delivered: {products['files']} files, {products['bytes'] / 1e6:.1f} MB")
+    for r in report["rejected"]:
+        print(f"pair list line {r['line']} skipped: {r['reason']}")
+    if report["failure_count"]:
+        print(f"{report['failure_count']} steps failed, timed out or were interrupted:")
+    for f in report["failures"]:
+        lines = (f["error"] or "").strip().splitlines()
+        print(f"  {f['status']:11s} {f['key']}: {lines[0] if lines else ''}")
+        if f["log_path"]:
+            print(f"              log {f['log_path']}")
+    return 0
