@@ -21,7 +21,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "calibrate": ("ctxdask.commands.calibrate", "decompand and calibrate an EDR to an ISIS cube, GeoTIFF or zarr"),
     "demo": ("ctxdask.commands.demo", "run the main job on sample data it generates (LocalCluster)"),
     "doctor": ("ctxdask.tools.doctor", "report the ISIS/ASP programs found and what the batch can do"),
+    "fetch": ("ctxdask.commands.fetch", "download CTX EDRs politely into a cache, resumed and verified"),
     "info": ("ctxdask.commands.info", "summarise CTX EDRs from their labels"),
+    "pairs": ("ctxdask.commands.pairs", "find and rank stereo pairs in a PDS cumulative index"),
     "status": ("ctxdask.commands.status", "summarise a batch's tracking database and its failures"),
     "validate": ("ctxdask.commands.validate", "check CTX EDRs: label, size, checksum, lost lines"),
 }
