@@ -501,7 +501,8 @@ class _Driver:
         submitted = pair.pair_id in self.subject_keys
         if submitted and not self._keys_final(pair.pair_id):
             return
-        bad = [(i, s) for i, s in zip(pair.images, images) if s != "done"]
+        bad = sorted(((i, s) for i, s in zip(pair.images, images) if s != "done"),
+                     key=lambda item: _PRIORITY.index(item[1]) if item[1] in _PRIORITY else len(_PRIORITY))
         if bad:
             which, status = bad[0]
             side = "left" if which == pair.left else "right"

@@ -224,20 +224,18 @@ def _fetch(task: StepTask) -> StepResult:
     )
 
 
-def _validate(path: str) -> dict[str, Any]:
-    from ctxdask.edr import describe_edr
+def _validate(path: str, product_id: str) -> dict[str, Any]:
     from ctxdask.validation import validate
 
     report = validate(path)
     if not report.ok:
         raise InvalidEDRError(path, f"validation failed: {report.summary()}")
-    info: dict[str, Any] = {"summary": report.summary(),
-                            "warnings": [f"{w.check}: {w.message}" for w in report.warnings]}
-    product = describe_edr(path)
-    info["summing"] = int(product.layout.summing)
-    info["lines"] = int(product.lines)
-    info["product_id"] = product.product_id
-    return info
+    if report.product_id and report.product_id.upper() != product_id:
+        raise InvalidEDRError(path, f"validation failed: the label's PRODUCT_ID is {report.product_id}, "
+                                    f"not {product_id}; the file is misnamed or another product")
+    modes = next((f.details for f in report.findings if f.check == "modes"), {})
+    return {"summary": report.summary(), "summing": modes.get("summing"), "lines": modes.get("lines"),
+            "warnings": [f"{w.check}: {w.message}" for w in report.warnings]}
 
 
 def _classify(exc: BaseException) -> tuple[Status, str]:
@@ -293,7 +291,7 @@ def execute(task: StepTask, *upstream: Outcome) -> Outcome:
             result = _fetch(task)
         elif task.kind == "validate":
             edr = next(u.result.outputs["edr"] for u in upstream if u.result and "edr" in u.result.outputs)
-            info = _validate(edr)
+            info = _validate(edr, task.subject)
         else:
             runner = task.runner or run_step
             results = [u.result for u in upstream if u.result is not None]

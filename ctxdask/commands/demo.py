@@ -1,14 +1,18 @@
-"""``ctxdask demo``: the main job on embedded defaults, on sample data it makes itself.
+"""``ctxdask demo``: the main job, a stereo-pair batch, on sample data it makes itself.
 
 Generates synthetic CTX EDRs in every summing/first-pixel mode (one with lost
-lines and a wrong checksum), validates them, opens them lazily, and computes a
-per-image summary on a multi-process :class:`distributed.LocalCluster`.
-It grows with the package: calibration and the stereo batch join it as they land.
+lines and a wrong checksum, one truncated as by an interrupted download) and a
+pair list (with a junk line, like the real lists), validates the EDRs, then runs
+:func:`ctxdask.batch.run_batch` on a multi-process LocalCluster with the SQLite
+tracking database: fetch, validate and native calibration run everywhere; the
+ISIS/ASP steps run where those programs are installed and are recorded as
+skipped, with the reason, where they are not. Test stand-ins are never used.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 
 #: (product id, summing, first pixel, lines, defects)
@@ -18,6 +22,13 @@ SAMPLES = [
     ("D10_031011_1864_XI_06N201W", 2, 0, 1024, {"lost_lines": range(300, 316), "checksum": "wrong"}),
     ("G02_018870_1766_XN_03S077W", 2, 1024, 1024, {"saturated_fraction": 0.001}),
 ]
+#: an EDR cut short, as by an interrupted download: the batch records it as failed
+TRUNCATED = "B11_013842_1010_XN_79S172W"
+PAIRS = [
+    ("B10_013341_1010_XN_79S172W", "P01_001473_2479_XI_67N185W"),
+    ("D10_031011_1864_XI_06N201W", "G02_018870_1766_XN_03S077W"),
+    ("B10_013341_1010_XN_79S172W", TRUNCATED),
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,23 +36,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
 
 
-def run(args: argparse.Namespace) -> int:
-    import dask
-    from distributed import Client, LocalCluster
-
-    from ctxdask.edr import open_edr
+def _make_samples(edr_dir: pathlib.Path) -> list[pathlib.Path]:
     from ctxdask.testing import make_edr
-    from ctxdask.validation import validate
 
-    out = pathlib.Path(args.out).resolve()
-    edr_dir = out / "edr"
-    print(f"ctxdask demo: sample EDRs in {edr_dir}")
     paths = []
     for seed, (product_id, summing, first_pixel, lines, defects) in enumerate(SAMPLES):
         path = edr_dir / f"{product_id}.IMG"
         if not path.exists():
             make_edr(path, lines=lines, summing=summing, first_pixel=first_pixel, seed=seed, **defects)
         paths.append(path)
+    bad = edr_dir / f"{TRUNCATED}.IMG"
+    if not bad.exists():
+        make_edr(bad, lines=256, seed=9)
+        with open(bad, "r+b") as f:
+            f.truncate(os.path.getsize(bad) * 2 // 3)
+    return [*paths, bad]
+
+
+def _real_programs_path(recipe) -> str:
+    """PATH without folders holding ctxdask's test stand-ins (the demo must not use them)."""
+    from ctxdask.tools.discovery import find_program
+
+    drop = set()
+    for program in recipe.programs():
+        info = find_program(program, timeout=10)
+        if info.found and info.standin:
+            drop.add(os.path.dirname(info.path))
+    return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p not in drop)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctxdask.batch import run_batch
+    from ctxdask.tools.recipe import build_recipe
+    from ctxdask.validation import validate
+
+    out = pathlib.Path(args.out).resolve()
+    edr_dir = out / "edr"
+    print(f"ctxdask demo: sample EDRs in {edr_dir}")
+    paths = _make_samples(edr_dir)
+    pair_list = out / "pairs.txt"
+    pair_list.write_text("# sample stereo pairs (LEFT RIGHT); the 'M' line is junk, as in real lists\n"
+                         + "".join(f"{left} {right}\n" for left, right in PAIRS) + "M\n")
 
     print("\nvalidation:")
     for path in paths:
@@ -50,33 +85,23 @@ def run(args: argparse.Namespace) -> int:
         for finding in report.warnings:
             print(f"      warning {finding.check}: {finding.message}")
 
-    print(f"\nsummaries computed lazily on a LocalCluster with {args.workers} worker processes:")
-    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        with Client(cluster) as client:
-            print(f"  dashboard: {client.dashboard_link}")
-            datasets = [open_edr(p) for p in paths]
-            stats = dask.compute(*[_summary(ds) for ds in datasets])
-    print(f"  {'product':28s} {'lines':>6s} {'samples':>7s} {'sum':>3s} {'first':>5s} {'mean DN':>8s} "
-          f"{'dark A':>7s} {'dark B':>7s} {'zero':>6s}")
-    for ds, s in zip(datasets, stats, strict=True):
-        print(
-            f"  {ds.attrs['PRODUCT_ID']:28s} {ds.sizes['line']:6d} {ds.sizes['sample']:7d} "
-            f"{ds.attrs['SAMPLING_FACTOR']:3d} {ds.attrs['SAMPLE_FIRST_PIXEL']:5d} {s['mean']:8.2f} "
-            f"{s['dark_a']:7.2f} {s['dark_b']:7.2f} {s['zero']:6d}"
-        )
-    print(f"\ndone: results in {out}")
+    recipe = build_recipe(calibration="native")
+    recipe.settings = recipe.settings.__class__(**{**recipe.settings.__dict__,
+                                                   "env": {**recipe.settings.env,
+                                                           "PATH": _real_programs_path(recipe)}})
+    print(f"\nbatch of {len(PAIRS)} pairs on a LocalCluster with {args.workers} worker processes "
+          f"(recipe {recipe}):")
+    summary = run_batch(pair_list, out / "results", edr_dir=edr_dir, local=args.workers, recipe=recipe,
+                        deliver=["calibrate", "point2dem", "point2dem_aligned", "dem_geoid"])
+    print(summary)
+    print("\nsteps by status (ctxdask status shows the same at any time):")
+    from ctxdask.batch.db import TrackingDB
+
+    with TrackingDB(summary.database, readonly=True) as db:
+        for row in db.rows("SELECT key, status, error FROM steps WHERE status != 'done' ORDER BY key"):
+            first = (row["error"] or "").strip().splitlines()[:1]
+            print(f"  {row['status']:8s} {row['key']}: {first[0][:110] if first else ''}")
+    print(f"\ndone: results in {out / 'results'}")
+    print(f"      tracking database {summary.database}")
+    print(f"      ctxdask status {out / 'results'}")
     return 0
-
-
-def _summary(ds):
-    """Lazy per-image numbers (raw DN): one graph, computed with the others."""
-    import dask
-
-    image = ds.image.data
-    dark = ds.dark.data
-    return dask.delayed(dict)(
-        mean=image.mean(),
-        dark_a=dark[:, 0::2].mean(),
-        dark_b=dark[:, 1::2].mean(),
-        zero=(image == 0).sum(),
-    )
