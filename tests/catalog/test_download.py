@@ -291,8 +291,8 @@ def test_concurrency_limit_across_a_dask_cluster(fault_server, edr_bytes, tmp_pa
     for pid in edr_bytes:
         fault_server.plan(_name(pid), ("hold", 0.2))
     settings = dataclasses.replace(fast_settings, max_concurrent=1, semaphore="ctxdask-test-cluster")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=None,
-                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=":0",
+                                  worker_dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         results = fetch_many(list(edr_bytes), locator=locator, cache=tmp_path, settings=settings, client=client)
         assert all(type(r).__name__ == "FetchResult" for r in results), results
         # the limit was the cluster's semaphore, not a per-process one
