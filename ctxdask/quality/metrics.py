@@ -32,14 +32,18 @@ even/odd offset (summing 1)
 signal
     Median DN of valid pixels minus ``dark_level``.
 noise (SNR estimator)
-    Pixel noise from differences of vertically adjacent valid pixels of the
-    same column: for white noise ``d = x[l+1] - x[l]`` has standard deviation
-    sigma * sqrt(2), and for a normal distribution median(|d|) = 0.6745 x that,
-    so ``noise = 1.4826 x median(|d|) / sqrt(2)``. Same-column differences
-    cancel the column-wise even/odd offset and the flat field; the median
-    ignores edges and outliers. Scene texture at the pixel scale adds to it,
-    so it is an upper bound of the instrument noise (and the SNR a lower
-    bound). The median is interpolated within the integer |d| histogram bin.
+    Pixel noise from differences ``d = x[l+1] - x[l]`` (DN) of vertically
+    adjacent valid pixels of the same column, within each line block: for
+    white noise ``std(d) = sigma x sqrt(2)``. Same-column differences cancel
+    the column-wise even/odd offset, the flat field and any along-line scene
+    pattern. The estimate is a clipped RMS: ``noise = sqrt(mean(d^2) / 2)``
+    over the pairs with ``|d| <= 5 x 1.4826 x median(|d|)``, so edges and
+    outliers beyond five robust sigmas are left out, while the RMS (unlike the
+    median alone) stays unbiased when the SQROOT companding steps are as
+    coarse as the noise. Scene texture at the pixel scale adds to it, so it is
+    an upper bound of the instrument noise (and the SNR a lower bound). Pairs
+    that straddle two line blocks are not counted, so the value moves very
+    slightly with the chunking.
 snr
     ``signal / noise``.
 contrast
@@ -112,7 +116,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "even_odd_offset": ("DN", "ctxevenodd offset (mean odd - mean even columns) / 2, dark-subtracted"),
     "even_odd_relative": ("1", "|even_odd_offset| / signal"),
     "signal": ("DN", "median DN of valid pixels - dark_level"),
-    "noise": ("DN", "1.4826 x median |vertical pixel difference| / sqrt(2)"),
+    "noise": ("DN", "clipped RMS of vertical pixel differences / sqrt(2)"),
     "snr": ("1", "signal / noise"),
     "contrast": ("1", "(DN(p_high) - DN(p_low)) / signal"),
     "haze": ("1", "(DN(p_haze) - dark_level) / signal: dark-object floor"),
@@ -229,6 +233,18 @@ def _interpolated_median(hist: np.ndarray) -> float:
     return lower + width * (total / 2.0 - below) / hist[k]
 
 
+def _noise(diff_hist: np.ndarray) -> float:
+    """Pixel noise from the histogram of |vertical differences| (see the module docstring)."""
+    if diff_hist.sum() <= 0:
+        return math.nan
+    robust = 1.4826 * _interpolated_median(diff_hist)  # sigma of d, robust but quantized
+    clip = max(5.0 * robust, 1.0)
+    k = np.arange(diff_hist.size, dtype=np.float64)
+    inside = k <= clip
+    variance = (diff_hist[inside] * k[inside] ** 2).sum() / diff_hist[inside].sum()
+    return math.sqrt(variance / 2.0)
+
+
 def finalize_metrics(
     partials: np.ndarray,
     *,
@@ -269,7 +285,7 @@ def finalize_metrics(
     dark = m["dark_level"] if not math.isnan(m["dark_level"]) else 0.0
     signal = median_dn - dark
     m["signal"] = signal
-    m["noise"] = 1.4826 * _interpolated_median(p[_DIFF]) / math.sqrt(2.0)
+    m["noise"] = _noise(p[_DIFF])
 
     if summing == 1:
         n_even, s_even, n_odd, s_odd = p[_EO : _EO + 4]
