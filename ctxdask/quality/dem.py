@@ -181,7 +181,9 @@ def _spacing(transform: Sequence[float], crs: Any, rows: int, factor: int = 1) -
     a, _, c, _, e, f = transform[:6]
     dx, dy = a * factor, e * factor
     if crs is not None and crs.is_geographic:
-        radius = crs.ellipsoid.semi_major_metre
+        from pyproj import CRS
+
+        radius = CRS.from_user_input(crs.to_wkt()).ellipsoid.semi_major_metre
         metres_per_degree = math.pi * radius / 180.0
         lat = f + (np.arange(rows) + 0.5) * dy
         dx = (dx * metres_per_degree * np.cos(np.radians(lat)))[:, None]
