@@ -155,9 +155,10 @@ def pair_files(tmp_path):
     rows, cols, res = 120, 200, (20.0, 20.0)
     origin = (R * math.radians(10.0), R * math.radians(-5.0))  # 10E, 5S
     yy, xx = np.mgrid[0:rows, 0:cols]
-    z = 2000.0 - 3.0 * np.hypot(xx - 100, yy - 60) * 20 / 20  # a cone
+    z = 2000.0 - 3.0 * np.hypot(xx - 100, yy - 60)  # a cone
     z[:, :15] = NODATA
-    dem = _write(tmp_path / "in" / "pair-DEM.tif", z, origin=origin, res=res) if (tmp_path / "in").mkdir() is None else None
+    (tmp_path / "in").mkdir()
+    dem = _write(tmp_path / "in" / "pair-DEM.tif", z, origin=origin, res=res)
     ortho = _write(tmp_path / "in" / "pair-DRG.tif", np.tile(np.linspace(0.01, 0.2, cols), (rows, 1)), origin=origin,
                    res=res, nodata=None)
     return dem, ortho, origin, (rows, cols, res)
