@@ -222,6 +222,16 @@ def test_numpy_backed_dataset_gives_the_same(edrs, flat_values, even_odd):
     np.testing.assert_array_equal(lazy.image.values, eager.image.values)
 
 
+@pytest.mark.parametrize("columns", [slice(1, None), [0, 1, 3, 4, 7, 10, 199]], ids=["odd-start", "irregular"])
+@pytest.mark.parametrize("summing", [1, 2])
+def test_sample_subsets_keep_their_channel_and_flat(edrs, flat_values, summing, columns):
+    """A subset keeps each column's A/B channel (from ``sample``) and flat pixel (``detector_pixel``)."""
+    path = edrs[summing, 0]
+    full = ref_calibrate(_raw(path, summing, 0), summing, 0, flat=flat_values)
+    out = calibrate(_open(path).isel(sample=columns), flat=flat_values, sun_distance_km=DISTANCE_KM)
+    _assert_matches(out.image.values, full[:, columns])
+
+
 def test_calibrate_decompanded_input_equals_raw_input(edrs, flat_values):
     ds = _open(edrs[2, 0])
     a = calibrate(ds, flat=flat_values, sun_distance_km=DISTANCE_KM)
