@@ -325,7 +325,7 @@ def _clone_after(array: da.Array, blocker: da.Array) -> da.Array:
 
     What ``dask.graph_manipulation.bind(array, blocker)`` is meant to do. ``bind``
     (dask 2026.8) renames the keys of materialized layers but not the references
-    inside their ``Task`` values (dask issue #12455), so the "clone" of a slice
+    inside their ``Task`` values, so the "clone" of a slice
     still points at the original read tasks: dask then reads once and keeps every
     raw block in memory until the offset is known. Here every node is rebuilt
     with ``substitute``, so nothing is shared with the statistics pass.

@@ -27,6 +27,7 @@ ISIS-compatible I/F needs.
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import functools
 import importlib.resources
@@ -193,6 +194,7 @@ def _de421():
     # read the file directly: skyfield_data.get_skyfield_data_path() would check the
     # expiry of its unrelated Earth-orientation file and may warn or raise
     kernel = SPK.open(str(path))
+    atexit.register(kernel.close)  # the kernel is memory-mapped for the life of the process
     return kernel, (kernel[_SSB, _MARS_BARY], kernel[_MARS_BARY, _MARS], kernel[_SSB, _SUN])
 
 

@@ -493,7 +493,7 @@ def test_even_odd_reads_twice_and_holds_no_block(edrs, flat_values, read_log):
     """ctxevenodd needs the whole image for its offset: statistics pass, then an output pass.
 
     The output pass must read the file again rather than keep raw blocks from the
-    first pass (what ``dask.graph_manipulation.bind`` silently did, dask#12455):
+    first pass (what ``dask.graph_manipulation.bind`` silently did in dask 2026.8):
     every chunk is read once per pass, and no raw buffer is alive when the
     next one is read.
     """
