@@ -9,7 +9,6 @@ import pathlib
 import sqlite3
 import sys
 
-import cloudpickle
 import pytest
 
 from ctxdask.testing import make_edr
@@ -17,8 +16,9 @@ from ctxdask.tools.tasks import run_step
 
 from ..tools.conftest import standin_path
 
-# workers cannot import test modules: ship this one's functions by value
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
+#: the project root: worker processes need it on sys.path to import this module's functions
+#: (distributed pickles task arguments by reference when it can)
+ROOT = str(pathlib.Path(__file__).resolve().parents[2])
 
 IDS = ["P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W", "B10_013341_1010_XN_79S172W",
        "D10_031011_1864_XI_06N201W"]
@@ -64,6 +64,7 @@ def cluster_client():
 
     old = os.environ["PATH"]
     os.environ["PATH"] = standin_path()  # workers inherit PATH when they spawn
+    sys.path.insert(0, ROOT)  # ... and sys.path
     try:
         with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, \
@@ -71,3 +72,4 @@ def cluster_client():
             yield client
     finally:
         os.environ["PATH"] = old
+        sys.path.remove(ROOT)

@@ -1,0 +1,128 @@
+"""The driver end to end on a multi-process LocalCluster with the stand-in programs."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+
+import dask
+import pytest
+
+from ctxdask.batch import run_batch
+from ctxdask.tools.recipe import build_recipe
+
+from .conftest import IDS, faulty_runner, make_images, query, statuses, write_pairs
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+P1, P2, P3 = (IDS[0], IDS[1]), (IDS[0], IDS[2]), (IDS[1], IDS[3])
+
+
+def _pid(pair):
+    return f"{pair[0]}-{pair[1]}"
+
+
+def _calls(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, cluster_client):
+    edr = make_images(tmp_path / "edr", IDS, summing2={IDS[2]})
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1, P2, P3], extra="M\n")
+    calls = tmp_path / "calls.jsonl"
+    recipe = build_recipe(env={"CTXDASK_STANDIN_CALLS": str(calls)})
+    # 1 kB chunks: every product crosses the dask connection in several pieces
+    with dask.config.set({"ctxdask.batch.chunk-size": 1000}):
+        summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, recipe=recipe,
+                            progress=False)
+    assert summary.ok, summary
+    assert summary.pairs == {"done": 3} and summary.images == {"done": 4}
+    assert [(r.line, r.text) for r in summary.rejected] == [(4, "M")]
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    # image steps once per image although IDS[0] and IDS[1] are in two pairs each;
+    # no ctxevenodd for the summing-2 image
+    programs = [c["program"] for c in _calls(calls)]
+    assert programs.count("mroctx2isis") == 4 and programs.count("ctxevenodd") == 3
+    assert programs.count("point2dem") == 3
+    rows = query(db, "SELECT key, status, attempts, worker, started, ended, exit_code FROM steps")
+    assert all(r[1] == "done" and r[2] == 1 and r[3].startswith("tcp://") and r[4] <= r[5] for r in rows)
+    assert len(rows) == 4 * 2 + 4 * 3 + 3 + 3 * 3  # fetch+validate, calibration, evenodd, pair steps
+    products = query(db, "SELECT path, size, sha256 FROM products")
+    assert len(products) == 3 * 4  # DEM, DRG, IntersectionErr and the log of each pair
+    for path, size, sha in products:
+        data = open(path, "rb").read()
+        assert len(data) == size and hashlib.sha256(data).hexdigest() == sha
+    dem = tmp_path / "out" / "pairs" / _pid(P1) / "results" / "out-DEM.tif"
+    assert dem.is_file() and not list((tmp_path / "out").rglob("*.partial"))
+    log_paths = query(db, "SELECT log_path FROM steps WHERE step = 'point2dem'")
+    assert all(p[0].startswith(str(tmp_path / "out")) for p in log_paths)  # the delivered copy
+
+    before = query(db, "SELECT key, started FROM steps")
+    again = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, recipe=recipe, progress=False)
+    assert again.planned == 0 and again.already_done == 3 and again.ok
+    assert len(_calls(calls)) == len(programs)  # nothing ran again
+    assert query(db, "SELECT key, started FROM steps") == before
+    assert query(db, "SELECT count(*), max(status) FROM runs") == [(2, "done")]
+
+
+def test_hang_crash_and_invalid_edr_are_recorded_and_the_batch_goes_on(tmp_path, cluster_client):
+    bad = "B11_013842_1010_XN_79S172W"
+    edr = make_images(tmp_path / "edr", [*IDS, bad])
+    path = edr / f"{bad}.IMG"
+    path.write_bytes(path.read_bytes()[:-300])  # cut short, like an interrupted download
+    p4 = (IDS[3], bad)
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1, P2, P3, p4])
+    faults = {f"parallel_stereo-{_pid(P1)}": "hang", f"point2dem-{_pid(P2)}": "crash"}
+    summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client,
+                        runner=functools.partial(faulty_runner, faults=faults),
+                        timeouts={"parallel_stereo": 3}, progress=False)
+    assert not summary.ok and summary.status == "done"
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    steps, pairs_status = statuses(db), statuses(db, "pairs")
+    assert steps[f"parallel_stereo-{_pid(P1)}"] == "timeout"
+    assert steps[f"point2dem-{_pid(P1)}"] == "skipped"
+    assert steps[f"point2dem-{_pid(P2)}"] == "failed"
+    assert steps[f"validate-{bad}"] == "failed"
+    assert pairs_status == {_pid(P1): "timeout", _pid(P2): "failed", _pid(P3): "done", _pid(p4): "failed"}
+    (error, code), = query(db, "SELECT error, exit_code FROM steps WHERE key = ?", (f"point2dem-{_pid(P2)}",))
+    assert code == -11 and "SIGSEGV" in error and "crashing (stand-in fault)" in error
+    (error,), = query(db, "SELECT error FROM steps WHERE key = ?", (f"parallel_stereo-{_pid(P1)}",))
+    assert "3 s deadline" in error
+    (error,), = query(db, "SELECT error FROM steps WHERE key = ?", (f"validate-{bad}",))
+    assert "validation failed: file-size: truncated" in error
+    (error,), = query(db, "SELECT error FROM pairs WHERE pair_id = ?", (_pid(p4),))
+    assert f"right image {bad} is failed" in error
+
+    # a plain rerun leaves failures alone; --retry-failed reruns them (and only them)
+    done_before = query(db, "SELECT key, started FROM steps WHERE subject = ?", (_pid(P3),))
+    again = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, progress=False)
+    assert again.planned == 0 and again.waiting == 3
+    path.write_bytes(make_images(tmp_path / "fixed", [bad]).joinpath(f"{bad}.IMG").read_bytes())
+    retried = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, retry_failed=True,
+                        progress=False)
+    assert retried.ok and retried.planned == 3, retried
+    assert query(db, "SELECT key, started FROM steps WHERE subject = ?", (_pid(P3),)) == done_before
+
+
+def test_steps_subset_and_shared_delivery(tmp_path, cluster_client):
+    edr = make_images(tmp_path / "edr", IDS[:3])
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1, P2])
+    out = tmp_path / "out"
+    first = run_batch(pairs, out, edr_dir=edr, client=cluster_client, steps=["validate"], progress=False)
+    assert first.ok and first.pairs == {"done": 2}
+    assert set(query(out / "ctxdask-batch.sqlite", "SELECT DISTINCT step FROM steps")) == {("fetch",), ("validate",)}
+    # the whole chain later: the pairs are not done for it, so they run; validated images rerun cheaply
+    full = run_batch(pairs, out, edr_dir=edr, client=cluster_client, delivery="shared",
+                     deliver=["point2dem", "ctxcal"], progress=False)
+    assert full.ok and full.planned == 2
+    cal = out / "images" / IDS[0] / f"{IDS[0]}.cal.cub"
+    assert cal.is_file() and (out / "pairs" / _pid(P2) / "results" / "out-DEM.tif").is_file()
+    (sha,), = query(out / "ctxdask-batch.sqlite", "SELECT sha256 FROM products WHERE path = ?", (str(cal),))
+    assert hashlib.sha256(cal.read_bytes()).hexdigest() == sha
+
+
+def test_unknown_step_is_refused(tmp_path, cluster_client):
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1])
+    with pytest.raises(ValueError, match="unknown steps"):
+        run_batch(pairs, tmp_path / "out", edr_dir=tmp_path, client=cluster_client, steps=["stereo"])
