@@ -93,3 +93,56 @@ def http_server(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+class CountingScheduler:
+    """A dask scheduler (for ``dask.config.set(scheduler=...)``) that counts its calls."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, dsk, keys, **kwargs):
+        import dask
+
+        self.calls += 1
+        return dask.get(dsk, keys, **kwargs)
+
+
+@pytest.fixture
+def compute_counter():
+    """Count every compute of the test: dask's scheduler is a :class:`CountingScheduler`."""
+    import dask
+
+    counter = CountingScheduler()
+    with dask.config.set(scheduler=counter):
+        yield counter
+
+
+class RawRead(tuple):
+    """One raw read: ``(start, length, buffer)`` with ``buffer`` a weak reference to the bytes read,
+    and ``alive_before``, how many earlier buffers were still alive when it was made."""
+
+    def __new__(cls, start, length, buffer, alive_before):
+        self = super().__new__(cls, (start, length, buffer))
+        self.start, self.length, self.buffer, self.alive_before = start, length, buffer, alive_before
+        return self
+
+
+@pytest.fixture
+def raw_reads(monkeypatch):
+    """Record every byte-range read of EDR pixels (``ctxdask.rawio.read_range``) as a :class:`RawRead`."""
+    import weakref
+
+    from ctxdask import rawio
+
+    log: list[RawRead] = []
+    original = rawio.read_range
+
+    def recording(source, start, length, storage_options=None):
+        alive = sum(read.buffer() is not None for read in log)
+        data = original(source, start, length, storage_options)
+        log.append(RawRead(start, length, weakref.ref(data), alive))
+        return data
+
+    monkeypatch.setattr(rawio, "read_range", recording)
+    return log

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pickle
 import re
 
-import dask
 import numpy as np
 import pytest
 import xarray as xr
@@ -108,51 +107,23 @@ def test_xarray_engine_entry_point(tmp_path):
     assert chunked.image.chunks is not None
 
 
-class CountingReads:
-    """Wraps rawio.read_range and records every (start, length) read."""
-
-    def __init__(self, monkeypatch):
-        self.calls = []
-        original = rawio.read_range
-
-        def counting(source, start, length, storage_options=None):
-            self.calls.append((start, length))
-            return original(source, start, length, storage_options)
-
-        monkeypatch.setattr(rawio, "read_range", counting)
-
-
-def test_open_reads_label_only_and_chunks_read_only_their_lines(tmp_path, monkeypatch):
+def test_open_reads_label_only_and_chunks_read_only_their_lines(tmp_path, raw_reads):
     width, lines = 256, 4096
     path = make_edr(tmp_path / "a.IMG", lines=lines, line_samples=width)
-    reads = CountingReads(monkeypatch)
     ds = ctxdask.open_edr(path, chunks={"line": 512})
-    assert reads.calls == []  # opening parsed the label only
+    assert raw_reads == []  # opening parsed the label only
     offset = ds.attrs["LABEL_RECORDS"] * width
     ds.image[1024:1536].values
-    assert reads.calls == [(offset + 1024 * width, 512 * width)]
+    assert [(r.start, r.length) for r in raw_reads] == [(offset + 1024 * width, 512 * width)]
 
 
-class CountingScheduler:
-    """A dask scheduler that counts how many times it is asked to compute."""
-
-    def __init__(self):
-        self.computes = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.computes += 1
-        return dask.get(dsk, keys, **kwargs)
-
-
-def test_open_and_select_never_compute(tmp_path):
+def test_open_and_select_never_compute(tmp_path, compute_counter):
     path = make_edr(tmp_path / "a.IMG", lines=64, line_samples=128)
-    counter = CountingScheduler()
-    with dask.config.set(scheduler=counter):
-        ds = ctxdask.open_edr(path)
-        sub = ds.isel(line=slice(10, 20))[["image", "dark"]]
-        assert counter.computes == 0
-        sub.image.values
-    assert counter.computes == 1
+    ds = ctxdask.open_edr(path)
+    sub = ds.isel(line=slice(10, 20))[["image", "dark"]]
+    assert compute_counter.calls == 0
+    sub.image.values
+    assert compute_counter.calls == 1
 
 
 def test_backend_array_pickles_and_holds_no_handle(tmp_path):

@@ -11,7 +11,6 @@ import pytest
 import xarray as xr
 
 import ctxdask
-from ctxdask import rawio
 from ctxdask.edr import EDRLayout
 from ctxdask.exceptions import UnsupportedModeError
 from ctxdask.quality import QualityError, QualityMetrics, measure
@@ -248,47 +247,21 @@ def test_refuses_calibrated_and_lin_images(tmp_path):
 # -- laziness and one pass -----------------------------------------------------------------
 
 
-class CountingScheduler:
-    """A dask scheduler that counts its calls."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.calls += 1
-        return dask.get(dsk, keys, **kwargs)
-
-
-@pytest.fixture
-def reads(monkeypatch):
-    """Start byte of every raw read."""
-    log: list[int] = []
-    original = rawio.read_range
-
-    def counting(source, start, length, storage_options=None):
-        log.append(start)
-        return original(source, start, length, storage_options)
-
-    monkeypatch.setattr(rawio, "read_range", counting)
-    return log
-
-
 @pytest.mark.parametrize("thumbnail_from", ["raw", "calibrated"])
-def test_one_pass_with_the_calibration_write(tmp_path, reads, thumbnail_from):
+def test_one_pass_with_the_calibration_write(tmp_path, raw_reads, compute_counter, thumbnail_from):
     path = make_edr(tmp_path / "one.IMG", lines=LINES, line_samples=WIDTH, lost_lines=[100])
-    scheduler = CountingScheduler()
-    with dask.config.set(scheduler=scheduler):
-        ds = ctxdask.open_edr(path, chunks={"line": CHUNK})
-        with pytest.warns(ctxdask.CTXWarning):
-            cal = ctxdask.calibrate(ds, units="rate")
-        qa = measure(ds, image=cal.image if thumbnail_from == "calibrated" else None, thumbnail_size=40)
-        write = cal.to_zarr(tmp_path / "cal.zarr", compute=False, consolidated=False)
-        repr(qa), QualityMetrics  # building and printing computes nothing
-        assert scheduler.calls == 0 and reads == []
-        _, computed = dask.compute(write, qa)
-        assert scheduler.calls == 1
+    ds = ctxdask.open_edr(path, chunks={"line": CHUNK})
+    with pytest.warns(ctxdask.CTXWarning):
+        cal = ctxdask.calibrate(ds, units="rate")
+    qa = measure(ds, image=cal.image if thumbnail_from == "calibrated" else None, thumbnail_size=40)
+    write = cal.to_zarr(tmp_path / "cal.zarr", compute=False, consolidated=False)
+    repr(qa), QualityMetrics  # building and printing computes nothing
+    assert compute_counter.calls == 0 and raw_reads == []
+    _, computed = dask.compute(write, qa)
+    assert compute_counter.calls == 1
     chunks = -(-LINES // CHUNK)
-    assert len(reads) == chunks and len(set(reads)) == chunks  # each line block read once
+    starts = [r.start for r in raw_reads]
+    assert len(starts) == chunks and len(set(starts)) == chunks  # each line block read once
     m = QualityMetrics.from_dataset(computed)
     assert m.lost_line_ranges == ((100, 100),)
     back = xr.open_zarr(tmp_path / "cal.zarr", consolidated=False)
@@ -296,8 +269,9 @@ def test_one_pass_with_the_calibration_write(tmp_path, reads, thumbnail_from):
     assert computed.thumbnail.attrs["calibration"] == ("rate" if thumbnail_from == "calibrated" else "counts")
 
 
-def test_measure_alone_reads_each_block_once(tmp_path, reads):
+def test_measure_alone_reads_each_block_once(tmp_path, raw_reads):
     path = make_edr(tmp_path / "alone.IMG", lines=LINES, line_samples=WIDTH)
     qa = measure(ctxdask.open_edr(path, chunks={"line": CHUNK}))
     qa.compute(scheduler="sync")
-    assert len(reads) == len(set(reads)) == -(-LINES // CHUNK)
+    starts = [r.start for r in raw_reads]
+    assert len(starts) == len(set(starts)) == -(-LINES // CHUNK)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import pathlib
 import re
 import warnings
-import weakref
 
 import dask
 import numpy as np
@@ -20,7 +19,6 @@ import pytest
 import xarray as xr
 
 import ctxdask
-from ctxdask import rawio
 from ctxdask.exceptions import CTXError, UnityFlatWarning, UnsupportedModeError
 from ctxdask.radiometry import solar
 from ctxdask.radiometry.calibrate import CalibrationError, calibrate, decompand, even_odd_correct
@@ -435,61 +433,33 @@ def test_calibrated_dataset_writes_as_it_is(edrs, flat_values, tmp_path, store, 
 # -- laziness ----------------------------------------------------------------------------------
 
 
-class CountingScheduler:
-    """A dask scheduler (``dask.config.set(scheduler=...)``) that counts its calls."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.calls += 1
-        return dask.get(dsk, keys, **kwargs)
-
-
 @pytest.mark.parametrize("even_odd", [False, True])
-def test_nothing_computes_until_values_or_write(edrs, flat_values, tmp_path, even_odd):
-    scheduler = CountingScheduler()
-    with dask.config.set(scheduler=scheduler):
-        ds = _open(edrs[1, 0])
-        counts = decompand(ds)
-        out = calibrate(ds, flat=flat_values, even_odd=even_odd, sun_distance_km=DISTANCE_KM)
-        repr(out), repr(counts), dict(out.image.attrs)
-        assert scheduler.calls == 0
-        counts.image.values
-        assert scheduler.calls == 1
-        out.image.values
-        assert scheduler.calls == 2
-        out.to_zarr(tmp_path / "c.zarr", consolidated=False)
-        assert scheduler.calls == 3
+def test_nothing_computes_until_values_or_write(edrs, flat_values, tmp_path, even_odd, compute_counter):
+    ds = _open(edrs[1, 0])
+    counts = decompand(ds)
+    out = calibrate(ds, flat=flat_values, even_odd=even_odd, sun_distance_km=DISTANCE_KM)
+    repr(out), repr(counts), dict(out.image.attrs)
+    assert compute_counter.calls == 0
+    counts.image.values
+    assert compute_counter.calls == 1
+    out.image.values
+    assert compute_counter.calls == 2
+    out.to_zarr(tmp_path / "c.zarr", consolidated=False)
+    assert compute_counter.calls == 3
 
 
-@pytest.fixture
-def read_log(monkeypatch):
-    """Every raw read (start byte, length) and a weak reference to its buffer."""
-    log: list[tuple[int, int, weakref.ref]] = []
-    original = rawio.read_range
-
-    def counting(source, start, length, storage_options=None):
-        data = original(source, start, length, storage_options)
-        log.append((start, length, weakref.ref(data)))
-        return data
-
-    monkeypatch.setattr(rawio, "read_range", counting)
-    return log
-
-
-def test_one_read_per_line_chunk(edrs, flat_values, tmp_path, read_log):
+def test_one_read_per_line_chunk(edrs, flat_values, tmp_path, raw_reads):
     out = calibrate(_open(edrs[1, 0]), flat=flat_values, sun_distance_km=DISTANCE_KM)
     chunks = -(-LINES // CHUNK)
     out.image.compute(scheduler="sync")
-    assert len(read_log) == chunks
-    assert len({start for start, _, _ in read_log}) == chunks
-    read_log.clear()
+    assert len(raw_reads) == chunks
+    assert len({r.start for r in raw_reads}) == chunks
+    raw_reads.clear()
     out.to_zarr(tmp_path / "c.zarr", consolidated=False)  # image, dark, prefix, suffix: still one read per chunk
-    assert len(read_log) == chunks
+    assert len(raw_reads) == chunks
 
 
-def test_even_odd_reads_twice_and_holds_no_block(edrs, flat_values, read_log):
+def test_even_odd_reads_twice_and_holds_no_block(edrs, flat_values, raw_reads):
     """ctxevenodd needs the whole image for its offset: statistics pass, then an output pass.
 
     The output pass must read the file again rather than keep raw blocks from the
@@ -500,28 +470,18 @@ def test_even_odd_reads_twice_and_holds_no_block(edrs, flat_values, read_log):
     out = calibrate(_open(edrs[1, 0]), flat=flat_values, even_odd=True, sun_distance_km=DISTANCE_KM)
     chunks = -(-LINES // CHUNK)
     out.image.compute(scheduler="sync")
-    starts = [start for start, _, _ in read_log]
+    starts = [r.start for r in raw_reads]
     assert len(starts) == 2 * chunks
     # the first pass reads every chunk before the second starts
     assert sorted(starts[:chunks]) == sorted(starts[chunks:]) == sorted(set(starts))
-    assert all(ref() is None for _, _, ref in read_log)  # nothing read is kept
+    assert all(r.buffer() is None for r in raw_reads)  # nothing read is kept
 
 
-def test_even_odd_raw_blocks_do_not_accumulate(edrs, flat_values, monkeypatch):
-    """At most a couple of raw blocks are alive at any read (the sync scheduler, 5 chunks)."""
-    refs: list[weakref.ref] = []
-    peak = []
-    original = rawio.read_range
-
-    def watching(source, start, length, storage_options=None):
-        peak.append(sum(r() is not None for r in refs))
-        data = original(source, start, length, storage_options)
-        refs.append(weakref.ref(data))
-        return data
-
-    monkeypatch.setattr(rawio, "read_range", watching)
+def test_even_odd_raw_blocks_do_not_accumulate(edrs, flat_values, raw_reads):
+    """At most one earlier raw block is alive at any read (the sync scheduler, 5 chunks)."""
     out = calibrate(_open(edrs[1, 0]), flat=flat_values, even_odd=True, sun_distance_km=DISTANCE_KM)
     out.image.compute(scheduler="sync")
+    peak = [r.alive_before for r in raw_reads]
     assert len(peak) == 2 * -(-LINES // CHUNK)
     assert max(peak) <= 1, peak
 
