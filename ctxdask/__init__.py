@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from ctxdask import config as _config  # registers the "ctxdask" dask config defaults
+from ctxdask import config as _config  # noqa: F401  (registers the "ctxdask" dask config defaults)
 from ctxdask.exceptions import CTXError, CTXWarning
 
 __version__ = "0.1.0"

@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 import ctxdask
-from ctxdask import edr, rawio
+from ctxdask import edr
 from ctxdask.exceptions import (
     CTXError,
     EmptyFileError,

@@ -155,7 +155,7 @@ def image_geometry(frame: pd.DataFrame, *, longitude_direction: Literal["west", 
     center = _unit(lat, lon)
     east, north = _east_north(lat, lon)
     corners = np.stack([_unit(col(f"{c}_LATITUDE"), sign * col(f"{c}_LONGITUDE")) for c in CORNERS], axis=1)
-    emission, incidence = np.radians(col("EMISSION_ANGLE")), np.radians(col("INCIDENCE_ANGLE"))
+    emission = np.radians(col("EMISSION_ANGLE"))
 
     look_h = _horizontal_toward(center, _unit(col("SUB_SPACECRAFT_LATITUDE"), sign * col("SUB_SPACECRAFT_LONGITUDE")))
     # at (near) nadir the azimuth is undefined and irrelevant: tan(e) ~ 0 multiplies it

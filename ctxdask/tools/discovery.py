@@ -63,7 +63,7 @@ class IsisEnvironment:
         elif not os.path.isdir(self.isisdata):
             out.append(f"ISISDATA {self.isisdata} does not exist")
         elif not self.mro_data:
-            out.append(f"ISISDATA has no mro/ folder: spiceinit needs web=yes and ctxcal its flat")
+            out.append("ISISDATA has no mro/ folder: spiceinit needs web=yes and ctxcal its flat")
         return out
 
 

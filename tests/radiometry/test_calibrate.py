@@ -13,7 +13,6 @@ import pathlib
 import re
 import warnings
 
-import dask
 import numpy as np
 import pytest
 import xarray as xr
