@@ -1,0 +1,147 @@
+"""Faults of the batch itself: a worker killed mid-batch, the driver killed or interrupted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from ctxdask.batch import run_batch
+from ctxdask.tools.recipe import build_recipe
+
+from ..tools.conftest import standin_path
+from .conftest import make_images, query, write_pairs
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
+
+IMAGES = [f"B{10 + i:02d}_0{13341 + i:05d}_1010_XN_79S172W" for i in range(8)]
+PAIRS = [(IMAGES[i], IMAGES[j]) for i, j in [(0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (5, 6), (6, 7), (4, 7)]]
+
+
+def _wait_for(predicate, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return True
+        except Exception:  # noqa: BLE001 - the database may not exist yet
+            pass
+        time.sleep(0.1)
+    return False
+
+
+def _done_pairs(db) -> int:
+    return query(db, "SELECT count(*) FROM pairs WHERE status = 'done'")[0][0]
+
+
+def test_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path):
+    from distributed import Client, LocalCluster
+
+    edr = make_images(tmp_path / "edr", IMAGES)
+    pairs = write_pairs(tmp_path / "pairs.txt", PAIRS)
+    out, db = tmp_path / "out", tmp_path / "out" / "ctxdask-batch.sqlite"
+    # slow, healthy programs, so that the kill lands while steps are running
+    recipe = build_recipe(env={"CTXDASK_STANDIN_SLEEP": "0.3"})
+    old = os.environ["PATH"]
+    os.environ["PATH"] = standin_path()
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, resources={"stereo": 1},
+                          dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
+                Client(cluster) as client:
+            victim = list(client.run(os.getpid).values())[0]
+
+            def kill_when_busy():
+                if _wait_for(lambda: query(db, "SELECT count(*) FROM steps WHERE step = 'parallel_stereo' "
+                                               "AND status IN ('running', 'done')")[0][0] >= 2, 120):
+                    os.kill(victim, signal.SIGKILL)
+
+            killer = threading.Thread(target=kill_when_busy)
+            killer.start()
+            # a scratch folder outside the workers' own dirs: what a dead worker made stays usable
+            summary = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe,
+                                scratch=tmp_path / "scratch", progress=False)
+            killer.join()
+            assert victim not in client.run(os.getpid).values()  # it really died (and was replaced)
+    finally:
+        os.environ["PATH"] = old
+    assert summary.ok, summary
+    assert query(db, "SELECT status, count(*) FROM pairs GROUP BY status") == [("done", len(PAIRS))]
+    products = query(db, "SELECT path FROM products")
+    assert len(products) == len(set(products)) == 4 * len(PAIRS)
+    on_disk = sorted(str(p) for p in (out / "pairs").rglob("*") if p.is_file())
+    assert on_disk == sorted(p for (p,) in products)  # no strays, no partial files
+    assert query(db, "SELECT count(*) FROM steps WHERE status != 'done'") == [(0,)]
+
+
+def _driver(tmp_path, *extra, sleep="0.4"):
+    env = dict(os.environ, PATH=standin_path(), CTXDASK_STANDIN_SLEEP=sleep,
+               DASK_DISTRIBUTED__LOGGING__DISTRIBUTED="error")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ctxdask", "batch", str(tmp_path / "pairs.txt"), "--out", str(tmp_path / "out"),
+         "--edr-dir", str(tmp_path / "edr"), "--local", "2", "--no-progress", *extra],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def _started(db) -> dict:
+    return dict(query(db, "SELECT key, started FROM steps WHERE status = 'done'"))
+
+
+def test_driver_killed_then_rerun_does_not_redo_finished_pairs(tmp_path):
+    make_images(tmp_path / "edr", IMAGES)
+    write_pairs(tmp_path / "pairs.txt", PAIRS)
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    proc = _driver(tmp_path)
+    try:
+        assert _wait_for(lambda: _done_pairs(db) >= 2, 180), proc.communicate(timeout=5)[0][-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver, its scheduler and its workers, at once
+        proc.wait(30)
+    finished = {p for (p,) in query(db, "SELECT pair_id FROM pairs WHERE status = 'done'")}
+    assert 2 <= len(finished) < len(PAIRS)
+    before = _started(db)
+    in_flight = query(db, "SELECT count(*) FROM steps WHERE status IN ('running', 'pending')")[0][0]
+    assert in_flight > 0  # the dead driver left work in flight
+
+    rerun = _driver(tmp_path, sleep="0")
+    output = rerun.communicate(timeout=240)[0]
+    assert rerun.returncode == 0, output[-3000:]
+    assert f"{len(finished)} already done" in output
+    after = _started(db)
+    for key, started in before.items():
+        subject = query(db, "SELECT subject FROM steps WHERE key = ?", (key,))[0][0]
+        if subject in finished:
+            assert after[key] == started, key  # finished pairs were not redone
+    assert query(db, "SELECT status, count(*) FROM pairs GROUP BY status") == [("done", len(PAIRS))]
+    runs = query(db, "SELECT status FROM runs ORDER BY id")
+    assert runs == [("interrupted",), ("done",)]
+
+
+def test_ctrl_c_cancels_cleanly_and_the_next_run_resumes(tmp_path):
+    make_images(tmp_path / "edr", IMAGES)
+    write_pairs(tmp_path / "pairs.txt", PAIRS)
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    proc = _driver(tmp_path, sleep="1.0")
+    try:
+        assert _wait_for(lambda: query(db, "SELECT count(*) FROM steps WHERE status = 'running' "
+                                           "AND step = 'mroctx2isis'")[0][0] >= 1, 120)
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, output[-3000:]
+    assert query(db, "SELECT status FROM runs") == [("interrupted",)]
+    assert query(db, "SELECT count(*) FROM steps WHERE status IN ('running', 'pending')") == [(0,)]
+    assert query(db, "SELECT count(*) FROM steps WHERE status = 'interrupted'")[0][0] >= 1
+    assert query(db, "SELECT count(*) FROM pairs WHERE status = 'interrupted'")[0][0] >= 1
+    rerun = _driver(tmp_path, sleep="0")
+    output = rerun.communicate(timeout=240)[0]
+    assert rerun.returncode == 0, output[-3000:]
+    assert query(db, "SELECT status, count(*) FROM pairs GROUP BY status") == [("done", len(PAIRS))]
