@@ -64,7 +64,10 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "D10_031011_1864_XI_06N201W.IMG: ok (2 warnings)" in out
     assert "lost-lines" in out and "done: results in" in out
-    assert len(list((tmp_path / "demo" / "edr").glob("*.IMG"))) == 4
+    assert len(list((tmp_path / "demo" / "edr").glob("*.IMG"))) == 5  # one of them truncated
+    # the batch ran: native calibration delivered, the truncated EDR failed validation
+    assert "tracking database" in out and "file-size: truncated" in out
+    assert list((tmp_path / "demo" / "results" / "images").glob("*/*.cal.cub"))
 
 
 @pytest.mark.parametrize("suffix", [".cub", ".tif", ".zarr"])

@@ -69,6 +69,8 @@ logger = logging.getLogger(__name__)
 
 #: the image steps the batch adds before the recipe's
 PRE_STEPS = ("fetch", "validate")
+#: seconds between two passes of the result loop
+_TICK = 0.05
 #: aggregate status of an image or pair: the first of these found among its steps wins
 _PRIORITY = ("failed", "timeout", "interrupted", "skipped", "running", "pending")
 
@@ -244,6 +246,18 @@ def _error_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Unavailable:
+    """The source for a product the configured source cannot provide: fails with the reason."""
+
+    reason: str
+
+    def __call__(self, product_id: str, scratch: str) -> str:
+        from ctxdask.exceptions import MissingFileError
+
+        raise MissingFileError(None, self.reason)
+
+
 @dataclasses.dataclass
 class _Tracked:
     task: StepTask
@@ -289,6 +303,7 @@ class _Driver:
         self.image_refs: dict[str, int] = {}
         self.chained: set[str] = set()
         self.cleanups: list = []
+        self.running: set[str] = set()
         self.deliveries: dict[Any, str] = {}
         self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
                                    window=settings.chunk_window, threads=settings.delivery_threads,
@@ -351,7 +366,11 @@ class _Driver:
     def _submit_image_head(self, pid: str) -> None:
         self.image_status[pid] = "running"
         self.db.set_subject("images", pid, "pending")
-        self._submit(self._task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=self.source))
+        try:
+            source = self.source.for_product(pid) if hasattr(self.source, "for_product") else self.source
+        except Exception as exc:  # noqa: BLE001 - e.g. not in the URL list: fetch fails with the reason
+            source = _Unavailable(str(exc))
+        self._submit(self._task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=source))
         if "validate" in self.image_steps:
             self._submit(self._task(f"validate-{pid}", "validate", "validate", "image", pid),
                          upstream=[f"fetch-{pid}"])
@@ -406,7 +425,7 @@ class _Driver:
     def _outcome_of(self, key: str, future, result) -> Outcome:
         """The Outcome a finished future stands for (errors and cancellations included)."""
         t = self.tracked[key]
-        if future.status == "finished":
+        if isinstance(result, Outcome):
             return result
         base = dict(key=key, step=t.task.step, subject=t.task.subject, ended=dbmod.now())
         failed_up = [u for u in t.upstream if self.tracked[u].future is not None
@@ -419,7 +438,7 @@ class _Driver:
             if t.outcome is not None:  # already recorded (watchdog)
                 return t.outcome
             return Outcome(**base, status="interrupted", error="cancelled")
-        exc = result[1] if isinstance(result, tuple) else result
+        exc = result
         name = type(exc).__name__
         if name == "KilledWorker":
             why = (f"the workers running this step died {exc.args[0] if exc.args else ''} times "
@@ -442,6 +461,7 @@ class _Driver:
             return  # the watchdog already gave up on it
         t.outcome = outcome
         t.since = None
+        self.running.discard(key)
         if outcome.ok and outcome.files:
             # done only once its products are home
             t.delivering = True
@@ -579,12 +599,14 @@ class _Driver:
             if t is None or t.outcome is not None:
                 continue
             t.since = time.monotonic()
+            self.running.add(msg["key"])
             self.db.upsert_step(msg["key"], status="running", worker=msg.get("worker"), host=msg.get("host"),
                                 started=msg.get("started"), attempts="+1")
 
     def _watchdog(self) -> None:
         now = time.monotonic()
-        for key, t in self.tracked.items():
+        for key in list(self.running):
+            t = self.tracked[key]
             if t.since is None or t.outcome is not None or t.future is None:
                 continue
             limit = t.task.timeout + self.settings.watchdog_margin
@@ -594,18 +616,19 @@ class _Driver:
                                   error=f"{t.task.step} gave no result {limit:g} s after it started "
                                         f"(deadline {t.task.timeout:g} s); the driver gave up on it")
                 t.outcome = outcome
+                self.running.discard(key)
                 self._record(outcome)
                 t.future.cancel()
                 self._after(key)
 
     def running_count(self) -> int:
-        return sum(1 for t in self.tracked.values() if t.since is not None and t.outcome is None)
+        return len(self.running)
 
     # ---------------------------------------------------------------- loop
     def run(self, planned: list[Pair]) -> str:
         from distributed import as_completed
 
-        self.ac = as_completed(with_results=True, raise_errors=False)
+        self.ac = as_completed()
         self.client.subscribe_topic(self.topic, self._on_event)
         for pair in planned:
             self.pair_open[pair.pair_id] = pair
@@ -620,16 +643,18 @@ class _Driver:
                 for pid in self.pairs_of:
                     self._submit_image_head(pid)
             next_watch = time.monotonic() + 1.0
+            tick = time.monotonic()
             while self.pair_open or self.deliveries:
+                # one pass per tick at most: results, events and database commits come in batches
+                time.sleep(max(0.0, tick + _TICK - time.monotonic()))
+                tick = time.monotonic()
                 batch = self.ac.next_batch(block=False)
                 done_deliveries = [cf for cf in self.deliveries if cf.done()]
-                if not batch and not done_deliveries and self.events.empty():
-                    time.sleep(0.02)
-                    if time.monotonic() < next_watch:
-                        continue
+                if not batch and not done_deliveries and self.events.empty() and tick < next_watch:
+                    continue
                 with self.db.transaction():
                     self._drain_events()
-                    for future, result in batch:
+                    for future, result in self._results(batch):
                         key = future.key
                         if key in self.tracked and self.tracked[key].future is not None:
                             self._handle(key, self._outcome_of(key, future, result))
@@ -657,6 +682,30 @@ class _Driver:
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
             self.deliverer.shutdown(cancel=True)
+
+    def _results(self, batch: list) -> list[tuple]:
+        """(future, result) of a batch of completed futures: one gather for all that finished."""
+        finished = [f for f in batch if f.status == "finished"]
+        try:
+            values = self.client.gather(finished, errors="skip") if finished else []
+        except Exception:  # noqa: BLE001 - lost between completion and gather; ask one by one
+            values = None
+        if values is None or len(values) != len(finished):
+            return [(f, self._one_result(f)) for f in batch]
+        out = list(zip(finished, values))
+        out += [(f, self._one_result(f)) for f in batch if f.status != "finished"]
+        return out
+
+    @staticmethod
+    def _one_result(future):
+        if future.status == "finished":
+            try:
+                return future.result(timeout=60)
+            except Exception as exc:  # noqa: BLE001
+                return exc
+        if future.status == "cancelled":
+            return None
+        return future.exception()
 
     def _stuck(self) -> None:
         """Nothing in flight but pairs still open: a bookkeeping error; close them as failed."""

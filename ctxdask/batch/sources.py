@@ -8,9 +8,13 @@ folder ``scratch``, which is the fetch step's own work dir. It raises a
 records the image as failed with that message), and ``OSError`` for trouble
 that may pass (the batch retries those).
 
-:class:`LocalEDRSource` looks in a folder (``ctxdask batch --edr-dir``).
-A source that downloads from PDS plugs in the same way; see
-:func:`make_source`.
+:class:`LocalEDRSource` looks in a folder (``ctxdask batch --edr-dir``);
+:class:`CatalogSource` downloads through :func:`ctxdask.catalog.download.fetch`
+(verified, resumable, cluster-wide polite) into the catalog cache
+(``ctxdask batch --url-list``). A source may offer ``for_product(product_id)``
+returning a smaller source for one product; the driver then sends that with
+each fetch task instead of the whole source (a URL table of thousands of
+products).
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ import gzip
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ctxdask.exceptions import MissingFileError
 
-__all__ = ["EDRSource", "LocalEDRSource", "make_source"]
+__all__ = ["CatalogSource", "EDRSource", "LocalEDRSource", "make_source"]
 
 #: what a fetch step calls on the worker
 EDRSource = Callable[[str, str], str]
@@ -118,6 +123,42 @@ def _decompress(source: str, opener, target: str, deadline: float | None) -> str
     with open(stamp, "w") as f:
         json.dump(identity, f)
     return target
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogSource:
+    """EDRs downloaded from PDS (or any HTTP server) by the catalog's downloader.
+
+    Parameters
+    ----------
+    urls : mapping or ProductLocator
+        Product id -> URL (e.g. :meth:`ctxdask.catalog.lookup.ProductLocator.from_url_list`).
+    cache : str, optional
+        Download cache folder on the workers; default the ``catalog`` setting.
+    settings : DownloadSettings, optional
+        Read on the driver (default: the ``catalog.download`` settings).
+    """
+
+    urls: Mapping[str, str] | Any
+    cache: str | None = None
+    settings: Any = None
+
+    def for_product(self, product_id: str) -> CatalogSource:
+        """This source narrowed to one product (what travels with its fetch task)."""
+        from ctxdask.catalog.download import DownloadSettings
+        from ctxdask.catalog.errors import ProductNotFoundError
+
+        try:
+            url = self.urls[product_id]
+        except LookupError:  # KeyError of a dict, ProductNotFoundError of a locator
+            raise ProductNotFoundError(None, f"{product_id}: not in the URL list") from None
+        return CatalogSource({product_id: url}, self.cache, self.settings or DownloadSettings.from_config())
+
+    def __call__(self, product_id: str, scratch: str) -> str:
+        from ctxdask.catalog.download import fetch
+
+        return fetch(product_id, locator=dict(self.urls) if isinstance(self.urls, Mapping) else self.urls,
+                     cache=self.cache, settings=self.settings).path
 
 
 def make_source(edr_dir: str | os.PathLike | None = None, source: EDRSource | None = None) -> EDRSource:

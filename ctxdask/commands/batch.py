@@ -35,7 +35,9 @@ def _timeout(text: str) -> tuple[str, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pairs", help="pair list: 'LEFT RIGHT' per line, or CSV with a left,right header")
     parser.add_argument("--out", required=True, help="output folder (products and, by default, the database)")
-    parser.add_argument("--edr-dir", help="folder of EDRs: <PRODUCT_ID>.IMG in any case, or .IMG.bz2/.gz")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--edr-dir", help="folder of EDRs: <PRODUCT_ID>.IMG in any case, or .IMG.bz2/.gz")
+    source.add_argument("--url-list", help="download EDRs (catalog downloader): a file with one product URL a line")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786)")
     where.add_argument("--local", metavar="N", type=int, help="start a LocalCluster of N worker processes")
@@ -58,13 +60,19 @@ def run(args: argparse.Namespace) -> int:
     from ctxdask.tools.recipe import build_recipe
 
     timeouts = dict(args.timeout)
+    source = None
+    if args.url_list:
+        from ctxdask.batch.sources import CatalogSource
+        from ctxdask.catalog.lookup import ProductLocator
+
+        source = CatalogSource(ProductLocator.from_url_list(args.url_list))
     steps = [s for item in args.steps for s in item.split(",") if s] if args.steps else None
     overrides = {"calibration": args.calibration} if args.calibration else {}
     recipe = build_recipe(timeouts={k: v for k, v in timeouts.items() if k not in ("fetch", "validate")},
                           **overrides)
     try:
         summary = run_batch(
-            args.pairs, args.out, edr_dir=args.edr_dir, scheduler=args.scheduler, local=args.local,
+            args.pairs, args.out, edr_dir=args.edr_dir, source=source, scheduler=args.scheduler, local=args.local,
             db=args.db, retry_failed=args.retry_failed, steps=steps, timeouts=timeouts, recipe=recipe,
             deliver=args.deliver, delivery=args.delivery, progress=False if args.no_progress else None,
         )

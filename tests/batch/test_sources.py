@@ -56,3 +56,20 @@ def test_missing_and_damaged_files(tmp_path, edr_bytes):
 def test_no_source_is_an_error():
     with pytest.raises(ValueError, match="--edr-dir"):
         make_source(None, None)
+
+
+def test_catalog_source_downloads_into_the_cache(tmp_path, http_server):
+    from ctxdask.batch.sources import CatalogSource
+    from ctxdask.catalog.errors import ProductNotFoundError
+
+    base, www, log = http_server
+    data = make_edr(www / f"{PID}.IMG", lines=16, line_samples=128).read_bytes()
+    source = CatalogSource({PID: f"{base}/{PID}.IMG", "B10_013341_1010_XN_79S172W": "x"},
+                           cache=str(tmp_path / "cache"))
+    one = source.for_product(PID)
+    assert dict(one.urls) == {PID: f"{base}/{PID}.IMG"}  # only its own URL travels with the task
+    path = one(PID, str(tmp_path / "scratch"))
+    assert open(path, "rb").read() == data and path.startswith(str(tmp_path / "cache"))
+    assert any(method == "GET" for method, _, _ in log)
+    with pytest.raises(ProductNotFoundError):
+        source.for_product("P01_001473_2479_XI_67N185W")
