@@ -60,15 +60,13 @@ def main() -> int:
             summary = run_batch(pairs, tmp / "out", edr_dir=tmp / "edr", client=client, runner=noop_runner,
                                 deliver=[], progress=False)
             elapsed = time.perf_counter() - t0
-            tasks = sum(len(v) for v in [summary.failures]) + 0
         print(summary)
-        steps = 2524 * 0
         from ctxdask.batch.db import TrackingDB
 
         with TrackingDB(summary.database, readonly=True) as db:
             steps = db.conn.execute("SELECT count(*) FROM steps").fetchone()[0]
         ok = summary.ok
-        print(f"\n{elapsed:.1f} s for {len(pairs)} pairs ({steps} steps, {tasks} failed): "
+        print(f"\n{elapsed:.1f} s for {len(pairs)} pairs ({steps} steps, {len(summary.failures)} failed): "
               f"{len(pairs) / elapsed:.1f} pairs/s, {1000 * elapsed / len(pairs):.1f} ms per pair, "
               f"{1000 * elapsed / steps:.2f} ms per step on {args.workers} workers")
         print(f"target: the whole list in under 60 s: {'met' if elapsed < 60 and ok else 'NOT met'}")

@@ -37,7 +37,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_NAME", "STATUSES", "FINAL", "TrackingDB", "database_path", "lock_database", "now"]
+__all__ = ["DEFAULT_NAME", "FINAL", "STATUSES", "TrackingDB", "database_path", "lock_database", "now"]
 
 DEFAULT_NAME = "ctxdask-batch.sqlite"
 #: every status a step, image or pair can have
@@ -92,7 +92,7 @@ STEP_FIELDS = ("scope", "subject", "step", "status", "run_id", "attempts", "work
 
 def now() -> str:
     """The current UTC time, ISO 8601 with microseconds (sortable as text)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 def database_path(spec: str | os.PathLike | None, out: str | os.PathLike) -> pathlib.Path:

@@ -29,7 +29,6 @@ import dataclasses
 import hashlib
 import os
 import pathlib
-import shutil
 import time
 from collections.abc import Sequence
 
@@ -37,7 +36,7 @@ from ctxdask.batch.work import FileInfo, Outcome
 from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 
-__all__ = ["Delivered", "DeliveryError", "DeliveryLost", "Deliverer", "copy_into", "read_range"]
+__all__ = ["Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into", "read_range"]
 
 
 class DeliveryError(CTXError, RuntimeError):
@@ -196,7 +195,3 @@ class Deliverer:
                                                f"got {h.hexdigest()}, the worker had {info.sha256}")
         return Delivered(str(dest), info.size, info.sha256)
 
-
-def remove_tree(path: str | os.PathLike) -> None:
-    """Remove a folder if it exists (a stale product folder at home)."""
-    shutil.rmtree(path, ignore_errors=True)

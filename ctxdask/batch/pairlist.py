@@ -25,7 +25,11 @@ import os
 import pathlib
 from collections.abc import Iterable, Iterator
 
-from ctxdask.product_id import InvalidProductIdError, is_product_id, normalize_product_id
+from ctxdask.product_id import (
+    InvalidProductIdError,
+    is_product_id,
+    normalize_product_id,
+)
 
 __all__ = ["Pair", "PairList", "Rejected", "parse_pairs", "read_pairs"]
 

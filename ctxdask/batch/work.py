@@ -161,7 +161,7 @@ class Outcome:
 
 
 def _utc() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 
 def sha256_file(path: str) -> str:
