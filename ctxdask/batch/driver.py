@@ -903,6 +903,9 @@ def run_batch(
             tdb.end_run(run_id, "failed", _error_text(exc))
             raise
         tdb.end_run(run_id, "done" if status == "done" else "interrupted")
+        if is_local and not settings.scratch and work_dir:
+            with contextlib.suppress(OSError):
+                os.rmdir(work_dir)  # only when empty: everything was delivered and cleaned
         report = tdb.report(failures=None)
         return BatchSummary(
             run_id=run_id, status=status, out=str(out), database=str(db_path),
