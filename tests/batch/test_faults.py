@@ -81,7 +81,8 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path):
 
 def _driver(tmp_path, *extra, sleep="0.4"):
     env = dict(os.environ, PATH=standin_path(), CTXDASK_STANDIN_SLEEP=sleep,
-               DASK_DISTRIBUTED__LOGGING__DISTRIBUTED="error")
+               DASK_DISTRIBUTED__LOGGING__DISTRIBUTED="error",
+               DASK_CTXDASK__BATCH__SCRATCH=str(tmp_path / "scratch"))  # not left in the system temp dir
     return subprocess.Popen(
         [sys.executable, "-m", "ctxdask", "batch", str(tmp_path / "pairs.txt"), "--out", str(tmp_path / "out"),
          "--edr-dir", str(tmp_path / "edr"), "--local", "2", "--no-progress", *extra],
