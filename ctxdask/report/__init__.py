@@ -1,0 +1,491 @@
+"""A static HTML report of a batch: summary, pairs, per-image QA, failures first.
+
+:func:`build_report` reads the tracking database of a batch output folder
+(read-only, so it can run while a batch writes) and writes one folder::
+
+    report/
+      index.html          the page: inline CSS, no external resources
+      files/thumbs/...    copies of the image and DEM thumbnails
+      files/logs/...      copies of the step logs (the last 1 MB of long ones)
+
+The folder opens offline from anywhere (``file://``, a web server, an e-mail
+attachment after zipping): every link in it is relative and points inside it.
+
+Every string from the database (product ids, errors, log tails, grade reasons)
+goes through Jinja2 autoescaping, which escapes ``& < > " '`` exactly as
+:func:`html.escape` does; nothing from the database is marked safe.
+
+The quality tables (``quality``, ``pair_quality``) are optional: databases
+written before the batch stored QA results give a report without them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import pathlib
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["ReportData", "build_report", "collect", "render"]
+
+#: statuses that mean something went wrong, listed first everywhere
+PROBLEM = ("failed", "timeout", "interrupted")
+#: display order of statuses: problems, then unfinished work, then done
+STATUS_ORDER = {s: i for i, s in enumerate((*PROBLEM, "running", "pending", "skipped", "done"))}
+GRADE_ORDER = {"fail": 0, "warn": 1, "pass": 2}
+#: logs longer than this are copied as their last LOG_LIMIT bytes
+LOG_LIMIT = 1 << 20
+#: lines of a failed step's log shown inline
+TAIL_LINES = 20
+#: metrics shown in the image table (key in QualityMetrics.to_dict(), heading, format)
+IMAGE_METRICS = (
+    ("valid_fraction", "valid", "{:.4f}"),
+    ("lost_line_count", "lost lines", "{:d}"),
+    ("saturated_fraction", "saturated", "{:.2e}"),
+    ("dark_level", "dark DN", "{:.1f}"),
+    ("dark_noise", "dark σ", "{:.2f}"),
+    ("even_odd_relative", "even/odd", "{:.3f}"),
+    ("snr", "SNR", "{:.1f}"),
+    ("contrast", "contrast", "{:.3f}"),
+    ("haze", "haze", "{:.3f}"),
+)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+_TEMPLATE = "report.html.j2"
+_MARKER = ".ctxdask-report"
+
+
+@dataclasses.dataclass
+class ReportData:
+    """Everything the page shows, as plain values (the template's context).
+
+    Attributes
+    ----------
+    title, out_dir, database, generated : str
+    runs : list of dict
+        Every run, newest first, with ``duration`` in seconds (None while running).
+    counts : dict
+        ``{"pairs"|"images"|"steps": {status: n}}``.
+    grades : dict
+        Grade -> number of graded images (empty without QA).
+    step_times : list of dict
+        Per step name: runs, done/failed counts, total/mean/max seconds.
+    failures : list of dict
+        Failed, timed-out and interrupted steps, with log link and tail.
+    pairs, images : list of dict
+        Table rows, problems first.
+    rejected : list of dict
+        Pair-list lines the last run skipped.
+    products : dict
+        ``{"files": n, "bytes": n}`` delivered.
+    has_quality : bool
+        Whether the database has the QA tables.
+    """
+
+    title: str
+    out_dir: str
+    database: str
+    generated: str
+    runs: list[dict]
+    counts: dict[str, dict[str, int]]
+    grades: dict[str, int]
+    step_times: list[dict]
+    failures: list[dict]
+    pairs: list[dict]
+    images: list[dict]
+    rejected: list[dict]
+    products: dict[str, int]
+    has_quality: bool
+
+
+# --------------------------------------------------------------------------- helpers
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _span(started: str | None, ended: str | None) -> float | None:
+    a, b = _parse_time(started), _parse_time(ended)
+    return (b - a).total_seconds() if a and b else None
+
+
+def _seconds(value: float | None) -> str:
+    """``12.3 s``, ``4 min 05 s``, ``2 h 03 min``; ``–`` for unknown."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if value < 60:
+        return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+    minutes, secs = divmod(int(round(value)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _json(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return default
+
+
+def _safe_name(text: str) -> str:
+    """A file name made from ``text`` that cannot leave its folder or need quoting in a URL."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "file"
+    return name[:150]
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
+    return [dict(r) for r in conn.execute(sql, params)]
+
+
+def _tail(path: pathlib.Path, lines: int = TAIL_LINES) -> str:
+    """The last ``lines`` lines of a text file (read from its last 16 kB)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        f.seek(max(0, f.tell() - 16384))
+        data = f.read()
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
+
+
+class _Files:
+    """Copies files into the report folder under unique, URL-safe names."""
+
+    def __init__(self, root: pathlib.Path):
+        self.root = root
+        self.done: dict[tuple[str, str], str] = {}
+        self.used: set[str] = set()
+
+    def _name(self, sub: str, stem: str, suffix: str) -> pathlib.Path:
+        name, n = f"{stem}{suffix}", 1
+        while f"{sub}/{name}" in self.used:
+            n += 1
+            name = f"{stem}-{n}{suffix}"
+        self.used.add(f"{sub}/{name}")
+        return self.root / "files" / sub / name
+
+    def copy(self, source: pathlib.Path, sub: str, stem: str, suffix: str, *,
+             limit: int | None = None) -> str | None:
+        """Copy ``source`` to ``files/<sub>/<stem><suffix>``; return its path relative to the report."""
+        key = (sub, str(source))
+        if key in self.done:
+            return self.done[key]
+        try:
+            if not source.is_file():
+                return None
+            size = source.stat().st_size
+            target = self._name(sub, _safe_name(stem), suffix)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if limit is not None and size > limit:
+                with open(source, "rb") as src, open(target, "wb") as dst:
+                    src.seek(size - limit)
+                    dst.write(f"[ctxdask report: the first {size - limit} bytes of {source} are left out]\n"
+                              .encode())
+                    shutil.copyfileobj(src, dst)
+            else:
+                shutil.copyfile(source, target)
+        except OSError:
+            return None  # unreadable now (permissions, deleted mid-run): show the path without a link
+        rel = target.relative_to(self.root).as_posix()
+        self.done[key] = rel
+        return rel
+
+
+def _thumb(files: _Files, out_dir: pathlib.Path, rel: str | None, stem: str) -> str | None:
+    """Copy a thumbnail named relative to the output folder; only image files inside it."""
+    if not rel:
+        return None
+    path = (out_dir / rel).resolve()
+    if path.suffix.lower() not in _IMAGE_SUFFIXES or not path.is_relative_to(out_dir.resolve()):
+        return None
+    return files.copy(path, "thumbs", stem, path.suffix.lower())
+
+
+def _log(files: _Files, step: Mapping[str, Any]) -> dict[str, Any]:
+    """Log link (copied) and whether it exists here, for one step row."""
+    path = step.get("log_path")
+    if not path:
+        return {"log": None, "log_path": None}
+    return {"log": files.copy(pathlib.Path(path), "logs", step["key"], ".log", limit=LOG_LIMIT), "log_path": path}
+
+
+def _fmt_metric(value: Any, fmt: str) -> str:
+    if value is None:
+        return "–"
+    try:
+        return fmt.format(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _status_rank(status: str | None) -> int:
+    return STATUS_ORDER.get(status or "", len(STATUS_ORDER))
+
+
+# --------------------------------------------------------------------------- collect
+def _database(out_dir: pathlib.Path, db: str | os.PathLike | None) -> pathlib.Path:
+    """The tracking database file, which must exist."""
+    from ctxdask.batch.db import database_path
+    from ctxdask.exceptions import MissingFileError
+
+    path = database_path(db, pathlib.Path(out_dir).resolve())
+    if not path.is_file():
+        raise MissingFileError(path, "no tracking database here; give the output folder of a "
+                                     "`ctxdask batch` run, or the database with --db")
+    return path
+
+
+def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
+            dest: str | os.PathLike | None = None) -> ReportData:
+    """Read a batch's tracking database into :class:`ReportData`, copying files into ``dest``.
+
+    Parameters
+    ----------
+    out_dir : path
+        The batch output folder (thumbnail paths in the database are relative to it).
+    db : path or URL, optional
+        The tracking database (default ``<out_dir>/ctxdask-batch.sqlite``).
+    dest : path, optional
+        The report folder that thumbnails and logs are copied into (default
+        ``<out_dir>/report``).
+
+    Raises
+    ------
+    ctxdask.exceptions.MissingFileError
+        There is no database.
+    """
+    out_dir = pathlib.Path(out_dir).resolve()
+    path = _database(out_dir, db)
+    dest = pathlib.Path(dest) if dest is not None else out_dir / "report"
+    files = _Files(dest)
+    # read-only URI: the report never writes, and may run while a batch does
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("PRAGMA busy_timeout=10000")
+        tables = _tables(conn)
+        has_quality = "quality" in tables
+        has_pair_quality = "pair_quality" in tables
+
+        runs = _rows(conn, "SELECT * FROM runs ORDER BY id DESC")
+        for r in runs:
+            r["duration"] = _span(r.get("started"), r.get("ended"))
+            r["duration_text"] = _seconds(r["duration"])
+
+        counts = {}
+        for table in ("pairs", "images", "steps"):
+            rows = conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status").fetchall()
+            counts[table] = dict(sorted(((s, n) for s, n in rows), key=lambda sn: _status_rank(sn[0])))
+
+        step_times = _rows(conn, """
+            SELECT step, count(*) AS n,
+                   sum(status = 'done') AS done,
+                   sum(status IN ('failed', 'timeout', 'interrupted')) AS problems,
+                   sum(duration) AS total, avg(duration) AS mean, max(duration) AS longest
+            FROM steps GROUP BY step ORDER BY min(scope = 'pair'), min(started), step""")
+        for s in step_times:
+            s.update(total_text=_seconds(s["total"]), mean_text=_seconds(s["mean"]),
+                     longest_text=_seconds(s["longest"]))
+
+        steps = _rows(conn, "SELECT * FROM steps ORDER BY started IS NULL, started, key")
+        by_subject: dict[str, list[dict]] = {}
+        for s in steps:
+            s["duration_text"] = _seconds(s.get("duration"))
+            by_subject.setdefault(s["subject"], []).append(s)
+
+        failures = []
+        for s in sorted((s for s in steps if s["status"] in PROBLEM),
+                        key=lambda s: (_status_rank(s["status"]), s.get("ended") or "", s["key"])):
+            row = {**s, **_log(files, s), "tail": None}
+            if row["log_path"] and os.path.isfile(row["log_path"]):
+                try:
+                    row["tail"] = _tail(pathlib.Path(row["log_path"]))
+                except OSError:
+                    pass
+            failures.append(row)
+
+        pq: dict[str, dict] = {}
+        if has_pair_quality:
+            pq = {r["pair_id"]: r for r in _rows(conn, "SELECT * FROM pair_quality")}
+        pairs = []
+        for p in _rows(conn, "SELECT * FROM pairs"):
+            psteps = [{**s, **_log(files, s)} for s in by_subject.get(p["pair_id"], [])]
+            durations = [s["duration"] for s in psteps if s.get("duration") is not None]
+            q = pq.get(p["pair_id"], {})
+            stats = _json(q.get("statistics"), {})
+            thumbs = []
+            for column, label in (("hillshade", "hillshade"), ("colour_relief", "colour relief"),
+                                  ("ortho_thumbnail", "orthoimage")):
+                src = _thumb(files, out_dir, q.get(column), f"{p['pair_id']}_{column}")
+                if src:
+                    thumbs.append({"src": src, "label": label})
+            stac = _stac(files, out_dir, q.get("stac"), p["pair_id"])
+            pairs.append({**p, "steps": psteps, "step_time": sum(durations) if durations else None,
+                          "step_time_text": _seconds(sum(durations)) if durations else "–",
+                          "thumbs": thumbs, "stats": stats, "stac": stac,
+                          "problem": p["status"] in PROBLEM})
+        pairs.sort(key=lambda p: (_status_rank(p["status"]), p.get("line") or 0, p["pair_id"]))
+
+        quality: dict[str, dict] = {}
+        if has_quality:
+            quality = {r["product_id"]: r for r in _rows(conn, "SELECT * FROM quality")}
+        image_cols = _columns(conn, "images")
+        images = []
+        grades: dict[str, int] = {}
+        for im in _rows(conn, "SELECT * FROM images"):
+            q = quality.get(im["product_id"], {})
+            metrics = _json(q.get("metrics"), {})
+            grade = q.get("grade")
+            if grade:
+                grades[grade] = grades.get(grade, 0) + 1
+            reasons = _json(q.get("reasons"), [])
+            if not isinstance(reasons, list):
+                reasons = [str(reasons)]
+            isteps = [{**s, **_log(files, s)} for s in by_subject.get(im["product_id"], [])]
+            images.append({
+                **{k: im.get(k) for k in image_cols},
+                "grade": grade, "reasons": [str(r) for r in reasons],
+                "metrics": [(label, _fmt_metric(metrics.get(key), fmt)) for key, label, fmt in IMAGE_METRICS],
+                "thumb": _thumb(files, out_dir, q.get("thumbnail"), f"{im['product_id']}_thumb"),
+                "steps": isteps,
+                "problem": im["status"] in PROBLEM or grade == "fail",
+            })
+        # processing failures, then failed grades, then warnings and unfinished work, then the rest
+        images.sort(key=lambda im: (0 if im["status"] in PROBLEM else 1 if im["grade"] == "fail" else
+                                    2 if im["grade"] == "warn" or im["status"] != "done" else 3,
+                                    _status_rank(im["status"]), GRADE_ORDER.get(im["grade"] or "", 3),
+                                    im["product_id"]))
+
+        rejected = []
+        if "rejected" in tables:
+            rejected = _rows(conn, "SELECT line, text, reason FROM rejected WHERE run_id = "
+                                   "(SELECT max(run_id) FROM rejected) ORDER BY line")
+        products = {"files": 0, "bytes": 0}
+        if "products" in tables:
+            products = dict(conn.execute(
+                "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM products").fetchone())
+    finally:
+        conn.close()
+
+    return ReportData(
+        title=f"ctxdask batch report: {out_dir.name}",
+        out_dir=str(out_dir), database=str(path),
+        generated=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        runs=runs, counts=counts, grades=dict(sorted(grades.items(), key=lambda g: GRADE_ORDER.get(g[0], 3))),
+        step_times=step_times, failures=failures, pairs=pairs, images=images, rejected=rejected,
+        products=products, has_quality=has_quality or has_pair_quality,
+    )
+
+
+def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str) -> str | None:
+    """Copy a pair's STAC item (a JSON file inside the output folder) for linking."""
+    if not rel:
+        return None
+    path = (out_dir / rel).resolve()
+    if path.suffix.lower() != ".json" or not path.is_relative_to(out_dir.resolve()):
+        return None
+    return files.copy(path, "stac", f"{pair_id}.stac", ".json")
+
+
+# --------------------------------------------------------------------------- render
+def render(data: ReportData) -> str:
+    """The HTML page of ``data`` (Jinja2, autoescaped)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("ctxdask.report", "."),
+        # escape everything by default: database text must never become markup
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["seconds"] = _seconds
+    env.filters["megabytes"] = lambda n: f"{(n or 0) / 1e6:.1f} MB"
+    env.filters["number"] = lambda v, fmt="{:.2f}": _fmt_metric(v, fmt)
+    longest = max((s["total"] or 0 for s in data.step_times), default=0)
+    return env.get_template(_TEMPLATE).render(
+        **dataclasses.asdict(data), problem_statuses=PROBLEM, longest_step=longest,
+        metric_labels=[label for _, label, _ in IMAGE_METRICS],
+    )
+
+
+def _prepare(dest: pathlib.Path) -> None:
+    """Make ``dest`` an empty report folder, clearing only what an earlier report wrote."""
+    from ctxdask.exceptions import CTXError
+
+    if dest.exists():
+        if not dest.is_dir():
+            raise CTXError(dest, "the report folder is a file; choose another --out")
+        if any(dest.iterdir()) and not (dest / _MARKER).is_file():
+            raise CTXError(dest, "the folder is not empty and holds no earlier ctxdask report; "
+                                 "choose an empty or new folder with --out")
+        shutil.rmtree(dest / "files", ignore_errors=True)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / _MARKER).write_text("a ctxdask report folder: `ctxdask report` may replace its contents\n")
+
+
+def build_report(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
+                 dest: str | os.PathLike | None = None) -> pathlib.Path:
+    """Write the HTML report of a batch into one self-contained folder.
+
+    Parameters
+    ----------
+    out_dir : path
+        The batch output folder (``run_batch(..., out)``).
+    db : path or URL, optional
+        The tracking database (default ``<out_dir>/ctxdask-batch.sqlite``).
+    dest : path, optional
+        The report folder (default ``<out_dir>/report``). It must be new, empty
+        or an earlier report, whose copied files are replaced.
+
+    Returns
+    -------
+    pathlib.Path
+        The page, ``<dest>/index.html``.
+
+    Raises
+    ------
+    ctxdask.exceptions.CTXError
+        No database, or ``dest`` is a folder of other files.
+
+    Examples
+    --------
+    >>> from ctxdask.report import build_report      # doctest: +SKIP
+    >>> build_report("results")                       # doctest: +SKIP
+    PosixPath('results/report/index.html')
+    """
+    out_dir = pathlib.Path(out_dir)
+    dest = pathlib.Path(dest) if dest is not None else out_dir / "report"
+    _database(out_dir, db)  # fail before touching dest
+    _prepare(dest)
+    page = render(collect(out_dir, db=db, dest=dest))
+    # temp file + rename: a browser refreshing the page never sees half of it
+    fd, tmp = tempfile.mkstemp(dir=dest, prefix=".index.", suffix=".html")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.chmod(tmp, 0o644)
+    target = dest / "index.html"
+    os.replace(tmp, target)
+    return target
