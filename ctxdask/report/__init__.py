@@ -11,9 +11,10 @@
 The folder opens offline from anywhere (``file://``, a web server, an e-mail
 attachment after zipping): every link in it is relative and points inside it.
 
-Every string from the database (product ids, errors, log tails, grade reasons)
-goes through Jinja2 autoescaping, which escapes ``& < > " '`` exactly as
-:func:`html.escape` does; nothing from the database is marked safe.
+Every value the template prints (product ids, errors, log tails, grade
+reasons: everything from the database) goes through :func:`html.escape`
+(Jinja2 ``finalize``), with Jinja2 autoescaping behind it; nothing from the
+database is ever marked safe.
 
 The quality tables (``quality``, ``pair_quality``) are optional: databases
 written before the batch stored QA results give a report without them.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import html
 import json
 import math
 import os
@@ -268,16 +270,20 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         The tracking database (default ``<out_dir>/ctxdask-batch.sqlite``).
     dest : path, optional
         The report folder that thumbnails and logs are copied into (default
-        ``<out_dir>/report``).
+        ``<out_dir>/report``): new, empty or an earlier report, whose copied
+        files are removed first.
 
     Raises
     ------
     ctxdask.exceptions.MissingFileError
         There is no database.
+    ctxdask.exceptions.CTXError
+        ``dest`` is a file or a folder of other files.
     """
     out_dir = pathlib.Path(out_dir).resolve()
     path = _database(out_dir, db)
     dest = pathlib.Path(dest) if dest is not None else out_dir / "report"
+    _prepare(dest)
     files = _Files(dest)
     # read-only URI: the report never writes, and may run while a batch does
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
@@ -412,10 +418,19 @@ def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str) -
 def render(data: ReportData) -> str:
     """The HTML page of ``data`` (Jinja2, autoescaped)."""
     import jinja2
+    import markupsafe
+
+    def escape(value: Any) -> Any:
+        # html.escape every plain value; macro output (already Markup) passes through
+        if value is None or isinstance(value, markupsafe.Markup):
+            return value
+        return markupsafe.Markup(html.escape(str(value)))
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("ctxdask.report", "."),
-        # escape everything by default: database text must never become markup
+        # finalize escapes every {{ }} output with html.escape; autoescape stays on as a backstop
+        # for anything finalize does not see (filters' string results are finalized too)
+        finalize=escape,
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -478,8 +493,6 @@ def build_report(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = N
     """
     out_dir = pathlib.Path(out_dir)
     dest = pathlib.Path(dest) if dest is not None else out_dir / "report"
-    _database(out_dir, db)  # fail before touching dest
-    _prepare(dest)
     page = render(collect(out_dir, db=db, dest=dest))
     # temp file + rename: a browser refreshing the page never sees half of it
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=".index.", suffix=".html")
