@@ -128,7 +128,7 @@ def _seconds(value: float | None) -> str:
         return "–"
     if value < 60:
         return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
-    minutes, secs = divmod(int(round(value)), 60)
+    minutes, secs = divmod(round(value), 60)
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)

@@ -40,6 +40,13 @@ def copy_batch(src: pathlib.Path, dst: pathlib.Path) -> pathlib.Path:
 
 
 def execute(db: pathlib.Path, sql: str, params=()) -> None:
-    with sqlite3.connect(db) as conn:
-        conn.executescript(sql) if not params else conn.execute(sql, params)
-    conn.close()
+    """Change a test database (one statement with parameters, or a script without)."""
+    conn = sqlite3.connect(db)
+    try:
+        with conn:
+            if params:
+                conn.execute(sql, params)
+            else:
+                conn.executescript(sql)
+    finally:
+        conn.close()
