@@ -146,3 +146,19 @@ def raw_reads(monkeypatch):
 
     monkeypatch.setattr(rawio, "read_range", recording)
     return log
+
+
+def pytest_runtest_setup(item):
+    """``@pytest.mark.requires_tool("name")``: skip when the program is missing, fail instead
+    when it is listed in ``CTXDASK_REQUIRE_TOOLS`` (``.ci/run`` installs and requires them, so a
+    broken install step cannot hide behind a skip)."""
+    import os
+    import shutil
+
+    required = os.environ.get("CTXDASK_REQUIRE_TOOLS", "").split()
+    for mark in item.iter_markers("requires_tool"):
+        name = mark.args[0]
+        if shutil.which(name) is None:
+            if name in required:
+                pytest.fail(f"{name} is required by CTXDASK_REQUIRE_TOOLS but is not installed")
+            pytest.skip(f"{name} is not installed")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import pathlib
-import shutil
 import subprocess
 import sys
 
@@ -29,13 +28,13 @@ def test_current_dask_command_names_only():
         assert not re.search(r"\bdask-(scheduler|worker|ssh)\b", path.read_text()), path
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck is not installed")
+@pytest.mark.requires_tool("shellcheck")
 def test_shellcheck_clean():
     result = subprocess.run(["shellcheck", "-x", *map(str, SCRIPTS)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not available")
+@pytest.mark.requires_tool("systemd-analyze")
 def test_systemd_units_verify(tmp_path):
     # verify checks that ExecStart exists: point the units at this environment's dask
     dask = pathlib.Path(sys.executable).parent / "dask"

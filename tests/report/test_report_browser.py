@@ -21,7 +21,7 @@ from .helpers import Page, copy_batch, execute
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or (
     "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None)
 pytestmark = [
-    pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's chromium)"),
+    pytest.mark.requires_tool("chromium"),
     pytest.mark.timeout(180),
 ]
 
