@@ -19,6 +19,19 @@ Tables:
     Every file delivered to the output folder: path, size, sha256, time.
 ``rejected``
     The pair-list lines each run skipped, with line numbers and reasons.
+``quality``
+    Per image: grade (pass/warn/fail), reasons (JSON list), metrics (JSON of
+    :meth:`ctxdask.quality.QualityMetrics.to_dict`) and the thumbnail's path
+    relative to the output folder.
+``pair_quality``
+    Per pair: DEM statistics (JSON of
+    :meth:`ctxdask.quality.DEMStatistics.to_dict`) and the paths, relative to
+    the output folder, of the STAC item, hillshade, colour relief and
+    orthoimage thumbnail.
+
+Every table is created with ``CREATE TABLE IF NOT EXISTS`` when the database
+is opened for writing, so a database made by an older version gains the new
+tables on its next run.
 
 Statuses are those of :data:`STATUSES`; ``done`` is final, ``failed`` and
 ``timeout`` are final unless a run retries failures, the others are redone by
@@ -83,6 +96,13 @@ CREATE TABLE IF NOT EXISTS products (
     size INTEGER NOT NULL, sha256 TEXT NOT NULL, delivered TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rejected (run_id INTEGER NOT NULL, line INTEGER, text TEXT, reason TEXT);
+CREATE TABLE IF NOT EXISTS quality (
+    product_id TEXT PRIMARY KEY, grade TEXT, reasons TEXT, metrics TEXT, thumbnail TEXT, updated TEXT
+);
+CREATE TABLE IF NOT EXISTS pair_quality (
+    pair_id TEXT PRIMARY KEY, statistics TEXT, stac TEXT, hillshade TEXT, colour_relief TEXT,
+    ortho_thumbnail TEXT, updated TEXT
+);
 """
 
 #: columns of ``steps`` a caller may set
@@ -288,6 +308,20 @@ class TrackingDB:
     def record_product(self, path: str, key: str, subject: str, size: int, sha256: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO products VALUES (?, ?, ?, ?, ?, ?)",
                           (path, key, subject, size, sha256, now()))
+
+    def set_quality(self, product_id: str, *, grade: str | None, reasons: Iterable[str],
+                    metrics: Mapping[str, Any], thumbnail: str | None) -> None:
+        """Store an image's grade, reasons, metrics and thumbnail path (relative to the output folder)."""
+        self.conn.execute("INSERT OR REPLACE INTO quality VALUES (?, ?, ?, ?, ?, ?)",
+                          (product_id, grade, json.dumps(list(reasons)), json.dumps(dict(metrics)), thumbnail,
+                           now()))
+
+    def set_pair_quality(self, pair_id: str, *, statistics: Mapping[str, Any], stac: str | None,
+                         hillshade: str | None, colour_relief: str | None, ortho_thumbnail: str | None) -> None:
+        """Store a pair's DEM statistics and product paths (relative to the output folder)."""
+        self.conn.execute("INSERT OR REPLACE INTO pair_quality VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (pair_id, json.dumps(dict(statistics)), stac, hillshade, colour_relief, ortho_thumbnail,
+                           now()))
 
     # --------------------------------------------------------------- queries
     def step_status(self) -> dict[str, str]:

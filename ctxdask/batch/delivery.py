@@ -36,7 +36,7 @@ from ctxdask.batch.work import FileInfo, Outcome
 from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 
-__all__ = ["Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into", "read_range"]
+__all__ = ["Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into", "live_workers", "read_range"]
 
 
 class DeliveryError(CTXError, RuntimeError):
@@ -54,6 +54,16 @@ class Delivered:
     path: str
     size: int
     sha256: str
+
+
+def live_workers(client) -> dict[str, dict]:
+    """Address -> info of the workers the scheduler knows now.
+
+    Asks the scheduler directly: ``Client.scheduler_info()`` returns a cache
+    that the client's periodic refresh may replace, at any moment, with a
+    copy that lists no workers.
+    """
+    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
 
 
 def read_range(path: str, offset: int, length: int) -> bytes:
@@ -122,7 +132,7 @@ class Deliverer:
     # ------------------------------------------------------------- internals
     def _workers_for(self, outcome: Outcome) -> list[str]:
         """The producing worker if alive, else the live workers on its host."""
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        workers = live_workers(self.client)
         if outcome.worker in workers:
             return [outcome.worker]
         host = outcome.worker.rsplit(":", 1)[0].split("://")[-1]
@@ -148,8 +158,11 @@ class Deliverer:
 
         last = time.monotonic()
         while True:
-            done = wait([future], timeout=2.0, return_when="FIRST_COMPLETED").done
-            if done:
+            try:
+                wait([future], timeout=2.0)
+            except TimeoutError:  # distributed.wait raises when the time is up
+                pass
+            if future.done():
                 return future.result()
             self._workers_for(outcome)  # raises DeliveryLost when nobody can serve it
             if time.monotonic() - last > self.stall_timeout:

@@ -69,6 +69,9 @@ logger = logging.getLogger(__name__)
 
 #: the image steps the batch adds before the recipe's
 PRE_STEPS = ("fetch", "validate")
+#: the batch's own quality steps: per image (when the recipe's calibration does not
+#: measure quality itself) after validation, per pair after the DEM
+QUALITY_STEP, PAIR_QUALITY_STEP = "quality", "pair_quality"
 #: seconds between two passes of the result loop
 _TICK = 0.05
 #: aggregate status of an image or pair: the first of these found among its steps wins
@@ -201,16 +204,22 @@ def select_steps(recipe: Recipe, steps: Iterable[str] | None) -> tuple[list[str]
     """Image and pair step names to run for a ``--steps`` selection.
 
     Steps need everything before them in the chain
-    (``fetch -> validate -> image steps -> pair steps``), so a selection means
-    "the chain up to the last step named".
+    (``fetch -> validate [-> quality] -> image steps -> pair steps
+    [-> pair_quality]``), so a selection means "the chain up to the last step
+    named". ``quality`` is there when no image step of the recipe writes a
+    ``quality`` output (the native calibration measures quality itself);
+    ``pair_quality`` when a pair step writes a ``dem``.
 
     Raises
     ------
     ValueError
         A name that is not a step of the chain.
     """
-    image = [*PRE_STEPS, *(s.name for s in recipe.image_steps)]
+    measured = any("quality" in s.outputs for s in recipe.image_steps)
+    image = [*PRE_STEPS, *(() if measured else (QUALITY_STEP,)), *(s.name for s in recipe.image_steps)]
     pair = [s.name for s in recipe.pair_steps]
+    if any("dem" in s.outputs for s in recipe.pair_steps):
+        pair.append(PAIR_QUALITY_STEP)
     chain = image + pair
     if steps is None:
         return image, pair
@@ -284,7 +293,9 @@ class _Driver:
         self.source = source
         self.image_steps = image_steps
         self.pair_steps = pair_steps
-        self.recipe_image = [s for s in image_steps if s not in PRE_STEPS]
+        self.recipe_image = [s for s in image_steps if s not in (*PRE_STEPS, QUALITY_STEP)]
+        self.recipe_pair = [s for s in pair_steps if s != PAIR_QUALITY_STEP]
+        self.start_time: dict[str, str | None] = {}
         self.settings = settings
         self.options = options
         self.retry_failed = retry_failed
@@ -314,14 +325,17 @@ class _Driver:
 
     # ---------------------------------------------------------------- plan
     def _image_keys(self, pid: str, summing: int | None) -> list[str]:
-        keys = [f"{s}-{pid}" for s in PRE_STEPS if s in self.image_steps]
+        keys = [f"{s}-{pid}" for s in (*PRE_STEPS, QUALITY_STEP) if s in self.image_steps]
         if self.recipe_image:
             keys += [c.key for c in self.recipe.image_calls(pid, "-", summing=summing) if c.step in self.recipe_image]
         return keys
 
     def _pair_keys(self, pair: Pair) -> list[str]:
         names = {"left": pair.left, "right": pair.right}
-        return [s.key_for(names) for s in self.recipe.pair_steps if s.name in self.pair_steps]
+        keys = [s.key_for(names) for s in self.recipe.pair_steps if s.name in self.pair_steps]
+        if PAIR_QUALITY_STEP in self.pair_steps:
+            keys.append(f"{PAIR_QUALITY_STEP}-{pair.pair_id}")
+        return keys
 
     def plan(self) -> list[Pair]:
         """Pairs to work on now; counts those done before and those waiting for retry_failed."""
@@ -415,11 +429,25 @@ class _Driver:
         calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
                                        left_id=pair.left, right_id=pair.right)
         self.db.set_subject("pairs", pair.pair_id, "pending")
+        calls = [c for c in calls if c.step in self.recipe_pair]
         for call in calls:
-            if call.step not in self.pair_steps:
-                continue
             task = self._task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout)
             self._submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
+        if PAIR_QUALITY_STEP in self.pair_steps:
+            self._submit_pair_quality(pair, calls)
+
+    def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
+        """DEM products after the last step that makes a DEM (with point2dem's orthoimage)."""
+        dem = next((c for c in reversed(calls) if "dem" in c.outputs), None)
+        if dem is None:
+            return
+        ortho = next((c for c in calls if "ortho" in c.outputs), None)
+        params = {"dem": (dem.key, "dem"), "ortho": (ortho.key, "ortho") if ortho else None,
+                  "datetime": self.start_time.get(pair.left), "end_datetime": self.start_time.get(pair.right),
+                  "left": pair.left, "right": pair.right}
+        key = f"{PAIR_QUALITY_STEP}-{pair.pair_id}"
+        task = self._task(key, PAIR_QUALITY_STEP, PAIR_QUALITY_STEP, "pair", pair.pair_id, params=params)
+        self._submit(task, upstream=[dem.key, *([ortho.key] if ortho else [])])
 
     # ------------------------------------------------------------ results
     def _outcome_of(self, key: str, future, result) -> Outcome:
@@ -477,9 +505,15 @@ class _Driver:
         t = self.tracked[key]
         o = t.outcome
         pid = t.task.subject
+        if o.ok:
+            self._record_quality(t.task, o)
         if t.task.step == "validate" and o.ok:
             self.db.set_subject("images", pid, "running", summing=o.info.get("summing"),
                                 lines=o.info.get("lines"), validation=o.info.get("summary"))
+            self.start_time[pid] = o.info.get("start_time")
+            if QUALITY_STEP in self.image_steps:
+                self._submit(self._task(f"{QUALITY_STEP}-{pid}", QUALITY_STEP, QUALITY_STEP, "image", pid),
+                             upstream=[f"fetch-{pid}", key])
             if self.recipe_image:
                 self._submit_image_chain(pid, o.info.get("summing"))
             else:
@@ -489,6 +523,25 @@ class _Driver:
             # the chain will never be submitted: its pairs cannot run
             self.image_calls.setdefault(pid, [])
         self._check_subjects(t.task)
+
+    def _record_quality(self, task: StepTask, o: Outcome) -> None:
+        """Store an image's grade and metrics, or a pair's DEM products, with delivered paths."""
+        folder = "pairs" if task.scope == "pair" else "images"
+
+        def delivered(rel: str | None) -> str | None:
+            return f"{folder}/{task.subject}/{rel}" if rel else None
+
+        record = o.info.get("quality")
+        if record:
+            thumb = o.result.outputs.get("thumbnail") if o.result is not None else None
+            self.db.set_quality(task.subject, grade=record.get("grade"), reasons=record.get("grade_reasons", []),
+                                metrics=record.get("metrics", {}),
+                                thumbnail=delivered(os.path.relpath(thumb, o.result.workdir) if thumb else None))
+        elif task.kind == PAIR_QUALITY_STEP:
+            files = o.info.get("files", {})
+            self.db.set_pair_quality(task.subject, statistics=o.info.get("statistics", {}),
+                                     **{role: delivered(files.get(role)) for role in
+                                        ("stac", "hillshade", "colour_relief", "ortho_thumbnail")})
 
     def _keys_final(self, subject: str) -> bool:
         return all(self.tracked[k].outcome is not None and not self.tracked[k].delivering
@@ -872,7 +925,7 @@ def run_batch(
                                          deliver=deliver, delivery=delivery, progress=progress,
                                          scratch=os.fspath(scratch) if scratch else None)
     recipe = recipe or build_recipe(timeouts={k: v for k, v in (timeouts or {}).items()
-                                              if k not in PRE_STEPS})
+                                              if k not in (*PRE_STEPS, QUALITY_STEP, PAIR_QUALITY_STEP)})
     image_steps, pair_steps = select_steps(recipe, steps)
     src = make_source(edr_dir, source)
     db_path = dbmod.database_path(db, out)

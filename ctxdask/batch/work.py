@@ -22,7 +22,19 @@ Step kinds:
     :func:`ctxdask.validate`; an invalid EDR fails with the report's summary.
 ``recipe``
     One step of the CTX recipe, :func:`ctxdask.tools.tasks.run_step` (or a
-    substitute runner with the same signature).
+    substitute runner with the same signature). When the step writes a
+    ``quality`` output (the native calibration measures quality in the same
+    pass), the record it holds comes back in ``Outcome.info["quality"]``.
+``quality``
+    Quality metrics, grade and thumbnail of the raw EDR
+    (:func:`ctxdask.quality.measure`), for recipes whose calibration does not
+    make them (ISIS).
+``pair_quality``
+    Hillshade, colour relief, orthoimage thumbnail, DEM statistics and STAC
+    item of a pair's DEM (:func:`ctxdask.quality.pair_products`).
+
+Quality products (:data:`QUALITY_ROLES`) are always brought home, whatever
+``batch.deliver`` says.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -48,9 +61,13 @@ from ctxdask.exceptions import (
 from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
 
-__all__ = ["FileInfo", "InvalidEDRError", "Outcome", "StepTask", "execute", "remove_workdirs", "sha256_file"]
+__all__ = ["QUALITY_ROLES", "FileInfo", "InvalidEDRError", "Outcome", "StepTask", "execute", "remove_workdirs",
+           "sha256_file"]
 
 Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
+Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
+#: output roles delivered to the output folder even when their step is not in ``batch.deliver``
+QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief", "ortho_thumbnail", "stac"})
 _HASH_BLOCK = 4 * 1024 * 1024
 
 
@@ -78,7 +95,7 @@ class StepTask:
         Deterministic task key, also the database key (``validate-<id>``).
     step : str
         Step name (``fetch``, ``validate`` or a recipe step).
-    kind : {"fetch", "validate", "recipe"}
+    kind : {"fetch", "validate", "recipe", "quality", "pair_quality"}
     scope : {"image", "pair"}
     subject : str
         Product id or pair id.
@@ -96,11 +113,14 @@ class StepTask:
         Worker-event topic on which the start is announced.
     runner : callable, optional
         Replaces :func:`~ctxdask.tools.tasks.run_step` for recipe steps.
+    params : mapping
+        Kind-specific values (``pair_quality``: the ``dem``/``ortho`` upstream
+        ``(key, role)``, ``datetime``, ``end_datetime``, ``left``, ``right``).
     """
 
     key: str
     step: str
-    kind: Literal["fetch", "validate", "recipe"]
+    kind: Kind
     scope: Literal["image", "pair"]
     subject: str
     timeout: float
@@ -110,6 +130,7 @@ class StepTask:
     deliver: bool = False
     topic: str | None = None
     runner: Callable[..., StepResult] | None = None
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +155,9 @@ class Outcome:
     result : StepResult or None
         For succeeded fetch and recipe steps, what downstream steps consume.
     info : dict
-        Step-specific facts (validation: summing, lines, warnings).
+        Step-specific facts (validation: summing, lines, start_time, warnings;
+        quality: the record of :func:`ctxdask.tools.native.quality_record`;
+        pair_quality: DEM ``statistics`` and product ``files`` by role).
     files : tuple of FileInfo
         Files to bring home (outputs of a delivered step, and its log).
     """
@@ -195,9 +218,13 @@ def _announce(task: StepTask, worker: str, started: str) -> None:
 
 
 def _files(task: StepTask, result: StepResult) -> tuple[FileInfo, ...]:
-    paths = dict(result.outputs)
-    if result.log_path and os.path.isfile(result.log_path):
-        paths["log"] = result.log_path
+    """Outputs to deliver: all (and the log) for a delivered step, else the quality products."""
+    if task.deliver:
+        paths = dict(result.outputs)
+        if result.log_path and os.path.isfile(result.log_path):
+            paths["log"] = result.log_path
+    else:
+        paths = {role: path for role, path in result.outputs.items() if role in QUALITY_ROLES}
     out = []
     for path in paths.values():
         rel = os.path.relpath(path, result.workdir)
@@ -207,21 +234,86 @@ def _files(task: StepTask, result: StepResult) -> tuple[FileInfo, ...]:
     return tuple(sorted(out, key=lambda f: f.relpath))
 
 
+def _scratch(task: StepTask) -> str:
+    """The work dir of an in-process step (``<work root>/<key>``)."""
+    path = os.path.join(work_root(task.options.work_dir), task.key)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _in_process_result(task: StepTask, workdir: str, outputs: Mapping[str, str], started: str, t0: float,
+                       fingerprint: str) -> StepResult:
+    return StepResult(
+        key=task.key, step=task.step, program=task.kind, workdir=workdir, outputs=dict(outputs), log_path="",
+        returncode=0, duration=time.monotonic() - t0, started=started, host=socket.gethostname(),
+        cached=False, fingerprint=fingerprint,
+    )
+
+
 def _fetch(task: StepTask) -> StepResult:
-    scratch = os.path.join(work_root(task.options.work_dir), task.key)
-    os.makedirs(scratch, exist_ok=True)
+    scratch = _scratch(task)
     t0 = time.monotonic()
     started = _utc()
     path = task.source(task.subject, scratch)
     st = os.stat(path)
     fingerprint = hashlib.sha256(
         f"{task.subject}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
-    return StepResult(
-        key=task.key, step=task.step, program=repr(task.source), workdir=scratch,
-        outputs={"edr": os.path.abspath(path)}, log_path="", returncode=0,
-        duration=time.monotonic() - t0, started=started, host=socket.gethostname(),
-        cached=False, fingerprint=fingerprint,
-    )
+    return _in_process_result(task, scratch, {"edr": os.path.abspath(path)}, started, t0, fingerprint)
+
+
+def _quality(task: StepTask, edr: StepResult) -> tuple[StepResult, dict[str, Any]]:
+    """Metrics, grade and thumbnail of the raw EDR, written into the step's work dir."""
+    import dask
+
+    from ctxdask.edr import open_edr
+    from ctxdask.quality import measure
+    from ctxdask.tools.native import write_quality
+
+    workdir = _scratch(task)
+    t0, started = time.monotonic(), _utc()
+    outputs = {"quality": os.path.join(workdir, f"{task.subject}.quality.json"),
+               "thumbnail": os.path.join(workdir, f"{task.subject}.thumb.png")}
+    # this worker thread is the only one on it: no nested cluster computations
+    (qa,) = dask.compute(measure(open_edr(edr.outputs["edr"])), scheduler="sync")
+    record = write_quality(qa, outputs["quality"], outputs["thumbnail"])
+    return _in_process_result(task, workdir, outputs, started, t0, edr.fingerprint), record
+
+
+#: pair_products file roles -> output roles of the pair_quality step
+_PAIR_ROLES = {"hillshade": "hillshade", "relief": "colour_relief", "ortho_thumbnail": "ortho_thumbnail",
+               "stac": "stac"}
+
+
+def _pair_quality(task: StepTask, by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
+    """DEM products of a pair, laid out as delivered (the DEM linked in at its own relative path)."""
+    from ctxdask.quality import pair_products
+
+    workdir = _scratch(task)
+    t0, started = time.monotonic(), _utc()
+    inputs = {}
+    for role in ("dem", "ortho"):
+        ref = task.params.get(role)
+        if not ref or ref[0] not in by_key:
+            continue
+        result = by_key[ref[0]]
+        source = result.outputs[ref[1]]
+        # the STAC item's asset hrefs are relative: the DEM sits where delivery puts it
+        link = os.path.join(workdir, os.path.relpath(source, result.workdir))
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(source, link)
+        inputs[role] = link
+    if "dem" not in inputs:
+        raise ValueError(f"{task.key}: no DEM among the upstream results")
+    products = pair_products(workdir, dem=inputs["dem"], ortho=inputs.get("ortho"), pair_id=task.subject,
+                             datetime=task.params["datetime"], end_datetime=task.params.get("end_datetime"),
+                             left_id=task.params.get("left"), right_id=task.params.get("right"))
+    outputs = {_PAIR_ROLES[r]: str(p) for r, p in products["files"].items() if r in _PAIR_ROLES}
+    info = {"statistics": products["statistics"].to_dict(),
+            "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
+    fingerprint = hashlib.sha256("\0".join(r.fingerprint for r in by_key.values()).encode()).hexdigest()
+    return _in_process_result(task, workdir, outputs, started, t0, fingerprint), info
 
 
 def _validate(path: str, product_id: str) -> dict[str, Any]:
@@ -235,7 +327,18 @@ def _validate(path: str, product_id: str) -> dict[str, Any]:
                                     f"not {product_id}; the file is misnamed or another product")
     modes = next((f.details for f in report.findings if f.check == "modes"), {})
     return {"summary": report.summary(), "summing": modes.get("summing"), "lines": modes.get("lines"),
-            "warnings": [f"{w.check}: {w.message}" for w in report.warnings]}
+            "start_time": _start_time(path), "warnings": [f"{w.check}: {w.message}" for w in report.warnings]}
+
+
+def _start_time(path: str) -> str | None:
+    """The label's START_TIME (for the pair's STAC item), or None."""
+    from ctxdask.pds3 import plain_value, read_label
+
+    try:
+        value = read_label(path).module.get("START_TIME")
+    except Exception:  # noqa: BLE001 - validation already judged the label; this is a nicety
+        return None
+    return None if value is None else str(plain_value(value))
 
 
 def _classify(exc: BaseException) -> tuple[Status, str]:
@@ -287,16 +390,24 @@ def execute(task: StepTask, *upstream: Outcome) -> Outcome:
     result: StepResult | None = None
     info: dict[str, Any] = {}
     try:
+        results = [u.result for u in upstream if u.result is not None]
         if task.kind == "fetch":
             result = _fetch(task)
-        elif task.kind == "validate":
-            edr = next(u.result.outputs["edr"] for u in upstream if u.result and "edr" in u.result.outputs)
-            info = _validate(edr, task.subject)
+        elif task.kind in ("validate", "quality"):
+            edr = next(r for r in results if "edr" in r.outputs)
+            if task.kind == "validate":
+                info = _validate(edr.outputs["edr"], task.subject)
+            else:
+                result, info["quality"] = _quality(task, edr)
+        elif task.kind == "pair_quality":
+            result, info = _pair_quality(task, {r.key: r for r in results})
         else:
             runner = task.runner or run_step
-            results = [u.result for u in upstream if u.result is not None]
             result = runner(task.call, *results, options=task.options)
-        files = _files(task, result) if task.deliver and result is not None else ()
+            if "quality" in result.outputs:
+                with open(result.outputs["quality"]) as f:
+                    info["quality"] = json.load(f)
+        files = _files(task, result) if result is not None else ()
     except Exception as exc:
         if isinstance(exc, OSError) and not isinstance(exc, (CTXError, TimeoutError)):
             raise
@@ -314,11 +425,16 @@ def execute(task: StepTask, *upstream: Outcome) -> Outcome:
     )
 
 
+#: work-dir name prefixes of the in-process steps (no manifest)
+_IN_PROCESS = ("fetch-", "quality-", "pair_quality-")
+
+
 def remove_workdirs(paths: list[str]) -> int:
     """Delete step work dirs (and their ``.failed`` twins) on this worker; return how many.
 
-    Only folders holding a step manifest, a ``.failed`` suffix or a fetch
-    stamp are touched, so a wrong path can never remove anything else.
+    Only folders holding a step manifest, a ``.failed`` suffix, a fetch stamp
+    or named after an in-process step are touched, so a wrong path can never
+    remove anything else.
     """
     removed = 0
     for path in paths:
@@ -327,7 +443,7 @@ def remove_workdirs(paths: list[str]) -> int:
                 continue
             names = set(os.listdir(candidate))
             if (candidate.endswith(".failed") or "ctxdask-step.json" in names
-                    or any(n.endswith(".source.json") for n in names) or candidate.rsplit(os.sep, 1)[-1].startswith("fetch-")):
+                    or any(n.endswith(".source.json") for n in names) or candidate.rsplit(os.sep, 1)[-1].startswith(_IN_PROCESS)):
                 shutil.rmtree(candidate, ignore_errors=True)
                 removed += 1
     return removed

@@ -4,7 +4,8 @@ Generates synthetic CTX EDRs in every summing/first-pixel mode (one with lost
 lines and a wrong checksum, one truncated as by an interrupted download) and a
 pair list (with a junk line, like the real lists), validates the EDRs, then runs
 :func:`ctxdask.batch.run_batch` on a multi-process LocalCluster with the SQLite
-tracking database: fetch, validate and native calibration run everywhere; the
+tracking database: fetch, validate and native calibration (with each image's
+quality grade, metrics and thumbnail, in the same pass) run everywhere; the
 ISIS/ASP steps run where those programs are installed and are recorded as
 skipped, with the reason, where they are not. Test stand-ins are never used.
 """
@@ -65,6 +66,19 @@ def _real_programs_path(recipe) -> str:
     return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p not in drop)
 
 
+def _print_quality(db, results: pathlib.Path) -> None:
+    """Grades (with the first reason) and thumbnails of the images, DEM products of the pairs."""
+    import json
+
+    print("\nimage quality (computed with the native calibration, in the same pass):")
+    for row in db.rows("SELECT product_id, grade, reasons, thumbnail FROM quality ORDER BY product_id"):
+        reasons = json.loads(row["reasons"] or "[]")
+        print(f"  {row['grade']:4s} {row['product_id']}: {reasons[0] if reasons else 'all metrics within limits'}")
+        print(f"       thumbnail {results / row['thumbnail']}" if row["thumbnail"] else "       no thumbnail")
+    for row in db.rows("SELECT pair_id, stac FROM pair_quality ORDER BY pair_id"):
+        print(f"  pair {row['pair_id']}: STAC item {results / row['stac']}")
+
+
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
     from ctxdask.tools.recipe import build_recipe
@@ -101,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         for row in db.rows("SELECT key, status, error FROM steps WHERE status != 'done' ORDER BY key"):
             first = (row["error"] or "").strip().splitlines()[:1]
             print(f"  {row['status']:8s} {row['key']}: {first[0][:110] if first else ''}")
+        _print_quality(db, out / "results")
     print(f"\ndone: results in {out / 'results'}")
     print(f"      tracking database {summary.database}")
     print(f"      ctxdask status {out / 'results'}")

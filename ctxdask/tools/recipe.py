@@ -27,7 +27,8 @@ executes. The commands follow the ASP documentation's CTX example
 With ``tools.calibration: native`` the three ISIS calibration programs are
 replaced by one native step (a Python callable, run in its own process under
 the same deadline machinery) that writes the level-1 cube; ``spiceinit`` then
-runs on that cube.
+runs on that cube. The default callable also writes the image's quality
+metrics and thumbnail in the same pass (outputs ``quality`` and ``thumbnail``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from typing import Any, Literal
 from ctxdask import config
 
 __all__ = [
+    "NATIVE_QUALITY_OUTPUTS",
     "Ref",
     "Recipe",
     "RecipeSettings",
@@ -304,6 +306,10 @@ class RecipeSettings:
         return cls(**values)
 
 
+#: extra outputs of the default native calibration: per-image quality (ctxdask.quality)
+NATIVE_QUALITY_OUTPUTS = {"quality": "{id}.quality.json", "thumbnail": "{id}.thumb.png"}
+
+
 def _stereo_default_text(options: Mapping[str, Any]) -> str:
     lines = ["# stereo.default written by ctxdask (settings tools.asp.stereo-default)"]
     for key, value in options.items():
@@ -338,10 +344,16 @@ class Recipe:
 
         image: list[Step] = []
         if s.calibration == "native":
+            args: tuple[str, ...] = ("{inputs[edr]}", "{outputs[cube]}")
+            outputs = {"cube": "{id}.cal.cub"}
+            if s.native_calibrate == RecipeSettings.native_calibrate:
+                # the default callable measures quality in the same pass over the EDR
+                outputs.update(NATIVE_QUALITY_OUTPUTS)
+                args += tuple(a for role in NATIVE_QUALITY_OUTPUTS
+                              for a in ("--output", f"{role}={{outputs[{role}]}}"))
             image.append(Step(
-                "calibrate", None,
-                ("{inputs[edr]}", "{outputs[cube]}"),
-                {"edr": ("{id}.IMG", "edr")}, {"cube": "{id}.cal.cub"},
+                "calibrate", None, args,
+                {"edr": ("{id}.IMG", "edr")}, outputs,
                 t("calibrate", 1800), r("calibrate"),
                 kind="native", callable=s.native_calibrate,
                 options={"even_odd": s.even_odd},

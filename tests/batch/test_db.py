@@ -91,3 +91,22 @@ def test_readonly_needs_an_existing_file(tmp_path):
     TrackingDB(tmp_path / "t.sqlite").close()
     with TrackingDB(tmp_path / "t.sqlite", readonly=True) as db, pytest.raises(sqlite3.OperationalError):
         db.upsert_step("k", scope="image", subject="s", step="x", status="done")
+
+
+def test_quality_tables_are_added_to_an_older_database_and_replaced_per_subject(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:  # a database from before the quality tables
+        conn.execute("CREATE TABLE images (product_id TEXT PRIMARY KEY, status TEXT NOT NULL DEFAULT 'pending', "
+                     "summing INTEGER, lines INTEGER, validation TEXT, error TEXT, updated TEXT)")
+        conn.execute("INSERT INTO images (product_id, status) VALUES (?, 'done')", (A,))
+    with TrackingDB(path) as db:
+        db.set_quality(A, grade="warn", reasons=["lost lines"], metrics={"snr": 40.0}, thumbnail=None)
+        db.set_quality(A, grade="pass", reasons=[], metrics={"snr": 50.0}, thumbnail=f"images/{A}/{A}.thumb.png")
+        db.set_pair_quality(f"{A}-{B}", statistics={"mean": -2000.0}, stac="pairs/x.stac.json", hillshade="h.png",
+                            colour_relief="r.png", ortho_thumbnail=None)
+        assert db.rows("SELECT product_id, status FROM images") == [{"product_id": A, "status": "done"}]
+        (row,) = db.rows("SELECT * FROM quality")
+        assert (row["grade"], row["reasons"], row["metrics"]) == ("pass", "[]", '{"snr": 50.0}')
+        assert row["thumbnail"].endswith(".thumb.png") and row["updated"]
+        (pair,) = db.rows("SELECT * FROM pair_quality")
+        assert pair["ortho_thumbnail"] is None and pair["statistics"] == '{"mean": -2000.0}'

@@ -47,9 +47,12 @@ def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, c
     assert programs.count("point2dem") == 3
     rows = query(db, "SELECT key, status, attempts, worker, started, ended, exit_code FROM steps")
     assert all(r[1] == "done" and r[2] == 1 and r[3].startswith("tcp://") and r[4] <= r[5] for r in rows)
-    assert len(rows) == 4 * 2 + 4 * 3 + 3 + 3 * 3  # fetch+validate, calibration, evenodd, pair steps
+    # fetch+validate+quality, calibration, evenodd, pair steps with pair_quality
+    assert len(rows) == 4 * 3 + 4 * 3 + 3 + 3 * 4
     products = query(db, "SELECT path, size, sha256 FROM products")
-    assert len(products) == 3 * 4  # DEM, DRG, IntersectionErr and the log of each pair
+    # DEM, DRG, IntersectionErr and the log of each pair; hillshade, relief, ortho thumbnail and
+    # STAC item of each pair; quality JSON and thumbnail of each image
+    assert len(products) == 3 * 4 + 3 * 4 + 4 * 2
     for path, size, sha in products:
         data = open(path, "rb").read()
         assert len(data) == size and hashlib.sha256(data).hexdigest() == sha
@@ -57,6 +60,7 @@ def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, c
     assert dem.is_file() and not list((tmp_path / "out").rglob("*.partial"))
     log_paths = query(db, "SELECT log_path FROM steps WHERE step = 'point2dem'")
     assert all(p[0].startswith(str(tmp_path / "out")) for p in log_paths)  # the delivered copy
+    _check_quality(tmp_path / "out", db, IDS, [P1, P2, P3])
 
     before = query(db, "SELECT key, started FROM steps")
     again = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, recipe=recipe, progress=False)
@@ -64,6 +68,28 @@ def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, c
     assert len(_calls(calls)) == len(programs)  # nothing ran again
     assert query(db, "SELECT key, started FROM steps") == before
     assert query(db, "SELECT count(*), max(status) FROM runs") == [(2, "done")]
+
+
+def _check_quality(out, db, images, pairs):
+    """Every image has a grade, metrics and a delivered thumbnail; every pair its DEM products."""
+    rows = query(db, "SELECT product_id, grade, reasons, metrics, thumbnail FROM quality ORDER BY product_id")
+    assert [r[0] for r in rows] == sorted(images)
+    for pid, grade, reasons, metrics, thumbnail in rows:
+        assert grade in ("pass", "warn", "fail") and isinstance(json.loads(reasons), list)
+        assert json.loads(metrics)["product_id"] == pid and json.loads(metrics)["lines"] == 16
+        assert thumbnail == f"images/{pid}/{pid}.thumb.png"
+        assert (out / thumbnail).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = query(db, "SELECT pair_id, statistics, stac, hillshade, colour_relief, ortho_thumbnail "
+                     "FROM pair_quality ORDER BY pair_id")
+    assert [r[0] for r in rows] == sorted(_pid(p) for p in pairs)
+    for pair_id, statistics, stac, *pictures in rows:
+        assert json.loads(statistics)["valid_count"] > 0
+        assert stac == f"pairs/{pair_id}/{pair_id}.stac.json"
+        assert all(p.startswith(f"pairs/{pair_id}/") and (out / p).is_file() for p in pictures)
+        item = json.loads((out / stac).read_text())
+        assert item["id"] == pair_id and item["properties"]["datetime"].startswith("20")
+        for asset in item["assets"].values():  # relative hrefs that resolve in the output folder
+            assert (out / stac).parent.joinpath(asset["href"]).is_file(), asset
 
 
 def test_hang_crash_and_invalid_edr_are_recorded_and_the_batch_goes_on(tmp_path, cluster_client):

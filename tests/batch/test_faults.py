@@ -73,8 +73,9 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path):
     assert summary.ok, summary
     assert query(db, "SELECT status, count(*) FROM pairs GROUP BY status") == [("done", len(PAIRS))]
     products = query(db, "SELECT path FROM products")
-    assert len(products) == len(set(products)) == 4 * len(PAIRS)
-    on_disk = sorted(str(p) for p in (out / "pairs").rglob("*") if p.is_file())
+    # DEM, DRG, IntersectionErr, log and four quality products per pair; two per image
+    assert len(products) == len(set(products)) == 8 * len(PAIRS) + 2 * len(IMAGES)
+    on_disk = sorted(str(p) for p in out.glob("[pi]*s/**/*") if p.is_file())
     assert on_disk == sorted(p for (p,) in products)  # no strays, no partial files
     assert query(db, "SELECT count(*) FROM steps WHERE status != 'done'") == [(0,)]
 
