@@ -15,10 +15,12 @@ Two ways, chosen by the ``batch.delivery`` setting:
 
 If the producing worker has gone (killed, restarted by its nanny), another
 worker on the same host reads the files instead; the work dirs live on disk,
-not in the worker process. Only when no worker is left on that host are the
-files lost, and :class:`DeliveryLost` tells the driver to count the step as
-interrupted, so the next run makes it again. Nothing is ever recorded as
-delivered unless it is complete under its final name.
+not in the worker process. When no worker is left on that host, or the files
+went with the worker's scratch, the step is made again on a live worker (the
+``remake`` hook, :func:`ctxdask.batch.work.remake`) and delivered from there;
+only when that fails too does :class:`DeliveryLost` tell the driver to count
+the step as interrupted, so the next run makes it again. Nothing is ever
+recorded as delivered unless it is complete under its final name.
 """
 
 from __future__ import annotations
@@ -30,13 +32,15 @@ import hashlib
 import os
 import pathlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ctxdask.batch.work import FileInfo, Outcome
 from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 
-__all__ = ["Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into", "live_workers", "read_range"]
+__all__ = ["Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into", "live_workers", "pull",
+           "read_range"]
 
 
 class DeliveryError(CTXError, RuntimeError):
@@ -112,7 +116,8 @@ class Deliverer:
     """
 
     def __init__(self, client, *, mode: str = "transfer", chunk_size: int = 8 * 1024 * 1024,
-                 window: int = 4, threads: int = 2, stall_timeout: float = 300.0):
+                 window: int = 4, threads: int = 2, stall_timeout: float = 300.0,
+                 remake: Callable[[Outcome], Outcome] | None = None):
         if mode not in ("transfer", "shared"):
             raise ValueError(f"batch.delivery must be 'transfer' or 'shared', not {mode!r}")
         self.client = client
@@ -120,6 +125,7 @@ class Deliverer:
         self.chunk_size = int(chunk_size)
         self.window = max(1, int(window))
         self.stall_timeout = float(stall_timeout)
+        self.remake = remake
         self._pool = concurrent.futures.ThreadPoolExecutor(max(1, threads), thread_name_prefix="ctxdask-deliver")
 
     def submit(self, outcome: Outcome, dest_dir: str | os.PathLike) -> concurrent.futures.Future:
@@ -143,7 +149,19 @@ class Deliverer:
         return same_host
 
     def deliver(self, outcome: Outcome, dest_dir: pathlib.Path) -> list[Delivered]:
-        """Deliver every file of ``outcome`` (blocking; see :meth:`submit`)."""
+        """Deliver every file of ``outcome`` (blocking; see :meth:`submit`), remaking lost ones once."""
+        try:
+            return self._deliver(outcome, dest_dir)
+        except DeliveryLost as lost:
+            if self.remake is None:
+                raise
+            try:
+                again = self.remake(outcome)
+            except Exception as exc:  # noqa: BLE001 - not remakeable: the original loss stands
+                raise DeliveryLost(None, f"{lost.reason}; making it again failed: {exc}") from None
+            return self._deliver(again, dest_dir)
+
+    def _deliver(self, outcome: Outcome, dest_dir: pathlib.Path) -> list[Delivered]:
         dest_dir.mkdir(parents=True, exist_ok=True)
         if self.mode == "shared":
             future = self.client.submit(copy_into, list(outcome.files), str(dest_dir),
@@ -170,41 +188,70 @@ class Deliverer:
                 raise DeliveryError(None, f"{outcome.key}: no data for {self.stall_timeout:g} s")
 
     def _pull(self, outcome: Outcome, info: FileInfo, dest: pathlib.Path) -> Delivered:
-        h = hashlib.sha256()
-        offsets = collections.deque(range(0, info.size, self.chunk_size))
-        inflight: collections.deque = collections.deque()
         workers = self._workers_for(outcome)
 
-        def refill():
-            while offsets and len(inflight) < self.window:
-                off = offsets.popleft()
-                inflight.append((off, self.client.submit(
-                    read_range, info.path, off, min(self.chunk_size, info.size - off),
-                    workers=workers, allow_other_workers=False, pure=False, priority=100)))
+        def wait(future):
+            try:
+                return self._wait(future, outcome)
+            except FileNotFoundError:
+                raise DeliveryLost(info.path, f"{outcome.key}: the file has gone from the worker's "
+                                              "scratch; the step runs again next time") from None
 
-        with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+        return pull(lambda off, n: self.client.submit(read_range, info.path, off, n, workers=workers,
+                                                      allow_other_workers=False, pure=False, priority=100),
+                    wait, size=info.size, sha256=info.sha256, dest=dest, chunk_size=self.chunk_size,
+                    window=self.window, where=info.path)
+
+
+def pull(read: Callable[[int, int], Any], wait: Callable[[Any], bytes], *, size: int, sha256: str,
+         dest: str | os.PathLike, chunk_size: int, window: int, where: str) -> Delivered:
+    """Copy a file from a worker in chunks into ``dest``: temporary name, sha256 check, rename.
+
+    Parameters
+    ----------
+    read : callable
+        ``read(offset, length)`` submits a pinned :func:`read_range` task and
+        returns its future.
+    wait : callable
+        ``wait(future)`` returns the chunk (or raises).
+    size, sha256 :
+        What the producer says the file is.
+    dest : path
+    chunk_size, window : int
+        Bytes per chunk, chunks in flight.
+    where : str
+        The source path, for messages.
+
+    Raises
+    ------
+    DeliveryError
+        A chunk of the wrong size or a checksum mismatch (``dest`` is left untouched).
+    """
+    h = hashlib.sha256()
+    offsets = collections.deque(range(0, size, chunk_size))
+    inflight: collections.deque = collections.deque()
+
+    def refill():
+        while offsets and len(inflight) < window:
+            off = offsets.popleft()
+            inflight.append((off, read(off, min(chunk_size, size - off))))
+
+    with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+        refill()
+        while inflight:
+            off, future = inflight.popleft()
+            data = wait(future)
+            expected = min(chunk_size, size - off)
+            if len(data) != expected:
+                raise DeliveryError(where, f"chunk at byte {off} has {len(data)} bytes, "
+                                           f"expected {expected}: the file changed on the worker")
+            h.update(data)
+            out.write(data)
+            del data, future
             refill()
-            while inflight:
-                off, future = inflight.popleft()
-                try:
-                    data = self._wait(future, outcome)
-                except DeliveryLost:
-                    raise
-                except FileNotFoundError:
-                    raise DeliveryLost(info.path, f"{outcome.key}: the file has gone from the worker's "
-                                                  "scratch; the step runs again next time") from None
-                expected = min(self.chunk_size, info.size - off)
-                if len(data) != expected:
-                    raise DeliveryError(info.path, f"chunk at byte {off} has {len(data)} bytes, "
-                                                   f"expected {expected}: the file changed on the worker")
-                h.update(data)
-                out.write(data)
-                del data, future
-                refill()
-            out.flush()
-            os.fsync(out.fileno())
-            if h.hexdigest() != info.sha256:
-                raise DeliveryError(info.path, f"sha256 mismatch after transfer to {dest}: "
-                                               f"got {h.hexdigest()}, the worker had {info.sha256}")
-        return Delivered(str(dest), info.size, info.sha256)
-
+        out.flush()
+        os.fsync(out.fileno())
+        if h.hexdigest() != sha256:
+            raise DeliveryError(where, f"sha256 mismatch after transfer to {dest}: "
+                                       f"got {h.hexdigest()}, the worker had {sha256}")
+    return Delivered(str(dest), size, sha256)

@@ -59,8 +59,8 @@ from ctxdask.batch.delivery import Deliverer, DeliveryLost
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.sources import EDRSource, make_source
-from ctxdask.batch.work import Outcome, StepTask, execute, remove_workdirs
-from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall, build_recipe
+from ctxdask.batch.work import BatchContext, Outcome, StepTask, execute, image_chain, remake, remove_workdirs
+from ctxdask.tools.recipe import Recipe, StepCall, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
 __all__ = ["BatchSettings", "BatchSummary", "run_batch", "select_steps"]
@@ -272,6 +272,7 @@ class _Tracked:
     task: StepTask
     upstream: tuple[str, ...]
     future: Any = None
+    resources: Mapping[str, float] = dataclasses.field(default_factory=dict)
     since: float | None = None  # monotonic time of the running event
     outcome: Outcome | None = None
     delivering: bool = False
@@ -318,7 +319,16 @@ class _Driver:
         self.deliveries: dict[Any, str] = {}
         self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
                                    window=settings.chunk_window, threads=settings.delivery_threads,
-                                   stall_timeout=settings.stall_timeout)
+                                   stall_timeout=settings.stall_timeout, remake=self._remake)
+        self.summing: dict[str, int | None] = {}
+        #: key -> workers other than its producer that hold copies of its outputs
+        self.copies: dict[str, set[str]] = {}
+        self.context = BatchContext(
+            recipe=recipe, source=source, options=options, image_steps=tuple(self.recipe_image),
+            deliver=frozenset(settings.deliver), topic=self.topic, runner=runner,
+            chunk_size=settings.chunk_size, window=settings.chunk_window)
+        # a task, not scattered data: a worker that joins or restarts can always get (or remake) it
+        self.context_future = None
         self.ac = None
         self.progress: Progress | None = None
         self.already_done = self.waiting = 0
@@ -361,16 +371,14 @@ class _Driver:
     # -------------------------------------------------------------- submit
     def _task(self, key: str, step: str, kind: str, scope: str, subject: str, **kw) -> StepTask:
         timeout = float(self.settings.timeouts.get(step, kw.pop("timeout", 3600.0)))
-        return StepTask(key=key, step=step, kind=kind, scope=scope, subject=subject, timeout=timeout,
-                        options=self.options, deliver=step in self.settings.deliver, topic=self.topic,
-                        runner=self.runner, **kw)
+        return StepTask(key=key, step=step, kind=kind, scope=scope, subject=subject, timeout=timeout, **kw)
 
     def _submit(self, task: StepTask, upstream: Iterable[str] = (), resources: Mapping | None = None) -> None:
         upstream = tuple(dict.fromkeys(upstream))
         deps = [self.tracked[k].future for k in upstream]
-        future = self.client.submit(execute, task, *deps, key=task.key, pure=False,
+        future = self.client.submit(execute, task, self.context_future, *deps, key=task.key, pure=False,
                                     retries=self.settings.retries, resources=dict(resources or {}) or None)
-        self.tracked[task.key] = _Tracked(task, upstream, future)
+        self.tracked[task.key] = _Tracked(task, upstream, future, dict(resources or {}))
         self.subject_keys.setdefault(task.subject, set()).add(task.key)
         self.db.upsert_step(task.key, scope=task.scope, subject=task.subject, step=task.step, status="pending",
                             run_id=self.run_id, worker=None, host=None, started=None, ended=None,
@@ -381,7 +389,7 @@ class _Driver:
         self.image_status[pid] = "running"
         self.db.set_subject("images", pid, "pending")
         try:
-            source = self.source.for_product(pid) if hasattr(self.source, "for_product") else self.source
+            source = self.context.source_for(pid)
         except Exception as exc:  # noqa: BLE001 - e.g. not in the URL list: fetch fails with the reason
             source = _Unavailable(str(exc))
         self._submit(self._task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=source))
@@ -395,18 +403,13 @@ class _Driver:
             self._image_chain_submitted(pid)
 
     def _submit_image_chain(self, pid: str, summing: int | None) -> None:
-        fetch_key = f"fetch-{pid}"
-        calls = []
-        for call in self.recipe.image_calls(pid, "-", summing=summing):
-            if call.step not in self.recipe_image:
-                continue
-            # the EDR comes from the fetch step, on whichever worker ran it
-            inputs = {role: (StagedInput(s.name, Ref(fetch_key, "edr"), s.copy) if s.source == "-" else s)
-                      for role, s in call.inputs.items()}
-            calls.append(dataclasses.replace(call, inputs=inputs))
+        # the EDR comes from the fetch step, on whichever worker ran it
+        calls = image_chain(self.recipe, pid, summing, self.recipe_image)
+        self.summing[pid] = summing
         previous = self.image_last[pid]
         for call in calls:
-            task = self._task(call.key, call.step, "recipe", "image", pid, call=call, timeout=call.timeout)
+            task = self._task(call.key, call.step, "recipe", "image", pid, call=call, timeout=call.timeout,
+                              params={"summing": summing})
             self._submit(task, upstream=[*call.upstream, previous], resources=call.resources)
             previous = call.key
         self.image_calls[pid] = calls
@@ -430,8 +433,10 @@ class _Driver:
                                        left_id=pair.left, right_id=pair.right)
         self.db.set_subject("pairs", pair.pair_id, "pending")
         calls = [c for c in calls if c.step in self.recipe_pair]
+        summing = tuple((pid, self.summing.get(pid)) for pid in pair.images)
         for call in calls:
-            task = self._task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout)
+            task = self._task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
+                              params={"summing": summing})
             self._submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
         if PAIR_QUALITY_STEP in self.pair_steps:
             self._submit_pair_quality(pair, calls)
@@ -448,6 +453,15 @@ class _Driver:
         key = f"{PAIR_QUALITY_STEP}-{pair.pair_id}"
         task = self._task(key, PAIR_QUALITY_STEP, PAIR_QUALITY_STEP, "pair", pair.pair_id, params=params)
         self._submit(task, upstream=[dem.key, *([ortho.key] if ortho else [])])
+
+    def _remake(self, outcome: Outcome) -> Outcome:
+        """Make a step whose files were lost with their worker again, on a live worker (blocking)."""
+        future = self.client.submit(remake, outcome, self.context_future, key=f"remake-{outcome.key}",
+                                    pure=False, resources=dict(self.tracked[outcome.key].resources) or None)
+        try:
+            return future.result()
+        finally:
+            future.release()
 
     # ------------------------------------------------------------ results
     def _outcome_of(self, key: str, future, result) -> Outcome:
@@ -490,6 +504,8 @@ class _Driver:
         t.outcome = outcome
         t.since = None
         self.running.discard(key)
+        for made in outcome.made_here:
+            self.copies.setdefault(made, set()).add(outcome.worker)
         if outcome.ok and outcome.files:
             # done only once its products are home
             t.delivering = True
@@ -609,11 +625,14 @@ class _Driver:
                 if o.result is not None or self.options.work_dir:
                     by_worker.setdefault(o.worker, []).append(workdir)
             t.future = None
+            for worker in self.copies.pop(key, ()):
+                # copies pulled or remade on other workers: paths relative to their own work root
+                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
         if not self.settings.cleanup_scratch:
             return
         for worker, paths in by_worker.items():
             # preferred on the worker that made them; elsewhere the paths simply do not exist
-            self.cleanups.append(self.client.submit(remove_workdirs, paths, workers=[worker],
+            self.cleanups.append(self.client.submit(remove_workdirs, paths, self.options.work_dir, workers=[worker],
                                                     allow_other_workers=True, pure=False, priority=-10))
         self.cleanups = [f for f in self.cleanups if not f.done()]
 
@@ -682,6 +701,8 @@ class _Driver:
         from distributed import as_completed
 
         self.ac = as_completed()
+        self.context_future = self.client.submit(_identity, self.context, key=f"ctxdask-context-{self.topic}",
+                                                 pure=False)
         self.client.subscribe_topic(self.topic, self._on_event)
         for pair in planned:
             self.pair_open[pair.pair_id] = pair
@@ -802,6 +823,10 @@ class _Driver:
             if not busy:
                 return
             time.sleep(0.2)
+
+
+def _identity(value: Any) -> Any:
+    return value
 
 
 def _executing(dask_worker) -> int:

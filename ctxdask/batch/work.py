@@ -35,6 +35,12 @@ Step kinds:
 
 Quality products (:data:`QUALITY_ROLES`) are always brought home, whatever
 ``batch.deliver`` says.
+
+What every task of a run shares (recipe, EDR source, runner settings) travels
+once per worker as a :class:`BatchContext`; a :class:`StepTask` is only what
+differs between tasks. Upstream results made on another host are pulled into
+this worker's scratch, or made again here when their worker has gone
+(:mod:`~ctxdask.batch.staging`).
 """
 
 from __future__ import annotations
@@ -58,11 +64,11 @@ from ctxdask.exceptions import (
     ToolNotFoundError,
     ToolTimeoutError,
 )
-from ctxdask.tools.recipe import StepCall
+from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
 
-__all__ = ["QUALITY_ROLES", "FileInfo", "InvalidEDRError", "Outcome", "StepTask", "execute", "remove_workdirs",
-           "sha256_file"]
+__all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "InvalidEDRError", "Outcome", "StepTask", "execute",
+           "image_chain", "rebuild", "remake", "remove_workdirs", "sha256_file"]
 
 Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
 Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
@@ -86,8 +92,58 @@ class FileInfo:
 
 
 @dataclasses.dataclass(frozen=True)
+class BatchContext:
+    """What all tasks of a run share; sent to each worker once (a task of its own).
+
+    Attributes
+    ----------
+    recipe : Recipe
+    source : callable
+        The EDR source (see :mod:`ctxdask.batch.sources`).
+    options : RunOptions
+    image_steps : tuple of str
+        The recipe image steps the run selected (to make an image again).
+    deliver : frozenset of str
+        Steps whose outputs (and logs) are hashed for delivery.
+    topic : str, optional
+        Worker-event topic on which starts are announced.
+    runner : callable, optional
+        Replaces :func:`~ctxdask.tools.tasks.run_step` for recipe steps.
+    chunk_size, window : int
+        Chunk size and chunks in flight of pulls between workers.
+    """
+
+    recipe: Recipe
+    source: Callable[[str, str], str]
+    options: RunOptions = dataclasses.field(default_factory=RunOptions)
+    image_steps: tuple[str, ...] = ()
+    deliver: frozenset[str] = frozenset()
+    topic: str | None = None
+    runner: Callable[..., StepResult] | None = None
+    chunk_size: int = 8 * 1024 * 1024
+    window: int = 4
+
+    def source_for(self, product_id: str) -> Callable[[str, str], str]:
+        """The source narrowed to one product when it can be (what a fetch task carries)."""
+        narrow = getattr(self.source, "for_product", None)
+        return narrow(product_id) if narrow else self.source
+
+
+def image_chain(recipe: Recipe, product_id: str, summing: int | None, steps) -> list[StepCall]:
+    """The recipe image steps named in ``steps``, reading the EDR of ``fetch-<id>``."""
+    fetch = Ref(f"fetch-{product_id}", "edr")
+    calls = []
+    for call in recipe.image_calls(product_id, "-", summing=summing):
+        if call.step in steps:
+            inputs = {role: StagedInput(i.name, fetch, i.copy) if i.source == "-" else i
+                      for role, i in call.inputs.items()}
+            calls.append(dataclasses.replace(call, inputs=inputs))
+    return calls
+
+
+@dataclasses.dataclass(frozen=True)
 class StepTask:
-    """One step of one image or pair, as sent to a worker (picklable).
+    """One step of one image or pair, as sent to a worker (small and picklable).
 
     Attributes
     ----------
@@ -105,17 +161,13 @@ class StepTask:
     call : StepCall, optional
         The rendered recipe step.
     source : callable, optional
-        The EDR source of a fetch step.
-    options : RunOptions
-    deliver : bool
-        Hash the step's outputs for delivery when it succeeds.
-    topic : str, optional
-        Worker-event topic on which the start is announced.
-    runner : callable, optional
-        Replaces :func:`~ctxdask.tools.tasks.run_step` for recipe steps.
+        The EDR source of a fetch step (narrowed to the product).
     params : mapping
-        Kind-specific values (``pair_quality``: the ``dem``/``ortho`` upstream
-        ``(key, role)``, ``datetime``, ``end_datetime``, ``left``, ``right``).
+        Kind-specific values: ``summing`` of recipe steps (``((left,
+        summing), (right, summing))`` for pair steps), so that a lost result
+        can be made again; for
+        ``pair_quality`` the ``dem``/``ortho`` upstream ``(key, role)``,
+        ``datetime``, ``end_datetime``, ``left``, ``right``.
     """
 
     key: str
@@ -126,10 +178,6 @@ class StepTask:
     timeout: float
     call: StepCall | None = None
     source: Callable[[str, str], str] | None = None
-    options: RunOptions = dataclasses.field(default_factory=RunOptions)
-    deliver: bool = False
-    topic: str | None = None
-    runner: Callable[..., StepResult] | None = None
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -157,9 +205,13 @@ class Outcome:
     info : dict
         Step-specific facts (validation: summing, lines, start_time, warnings;
         quality: the record of :func:`ctxdask.tools.native.quality_record`;
-        pair_quality: DEM ``statistics`` and product ``files`` by role).
+        pair_quality: DEM ``statistics`` and product ``files`` by role;
+        recipe steps: ``summing``).
     files : tuple of FileInfo
         Files to bring home (outputs of a delivered step, and its log).
+    made_here : tuple of str
+        Upstream keys whose outputs were copied to, or made again on, this
+        worker (its scratch holds them until they are cleaned).
     """
 
     key: str
@@ -177,6 +229,7 @@ class Outcome:
     result: StepResult | None = None
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     files: tuple[FileInfo, ...] = ()
+    made_here: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -205,21 +258,21 @@ def _worker_address() -> str:
         return ""
 
 
-def _announce(task: StepTask, worker: str, started: str) -> None:
-    if not (task.topic and worker):
+def _announce(task: StepTask, topic: str | None, worker: str, started: str) -> None:
+    if not (topic and worker):
         return
     try:
         from distributed import get_worker
 
-        get_worker().log_event(task.topic, {"key": task.key, "worker": worker, "started": started,
+        get_worker().log_event(topic, {"key": task.key, "worker": worker, "started": started,
                                             "host": socket.gethostname()})
     except Exception:  # noqa: BLE001 - the running status is informative only
         pass
 
 
-def _files(task: StepTask, result: StepResult) -> tuple[FileInfo, ...]:
+def _files(deliver: bool, result: StepResult) -> tuple[FileInfo, ...]:
     """Outputs to deliver: all (and the log) for a delivered step, else the quality products."""
-    if task.deliver:
+    if deliver:
         paths = dict(result.outputs)
         if result.log_path and os.path.isfile(result.log_path):
             paths["log"] = result.log_path
@@ -234,9 +287,9 @@ def _files(task: StepTask, result: StepResult) -> tuple[FileInfo, ...]:
     return tuple(sorted(out, key=lambda f: f.relpath))
 
 
-def _scratch(task: StepTask) -> str:
+def _scratch(task: StepTask, options: RunOptions) -> str:
     """The work dir of an in-process step (``<work root>/<key>``)."""
-    path = os.path.join(work_root(task.options.work_dir), task.key)
+    path = os.path.join(work_root(options.work_dir), task.key)
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -250,8 +303,8 @@ def _in_process_result(task: StepTask, workdir: str, outputs: Mapping[str, str],
     )
 
 
-def _fetch(task: StepTask) -> StepResult:
-    scratch = _scratch(task)
+def _fetch(task: StepTask, options: RunOptions) -> StepResult:
+    scratch = _scratch(task, options)
     t0 = time.monotonic()
     started = _utc()
     path = task.source(task.subject, scratch)
@@ -261,7 +314,7 @@ def _fetch(task: StepTask) -> StepResult:
     return _in_process_result(task, scratch, {"edr": os.path.abspath(path)}, started, t0, fingerprint)
 
 
-def _quality(task: StepTask, edr: StepResult) -> tuple[StepResult, dict[str, Any]]:
+def _quality(task: StepTask, options: RunOptions, edr: StepResult) -> tuple[StepResult, dict[str, Any]]:
     """Metrics, grade and thumbnail of the raw EDR, written into the step's work dir."""
     import dask
 
@@ -269,7 +322,7 @@ def _quality(task: StepTask, edr: StepResult) -> tuple[StepResult, dict[str, Any
     from ctxdask.quality import measure
     from ctxdask.tools.native import write_quality
 
-    workdir = _scratch(task)
+    workdir = _scratch(task, options)
     t0, started = time.monotonic(), _utc()
     outputs = {"quality": os.path.join(workdir, f"{task.subject}.quality.json"),
                "thumbnail": os.path.join(workdir, f"{task.subject}.thumb.png")}
@@ -284,11 +337,12 @@ _PAIR_ROLES = {"hillshade": "hillshade", "relief": "colour_relief", "ortho_thumb
                "stac": "stac"}
 
 
-def _pair_quality(task: StepTask, by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
+def _pair_quality(task: StepTask, options: RunOptions,
+                  by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
     """DEM products of a pair, laid out as delivered (the DEM linked in at its own relative path)."""
     from ctxdask.quality import pair_products
 
-    workdir = _scratch(task)
+    workdir = _scratch(task, options)
     t0, started = time.monotonic(), _utc()
     inputs = {}
     for role in ("dem", "ortho"):
@@ -356,12 +410,14 @@ def _classify(exc: BaseException) -> tuple[Status, str]:
         "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
 
 
-def execute(task: StepTask, *upstream: Outcome) -> Outcome:
+def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
     """Run one batch step on a worker and say how it ended.
 
     Parameters
     ----------
     task : StepTask
+    ctx : BatchContext
+        What all tasks of the run share.
     *upstream : Outcome
         Outcomes of the steps this one needs (dask passes them in).
 
@@ -376,6 +432,8 @@ def execute(task: StepTask, *upstream: Outcome) -> Outcome:
     OSError
         Transient trouble outside a program; dask retries the task.
     """
+    from ctxdask.batch.staging import localize, vanished
+
     worker = _worker_address()
     base = dict(key=task.key, step=task.step, subject=task.subject, worker=worker,
                 host=socket.gethostname())
@@ -385,29 +443,22 @@ def execute(task: StepTask, *upstream: Outcome) -> Outcome:
         return Outcome(**base, status="skipped", started=_utc(), ended=_utc(),
                        error=f"not run: {first.key} is {first.status}")
     started = _utc()
-    _announce(task, worker, started)
+    _announce(task, ctx.topic, worker, started)
     t0 = time.monotonic()
     result: StepResult | None = None
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"summing": task.params["summing"]} if "summing" in task.params else {}
+    made: list[str] = []
     try:
-        results = [u.result for u in upstream if u.result is not None]
-        if task.kind == "fetch":
-            result = _fetch(task)
-        elif task.kind in ("validate", "quality"):
-            edr = next(r for r in results if "edr" in r.outputs)
-            if task.kind == "validate":
-                info = _validate(edr.outputs["edr"], task.subject)
-            else:
-                result, info["quality"] = _quality(task, edr)
-        elif task.kind == "pair_quality":
-            result, info = _pair_quality(task, {r.key: r for r in results})
-        else:
-            runner = task.runner or run_step
-            result = runner(task.call, *results, options=task.options)
-            if "quality" in result.outputs:
-                with open(result.outputs["quality"]) as f:
-                    info["quality"] = json.load(f)
-        files = _files(task, result) if result is not None else ()
+        results = [localize(u, ctx, worker, made) for u in upstream if u.result is not None]
+        try:
+            result, info = _run(task, ctx, results, info)
+        except Exception:
+            if not vanished(list(upstream), worker):
+                raise
+            # inputs read in another worker's scratch went with it: once more, on copies
+            results = [localize(u, ctx, worker, made, borrow=False) for u in upstream if u.result is not None]
+            result, info = _run(task, ctx, results, info)
+        files = _files(task.step in ctx.deliver, result) if result is not None else ()
     except Exception as exc:
         if isinstance(exc, OSError) and not isinstance(exc, (CTXError, TimeoutError)):
             raise
@@ -415,35 +466,117 @@ def execute(task: StepTask, *upstream: Outcome) -> Outcome:
         return Outcome(
             **base, status=status, started=started, ended=_utc(), duration=time.monotonic() - t0,
             exit_code=getattr(exc, "returncode", None), log_path=getattr(exc, "log_path", None),
-            error=message,
+            error=message, made_here=tuple(made),
         )
     return Outcome(
         **base, status="done", started=started, ended=_utc(), duration=time.monotonic() - t0,
         exit_code=result.returncode if result else None,
         log_path=(result.log_path or None) if result else None,
-        result=result, info=info, files=files,
+        result=result, info=info, files=files, made_here=tuple(made),
     )
+
+
+def remake(outcome: Outcome, ctx: BatchContext) -> Outcome:
+    """``outcome`` made again on this worker, with its files hashed for delivery (its own are lost)."""
+    worker, made = _worker_address(), []
+    result = rebuild(outcome, ctx, worker, made)
+    return dataclasses.replace(outcome, worker=worker, host=socket.gethostname(), result=result,
+                               log_path=result.log_path or None, files=_files(outcome.step in ctx.deliver, result),
+                               made_here=tuple(made))
+
+
+def _run(task: StepTask, ctx: BatchContext, results: list[StepResult],
+         info: dict[str, Any]) -> tuple[StepResult | None, dict[str, Any]]:
+    """The step itself, on local inputs: (result, info)."""
+    result = None
+    info = dict(info)
+    if task.kind == "fetch":
+        result = _fetch(task, ctx.options)
+    elif task.kind in ("validate", "quality"):
+        edr = next(r for r in results if "edr" in r.outputs)
+        if task.kind == "validate":
+            info = _validate(edr.outputs["edr"], task.subject)
+        else:
+            result, info["quality"] = _quality(task, ctx.options, edr)
+    elif task.kind == "pair_quality":
+        result, info = _pair_quality(task, ctx.options, {r.key: r for r in results})
+    else:
+        result = (ctx.runner or run_step)(task.call, *results, options=ctx.options)
+        if "quality" in result.outputs:
+            with open(result.outputs["quality"]) as f:
+                info["quality"] = json.load(f)
+    return result, info
+
+
+def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> StepResult:
+    """Make the result of ``outcome``'s step again on this worker (its own worker has gone).
+
+    The step's chain is rendered from the recipe as the driver rendered it
+    (same keys, same work-dir names) and run here up to that step; steps
+    finished here before are reused through their manifests.
+
+    Raises
+    ------
+    ValueError
+        The step is not one that can be made again (not a fetch or recipe step).
+    """
+    summing = outcome.info.get("summing")
+    if outcome.step == "fetch":
+        return _fetch(StepTask(outcome.key, "fetch", "fetch", "image", outcome.subject, 0.0,
+                               source=ctx.source_for(outcome.subject)), ctx.options)
+    if not isinstance(summing, (list, tuple)):  # an image step
+        calls = image_chain(ctx.recipe, outcome.subject, summing, ctx.image_steps)
+    else:  # a pair step, ((left, summing), (right, summing)): both images' chains, then the pair's
+        (left, _), (right, _) = summing
+        chains = {pid: image_chain(ctx.recipe, pid, s, ctx.image_steps) for pid, s in summing}
+        calls = [*chains[left], *chains[right], *ctx.recipe.pair_calls(
+            chains[left][-1] if chains[left] else "-", chains[right][-1] if chains[right] else "-",
+            left_id=left, right_id=right)]
+    by_key = {c.key: c for c in calls}
+    if outcome.key not in by_key:
+        raise ValueError(f"{outcome.key}: cannot be made again here (its worker has gone)")
+    done: dict[str, StepResult] = {}
+
+    def make(key: str) -> StepResult:
+        if key not in done:
+            if key.startswith("fetch-"):
+                done[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made)
+            else:
+                call = by_key[key]
+                done[key] = (ctx.runner or run_step)(call, *map(make, call.upstream), options=ctx.options)
+            made.append(key)
+        return done[key]
+
+    return make(outcome.key)
 
 
 #: work-dir name prefixes of the in-process steps (no manifest)
 _IN_PROCESS = ("fetch-", "quality-", "pair_quality-")
 
 
-def remove_workdirs(paths: list[str]) -> int:
+def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
     """Delete step work dirs (and their ``.failed`` twins) on this worker; return how many.
 
-    Only folders holding a step manifest, a ``.failed`` suffix, a fetch stamp
-    or named after an in-process step are touched, so a wrong path can never
-    remove anything else.
+    Relative paths are taken from this worker's work root (``work_dir``, the
+    ``tools.work-dir`` setting, else its local directory). Only folders
+    holding a step manifest, a ``.failed`` suffix, a fetch stamp, named after
+    an in-process step or holding pulled copies are touched, so a wrong path
+    can never remove anything else.
     """
     removed = 0
+    root = None
     for path in paths:
+        if not os.path.isabs(path):
+            root = root or work_root(work_dir)
+            path = os.path.join(root, path)
         for candidate in (path, f"{path}.failed"):
             if not os.path.isdir(candidate) or os.path.islink(candidate):
                 continue
             names = set(os.listdir(candidate))
+            name = os.path.basename(candidate)
             if (candidate.endswith(".failed") or "ctxdask-step.json" in names
-                    or any(n.endswith(".source.json") for n in names) or candidate.rsplit(os.sep, 1)[-1].startswith(_IN_PROCESS)):
+                    or any(n.endswith(".source.json") for n in names) or name.startswith(_IN_PROCESS)
+                    or os.path.basename(os.path.dirname(candidate)) == "staged"):
                 shutil.rmtree(candidate, ignore_errors=True)
                 removed += 1
     return removed

@@ -18,7 +18,7 @@ from ctxdask.tools.recipe import build_recipe
 from ..tools.conftest import standin_path
 from .conftest import make_images, query, write_pairs
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
 
 IMAGES = [f"B{10 + i:02d}_0{13341 + i:05d}_1010_XN_79S172W" for i in range(8)]
 PAIRS = [(IMAGES[i], IMAGES[j]) for i, j in [(0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (5, 6), (6, 7), (4, 7)]]
@@ -54,7 +54,7 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path):
         with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
                 Client(cluster) as client:
-            victim = list(client.run(os.getpid).values())[0]
+            victim = next(iter(client.run(os.getpid).values()))
 
             def kill_when_busy():
                 if _wait_for(lambda: query(db, "SELECT count(*) FROM steps WHERE step = 'parallel_stereo' "
@@ -63,9 +63,9 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path):
 
             killer = threading.Thread(target=kill_when_busy)
             killer.start()
-            # a scratch folder outside the workers' own dirs: what a dead worker made stays usable
-            summary = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe,
-                                scratch=tmp_path / "scratch", progress=False)
+            # default scratch, each worker's own dir: what the dead worker made goes with it, and
+            # is pulled from elsewhere or made again where it is needed
+            summary = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False)
             killer.join()
             assert victim not in client.run(os.getpid).values()  # it really died (and was replaced)
     finally:

@@ -1,0 +1,155 @@
+"""Inputs made on another worker: pulled over the dask connection, or made again here.
+
+A step's upstream results name files on the worker that made them. On the same
+host (one machine, or a shared scratch folder) those paths are read where they
+are. Otherwise :func:`localize` copies them into this worker's scratch
+(``<work root>/staged/<key>/``) with the pinned byte-range reads of
+:mod:`~ctxdask.batch.delivery`: tasks restricted to the producing worker, a few
+chunks in flight, sha256 checked against the producer's, temporary name and
+rename. A stamp beside each copy records the producing step's fingerprint, so
+each worker pulls a given output once however many steps read it.
+
+When the producer has gone (killed, restarted by its nanny: its scratch went
+with it), the upstream step is run again on this worker instead, from the
+recipe and the batch's shared :class:`BatchContext`, its own inputs localized
+the same way. Step keys and work-dir names are the deterministic ones, and
+finished steps are reused through their manifests, so nothing runs twice on a
+worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ctxdask.batch.delivery import live_workers, pull, read_range
+from ctxdask.exceptions import CTXError
+from ctxdask.tools.tasks import StepResult, work_root
+
+if TYPE_CHECKING:
+    from ctxdask.batch.work import BatchContext, Outcome
+
+__all__ = ["ProducerGone", "file_digest", "host_of", "localize", "stage", "vanished"]
+
+_STAMP = ".staged.json"
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+class ProducerGone(CTXError, RuntimeError):
+    """The worker holding an input has left, or the input has left its scratch."""
+
+
+def host_of(address: str) -> str:
+    """``tcp://10.0.0.5:4321`` -> ``10.0.0.5``."""
+    return address.split("://")[-1].rsplit(":", 1)[0]
+
+
+def file_digest(path: str) -> tuple[int, str]:
+    """Size and sha256 of a file on this worker (asked of a producer before a pull)."""
+    from ctxdask.batch.work import sha256_file
+
+    return os.path.getsize(path), sha256_file(path)
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    """One thread per target file in this process; other processes are kept safe by rename."""
+    with _locks_guard:
+        lock = _locks.setdefault(path, threading.Lock())
+    with lock:
+        yield
+
+
+def _fresh(target: str, fingerprint: str) -> bool:
+    try:
+        with open(target + _STAMP) as f:
+            stamp = json.load(f)
+        return stamp["fingerprint"] == fingerprint and os.path.getsize(target) == stamp["size"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _result(client, future, producer: str) -> Any:
+    """A pinned task's result, or :class:`ProducerGone` once its worker has left."""
+    while True:
+        try:
+            return future.result(timeout=2.0)
+        except TimeoutError:
+            if producer not in live_workers(client):
+                future.cancel()
+                raise ProducerGone(None, f"worker {producer} left") from None
+        except FileNotFoundError as exc:
+            raise ProducerGone(exc.filename, "no longer in the producing worker's scratch") from None
+
+
+def stage(result: StepResult, producer: str, ctx: BatchContext) -> StepResult:
+    """Copies of ``result``'s outputs in this worker's scratch (pulled once, then reused).
+
+    Raises
+    ------
+    ProducerGone
+        ``producer`` has left or no longer has the files.
+    """
+    from distributed import worker_client
+
+    folder = os.path.join(work_root(ctx.options.work_dir), "staged", result.key)
+    outputs: dict[str, str] = {}
+    # secede from the worker's thread pool while waiting, so the pinned reads can run
+    with worker_client() as client:
+        for role, path in result.outputs.items():
+            rel = os.path.relpath(path, result.workdir)
+            target = os.path.join(folder, rel if not rel.startswith("..") else os.path.basename(path))
+            with _locked(target):
+                if not _fresh(target, result.fingerprint):
+                    if producer not in live_workers(client):
+                        raise ProducerGone(path, f"worker {producer} left")
+                    pin = dict(workers=[producer], allow_other_workers=False, pure=False, priority=100)
+                    size, sha = _result(client, client.submit(file_digest, path, **pin), producer)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    pull(lambda off, n: client.submit(read_range, path, off, n, **pin),
+                         lambda future: _result(client, future, producer), size=size, sha256=sha,
+                         dest=target, chunk_size=ctx.chunk_size, window=ctx.window, where=path)
+                    with open(target + _STAMP, "w") as f:
+                        json.dump({"fingerprint": result.fingerprint, "size": size, "sha256": sha}, f)
+            outputs[role] = target
+    return dataclasses.replace(result, workdir=folder, outputs=outputs, log_path="")
+
+
+def localize(outcome: Outcome, ctx: BatchContext, me: str, made: list[str], *, borrow: bool = True) -> StepResult:
+    """``outcome.result`` with paths this worker can read: as is, staged, or made again here.
+
+    ``made`` collects the keys copied or rebuilt on this worker (for clean-up).
+    With ``borrow`` another worker's files on this host are read where they
+    are; without, they are copied (or made again) like those of another host.
+    """
+    result = outcome.result
+    producer = outcome.worker
+    if not producer or producer == me:
+        return result
+    if borrow and host_of(producer) == host_of(me) and all(os.path.exists(p) for p in result.outputs.values()):
+        return result
+    try:
+        staged = stage(result, producer, ctx)
+    except ProducerGone:
+        from ctxdask.batch.work import rebuild
+
+        staged = rebuild(outcome, ctx, me, made)  # records what it made
+    if result.key not in made:
+        made.append(result.key)
+    return staged
+
+
+def vanished(upstream: list[Outcome], me: str) -> bool:
+    """Whether files another worker made, read here where they were, have gone meanwhile.
+
+    A worker restarted by its nanny loses its scratch while steps elsewhere on
+    the host may still be reading it; such a step is run again on copies.
+    """
+    return any(u.result is not None and u.worker and u.worker != me
+               and not all(os.path.exists(p) for p in u.result.outputs.values()) for u in upstream)

@@ -1,0 +1,103 @@
+"""No shared filesystem: workers on two "hosts" with their own scratch; image and pair steps apart."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+import dask
+import pytest
+
+from ctxdask.batch import run_batch
+from ctxdask.tools.recipe import build_recipe
+
+from ..tools.conftest import standin_path
+from .conftest import IDS, make_images, query, write_pairs
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(240)]
+
+PAIRS = [(IDS[0], IDS[1]), (IDS[0], IDS[2]), (IDS[1], IDS[3])]
+
+
+def test_pair_steps_pull_image_cubes_from_another_host_once_and_verified(tmp_path):
+    from distributed import Client, Nanny, Scheduler, SpecCluster
+
+    edr = make_images(tmp_path / "edr", IDS, summing2={IDS[2]})
+    pairs = write_pairs(tmp_path / "pairs.txt", PAIRS)
+    calls = tmp_path / "calls.jsonl"
+    # two loopback addresses stand for two machines: the batch sees two hosts, and each
+    # worker has only its own local directory (no tools.work-dir, no batch.scratch)
+    spec = {name: {"cls": Nanny, "options": {"host": host, "nthreads": 2, "resources": resources,
+                                             "local_directory": str(tmp_path / name)}}
+            for name, host, resources in [("a", "127.0.0.1", {"image": 1}), ("b", "127.0.0.2", {"stereo": 1})]}
+    recipe = build_recipe(env={"CTXDASK_STANDIN_CALLS": str(calls)},
+                          resources={**{s: {"image": 1} for s in ("mroctx2isis", "spiceinit", "ctxcal", "ctxevenodd")},
+                                     **{s: {"stereo": 1} for s in ("cam2map4stereo", "parallel_stereo", "point2dem")}})
+    old = os.environ["PATH"]
+    os.environ["PATH"] = standin_path()
+    try:
+        with SpecCluster(workers=spec, scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1",
+                                                                               "dashboard_address": ":0"}},
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client, \
+                dask.config.set({"ctxdask.batch.cleanup-scratch": False, "ctxdask.batch.chunk-size": 4096}):
+            client.wait_for_workers(2)
+            summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=client, recipe=recipe,
+                                progress=False)
+            # worker dirs go when the cluster closes: look at the scratch now
+            staged = sorted((tmp_path / "b").rglob("staged/*/*.cub"))
+            copies = {p.parent.name: (p.read_bytes(), json.loads(p.with_name(p.name + ".staged.json").read_text()),
+                                      next((tmp_path / "a").rglob(f"ctxdask-steps/{p.parent.name}/{p.name}")).read_bytes())
+                      for p in staged}
+    finally:
+        os.environ["PATH"] = old
+    assert summary.ok, summary
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    workers = dict(query(db, "SELECT step, group_concat(DISTINCT substr(worker, 7, 9)) FROM steps "
+                             "WHERE step IN ('ctxcal', 'point2dem') GROUP BY step"))
+    assert workers == {"ctxcal": "127.0.0.1", "point2dem": "127.0.0.2"}
+    ran = [json.loads(line) for line in calls.read_text().splitlines()]
+    # made once each on their host, never again on the other
+    assert [c["program"] for c in ran].count("ctxcal") == 4
+    assert all(c["cwd"].startswith(str(tmp_path / ("a" if c["program"] == "ctxcal" else "b"))) for c in ran
+               if c["program"] in ("ctxcal", "point2dem"))
+    # b pulled each image's final cube once (IDS[0] and IDS[1] serve two pairs each), checksummed
+    last = {pid: "ctxcal" if pid == IDS[2] else "ctxevenodd" for pid in IDS}
+    assert sorted(copies) == sorted(f"{last[pid]}-{pid}" for pid in IDS)
+    for data, stamp, original in copies.values():
+        assert data == original and stamp["sha256"] == hashlib.sha256(original).hexdigest()
+    # the DEM products went home from b; quality of the EDRs (made wherever) too
+    assert query(db, "SELECT count(*) FROM pair_quality") == [(3,)]
+    assert query(db, "SELECT count(*) FROM quality WHERE thumbnail IS NOT NULL") == [(4,)]
+
+
+def test_a_result_whose_worker_has_gone_is_made_again_where_it_is_needed(tmp_path, cluster_client):
+    """The producer left with its scratch: the consumer runs the image chain itself, same keys."""
+    from ctxdask.batch.sources import LocalEDRSource
+    from ctxdask.batch.staging import localize
+    from ctxdask.batch.work import BatchContext, Outcome, image_chain
+    from ctxdask.tools.tasks import RunOptions, StepResult
+
+    pid = IDS[2]  # summing 2: no ctxevenodd
+    edr = make_images(tmp_path / "edr", [pid], summing2={pid})
+    recipe = build_recipe()
+    steps = tuple(s.name for s in recipe.image_steps)
+    last = image_chain(recipe, pid, 2, steps)[-1]
+    gone = str(tmp_path / "gone" / last.key)
+    lost = Outcome(last.key, last.step, pid, "done", worker="tcp://127.0.0.9:1", info={"summing": 2},
+                   result=StepResult(last.key, last.step, "ctxcal", gone, {"cube": f"{gone}/{pid}.cal.cub"}, "", 0,
+                                     0.0, "", "elsewhere", False, "0"))
+    ctx = BatchContext(recipe=recipe, source=LocalEDRSource(str(edr)), image_steps=steps,
+                       options=RunOptions.from_config(work_dir=str(tmp_path / "scratch")))
+
+    def consume(outcome, ctx):
+        from distributed import get_worker
+
+        made = []
+        return localize(outcome, ctx, get_worker().address, made), made
+
+    result, made = cluster_client.submit(consume, lost, ctx, pure=False).result(timeout=120)
+    assert result.key == last.key and result.workdir == str(tmp_path / "scratch" / last.key)
+    assert os.path.getsize(result.outputs["cube"]) > 0
+    assert made == [f"fetch-{pid}", f"mroctx2isis-{pid}", f"spiceinit-{pid}", last.key]
