@@ -305,6 +305,20 @@ class TrackingDB:
                 (key, *fields.values(), int(bump)),
             )
 
+    def pending_steps(self, steps: Iterable[tuple[str, str, str, str]], run_id: int) -> None:
+        """Mark many steps ``(key, scope, subject, step)`` pending for run ``run_id`` (one statement).
+
+        Earlier results of the same keys are cleared; the attempt count is kept.
+        """
+        stamp = now()
+        self.conn.executemany(
+            "INSERT INTO steps (key, scope, subject, step, status, run_id, updated) "
+            "VALUES (?, ?, ?, ?, 'pending', ?, ?) ON CONFLICT (key) DO UPDATE SET "
+            "scope = excluded.scope, subject = excluded.subject, step = excluded.step, status = 'pending', "
+            "run_id = excluded.run_id, worker = NULL, host = NULL, started = NULL, ended = NULL, duration = NULL, "
+            "exit_code = NULL, log_path = NULL, error = NULL, updated = excluded.updated",
+            [(key, scope, subject, step, run_id, stamp) for key, scope, subject, step in steps])
+
     def record_product(self, path: str, key: str, subject: str, size: int, sha256: str) -> None:
         self.conn.execute("INSERT OR REPLACE INTO products VALUES (?, ?, ?, ?, ?, ?)",
                           (path, key, subject, size, sha256, now()))
