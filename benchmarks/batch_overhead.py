@@ -3,8 +3,9 @@
 1,540 pairs (2,524 images) on a 2-worker LocalCluster. Fetch is a no-op source
 and every recipe step a no-op runner, so what is measured is the batch itself:
 planning, task submission, results through ``as_completed``, the tracking
-database, the dependency chains (fetch -> validate -> 4 image steps -> 3 pair
-steps) and the scheduler round trips. Validation is the real one, on 16-line
+database, the dependency chains (fetch -> validate -> 4 image steps, one dask
+task per image; then 3 pair steps, one task each) and the scheduler round
+trips. Validation is the real one, on 16-line
 EDRs (it parses every label). The batch's quality steps (real image metrics and
 DEM products) are switched off: they are work, not overhead. Target: the whole
 list in under 60 s.

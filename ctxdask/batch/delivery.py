@@ -164,14 +164,14 @@ class Deliverer:
     def _deliver(self, outcome: Outcome, dest_dir: pathlib.Path) -> list[Delivered]:
         dest_dir.mkdir(parents=True, exist_ok=True)
         if self.mode == "shared":
+            workers = self._workers_for(outcome)
             future = self.client.submit(copy_into, list(outcome.files), str(dest_dir),
-                                        workers=self._workers_for(outcome), allow_other_workers=False,
-                                        pure=False, priority=100)
-            return self._wait(future, outcome)
+                                        workers=workers, allow_other_workers=False, pure=False, priority=100)
+            return self._wait(future, outcome, workers)
         return [self._pull(outcome, info, dest_dir / info.relpath) for info in outcome.files]
 
-    def _wait(self, future, outcome: Outcome):
-        """Result of a pinned task, giving up if its host's workers are all gone."""
+    def _wait(self, future, outcome: Outcome, pinned: Sequence[str] = ()):
+        """Result of a task pinned to ``pinned``, giving up if they or their host's workers are all gone."""
         from distributed import wait
 
         last = time.monotonic()
@@ -182,7 +182,11 @@ class Deliverer:
                 pass
             if future.done():
                 return future.result()
-            self._workers_for(outcome)  # raises DeliveryLost when nobody can serve it
+            live = self._workers_for(outcome)  # raises DeliveryLost when nobody can serve it
+            if pinned and not set(pinned) & set(live):
+                # the task can never run: its workers left while it waited (their scratch too)
+                future.cancel()
+                raise DeliveryLost(None, f"{outcome.key}: the workers holding its files left during delivery")
             if time.monotonic() - last > self.stall_timeout:
                 future.cancel()
                 raise DeliveryError(None, f"{outcome.key}: no data for {self.stall_timeout:g} s")
@@ -192,7 +196,7 @@ class Deliverer:
 
         def wait(future):
             try:
-                return self._wait(future, outcome)
+                return self._wait(future, outcome, workers)
             except FileNotFoundError:
                 raise DeliveryLost(info.path, f"{outcome.key}: the file has gone from the worker's "
                                               "scratch; the step runs again next time") from None

@@ -8,13 +8,18 @@
 2. Planning: a pair whose steps (and its images' steps) are all ``done`` is
    skipped; one with a ``failed``/``timeout`` step waits for ``retry_failed``;
    every other pair is planned, with its images.
-3. Image work runs once per image however many pairs share it: ``fetch`` and
-   ``validate`` first; when validation reports the image's summing mode the
-   recipe's image steps (calibration) are rendered and submitted; when both
-   images of a pair have their chains submitted, the pair's recipe steps
-   follow. Every task has a deterministic key (``validate-<id>``,
-   ``point2dem-<L>-<R>``), so resubmission reuses work, and the recipe's worker
-   resources (``stereo=1`` for the heavy steps).
+3. Image work runs once per image however many pairs share it, as ONE dask
+   task per image (``image-<id>``, :func:`~ctxdask.batch.work.run_image`):
+   ``fetch``, ``validate`` (and ``quality``), then the recipe's image steps
+   (calibration) rendered on the worker for the summing mode validation
+   found. The chain is strictly sequential, and a task per step cost ~4 ms of
+   scheduler and worker overhead each. The task returns one Outcome per
+   step, each recorded as its own row (``validate-<id>``...). When both
+   images of a pair are through, the pair's recipe steps follow, one task
+   each. Every task has a deterministic key (``image-<id>``,
+   ``point2dem-<L>-<R>``), so resubmission reuses work, and the recipe's
+   worker resources (``stereo=1`` for the heavy steps; an image task asks for
+   those of its calibration steps).
 4. Results arrive through :class:`distributed.as_completed` and go to the
    database as they come, in one transaction per batch of results; a worker
    event announces each step's start (``running``, worker, start time).
@@ -60,7 +65,17 @@ from ctxdask.batch.delivery import Deliverer, DeliveryLost
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.sources import EDRSource, make_source
-from ctxdask.batch.work import BatchContext, Outcome, StepTask, execute, image_chain, remake, remove_workdirs
+from ctxdask.batch.work import (
+    BatchContext,
+    ImageTask,
+    Outcome,
+    StepTask,
+    execute,
+    image_chain,
+    remake,
+    remove_workdirs,
+    run_image,
+)
 from ctxdask.tools.recipe import Recipe, StepCall, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -282,6 +297,17 @@ class _Tracked:
     since: float | None = None  # monotonic time of the running event
     outcome: Outcome | None = None
     delivering: bool = False
+    group: str | None = None  # key of the image task the step runs in
+
+
+@dataclasses.dataclass
+class _Group:
+    """One image task: its steps (in chain order, as far as known) and its future."""
+
+    task: ImageTask
+    members: list[str]
+    resources: Mapping[str, float]
+    future: Any = None
 
 
 class _Driver:
@@ -311,6 +337,11 @@ class _Driver:
         self.topic = f"ctxdask-batch-{uuid.uuid4().hex[:12]}"
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.tracked: dict[str, _Tracked] = {}
+        self.groups: dict[str, _Group] = {}
+        #: worker -> work dirs to remove, sent as one task per worker per pass of the result loop
+        self.to_clean: dict[str, list[str]] = {}
+        #: summing mode of each image as an earlier run's validation found it
+        self.known_summing: dict[str, int | None] = {}
         self.image_calls: dict[str, list[StepCall]] = {}
         self.image_last: dict[str, str] = {}
         self.image_status: dict[str, str] = {}
@@ -333,7 +364,15 @@ class _Driver:
         self.context = BatchContext(
             recipe=recipe, source=source, options=options, image_steps=tuple(self.recipe_image),
             deliver=frozenset(settings.deliver), topic=self.topic, runner=runner,
-            chunk_size=settings.chunk_size, window=settings.chunk_window)
+            chunk_size=settings.chunk_size, window=settings.chunk_window, timeouts=dict(settings.timeouts))
+        # an image task runs all calibration steps: it needs every resource they need
+        self.image_resources: dict[str, float] = {}
+        self.step_resources: dict[str, dict[str, float]] = {}
+        for step in recipe.image_steps:
+            if step.name in self.recipe_image:
+                self.step_resources[step.name] = dict(step.resources)
+                for name, amount in step.resources.items():
+                    self.image_resources[name] = max(amount, self.image_resources.get(name, 0))
         # a task, not scattered data: a worker that joins or restarts can always get (or remake) it
         self.context_future = None
         self.ac = None
@@ -358,6 +397,7 @@ class _Driver:
         """Pairs to work on now; counts those done before and those waiting for retry_failed."""
         status = self.db.step_status()
         summing = {r["product_id"]: r["summing"] for r in self.db.rows("SELECT product_id, summing FROM images")}
+        self.known_summing = summing
         image_state: dict[str, str] = {}
         for pid in self.pairs.images:
             states = {status.get(k, "pending") for k in self._image_keys(pid, summing.get(pid))}
@@ -383,6 +423,8 @@ class _Driver:
     def _submit(self, task: StepTask, upstream: Iterable[str] = (), resources: Mapping | None = None) -> None:
         """Queue a task; :meth:`_flush` sends the queue to the scheduler."""
         upstream = tuple(dict.fromkeys(upstream))
+        if upstream:
+            task = dataclasses.replace(task, needs=upstream)
         self.tracked[task.key] = _Tracked(task, upstream, None, dict(resources or {}))
         self.subject_keys.setdefault(task.subject, set()).add(task.key)
         self.queued.append(task.key)
@@ -399,55 +441,93 @@ class _Driver:
         queued, self.queued = self.queued, []
         if not queued:
             return
+
+        def resources_of(key):
+            return tuple(sorted((self.groups[key] if key in self.groups else self.tracked[key]).resources.items()))
+
         # runs of consecutive tasks with the same resources keep upstream tasks first
-        for resources, run in itertools.groupby(queued, key=lambda k: tuple(sorted(self.tracked[k].resources.items()))):
+        for resources, run in itertools.groupby(queued, key=resources_of):
             run = list(run)
             here = set(run)
             graph = {}
             for key in run:
+                if key in self.groups:
+                    graph[key] = Task(key, run_image, self.groups[key].task, self.context_future)
+                    continue
                 t = self.tracked[key]
-                deps = [TaskRef(u) if u in here else self.tracked[u].future for u in t.upstream]
+                # an image step is reached through its image task
+                deps = [TaskRef(d) if d in here else self._future_of(d)
+                        for d in dict.fromkeys(self.tracked[u].group or u for u in t.upstream)]
                 graph[key] = Task(key, execute, t.task, self.context_future, *deps)
             futures = self.client.get(graph, run, sync=False, resources=dict(resources) or None,
                                       retries=self.settings.retries, fifo_timeout="100 ms")
             for key, future in zip(run, futures):
-                self.tracked[key].future = future
+                if key in self.groups:
+                    self.groups[key].future = future
+                    for member in self.groups[key].members:
+                        self.tracked[member].future = future
+                else:
+                    self.tracked[key].future = future
             self.ac.update(futures)
+        steps = [k for key in queued for k in (self.groups[key].members if key in self.groups else (key,))]
         self.db.pending_steps([(k, self.tracked[k].task.scope, self.tracked[k].task.subject, self.tracked[k].task.step)
-                               for k in queued], self.run_id)
+                               for k in steps], self.run_id)
 
-    def _submit_image_head(self, pid: str) -> None:
+    def _future_of(self, key: str):
+        return self.groups[key].future if key in self.groups else self.tracked[key].future
+
+    def _submit_image(self, pid: str) -> None:
+        """Queue the image task of ``pid``: fetch, validate, quality and calibration, one dask task."""
         self.image_status[pid] = "running"
         self.db.set_subject("images", pid, "pending")
         try:
             source = self.context.source_for(pid)
         except Exception as exc:  # noqa: BLE001 - e.g. not in the URL list: fetch fails with the reason
             source = _Unavailable(str(exc))
-        self._submit(self._task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=source))
+        head = [self._task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=source)]
         if "validate" in self.image_steps:
-            self._submit(self._task(f"validate-{pid}", "validate", "validate", "image", pid),
-                         upstream=[f"fetch-{pid}"])
-            self.image_last[pid] = f"validate-{pid}"
-        else:
-            self.image_last[pid] = f"fetch-{pid}"
-            self.image_calls[pid] = []
-            self._image_chain_submitted(pid)
+            head.append(self._task(f"validate-{pid}", "validate", "validate", "image", pid))
+            if QUALITY_STEP in self.image_steps:
+                head.append(self._task(f"{QUALITY_STEP}-{pid}", QUALITY_STEP, QUALITY_STEP, "image", pid))
+        key = f"image-{pid}"
+        group = self.groups[key] = _Group(ImageTask(key, pid, tuple(head)), [], dict(self.image_resources))
+        for task in head:
+            self._member(group, task)
+        # steps an earlier validation rendered are marked pending now, as they were before
+        summing = self.known_summing.get(pid)
+        if self.recipe_image and "validate" in self.image_steps and summing is not None:
+            for call in image_chain(self.recipe, pid, summing, self.recipe_image):
+                self._member(group, self._task(call.key, call.step, "recipe", "image", pid, call=call,
+                                               timeout=call.timeout, params={"summing": summing}))
+        self.queued.append(key)
 
-    def _submit_image_chain(self, pid: str, summing: int | None) -> None:
-        # the EDR comes from the fetch step, on whichever worker ran it
-        calls = image_chain(self.recipe, pid, summing, self.recipe_image)
+    def _member(self, group: _Group, task: StepTask) -> _Tracked:
+        """Track ``task`` as a step of the image task ``group``."""
+        t = self.tracked[task.key] = _Tracked(task, (), group.future, self.step_resources.get(task.step, {}),
+                                              group=group.task.key)
+        group.members.append(task.key)
+        self.subject_keys.setdefault(task.subject, set()).add(task.key)
+        return t
+
+    def _chain_rendered(self, pid: str, outcomes: list[Outcome]) -> None:
+        """Note the calls the image task ran, and let the pairs waiting for this image go."""
+        validate = next((o for o in outcomes if o.step == "validate"), None)
+        if not outcomes or ("validate" in self.image_steps and (validate is None or not validate.ok)):
+            self.image_calls[pid] = []  # the chain never ran: its pairs cannot run
+            return
+        if validate is not None:
+            self.start_time[pid] = validate.info.get("start_time")
+            summing = validate.info.get("summing")
+            calls = image_chain(self.recipe, pid, summing, self.recipe_image) if self.recipe_image else []
+        else:
+            summing, calls = None, []
         self.summing[pid] = summing
-        previous = self.image_last[pid]
-        for call in calls:
-            task = self._task(call.key, call.step, "recipe", "image", pid, call=call, timeout=call.timeout,
-                              params={"summing": summing})
-            self._submit(task, upstream=[*call.upstream, previous], resources=call.resources)
-            previous = call.key
         self.image_calls[pid] = calls
-        self.image_last[pid] = previous
+        self.image_last[pid] = calls[-1].key if calls else (validate or outcomes[0]).key
         self._image_chain_submitted(pid)
 
     def _image_chain_submitted(self, pid: str) -> None:
+        """Submit the pairs of ``pid`` whose other image is through as well."""
         self.chained.add(pid)
         for pair in self.pairs_of.get(pid, ()):
             other = pair.right if pid == pair.left else pair.left
@@ -520,9 +600,70 @@ class _Driver:
         return Outcome(**base, status="failed",
                        error=f"{_error_text(exc)} (after {self.settings.retries} retries)")
 
+    def _handle_group(self, key: str, future, result) -> None:
+        """Record the Outcomes of an image task, one per step, and let its pairs go."""
+        group = self.groups[key]
+        pid = group.task.subject
+        outcomes = list(result) if isinstance(result, list) else []
+        for o in outcomes:
+            if o.key not in self.tracked:  # rendered on the worker, announced late or not at all
+                self._member(group, StepTask(key=o.key, step=o.step, kind="recipe", scope="image", subject=pid,
+                                             timeout=0.0, params={"summing": o.info.get("summing")}))
+        reported = {o.key for o in outcomes}
+        missing = [m for m in group.members if m not in reported and self.tracked[m].outcome is None]
+        if isinstance(result, list):
+            first = next((o for o in outcomes if not o.ok), None)
+            why = (f"not run: {first.key} is {first.status}" if first is not None
+                   else "not run: not a step of this image's chain")
+            outcomes += [self._lost(m, "skipped", why) for m in missing]
+        else:
+            outcomes += self._group_lost(group, future, result, missing)
+        self._chain_rendered(pid, [o for o in outcomes if o.key in reported])
+        for o in outcomes:
+            if self.tracked[o.key].future is not None:
+                self._handle(o.key, o)
+
+    def _lost(self, key: str, status: str, error: str) -> Outcome:
+        t = self.tracked[key]
+        return Outcome(key=key, step=t.task.step, subject=t.task.subject, status=status, ended=dbmod.now(),
+                       error=error)
+
+    def _group_lost(self, group: _Group, future, result, missing: list[str]) -> list[Outcome]:
+        """Outcomes of the steps of an image task that failed, was cancelled or lost its workers.
+
+        The step that was running (the last announced) takes the task's
+        failure; those announced before it finished but their results are
+        lost (``interrupted``: the next run redoes them, cheaply through their
+        manifests); the rest are ``skipped``.
+        """
+        if not missing:
+            return []
+        announced = [m for m in missing if self.tracked[m].since is not None]
+        culprit = announced[-1] if announced else missing[0]
+        timed_out = next((m for m in group.members if self.tracked[m].outcome is not None
+                          and self.tracked[m].outcome.status == "timeout"), None)
+        if timed_out is not None:  # the watchdog cancelled the task
+            failure = self._lost(culprit, "skipped", f"not run: {timed_out} is timeout")
+        elif future.status == "cancelled":
+            failure = self._lost(culprit, "interrupted", "cancelled")
+        else:
+            failure = self._outcome_of(culprit, future, result)
+        out = []
+        for m in missing:
+            if m == culprit:
+                out.append(failure)
+            elif m in announced:
+                out.append(self._lost(m, "interrupted", f"its result was lost with the image task: {failure.error}"))
+            else:
+                out.append(self._lost(m, "skipped", f"not run: {culprit} is {failure.status}"))
+        return out
+
     def _record(self, outcome: Outcome, status: str | None = None, error: str | None = None) -> None:
+        t = self.tracked[outcome.key]
+        # scope, subject and step too: a step rendered on the worker may have no row yet
         self.db.upsert_step(
-            outcome.key, status=status or outcome.status, worker=outcome.worker or None,
+            outcome.key, scope=t.task.scope, subject=outcome.subject, step=outcome.step, run_id=self.run_id,
+            status=status or outcome.status, worker=outcome.worker or None,
             host=outcome.host or None, started=outcome.started or None, ended=outcome.ended or None,
             duration=round(outcome.duration, 6), exit_code=outcome.exit_code, log_path=outcome.log_path,
             error=error if error is not None else outcome.error,
@@ -557,18 +698,6 @@ class _Driver:
         if t.task.step == "validate" and o.ok:
             self.db.set_subject("images", pid, "running", summing=o.info.get("summing"),
                                 lines=o.info.get("lines"), validation=o.info.get("summary"))
-            self.start_time[pid] = o.info.get("start_time")
-            if QUALITY_STEP in self.image_steps:
-                self._submit(self._task(f"{QUALITY_STEP}-{pid}", QUALITY_STEP, QUALITY_STEP, "image", pid),
-                             upstream=[f"fetch-{pid}", key])
-            if self.recipe_image:
-                self._submit_image_chain(pid, o.info.get("summing"))
-            else:
-                self.image_calls[pid] = []
-                self._image_chain_submitted(pid)
-        elif t.task.scope == "image" and not o.ok and pid not in self.image_calls:
-            # the chain will never be submitted: its pairs cannot run
-            self.image_calls.setdefault(pid, [])
         self._check_subjects(t.task)
 
     def _record_quality(self, task: StepTask, o: Outcome) -> None:
@@ -656,15 +785,23 @@ class _Driver:
                 if o.result is not None or self.options.work_dir:
                     by_worker.setdefault(o.worker, []).append(workdir)
             t.future = None
+            if t.group is not None and t.group in self.groups:
+                self.groups.pop(t.group).future = None
             for worker in self.copies.pop(key, ()):
                 # copies pulled or remade on other workers: paths relative to their own work root
                 by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
         if not self.settings.cleanup_scratch:
             return
         for worker, paths in by_worker.items():
+            self.to_clean.setdefault(worker, []).extend(paths)
+
+    def _clean(self) -> None:
+        """Remove released work dirs: one task per worker for everything released since the last call."""
+        for worker, paths in self.to_clean.items():
             # preferred on the worker that made them; elsewhere the paths simply do not exist
             self.cleanups.append(self.client.submit(remove_workdirs, paths, self.options.work_dir, workers=[worker],
                                                     allow_other_workers=True, pure=False, priority=-10))
+        self.to_clean = {}
         self.cleanups = [f for f in self.cleanups if not f.done()]
 
     def _delivered(self, cf) -> None:
@@ -699,12 +836,19 @@ class _Driver:
             except queue.Empty:
                 return
             t = self.tracked.get(msg.get("key"))
-            if t is None or t.outcome is not None:
+            group = self.groups.get(msg.get("group") or "")
+            if t is None and group is not None and group.future is not None:
+                # a calibration step the worker rendered from validation's summing mode
+                t = self._member(group, StepTask(key=msg["key"], step=msg["step"], kind=msg.get("kind", "recipe"),
+                                                 scope="image", subject=msg["subject"],
+                                                 timeout=float(msg.get("timeout") or 3600.0)))
+            if t is None or t.outcome is not None or t.future is None:
                 continue
             t.since = time.monotonic()
             self.running.add(msg["key"])
-            self.db.upsert_step(msg["key"], status="running", worker=msg.get("worker"), host=msg.get("host"),
-                                started=msg.get("started"), attempts="+1")
+            self.db.upsert_step(msg["key"], scope=t.task.scope, subject=t.task.subject, step=t.task.step,
+                                run_id=self.run_id, status="running", worker=msg.get("worker"),
+                                host=msg.get("host"), started=msg.get("started"), attempts="+1")
 
     def _watchdog(self) -> None:
         now = time.monotonic()
@@ -746,7 +890,7 @@ class _Driver:
         try:
             with self.db.transaction():
                 for pid in self.pairs_of:
-                    self._submit_image_head(pid)
+                    self._submit_image(pid)
                 self._flush()
             next_watch = time.monotonic() + 1.0
             tick = time.monotonic()
@@ -762,7 +906,9 @@ class _Driver:
                     self._drain_events()
                     for future, result in self._results(batch):
                         key = future.key
-                        if key in self.tracked and self.tracked[key].future is not None:
+                        if key in self.groups and self.groups[key].future is not None:
+                            self._handle_group(key, future, result)
+                        elif key in self.tracked and self.tracked[key].future is not None:
                             self._handle(key, self._outcome_of(key, future, result))
                     for cf in done_deliveries:
                         self._delivered(cf)
@@ -770,6 +916,7 @@ class _Driver:
                         self._watchdog()
                         next_watch = time.monotonic() + 1.0
                     self._flush()
+                self._clean()
                 self.progress.set_running(self.running_count())
                 if not self.pair_open and not self.deliveries:
                     break
@@ -778,6 +925,7 @@ class _Driver:
             # let the last scratch clean-ups finish before a LocalCluster goes away
             from distributed import wait
 
+            self._clean()
             with contextlib.suppress(Exception):
                 wait(self.cleanups, timeout=30)
             return "done"
@@ -828,7 +976,8 @@ class _Driver:
 
         with contextlib.suppress(Exception):
             Event(self.options.cancel_event, client=self.client).set()
-        live = [t.future for t in self.tracked.values() if t.future is not None and t.outcome is None]
+        live = list({t.future.key: t.future for t in self.tracked.values()
+                     if t.future is not None and t.outcome is None}.values())
         with contextlib.suppress(Exception):
             self.client.cancel(live)
         self._wait_for_workers_idle()

@@ -68,8 +68,8 @@ from ctxdask.exceptions import (
 from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
 
-__all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "InvalidEDRError", "Outcome", "StepTask", "execute",
-           "image_chain", "rebuild", "remake", "remove_workdirs", "sha256_file"]
+__all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "ImageTask", "InvalidEDRError", "Outcome", "StepTask",
+           "execute", "image_chain", "rebuild", "remake", "remove_workdirs", "run_image", "sha256_file"]
 
 Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
 Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
@@ -112,6 +112,9 @@ class BatchContext:
         Replaces :func:`~ctxdask.tools.tasks.run_step` for recipe steps.
     chunk_size, window : int
         Chunk size and chunks in flight of pulls between workers.
+    timeouts : mapping
+        Step name -> seconds (``batch.timeouts``), winning over the recipe's
+        for the image steps an :class:`ImageTask` renders on the worker.
     """
 
     recipe: Recipe
@@ -123,6 +126,7 @@ class BatchContext:
     runner: Callable[..., StepResult] | None = None
     chunk_size: int = 8 * 1024 * 1024
     window: int = 4
+    timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def source_for(self, product_id: str) -> Callable[[str, str], str]:
         """The source narrowed to one product when it can be (what a fetch task carries)."""
@@ -169,6 +173,10 @@ class StepTask:
         can be made again; for
         ``pair_quality`` the ``dem``/``ortho`` upstream ``(key, role)``,
         ``datetime``, ``end_datetime``, ``left``, ``right``.
+    needs : tuple of str
+        Keys of the upstream steps, in order. An upstream dask task may be a
+        whole image (:func:`run_image`, a list of Outcomes): only these are
+        taken from it.
     """
 
     key: str
@@ -180,6 +188,32 @@ class StepTask:
     call: StepCall | None = None
     source: Callable[[str, str], str] | None = None
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    needs: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageTask:
+    """All image steps of one product, run as one dask task (:func:`run_image`).
+
+    The image chain is strictly sequential, so one task instead of one per
+    step saves the scheduler and worker round trips (a few ms each), which
+    dominate a batch of thousands of images.
+
+    Attributes
+    ----------
+    key : str
+        Deterministic dask key, ``image-<id>``.
+    subject : str
+        Product id.
+    head : tuple of StepTask
+        ``fetch`` and, when selected, ``validate`` and ``quality``; the
+        calibration steps (``BatchContext.image_steps``) are rendered on the
+        worker once validation has reported the summing mode.
+    """
+
+    key: str
+    subject: str
+    head: tuple[StepTask, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,14 +293,17 @@ def _worker_address() -> str:
         return ""
 
 
-def _announce(task: StepTask, topic: str | None, worker: str, started: str) -> None:
+def _announce(task: StepTask, topic: str | None, worker: str, started: str, group: str | None = None) -> None:
     if not (topic and worker):
         return
     try:
         from distributed import get_worker
 
+        # step, scope, subject and deadline: the driver may not know a step rendered on the worker
         get_worker().log_event(topic, {"key": task.key, "worker": worker, "started": started,
-                                            "host": socket.gethostname()})
+                                       "host": socket.gethostname(), "group": group, "step": task.step,
+                                       "kind": task.kind, "scope": task.scope, "subject": task.subject,
+                                       "timeout": task.timeout})
     except Exception:  # noqa: BLE001 - the running status is informative only
         pass
 
@@ -412,7 +449,17 @@ def _classify(exc: BaseException) -> tuple[Status, str]:
         "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
 
 
-def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
+def _needed(task: StepTask, upstream: tuple) -> list[Outcome]:
+    """The upstream Outcomes ``task`` needs, taken out of whole-image results (lists)."""
+    flat = [o for u in upstream for o in (u if isinstance(u, list) else (u,))]
+    if not task.needs:
+        return flat
+    by_key = {o.key: o for o in flat}
+    return [by_key[k] for k in task.needs if k in by_key]
+
+
+def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome],
+            group: str | None = None) -> Outcome:
     """Run one batch step on a worker and say how it ended.
 
     Parameters
@@ -420,8 +467,11 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
     task : StepTask
     ctx : BatchContext
         What all tasks of the run share.
-    *upstream : Outcome
-        Outcomes of the steps this one needs (dask passes them in).
+    *upstream : Outcome or list of Outcome
+        Outcomes of the steps this one needs (dask passes them in); a list is
+        the result of a whole image, of which ``task.needs`` are taken.
+    group : str, optional
+        Key of the :class:`ImageTask` this step runs in (told to the driver).
 
     Returns
     -------
@@ -436,6 +486,7 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
     """
     from ctxdask.batch.staging import localize, vanished
 
+    upstream = tuple(_needed(task, upstream))
     worker = _worker_address()
     base = dict(key=task.key, step=task.step, subject=task.subject, worker=worker,
                 host=socket.gethostname())
@@ -445,7 +496,7 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
         return Outcome(**base, status="skipped", started=_utc(), ended=_utc(),
                        error=f"not run: {first.key} is {first.status}")
     started = _utc()
-    _announce(task, ctx.topic, worker, started)
+    _announce(task, ctx.topic, worker, started, group)
     t0 = time.monotonic()
     result: StepResult | None = None
     info: dict[str, Any] = {"summing": task.params["summing"]} if "summing" in task.params else {}
@@ -476,6 +527,51 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
         log_path=(result.log_path or None) if result else None,
         result=result, info=info, files=files, made_here=tuple(made),
     )
+
+
+def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
+    """Run every image step of one product, in order, on this worker; return their Outcomes.
+
+    ``fetch``, then ``validate`` and ``quality`` (``task.head``), then the
+    calibration steps of ``ctx.image_steps`` rendered for the summing mode
+    validation found, each through :func:`execute` (its own running event,
+    deadline and Outcome). A step whose upstream did not succeed is returned
+    as ``skipped`` with the reason, so the chain stops at the first failure.
+    Without a successful validation the summing mode is unknown and the
+    calibration steps are not rendered.
+
+    Raises
+    ------
+    OSError
+        Transient trouble (see :func:`execute`): dask retries the whole image;
+        finished recipe steps are reused through their manifests.
+    """
+    outcomes: list[Outcome] = []
+    by_key: dict[str, Outcome] = {}
+
+    def run(step: StepTask, *upstream: Outcome) -> Outcome:
+        outcome = execute(step, ctx, *upstream, group=task.key)
+        outcomes.append(outcome)
+        by_key[outcome.key] = outcome
+        return outcome
+
+    fetch = previous = run(task.head[0])
+    validate = None
+    for step in task.head[1:]:
+        if step.kind == "validate":
+            validate = previous = run(step, fetch)
+        else:  # quality: of the raw EDR, beside the chain (a failure does not stop calibration)
+            run(step, *(o for o in (fetch, validate) if o is not None))
+    if validate is None or not validate.ok or not ctx.image_steps:
+        return outcomes
+    summing = validate.info.get("summing")
+    for call in image_chain(ctx.recipe, task.subject, summing, ctx.image_steps):
+        step = StepTask(key=call.key, step=call.step, kind="recipe", scope="image", subject=task.subject,
+                        timeout=float(ctx.timeouts.get(call.step, call.timeout)), call=call,
+                        params={"summing": summing})
+        needs = list(dict.fromkeys([*call.upstream, previous.key]))
+        previous = run(step, *(by_key[k] for k in needs))
+    return outcomes
 
 
 def remake(outcome: Outcome, ctx: BatchContext) -> Outcome:
@@ -520,12 +616,21 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> St
     Raises
     ------
     ValueError
-        The step is not one that can be made again (not a fetch or recipe step).
+        The step is not one that can be made again (not a fetch, quality or recipe step).
     """
     summing = outcome.info.get("summing")
     if outcome.step == "fetch":
         return _fetch(StepTask(outcome.key, "fetch", "fetch", "image", outcome.subject, 0.0,
                                source=ctx.source_for(outcome.subject)), ctx.options)
+    if outcome.step == "quality":
+        # an image task returns its quality outcome only at the end of the chain: a worker lost
+        # before delivery takes the quality products with it, so they are made again from the EDR
+        fetch = f"fetch-{outcome.subject}"
+        edr = rebuild(Outcome(fetch, "fetch", outcome.subject, "done"), ctx, me, made)
+        made.append(fetch)
+        result, _ = _quality(StepTask(outcome.key, "quality", "quality", "image", outcome.subject, 0.0),
+                             ctx.options, edr)
+        return result
     if not isinstance(summing, (list, tuple)):  # an image step
         calls = image_chain(ctx.recipe, outcome.subject, summing, ctx.image_steps)
     else:  # a pair step, ((left, summing), (right, summing)): both images' chains, then the pair's

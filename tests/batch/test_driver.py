@@ -152,3 +152,27 @@ def test_unknown_step_is_refused(tmp_path, cluster_client):
     pairs = write_pairs(tmp_path / "pairs.txt", [P1])
     with pytest.raises(ValueError, match="unknown steps"):
         run_batch(pairs, tmp_path / "out", edr_dir=tmp_path, client=cluster_client, steps=["stereo"])
+
+
+def test_image_chain_runs_as_one_task_and_stops_at_the_first_failed_step(tmp_path, cluster_client):
+    """One dask task per image; each step still has its own row, and a crash skips the rest with the reason."""
+    edr = make_images(tmp_path / "edr", IDS[:2])
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1])
+    faults = {f"spiceinit-{IDS[1]}": "crash"}
+    summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client,
+                        runner=functools.partial(faulty_runner, faults=faults), progress=False)
+    assert not summary.ok and summary.pairs == {"failed": 1}
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    steps = statuses(db)
+    assert all(steps[f"{s}-{IDS[0]}"] == "done" for s in ("fetch", "validate", "quality", "mroctx2isis",
+                                                            "spiceinit", "ctxcal", "ctxevenodd"))
+    assert steps[f"mroctx2isis-{IDS[1]}"] == "done" and steps[f"spiceinit-{IDS[1]}"] == "failed"
+    assert steps[f"ctxcal-{IDS[1]}"] == steps[f"ctxevenodd-{IDS[1]}"] == "skipped"
+    (error, code, log), = query(db, "SELECT error, exit_code, log_path FROM steps WHERE key = ?",
+                                (f"spiceinit-{IDS[1]}",))
+    assert code == -11 and "SIGSEGV" in error and log
+    (error,), = query(db, "SELECT error FROM steps WHERE key = ?", (f"ctxcal-{IDS[1]}",))
+    assert error == f"not run: spiceinit-{IDS[1]} is failed"
+    # every step timed on its own
+    rows = query(db, "SELECT started, ended, duration FROM steps WHERE subject = ? AND status = 'done'", (IDS[0],))
+    assert len(rows) == 7 and all(s <= e and d >= 0 for s, e, d in rows)
