@@ -2,7 +2,7 @@
 
 :func:`run` is the only way ctxdask starts an ISIS or ASP program:
 
-- the command is an argv list (never shell text, never ``shell=True``);
+- the command is an argv list, never shell text: no shell ever parses it;
 - the program leads its own session and process group
   (``start_new_session=True``), so it can be stopped as a whole, and a terminal
   Ctrl-C aimed at the worker does not reach it half-way;
