@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ctxdask.edr import EDRLayout
+from ctxdask.product_id import is_product_id
 
 __all__ = ["DEFAULT_LINE_SAMPLES", "edr_from_label", "make_edr", "synthetic_lines", "byte_checksum"]
 
@@ -220,9 +221,7 @@ def make_edr(
 
     if product_id is None:
         stem = path.stem.upper()
-        product_id = stem if re.fullmatch(r"[A-Z][A-Z0-9]{2}_\d{6}_\d{4}_X[IN]_\d{2}[NS]\d{3}W", stem) else (
-            "B10_013341_1010_XN_79S172W"
-        )
+        product_id = stem if is_product_id(stem) else "B10_013341_1010_XN_79S172W"
     fields: dict[str, Any] = dict(
         product_id=product_id,
         start_time=start_time,

@@ -36,6 +36,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from ctxdask.tools.runner import read_tail
+
 __all__ = ["ReportData", "build_report", "collect", "render"]
 
 #: statuses that mean something went wrong, listed first everywhere
@@ -163,12 +165,8 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
 
 
 def _tail(path: pathlib.Path, lines: int = TAIL_LINES) -> str:
-    """The last ``lines`` lines of a text file (read from its last 16 kB)."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        f.seek(max(0, f.tell() - 16384))
-        data = f.read()
-    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
+    """The last ``lines`` lines of a text file."""
+    return read_tail(path, lines, max_bytes=16384)
 
 
 class _Files:
