@@ -268,7 +268,9 @@ def calibrate_block(
         stop = min(start + _STRIP_LINES, lines)
         work = buffer[: stop - start]
         if image.dtype == np.uint8:
-            np.take(_IMAGE_LUT64, image[start:stop], out=work)
+            # mode="clip" is exact for uint8 indices into a 256-entry table, and unlike the
+            # default "raise" it writes straight into ``out`` (about 10x faster here)
+            np.take(_IMAGE_LUT64, image[start:stop], out=work, mode="clip")
         else:
             work[...] = image[start:stop]
         if summing != 1:

@@ -35,6 +35,22 @@ def test_zarr_roundtrip_keeps_values_attrs_and_nan(calibrated, tmp_path):
     assert not list(tmp_path.glob(".*partial"))
 
 
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zarr_uncompressed_formats_store_every_chunk(calibrated, tmp_path, zarr_format):
+    import zarr
+
+    lost = calibrated.image.copy(data=calibrated.image.data.copy())
+    lost[32:64] = np.nan  # one whole chunk of lost lines
+    out = write(calibrated.assign(image=lost), tmp_path / "out.zarr", zarr_format=zarr_format, compress=False)
+    store = zarr.open_group(out, mode="r")
+    assert store.metadata.zarr_format == zarr_format
+    image = store["image"]
+    assert image.compressors == () and image.nchunks_initialized == image.nchunks == 3
+    back = xr.open_zarr(out)
+    np.testing.assert_array_equal(back.image.values, lost.values)
+    assert back.image.attrs["units"] == "DN/ms"
+
+
 def test_geotiff_is_tiled_float32_with_nan_nodata(calibrated, tmp_path):
     out = write(calibrated, tmp_path / "out.tif")
     with warnings.catch_warnings():
