@@ -120,10 +120,8 @@ def calibrate(
             UnityFlatWarning,
             stacklevel=2,
         )
-    flat_row = xr.DataArray(
-        flat_for_samples(flat, ds.detector_pixel.values, summing, source=_where(ds)), dims="sample"
-    )
-    parity = xr.DataArray(ds.sample.values % 2, dims="sample")
+    flat_row = flat_for_samples(flat, ds.detector_pixel.values, summing, source=_where(ds))
+    parity = ds.sample.values % 2
 
     constants: dict[str, object] = {"exposure_ms": exposure_ms, "flat_source": flat.source}
     if units == "rate":
@@ -141,16 +139,11 @@ def calibrate(
         )
         note = f"(DN - dark) / flat x {scale:.9g}"
 
-    image = xr.apply_ufunc(
-        calibrate_block,
-        source.image,
-        source.dark,
-        flat_row,
-        parity,
-        input_core_dims=[[], ["dark_sample"], [], []],
-        kwargs={"summing": summing, "scale": scale},
-        dask="parallelized",
-        output_dtypes=[np.float32],
+    # a new variable: nothing of the raw image's encoding (uint8 on disk) may carry over
+    image = xr.DataArray(
+        _calibrate_array(source.image.data, source.dark.data, flat_row, parity, summing=summing, scale=scale),
+        dims=source.image.dims,
+        coords=source.image.coords,
     )
     dark_method = "per line, even/odd dark pixels for A/B channels" if summing == 1 else "per line mean"
     image.attrs = _step_attrs(ds.image, units, f"ctxcal: {note}; dark {dark_method}; flat {flat.source}")
@@ -284,6 +277,33 @@ def calibrate_block(
         work *= scale
         out[start:stop] = work
     return out
+
+
+def _calibrate_array(image, dark, flat: np.ndarray, parity: np.ndarray, *, summing: int, scale: float):
+    """:func:`calibrate_block` over a whole image: at once for numpy data, block by block for dask.
+
+    For dask, each output block depends directly on the image block and the
+    dark block of the same lines (``da.blockwise`` with the dark samples
+    contracted), so a block is ready one scheduler hop after its read
+    (``apply_ufunc`` would add a task inserting the core dimension).
+    """
+    if not isinstance(image, da.Array) and not isinstance(dark, da.Array):
+        return calibrate_block(image, dark, flat, parity, summing=summing, scale=scale)
+    image = da.asarray(image)
+    dark = da.asarray(dark).rechunk({0: image.chunks[0], 1: -1})  # no-op for open_edr's output
+    by_sample = image.chunks[1]
+    return da.blockwise(
+        calibrate_block, "ij",
+        image, "ij",
+        dark, "ik",
+        da.from_array(flat, chunks=(by_sample,)), "j",
+        da.from_array(parity, chunks=(by_sample,)), "j",
+        concatenate=True,
+        dtype=np.float32,
+        meta=np.empty((0, 0), np.float32),
+        summing=summing,
+        scale=scale,
+    )
 
 
 def _even_odd_block_sums(block: np.ndarray, *, parity: np.ndarray, block_info=None) -> np.ndarray:

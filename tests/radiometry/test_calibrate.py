@@ -13,9 +13,11 @@ import pathlib
 import re
 import warnings
 
+import dask
 import numpy as np
 import pytest
 import xarray as xr
+from dask.core import flatten
 
 import ctxdask
 from ctxdask.exceptions import CTXError, UnityFlatWarning, UnsupportedModeError
@@ -217,6 +219,37 @@ def test_numpy_backed_dataset_gives_the_same(edrs, flat_values, even_odd):
     eager = calibrate(ctxdask.open_edr(path, chunks=None), flat=flat_values, even_odd=even_odd,
                       sun_distance_km=DISTANCE_KM)
     np.testing.assert_array_equal(lazy.image.values, eager.image.values)
+
+
+@pytest.mark.parametrize("summing", [1, 2])
+def test_any_chunking_gives_the_same(edrs, flat_values, summing):
+    """Blocks split along samples, and a dark chunked unlike the image, give the reference values."""
+    path = edrs[summing, 0]
+    expected = ref_calibrate(_raw(path, summing, 0), summing, 0, flat=flat_values)
+    ds = _open(path).chunk({"sample": 37})
+    ds = ds.assign(dark=ds.dark.chunk({"line": 19}))
+    out = calibrate(ds, flat=flat_values, sun_distance_km=DISTANCE_KM)
+    assert out.image.chunks == ds.image.chunks
+    _assert_matches(out.image.values, expected)
+
+
+def test_calibrated_block_is_one_task_after_the_slices_of_its_read(edrs, flat_values):
+    """Few scheduler round trips per block: read -> image/dark slices -> calibration (+ store)."""
+    ds = _open(edrs[1, 0])
+    image = calibrate(ds, flat=flat_values, sun_distance_km=DISTANCE_KM).image.data
+    (graph,) = dask.optimize(image)
+    graph = dict(graph.__dask_graph__())
+    read_layer = next(k[0] for k in graph if isinstance(k, tuple) and k[0].startswith("ctx-lines"))
+
+    def depth(key):
+        if isinstance(key, tuple) and key[0] == read_layer:
+            return 0
+        deps = [d for d in graph[key].dependencies if d in graph]
+        reads = [depth(d) for d in deps]
+        reads = [r for r in reads if r is not None]
+        return 1 + max(reads) if reads else None
+
+    assert {depth(k) for k in flatten(image.__dask_keys__())} == {2}
 
 
 @pytest.mark.parametrize("columns", [slice(1, None), [0, 1, 3, 4, 7, 10, 199]], ids=["odd-start", "irregular"])
