@@ -1,4 +1,4 @@
-"""Zarr output: the whole Dataset, chunk by chunk, renamed into place when complete."""
+"""Zarr output: the whole Dataset, streamed by line block, renamed into place when complete."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ import os
 import pathlib
 import warnings
 
+import numpy as np
 import xarray as xr
+from dask.base import is_dask_collection
 
 from ctxdask.io.atomic import atomic_path
+from ctxdask.io.blockstore import store_by_line_block
 
 __all__ = ["write_zarr"]
 
@@ -20,14 +23,17 @@ def write_zarr(
     zarr_format: int | None = None,
     compress: bool = True,
     compute: bool = True,
-) -> pathlib.Path:
+):
     """Write a CTX Dataset to a zarr store.
 
-    Dask computes and writes one chunk per task, so memory stays bounded by
-    chunk size x threads. Encodings inherited from the raw file (uint8 dtype,
-    preferred chunks) are dropped so each variable is stored as it is now.
-    Every chunk is written, even one that is all NaN (a run of lost lines is
-    data, and skipping it would cost a comparison pass over every chunk).
+    With dask data the store is written one line block per task: the block's
+    read, calibration and every variable's piece of it run together on one
+    worker (:func:`ctxdask.io.blockstore.store_by_line_block`), so memory stays
+    bounded by block size x threads and the scheduler handles one task per
+    block instead of about eleven. Encodings inherited from the raw file (uint8
+    dtype, preferred chunks) are dropped so each variable is stored as it is
+    now. Every chunk is written, even one that is all NaN (a run of lost lines
+    is data, and skipping it would cost a comparison pass over every chunk).
 
     Parameters
     ----------
@@ -35,40 +41,67 @@ def write_zarr(
     path : str or os.PathLike
         Destination folder (``.zarr``); replaced atomically.
     zarr_format : {2, 3}, optional
-        Zarr format; default: the installed zarr-python's default (3 from
-        zarr-python 3 on). Format 2 is for readers on zarr-python 2; with
-        zarr-python 3 it writes more slowly (every chunk is copied once more
-        on its way to the file).
+        Zarr format; default: zarr-python's (3). Format 2 is for readers on
+        zarr-python 2; it writes more slowly (zarr-python 3 copies every
+        chunk once more on its way to a format-2 file).
     compress : bool
         ``False`` stores chunks uncompressed (faster to write, 4 bytes a pixel).
     compute : bool
-        As for :meth:`xarray.Dataset.to_zarr`; with ``False`` nothing is
-        renamed, so the caller must compute and move the store itself.
+        ``False`` writes the metadata to ``path`` directly (no atomic rename)
+        and returns xarray's Delayed for the data: computed together with other
+        work on the same EDR (``dask.compute(delayed, qa)``) it shares the reads.
+
+    Returns
+    -------
+    pathlib.Path or dask.delayed.Delayed
+        The store's path; with ``compute=False`` the Delayed that writes the data.
     """
     ds = _clean_encoding(ds)
     options = {
         "mode": "w",
         "zarr_format": zarr_format,
         "write_empty_chunks": True,
-        "encoding": {} if compress else {name: _uncompressed() for name in ds.data_vars},
+        "encoding": {} if compress else {name: {"compressors": None} for name in ds.data_vars},
     }
-    if not compute:
-        ds.to_zarr(path, compute=False, **options)
-        return pathlib.Path(path)
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    with warnings.catch_warnings():
         # zarr-python warns that consolidated metadata is not (yet) in the v3 spec; xarray and
         # zarr-python read it, other readers fall back to listing the store
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        ds.to_zarr(tmp, consolidated=True, **options)
+        if not compute:
+            return ds.to_zarr(path, compute=False, consolidated=True, **options)
+        with atomic_path(path) as tmp:
+            lazy = [name for name, var in ds.data_vars.items() if is_dask_collection(var.data)]
+            if not _storable_by_line_block(ds, lazy):
+                ds.to_zarr(tmp, consolidated=True, **options)
+            else:
+                # metadata, coordinates and numpy-backed variables now; dask variables below
+                ds.to_zarr(tmp, compute=False, consolidated=True, **options)
+                _store_lazy_variables(ds, lazy, tmp)
     return pathlib.Path(path)
 
 
-def _uncompressed() -> dict:
+def _storable_by_line_block(ds: xr.Dataset, lazy: list[str]) -> bool:
+    """Whether xarray would store the lazy variables' values unchanged, chunked alike along ``line``."""
+    if not lazy:
+        return False
+    line_chunks = {ds[name].chunksizes.get("line") for name in lazy if "line" in ds[name].dims}
+    # xarray encodes datetimes, strings and bools on their way to zarr; plain numbers go as they are
+    plain = all(np.dtype(ds[name].dtype).kind in "iuf" for name in lazy)
+    return plain and len(line_chunks) == 1
+
+
+def _store_lazy_variables(ds: xr.Dataset, lazy: list[str], store: pathlib.Path) -> None:
     import zarr
 
-    if int(zarr.__version__.split(".")[0]) >= 3:
-        return {"compressors": None}
-    return {"compressor": None}  # zarr-python 2 spells it in the singular
+    sources = {name: ds[name].data for name in lazy}
+    group = zarr.open_group(store, mode="r+")
+    # write_empty_chunks is a runtime setting, not part of the stored metadata: ask again
+    targets = {name: group[name].with_config({"write_empty_chunks": True}) for name in lazy}
+    for name, target in targets.items():
+        if target.dtype != sources[name].dtype:  # the encoding we asked for; a guard, not a path
+            raise TypeError(f"{name}: zarr array is {target.dtype}, data is {sources[name].dtype}")
+    axes = {name: ds[name].dims.index("line") if "line" in ds[name].dims else None for name in lazy}
+    store_by_line_block(sources, targets, axes).compute()
 
 
 def _clean_encoding(ds: xr.Dataset) -> xr.Dataset:
