@@ -178,7 +178,7 @@ def main() -> int:
     parser.add_argument("--dir", default=None, help="where to write the EDR and outputs (default: a temp dir)")
     parser.add_argument("--chunk-lines", type=int, default=None,
                         help="lines per chunk (default: ctxdask.chunk-lines); the floor uses the same block size")
-    parser.add_argument("--repeat", type=int, default=2, help="runs per measurement (best time, worst memory)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best time, worst memory)")
     parser.add_argument("--zstd", action="store_true",
                         help="also time ctxdask writing zarr's default zstd-compressed chunks (no target)")
     args = parser.parse_args()

@@ -6,7 +6,8 @@ numbers follow DESIGN.md section 4. Every function takes a Dataset and
 returns a new one; nothing is computed until the result is written or
 ``.compute()`` is called. The per-block arithmetic lives in plain numpy
 functions at module level (:func:`calibrate_block`), which workers import by
-reference; xarray's ``apply_ufunc`` maps them over the chunks.
+reference; ``xarray.apply_ufunc`` (decompanding) and ``dask.array.blockwise``
+(calibration, which needs each block's dark pixels too) map them over the chunks.
 
 Arithmetic is float64 inside each block; outputs are float32. NaN (ISIS
 special pixels, lost-packet fill) passes through.
