@@ -52,7 +52,9 @@ def store_by_line_block(
         along it.
     targets : mapping of name to array-like
         Where each source goes: picklable objects supporting
-        ``target[region] = block`` (zarr arrays), the same shape as the source.
+        ``target[region] = block`` (zarr arrays), the same shape as the source
+        and, if they have ``chunks``, chunked as the source (regular chunks), so
+        that no two tasks write into the same stored chunk.
     line_axes : mapping of name to int or None
         Axis of each source that runs along image lines; ``None`` for sources
         without one (stored by one extra task).
@@ -105,6 +107,11 @@ def _check(sources, targets, line_axes) -> None:
     for n, source in sources.items():
         if tuple(targets[n].shape) != tuple(source.shape):
             raise ValueError(f"{n}: target shape {tuple(targets[n].shape)} differs from the source's {source.shape}")
+        # tasks run in parallel: two of them writing parts of one stored chunk would race
+        stored = getattr(targets[n], "chunks", None)
+        regular = all(len(set(c[:-1])) <= 1 and c[-1] <= c[0] for c in source.chunks if c)
+        if stored is not None and (tuple(stored) != tuple(source.chunksize) or not regular):
+            raise ValueError(f"{n}: target chunks {tuple(stored)} do not match the source's {source.chunks}")
 
 
 def _pieces_by_block(sources, line_axes) -> dict[int, list[tuple[Hashable, str, tuple[slice, ...]]]]:

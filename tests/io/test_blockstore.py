@@ -92,6 +92,8 @@ def test_mismatched_inputs_are_refused(tmp_path):
         store_by_line_block({"a": a, "b": b}, targets, {"a": 0, "b": 0})
     with pytest.raises(ValueError, match="target shape"):
         store_by_line_block({"a": da.zeros((9, 4), chunks=(5, 4))}, targets, {"a": 0})
+    with pytest.raises(ValueError, match="target chunks"):  # two tasks would share stored chunks
+        store_by_line_block({"a": da.zeros((10, 4), chunks=(2, 4))}, targets, {"a": 0})
 
 
 @pytest.mark.cluster
