@@ -167,6 +167,7 @@ def encode_block(
     byte_order: str = "<",
     base: float = 0.0,
     multiplier: float = 1.0,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Physical values -> stored pixels: NaN -> Null, out of range -> Lrs/Hrs.
 
@@ -184,12 +185,34 @@ def encode_block(
         Output byte order.
     base, multiplier : float
         Scaling of the output cube: stored = (value - base) / multiplier.
+    out : numpy.ndarray, optional
+        Where to write the stored pixels (``ptype``'s dtype in native byte
+        order, the shape of ``values``), e.g. a window of a padded tile buffer;
+        only with ``byte_order`` native.
 
     Returns
     -------
     numpy.ndarray
-        In ``ptype``'s dtype with the requested byte order.
+        In ``ptype``'s dtype with the requested byte order (``out`` if given).
     """
+    if out is not None and ptype.dtype.newbyteorder(byte_order) != ptype.dtype.newbyteorder("="):
+        raise ValueError("encode_block writes into out= only in native byte order")
+    a = np.asarray(values)
+    if ptype.dtype.kind == "f" and a.dtype == np.float32 and base == 0.0 and multiplier == 1.0:
+        # float32 to Real: one copy, then fix the (usually few) pixels outside the valid range;
+        # the same result as the float64 path, since every float32 widens exactly
+        if out is None:
+            stored = a.astype(ptype.dtype)
+        else:
+            stored = out
+            np.copyto(stored, a)
+        valid = stored >= np.float32(ptype.valid_min)
+        valid &= stored <= np.float32(ptype.valid_max)  # NaN fails both
+        if not valid.all():
+            invalid = ~valid
+            picked = stored[invalid]
+            stored[invalid] = np.where(np.isnan(picked), ptype.null, np.where(picked < 0, ptype.lrs, ptype.hrs))
+        return stored if out is not None else stored.astype(ptype.dtype.newbyteorder(byte_order), copy=False)
     v = np.asarray(values, dtype=np.float64)
     if base != 0.0 or multiplier != 1.0:
         v = (v - base) / multiplier
@@ -198,13 +221,16 @@ def encode_block(
     if ptype.dtype.kind == "f":
         low = v < ptype.valid_min  # includes -inf
         high = v > ptype.valid_max  # includes +inf
-        out = np.where(missing | low | high, 0.0, v).astype(np.float32)
+        encoded = np.where(missing | low | high, 0.0, v).astype(np.float32)
     else:
         r = np.rint(np.where(missing, 0.0, v))
         low = r < ptype.valid_min
         high = r > ptype.valid_max
-        out = np.clip(r, ptype.valid_min, ptype.valid_max).astype(ptype.dtype)
-    out[low] = ptype.lrs
-    out[high] = ptype.hrs
-    out[missing] = ptype.null
-    return out.astype(out_dtype, copy=False)
+        encoded = np.clip(r, ptype.valid_min, ptype.valid_max).astype(ptype.dtype)
+    encoded[low] = ptype.lrs
+    encoded[high] = ptype.hrs
+    encoded[missing] = ptype.null
+    if out is not None:
+        out[...] = encoded
+        return out
+    return encoded.astype(out_dtype, copy=False)

@@ -14,14 +14,17 @@ record of decompanded dark pixels per line), a History blob and the
 OriginalLabel blob with the PDS label text.
 
 The image is streamed: the writer computes a few line blocks at a time (on
-whatever dask scheduler is active) and writes each at its offset; the whole
-image is never in memory. The file is written under a temporary name in the
+whatever dask scheduler is active, where they are also encoded to ISIS pixels
+and tile order) and writes each at its offset while the next few are being
+computed; the whole image is never in memory. The file is written under a temporary name in the
 destination folder and renamed into place when complete.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as _dt
+import functools
 import getpass
 import os
 import pathlib
@@ -283,10 +286,20 @@ def _tile_bytes(block: np.ndarray, ptype: PixelType, order: str, ts: int, tl: in
     """Encoded line block (whole tile rows, the last padded with Null) in tile order."""
     lines, samples = block.shape
     ncol, nrow = -(-samples // ts), -(-lines // tl)
-    stored = encode_block(block, ptype, order)
-    padded = np.full((nrow * tl, ncol * ts), ptype.null, dtype=stored.dtype)
-    padded[:lines, :samples] = stored
+    padded = np.empty((nrow * tl, ncol * ts), dtype=ptype.dtype.newbyteorder(order))
+    padded[lines:] = ptype.null
+    padded[:lines, samples:] = ptype.null
+    window = padded[:lines, :samples]
+    if padded.dtype.isnative:
+        encode_block(block, ptype, order, out=window)  # straight into the tile buffer: one copy fewer
+    else:
+        window[...] = encode_block(block, ptype, order)
     return padded.reshape(nrow, tl, ncol, ts).transpose(0, 2, 1, 3).tobytes()
+
+
+def _line_bytes(block: np.ndarray, ptype: PixelType, order: str) -> bytes:
+    """Encoded line block in BandSequential order."""
+    return encode_block(block, ptype, order).tobytes()
 
 
 def _windows(chunks: tuple[int, ...], lines: int, unit: int) -> list[tuple[int, int]]:
@@ -383,7 +396,8 @@ def write_isis(
         ``FlatFile = image.attrs["flat_source"]`` (or ``unity``) and
         ``iof = image.attrs["iof_factor"]`` for I/F, 1 for DN/ms, as ctxcal.
     blocks_per_compute : int, default 2
-        Line blocks computed together (their memory is the writer's peak).
+        Line blocks computed together; the next group is computed while one is
+        written, so the writer holds at most twice this many encoded blocks.
 
     Returns
     -------
@@ -492,22 +506,32 @@ def write_isis(
             f.write(text.encode().ljust(label_bytes, b"\0"))
             f.truncate(pos["core"] + core_bytes)  # sparse until each block lands at its offset
             windows = _windows(data.chunks[0], lines, tl)
+            if format == "Tile":
+                encode = dask.delayed(functools.partial(_tile_bytes, ptype=ptype, order="<", ts=ts, tl=tl), pure=True)
+            else:
+                encode = dask.delayed(functools.partial(_line_bytes, ptype=ptype, order="<"), pure=True)
             step = max(1, int(blocks_per_compute))
-            for i in range(0, len(windows), step):
-                batch = windows[i : i + step]
-                todo = [data[a:b] for a, b in batch]
+            batches = [windows[i : i + step] for i in range(0, len(windows), step)]
+
+            def compute(batch):
+                # pixels are encoded where they are computed (in parallel, on the workers)
+                todo = [encode(data[a:b]) for a, b in batch]
                 if dark is not None:
                     todo += [dark[a:b] for a, b in batch]
-                results = dask.compute(*todo)
-                for (a, _), block in zip(batch, results[: len(batch)]):
-                    f.seek(pos["core"] + (a // tl) * row_bytes)
-                    if format == "Tile":
-                        f.write(_tile_bytes(block, ptype, "<", ts, tl))
-                    else:
-                        f.write(encode_block(block, ptype, "<").tobytes())
-                for (a, _), block in zip(batch, results[len(batch) :]):
-                    f.seek(pos["dark"] + a * ndark * 4)
-                    f.write(np.ascontiguousarray(block, dtype="<i4").tobytes())
+                return dask.compute(*todo)
+
+            # the next batch is computed while this one is written
+            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="isis-write") as ahead:
+                pending = ahead.submit(compute, batches[0]) if batches else None
+                for k, batch in enumerate(batches):
+                    results = pending.result()
+                    pending = ahead.submit(compute, batches[k + 1]) if k + 1 < len(batches) else None
+                    for (a, _), encoded in zip(batch, results[: len(batch)]):
+                        f.seek(pos["core"] + (a // tl) * row_bytes)
+                        f.write(encoded)
+                    for (a, _), block in zip(batch, results[len(batch) :]):
+                        f.seek(pos["dark"] + a * ndark * 4)
+                        f.write(np.ascontiguousarray(block, dtype="<i4").tobytes())
             f.seek(pos["history"])
             f.write(history)
             if original:

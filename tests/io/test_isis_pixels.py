@@ -63,6 +63,28 @@ def test_encode_real_specials_and_big_endian():
     assert out[3] == 0.25
 
 
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_float32_fast_path_equals_the_float64_path(order):
+    """float32 -> Real skips the float64 round trip; every bit must be the same."""
+    pt = ip.pixel_type("Real")
+    rng = np.random.default_rng(4)
+    values = rng.normal(0, 1e3, (64, 70)).astype(np.float32)
+    values[3, :] = np.nan
+    values[5, 7] = np.inf
+    values[6, 8] = -np.inf
+    values[7, 9] = np.float32(-3.4028235e38)  # below Real's valid range: Lrs
+    values[8, 1] = np.finfo(np.float32).max  # above it: Hrs
+    fast = ip.encode_block(values, pt, order)
+    slow = ip.encode_block(values.astype(np.float64), pt, order)
+    assert fast.dtype == slow.dtype == np.dtype(f"{order}f4")
+    assert fast.view(f"{order}u4").tolist() == slow.view(f"{order}u4").tolist()
+    # into a window of a wider buffer, as the tile writer does
+    buffer = np.full((64, 80), 7.0, dtype=np.float32)
+    ip.encode_block(values, pt, "<", out=buffer[:, :70])
+    assert buffer[:, :70].view("<u4").tolist() == slow.astype("<f4").view("<u4").tolist()
+    assert (buffer[:, 70:] == 7.0).all()
+
+
 def test_unknown_pixel_type():
     with pytest.raises(KeyError, match="SignedInteger"):
         ip.pixel_type("SignedInteger")
