@@ -122,8 +122,10 @@ def run(edr, out):
     else:
         with dask.config.set({"ctxdask.chunk-lines": chunk_lines}):
             cal = calibrate(ctxdask.open_edr(edr), flat=flat, units="iof")
-            # uncompressed like the floor's tofile; "-zstd" keeps zarr's default codec
-            ctxdask.write(cal, out, compress=compress)
+            if out.endswith(".cub"):  # ISIS level 1 cube (Real, Tile), as ctxcal writes it
+                ctxdask.write(cal, out)
+            else:  # uncompressed like the floor's tofile; "-zstd" keeps zarr's default codec
+                ctxdask.write(cal, out, compress=compress)
         assert abs(cal.image.attrs["iof_factor"] - k) < 1e-15
 
 # warm-up, not timed: the same code on a small EDR of its own, so imports, first calls and each
@@ -179,6 +181,8 @@ def main() -> int:
     parser.add_argument("--chunk-lines", type=int, default=None,
                         help="lines per chunk (default: ctxdask.chunk-lines); the floor uses the same block size")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best time, worst memory)")
+    parser.add_argument("--cube", action="store_true",
+                        help="also time ctxdask writing an ISIS level 1 cube instead of zarr (no target)")
     parser.add_argument("--zstd", action="store_true",
                         help="also time ctxdask writing zarr's default zstd-compressed chunks (no target)")
     args = parser.parse_args()
@@ -202,6 +206,8 @@ def main() -> int:
               f"in {time.perf_counter() - t0:.1f} s; chunk/block lines {chunk_lines}; load {os.getloadavg()[0]:.2f}")
         results = {}
         plan = [("io-floor", "floor.f32"), ("ctxdask", "iof.zarr"), ("naive", "naive.f32")]
+        if args.cube:
+            plan.append(("ctxdask-cube", "iof.cub"))
         if args.zstd:
             plan.append(("ctxdask-zstd", "iof-zstd.zarr"))
         runs: dict[str, list[dict]] = {what: [] for what, _ in plan}
