@@ -269,7 +269,9 @@ def _check_pixels(product: EDRProduct, report: ValidationReport, *, checksum: st
         )
     partial = zero_pixels - lost_lines.size * layout.samples
     if partial:
-        report.add("zero-pixels", "info", f"{partial} zero (lost-packet) pixels outside whole lost lines", count=partial)
+        report.add(
+            "zero-pixels", "info", f"{partial} zero (lost-packet) pixels outside whole lost lines", count=partial
+        )
 
     if product.checksum is None:
         report.add("checksum", "warning", "the label has no CHECKSUM; the image bytes cannot be verified")

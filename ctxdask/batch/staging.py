@@ -112,7 +112,8 @@ def stage(result: StepResult, producer: str, ctx: BatchContext) -> StepResult:
                     pin = dict(workers=[producer], allow_other_workers=False, pure=False, priority=100)
                     size, sha = _result(client, client.submit(file_digest, path, **pin), producer)
                     os.makedirs(os.path.dirname(target), exist_ok=True)
-                    pull(lambda off, n: client.submit(read_range, path, off, n, **pin),
+                    # pull() reads every range before returning, so the loop's path and pin are current
+                    pull(lambda off, n: client.submit(read_range, path, off, n, **pin),  # noqa: B023
                          lambda future: _result(client, future, producer), size=size, sha256=sha,
                          dest=target, chunk_size=ctx.chunk_size, window=ctx.window, where=path)
                     with open(target + _STAMP, "w") as f:

@@ -430,7 +430,7 @@ def read_index(
 
 def _find_table_object(module: pvl.PVLModule, source: str) -> str:
     candidates = []
-    for key, value in module.items():
+    for key in module.keys():
         if key.startswith("^"):
             obj = module.get(key[1:])
             if isinstance(obj, pvl.collections.PVLObject) and ("COLUMN" in obj or "^STRUCTURE" in obj):

@@ -30,8 +30,8 @@ import pandas as pd
 from ctxdask import config
 from ctxdask.catalog.errors import AmbiguousProductIdError, CatalogError, ProductNotFoundError
 from ctxdask.catalog.index import IndexTable, read_index
-from ctxdask.product_id import InvalidProductIdError, SHORT_ID_RE, normalize_product_id
 from ctxdask.pds3 import Label
+from ctxdask.product_id import SHORT_ID_RE, InvalidProductIdError, normalize_product_id
 
 __all__ = ["ProductLocator", "product_url", "BadLine"]
 

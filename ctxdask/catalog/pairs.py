@@ -134,7 +134,9 @@ def _horizontal_toward(center: np.ndarray, target: np.ndarray) -> np.ndarray:
         return np.where(norm > 1e-12, d / norm, np.nan)
 
 
-def image_geometry(frame: pd.DataFrame, *, longitude_direction: Literal["west", "east"] = "west") -> dict[str, np.ndarray]:
+def image_geometry(
+    frame: pd.DataFrame, *, longitude_direction: Literal["west", "east"] = "west"
+) -> dict[str, np.ndarray]:
     """Vectors and angles of each image, as arrays aligned with ``frame``'s rows.
 
     Returns a dict with ``center`` (n, 3) unit vectors, ``corners`` (n, 4, 3),
@@ -370,7 +372,8 @@ def find_pairs(
     swap = np.array([(times[j], ids[j]) < (times[i], ids[i]) for i, j in zip(a, b)], dtype=bool)
     left, right = np.where(swap, b, a), np.where(swap, a, b)
 
-    q_stereo = np.exp(-(((metrics["parallax_height"] - c.preferred_parallax_height) / c.preferred_parallax_height) ** 2))
+    height_error = (metrics["parallax_height"] - c.preferred_parallax_height) / c.preferred_parallax_height
+    q_stereo = np.exp(-(height_error**2))
     q_light = np.exp(-((metrics["shadow_tip_distance"] / c.max_shadow_tip_distance) ** 2))
     q_gsd = (1.0 / metrics["gsd_ratio"]).fillna(1.0)
     out = pd.DataFrame({"left": ids[left], "right": ids[right]})

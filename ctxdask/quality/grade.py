@@ -72,7 +72,9 @@ def grade(metrics: Any, thresholds: Mapping[str, Mapping[str, float | None] | No
             raise QualityError(None, f"grade threshold for unknown metric {name!r}; metrics: {sorted(values)}")
         unknown = set(limits) - _KEYS
         if unknown:
-            raise QualityError(None, f"grade threshold {name!r} has unknown keys {sorted(unknown)}; use {sorted(_KEYS)}")
+            raise QualityError(
+                None, f"grade threshold {name!r} has unknown keys {sorted(unknown)}; use {sorted(_KEYS)}"
+            )
         _check_order(name, limits)
         value = values[key]
         if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -175,7 +175,8 @@ def write_png(
     if nan not in ("transparent", "black"):
         raise QualityError(str(path), f"nan must be 'transparent' or 'black', not {nan!r}")
     if values.ndim == 3 and values.shape[2] in (3, 4):
-        picture = Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), "RGB" if values.shape[2] == 3 else "RGBA")
+        mode = "RGB" if values.shape[2] == 3 else "RGBA"
+        picture = Image.fromarray(np.ascontiguousarray(values, dtype=np.uint8), mode)
     elif values.ndim == 2:
         grey = np.nan_to_num(values, nan=0.0).astype(np.uint8) if stretched else stretch(values, percentiles)
         finite = np.isfinite(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)

@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from cumindex import CTX_COLUMNS, default_row, format_row, write_cumindex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cumindex import CTX_COLUMNS, default_row, format_row, write_cumindex
 from ctxdask.catalog import IndexFormatError, iter_index, open_index, read_index
 
 PIDS = ["T01_000801_1353_XN_44S195W", "T01_000801_1867_XN_06N202W", "T01_000802_1412_XN_38S223W",

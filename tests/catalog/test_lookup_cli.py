@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from cumindex import default_row, write_cumindex
+
 from ctxdask.catalog import AmbiguousProductIdError, CatalogError, ProductLocator, ProductNotFoundError, product_url
 from ctxdask.cli import main
 from ctxdask.product_id import InvalidProductIdError

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from cumindex import default_row, write_cumindex
+
 from ctxdask.catalog import PairCriteria, find_pairs, write_pairs
 from ctxdask.catalog.pairs import MARS_RADIUS_KM, image_geometry, pair_metrics
 

@@ -8,7 +8,7 @@ import dask.config
 import pytest
 
 from ctxdask.tools.native import load_callable
-from ctxdask.tools.recipe import Ref, RecipeSettings, build_recipe, check_product_id
+from ctxdask.tools.recipe import RecipeSettings, Ref, build_recipe, check_product_id
 
 # The ASP documentation's CTX example (docs/examples/ctx.rst) with its short product names
 LEFT, RIGHT = "P02_001981_1823", "P03_002258_1817"
