@@ -58,6 +58,7 @@ def test_geotiff_is_tiled_float32_with_nan_nodata(calibrated, tmp_path):
         with rasterio.open(out) as src:
             data = src.read(1)
             assert src.profile["tiled"] and src.dtypes[0] == "float32"
+            assert src.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"  # floating-point predictor
             assert np.isnan(src.nodata)
             assert src.tags()["calibration"] == "rate"
     np.testing.assert_array_equal(data, calibrated.image.values)
