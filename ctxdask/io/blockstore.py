@@ -68,7 +68,7 @@ def store_by_line_block(
     ------
     ValueError
         When sources with a line axis are chunked differently along it, or a
-        target's shape differs from its source's.
+        target's shape or chunks differ from its source's.
     """
     names = list(sources)
     _check(sources, targets, line_axes)
