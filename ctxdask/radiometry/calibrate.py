@@ -261,7 +261,7 @@ def calibrate_block(
         channel = np.zeros(samples, dtype=np.intp)
     channels = line_dark.shape[1]
     out = np.empty((lines, samples), dtype=np.float32)
-    strip = min(lines, _STRIP_LINES)
+    strip = max(1, min(lines, _STRIP_LINES))  # an empty block still needs a nonzero step
     work = np.empty((strip, samples), dtype=np.float64)
     if image.dtype == np.uint8:
         # table[(row * channels + channel) * 256 + raw] = SQROOT[raw] - dark[row, channel]

@@ -233,6 +233,13 @@ def test_any_chunking_gives_the_same(edrs, flat_values, summing):
     _assert_matches(out.image.values, expected)
 
 
+@pytest.mark.parametrize("lazy", [True, False])
+def test_empty_line_selection_calibrates_to_an_empty_image(edrs, flat_values, lazy):
+    ds = _open(edrs[1, 0]).isel(line=slice(0, 0))
+    out = calibrate(ds if lazy else ds.compute(), flat=flat_values, sun_distance_km=DISTANCE_KM)
+    assert out.image.values.shape == (0, ds.sizes["sample"]) and out.image.dtype == np.float32
+
+
 def test_calibrated_block_is_one_task_after_the_slices_of_its_read(edrs, flat_values):
     """Few scheduler round trips per block: read -> image/dark slices -> calibration (+ store)."""
     ds = _open(edrs[1, 0])
