@@ -13,11 +13,14 @@ writes (translated from the PDS label as its ``mroctxInstrument.trn`` and
 record of decompanded dark pixels per line), a History blob and the
 OriginalLabel blob with the PDS label text.
 
-The image is streamed: the writer computes a few line blocks at a time (on
-whatever dask scheduler is active, where they are also encoded to ISIS pixels
-and tile order) and writes each at its offset while the next few are being
-computed; the whole image is never in memory. The file is written under a temporary name in the
-destination folder and renamed into place when complete.
+The image is streamed, one window of whole tile rows at a time, and never is
+in memory whole. When whoever computes the blocks can write the file too (dask's
+local schedulers, or distributed workers that see this very file), each task
+computes its window, encodes it to ISIS pixels in tile order and writes it at its
+byte offset (:func:`ctxdask.io.blockstore.store_by_line_block`). Otherwise the
+encoded windows come back to this process a few at a time and are written here
+while the next few are computed. The file is written under a temporary name in
+the destination folder and renamed into place when complete.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ctxdask.io.blockstore import store_by_line_block
 from ctxdask.io.isis_pixels import PixelType, encode_block, pixel_type
 from ctxdask.radiometry.companding import check_bit_mode, decompand_block, decompand_dark_block
 
@@ -297,6 +301,104 @@ def _tile_bytes(block: np.ndarray, ptype: PixelType, order: str, ts: int, tl: in
     return padded.reshape(nrow, tl, ncol, ts).transpose(0, 2, 1, 3).tobytes()
 
 
+def _store_in_place(tmp, writers, data, dark, windows, encode, pos, tl, row_bytes) -> None:
+    """Every line window computed, encoded and written into the cube by the task that computes it."""
+    sizes = tuple(b - a for a, b in windows)
+    sources = {"core": data.rechunk({0: sizes, 1: -1})}  # whole tile rows per task: no shared bytes
+    targets = {"core": _FileRows(str(tmp), pos["core"], row_bytes, tl, encode, data.shape)}
+    if dark is not None:
+        sources["dark"] = dark.rechunk({0: sizes, 1: -1})
+        targets["dark"] = _FileRows(str(tmp), pos["dark"], dark.shape[1] * 4, 1, _int32_bytes, dark.shape)
+    stored = store_by_line_block(sources, targets, dict.fromkeys(sources, 0))
+    if writers:  # a distributed client: only the workers that were seen to share the file
+        writers[0].compute(stored, workers=writers[1:]).result()
+    else:
+        stored.compute()
+
+
+def _store_from_here(f, data, dark, windows, encode, pos, tl, row_bytes, blocks_per_compute) -> None:
+    """Line windows computed and encoded by dask, sent back and written here, a few at a time."""
+    step = max(1, int(blocks_per_compute))
+    batches = [windows[i : i + step] for i in range(0, len(windows), step)]
+    encoded = dask.delayed(encode, pure=True)
+
+    def compute(batch):
+        # pixels are encoded where they are computed (in parallel, on the workers)
+        todo = [encoded(data[a:b]) for a, b in batch]
+        if dark is not None:
+            todo += [dark[a:b] for a, b in batch]
+        return dask.compute(*todo)
+
+    # the next batch is computed while this one is written
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="isis-write") as ahead:
+        pending = ahead.submit(compute, batches[0]) if batches else None
+        for k, batch in enumerate(batches):
+            results = pending.result()
+            pending = ahead.submit(compute, batches[k + 1]) if k + 1 < len(batches) else None
+            for (a, _), block in zip(batch, results[: len(batch)]):
+                f.seek(pos["core"] + (a // tl) * row_bytes)
+                f.write(block)
+            for (a, _), block in zip(batch, results[len(batch) :]):
+                f.seek(pos["dark"] + a * block.shape[1] * 4)
+                f.write(_int32_bytes(block))
+
+
+def _writers_sharing(path: pathlib.Path) -> list | None:
+    """Who computes the blocks, if all of them can write into ``path`` themselves.
+
+    ``[]`` for dask's local schedulers (threads, processes, sync: this machine);
+    ``[client, *worker addresses]`` when every worker of the active distributed
+    client sees this very file (same device and inode); ``None`` otherwise:
+    blocks then come back to this process to be written.
+    """
+    from dask.base import get_scheduler
+
+    client = getattr(get_scheduler(), "__self__", None)
+    if client is None or type(client).__name__ != "Client":
+        return []
+    here = os.stat(path)
+    seen = client.run(_file_identity, str(path))
+    if not seen or any(identity != (here.st_dev, here.st_ino) for identity in seen.values()):
+        return None
+    return [client, *seen]
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+class _FileRows:
+    """``target[lines, :] = block``: a window of whole rows, encoded and written at its byte offset.
+
+    Picklable (a path and numbers), so dask tasks on any process of this machine
+    write their own window; ``unit`` lines make one stored row of ``row_bytes``.
+    """
+
+    def __init__(self, path: str, offset: int, row_bytes: int, unit: int, encode, shape: tuple[int, ...]):
+        self.path, self.offset, self.row_bytes, self.unit, self.encode = path, offset, row_bytes, unit, encode
+        self.shape = shape
+
+    def __setitem__(self, region: tuple[slice, ...], block: np.ndarray) -> None:
+        data = memoryview(self.encode(block))
+        position = self.offset + (region[0].start // self.unit) * self.row_bytes
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            while data:
+                written = os.pwrite(fd, data, position)
+                data, position = data[written:], position + written
+        finally:
+            os.close(fd)
+
+
+def _int32_bytes(block: np.ndarray) -> bytes:
+    """Dark table rows as little-endian int32."""
+    return np.ascontiguousarray(block, dtype="<i4").tobytes()
+
+
 def _line_bytes(block: np.ndarray, ptype: PixelType, order: str) -> bytes:
     """Encoded line block in BandSequential order."""
     return encode_block(block, ptype, order).tobytes()
@@ -396,8 +498,9 @@ def write_isis(
         ``FlatFile = image.attrs["flat_source"]`` (or ``unity``) and
         ``iof = image.attrs["iof_factor"]`` for I/F, 1 for DN/ms, as ctxcal.
     blocks_per_compute : int, default 2
-        Line blocks computed together; the next group is computed while one is
-        written, so the writer holds at most twice this many encoded blocks.
+        When blocks come back to be written here: line blocks computed
+        together; the next group is computed while one is written, so the
+        writer holds at most twice this many encoded blocks.
 
     Returns
     -------
@@ -507,31 +610,15 @@ def write_isis(
             f.truncate(pos["core"] + core_bytes)  # sparse until each block lands at its offset
             windows = _windows(data.chunks[0], lines, tl)
             if format == "Tile":
-                encode = dask.delayed(functools.partial(_tile_bytes, ptype=ptype, order="<", ts=ts, tl=tl), pure=True)
+                encode = functools.partial(_tile_bytes, ptype=ptype, order="<", ts=ts, tl=tl)
             else:
-                encode = dask.delayed(functools.partial(_line_bytes, ptype=ptype, order="<"), pure=True)
-            step = max(1, int(blocks_per_compute))
-            batches = [windows[i : i + step] for i in range(0, len(windows), step)]
-
-            def compute(batch):
-                # pixels are encoded where they are computed (in parallel, on the workers)
-                todo = [encode(data[a:b]) for a, b in batch]
-                if dark is not None:
-                    todo += [dark[a:b] for a, b in batch]
-                return dask.compute(*todo)
-
-            # the next batch is computed while this one is written
-            with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="isis-write") as ahead:
-                pending = ahead.submit(compute, batches[0]) if batches else None
-                for k, batch in enumerate(batches):
-                    results = pending.result()
-                    pending = ahead.submit(compute, batches[k + 1]) if k + 1 < len(batches) else None
-                    for (a, _), encoded in zip(batch, results[: len(batch)]):
-                        f.seek(pos["core"] + (a // tl) * row_bytes)
-                        f.write(encoded)
-                    for (a, _), block in zip(batch, results[len(batch) :]):
-                        f.seek(pos["dark"] + a * ndark * 4)
-                        f.write(np.ascontiguousarray(block, dtype="<i4").tobytes())
+                encode = functools.partial(_line_bytes, ptype=ptype, order="<")
+            writers = _writers_sharing(tmp)
+            if writers is not None:
+                f.flush()  # the tasks write through their own descriptors
+                _store_in_place(tmp, writers, data, dark, windows, encode, pos, tl, row_bytes)
+            else:
+                _store_from_here(f, data, dark, windows, encode, pos, tl, row_bytes, blocks_per_compute)
             f.seek(pos["history"])
             f.write(history)
             if original:

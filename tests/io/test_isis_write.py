@@ -15,6 +15,7 @@ from dask.callbacks import Callback
 
 from ctxdask.exceptions import UnsupportedModeError
 from ctxdask.io import isis_read as ir
+from ctxdask.io import isis_write as iw
 from ctxdask.io.isis_write import good_tile_size, write_isis
 from ctxdask.radiometry.companding import compand_block, decompand_block, decompand_dark_block
 
@@ -210,7 +211,10 @@ class _Computes(Callback):
         self.count += 1
 
 
-def test_streams_block_by_block(tmp_path):
+@pytest.mark.parametrize("where", ["in place", "from here"])
+def test_streams_block_by_block(tmp_path, monkeypatch, where):
+    """In place (local schedulers, workers sharing the file): one compute, one task per window
+    writing its own rows. From here (workers elsewhere): windows come back a few per compute."""
     ds = make_ds(lines=96, chunk=16)  # 6 chunks
     seen = []
 
@@ -218,12 +222,18 @@ def test_streams_block_by_block(tmp_path):
         seen.append(block_info[0]["array-location"][0])
         return block
 
+    if where == "from here":
+        monkeypatch.setattr(iw, "_writers_sharing", lambda path: None)
     image = ds.image.copy(data=ds.image.data.map_blocks(source, dtype=np.uint8))
     with _Computes() as computes, dask.config.set(scheduler="sync"):
         path = write_isis(ds.assign(image=image), tmp_path / "s.cub", tile_size=(40, 16), blocks_per_compute=2)
-    assert computes.count == 3  # 6 windows, 2 per compute: never the whole image at once
+    # in place, each of the single compute's tasks holds one window; from here, 6 windows go
+    # 2 per compute: never the whole image at once
+    assert computes.count == (1 if where == "in place" else 3)
     assert sorted(seen) == [(i, i + 16) for i in range(0, 96, 16)]  # each chunk read once
     np.testing.assert_array_equal(ir.read_cube(path).compute()[0], decompand_block(ds.image.values))
+    np.testing.assert_array_equal(ir.read_table(path, "Ctx Prefix Dark Pixels")["DarkPixels"],
+                                  decompand_dark_block(ds.dark.values).astype(np.int32))
 
 
 def test_failure_leaves_nothing(tmp_path):
@@ -262,3 +272,29 @@ def test_good_tile_size_as_isis():
     assert good_tile_size(5000, 4) == 500 and good_tile_size(24576, 4) == 512
     assert good_tile_size(20, 2) == 20
     assert good_tile_size(1031, 2) == 128  # a prime: no divisor, ISIS falls back to 128
+
+
+@pytest.mark.cluster
+def test_cluster_workers_write_in_place_or_send_back(tmp_path, monkeypatch):
+    """Workers that see the cube file write their own windows; otherwise blocks come back."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    ds = make_ds(lines=96, chunk=16)
+    with dask.config.set(scheduler="sync"):
+        reference = write_isis(ds, tmp_path / "sync.cub", tile_size=(40, 16))
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+        sharing = iw._writers_sharing(reference)
+        assert sharing[0] is client and sorted(sharing[1:]) == sorted(client.scheduler_info()["workers"])
+        in_place = write_isis(ds, tmp_path / "in-place.cub", tile_size=(40, 16))
+        # a worker that sees another file (another host) makes the writer fetch the blocks
+        monkeypatch.setattr(iw, "_file_identity", lambda path: (-1, -1))
+        assert iw._writers_sharing(reference) is None
+        sent_back = write_isis(ds, tmp_path / "sent-back.cub", tile_size=(40, 16))
+    for path in (in_place, sent_back):
+        np.testing.assert_array_equal(ir.read_cube(path).compute(scheduler="sync")[0],
+                                      ir.read_cube(reference).compute(scheduler="sync")[0])
+        np.testing.assert_array_equal(ir.read_table(path, "Ctx Prefix Dark Pixels"),
+                                      ir.read_table(reference, "Ctx Prefix Dark Pixels"))
