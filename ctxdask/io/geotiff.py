@@ -8,6 +8,7 @@ distributed client is active, since only one process may write the file).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import threading
@@ -27,6 +28,7 @@ def write_geotiff(
     compress: str = "deflate",
     predictor: int | None = None,
     blocksize: int = 512,
+    compress_threads: str | int = "ALL_CPUS",
 ) -> pathlib.Path:
     """Write ``image`` (or a DataArray) as a tiled float32/uint8 GeoTIFF, streaming.
 
@@ -45,6 +47,13 @@ def write_geotiff(
         little faster to write.
     blocksize : int
         Tile size in pixels (a multiple of 16).
+    compress_threads : "ALL_CPUS" or int
+        Threads GDAL compresses tiles with (``GDAL_NUM_THREADS``; deflate on
+        float tiles is most of the writing time: 11.8 s -> 6.4 s for a full-size
+        I/F image on 2 cores). rioxarray reopens the file for each block, so
+        the creation option would not reach those writes: the setting is GDAL's
+        process-wide configuration, restored afterwards, and applies where the
+        blocks are written in this process (dask's local schedulers).
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
@@ -58,12 +67,30 @@ def write_geotiff(
     if predictor is None:
         predictor = 3 if np.issubdtype(image.dtype, np.floating) else 2
     options = {} if str(compress).lower() == "none" else {"compress": compress, "predictor": predictor}
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _gdal_config("GDAL_NUM_THREADS", str(compress_threads)):
         raster.rio.to_raster(
             tmp, driver="GTiff", tiled=True, blockxsize=blocksize, blockysize=blocksize,
             lock=_write_lock(), windowed=True, **options,
         )
     return pathlib.Path(path)
+
+
+@contextlib.contextmanager
+def _gdal_config(key: str, value: str):
+    """GDAL's process-wide configuration option ``key`` set to ``value`` for the block, then restored."""
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    before = get_gdal_config(key, normalize=False)
+    set_gdal_config(key, value, normalize=False)
+    try:
+        yield
+    finally:
+        if before is None:
+            from rasterio._env import del_gdal_config  # rasterio.env can set but not unset
+
+            del_gdal_config(key)
+        else:
+            set_gdal_config(key, before, normalize=False)
 
 
 def _write_lock():

@@ -64,6 +64,24 @@ def test_geotiff_is_tiled_float32_with_nan_nodata(calibrated, tmp_path):
     np.testing.assert_array_equal(data, calibrated.image.values)
 
 
+def test_geotiff_compression_threads_setting_is_restored(calibrated, tmp_path):
+    from rasterio.env import get_gdal_config, set_gdal_config
+
+    assert get_gdal_config("GDAL_NUM_THREADS") is None
+    write(calibrated, tmp_path / "a.tif", compress_threads=2)
+    assert get_gdal_config("GDAL_NUM_THREADS") is None
+    set_gdal_config("GDAL_NUM_THREADS", "1")
+    try:
+        write(calibrated, tmp_path / "b.tif")
+        assert get_gdal_config("GDAL_NUM_THREADS", normalize=False) == "1"
+    finally:
+        set_gdal_config("GDAL_NUM_THREADS", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(tmp_path / "b.tif") as src:
+            np.testing.assert_array_equal(src.read(1), calibrated.image.values)
+
+
 def test_unknown_suffix(calibrated, tmp_path):
     with pytest.raises(ValueError, match="unknown output format"):
         write(calibrated, tmp_path / "out.png")
