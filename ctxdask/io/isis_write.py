@@ -352,9 +352,10 @@ def _writers_sharing(path: pathlib.Path) -> list | None:
     blocks then come back to this process to be written.
     """
     from dask.base import get_scheduler
+    from distributed import Client
 
-    client = getattr(get_scheduler(), "__self__", None)
-    if client is None or type(client).__name__ != "Client":
+    client = getattr(get_scheduler(), "__self__", None)  # a distributed scheduler is ``Client.get``
+    if not isinstance(client, Client):
         return []
     here = os.stat(path)
     seen = client.run(_file_identity, str(path))
