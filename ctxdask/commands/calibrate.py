@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxdask.edr import open_edr
+    from ctxdask.backend import open_edr
     from ctxdask.exceptions import UnityFlatWarning
     from ctxdask.io import write
     from ctxdask.radiometry.calibrate import calibrate
