@@ -257,8 +257,8 @@ def _ccd(label: Label, layout: EDRLayout, lines, offset, data_source) -> Iterato
     if 0 < layout.first_pixel < 38:
         yield Problem(
             "modes", "error",
-            f"SAMPLE_FIRST_PIXEL = {layout.first_pixel}: a first pixel other than 0 counts the 38 prefix "
-            "pixels, so it is at least 38 (ISIS ctxcal subtracts 38)",
+            f"SAMPLE_FIRST_PIXEL = {layout.first_pixel} puts the image before the first CCD pixel: a first "
+            "pixel other than 0 counts the 38 prefix pixels, so it is at least 38 (ISIS ctxcal subtracts 38)",
         )
         return
     first, stop = layout.ccd_span
@@ -317,20 +317,22 @@ def _sizes(
             )
     if size is None:
         return
+    # a detached label's data file is the one that is short or long; the message names the label too
     where = None if data_source == label.source else data_source
+    told = "" if where is None else f" (label {label.source})"
     if size < needed:
         yield Problem(
             "file-size", "error",
             f"truncated image: the label needs {needed:,} bytes but the file has {size:,} "
             f"({(needed - size) / layout.line_samples:,.0f} lines short); "
-            "the download was probably interrupted, fetch the product again",
+            f"the download was probably interrupted, fetch the product again{told}",
             error=TruncatedFileError, path=where, details={"expected": needed, "actual": size},
         )
     elif declared is not None and size < declared:
         yield Problem(
             "file-size", "error",
             f"truncated: FILE_RECORDS = {file_records:,} records of {record_bytes:,} bytes reach byte "
-            f"{declared:,}, beyond the end of the file ({size:,} bytes)",
+            f"{declared:,}, beyond the end of the file ({size:,} bytes){told}",
             error=TruncatedFileError, path=where, details={"expected": declared, "actual": size},
         )
     elif declared is not None and size > declared:
@@ -340,7 +342,7 @@ def _sizes(
             "file-size", "error" if whole else "warning",
             f"{extra:,} bytes after the last of the FILE_RECORDS = {file_records:,} records"
             + (": the file holds more records than the label declares, so its record size or count is wrong"
-               if whole else ""),
+               if whole else "") + told,
             path=where, details={"expected": declared, "actual": size},
         )
 
