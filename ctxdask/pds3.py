@@ -86,6 +86,8 @@ class Label:
         ``^IMAGE = 2048 <BYTES>`` (byte number, 1-based), ``^IMAGE = "F.IMG"``
         and ``^IMAGE = ("F.IMG", 2)``. A file name is taken relative to the
         label's folder, trying the upper/lower case variants PDS volumes use.
+        It must be a plain name in that folder: a label never makes ctxdask
+        read a file elsewhere (an absolute path, ``..``, a folder or a URL is refused).
         """
         key = f"^{name}"
         if key not in self.module:
@@ -121,6 +123,7 @@ class Label:
             if not self.attached:
                 raise LabelError(self.source, f"detached label whose ^{name} names no data file")
             return self.source, offset
+        _check_plain_name(filename, f"^{name}", self.source)
         return _find_sibling(self.source, filename), offset
 
 
@@ -292,6 +295,23 @@ def _detached_candidates(source: str) -> list[str]:
     if ext in _DETACHED_SUFFIXES:
         return []
     return [stem + suffix for suffix in _DETACHED_SUFFIXES]
+
+
+def _check_plain_name(filename: str, key: str, source: str) -> None:
+    """Refuse a pointer file name that could lead out of the label's folder."""
+    bad = (
+        not filename.strip()
+        or filename in (".", "..")
+        or any(c in filename for c in "/\\:\0")
+        or os.path.isabs(filename)
+        or posixpath.isabs(filename)
+    )
+    if bad:
+        raise LabelError(
+            source,
+            f"{key} names the file {filename!r}: a PDS3 pointer must name a file in the label's own folder "
+            "(no path, '..', drive or URL); ctxdask does not follow it elsewhere",
+        )
 
 
 def _find_sibling(label_source: str, filename: str) -> str:

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctxdask.backend import open_edr
     from ctxdask.commands import check_input
-    from ctxdask.edr import open_edr
     from ctxdask.exceptions import UnityFlatWarning
     from ctxdask.io import check_output, write
     from ctxdask.radiometry.calibrate import calibrate

@@ -71,7 +71,9 @@ def write_zarr(
         if not compute:
             return ds.to_zarr(path, compute=False, consolidated=True, **options)
         with atomic_path(path) as tmp:
-            lazy = [name for name, var in ds.data_vars.items() if is_dask_collection(var.data)]
+            # a variable with no elements (the zero-width suffix of SAMPLE_FIRST_PIXEL > 0 images) has nothing
+            # to stream: to_zarr writes its metadata (and swaps in a numpy array for it while doing so)
+            lazy = [name for name, var in ds.data_vars.items() if is_dask_collection(var.data) and var.size]
             if not _storable_by_line_block(ds, lazy):
                 ds.to_zarr(tmp, consolidated=True, **options)
             else:
