@@ -109,6 +109,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("fetch", "P02_001981", "--urls", "adir"), 1, "adir", "is a folder"),
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "afile"), 1, "afile", "not a folder"),
             m(("status", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("batch", "pairs.txt", "--out", "afile", "--edr-dir", "adir"), 1, "afile", "is a file, not a folder"),
+            m(("fetch", "P02_001981", "--urls", "urls.txt", "--to", "afile"), 1, "afile", "is a file, not a folder"),
             m(("report", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
         ],
         "symbolic links": [
@@ -143,6 +145,9 @@ def _table() -> dict[str, list[Mistake]]:
         ],
         "bad option value": [
             m(("calibrate", EDR, "out.cub", "--units", "watts"), 2, "--units", "invalid choice"),
+            m(("calibrate", EDR, "out.cub", "--chunk-lines", "0"), 2, "--chunk-lines", "must be 1 or more"),
+            m(("demo", "--workers", "0"), 2, "--workers", "must be 1 or more"),
+            m(("status", "adir", "--failures", "-1"), 2, "--failures", "must be 0 or more"),
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "adir", "--timeout", "parallel_stereo=soon"), 2,
               "--timeout", "not a duration"),
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "adir", "--steps", "stereo"), 2, "--steps",
