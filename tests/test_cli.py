@@ -166,3 +166,14 @@ def test_calibrate_progress_and_warnings_go_to_stderr(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1 and "o.cub (I/F, unitless reflectance; flat field: unity;" in result.stdout
     assert "Sun-Mars distance" in result.stdout and "Completed" in result.stderr and "unity flat" in result.stderr
+
+
+def test_a_command_that_cannot_be_imported_is_one_line(monkeypatch, capsys):
+    import ctxdask.cli as cli
+
+    monkeypatch.delenv("CTXDASK_DEBUG", raising=False)
+    monkeypatch.setitem(cli._COMMANDS, "broken", ("ctxdask.commands.no_such_module", "a broken command"))
+    assert main(["info", "x.IMG"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("ctxdask: error: the commands cannot be loaded: ModuleNotFoundError: ")
+    assert err.count("\n") == 1 and "CTXDASK_DEBUG=1" in err
