@@ -92,10 +92,9 @@ def _print_quality(db, results: pathlib.Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
     from ctxdask.commands.batch import skipped_lines
+    from ctxdask.exceptions import OutputPathError
     from ctxdask.tools.recipe import build_recipe
     from ctxdask.validation import validate
-
-    from ctxdask.exceptions import OutputPathError
 
     out = pathlib.Path(args.out).resolve()
     if out.exists() and not out.is_dir():
