@@ -378,6 +378,8 @@ class _Driver:
         self.ac = None
         self.progress: Progress | None = None
         self.already_done = self.waiting = 0
+        #: pairs of the list that planning could not handle (recorded as failed, the batch goes on)
+        self.unplannable: list[Rejected] = []
 
     # ---------------------------------------------------------------- plan
     def _image_keys(self, pid: str, summing: int | None) -> list[str]:
@@ -400,12 +402,24 @@ class _Driver:
         self.known_summing = summing
         image_state: dict[str, str] = {}
         for pid in self.pairs.images:
-            states = {status.get(k, "pending") for k in self._image_keys(pid, summing.get(pid))}
+            try:
+                states = {status.get(k, "pending") for k in self._image_keys(pid, summing.get(pid))}
+            except Exception as exc:  # noqa: BLE001 - its pairs are rejected below, the others go on
+                image_state[pid] = exc
+                continue
             image_state[pid] = ("done" if states == {"done"} else
                                 "blocked" if states & {"failed", "timeout"} and not self.retry_failed else "todo")
         planned = []
         for pair in self.pairs:
-            own = {status.get(k, "pending") for k in self._pair_keys(pair)}
+            try:
+                own = {status.get(k, "pending") for k in self._pair_keys(pair)}
+            except Exception as exc:  # noqa: BLE001 - one bad pair never stops the batch
+                self._unplannable(pair, exc)
+                continue
+            bad = next((image_state[i] for i in pair.images if isinstance(image_state[i], Exception)), None)
+            if bad is not None:
+                self._unplannable(pair, bad)
+                continue
             images = {image_state[pair.left], image_state[pair.right]}
             if images == {"done"} and own <= {"done"}:
                 self.already_done += 1
@@ -414,6 +428,13 @@ class _Driver:
             else:
                 planned.append(pair)
         return planned
+
+    def _unplannable(self, pair: Pair, exc: Exception) -> None:
+        """Record a pair that cannot be planned as failed (with its line), and go on without it."""
+        reason = f"cannot be planned: {_error_text(exc)}"
+        logger.error("pair %s (line %s) %s", pair.pair_id, pair.line, reason)
+        self.unplannable.append(Rejected(pair.line, pair.pair_id, reason))
+        self.db.set_subject("pairs", pair.pair_id, "failed", reason)
 
     # -------------------------------------------------------------- submit
     def _task(self, key: str, step: str, kind: str, scope: str, subject: str, **kw) -> StepTask:
@@ -1119,6 +1140,12 @@ def run_batch(
     BatchSummary
         Also after Ctrl-C (``status == "interrupted"``).
 
+    Raises
+    ------
+    EmptyPairListError
+        The list has no usable pair; the message gives each rejected line's reason.
+        (Any other exception ends the run's database row as ``failed`` with its text.)
+
     Examples
     --------
     >>> summary = run_batch("pairs.txt", "results", edr_dir="edr", local=4)  # doctest: +SKIP
@@ -1127,7 +1154,7 @@ def run_batch(
     t0 = time.monotonic()
     out = pathlib.Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    pairlist = read_pairs(pairs)
+    pairlist = read_pairs(pairs).require_pairs()  # nothing usable: an error with the reasons
     settings = BatchSettings.from_config(retries=retries, timeouts=dict(timeouts or {}) or None,
                                          deliver=deliver, delivery=delivery, progress=progress,
                                          scratch=os.fspath(scratch) if scratch else None)
@@ -1152,15 +1179,18 @@ def run_batch(
             dashboard=dashboard,
             settings={"steps": image_steps + pair_steps, "retry_failed": retry_failed,
                       "batch": dataclasses.asdict(settings), "work_dir": options.work_dir})
-        tdb.record_rejected(run_id, pairlist.rejected)
-        driver = _Driver(c, pairlist, out, tdb, run_id, recipe=recipe, source=src, image_steps=image_steps,
-                         pair_steps=pair_steps, settings=settings, options=options,
-                         retry_failed=retry_failed, runner=runner, progress=settings.progress)
-        planned = driver.plan()
         try:
+            tdb.record_rejected(run_id, pairlist.rejected)
+            driver = _Driver(c, pairlist, out, tdb, run_id, recipe=recipe, source=src, image_steps=image_steps,
+                             pair_steps=pair_steps, settings=settings, options=options,
+                             retry_failed=retry_failed, runner=runner, progress=settings.progress)
+            planned = driver.plan()
             status = driver.run(planned)
         except BaseException as exc:
-            tdb.end_run(run_id, "failed", _error_text(exc))
+            # whatever stops the driver ends its run row with the reason, never left 'running'
+            with contextlib.suppress(Exception):
+                tdb.end_run(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
+                            _error_text(exc))
             raise
         tdb.end_run(run_id, "done" if status == "done" else "interrupted")
         if is_local and not settings.scratch and work_dir:
@@ -1171,5 +1201,5 @@ def run_batch(
             run_id=run_id, status=status, out=str(out), database=str(db_path),
             duration=time.monotonic() - t0, planned=len(planned), already_done=driver.already_done,
             waiting=driver.waiting, pairs=report["pairs"], images=report["images"],
-            rejected=pairlist.rejected, failures=report["failures"], dashboard=dashboard,
+            rejected=(*pairlist.rejected, *driver.unplannable), failures=report["failures"], dashboard=dashboard,
         )
