@@ -50,6 +50,7 @@ import logging
 import os
 import pathlib
 import queue
+import shutil
 import signal
 import tempfile
 import threading
@@ -61,7 +62,7 @@ from typing import Any
 
 from ctxdask import config
 from ctxdask.batch import db as dbmod
-from ctxdask.batch.delivery import Deliverer, DeliveryLost
+from ctxdask.batch.delivery import Deliverer, DeliveryLost, remove_partials
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.sources import EDRSource, make_source
@@ -70,12 +71,15 @@ from ctxdask.batch.work import (
     ImageTask,
     Outcome,
     StepTask,
+    clean_dead_scratch,
     execute,
     image_chain,
     remake,
     remove_workdirs,
     run_image,
 )
+from ctxdask.tools.owner import MARKER as OWNER_MARKER
+from ctxdask.tools.owner import owner_alive, read_owner, write_owner
 from ctxdask.tools.recipe import Recipe, StepCall, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -267,9 +271,57 @@ def _pair_dir(out: pathlib.Path, subject: str, scope: str) -> pathlib.Path:
     return out / ("pairs" if scope == "pair" else "images") / subject
 
 
+_LOCAL_SCRATCH = "ctxdask-scratch-"
+
+
 def _local_scratch(out: pathlib.Path) -> str:
+    """The scratch folder of a LocalCluster batch writing to ``out``, claimed by this process.
+
+    Named after the output folder, so a batch resumed after its driver died
+    finds the finished work dirs of the dead run (and reuses them). The owner
+    marker (:mod:`ctxdask.tools.owner`) tells later runs whether its driver is
+    alive; :func:`_remove_dead_local_scratch` uses it.
+    """
     digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
-    return os.path.join(tempfile.gettempdir(), f"ctxdask-scratch-{digest}")
+    path = os.path.join(tempfile.gettempdir(), f"{_LOCAL_SCRATCH}{digest}")
+    os.makedirs(path, exist_ok=True)
+    write_owner(path, out=str(out))
+    return path
+
+
+def _remove_dead_local_scratch() -> list[str]:
+    """Remove the local scratch folders of dead drivers whose output folder is gone.
+
+    A dead driver's scratch is kept while its output folder exists: a rerun on
+    that folder adopts it and reuses the finished work in it. Folders of live
+    drivers (another batch on this machine) and of other hosts are never touched.
+    """
+    removed = []
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if not name.startswith(_LOCAL_SCRATCH) or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        owner = read_owner(path)
+        if owner is None or owner_alive(owner) is not False or os.path.isdir(owner.get("out") or ""):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _clean_after_dead_runs(client, out: pathlib.Path, work_dir: str | None) -> None:
+    """What killed runs left: partial deliveries in ``out``, half-made work dirs on every worker."""
+    for path in remove_partials(out):
+        logger.info("removed %s, left by a delivery that was cut short", path)
+    for path in _remove_dead_local_scratch():
+        logger.info("removed %s, the scratch of a dead batch whose output folder is gone", path)
+    try:
+        for worker, paths in client.run(clean_dead_scratch, work_dir).items():
+            for path in paths:
+                logger.info("removed %s on %s, left by a process that died", path, worker)
+    except Exception as exc:  # noqa: BLE001 - clean-up only: the batch goes on
+        logger.warning("could not clean the workers' scratch of dead runs: %s", exc)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -380,6 +432,8 @@ class _Driver:
         self.already_done = self.waiting = 0
         #: pairs of the list that planning could not handle (recorded as failed, the batch goes on)
         self.unplannable: list[Rejected] = []
+        #: steps an earlier run finished: their results are located (reused), never made again
+        self.done_keys: set[str] = set()
 
     # ---------------------------------------------------------------- plan
     def _image_keys(self, pid: str, summing: int | None) -> list[str]:
@@ -398,6 +452,7 @@ class _Driver:
     def plan(self) -> list[Pair]:
         """Pairs to work on now; counts those done before and those waiting for retry_failed."""
         status = self.db.step_status()
+        self.done_keys = {key for key, state in status.items() if state == "done"}
         summing = {r["product_id"]: r["summing"] for r in self.db.rows("SELECT product_id, summing FROM images")}
         self.known_summing = summing
         image_state: dict[str, str] = {}
@@ -438,7 +493,9 @@ class _Driver:
 
     # -------------------------------------------------------------- submit
     def _task(self, key: str, step: str, kind: str, scope: str, subject: str, **kw) -> StepTask:
+        """A StepTask; one the database records as done is marked for reuse."""
         timeout = float(self.settings.timeouts.get(step, kw.pop("timeout", 3600.0)))
+        kw.setdefault("reuse", key in self.done_keys)
         return StepTask(key=key, step=step, kind=kind, scope=scope, subject=subject, timeout=timeout, **kw)
 
     def _submit(self, task: StepTask, upstream: Iterable[str] = (), resources: Mapping | None = None) -> None:
@@ -491,8 +548,9 @@ class _Driver:
                     self.tracked[key].future = future
             self.ac.update(futures)
         steps = [k for key in queued for k in (self.groups[key].members if key in self.groups else (key,))]
+        # steps done before keep their rows: they are reused, not run
         self.db.pending_steps([(k, self.tracked[k].task.scope, self.tracked[k].task.subject, self.tracked[k].task.step)
-                               for k in steps], self.run_id)
+                               for k in steps if not self.tracked[k].task.reuse], self.run_id)
 
     def _future_of(self, key: str):
         return self.groups[key].future if key in self.groups else self.tracked[key].future
@@ -506,16 +564,21 @@ class _Driver:
         except Exception as exc:  # noqa: BLE001 - e.g. not in the URL list: fetch fails with the reason
             source = _Unavailable(str(exc))
         head = [self._task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=source)]
+        summing = self.known_summing.get(pid)
         if "validate" in self.image_steps:
-            head.append(self._task(f"validate-{pid}", "validate", "validate", "image", pid))
+            # reusing a validation needs the summing mode it found (unless nothing is calibrated)
+            known = summing is not None or not self.recipe_image
+            head.append(self._task(f"validate-{pid}", "validate", "validate", "image", pid,
+                                   params={"summing": summing} if known else {},
+                                   reuse=known and f"validate-{pid}" in self.done_keys))
             if QUALITY_STEP in self.image_steps:
                 head.append(self._task(f"{QUALITY_STEP}-{pid}", QUALITY_STEP, QUALITY_STEP, "image", pid))
         key = f"image-{pid}"
-        group = self.groups[key] = _Group(ImageTask(key, pid, tuple(head)), [], dict(self.image_resources))
+        done = frozenset(k for k in self._image_keys(pid, summing) if k in self.done_keys)
+        group = self.groups[key] = _Group(ImageTask(key, pid, tuple(head), done), [], dict(self.image_resources))
         for task in head:
             self._member(group, task)
         # steps an earlier validation rendered are marked pending now, as they were before
-        summing = self.known_summing.get(pid)
         if self.recipe_image and "validate" in self.image_steps and summing is not None:
             for call in image_chain(self.recipe, pid, summing, self.recipe_image):
                 self._member(group, self._task(call.key, call.step, "recipe", "image", pid, call=call,
@@ -646,6 +709,8 @@ class _Driver:
 
     def _lost(self, key: str, status: str, error: str) -> Outcome:
         t = self.tracked[key]
+        if t.task.reuse and t.since is None:  # done before and never started here: its row stays as it is
+            return Outcome(key=key, step=t.task.step, subject=t.task.subject, status="done", info={"reused": True})
         return Outcome(key=key, step=t.task.step, subject=t.task.subject, status=status, ended=dbmod.now(),
                        error=error)
 
@@ -660,7 +725,8 @@ class _Driver:
         if not missing:
             return []
         announced = [m for m in missing if self.tracked[m].since is not None]
-        culprit = announced[-1] if announced else missing[0]
+        culprit = announced[-1] if announced else next(
+            (m for m in missing if not self.tracked[m].task.reuse), missing[0])
         timed_out = next((m for m in group.members if self.tracked[m].outcome is not None
                           and self.tracked[m].outcome.status == "timeout"), None)
         if timed_out is not None:  # the watchdog cancelled the task
@@ -699,6 +765,9 @@ class _Driver:
         self.running.discard(key)
         for made in outcome.made_here:
             self.copies.setdefault(made, set()).add(outcome.worker)
+        if outcome.reused:  # finished by an earlier run: its row, products and quality records stand
+            self._check_subjects(t.task)
+            return
         if outcome.ok and outcome.files:
             # done only once its products are home
             t.delivering = True
@@ -1005,7 +1074,7 @@ class _Driver:
         stamp = dbmod.now()
         with self.db.transaction():
             for key, t in self.tracked.items():
-                if t.outcome is None or t.delivering:
+                if (t.outcome is None or t.delivering) and (not t.task.reuse or t.since is not None):
                     self.db.upsert_step(key, status="interrupted", ended=stamp,
                                         error="the batch was interrupted (Ctrl-C)")
             for pid, status in self.image_status.items():
@@ -1168,6 +1237,7 @@ def run_batch(
             _cluster(client, scheduler, local, settings) as (c, is_local), _sigterm_as_interrupt():
         tdb.interrupt_stale()
         work_dir = settings.scratch or (_local_scratch(out) if is_local else None)
+        _clean_after_dead_runs(c, out, work_dir)
         options = RunOptions.from_config(cancel_event=f"ctxdask-batch-cancel-{uuid.uuid4().hex[:12]}",
                                          timeouts=dict(timeouts or {}),
                                          **({"work_dir": work_dir} if work_dir else {}))
@@ -1194,8 +1264,10 @@ def run_batch(
             raise
         tdb.end_run(run_id, "done" if status == "done" else "interrupted")
         if is_local and not settings.scratch and work_dir:
-            with contextlib.suppress(OSError):
-                os.rmdir(work_dir)  # only when empty: everything was delivered and cleaned
+            with contextlib.suppress(OSError):  # only when empty: everything was delivered and cleaned
+                if os.listdir(work_dir) == [OWNER_MARKER]:
+                    os.remove(os.path.join(work_dir, OWNER_MARKER))
+                os.rmdir(work_dir)
         report = tdb.report(failures=None)
         return BatchSummary(
             run_id=run_id, status=status, out=str(out), database=str(db_path),

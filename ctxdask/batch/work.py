@@ -69,7 +69,8 @@ from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
 
 __all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "ImageTask", "InvalidEDRError", "Outcome", "StepTask",
-           "execute", "image_chain", "rebuild", "remake", "remove_workdirs", "run_image", "sha256_file"]
+           "clean_dead_scratch", "execute", "image_chain", "rebuild", "remake", "remove_workdirs", "run_image",
+           "sha256_file"]
 
 Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
 Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
@@ -177,6 +178,9 @@ class StepTask:
         Keys of the upstream steps, in order. An upstream dask task may be a
         whole image (:func:`run_image`, a list of Outcomes): only these are
         taken from it.
+    reuse : bool
+        The database records the step as done (an earlier run finished it):
+        its result is located, not made again (see :func:`execute`).
     """
 
     key: str
@@ -189,6 +193,7 @@ class StepTask:
     source: Callable[[str, str], str] | None = None
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     needs: tuple[str, ...] = ()
+    reuse: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,11 +214,15 @@ class ImageTask:
         ``fetch`` and, when selected, ``validate`` and ``quality``; the
         calibration steps (``BatchContext.image_steps``) are rendered on the
         worker once validation has reported the summing mode.
+    done : frozenset of str
+        Keys of the calibration steps the database records as done: they are
+        located (reused), not run again. (Head steps carry their own ``reuse``.)
     """
 
     key: str
     subject: str
     head: tuple[StepTask, ...]
+    done: frozenset[str] = frozenset()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,7 +250,9 @@ class Outcome:
         Step-specific facts (validation: summing, lines, start_time, warnings;
         quality: the record of :func:`ctxdask.tools.native.quality_record`;
         pair_quality: DEM ``statistics`` and product ``files`` by role;
-        recipe steps: ``summing``).
+        recipe steps: ``summing``). ``reused: True`` marks the Outcome of a
+        step an earlier run finished, located rather than run: the driver
+        leaves its database row as it is.
     files : tuple of FileInfo
         Files to bring home (outputs of a delivered step, and its log).
     made_here : tuple of str
@@ -269,6 +280,11 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status == "done"
+
+    @property
+    def reused(self) -> bool:
+        """A step an earlier run finished, whose result was located rather than made again."""
+        return bool(self.info.get("reused"))
 
 
 def _utc() -> str:
@@ -495,6 +511,11 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
         first = blocked[0]
         return Outcome(**base, status="skipped", started=_utc(), ended=_utc(),
                        error=f"not run: {first.key} is {first.status}")
+    if task.reuse:
+        reused = _reuse(task, ctx, upstream, base)
+        if reused is not None:
+            return reused
+        # its result went with the scratch it was in: the step runs again, recorded as a new attempt
     started = _utc()
     _announce(task, ctx.topic, worker, started, group)
     t0 = time.monotonic()
@@ -527,6 +548,45 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
         log_path=(result.log_path or None) if result else None,
         result=result, info=info, files=files, made_here=tuple(made),
     )
+
+
+def _reuse(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], base: Mapping) -> Outcome | None:
+    """The Outcome of a step the database records as done, without running it; None when it must run.
+
+    Nothing is announced or recorded for it. ``fetch`` asks the EDR source
+    where the EDR is (a file in the EDR folder or the download cache);
+    ``validate`` reads the summing mode the driver passed and the label's
+    START_TIME; a recipe step is found through its manifest
+    (:func:`~ctxdask.tools.tasks.cached_result`) when its work dir is still in
+    this worker's scratch; ``quality`` and ``pair_quality`` feed no later step,
+    and their products are already home.
+    """
+    from ctxdask.batch.staging import localize
+    from ctxdask.tools.tasks import cached_result
+
+    info: dict[str, Any] = {"reused": True}
+    result: StepResult | None = None
+    made: list[str] = []
+    stamp = _utc()
+    try:
+        if task.kind == "fetch":
+            result = _fetch(task, ctx.options)
+        elif task.kind == "validate":
+            if "summing" not in task.params:
+                return None
+            edr = next((u.result for u in upstream if u.result is not None and "edr" in u.result.outputs), None)
+            info.update(summing=task.params["summing"],
+                        start_time=_start_time(edr.outputs["edr"]) if edr is not None else None)
+        elif task.kind == "recipe":
+            results = [localize(u, ctx, base["worker"], made) for u in upstream if u.result is not None]
+            result = cached_result(task.call, *results, options=ctx.options)
+            if result is None:
+                return None
+            info["summing"] = task.params.get("summing")
+    except (OSError, CTXError, KeyError, ValueError):
+        return None  # not found as it was: make it again
+    return Outcome(**base, status="done", started=stamp, ended=stamp, result=result, info=info,
+                   log_path=(result.log_path or None) if result is not None else None, made_here=tuple(made))
 
 
 def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
@@ -568,7 +628,7 @@ def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
     for call in image_chain(ctx.recipe, task.subject, summing, ctx.image_steps):
         step = StepTask(key=call.key, step=call.step, kind="recipe", scope="image", subject=task.subject,
                         timeout=float(ctx.timeouts.get(call.step, call.timeout)), call=call,
-                        params={"summing": summing})
+                        params={"summing": summing}, reuse=call.key in task.done)
         needs = list(dict.fromkeys([*call.upstream, previous.key]))
         previous = run(step, *(by_key[k] for k in needs))
     return outcomes
@@ -659,6 +719,32 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> St
 
 #: work-dir name prefixes of the in-process steps (no manifest)
 _IN_PROCESS = ("fetch-", "quality-", "pair_quality-")
+
+
+def clean_dead_scratch(work_dir: str | None = None) -> list[str]:
+    """Remove the step work dirs that processes now dead left half-made in this worker's work root.
+
+    A step runs in ``<key>.tmp-<random>`` (and replaces an old result through
+    ``<key>.old-<random>``); a worker or driver killed with SIGKILL leaves them
+    behind. Each carries its owner's marker (:mod:`ctxdask.tools.owner`):
+    only folders whose owner is a dead process on this host are removed, so
+    another live batch sharing the scratch folder keeps everything it is
+    making. Finished work dirs (manifests) are kept: a resuming batch reuses
+    them. Returns the removed paths.
+    """
+    from ctxdask.tools.owner import owner_alive, read_owner
+
+    root = work_root(work_dir)
+    removed = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if not (".tmp-" in name or ".old-" in name) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        owner = read_owner(path)
+        if owner is not None and owner_alive(owner) is False:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
