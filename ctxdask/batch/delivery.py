@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ctxdask.batch.work import FileInfo, Outcome
+from ctxdask.batch.model import FileInfo, Outcome
 from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 

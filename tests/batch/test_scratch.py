@@ -1,4 +1,4 @@
-"""Worker-side helpers of the batch that need no cluster: cleaning what dead processes left."""
+"""Scratch of dead runs: half-made work dirs, partial deliveries and local scratch folders."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from ctxdask.batch.delivery import remove_partials
-from ctxdask.batch.work import clean_dead_scratch
+from ctxdask.batch.scratch import claim_local_scratch, clean_dead_scratch, remove_dead_local_scratch
 from ctxdask.tools.owner import MARKER, write_owner
 
 
@@ -55,3 +55,20 @@ def test_partial_deliveries_are_removed_from_the_delivered_folders_only(tmp_path
     assert sorted(remove_partials(tmp_path)) == sorted([str(partial), str(old_folder)])
     assert all(path.exists() for path in keep) and not partial.exists() and not old_folder.exists()
     assert os.listdir(tmp_path / "pairs" / "A-B") == []
+
+
+def test_local_scratch_of_dead_drivers_goes_once_their_output_folder_is_gone(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    mine = claim_local_scratch(tmp_path / "out-live")  # this process: a live driver
+    (tmp_path / "out-kept").mkdir()
+    kept = _marked(tmp_path / "tmp" / "ctxdask-scratch-kept", _dead_pid())
+    (kept / MARKER).write_text((kept / MARKER).read_text().replace("}", f', "out": "{tmp_path / "out-kept"}"}}'))
+    gone = _marked(tmp_path / "tmp" / "ctxdask-scratch-gone", _dead_pid())
+    (gone / MARKER).write_text((gone / MARKER).read_text().replace("}", f', "out": "{tmp_path / "out-gone"}"}}'))
+    other = tmp_path / "tmp" / "unrelated"
+    other.mkdir()
+    assert remove_dead_local_scratch() == [str(gone)]
+    assert os.path.isdir(mine) and kept.is_dir() and other.is_dir()  # a rerun on out-kept adopts its scratch
