@@ -194,11 +194,13 @@ class Scene:
     """The radiance model of a synthetic image for flat-field tests.
 
     The signal above dark, before the flat, is
-    ``level x ((1 - haze) x (1 + contrast x T) + haze)`` where ``T`` is a
-    unit-variance terrain: a sum of plane waves whose directions, wavelengths
-    (30 to 3000 pixels, more power in long waves) and phases are drawn from
-    the image seed, so every seed gives a different scene with its own
-    cross-track structure. ``haze`` adds a uniform veil and lowers contrast.
+    ``level x ((1 - haze) x (1 + contrast x T) x A + haze)`` where ``T`` is a
+    unit-variance terrain: a sum of plane waves whose directions (at least 30
+    degrees off the track), wavelengths (20 to 400 pixels, more power in long
+    waves) and phases are drawn from the image seed, and ``A`` are smooth
+    along-track albedo stripes of relative size ``stripes``, also drawn from
+    the seed: every seed gives a different scene with its own cross-track
+    structure. ``haze`` adds a uniform veil and lowers contrast.
     The detector then sees ``signal x flat + dark`` with shot noise
     (``sqrt(DN)``) and 2 DN read noise; a bright ``level`` saturates.
 
@@ -210,6 +212,8 @@ class Scene:
         Relative standard deviation of the terrain.
     haze : float
         Fraction of the signal that is a uniform veil (0: none, 1: featureless).
+    stripes : float
+        Relative standard deviation of the along-track albedo stripes.
     waves : int
         Plane waves in the terrain.
     """
@@ -217,6 +221,7 @@ class Scene:
     level: float = 900.0
     contrast: float = 0.25
     haze: float = 0.0
+    stripes: float = 0.02
     waves: int = 24
 
 
@@ -238,13 +243,19 @@ class _PhysicalModel:
         parity = np.arange(layout.samples) % 2
         self.dark_dn = SQROOT_TABLE[np.where(parity == 0, DARK_LEVELS[0], DARK_LEVELS[1])].astype(np.float64)
         rng = np.random.default_rng([seed, 2000])
-        wavelength = np.exp(rng.uniform(np.log(30.0), np.log(3000.0), scene.waves))
-        angle = rng.uniform(0, np.pi, scene.waves)
+        wavelength = np.exp(rng.uniform(np.log(20.0), np.log(400.0), scene.waves))
+        # no wave runs closer than 30 degrees to the track: such waves are stripes that no
+        # image length averages out (``stripes`` models those explicitly)
+        angle = rng.uniform(np.pi / 6, 5 * np.pi / 6, scene.waves)
         k = 2 * np.pi / wavelength
         self.k_line, self.k_sample = k * np.sin(angle), k * np.cos(angle)
         self.phase = rng.uniform(0, 2 * np.pi, scene.waves)
-        amplitude = wavelength**0.8
+        amplitude = wavelength**0.5
         self.amplitude = amplitude / np.sqrt(np.sum(amplitude**2) / 2)  # unit variance
+        # along-track albedo stripes: smooth cross-track structure of relative size ``stripes``
+        x = np.arange(layout.samples) * layout.summing / CCD_PIXELS
+        stripes = sum(rng.standard_normal() * np.sin(2 * np.pi * (j * x + rng.uniform())) / j for j in range(1, 30))
+        self.stripes = 1 + scene.stripes * stripes / np.std(stripes)
 
     def tile(self, tile: int, saturated_fraction: float) -> np.ndarray:
         layout, scene = self.layout, self.scene
@@ -256,7 +267,8 @@ class _PhysicalModel:
             # sin(kl l + ks s + ph) = sin(kl l) cos(ks s + ph) + cos(kl l) sin(ks s + ph): two outer products
             terrain += np.outer(a * np.sin(kl * lines), np.cos(ks * samples + ph))
             terrain += np.outer(a * np.cos(kl * lines), np.sin(ks * samples + ph))
-        signal = scene.level * ((1 - scene.haze) * np.maximum(1 + scene.contrast * terrain, 0.02) + scene.haze)
+        albedo = np.maximum(1 + scene.contrast * terrain, 0.02) * self.stripes
+        signal = scene.level * ((1 - scene.haze) * albedo + scene.haze)
         signal *= self.flat_row
         rng = np.random.default_rng([self.seed, tile, 1])
         noise = rng.standard_normal(signal.shape) * np.sqrt(signal + 4.0)  # shot noise and 2 DN read noise
