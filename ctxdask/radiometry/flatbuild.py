@@ -690,7 +690,7 @@ def build_flat(
         (more,) = dask.compute(graphs)
         for key, extra in more.items():
             results[key] = _finish(states[key] + extra, settings, key)
-    for key, members in groups.items():
+    for key in groups:
         if not full[key]:
             results[key].notes.append("no image covers the whole CCD: images were normalised by their own "
                                       "median, so flats of different windows may disagree in scale")
