@@ -50,6 +50,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.sizeof import sizeof
 
 from ctxdask import config
 from ctxdask.exceptions import CTXError
@@ -165,7 +166,7 @@ class BlockStatistics:
 
     Attributes
     ----------
-    histogram : ndarray (samples, 256) int64
+    histogram : ndarray (samples, 256) uint32
         Count of each raw value per sample column.
     dark_sum, dark_count : ndarray (2,)
         Decompanded dark pixels of the lines that are not lost: sum and count,
@@ -200,18 +201,24 @@ def block_statistics(image: np.ndarray, dark: np.ndarray) -> BlockStatistics:
         raise TypeError(f"flat statistics read raw uint8 pixels, got {image.dtype}")
     lines, samples = image.shape
     offsets = np.arange(samples, dtype=np.intp) * 256
-    histogram = np.zeros(samples * 256, dtype=np.int64)
+    # uint32: a column of one image has at most 53,093 lines (the CTX buffer), so sums of blocks fit
+    histogram = np.zeros(samples * 256, dtype=np.uint32)
     index = np.empty((min(_STRIP_LINES, max(lines, 1)), samples), dtype=np.intp)
     for start in range(0, lines, _STRIP_LINES):
         n = min(_STRIP_LINES, lines - start)
         index[:n] = image[start : start + n]
         index[:n] += offsets
-        histogram += np.bincount(index[:n].ravel(), minlength=samples * 256)
+        histogram += np.bincount(index[:n].ravel(), minlength=samples * 256).astype(np.uint32)
     lost = image.max(axis=1, initial=0) == 0  # the decompressor zero-fills whole lost lines
     d = _DARK_LUT[np.asarray(dark)[~lost]]
     dark_sum = np.array([d[:, 0::2].sum(), d[:, 1::2].sum()])
     dark_count = np.array([d[:, 0::2].size, d[:, 1::2].size], dtype=np.float64)
     return BlockStatistics(histogram.reshape(samples, 256), dark_sum, dark_count, lines, int(lost.sum()))
+
+
+@sizeof.register(BlockStatistics)
+def _sizeof_block_statistics(stats: BlockStatistics) -> int:
+    return stats.histogram.nbytes + 64  # what dask (and distributed's memory accounting) should count
 
 
 def _sum_statistics(*parts: BlockStatistics) -> BlockStatistics:
@@ -287,8 +294,9 @@ def image_profile(stats: BlockStatistics, info: Mapping[str, Any], detector_pixe
         cut_high = max(settings.trim, float(np.nan_to_num(np.quantile(censored_high / np.maximum(total, 1), 0.95))))
     info.update(trim_low=cut_low, trim_high=cut_high)
     if cut_low + cut_high > settings.max_trim:
-        return _reject(info, detector_pixel, f"too many censored pixels: {cut_high:.0%} saturated and "
-                                             f"{cut_low:.0%} near dark in 5% of columns")
+        return _reject(info, detector_pixel, f"too many censored pixels: 5% of columns have {cut_high:.0%} or more "
+                                             f"saturated or {cut_low:.0%} or more near dark (limit "
+                                             f"{settings.max_trim:.0%} together)")
     lo, hi = cut_low * total, (1 - cut_high) * total
     before = np.cumsum(counts, axis=1) - counts  # ranks below each value
     # each value's share of the rank window [lo, hi)
@@ -349,6 +357,16 @@ class CombineState:
         for mode, c in other.counts.items():
             counts[mode] = counts[mode] + c if mode in counts else c
         return CombineState(counts, self.images + other.images)
+
+
+@sizeof.register(CombineState)
+def _sizeof_combine_state(state: CombineState) -> int:
+    return sum(c.nbytes for c in state.counts.values()) + 300 * len(state.images)
+
+
+@sizeof.register(ImageProfile)
+def _sizeof_image_profile(profile: ImageProfile) -> int:
+    return (0 if profile.values is None else profile.values.nbytes) + profile.detector_pixel.nbytes + 500
 
 
 def _bin_index(ratio: np.ndarray, settings: FlatSettings) -> np.ndarray:
@@ -591,7 +609,8 @@ def _profile_graph(ds: xr.Dataset, settings: FlatSettings):
     image = image.rechunk({1: -1})
     dark = da.asarray(dark).rechunk({0: image.chunks[0], 1: -1})
     blocks = [dask.delayed(block_statistics, pure=True)(i, d)
-              for i, d in zip(image.to_delayed().ravel(), dark.to_delayed().ravel())]
+              for i, d in zip(image.to_delayed(optimize_graph=False).ravel(),
+                              dark.to_delayed(optimize_graph=False).ravel())]
     stats = _tree(_sum_statistics, blocks, settings.split_every)
     return dask.delayed(image_profile, pure=True)(stats, _image_info(ds), ds.detector_pixel.values, settings)
 
