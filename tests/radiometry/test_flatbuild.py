@@ -307,3 +307,20 @@ def test_too_few_images_give_no_flat_with_the_reason(tmp_path):
     with dask.config.set(scheduler="sync"):
         result = build_flat(images, min_images=3)
     assert not result.ok and "2 usable images" in result.problem
+
+
+@pytest.mark.cluster
+def test_a_two_worker_cluster_builds_the_same_flat(tmp_path):
+    """Worker processes import the block functions by reference and merge the same histograms."""
+    from distributed import Client, LocalCluster
+
+    images = [_small(tmp_path, f"c{i}", i, lines=384) for i in range(4)]
+    images.append(_small(tmp_path, "cp", 9, lines=384, line_samples=4096, first_pixel=480))
+    with dask.config.set(scheduler="sync"):
+        local = build_flat(images, min_images=3)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
+            Client(cluster), dask.config.set({"ctxdask.chunk-lines": 128}):
+        remote = build_flat(images, min_images=3)
+    np.testing.assert_array_equal(remote.flat, local.flat)
+    np.testing.assert_array_equal(remote.count, local.count)
+    assert [i["product_id"] for i in remote.images] == [i["product_id"] for i in local.images]
