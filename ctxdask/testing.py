@@ -494,3 +494,39 @@ def _stop_time(start_time: str, duration_ms: float) -> str:
     start = np.datetime64(start_time, "ms")
     stop = start + np.timedelta64(int(round(duration_ms)), "ms")
     return str(stop)
+
+
+def rewrite_label(path: str | os.PathLike, edit) -> pathlib.Path:
+    """Edit the label of an EDR written by :func:`make_edr` in place, keeping the pixels where they are.
+
+    ``edit`` takes the label text (up to and including ``END``) and returns
+    the new text. An attached label keeps its records (the new text is padded
+    with blanks and must still fit before the image); a detached ``.LBL`` is
+    rewritten as it is. For building deliberately broken products in tests.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.IMG`` (attached label) or the detached ``.LBL``.
+    edit : callable
+        ``str -> str``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file that was rewritten.
+    """
+    from ctxdask.pds3 import read_label
+
+    label = read_label(path)
+    target = pathlib.Path(label.source)
+    text = edit(label.text).encode("ascii")
+    if not label.attached or target.suffix.upper() == ".LBL":
+        target.write_bytes(text)
+        return target
+    data = target.read_bytes()
+    room = label.module["LABEL_RECORDS"] * label.module["RECORD_BYTES"]
+    if len(text) > room:
+        raise ValueError(f"{target}: the edited label needs {len(text)} bytes, the label records hold {room}")
+    target.write_bytes(text.ljust(room, b" ") + data[room:])
+    return target

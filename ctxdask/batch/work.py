@@ -356,7 +356,7 @@ def _quality(task: StepTask, options: RunOptions, edr: StepResult) -> tuple[Step
     """Metrics, grade and thumbnail of the raw EDR, written into the step's work dir."""
     import dask
 
-    from ctxdask.edr import open_edr
+    from ctxdask.backend import open_edr
     from ctxdask.quality import measure
     from ctxdask.tools.native import write_quality
 

@@ -51,7 +51,7 @@ def calibrate_to_cube(source: str, destination: str, *, even_odd: bool = True,
                       thumbnail: str | None = None) -> None:
     """Calibrate a CTX EDR with ctxdask and write the ISIS level-1 cube (and its quality).
 
-    The chain is :func:`ctxdask.edr.open_edr` ->
+    The chain is :func:`ctxdask.open_edr` ->
     :func:`ctxdask.radiometry.calibrate.calibrate` ->
     :func:`ctxdask.io.isis.write_isis` (level 1), the native equivalent of
     ``mroctx2isis`` + ``ctxcal`` (+ ``ctxevenodd``).
@@ -81,7 +81,7 @@ def calibrate_to_cube(source: str, destination: str, *, even_odd: bool = True,
     thumbnail : str, optional
         Where to write the thumbnail PNG.
     """
-    from ctxdask.edr import open_edr
+    from ctxdask.backend import open_edr
     from ctxdask.io.isis import write_isis
     from ctxdask.radiometry.calibrate import calibrate
 
