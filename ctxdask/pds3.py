@@ -23,11 +23,10 @@ from typing import Any
 import fsspec
 import pvl
 
+from ctxdask import filecheck
 from ctxdask.exceptions import (
     EmptyFileError,
     LabelError,
-    MissingFileError,
-    NotAFileError,
 )
 
 __all__ = [
@@ -252,19 +251,13 @@ def label_attrs(module: pvl.PVLModule, *, flatten: tuple[str, ...] = ("IMAGE",))
 
 
 def _read_head(fs: fsspec.AbstractFileSystem, path: str, source: str) -> bytes:
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        raise MissingFileError(source, "no such file") from None
-    except IsADirectoryError:
-        raise NotAFileError(source, "is a directory, not a PDS3 product file") from None
-    if info.get("type") == "directory":
-        raise NotAFileError(source, "is a directory, not a PDS3 product file")
-    size = info.get("size")
+    # folders, pipes, devices, link loops, permissions and dead servers are refused here
+    size = filecheck.checked_size(fs, path, source)
     if size == 0:
         raise EmptyFileError(source, "the file is empty (0 bytes): an interrupted download? fetch it again")
     end = LABEL_SEARCH_BYTES if size is None else min(size, LABEL_SEARCH_BYTES)
-    head = fs.cat_file(path, start=0, end=end)
+    with filecheck.source_errors(source):
+        head = fs.cat_file(path, start=0, end=end)
     if not head:
         raise EmptyFileError(source, "the file is empty (0 bytes): an interrupted download? fetch it again")
     return head

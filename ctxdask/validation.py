@@ -162,6 +162,8 @@ def _check_name(exc: CTXError) -> str:
         "MissingFileError": "file",
         "NotAFileError": "file",
         "EmptyFileError": "file",
+        "UnreadableFileError": "file",
+        "UnreachableURLError": "file",
         "TruncatedFileError": "file-size",
         "NotCTXError": "instrument",
         "UnsupportedModeError": "bit-mode",

@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 from dask.base import is_dask_collection
 
-from ctxdask.io.atomic import atomic_path
+from ctxdask.io.atomic import atomic_path, check_destination
 from ctxdask.io.blockstore import store_by_line_block
 
 __all__ = ["write_zarr"]
@@ -56,6 +56,7 @@ def write_zarr(
     pathlib.Path or dask.delayed.Delayed
         The store's path; with ``compute=False`` the Delayed that writes the data.
     """
+    check_destination(path, folder=True)
     ds = _clean_encoding(ds)
     options = {
         "mode": "w",

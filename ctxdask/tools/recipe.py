@@ -237,7 +237,7 @@ class RecipeSettings:
     Build it with :meth:`from_config`; the fields mirror ``ctxdask.yaml``.
     """
 
-    calibration: Literal["isis", "native"] = "isis"
+    calibration: Literal["isis", "native"] = "native"
     native_calibrate: str = "ctxdask.tools.native:calibrate_to_cube"
     even_odd: bool = True
     timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -270,7 +270,7 @@ class RecipeSettings:
         isis = tools.get("isis", {}) or {}
         asp = tools.get("asp", {}) or {}
         values: dict[str, Any] = dict(
-            calibration=tools.get("calibration", "isis"),
+            calibration=tools.get("calibration", "native"),
             native_calibrate=tools.get("native-calibrate", cls.native_calibrate),
             even_odd=bool(tools.get("even-odd", True)),
             timeouts={k: float(v) for k, v in (tools.get("timeouts") or {}).items()},

@@ -163,7 +163,7 @@ def test_isis_even_odd_selection():
 
 
 def test_keys_are_deterministic_and_unique():
-    recipe = build_recipe(pc_align=True, dem_geoid=True)
+    recipe = build_recipe(calibration="isis", pc_align=True, dem_geoid=True)
     a = recipe.image_calls(LEFT, "/l") + recipe.image_calls(RIGHT, "/r")
     calls = a + recipe.pair_calls(a[3], a[7], mola="/m.csv")
     again = recipe.image_calls(LEFT, "/l")
