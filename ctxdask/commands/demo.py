@@ -16,6 +16,8 @@ import argparse
 import os
 import pathlib
 
+from ctxdask.commands import positive_int
+
 #: (product id, summing, first pixel, lines, defects)
 SAMPLES = [
     ("B10_013341_1010_XN_79S172W", 1, 0, 2048, {}),
@@ -34,7 +36,7 @@ PAIRS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="ctxdask-demo", help="output folder (default: ./ctxdask-demo)")
-    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="LocalCluster worker processes (default 2)")
 
 
 def _make_samples(edr_dir: pathlib.Path) -> list[pathlib.Path]:

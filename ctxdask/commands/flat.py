@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import pathlib
+import sys
 import time
+
+from ctxdask.commands import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output path without suffix (--by all) or folder (--by month)")
     parser.add_argument("--by", choices=("all", "month"), default="all",
                         help="one flat from all images (default) or one per month of START_TIME")
-    parser.add_argument("--min-images", type=int, default=None, metavar="N",
+    parser.add_argument("--min-images", type=positive_int, default=None, metavar="N",
                         help="images needed per CCD pixel and per flat (default: ctxdask.flat.build.min-images)")
     parser.add_argument("--method", choices=("median", "clipped-mean"), default=None,
                         help="per-pixel combination (default: ctxdask.flat.build.method)")
     parser.add_argument("--format", default="cub,tif,npy", help="pixel files to write (default: cub,tif,npy)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (default: local threads)")
-    where.add_argument("--local", metavar="N", type=int, help="start a LocalCluster of N worker processes")
+    where.add_argument("--local", metavar="N", type=positive_int, help="start a LocalCluster of N worker processes")
 
 
 def batch_edrs(folder: str | pathlib.Path, edr_dir: str | pathlib.Path | None = None) -> list[str]:
@@ -71,7 +74,7 @@ def _cluster(args):
         client = connect(args.scheduler, n_workers=args.local, threads_per_worker=2) if args.local else \
             connect(args.scheduler)
         try:
-            print(f"dask dashboard: {client.dashboard_link}")
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
             yield client
         finally:
             client.close()
@@ -80,6 +83,7 @@ def _cluster(args):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctxdask.commands import UsageError
     from ctxdask.radiometry.flatbuild import build_flat
     from ctxdask.radiometry.flatio import write_flat
     from ctxdask.radiometry.flatqa import write_qa_page
@@ -88,8 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.from_batch:
         edrs += batch_edrs(args.from_batch, args.edr_dir)
     if not edrs:
-        print("ctxdask flat: error: no EDRs given (list them or use --from-batch DIR)")
-        return 2
+        raise UsageError("no EDRs given (list them or use --from-batch DIR)")
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     out = pathlib.Path(args.out)
     started = time.perf_counter()
@@ -102,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         folder, bases = out.parent, {results[0].key: out}
     files = {r.key: write_flat(r, bases[r.key], formats) for r in results}
     page = write_qa_page(results, folder, files=files)
+    for r in results:
+        for image in r.rejected:  # each image left out and why, as warnings (the QA page has them too)
+            reason = " ".join(str(image.get("rejected")).split())
+            print(f"warning: {image.get('source') or '?'}: not used: {reason}", file=sys.stderr)
     for r in results:
         state = f"{len(r.accepted)} images, {len(r.rejected)} rejected" + ("" if r.ok else f": no flat, {r.problem}")
         print(f"flat {r.key}: {state}" + (f" -> {files[r.key][0]}" if r.ok else ""))

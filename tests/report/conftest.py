@@ -88,6 +88,7 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
     from distributed import Client, LocalCluster
 
     from ctxdask.batch import run_batch
+    from ctxdask.tools.recipe import build_recipe
 
     root = tmp_path_factory.mktemp("report-batch")
     edr = make_edrs(root / "edr")
@@ -100,6 +101,7 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
         with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             summary = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, scratch=root / "scratch",
+                                recipe=build_recipe(calibration="isis"),  # the ISIS chain, through the stand-ins
                                 runner=functools.partial(faulty_runner,
                                                          faults={f"point2dem-{pair_id(CRASH_PAIR)}": "crash"}))
     finally:
