@@ -31,6 +31,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("ctxdask.commands.demo", "run the main job on sample data it generates (LocalCluster)"),
     "doctor": ("ctxdask.tools.doctor", "report the ISIS/ASP programs found and what the batch can do"),
     "fetch": ("ctxdask.commands.fetch", "download CTX EDRs politely into a cache, resumed and verified"),
+    "flat": ("ctxdask.commands.flat", "build detector flat fields from a stack of EDRs (per month or all)"),
     "info": ("ctxdask.commands.info", "summarise CTX EDRs from their labels"),
     "pairs": ("ctxdask.commands.pairs", "find and rank stereo pairs in a PDS cumulative index"),
     "report": ("ctxdask.commands.report", "write a static HTML report of a batch: summary, pairs, QA thumbnails"),

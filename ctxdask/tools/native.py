@@ -73,7 +73,9 @@ def calibrate_to_cube(source: str, destination: str, *, even_odd: bool = True,
         Apply the even/odd correction (summing-1 images).
     units : {"iof", "rate"}
     flat : str, optional
-        A flat-field file; ``None`` uses unity (with a warning).
+        A flat-field file, or a folder of monthly flats (the batch passes setting
+        ``flat.dir``; the image's month is picked from it); ``None`` uses unity
+        (with a warning).
     quality : str, optional
         Where to write the metrics and grade as JSON (:func:`write_quality`).
     thumbnail : str, optional

@@ -244,6 +244,8 @@ class RecipeSettings:
     mola_csv_format: str = "1:lon 2:lat 3:radius_km"
     dem_geoid: bool = False
     geoid: str | None = "MOLA"
+    #: folder of monthly flats for the native calibration (setting ``flat.dir``)
+    flat_dir: str | None = None
 
     @classmethod
     def from_config(cls, **overrides: Any) -> RecipeSettings:
@@ -277,6 +279,7 @@ class RecipeSettings:
             mola_csv_format=asp.get("mola-csv-format", cls.mola_csv_format),
             dem_geoid=bool(asp.get("dem-geoid", False)),
             geoid=asp.get("geoid", "MOLA"),
+            flat_dir=config.get("flat.dir", None),
         )
         for name in ("timeouts", "resources"):
             if name in overrides:
@@ -342,7 +345,8 @@ class Recipe:
                 {"edr": ("{id}.IMG", "edr")}, outputs,
                 t("calibrate", 1800), r("calibrate"),
                 kind="native", callable=s.native_calibrate,
-                options={"even_odd": s.even_odd},
+                # a flat folder reaches ctxdask.calibrate, which picks the image's month from it
+                options={"even_odd": s.even_odd, **({"flat": str(s.flat_dir)} if s.flat_dir else {})},
             ))
             image.append(Step(
                 "spiceinit", "spiceinit",

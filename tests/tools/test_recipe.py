@@ -187,3 +187,13 @@ def test_settings_object_pickles():
     assert pickle.loads(pickle.dumps(s)) == s
     call = build_recipe().image_calls(LEFT, "/e")[0]
     assert pickle.loads(pickle.dumps(call)) == call
+
+
+def test_native_calibration_gets_the_flat_folder_setting(tmp_path):
+    """Setting ctxdask.flat.dir reaches calibrate(flat=FOLDER) through the native step's options."""
+    assert "flat" not in build_recipe(calibration="native").image_calls(LEFT, "/d/l.IMG")[0].options
+    with dask.config.set({"ctxdask.flat.dir": str(tmp_path)}):
+        recipe = build_recipe(calibration="native")
+    native = recipe.image_calls(LEFT, "/d/l.IMG")[0]
+    assert native.options == {"even_odd": True, "flat": str(tmp_path)}
+    assert recipe.image_calls(LEFT, "/d/l.IMG", summing=2)[0].options["flat"] == str(tmp_path)
