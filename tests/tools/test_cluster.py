@@ -126,3 +126,13 @@ def test_full_chain_on_the_cluster(client, edr_pair, tmp_path):
     result = futures[pair[-1].key].result(timeout=120)
     assert result.outputs["dem"].endswith("results/out-DEM.tif") and os.path.isfile(result.outputs["dem"])
     assert result.host and not result.cached
+
+
+def test_work_root_is_the_workers_folder_also_outside_a_task(client):
+    from ctxdask.tools.tasks import work_root
+
+    # Client.run runs outside any task, where distributed's get_worker() fails
+    roots = client.run(work_root)
+    dirs = client.run(lambda dask_worker: dask_worker.local_directory)
+    assert roots == {addr: os.path.join(d, "ctxdask-steps") for addr, d in dirs.items()}
+    assert client.submit(work_root, pure=False).result() in roots.values()
