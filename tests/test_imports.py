@@ -16,10 +16,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "ctxdask"
 
 #: circles known and owned by other work in progress, each as the set of its modules; remove an
 #: entry once its circle is gone (the test then keeps it gone)
-KNOWN_CIRCLES: list[frozenset[str]] = [
-    # batch/work.py <-> staging.py/delivery.py: being split with the batch driver (issue 12, item 4-5 work)
-    frozenset({"ctxdask.batch.delivery", "ctxdask.batch.staging", "ctxdask.batch.work"}),
-]
+KNOWN_CIRCLES: list[frozenset[str]] = []
 
 
 def module_names(root: pathlib.Path) -> dict[str, pathlib.Path]:

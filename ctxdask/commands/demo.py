@@ -21,7 +21,7 @@ SAMPLES = [
     ("B10_013341_1010_XN_79S172W", 1, 0, 2048, {}),
     ("P01_001473_2479_XI_67N185W", 1, 480, 1024, {}),
     ("D10_031011_1864_XI_06N201W", 2, 0, 1024, {"lost_lines": range(300, 316), "checksum": "wrong"}),
-    ("G02_018870_1766_XN_03S077W", 2, 1024, 1024, {"saturated_fraction": 0.001}),
+    ("G02_018870_1766_XN_03S077W", 2, 512, 1024, {"saturated_fraction": 0.001}),
 ]
 #: an EDR cut short, as by an interrupted download: the batch records it as failed
 TRUNCATED = "B11_013842_1010_XN_79S172W"
@@ -92,10 +92,9 @@ def _print_quality(db, results: pathlib.Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
     from ctxdask.commands.batch import skipped_lines
+    from ctxdask.exceptions import OutputPathError
     from ctxdask.tools.recipe import build_recipe
     from ctxdask.validation import validate
-
-    from ctxdask.exceptions import OutputPathError
 
     out = pathlib.Path(args.out).resolve()
     if out.exists() and not out.is_dir():

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from ctxdask import config
+from ctxdask.product_id import check_product_id
 
 __all__ = [
     "NATIVE_QUALITY_OUTPUTS",
@@ -52,20 +52,6 @@ __all__ = [
     "build_recipe",
     "check_product_id",
 ]
-
-#: what may go into a file name or command line: no separators, dots, spaces,
-#: '=', quotes or shell metacharacters
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
-
-
-def check_product_id(product_id: str) -> str:
-    """Return ``product_id`` if it is safe for file names and argv, else raise ValueError."""
-    if not isinstance(product_id, str) or not _SAFE_ID.fullmatch(product_id):
-        raise ValueError(
-            f"{product_id!r} is not a usable product id: only letters, digits, '_' and '-' "
-            "may reach a file name or a command line"
-        )
-    return product_id
 
 
 @dataclasses.dataclass(frozen=True)
