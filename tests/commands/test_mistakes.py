@@ -140,6 +140,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("calibrate", EDR, "notzarr.zarr"), 1, "notzarr.zarr", "not a zarr store"),
             m(("calibrate", EDR, "new.zarr"), 0, "", ""),  # a new store in an existing folder: fine
             m(("demo", "--out", "afile"), 1, "afile", "is a file"),
+            m(("flat", EDR, "--out", "nodir/sub/f"), 1, "nodir/sub/f", "does not exist"),
+            m(("flat", EDR, "--out", "afile", "--by", "month"), 1, "afile", "is a file"),
         ],
         "misspelled option": [
             *(m((name, *CORRECT.get(name, ()), "--jsonn"), 2, "--jsonn", "unrecognized arguments")
@@ -160,6 +162,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("fetch", "--urls", "urls.txt"), 2, "ctxdask fetch", "no product ids given"),
             m(("fetch", "P02_001981"), 2, "--index", "one of the arguments"),
             m(("validate",), 2, "FILE", "required"),
+            m(("flat", EDR, "--out", "f", "--by", "week"), 2, "--by", "invalid choice"),
+            m(("flat", "--out", "f"), 2, "ctxdask flat", "no EDRs given"),
             m(("nosuchcommand",), 2, "nosuchcommand", "invalid choice"),
             m(("doctor", "extra"), 2, "extra", "unrecognized arguments"),
         ],
