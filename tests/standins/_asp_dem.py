@@ -333,9 +333,8 @@ def pc_align(argv, fault):
 # ------------------------------------------------------------------ dem_geoid
 def dem_geoid(argv, fault):
     import rasterio
-    from pyproj import Transformer
-
     from _standin import _apply_fault, _asp_parser, _require_raster
+    from pyproj import Transformer
 
     parser = _asp_parser("dem_geoid")
     parser.add_argument("--geoid", default="EGM96")
