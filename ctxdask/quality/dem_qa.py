@@ -85,7 +85,7 @@ def lazy_sample(dem: xr.DataArray, x: np.ndarray, y: np.ndarray):
     inside = (rows >= 0) & (cols >= 0) & (rows <= nrows - 1) & (cols <= ncols - 1)
     data = dem.data if isinstance(dem.data, da.Array) else da.from_array(np.asarray(dem.data))
     halo = da.overlap.overlap(data, depth={0: 1, 1: 1}, boundary=np.nan)
-    blocks = halo.to_delayed()
+    blocks = halo.to_delayed(optimize_graph=False)  # optimised graphs of separate arrays clash in one compute
     row_edges = np.cumsum((0,) + data.chunks[0])
     col_edges = np.cumsum((0,) + data.chunks[1])
     idx = np.flatnonzero(inside)
@@ -179,6 +179,36 @@ def holes(nodata_blocks: np.ndarray, factor: int, *, min_tile_pixels: int = 64,
     found.sort(key=lambda h: -h["pixels"])
     return {"count": len(found), "tile_shaped": sum(h["tile_shaped"] for h in found),
             "pixels": sum(h["pixels"] for h in found), "resolution_pixels": factor, "largest": found[:20]}
+
+
+def _compute(lazy: Mapping[str, Any]) -> dict[str, Any]:
+    """``dask.compute`` of a mapping of collections and lists of them, in one graph.
+
+    Arrays are passed before delayed objects: ``dask.compute(array, delayed,
+    array)`` (dask 2026.8) returns the arrays' results first whatever the
+    argument order, so mixing them would put values under the wrong names.
+    """
+    slots: list[tuple[str, int | None]] = []
+    items: list[Any] = []
+    for name, value in lazy.items():
+        if isinstance(value, list):
+            slots += [(name, k) for k in range(len(value))]
+            items += value
+        else:
+            slots.append((name, None))
+            items.append(value)
+    order = sorted(range(len(items)), key=lambda k: not isinstance(items[k], da.Array))
+    values = dask.compute(*(items[k] for k in order))
+    result = [None] * len(items)
+    for position, k in enumerate(order):
+        result[k] = values[position]
+    out: dict[str, Any] = {name: [] for name, value in lazy.items() if isinstance(value, list)}
+    for (name, k), value in zip(slots, result):
+        if k is None:
+            out[name] = value
+        else:
+            out[name].append(value)
+    return out
 
 
 def _hole_factor(shape: tuple[int, int], limit: int) -> int:
@@ -289,7 +319,7 @@ def measure_dem(
         lazy["error_hist"] = da.histogram(valid_err, bins=_ERROR_BINS)[0]
         lazy["error_mean"] = da.nanmean(err.astype(np.float64))
         lazy["error_max"] = da.nanmax(err)
-    (done,) = dask.compute(lazy)
+    done = _compute(lazy)
 
     metrics: dict[str, Any] = {
         "dem": os.fspath(dem), "shape": list(shape),
