@@ -12,7 +12,9 @@ Per image (raw EDR Dataset from :func:`ctxdask.open_edr`)::
 
 Per stereo pair (DEM and orthoimage GeoTIFFs)::
 
-    quality.pair_products("pair/", dem="DEM.tif", ortho="DRG.tif", pair_id=..., datetime=...)
+    quality.pair_products("pair/", dem="DEM.tif", ortho="DRG.tif", error="IntersectionErr.tif",
+                          mola="mola.csv", pair_id=..., datetime=...)   # COGs, QA, provenance, STAC
+    ctxdask.open_dem("pair/")                      # DEM, ortho, error as one lazy Dataset
 
 Metric definitions are in :mod:`ctxdask.quality.metrics`; settings (grade
 thresholds, thumbnail size, stretch) under ``ctxdask.quality`` in ``ctxdask.yaml``.
@@ -20,10 +22,11 @@ thresholds, thumbnail size, stretch) under ``ctxdask.quality`` in ``ctxdask.yaml
 
 from __future__ import annotations
 
-from ctxdask.quality.dem import DEMStatistics, colour_relief, dem_statistics, hillshade, open_dem, pair_products
+from ctxdask.quality.dem import DEMStatistics, colour_relief, dem_statistics, hillshade, open_dem
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.grade import Grade, grade
 from ctxdask.quality.metrics import QualityMetrics, measure
+from ctxdask.quality.products import pair_products
 from ctxdask.quality.stac import stac_item
 from ctxdask.quality.thumbnail import stretch, thumbnail, write_png
 
