@@ -172,3 +172,24 @@ def test_catalog_opens_validates_offline_and_open_dem_loads(chain, no_network):
     # the same from the pair folder
     again = ctxdask.open_dem(chain["out"] / "pairs" / f"{LEFT}_{RIGHT}", variables=("dem",))
     assert list(again.data_vars) == ["dem"] and again.attrs["pair_id"] == f"{LEFT}_{RIGHT}"
+
+
+def test_stac_command_rebuilds_and_reports_invalid_items(chain, tmp_path, capsys, no_network):
+    import shutil
+
+    from ctxdask.cli import main
+
+    out = tmp_path / "copy"
+    shutil.copytree(chain["out"], out)
+    (out / "catalog.json").unlink(missing_ok=True)
+    assert main(["stac", str(out), "--collection-id", "batch-1"]) == 0
+    text = capsys.readouterr().out
+    assert "1 items" in text and "all valid" in text
+    assert pystac.Catalog.from_file(str(out / "catalog.json")).get_child("batch-1") is not None
+    item_path = next(out.glob("pairs/*/*.stac.json"))
+    item = json.loads(item_path.read_text())
+    item["properties"]["ssys:targets"] = "Mars"  # must be a list
+    item_path.write_text(json.dumps(item))
+    assert main(["stac", str(out)]) == 1
+    assert "invalid Item" in capsys.readouterr().out
+    assert main(["stac", str(tmp_path / "missing")]) == 2
