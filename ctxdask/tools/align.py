@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 from typing import Any
 
 from ctxdask.io.atomic import atomic_path
@@ -56,6 +57,7 @@ def align_to_mola(
     dem: str,
     runs: str,
     transform: str | None = None,
+    points: str | None = None,
     csv_format: str = "1:lon 2:lat 3:radius_km",
     datum: str = "D_MARS",
     factor: float = 3.0,
@@ -80,6 +82,9 @@ def align_to_mola(
         The unaligned DEM (point2dem of ``cloud``), to measure the offset.
     runs : str
         JSON file listing the runs.
+    points : str, optional
+        Where to keep a copy of the MOLA shots (an output, so it travels with
+        the step's results to the pair's QA and delivery).
     max_displacement : float, optional
         Fixed first value instead of the data-driven one.
 
@@ -100,13 +105,13 @@ def align_to_mola(
     if not destination.endswith(suffix):
         raise ValueError(f"destination {destination!r} must end with {suffix}")
     prefix = destination[: -len(suffix)]
-    points = read_mola_csv(mola, csv_format, datum=datum)
+    shots = read_mola_csv(mola, csv_format, datum=datum)
     heights = open_dem(dem)
-    x, y = points_in_crs(points, heights.rio.crs)
-    before = sample_dem(heights, x, y) - points.height
+    x, y = points_in_crs(shots, heights.rio.crs)
+    before = sample_dem(heights, x, y) - shots.height
     if max_displacement is None:
         max_displacement = suggest_max_displacement(before, factor=factor, floor=floor)
-    print(f"{int((before == before).sum())} of {len(points)} MOLA shots on valid DEM pixels; "
+    print(f"{int((before == before).sum())} of {len(shots)} MOLA shots on valid DEM pixels; "
           f"first --max-displacement {max_displacement:.6g} m", flush=True)
     cwd = os.getcwd()
     records: list[dict[str, Any]] = []
@@ -137,6 +142,8 @@ def align_to_mola(
             print(f"pc_align still warns after {reruns} reruns; keeping the last run", flush=True)
             break
         max_displacement = report.observed_displacement * RERUN_MARGIN
+    if points:
+        shutil.copyfile(mola, points)
     if transform and os.path.abspath(transform) != os.path.abspath(f"{prefix}-transform.txt"):
         os.replace(f"{prefix}-transform.txt", transform)
     return records

@@ -459,13 +459,14 @@ class Recipe:
             align_outputs = {"transform": "results/out-align-transform.txt",
                              "runs": "results/out-align-runs.json",
                              "beg_errors": "results/out-align-beg_errors.csv",
-                             "end_errors": "results/out-align-end_errors.csv"}
+                             "end_errors": "results/out-align-end_errors.csv",
+                             "points": "results/out-align-mola.csv"}
             pair.append(Step(
                 "pc_align", None,
                 ("{inputs[cloud]}", "{outputs[cloud]}", "--output", "mola={inputs[mola]}",
                  "--output", "dem={inputs[dem]}",
                  *(a for role in align_outputs for a in ("--output", f"{role}={{outputs[{role}]}}")
-                   if role in ("runs", "transform"))),
+                   if role in ("runs", "transform", "points"))),
                 {"cloud": ("results/out-PC.tif", "parallel_stereo:pc"), "mola": ("mola.csv", "mola"),
                  "dem": ("results/out-DEM.tif", "point2dem:dem")},
                 {"cloud": "results/out-align-trans_reference.tif", **align_outputs},

@@ -94,7 +94,7 @@ def test_alignment_and_geoid_steps():
     assert "mola=mola.csv" in pc.argv and "dem=results/out-DEM.tif" in pc.argv
     assert pc.options["csv_format"] == "1:lon 2:lat 3:radius_km" and pc.options["max_displacement"] is None
     assert pc.options["factor"] == 3.0
-    assert set(pc.outputs) == {"cloud", "transform", "runs", "beg_errors", "end_errors"}
+    assert set(pc.outputs) == {"cloud", "transform", "runs", "beg_errors", "end_errors", "points"}
     assert pc.inputs["mola"].source == "/m/mola.csv"
     assert pc.inputs["dem"].source.key == calls["point2dem"].key
     opts, pos = asp_options(calls["point2dem_aligned"].argv)
