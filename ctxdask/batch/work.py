@@ -30,8 +30,8 @@ Step kinds:
     (:func:`ctxdask.quality.measure`), for recipes whose calibration does not
     make them (ISIS).
 ``pair_quality``
-    Hillshade, colour relief, orthoimage thumbnail, DEM statistics and STAC
-    item of a pair's DEM (:func:`ctxdask.quality.pair_products`).
+    A pair's delivered products: COGs, hillshade and colour relief, QA
+    against MOLA, provenance and STAC item (:mod:`ctxdask.batch.dem_products`).
 
 Quality products (:data:`QUALITY_ROLES`) are always brought home, whatever
 ``batch.deliver`` says.
@@ -74,7 +74,11 @@ __all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "ImageTask", "InvalidEDR
 Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
 Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
 #: output roles delivered to the output folder even when their step is not in ``batch.deliver``
-QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief", "ortho_thumbnail", "stac"})
+QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief", "ortho_thumbnail", "stac",
+                           # a pair's delivered products (ctxdask.batch.dem_products)
+                           "dem_cog", "dem_areoid_cog", "ortho_cog", "error_cog", "hillshade_cog",
+                           "colour_relief_cog", "qa_metrics", "provenance", "residuals", "mola",
+                           "pc_align_errors"})
 _HASH_BLOCK = 4 * 1024 * 1024
 
 
@@ -171,8 +175,9 @@ class StepTask:
         Kind-specific values: ``summing`` of recipe steps (``((left,
         summing), (right, summing))`` for pair steps), so that a lost result
         can be made again; for
-        ``pair_quality`` the ``dem``/``ortho`` upstream ``(key, role)``,
-        ``datetime``, ``end_datetime``, ``left``, ``right``.
+        ``pair_quality`` ``inputs`` (product -> upstream ``(key, role)``),
+        ``steps`` (key -> step, program, argv), ``datetime``,
+        ``end_datetime``, ``left``, ``right``.
     needs : tuple of str
         Keys of the upstream steps, in order. An upstream dask task may be a
         whole image (:func:`run_image`, a list of Outcomes): only these are
@@ -370,40 +375,14 @@ def _quality(task: StepTask, options: RunOptions, edr: StepResult) -> tuple[Step
     return _in_process_result(task, workdir, outputs, started, t0, edr.fingerprint), record
 
 
-#: pair_products file roles -> output roles of the pair_quality step
-_PAIR_ROLES = {"hillshade": "hillshade", "relief": "colour_relief", "ortho_thumbnail": "ortho_thumbnail",
-               "stac": "stac"}
-
-
 def _pair_quality(task: StepTask, options: RunOptions,
                   by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
-    """DEM products of a pair, laid out as delivered (the DEM linked in at its own relative path)."""
-    from ctxdask.quality import pair_products
+    """A pair's delivered products (COGs, QA, provenance, STAC item): :mod:`ctxdask.batch.dem_products`."""
+    from ctxdask.batch.dem_products import make_pair_products
 
     workdir = _scratch(task, options)
     t0, started = time.monotonic(), _utc()
-    inputs = {}
-    for role in ("dem", "ortho"):
-        ref = task.params.get(role)
-        if not ref or ref[0] not in by_key:
-            continue
-        result = by_key[ref[0]]
-        source = result.outputs[ref[1]]
-        # the STAC item's asset hrefs are relative: the DEM sits where delivery puts it
-        link = os.path.join(workdir, os.path.relpath(source, result.workdir))
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(source, link)
-        inputs[role] = link
-    if "dem" not in inputs:
-        raise ValueError(f"{task.key}: no DEM among the upstream results")
-    products = pair_products(workdir, dem=inputs["dem"], ortho=inputs.get("ortho"), pair_id=task.subject,
-                             datetime=task.params["datetime"], end_datetime=task.params.get("end_datetime"),
-                             left_id=task.params.get("left"), right_id=task.params.get("right"))
-    outputs = {_PAIR_ROLES[r]: str(p) for r, p in products["files"].items() if r in _PAIR_ROLES}
-    info = {"statistics": products["statistics"].to_dict(),
-            "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
+    outputs, info = make_pair_products(workdir, task.subject, task.params, by_key)
     fingerprint = hashlib.sha256("\0".join(r.fingerprint for r in by_key.values()).encode()).hexdigest()
     return _in_process_result(task, workdir, outputs, started, t0, fingerprint), info
 

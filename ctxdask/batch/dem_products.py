@@ -1,0 +1,92 @@
+"""The ``pair_quality`` step: a pair's delivered products made from its upstream step results.
+
+The driver names, in the task's params, which upstream output is which
+product (``inputs``: role -> ``(step key, output role)``) and the argv of
+every step of the pair and its images (``steps``: key -> step, program,
+argv). This module finds them among the localized upstream results and calls
+:func:`ctxdask.quality.products.pair_products` in the step's work dir, so that
+delivery lays the files out as they are here: ``pairs/<pair>/<files>``, the
+STAC item's relative hrefs resolving beside it.
+
+Provenance: runs whose manifests this worker can read (the upstream results)
+carry times, exit codes, hosts and logs; the others carry their argv, and the
+driver completes them from its tracking database once the pair is through
+(:func:`ctxdask.quality.provenance.complete_provenance`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ctxdask.tools.tasks import StepResult
+
+__all__ = ["OUTPUT_ROLES", "make_pair_products"]
+
+#: pair_products file -> output role of the pair_quality step (the PNG roles keep their old names)
+OUTPUT_ROLES = {
+    "thumbnail": "hillshade", "relief_thumbnail": "colour_relief", "ortho_thumbnail": "ortho_thumbnail",
+    "stac": "stac", "dem": "dem_cog", "dem_areoid": "dem_areoid_cog", "ortho": "ortho_cog", "error": "error_cog",
+    "hillshade": "hillshade_cog", "colour_relief": "colour_relief_cog", "qa_metrics": "qa_metrics",
+    "provenance": "provenance", "residuals": "residuals", "mola": "mola", "pc_align_errors": "pc_align_errors",
+}
+#: product -> pair_products keyword
+_KEYWORDS = {"dem": "dem", "ortho": "ortho", "error": "error", "dem_areoid": "dem_areoid",
+             "dem_before": "dem_before", "mola": "mola", "pc_align_errors": "pc_align_errors"}
+
+
+def _inputs(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    inputs = dict(params.get("inputs") or {})
+    for role in ("dem", "ortho"):  # the older params layout
+        if params.get(role) and role not in inputs:
+            inputs[role] = params[role]
+    return {k: tuple(v) for k, v in inputs.items() if v}
+
+
+def _step_records(params: Mapping[str, Any], by_key: Mapping[str, StepResult]) -> list[dict[str, Any]]:
+    from ctxdask.quality.provenance import step_records
+
+    local = {key: r.workdir for key, r in by_key.items() if os.path.isdir(r.workdir)}
+    records = step_records(local)
+    seen = {r["key"] for r in records}
+    for key, step in (params.get("steps") or {}).items():
+        if key not in seen:
+            records.append({"key": key, "step": step.get("step"), "program": step.get("program"),
+                            "argv": list(step.get("argv") or []), "started": None, "ended": None,
+                            "exit_code": None, "log": None, "host": None})
+    return records
+
+
+def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
+                       by_key: Mapping[str, StepResult]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Make the pair's products in ``workdir``; return ``(outputs by role, info for the driver)``."""
+    from ctxdask.quality.products import pair_products
+    from ctxdask.quality.provenance import build_provenance
+
+    paths: dict[str, str] = {}
+    for product, (key, role) in _inputs(params).items():
+        result = by_key.get(key)
+        if result is not None and role in result.outputs:
+            paths[product] = result.outputs[role]
+    if "dem" not in paths:
+        raise ValueError(f"pair_quality-{pair_id}: no DEM among the upstream results")
+    runs: list[dict[str, Any]] = []
+    if "runs" in paths:
+        with open(paths["runs"], encoding="utf-8") as f:
+            runs = json.load(f)
+        folder = os.path.dirname(os.path.dirname(paths["runs"]))  # the pc_align step's work dir
+        runs = [dict(r, log=os.path.join(folder, r["log"])) for r in runs
+                if os.path.isfile(os.path.join(folder, r["log"]))]
+    provenance = build_provenance(_step_records(params, by_key), pair_id=pair_id, mola=paths.get("mola"),
+                                  edrs=params.get("edrs") or {})
+    products = pair_products(
+        workdir, datetime=params["datetime"], end_datetime=params.get("end_datetime"), pair_id=pair_id,
+        left_id=params.get("left"), right_id=params.get("right"), pc_align_runs=runs, provenance=provenance,
+        **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
+    )
+    outputs = {OUTPUT_ROLES[name]: str(path) for name, path in products["files"].items() if name in OUTPUT_ROLES}
+    info = {"statistics": products["statistics"].to_dict(), "qa": products["qa"].to_dict(),
+            "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
+    return outputs, info
