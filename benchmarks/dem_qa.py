@@ -126,9 +126,10 @@ def main() -> int:
               f"chunks {args.chunk} px, GDAL_CACHEMAX {args.gdal_cache} MB, best of {args.repeat} (time) / worst "
               "(memory), fresh process each")
         print("(shared 2-core machine: timings are noisy)")
-        rows = [("read the DEM once (dask sum)", measure(dem, mola, "read", args.chunk, args.repeat, args.gdal_cache)),
-                ("eager read into memory (rasterio)", measure(dem, mola, "eager", args.chunk, args.repeat, args.gdal_cache)),
-                ("DEM QA against MOLA (measure_dem)", measure(dem, mola, "qa", args.chunk, args.repeat, args.gdal_cache))]
+        settings = (args.chunk, args.repeat, args.gdal_cache)
+        rows = [("read the DEM once (dask sum)", measure(dem, mola, "read", *settings)),
+                ("eager read into memory (rasterio)", measure(dem, mola, "eager", *settings)),
+                ("DEM QA against MOLA (measure_dem)", measure(dem, mola, "qa", *settings))]
         print(f"{'measurement':40s} {'seconds':>8s} {'peak RSS MB':>12s}")
         for name, r in rows:
             print(f"{name:40s} {r['seconds']:8.2f} {r['peak_mb']:12.0f}")
