@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import dask
+
+from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.tasks import StepResult
 
-__all__ = ["OUTPUT_ROLES", "make_pair_products"]
+__all__ = ["OUTPUT_ROLES", "make_pair_products", "pair_product_inputs"]
 
 #: pair_products file -> output role of the pair_quality step (the PNG roles keep their old names)
 OUTPUT_ROLES = {
@@ -81,12 +84,44 @@ def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
                 if os.path.isfile(os.path.join(folder, r["log"]))]
     provenance = build_provenance(_step_records(params, by_key), pair_id=pair_id, mola=paths.get("mola"),
                                   edrs=params.get("edrs") or {})
-    products = pair_products(
-        workdir, datetime=params["datetime"], end_datetime=params.get("end_datetime"), pair_id=pair_id,
-        left_id=params.get("left"), right_id=params.get("right"), pc_align_runs=runs, provenance=provenance,
-        **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
-    )
+    # this worker thread is the step: a local scheduler, no nested cluster computations
+    with dask.config.set(scheduler="threads", num_workers=2):
+        products = pair_products(
+            workdir, datetime=params["datetime"], end_datetime=params.get("end_datetime"), pair_id=pair_id,
+            left_id=params.get("left"), right_id=params.get("right"), pc_align_runs=runs, provenance=provenance,
+            **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
+        )
     outputs = {OUTPUT_ROLES[name]: str(path) for name, path in products["files"].items() if name in OUTPUT_ROLES}
     info = {"statistics": products["statistics"].to_dict(), "qa": products["qa"].to_dict(),
             "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
     return outputs, info
+
+
+def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]:
+    """Which step output is which product, from a pair's rendered calls (the driver's side).
+
+    The final DEM is the last ``point2dem``-made DEM (aligned when pc_align
+    ran), its orthoimage and error come with it; ``dem_geoid`` gives the
+    areoid DEM; with pc_align, the first point2dem's DEM is the one before
+    alignment, and pc_align's runs, end errors and MOLA copy are kept.
+    """
+    calls = list(calls)
+    dems = [c for c in calls if c.program == "point2dem" and "dem" in c.outputs]
+    if not dems:
+        return {}
+    final = dems[-1]
+    inputs = {"dem": (final.key, "dem")}
+    for role in ("ortho", "error"):
+        if role in final.outputs:
+            inputs[role] = (final.key, role)
+    geoid = next((c for c in calls if c.step == "dem_geoid"), None)
+    if geoid is not None:
+        inputs["dem_areoid"] = (geoid.key, "dem")
+    align = next((c for c in calls if c.step == "pc_align"), None)
+    if align is not None:
+        if len(dems) > 1:
+            inputs["dem_before"] = (dems[0].key, "dem")
+        for product, role in (("runs", "runs"), ("pc_align_errors", "end_errors"), ("mola", "points")):
+            if role in align.outputs:
+                inputs[product] = (align.key, role)
+    return inputs

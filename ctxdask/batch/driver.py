@@ -62,9 +62,10 @@ from typing import Any
 from ctxdask import config
 from ctxdask.batch import db as dbmod
 from ctxdask.batch.delivery import Deliverer, DeliveryLost
+from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.progress import Progress
-from ctxdask.batch.sources import EDRSource, make_source
+from ctxdask.batch.sources import EDRSource, LocalEDRSource, make_source
 from ctxdask.batch.work import (
     BatchContext,
     ImageTask,
@@ -76,6 +77,8 @@ from ctxdask.batch.work import (
     remove_workdirs,
     run_image,
 )
+from ctxdask.quality.alignment import mola_for_pair
+from ctxdask.quality.provenance import complete_provenance
 from ctxdask.tools.recipe import Recipe, StepCall, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -540,8 +543,11 @@ class _Driver:
             self.subject_keys.setdefault(pair.pair_id, set())
             return
         left, right = self.image_calls[pair.left], self.image_calls[pair.right]
+        # MOLA shots for pc_align: tools.asp.mola-points, a file or a folder of per-pair CSVs
+        mola = mola_for_pair(config.get("tools.asp.mola-points", None), pair.pair_id, pair.left, pair.right) \
+            if self.recipe.settings.pc_align else None
         calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
-                                       left_id=pair.left, right_id=pair.right)
+                                       left_id=pair.left, right_id=pair.right, mola=mola)
         self.db.set_subject("pairs", pair.pair_id, "pending")
         calls = [c for c in calls if c.step in self.recipe_pair]
         summing = tuple((pid, self.summing.get(pid)) for pid in pair.images)
@@ -554,16 +560,17 @@ class _Driver:
 
     def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
         """DEM products after the last step that makes a DEM (with point2dem's orthoimage)."""
-        dem = next((c for c in reversed(calls) if "dem" in c.outputs), None)
-        if dem is None:
+        inputs = pair_product_inputs(calls)
+        if "dem" not in inputs:
             return
-        ortho = next((c for c in calls if "ortho" in c.outputs), None)
-        params = {"dem": (dem.key, "dem"), "ortho": (ortho.key, "ortho") if ortho else None,
+        steps = {c.key: {"step": c.step, "program": c.program, "argv": list(c.argv)}
+                 for c in [*self.image_calls.get(pair.left, ()), *self.image_calls.get(pair.right, ()), *calls]}
+        params = {"inputs": inputs, "steps": steps,
                   "datetime": self.start_time.get(pair.left), "end_datetime": self.start_time.get(pair.right),
                   "left": pair.left, "right": pair.right}
         key = f"{PAIR_QUALITY_STEP}-{pair.pair_id}"
         task = self._task(key, PAIR_QUALITY_STEP, PAIR_QUALITY_STEP, "pair", pair.pair_id, params=params)
-        self._submit(task, upstream=[dem.key, *([ortho.key] if ortho else [])])
+        self._submit(task, upstream=[k for k, _ in inputs.values()])
 
     def _remake(self, outcome: Outcome) -> Outcome:
         """Make a step whose files were lost with their worker again, on a live worker (blocking)."""
@@ -763,6 +770,8 @@ class _Driver:
         else:
             status, error = self._subject_status(pair.pair_id) if submitted else ("done", None)
         out_dir = _pair_dir(self.out, pair.pair_id, "pair")
+        if submitted:
+            self._complete_provenance(pair, out_dir)
         self.db.set_subject("pairs", pair.pair_id, status, error,
                             output_dir=str(out_dir) if out_dir.is_dir() else None)
         del self.pair_open[pair.pair_id]
@@ -772,6 +781,46 @@ class _Driver:
             self.image_refs[pid] -= 1
             if self.image_refs[pid] == 0:
                 self._release(self.subject_keys.get(pid, ()))
+
+    def _write_catalog(self) -> None:
+        """The batch's STAC catalog over every pair item delivered so far (``ctxdask stac`` does the same)."""
+        if not any(self.out.glob("pairs/*/*.stac.json")):
+            return
+        from ctxdask.quality.stac import rebuild_catalog
+
+        try:
+            rebuild_catalog(self.out)
+        except Exception as exc:  # noqa: BLE001 - the products stand without a catalog; `ctxdask stac` redoes it
+            logger.warning("could not write the STAC catalog of %s: %s", self.out, exc)
+            return
+        with self.db.transaction():  # the items now link to their collection: new sizes and checksums
+            for item in self.out.glob("pairs/*/*.stac.json"):
+                self._rerecord(item, f"{PAIR_QUALITY_STEP}-{item.parent.name}", item.parent.name)
+
+    def _rerecord(self, path: pathlib.Path, key: str, subject: str) -> None:
+        """Record a delivered file again after the driver changed it (size, sha256)."""
+        from ctxdask.quality.provenance import file_sha256
+
+        self.db.record_product(str(path), key, subject, path.stat().st_size, file_sha256(path))
+
+    def _complete_provenance(self, pair: Pair, out_dir: pathlib.Path) -> None:
+        """Times, exit codes and hosts of the runs the pair_quality worker could not see (from the database)."""
+        keys = [*self.subject_keys.get(pair.pair_id, ()), *(k for pid in pair.images
+                                                           for k in self.subject_keys.get(pid, ()))]
+        marks = ",".join("?" * len(keys))
+        rows = self.db.rows(f"SELECT key, started, ended, exit_code, host, log_path FROM steps WHERE key IN ({marks})",
+                            keys) if keys else []
+        edrs = {}
+        for pid in pair.images:  # EDR checksums when the driver sees the EDR folder (plain files only)
+            with contextlib.suppress(Exception):
+                path = self.source.find(pid) if isinstance(self.source, LocalEDRSource) else None
+                if path and path.lower().endswith(".img"):
+                    edrs[pid] = path
+        try:
+            if complete_provenance(out_dir / "provenance.json", rows, edrs):
+                self._rerecord(out_dir / "provenance.json", f"{PAIR_QUALITY_STEP}-{pair.pair_id}", pair.pair_id)
+        except (OSError, ValueError) as exc:  # the products stand without it
+            logger.warning("%s: could not complete provenance.json: %s", pair.pair_id, exc)
 
     def _release(self, keys: Iterable[str]) -> None:
         """Drop futures of finished work and clean its scratch on the workers."""
@@ -928,6 +977,7 @@ class _Driver:
             self._clean()
             with contextlib.suppress(Exception):
                 wait(self.cleanups, timeout=30)
+            self._write_catalog()
             return "done"
         except KeyboardInterrupt:
             self._interrupt()

@@ -27,7 +27,7 @@ import numpy as np
 
 from ctxdask.quality.errors import QualityError
 
-__all__ = ["DATUM_RADIUS", "MolaPoints", "PcAlignReport", "parse_pc_align_log", "read_mola_csv",
+__all__ = ["DATUM_RADIUS", "MolaPoints", "PcAlignReport", "mola_for_pair", "parse_pc_align_log", "read_mola_csv",
            "suggest_max_displacement"]
 
 #: pc_align --datum radii (docs/tools/pc_align.rst)
@@ -191,3 +191,22 @@ def suggest_max_displacement(differences: np.ndarray, *, factor: float = 3.0, fl
     if not d.size:
         raise QualityError(None, "no MOLA point falls on a valid DEM pixel: cannot choose --max-displacement")
     return float(max(factor * np.median(d), floor))
+
+
+def mola_for_pair(source: str | os.PathLike | None, pair_id: str, left: str, right: str) -> str | None:
+    """The MOLA shots file of a pair: ``source`` itself when it is a file, else the first of
+    ``<pair_id>.csv``, ``<left>_<right>.csv``, ``<left>-<right>.csv``, ``<left>.csv`` in the
+    folder ``source``; when none exists, the first candidate (so that the step fails naming it).
+    ``None`` when no source is configured.
+    """
+    if source is None or source == "":
+        return None
+    source = os.fspath(source)
+    if not os.path.isdir(source):
+        return source
+    names = [f"{pair_id}.csv", f"{left}_{right}.csv", f"{left}-{right}.csv", f"{left}.csv"]
+    for name in names:
+        path = os.path.join(source, name)
+        if os.path.isfile(path):
+            return path
+    return os.path.join(source, names[0])

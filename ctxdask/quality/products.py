@@ -17,12 +17,12 @@ thumbnails, measures the DEM against MOLA (:mod:`ctxdask.quality.dem_qa`,
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import re
 import shutil
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,6 +30,7 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from dask.utils import SerializableLock
 
 from ctxdask import config
 from ctxdask.quality.cog import to_cog
@@ -57,16 +58,22 @@ def _write_lazy_cog(data: xr.DataArray, path: pathlib.Path, *, nodata: float | i
     try:
         tmp = os.path.join(scratch, "raster.tif")
         data.rio.to_raster(tmp, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
-                           lock=threading.Lock(), nodata=nodata)
+                           lock=SerializableLock(), nodata=nodata)
         return to_cog(tmp, path, nodata=nodata, resampling=resampling)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _shade_block(block: np.ndarray, dx: Any, dy: float, azimuth: float, elevation: float) -> np.ndarray:
-    shade = hillshade(block, (dx, dy), azimuth=azimuth, elevation=elevation)
+def _shade_block(z: np.ndarray, dx: Any, dy: float, rows: int, azimuth: float, elevation: float,
+                 block_info=None) -> np.ndarray:
+    """Hillshade of one block with its 1-pixel halo, as uint8 1..255 (0: nodata)."""
+    if np.ndim(dx):
+        # rows of this block including the halo (NaN padding beyond the edges)
+        r0 = block_info[0]["array-location"][0][0] - 1 if block_info else -1
+        dx = np.asarray(dx)[np.clip(np.arange(r0, r0 + z.shape[0]), 0, rows - 1)]
+    shade = hillshade(z, (dx, dy), azimuth=azimuth, elevation=elevation)
     out = np.rint(np.nan_to_num(shade, nan=0.0) * 254.0 + 1.0).astype(np.uint8)  # 0 stays nodata
-    out[~np.isfinite(block) | ~np.isfinite(shade)] = 0
+    out[~np.isfinite(z) | ~np.isfinite(shade)] = 0
     return out
 
 
@@ -74,36 +81,27 @@ def shade_cog(heights: xr.DataArray, path: str | os.PathLike) -> pathlib.Path:
     """Full-resolution hillshade COG (uint8, 1..255, 0 = nodata) of a lazily opened DEM."""
     transform = heights.rio.transform()
     crs = heights.rio.crs
-    azimuth = float(config.get("quality.sun-azimuth"))
-    elevation = float(config.get("quality.sun-elevation"))
     rows = heights.sizes["y"]
     dx, dy = _spacing(tuple(transform)[:6], crs, rows)
-    data = heights.data.astype(np.float32)
-
-    def block(z, block_info=None):
-        loc = block_info[0]["array-location"][0] if block_info else (0, z.shape[0])
-        # rows of this block including the 1-pixel halo (clipped at the edges by NaN padding)
-        r0 = loc[0] - 1
-        if np.ndim(dx):
-            idx = np.clip(np.arange(r0, r0 + z.shape[0]), 0, rows - 1)
-            local_dx = np.asarray(dx)[idx]
-        else:
-            local_dx = dx
-        return _shade_block(z, local_dx, dy, azimuth, elevation)
-
-    shaded = da.map_overlap(block, data, depth=1, boundary=np.nan, dtype=np.uint8, trim=True)
+    block = functools.partial(_shade_block, dx=dx, dy=dy, rows=rows,
+                              azimuth=float(config.get("quality.sun-azimuth")),
+                              elevation=float(config.get("quality.sun-elevation")))
+    shaded = da.map_overlap(block, heights.data.astype(np.float32), depth=1, boundary=np.nan, dtype=np.uint8,
+                            trim=True)
     out = xr.DataArray(shaded, dims=("y", "x"), coords={"y": heights.y, "x": heights.x})
     out = out.rio.write_crs(crs).rio.write_transform(transform)
     return _write_lazy_cog(out, pathlib.Path(path), nodata=0)
 
 
+def _relief_block(z: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    return np.moveaxis(colour_relief(z, limits=limits), -1, 0)
+
+
 def relief_cog(heights: xr.DataArray, path: str | os.PathLike, limits: tuple[float, float]) -> pathlib.Path:
     """Full-resolution colour-relief COG (RGBA uint8) with the ramp stretched over ``limits``."""
-    def block(z):
-        return np.moveaxis(colour_relief(z, limits=limits), -1, 0)
-
     data = heights.data.astype(np.float32)
-    rgba = da.map_blocks(block, data, dtype=np.uint8, new_axis=0, chunks=((4,),) + data.chunks)
+    rgba = da.map_blocks(functools.partial(_relief_block, limits=limits), data, dtype=np.uint8, new_axis=0,
+                         chunks=((4,),) + data.chunks)
     out = xr.DataArray(rgba, dims=("band", "y", "x"),
                        coords={"band": [1, 2, 3, 4], "y": heights.y, "x": heights.x})
     out = out.rio.write_crs(heights.rio.crs).rio.write_transform(heights.rio.transform())

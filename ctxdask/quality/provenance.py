@@ -26,8 +26,8 @@ from typing import Any
 from ctxdask import __version__
 from ctxdask.io.atomic import atomic_path
 
-__all__ = ["build_provenance", "edr_record", "file_sha256", "processing_properties", "step_records",
-           "write_provenance"]
+__all__ = ["build_provenance", "complete_provenance", "edr_record", "file_sha256", "processing_properties",
+           "step_records", "write_provenance"]
 
 
 def file_sha256(path: str | os.PathLike, block: int = 4 * 1024 * 1024) -> str:
@@ -181,3 +181,35 @@ def write_provenance(record: Mapping[str, Any], path: str | os.PathLike) -> path
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str) + "\n", encoding="utf-8")
     return path
+
+
+def complete_provenance(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
+                        edrs: Mapping[str, str | os.PathLike] | None = None) -> bool:
+    """Fill the runs a pair's ``provenance.json`` could not time from the tracking database.
+
+    ``rows`` are step rows (key, started, ended, exit_code, host, log_path); a
+    run without times takes them from its row. ``edrs`` (product id -> local
+    EDR path) adds missing EDR records. Returns whether the file changed.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        return False
+    record = json.loads(path.read_text(encoding="utf-8"))
+    by_key = {r["key"]: r for r in rows}
+    changed = False
+    for step in record.get("steps", []):
+        row = by_key.get(step.get("key"))
+        if row is None or step.get("started"):
+            continue
+        step.update(started=row.get("started"), ended=row.get("ended"), exit_code=row.get("exit_code"),
+                    host=row.get("host"), log=row.get("log_path"))
+        changed = True
+    known = record.setdefault("inputs", {}).setdefault("edrs", {})
+    for pid, edr in (edrs or {}).items():
+        if pid not in known and edr and os.path.isfile(edr):
+            known[pid] = edr_record(edr)
+            changed = True
+    if changed:
+        record["hosts"] = sorted(set(record.get("hosts", [])) | {s["host"] for s in record["steps"] if s.get("host")})
+        write_provenance(record, path)
+    return changed
