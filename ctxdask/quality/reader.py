@@ -8,6 +8,7 @@ From a batch to an analysis in two lines::
 The rasters are the pair's COGs, opened with rioxarray (dask chunks aligned
 with their 512 x 512 internal tiles, nodata masked to NaN); they share one
 grid, so they become variables of one Dataset with the CRS kept.
+(:func:`ctxdask.quality.open_dem` opens a single raster as a DataArray.)
 """
 
 from __future__ import annotations
