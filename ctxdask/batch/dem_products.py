@@ -4,7 +4,7 @@ The driver names, in the task's params, which upstream output is which
 product (``inputs``: role -> ``(step key, output role)``) and the argv of
 every step of the pair and its images (``steps``: key -> step, program,
 argv). This module finds them among the localized upstream results and calls
-:func:`ctxdask.quality.products.pair_products` in the step's work dir, so that
+:func:`ctxdask.quality.pair.pair_products` in the step's work dir, so that
 delivery lays the files out as they are here: ``pairs/<pair>/<files>``, the
 STAC item's relative hrefs resolving beside it.
 
@@ -16,8 +16,11 @@ driver completes them from its tracking database once the pair is through
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
+import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -26,7 +29,9 @@ import dask
 from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.tasks import StepResult
 
-__all__ = ["OUTPUT_ROLES", "make_pair_products", "pair_product_inputs"]
+__all__ = ["OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs", "write_batch_catalog"]
+
+logger = logging.getLogger(__name__)
 
 #: pair_products file -> output role of the pair_quality step (the PNG roles keep their old names)
 OUTPUT_ROLES = {
@@ -65,7 +70,7 @@ def _step_records(params: Mapping[str, Any], by_key: Mapping[str, StepResult]) -
 def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
                        by_key: Mapping[str, StepResult]) -> tuple[dict[str, str], dict[str, Any]]:
     """Make the pair's products in ``workdir``; return ``(outputs by role, info for the driver)``."""
-    from ctxdask.quality.products import pair_products
+    from ctxdask.quality.pair import pair_products
     from ctxdask.quality.provenance import build_provenance
 
     paths: dict[str, str] = {}
@@ -125,3 +130,58 @@ def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]
             if role in align.outputs:
                 inputs[product] = (align.key, role)
     return inputs
+
+
+def _rerecord(db, path: pathlib.Path, key: str, subject: str) -> None:
+    """Record a delivered file again after the driver changed it (size, sha256)."""
+    from ctxdask.quality.provenance import file_sha256
+
+    db.record_product(str(path), key, subject, path.stat().st_size, file_sha256(path))
+
+
+def finish_pair(db, out_dir: pathlib.Path, pair_id: str, images: Iterable[str], keys: Iterable[str],
+                source: Any = None) -> None:
+    """On the driver, once a pair is through: complete its ``provenance.json`` from the database.
+
+    Runs the pair_quality worker could not see get their times, exit codes,
+    hosts and logs from the ``steps`` rows; EDR records are added when the
+    driver can read the EDR folder (a local ``--edr-dir`` of plain files).
+    """
+    from ctxdask.batch.sources import LocalEDRSource
+    from ctxdask.quality.provenance import complete_provenance
+
+    path = out_dir / "provenance.json"
+    if not path.is_file():
+        return
+    keys = list(keys)
+    marks = ",".join("?" * len(keys))
+    rows = db.rows(f"SELECT key, started, ended, exit_code, host, log_path FROM steps WHERE key IN ({marks})",
+                   keys) if keys else []
+    edrs = {}
+    if isinstance(source, LocalEDRSource):
+        for pid in images:
+            with contextlib.suppress(Exception):
+                found = source.find(pid)
+                if found.lower().endswith(".img"):
+                    edrs[pid] = found
+    try:
+        if complete_provenance(path, rows, edrs):
+            _rerecord(db, path, f"pair_quality-{pair_id}", pair_id)
+    except (OSError, ValueError) as exc:  # the products stand without it
+        logger.warning("%s: could not complete provenance.json: %s", pair_id, exc)
+
+
+def write_batch_catalog(db, out: pathlib.Path) -> None:
+    """The batch's STAC catalog over every pair item in ``out`` (``ctxdask stac`` does the same)."""
+    from ctxdask.quality.stac import rebuild_catalog
+
+    if not any(out.glob("pairs/*/*.stac.json")):
+        return
+    try:
+        rebuild_catalog(out)
+    except Exception as exc:  # noqa: BLE001 - the products stand without a catalog; `ctxdask stac` redoes it
+        logger.warning("could not write the STAC catalog of %s: %s", out, exc)
+        return
+    with db.transaction():  # the items now link to their collection: new sizes and checksums
+        for item in out.glob("pairs/*/*.stac.json"):
+            _rerecord(db, item, f"pair_quality-{item.parent.name}", item.parent.name)

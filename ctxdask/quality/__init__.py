@@ -12,9 +12,7 @@ Per image (raw EDR Dataset from :func:`ctxdask.open_edr`)::
 
 Per stereo pair (DEM and orthoimage GeoTIFFs)::
 
-    quality.pair_products("pair/", dem="DEM.tif", ortho="DRG.tif", error="IntersectionErr.tif",
-                          mola="mola.csv", pair_id=..., datetime=...)   # COGs, QA, provenance, STAC
-    ctxdask.open_dem("pair/")                      # DEM, ortho, error as one lazy Dataset
+    quality.pair_products("pair/", dem="DEM.tif", ortho="DRG.tif", pair_id=..., datetime=...)
 
 Metric definitions are in :mod:`ctxdask.quality.metrics`; settings (grade
 thresholds, thumbnail size, stretch) under ``ctxdask.quality`` in ``ctxdask.yaml``.
@@ -26,7 +24,7 @@ from ctxdask.quality.dem import DEMStatistics, colour_relief, dem_statistics, hi
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.grade import Grade, grade
 from ctxdask.quality.metrics import QualityMetrics, measure
-from ctxdask.quality.products import pair_products
+from ctxdask.quality.pair import pair_products
 from ctxdask.quality.stac import stac_item
 from ctxdask.quality.thumbnail import stretch, thumbnail, write_png
 

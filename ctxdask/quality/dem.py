@@ -1,19 +1,18 @@
-"""DEM rasters: lazy opening, statistics, hillshade and colour relief (the pieces of a pair's products).
+"""DEM statistics, hillshade and colour relief.
 
 DEMs are read lazily with rioxarray (nodata masked to NaN). Statistics and a
 block-mean downsampled DEM come from one pass over the file
-(:func:`ctxdask.quality.products.pair_products`); hillshade and colour relief are computed on the
-downsampled DEM in plain numpy, with the pixel spacing of the transform
-scaled by the downsampling factor, so slopes stay in metres per metre.
+(:func:`ctxdask.quality.pair.pair_products`, which also writes the STAC item);
+hillshade and colour relief are computed on the downsampled DEM in plain
+numpy, with the pixel spacing of the transform scaled by the downsampling
+factor, so slopes stay in metres per metre.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -270,25 +269,3 @@ def colour_relief(
         rgba[..., band][finite] = np.rint(np.interp(t, positions, colours[:, band])).astype(np.uint8)
     rgba[..., 3][finite] = 255
     return rgba
-
-
-def _isotime(value: Any) -> str:
-    """A UTC time as STAC wants it: ``YYYY-MM-DDThh:mm:ss.ffffffZ``."""
-    if isinstance(value, _dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
-        value = np.datetime64(value, "us")
-    elif isinstance(value, str):
-        value = np.datetime64(re.sub(r"(Z|[+-]00:?00)$", "", value.strip()), "us")
-    else:
-        value = np.datetime64(value, "us")
-    if np.isnat(value):
-        raise QualityError(None, "the STAC item needs a datetime (the left image's START_TIME)")
-    return str(value) + "Z"
-
-
-def _shade_for_png(shade: np.ndarray, heights: np.ndarray) -> np.ndarray:
-    """Hillshade 0..1 as 0..255 grey, NaN kept where there is no height (transparent)."""
-    out = np.rint(np.nan_to_num(shade, nan=0.0) * 255.0).astype(np.float32)
-    out[~np.isfinite(heights) | ~np.isfinite(shade)] = np.nan
-    return out

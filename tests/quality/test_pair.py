@@ -16,7 +16,7 @@ import rasterio
 
 import ctxdask
 from ctxdask.quality.cog import validate_cog
-from ctxdask.quality.products import pair_products
+from ctxdask.quality.pair import pair_products
 from ctxdask.quality.provenance import build_provenance, edr_record, step_records
 from ctxdask.quality.stac import rebuild_catalog, validate
 from ctxdask.tools.recipe import build_recipe

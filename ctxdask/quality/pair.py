@@ -1,5 +1,9 @@
 """Everything a pair delivers, to the standard of the USGS CTX DTM archive.
 
+Puts :mod:`~ctxdask.quality.dem`, :mod:`~ctxdask.quality.dem_qa`, :mod:`~ctxdask.quality.cog`,
+:mod:`~ctxdask.quality.provenance` and :mod:`~ctxdask.quality.stac` together; none of them
+imports this module.
+
 :func:`pair_products` turns ASP's rasters into Cloud Optimized GeoTIFFs
 (:mod:`ctxdask.quality.cog`), makes the full-resolution hillshade and colour
 relief as COGs (dask ``map_overlap``/``map_blocks``, streamed to disk) and PNG
@@ -17,6 +21,7 @@ thumbnails, measures the DEM against MOLA (:mod:`ctxdask.quality.dem_qa`,
 
 from __future__ import annotations
 
+import datetime as _dt
 import functools
 import os
 import pathlib
@@ -35,7 +40,6 @@ from dask.utils import SerializableLock
 from ctxdask import config
 from ctxdask.quality.cog import to_cog
 from ctxdask.quality.dem import (
-    _isotime,
     _lazy_statistics,
     _spacing,
     _statistics,
@@ -46,9 +50,24 @@ from ctxdask.quality.dem import (
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.thumbnail import thumbnail, write_png
 
-__all__ = ["pair_products", "shade_cog", "relief_cog"]
+__all__ = ["pair_products", "relief_cog", "shade_cog"]
 
 _SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _isotime(value: Any) -> str:
+    """A UTC time as STAC wants it: ``YYYY-MM-DDThh:mm:ss.ffffffZ``."""
+    if isinstance(value, _dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(_dt.timezone.utc).replace(tzinfo=None)
+        value = np.datetime64(value, "us")
+    elif isinstance(value, str):
+        value = np.datetime64(re.sub(r"(Z|[+-]00:?00)$", "", value.strip()), "us")
+    else:
+        value = np.datetime64(value, "us")
+    if np.isnat(value):
+        raise QualityError(None, "the STAC item needs a datetime (the left image's START_TIME)")
+    return str(value) + "Z"
 
 
 def _write_lazy_cog(data: xr.DataArray, path: pathlib.Path, *, nodata: float | int | None,
