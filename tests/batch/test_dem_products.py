@@ -28,15 +28,17 @@ GOOD, NO_MOLA = (IDS[0], IDS[1]), (IDS[1], IDS[3])
 
 
 def test_pair_product_inputs_from_the_recipe():
+    left, right = IDS[0], IDS[1]
+    pid = f"{left}-{right}"
     recipe = build_recipe(pc_align=True, dem_geoid=True)
-    calls = recipe.pair_calls("/l.cub", "/r.cub", left_id="L1", right_id="R1", mola="/m.csv")
+    calls = recipe.pair_calls("/l.cub", "/r.cub", left_id=left, right_id=right, mola="/m.csv")
     inputs = pair_product_inputs(calls)
-    assert inputs["dem"] == ("point2dem_aligned-L1-R1", "dem") and inputs["error"][0] == "point2dem_aligned-L1-R1"
-    assert inputs["dem_before"] == ("point2dem-L1-R1", "dem") and inputs["dem_areoid"] == ("dem_geoid-L1-R1", "dem")
-    assert inputs["runs"] == ("pc_align-L1-R1", "runs") and inputs["mola"] == ("pc_align-L1-R1", "points")
-    plain = pair_product_inputs(build_recipe().pair_calls("/l.cub", "/r.cub", left_id="L1", right_id="R1"))
-    assert plain == {"dem": ("point2dem-L1-R1", "dem"), "ortho": ("point2dem-L1-R1", "ortho"),
-                     "error": ("point2dem-L1-R1", "error")}
+    assert inputs["dem"] == (f"point2dem_aligned-{pid}", "dem") and inputs["error"][0] == f"point2dem_aligned-{pid}"
+    assert inputs["dem_before"] == (f"point2dem-{pid}", "dem") and inputs["dem_areoid"] == (f"dem_geoid-{pid}", "dem")
+    assert inputs["runs"] == (f"pc_align-{pid}", "runs") and inputs["mola"] == (f"pc_align-{pid}", "points")
+    plain = pair_product_inputs(build_recipe().pair_calls("/l.cub", "/r.cub", left_id=left, right_id=right))
+    assert plain == {"dem": (f"point2dem-{pid}", "dem"), "ortho": (f"point2dem-{pid}", "ortho"),
+                     "error": (f"point2dem-{pid}", "error")}
 
 
 def test_aligned_batch_delivers_cogs_qa_provenance_and_a_catalog(tmp_path, cluster_client):
