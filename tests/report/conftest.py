@@ -74,8 +74,8 @@ def add_quality(out: pathlib.Path, edr: pathlib.Path) -> None:
                                      datetime="2009-06-01T00:38:16.057")
         rel = {k: pathlib.Path(v).relative_to(out).as_posix() for k, v in made["files"].items()}
         conn.execute("INSERT OR REPLACE INTO pair_quality VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["hillshade"],
-                      rel["relief"], rel["ortho_thumbnail"], now()))
+                     (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["thumbnail"],
+                      rel["relief_thumbnail"], rel["ortho_thumbnail"], now()))
     conn.close()
 
 
