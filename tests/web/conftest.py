@@ -1,0 +1,112 @@
+"""Fixtures for the live web view: a real ``ctxdask serve`` process, a copy of a stand-in batch,
+and a headless Chromium driven through WebDriver (Debian's chromium + chromium-driver)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ..report import conftest as report_fixtures
+from ..report.conftest import BAD, CRASH_PAIR, GOOD_PAIR, IDS, pair_id  # noqa: F401 - for the tests here
+from ..report.helpers import copy_batch
+
+#: the report tests' stand-in batch (session scope: made once for both folders)
+batch_out = report_fixtures.batch_out
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Server:
+    """A ``ctxdask serve`` process: its base URL (with the token, if any) and its output."""
+
+    def __init__(self, out: pathlib.Path, *args: str):
+        self.out = out
+        self.proc = subprocess.Popen([sys.executable, "-m", "ctxdask", "serve", str(out), *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                                     start_new_session=True)
+        self.lines = []
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            if " at http" in line:
+                break
+        else:
+            raise RuntimeError("ctxdask serve did not start:\n" + "".join(self.lines))
+        self.url = line.split(" at ", 1)[1].strip()
+        self.base = self.url.split("?", 1)[0].rstrip("/")
+        self.token = self.url.split("token=", 1)[1] if "token=" in self.url else None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        self.proc.stdout.close()
+
+
+@contextlib.contextmanager
+def serving(out: pathlib.Path, *args: str):
+    server = Server(out, *args)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def batch_copy(batch_out, tmp_path) -> pathlib.Path:
+    """A private copy of the 3-pair stand-in batch (1 done, 1 crashed, 1 invalid EDR) with QA rows."""
+    return copy_batch(batch_out, tmp_path / "out")
+
+
+@pytest.fixture
+def server(batch_copy):
+    with serving(batch_copy) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Headless Chromium through chromedriver; collects the console (``browser.get_log("browser")``)."""
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        required = os.environ.get("CTXDASK_REQUIRE_TOOLS", "").split()
+        if "chromium-driver" in required or "chromedriver" in required:
+            pytest.fail("chromium and chromedriver are required by CTXDASK_REQUIRE_TOOLS but are not installed")
+        pytest.skip("chromium or chromedriver is not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    downloads = tmp_path_factory.mktemp("downloads")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1366,900", f"--user-data-dir={tmp_path_factory.mktemp('profile')}"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                              "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    driver.downloads = downloads
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def console_errors(driver) -> list[dict]:
+    """Console messages of level SEVERE since the last call (the log is drained by reading it)."""
+    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
