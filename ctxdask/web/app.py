@@ -230,14 +230,14 @@ def create_app(settings: ServeSettings) -> Starlette:
     async def grade(request: Request):
         scope = "image" if "product_id" in request.path_params else "pair"
         subject = request.path_params.get("product_id") or request.path_params["pair_id"]
+        if settings.read_only:
+            return PlainTextResponse("403 forbidden: this server is read-only (ctxdask serve --read-only)\n",
+                                     status_code=403)
         form = await request.form()
         refused = security.check_csrf(form.get("csrf"), csrf, request.headers.get("origin"),
                                       request.headers.get("host"))
         if refused:
             return PlainTextResponse(f"403 forbidden: {refused}\n", status_code=403)
-        if settings.read_only:
-            return PlainTextResponse("403 forbidden: this server is read-only (ctxdask serve --read-only)\n",
-                                     status_code=403)
         from starlette.concurrency import run_in_threadpool
 
         try:
