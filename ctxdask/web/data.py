@@ -73,7 +73,7 @@ def overview(conn: sqlite3.Connection) -> dict[str, Any]:
     counts = {t: _counts(conn, t) for t in ("pairs", "images", "steps")}
     steps = []
     for r in _rows(conn, "SELECT step, status, count(*) AS n FROM steps GROUP BY step, status "
-                         "ORDER BY min(scope = 'pair'), step"):
+                         "ORDER BY min(scope = 'pair'), min(coalesce(started, '9')), step"):
         if not steps or steps[-1]["step"] != r["step"]:
             steps.append({"step": r["step"], "counts": {}, "total": 0})
         steps[-1]["counts"][r["status"]] = r["n"]

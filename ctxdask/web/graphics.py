@@ -120,6 +120,9 @@ def map_shapes(conn: sqlite3.Connection, out: pathlib.Path, colour: str = "statu
             for ring in _stac_outline(out, stac):
                 dems.append({"id": pair_id, "href": f"/pair/{pair_id}", "corners": ring, "cls": "dem",
                              "label": f"DEM of {pair_id}"})
+    for s in (*shapes, *dems):
+        # one longitude convention (-180..180 east) for footprints (pair finder) and DEMs (STAC, 0..360)
+        s["corners"] = [((x + 180.0) % 360.0 - 180.0, y) for x, y in s["corners"]]
     everything = [c for s in (*shapes, *dems) for c in s["corners"]]
     if not everything:
         return {"images": [], "dems": [], "view": "0 0 360 180", "grid": [], "empty": True}
