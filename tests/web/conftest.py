@@ -77,7 +77,7 @@ def server(batch_copy):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def chromium(tmp_path_factory):
     """Headless Chromium through chromedriver; collects the console (``browser.get_log("browser")``)."""
     if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
         required = os.environ.get("CTXDASK_REQUIRE_TOOLS", "").split()
@@ -105,6 +105,15 @@ def browser(tmp_path_factory):
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser(chromium):
+    """The module's Chromium on a blank page with an empty console log (an old page cannot poll into a test)."""
+    chromium.get("about:blank")
+    chromium.get_log("browser")
+    yield chromium
+    chromium.get("about:blank")
 
 
 def console_errors(driver) -> list[dict]:

@@ -54,12 +54,18 @@ def shoot(driver, folder: pathlib.Path, name: str) -> pathlib.Path:
     """A screenshot that must show a styled, non-blank page."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
+    driver.execute_script("window.scrollTo(0, 0)")
     driver.save_screenshot(str(path))
     pixels = np.asarray(Image.open(path).convert("RGB")).astype(float)
     assert pixels.std() > 10, f"{name}: the page looks blank"
     # the header bar is the page's dark colour: the style sheet applied
     assert pixels[5:30, :200].mean() < 100, f"{name}: no styled header"
     return path
+
+
+def text_of(driver, element_id: str) -> str:
+    """An element's text read in one script call (fragments are replaced under WebDriver's feet)."""
+    return driver.execute_script(f"return document.getElementById('{element_id}')?.innerText || ''")
 
 
 def not_pwned(driver) -> None:
@@ -128,7 +134,7 @@ def test_overview_follows_a_running_batch(browser, tmp_path):
     with serving(out) as server:
         browser.get(server.base + "/")
         wait_for(lambda: browser.execute_script("return document.body.dataset.polls") is not None, what="a poll")
-        first = browser.find_element("id", "count-pairs").text
+        first = text_of(browser, "count-pairs")
         env = {"PATH": standin_path(), "CTXDASK_STANDIN_SLEEP": "0.3", "HOME": str(tmp_path),
                "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
         batch = subprocess.Popen([sys.executable, "-m", "ctxdask", "batch", str(pairs), "--out", str(out),
@@ -137,7 +143,7 @@ def test_overview_follows_a_running_batch(browser, tmp_path):
         try:
             seen = {first}
             while batch.poll() is None:
-                seen.add(browser.find_element("id", "count-pairs").text)
+                seen.add(text_of(browser, "count-pairs"))
                 time.sleep(0.3)
             output = batch.stdout.read()
             assert batch.returncode == 0, output
@@ -148,12 +154,12 @@ def test_overview_follows_a_running_batch(browser, tmp_path):
                 batch.kill()
                 batch.wait()
             batch.stdout.close()
-        seen.add(browser.find_element("id", "count-pairs").text)
+        seen.add(text_of(browser, "count-pairs"))
         polls = int(browser.execute_script("return document.body.dataset.polls"))
         url = browser.current_url
         assert url.rstrip("/") == server.base  # never reloaded or navigated
         assert polls >= 3 and len(seen) >= 2, seen
-        assert "3" in browser.find_element("id", "count-pairs").text
+        assert "3" in text_of(browser, "count-pairs")
         assert not console_errors(browser)
         shoot(browser, tmp_path / "shots", "overview-after-batch")
 
@@ -248,6 +254,6 @@ def test_hostile_text_in_ids_labels_logs_and_notes_stays_text(browser, batch_cop
         # the overview refreshes its fragments with innerHTML: still inert after a few polls
         browser.get(server.base + "/")
         wait_for(lambda: int(browser.execute_script("return document.body.dataset.polls || 0")) >= 2, what="polls")
-        assert INJECTION in browser.find_element("id", "running-table").text
+        assert INJECTION in text_of(browser, "running-table")
         not_pwned(browser)
         shoot(browser, tmp_path / "shots", "hostile-overview")
