@@ -198,3 +198,26 @@ def database_of(target: str | os.PathLike) -> pathlib.Path:
 
     path = pathlib.Path(target)
     return path / DEFAULT_NAME if path.is_dir() else path
+
+
+def stac_properties(conn: sqlite3.Connection, pair_id: str, left: str, right: str) -> dict:
+    """Grades to add to a pair's STAC item where it is shown (the live pages, the report's copy).
+
+    The delivered item file is left as written (its checksum is in the
+    database); a copy carries ``ctxdask:manual_grade`` (the pair's current
+    manual grade, or null) and ``ctxdask:image_grades`` (each image's automatic
+    and manual grade).
+    """
+    current = current_grades(conn)
+    auto = {}
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quality'").fetchone():
+        auto = dict(conn.execute("SELECT product_id, grade FROM quality WHERE product_id IN (?, ?)", (left, right))
+                    .fetchall())
+
+    def manual(subject: str) -> dict | None:
+        g = current.get(subject)
+        return {k: g[k] for k in ("value", "note", "who", "at")} if g else None
+
+    return {"ctxdask:manual_grade": manual(pair_id),
+            "ctxdask:image_grades": {pid: {"grade": auto.get(pid), "manual_grade": manual(pid)}
+                                     for pid in (left, right)}}

@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from ctxdask.batch.grades import current_grades
+from ctxdask.batch.grades import current_grades, stac_properties
 from ctxdask.report.templating import environment, fmt_metric, seconds
 from ctxdask.tools.runner import read_tail
 
@@ -336,7 +336,8 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
                 src = _thumb(files, out_dir, q.get(column), f"{p['pair_id']}_{column}")
                 if src:
                     thumbs.append({"src": src, "label": label})
-            stac = _stac(files, out_dir, q.get("stac"), p["pair_id"])
+            stac = _stac(files, out_dir, q.get("stac"), p["pair_id"],
+                         stac_properties(conn, p["pair_id"], p["left_id"], p["right_id"]))
             pairs.append({**p, "steps": psteps, "step_time": sum(durations) if durations else None,
                           "step_time_text": _seconds(sum(durations)) if durations else "–",
                           "thumbs": thumbs, "stats": stats, "stac": stac,
@@ -397,14 +398,24 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
     )
 
 
-def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str) -> str | None:
-    """Copy a pair's STAC item (a JSON file inside the output folder) for linking."""
+def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str,
+          grades: Mapping[str, Any]) -> str | None:
+    """Copy a pair's STAC item (a JSON file inside the output folder) for linking, with the current grades."""
     if not rel:
         return None
     path = (out_dir / rel).resolve()
     if path.suffix.lower() != ".json" or not path.is_relative_to(out_dir.resolve()):
         return None
-    return files.copy(path, "stac", f"{pair_id}.stac", ".json")
+    copied = files.copy(path, "stac", f"{pair_id}.stac", ".json")
+    if copied:
+        target = files.root / copied
+        try:
+            item = json.loads(target.read_text())
+            item.setdefault("properties", {}).update(grades)
+            target.write_text(json.dumps(item, indent=2) + "\n")
+        except (OSError, ValueError, AttributeError):
+            pass  # an unreadable item is still linked as it was delivered
+    return copied
 
 
 # --------------------------------------------------------------------------- render

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import getpass
+import json
 import os
 import pathlib
 import urllib.parse
@@ -226,6 +227,23 @@ def create_app(settings: ServeSettings) -> Starlette:
         media = "text/plain; charset=utf-8" if path.suffix.lower() in (".log", ".txt") else None
         return FileResponse(path, media_type=media)
 
+    def stac(request: Request):
+        pid = request.path_params["pair_id"]
+        with db() as conn:
+            row = conn.execute("SELECT q.stac, p.left_id, p.right_id FROM pair_quality q JOIN pairs p "
+                               "ON p.pair_id = q.pair_id WHERE q.pair_id = ?", (pid,)).fetchone() \
+                if "pair_quality" in selection.tables_of(conn) else None
+            path = data.file_listed(conn, out, data._rel(out, row[0]) or "") if row and row[0] else None
+            if path is None:
+                raise HTTPException(404, "no STAC item for this pair")
+            extra = grades.stac_properties(conn, pid, row[1], row[2])
+        try:
+            item = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise HTTPException(404, f"the STAC item cannot be read: {exc}") from None
+        item.setdefault("properties", {}).update(extra)
+        return JSONResponse(item, media_type="application/geo+json")
+
     # ----------------------------------------------------------------- writes
     async def grade(request: Request):
         scope = "image" if "product_id" in request.path_params else "pair"
@@ -267,6 +285,7 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/image/{product_id}/grade", grade, methods=["POST"]),
         Route("/pair/{pair_id}", pair),
         Route("/pair/{pair_id}/grade", grade, methods=["POST"]),
+        Route("/pair/{pair_id}/stac.json", stac),
         Route("/map", map_page),
         Route("/select", select_page),
         Route("/select/pairs.txt", select_download),

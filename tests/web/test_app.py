@@ -108,3 +108,25 @@ def test_grade_stored_with_history_and_shown(server, batch_copy):
     with sqlite3.connect(batch_copy / "ctxdask-batch.sqlite") as conn:
         rows = conn.execute("SELECT value, note, who FROM manual_grades ORDER BY id").fetchall()
     assert rows == [("warn", "faint stripes", "ana"), ("fail", "stripes across the whole image", "ana")]
+
+
+def test_stac_items_carry_the_grades_where_shown(server, batch_copy, tmp_path):
+    from ctxdask.report import build_report
+
+    good = pair_id(GOOD_PAIR)
+    with httpx.Client(base_url=server.base) as c:
+        token = csrf_of(c.get(f"/pair/{good}").text)
+        assert c.post(f"/pair/{good}/grade", data={"csrf": token, "value": "warn", "note": "edges noisy"}
+                      ).status_code == 303
+        item = c.get(f"/pair/{good}/stac.json").json()
+        assert c.get(f"/pair/{pair_id(CRASH_PAIR)}/stac.json").status_code == 404
+    assert item["properties"]["ctxdask:manual_grade"]["value"] == "warn"
+    assert item["properties"]["ctxdask:image_grades"][GOOD_PAIR[0]] == {"grade": "pass", "manual_grade": None}
+    assert item["type"] == "Feature" and item["geometry"]["type"] == "Polygon"
+    page = build_report(batch_copy, dest=tmp_path / "report")
+    copied = json.loads(next((page.parent / "files" / "stac").glob("*.json")).read_text())
+    assert copied["properties"]["ctxdask:manual_grade"]["note"] == "edges noisy"
+    # the delivered file itself is unchanged (its checksum is in the database)
+    with sqlite3.connect(batch_copy / "ctxdask-batch.sqlite") as conn:
+        rel = conn.execute("SELECT stac FROM pair_quality WHERE pair_id = ?", (good,)).fetchone()[0]
+    assert "ctxdask:manual_grade" not in (batch_copy / rel).read_text()
