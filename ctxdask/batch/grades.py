@@ -24,7 +24,6 @@ import contextlib
 import datetime
 import getpass
 import os
-import pathlib
 import random
 import sqlite3
 import time
@@ -192,14 +191,6 @@ def manually_rejected(conn: sqlite3.Connection) -> dict[str, str]:
     return out
 
 
-def database_of(target: str | os.PathLike) -> pathlib.Path:
-    """The tracking database of a batch output folder (or the file itself)."""
-    from ctxdask.batch.db import DEFAULT_NAME
-
-    path = pathlib.Path(target)
-    return path / DEFAULT_NAME if path.is_dir() else path
-
-
 def stac_properties(conn: sqlite3.Connection, pair_id: str, left: str, right: str) -> dict:
     """Grades to add to a pair's STAC item where it is shown (the live pages, the report's copy).
 
@@ -221,3 +212,22 @@ def stac_properties(conn: sqlite3.Connection, pair_id: str, left: str, right: st
     return {"ctxdask:manual_grade": manual(pair_id),
             "ctxdask:image_grades": {pid: {"grade": auto.get(pid), "manual_grade": manual(pid)}
                                      for pid in (left, right)}}
+
+
+def manual_hold(conn: sqlite3.Connection, then=None):
+    """A planning hook (:data:`ctxdask.batch.planning.Hold`) holding back what people failed by hand.
+
+    A pair is held when its current manual grade is ``fail`` or either image's
+    is; the reason names which and carries the grader's note. ``then`` is
+    another hook asked for the pairs this one lets through.
+    """
+    rejected = manually_rejected(conn)
+
+    def hold(pair):
+        for subject, what in ((pair.pair_id, "the pair"), (pair.left, f"image {pair.left}"),
+                              (pair.right, f"image {pair.right}")):
+            if subject in rejected:
+                return f"{what} {rejected[subject]} (run with --include-rejected to process it anyway)"
+        return then(pair) if then is not None else None
+
+    return hold

@@ -13,12 +13,45 @@ import sys
 
 import pytest
 
-from ..report import conftest as report_fixtures
-from ..report.conftest import BAD, CRASH_PAIR, GOOD_PAIR, IDS, pair_id  # noqa: F401 - for the tests here
+from ..batch.conftest import faulty_runner, write_pairs
+from ..report.conftest import BAD, BAD_PAIR, CRASH_PAIR, GOOD_PAIR, IDS, add_quality, make_edrs, pair_id  # noqa: F401
 from ..report.helpers import copy_batch
+from ..tools.conftest import standin_path
 
-#: the report tests' stand-in batch (session scope: made once for both folders)
-batch_out = report_fixtures.batch_out
+
+@pytest.fixture(scope="session")
+def batch_out(tmp_path_factory) -> pathlib.Path:
+    """Output folder of the report tests' 3-pair stand-in batch (1 done, 1 crashed, 1 invalid EDR) with QA rows.
+
+    ISIS calibration (the stand-ins' chain), so the folder holds every kind of
+    step and product the pages show. Tests must not change it: copy it first.
+    """
+    import functools
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    from ctxdask.batch import run_batch
+    from ctxdask.tools.recipe import build_recipe
+
+    root = tmp_path_factory.mktemp("web-batch")
+    edr = make_edrs(root / "edr")
+    pairs = write_pairs(root / "pairs.txt", [GOOD_PAIR, CRASH_PAIR, BAD_PAIR], extra="not a pair\n")
+    out = root / "out"
+    old = os.environ["PATH"]
+    os.environ["PATH"] = standin_path()
+    try:
+        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
+                          dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            summary = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, scratch=root / "scratch",
+                                recipe=build_recipe(calibration="isis"),
+                                runner=functools.partial(faulty_runner,
+                                                         faults={f"point2dem-{pair_id(CRASH_PAIR)}": "crash"}))
+    finally:
+        os.environ["PATH"] = old
+    assert summary.pairs == {"done": 1, "failed": 2}, summary
+    add_quality(out, edr)
+    return out
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -21,7 +21,8 @@ from ctxdask.batch import read_pairs
 from ctxdask.batch.geometry import import_scores
 from ctxdask.report import build_report
 
-from .conftest import BAD, CRASH_PAIR, GOOD_PAIR, IDS, console_errors, pair_id, serving
+from ..tools.conftest import standin_path
+from .conftest import BAD, CRASH_PAIR, GOOD_PAIR, IDS, ROOT, console_errors, pair_id, serving
 
 pytestmark = [pytest.mark.requires_tool("chromium"), pytest.mark.requires_tool("chromedriver"),
               pytest.mark.timeout(300)]
@@ -138,7 +139,7 @@ def test_overview_follows_a_running_batch(browser, tmp_path):
         env = {"PATH": standin_path(), "CTXDASK_STANDIN_SLEEP": "0.3", "HOME": str(tmp_path),
                "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])}
         batch = subprocess.Popen([sys.executable, "-m", "ctxdask", "batch", str(pairs), "--out", str(out),
-                                  "--edr-dir", str(edr), "--local", "1", "--no-progress"], env=env,
+                                  "--edr-dir", str(edr), "--local", "1", "--no-progress", "--calibration", "isis"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             seen = {first}
@@ -164,10 +165,11 @@ def test_overview_follows_a_running_batch(browser, tmp_path):
         shoot(browser, tmp_path / "shots", "overview-after-batch")
 
 
-def test_grade_fail_in_the_browser_reaches_db_status_and_report(browser, batch_copy, tmp_path):
+def test_grade_fail_in_the_browser_reaches_db_status_report_and_next_batch(browser, batch_out, batch_copy, tmp_path):
+    """IDS[2] (left image of the pair whose point2dem crashed) failed by hand: the next run holds that pair."""
     note = "stripes across the top " + INJECTION
     with serving(batch_copy) as server:
-        browser.get(server.base + f"/image/{IDS[0]}")
+        browser.get(server.base + f"/image/{IDS[2]}")
         by_css(browser, "#grade-form input[value=fail]")[0].click()
         by_css(browser, "#grade-form textarea[name=note]")[0].send_keys(note)
         who = by_css(browser, "#grade-form input[name=who]")[0]
@@ -183,20 +185,40 @@ def test_grade_fail_in_the_browser_reaches_db_status_and_report(browser, batch_c
         # the table shows it beside the automatic grade
         browser.get(server.base + "/images?manual=fail")
         rows = by_css(browser, "tr.image")
-        assert [r.get_attribute("data-id") for r in rows] == [IDS[0]]
-        assert rows[0].get_attribute("data-grade") == "pass" and rows[0].get_attribute("data-manual") == "fail"
+        assert [r.get_attribute("data-id") for r in rows] == [IDS[2]]
+        assert rows[0].get_attribute("data-grade") == "fail" and rows[0].get_attribute("data-manual") == "fail"
     with sqlite3.connect(batch_copy / "ctxdask-batch.sqlite") as conn:
         assert conn.execute("SELECT scope, subject, value, note, who FROM manual_grades").fetchall() == [
-            ("image", IDS[0], "fail", note.strip(), "ana")]
+            ("image", IDS[2], "fail", note.strip(), "ana")]
     status = subprocess.run([sys.executable, "-m", "ctxdask", "status", str(batch_copy)], capture_output=True,
                             text=True, check=True).stdout
-    assert "manual grades (images): 1 fail" in status and f"manually failed {IDS[0]}: manually graded fail by ana" \
+    assert "manual grades (images): 1 fail" in status and f"manually failed {IDS[2]}: manually graded fail by ana" \
         in status
     page = build_report(batch_copy, dest=tmp_path / "report")
     browser.get(page.as_uri())
-    row = by_css(browser, f"tr.image[data-id='{IDS[0]}']")[0]
+    row = by_css(browser, f"tr.image[data-id='{IDS[2]}']")[0]
     assert row.get_attribute("data-manual") == "fail" and "stripes across the top" in row.text
     not_pwned(browser)
+
+    # the next batch run (retrying failures) holds the pair back with the grader's note ...
+    root = batch_out.parent
+    env = {"PATH": standin_path(), "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "ctxdask", "batch", str(root / "pairs.txt"), "--out", str(batch_copy),
+            "--edr-dir", str(root / "edr"), "--local", "1", "--no-progress", "--calibration", "isis", "--retry-failed"]
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=240)
+    assert "1 pairs held back" in rerun.stdout and f"image {IDS[2]} manually graded fail by ana" in rerun.stdout, \
+        rerun.stdout + rerun.stderr
+    key = f"point2dem-{pair_id(CRASH_PAIR)}"
+    with sqlite3.connect(batch_copy / "ctxdask-batch.sqlite") as conn:
+        assert conn.execute("SELECT status, attempts FROM steps WHERE key = ?", (key,)).fetchone() == ("failed", 1)
+    status = subprocess.run([sys.executable, "-m", "ctxdask", "status", str(batch_copy)], capture_output=True,
+                            text=True, check=True).stdout
+    assert f"skipped: image {IDS[2]} manually graded fail by ana" in status
+    # ... unless told to include rejected work: then the pair runs again (no crash this time)
+    again = subprocess.run([*argv, "--include-rejected"], env=env, capture_output=True, text=True, timeout=240)
+    assert "held back" not in again.stdout, again.stdout + again.stderr
+    with sqlite3.connect(batch_copy / "ctxdask-batch.sqlite") as conn:
+        assert conn.execute("SELECT status FROM steps WHERE key = ?", (key,)).fetchone() == ("done",)
 
 
 def test_selection_built_in_the_page_downloads_a_pair_list(browser, batch_copy):

@@ -34,7 +34,7 @@ def test_200_grades_while_a_batch_writes(tmp_path):
         csrf = re.search(r'name="csrf" value="([^"]+)"', client.get(f"/image/{IDS[0]}").text).group(1)
         env = {"PATH": standin_path(), "CTXDASK_STANDIN_SLEEP": "0.2", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
         batch = subprocess.Popen([sys.executable, "-m", "ctxdask", "batch", str(pairs_file), "--out", str(out),
-                                  "--edr-dir", str(edr), "--local", "1", "--no-progress"], env=env,
+                                  "--edr-dir", str(edr), "--local", "1", "--no-progress", "--calibration", "isis"], env=env,
                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         statuses: list[int] = []
         lock = threading.Lock()
