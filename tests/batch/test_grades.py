@@ -98,3 +98,16 @@ def test_grades_wait_for_a_writer_holding_the_lock(db_path):
     assert not errors
     with sqlite3.connect(db_path) as conn:
         assert len(grades.history(conn, C)) == 20
+
+
+def test_manual_hold_holds_pairs_failed_by_hand_or_with_an_image_failed(db_path):
+    pairs = read_pairs([(A, B), (A, C), (B, C)]).pairs
+    grades.add_grade(db_path, "image", C, "fail", "clouds", who="ana")
+    grades.add_grade(db_path, "pair", f"{A}-{B}", "fail", "bad overlap", who="bo")
+    grades.add_grade(db_path, "pair", f"{A}-{B}", "pass", "overlap fine after all", who="bo")
+    with sqlite3.connect(db_path) as conn:
+        hold = grades.manual_hold(conn, then=lambda pair: "other hook" if pair.left == A else None)
+    reasons = [hold(p) for p in pairs]
+    assert reasons[0] == "other hook"  # its latest manual grade is pass: the next hook decides
+    assert reasons[1].startswith(f"image {C} manually graded fail by ana") and "clouds" in reasons[1]
+    assert "--include-rejected" in reasons[2]
