@@ -12,6 +12,6 @@ Templates live in ``templates/`` and extend the static report's shared ones
 
 from __future__ import annotations
 
-from ctxdask.web.app import ServeSettings, create_app
+from ctxdask.web.app import ServeSettings, create_app, overview_html
 
-__all__ = ["ServeSettings", "create_app"]
+__all__ = ["ServeSettings", "create_app", "overview_html"]

@@ -30,7 +30,7 @@ from ctxdask.report import PROBLEM
 from ctxdask.report.templating import environment
 from ctxdask.web import data, graphics, security, selection
 
-__all__ = ["ServeSettings", "create_app"]
+__all__ = ["ServeSettings", "create_app", "overview_html"]
 
 #: rows of a selection shown in the page (the download has them all)
 SELECTION_PREVIEW = 200
@@ -68,6 +68,35 @@ def qs(params: dict[str, Any], **changes: Any) -> str:
     """``?a=1&b=2``: the current query parameters with ``changes`` (empty values left out)."""
     merged = {**params, **changes}
     return "?" + urllib.parse.urlencode({k: v for k, v in merged.items() if v not in (None, "")})
+
+
+def overview_html(out: str | os.PathLike, *, db: str | os.PathLike | None = None, height: int = 720) -> str:
+    """The live overview as HTML for a notebook cell: an ``<iframe>`` holding one self-contained page.
+
+    The same templates as ``ctxdask serve``'s overview; links point to the
+    served pages, so this is a snapshot (re-run the cell, or serve the folder
+    for a live view).
+
+    Examples
+    --------
+    >>> from IPython.display import HTML                       # doctest: +SKIP
+    >>> HTML(overview_html("results"))                         # doctest: +SKIP
+    """
+    import html
+
+    from ctxdask.batch.db import database_path
+
+    out = pathlib.Path(out).resolve()
+    conn = data.connect(database_path(db, out))
+    try:
+        ov = data.overview(conn)
+    finally:
+        conn.close()
+    env = environment(("ctxdask.web", "templates"))
+    page = env.get_template("notebook_overview.html.j2").render(
+        heading=f"ctxdask batch: {out.name}", out_dir=str(out), problem_statuses=PROBLEM, **ov)
+    return (f'<iframe class="ctxdask-overview" srcdoc="{html.escape(page, quote=True)}" '
+            f'style="width: 100%; height: {int(height)}px; border: 1px solid #ddd"></iframe>')
 
 
 def create_app(settings: ServeSettings) -> Starlette:

@@ -130,3 +130,22 @@ def test_stac_items_carry_the_grades_where_shown(server, batch_copy, tmp_path):
     with sqlite3.connect(batch_copy / "ctxdask-batch.sqlite") as conn:
         rel = conn.execute("SELECT stac FROM pair_quality WHERE pair_id = ?", (good,)).fetchone()[0]
     assert "ctxdask:manual_grade" not in (batch_copy / rel).read_text()
+
+
+def test_overview_html_for_notebooks_is_one_escaped_iframe(batch_copy):
+    from html.parser import HTMLParser
+
+    from ctxdask.web import overview_html
+
+    text = overview_html(batch_copy)
+    tags = []
+
+    class Tags(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            tags.append((tag, dict(attrs)))
+
+    Tags().feed(text)
+    assert [t for t, _ in tags] == ["iframe"]  # the page is inside srcdoc, not in the notebook's DOM
+    inner = tags[0][1]["srcdoc"]
+    assert "steps-table" in inner and "point2dem" in inner and "failures-table" in inner
+    assert "<script" not in inner
