@@ -273,6 +273,20 @@ def create_app(settings: ServeSettings) -> Starlette:
         item.setdefault("properties", {}).update(extra)
         return JSONResponse(item, media_type="application/geo+json")
 
+    def tiles(request: Request):
+        pid = request.path_params["pair_id"]
+        try:
+            from ctxdask.report.tilemap import tile_map_for_pair
+        except ImportError:  # a version without tiled stereo
+            raise HTTPException(404, "no tile maps in this version") from None
+        import tempfile
+
+        with db() as conn, tempfile.TemporaryDirectory(prefix="ctxdask-tiles-") as tmp:
+            drawn = tile_map_for_pair(conn, out, pid, pathlib.Path(tmp) / "tiles.png", size=640)
+            if drawn is None:
+                raise HTTPException(404, "this pair did not run by tile")
+            return Response(pathlib.Path(drawn).read_bytes(), media_type="image/png")
+
     # ----------------------------------------------------------------- writes
     async def grade(request: Request):
         scope = "image" if "product_id" in request.path_params else "pair"
@@ -315,6 +329,7 @@ def create_app(settings: ServeSettings) -> Starlette:
         Route("/pair/{pair_id}", pair),
         Route("/pair/{pair_id}/grade", grade, methods=["POST"]),
         Route("/pair/{pair_id}/stac.json", stac),
+        Route("/pair/{pair_id}/tiles.png", tiles),
         Route("/map", map_page),
         Route("/select", select_page),
         Route("/select/pairs.txt", select_download),

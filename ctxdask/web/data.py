@@ -371,9 +371,9 @@ def pair_detail(conn: sqlite3.Connection, out: pathlib.Path, pair_id: str) -> di
                      (pair_id,)) if "products" in tables else []
     for p in products:
         p["link"] = _rel(out, p["path"])
-    # the stereo tile map (a PNG named for tiles among the pair's delivered products), when stereo ran by tile
-    tile_map = next((p["link"] for p in products if p["link"] and p["link"].lower().endswith(".png")
-                     and "tile" in pathlib.PurePosixPath(p["link"]).name.lower()), None)
+    # stereo ran by tile: the tile map is drawn on request (ctxdask.report.tilemap, /pair/<id>/tiles.png)
+    tile_map = "tiles" in tables and conn.execute("SELECT 1 FROM tiles WHERE pair_id = ? LIMIT 1",
+                                                  (pair_id,)).fetchone() is not None
     return {
         "pair": pair, "images": images, "geometry": geo[0] if geo else None,
         "statistics": _json(pq.get("statistics"), {}), "stac": _rel(out, pq.get("stac")),

@@ -67,6 +67,8 @@ def test_pages_show_the_batch(batch_copy):
         whole = c.get(f"/files/pairs/{pair_id(CRASH_PAIR)}/point2dem.log")
         assert whole.status_code == 200 and whole.text.startswith("point2dem line 0")
         assert c.get("/map").status_code == 200
+        assert "tile-map" not in pair.text  # this batch did not run stereo by tile
+        assert c.get(f"/pair/{pair_id(GOOD_PAIR)}/tiles.png").status_code == 404
         assert c.get("/image/NOT_AN_IMAGE").status_code == 404
 
 
