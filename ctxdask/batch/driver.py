@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ctxdask.batch import db as dbmod
+from ctxdask.batch import grades
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.dem_products import write_batch_catalog
 from ctxdask.batch.model import BatchContext
@@ -384,6 +385,7 @@ def run_batch(
     progress: bool | None = None,
     scratch: str | os.PathLike | None = None,
     hold: Hold | None = None,
+    include_rejected: bool = False,
 ) -> BatchSummary:
     """Run a stereo-pair list through the CTX chain on a dask cluster.
 
@@ -428,6 +430,10 @@ def run_batch(
     hold : callable, optional
         ``hold(pair) -> reason or None``: pairs to leave alone in this run
         (e.g. failed by hand), with the reason (:data:`ctxdask.batch.planning.Hold`).
+    include_rejected : bool
+        Also work on pairs and images whose current manual grade is ``fail``
+        (:mod:`ctxdask.batch.grades`); by default they are held back with the
+        grader's note.
 
     Returns
     -------
@@ -477,7 +483,10 @@ def run_batch(
         try:
             tdb.record_rejected(run_id, pairlist.rejected)
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
+            if not include_rejected:
+                hold = grades.manual_hold(tdb.conn, hold)
             plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
+            tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
             driver = _Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
                              options=options, runner=runner, progress=settings.progress)
             status = driver.run(plan.planned)

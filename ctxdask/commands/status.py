@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"images: {_fmt(report['images'])}")
     for step, counts in report["steps"].items():
         print(f"  {step:18s} {_fmt(counts)}")
+    for scope, counts in report["manual_grades"].items():
+        print(f"manual grades ({scope}s): {_fmt(counts)}")
+    for subject, reason in report["manually_rejected"].items():
+        print(f"  manually failed {subject}: {reason}")
     products = report["products"]
     print(f"delivered: {products['files']} files, {products['bytes'] / 1e6:.1f} MB")
     for r in report["rejected"]:
