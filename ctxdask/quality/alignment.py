@@ -91,7 +91,7 @@ def read_mola_csv(path: str | os.PathLike, csv_format: str = DEFAULT_FORMAT, *,
                         raise ValueError
                     rows.append([float(parts[i]) for i in columns.values()])
                 except ValueError:
-                    if not rows and number == 1:  # a header line without '#'
+                    if not rows:  # header lines without '#' before the first shot
                         continue
                     raise QualityError(path, f"line {number}: expected {need}+ numeric fields "
                                              f"for csv-format {csv_format!r}: {line[:80]!r}") from None
