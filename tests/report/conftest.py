@@ -15,6 +15,7 @@ import os
 import pathlib
 import sqlite3
 
+import dask
 import pytest
 
 from ctxdask.testing import make_edr
@@ -97,8 +98,9 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
     old = os.environ["PATH"]
     os.environ["PATH"] = standin_path()
     try:
-        # threads, not processes: the stand-ins are separate programs anyway, and it starts fast
-        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
+        # threads, not processes: the stand-ins are separate programs anyway, and it starts fast;
+        # point2dem's raw rasters come home too (add_quality measures them like the batch does)
+        with dask.config.set({"ctxdask.batch.deliver": ["point2dem"]}), LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             summary = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, scratch=root / "scratch",
                                 recipe=build_recipe(calibration="isis"),  # the ISIS chain, through the stand-ins
