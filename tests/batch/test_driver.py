@@ -209,8 +209,7 @@ def test_a_list_without_usable_pairs_is_an_error_naming_the_reasons(tmp_path, ca
         run_batch(path, tmp_path / "out", edr_dir=tmp_path)
     assert main(["batch", str(path), "--out", str(tmp_path / "out"), "--edr-dir", str(tmp_path),
                  "--no-progress"]) != 0
-    captured = capsys.readouterr()
-    text = captured.out + captured.err
+    text = capsys.readouterr().err  # errors go to stderr
     assert str(path) in text and "line 1" in text and "line 2" in text
 
 
