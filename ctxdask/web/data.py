@@ -42,6 +42,25 @@ def connect(path: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
+def check_database(path: str | os.PathLike) -> pathlib.Path:
+    """``path`` if it is a tracking database (it has ``images`` and ``pairs``), else a one-line CTXError."""
+    from ctxdask.exceptions import CTXError, MissingFileError
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "no tracking database here; give the output folder of a `ctxdask batch` run")
+    try:
+        conn = connect(path)
+        try:
+            conn.execute("SELECT count(*) FROM images").fetchone()
+            conn.execute("SELECT count(*) FROM pairs").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise CTXError(path, f"not a ctxdask tracking database ({exc})") from None
+    return path
+
+
 def _rows(conn: sqlite3.Connection, sql: str, params=()) -> list[dict]:
     return [dict(r) for r in conn.execute(sql, tuple(params))]
 

@@ -76,6 +76,8 @@ CORRECT = {
     "info": (EDR,),
     "pairs": ("cumindex.lbl",),
     "report": ("adir",),
+    "select": ("adir",),
+    "serve": ("adir",),
     "status": ("adir",),
     "validate": (EDR,),
 }
@@ -97,6 +99,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "noedr"), 1, "noedr", "no such folder"),
             m(("status", "nobatch"), 1, "nobatch", "no tracking database"),
             m(("report", "nobatch"), 1, "nobatch", "no tracking database"),
+            m(("serve", "nobatch"), 1, "nobatch", "no tracking database"),
+            m(("select", "nobatch", "--where", "status = done"), 1, "nobatch", "no tracking database"),
         ],
         "not a regular file": [
             m(("info", "adir"), 1, "adir", "is a folder"),
@@ -110,6 +114,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "afile"), 1, "afile", "not a folder"),
             m(("status", "afile"), 1, "afile", "not a ctxdask tracking database"),
             m(("report", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("serve", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("select", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
         ],
         "symbolic links": [
             m(("info", "loop_a"), 1, "loop_a", "loop of symbolic links"),
