@@ -46,6 +46,7 @@ from typing import Any
 from ctxdask.batch import db as dbmod
 from ctxdask.batch import grades
 from ctxdask.batch.delivery import Deliverer
+from ctxdask.batch.dem_products import write_batch_catalog
 from ctxdask.batch.model import BatchContext
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.planning import (
@@ -240,6 +241,7 @@ class _Driver:
             results.clean()
             with contextlib.suppress(Exception):
                 wait(results.cleanups, timeout=30)
+            write_batch_catalog(self.db, results.out)
             return "done"
         except KeyboardInterrupt:
             self._interrupt()

@@ -6,6 +6,8 @@ import argparse
 import re
 import sys
 
+from ctxdask.commands import positive_int
+
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--url-list", help="download EDRs (catalog downloader): a file with one product URL a line")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786)")
-    where.add_argument("--local", metavar="N", type=int, help="start a LocalCluster of N worker processes")
+    where.add_argument("--local", metavar="N", type=positive_int, help="start a LocalCluster of N worker processes")
     parser.add_argument("--db", help="tracking database: a path or sqlite:/// URL (default: in --out)")
     parser.add_argument("--retry-failed", action="store_true", help="run failed and timed-out steps again")
     parser.add_argument("--steps", nargs="+", metavar="STEP",
@@ -62,11 +64,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
     from ctxdask.batch.driver import select_steps
-    from ctxdask.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UsageError, check_input, check_input_folder
+    from ctxdask.commands import (
+        EXIT_ERROR,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        UsageError,
+        check_input,
+        check_input_folder,
+        check_output_folder,
+    )
     from ctxdask.exceptions import CTXError
     from ctxdask.tools.recipe import build_recipe
 
     check_input(args.pairs, "the pair list")
+    check_output_folder(args.out, "the output folder (--out)")
     if args.url_list:
         check_input(args.url_list, "the URL list (--url-list)")
     if args.edr_dir:

@@ -7,11 +7,13 @@ import json
 import pathlib
 import sqlite3
 
+from ctxdask.commands import count
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="DIR", help="a batch output folder, or the database file itself")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    parser.add_argument("--failures", type=int, default=20, help="failures to list (default 20; 0: all)")
+    parser.add_argument("--failures", type=count, default=20, help="failures to list (default 20; 0: all)")
 
 
 def _fmt(counts: dict) -> str:
