@@ -36,6 +36,9 @@ def test_pages_show_the_batch(batch_copy):
         ov = c.get("/api/overview").json()
         assert ov["counts"]["pairs"] == {"failed": 2, "done": 1}
         assert set(ov["fragments"]) == {"summary", "progress", "running", "failures"}
+        names = [st["step"] for st in ov["steps"]]
+        assert len(names) == len(set(names)) and names[:2] == ["fetch", "validate"]  # one row a step, chain order
+        assert ov["steps"][names.index("validate")]["counts"] == {"failed": 1, "done": 4}
         assert ov["failure_total"] == 2
 
         images = c.get("/images")
