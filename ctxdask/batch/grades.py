@@ -231,3 +231,17 @@ def manual_hold(conn: sqlite3.Connection, then=None):
         return then(pair) if then is not None else None
 
     return hold
+
+
+def stac_grades(db: str | os.PathLike):
+    """``item_id -> properties`` for :func:`ctxdask.quality.stac.rebuild_catalog`: the grades of each pair.
+
+    Items whose id is not a pair of the database get no extra properties.
+    """
+    conn = sqlite3.connect(f"file:{os.fspath(db)}?mode=ro", uri=True)
+    try:
+        pairs = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT pair_id, left_id, right_id FROM pairs")}
+        found = {pid: stac_properties(conn, pid, *lr) for pid, lr in pairs.items()}
+    finally:
+        conn.close()
+    return lambda item_id: found.get(item_id, {})

@@ -19,13 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import geometry
     from ctxdask.batch.db import database_path
-    from ctxdask.exceptions import MissingFileError
     from ctxdask.web import data, selection
 
     out = pathlib.Path(args.target).resolve()
     db = database_path(args.db, out)
-    if not db.is_file():
-        raise MissingFileError(db, "no tracking database here; give the output folder of a `ctxdask batch` run")
+    data.check_database(db)
     if args.scores:
         geometry.import_scores(db, args.scores)
     conn = data.connect(db)

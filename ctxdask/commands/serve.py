@@ -26,13 +26,11 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from ctxdask.batch.db import database_path
-    from ctxdask.exceptions import MissingFileError
-    from ctxdask.web import ServeSettings, create_app, security
+    from ctxdask.web import ServeSettings, create_app, data, security
 
     out = pathlib.Path(args.target).resolve()
     db = database_path(args.db, out)
-    if not db.is_file():
-        raise MissingFileError(db, "no tracking database here; give the output folder of a `ctxdask batch` run")
+    data.check_database(db)
     _import_scores(db, args.scores, read_only=args.read_only)
     token = args.token or (None if security.is_loopback(args.host) else security.new_token())
     settings = ServeSettings(out=out, database=db, read_only=args.read_only, token=token)

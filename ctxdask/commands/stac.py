@@ -27,7 +27,13 @@ def run(args: argparse.Namespace) -> int:
     if not target.is_dir():
         print(f"ctxdask stac: error: {target}: not a folder")
         return 2
-    path, count = rebuild_catalog(target, collection_id=args.collection_id)
+    from ctxdask.batch.db import DEFAULT_NAME
+    from ctxdask.batch.grades import stac_grades
+
+    database = target / DEFAULT_NAME
+    # the items carry the pairs' and images' current grades, automatic and manual (ctxdask serve)
+    extra = stac_grades(database) if database.is_file() else None
+    path, count = rebuild_catalog(target, collection_id=args.collection_id, extra_properties=extra)
     print(f"{path}: catalog with 1 collection and {count} items")
     if count == 0:
         print(f"ctxdask stac: no items found under {target / 'pairs'}")

@@ -290,9 +290,12 @@ def write_catalog(out_dir: str | os.PathLike, items: Iterable[Any], *, collectio
     return out_dir / "catalog.json"
 
 
-def rebuild_catalog(out_dir: str | os.PathLike, *, collection_id: str | None = None) -> tuple[pathlib.Path, int]:
+def rebuild_catalog(out_dir: str | os.PathLike, *, collection_id: str | None = None,
+                    extra_properties=None) -> tuple[pathlib.Path, int]:
     """Rebuild the catalog and collection of a batch folder from the items in ``pairs/*/``.
 
+    ``extra_properties(item_id) -> dict`` adds properties to each item (the
+    current manual grades: :func:`ctxdask.batch.grades.stac_properties`).
     Returns the catalog path and the number of items.
     """
     import pystac
@@ -303,5 +306,7 @@ def rebuild_catalog(out_dir: str | os.PathLike, *, collection_id: str | None = N
         item = pystac.Item.from_file(str(path.resolve()))
         item.clear_links()
         item.set_self_href(str(path.resolve()))
+        if extra_properties is not None:
+            item.properties.update(extra_properties(item.id))
         items.append(item)
     return write_catalog(out_dir, items, collection_id=collection_id), len(items)

@@ -42,6 +42,25 @@ def connect(path: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
+def check_database(path: str | os.PathLike) -> pathlib.Path:
+    """``path`` if it is a tracking database (it has ``images`` and ``pairs``), else a one-line CTXError."""
+    from ctxdask.exceptions import CTXError, MissingFileError
+
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise MissingFileError(path, "no tracking database here; give the output folder of a `ctxdask batch` run")
+    try:
+        conn = connect(path)
+        try:
+            conn.execute("SELECT count(*) FROM images").fetchone()
+            conn.execute("SELECT count(*) FROM pairs").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise CTXError(path, f"not a ctxdask tracking database ({exc})") from None
+    return path
+
+
 def _rows(conn: sqlite3.Connection, sql: str, params=()) -> list[dict]:
     return [dict(r) for r in conn.execute(sql, tuple(params))]
 
@@ -71,13 +90,13 @@ def overview(conn: sqlite3.Connection) -> dict[str, Any]:
     tables = selection.tables_of(conn)
     now = datetime.datetime.now(datetime.UTC)
     counts = {t: _counts(conn, t) for t in ("pairs", "images", "steps")}
-    steps = []
-    for r in _rows(conn, "SELECT step, status, count(*) AS n FROM steps GROUP BY step, status "
-                         "ORDER BY min(scope = 'pair'), min(coalesce(started, '9')), step"):
-        if not steps or steps[-1]["step"] != r["step"]:
-            steps.append({"step": r["step"], "counts": {}, "total": 0})
-        steps[-1]["counts"][r["status"]] = r["n"]
-        steps[-1]["total"] += r["n"]
+    # one row per step, in chain order (image steps first, then by first start)
+    steps = [{"step": r["step"], "counts": {}, "total": 0} for r in _rows(
+        conn, "SELECT step FROM steps GROUP BY step ORDER BY min(scope = 'pair'), min(coalesce(started, '9')), step")]
+    by_name = {s["step"]: s for s in steps}
+    for r in _rows(conn, "SELECT step, status, count(*) AS n FROM steps GROUP BY step, status"):
+        by_name[r["step"]]["counts"][r["status"]] = r["n"]
+        by_name[r["step"]]["total"] += r["n"]
     for s in steps:
         s["counts"] = dict(sorted(s["counts"].items(), key=lambda sn: _rank(sn[0])))
         finished = sum(n for st, n in s["counts"].items() if st not in ("pending", "running", "interrupted"))

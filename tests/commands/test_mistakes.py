@@ -78,6 +78,8 @@ CORRECT = {
     "info": (EDR,),
     "pairs": ("cumindex.lbl",),
     "report": ("adir",),
+    "select": ("adir",),
+    "serve": ("adir",),
     "status": ("adir",),
     "validate": (EDR,),
 }
@@ -101,6 +103,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("flat", "gone.IMG", "--out", "flat"), 1, "gone.IMG", "no such file"),
             m(("flat", "--from-batch", "nobatch", "--out", "flat"), 1, "nobatch", "no batch tracking database"),
             m(("report", "nobatch"), 1, "nobatch", "no tracking database"),
+            m(("serve", "nobatch"), 1, "nobatch", "no tracking database"),
+            m(("select", "nobatch", "--where", "status = done"), 1, "nobatch", "no tracking database"),
         ],
         "not a regular file": [
             m(("info", "adir"), 1, "adir", "is a folder"),
@@ -116,6 +120,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("batch", "pairs.txt", "--out", "afile", "--edr-dir", "adir"), 1, "afile", "is a file, not a folder"),
             m(("fetch", "P02_001981", "--urls", "urls.txt", "--to", "afile"), 1, "afile", "is a file, not a folder"),
             m(("report", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("serve", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("select", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
         ],
         "symbolic links": [
             m(("info", "loop_a"), 1, "loop_a", "loop of symbolic links"),

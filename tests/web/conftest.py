@@ -14,14 +14,14 @@ import sys
 import pytest
 
 from ..batch.conftest import faulty_runner, write_pairs
-from ..report.conftest import BAD, BAD_PAIR, CRASH_PAIR, GOOD_PAIR, IDS, add_quality, make_edrs, pair_id  # noqa: F401
+from ..report.conftest import BAD, BAD_PAIR, CRASH_PAIR, GOOD_PAIR, IDS, make_edrs, pair_id  # noqa: F401
 from ..report.helpers import copy_batch
 from ..tools.conftest import standin_path
 
 
 @pytest.fixture(scope="session")
 def batch_out(tmp_path_factory) -> pathlib.Path:
-    """Output folder of the report tests' 3-pair stand-in batch (1 done, 1 crashed, 1 invalid EDR) with QA rows.
+    """Output folder of the report tests' 3-pair stand-in batch (1 done, 1 crashed, 1 invalid EDR) with its QA.
 
     ISIS calibration (the stand-ins' chain), so the folder holds every kind of
     step and product the pages show. Tests must not change it: copy it first.
@@ -50,8 +50,7 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
     finally:
         os.environ["PATH"] = old
     assert summary.pairs == {"done": 1, "failed": 2}, summary
-    add_quality(out, edr)
-    return out
+    return out  # the batch records QA itself: image grades, thumbnails, DEM pictures, STAC item
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"

@@ -36,6 +36,9 @@ def test_pages_show_the_batch(batch_copy):
         ov = c.get("/api/overview").json()
         assert ov["counts"]["pairs"] == {"failed": 2, "done": 1}
         assert set(ov["fragments"]) == {"summary", "progress", "running", "failures"}
+        names = [st["step"] for st in ov["steps"]]
+        assert len(names) == len(set(names)) and names[:2] == ["fetch", "validate"]  # one row a step, chain order
+        assert ov["steps"][names.index("validate")]["counts"] == {"failed": 1, "done": 4}
         assert ov["failure_total"] == 2
 
         images = c.get("/images")
@@ -151,3 +154,15 @@ def test_overview_html_for_notebooks_is_one_escaped_iframe(batch_copy):
     inner = tags[0][1]["srcdoc"]
     assert "steps-table" in inner and "point2dem" in inner and "failures-table" in inner
     assert "<script" not in inner
+
+
+def test_stac_command_writes_the_grades_into_the_batch_catalog(batch_copy):
+    from ctxdask.batch import grades
+    from ctxdask.cli import main
+
+    good = pair_id(GOOD_PAIR)
+    grades.add_grade(batch_copy / "ctxdask-batch.sqlite", "pair", good, "fail", "seams", who="ana")
+    assert main(["stac", str(batch_copy)]) == 0  # and the items still validate
+    item = json.loads((batch_copy / "pairs" / good / f"{good}.stac.json").read_text())
+    assert item["properties"]["ctxdask:manual_grade"]["value"] == "fail"
+    assert item["properties"]["ctxdask:image_grades"][GOOD_PAIR[1]]["grade"] == "pass"
