@@ -25,7 +25,8 @@ Tables:
     relative to the output folder.
 ``tiles``
     Tiled stereo (:mod:`ctxdask.batch.tiles`): one row per tile of a pair,
-    its bbox in left map-image pixels, current status (``pending``,
+    its bbox in left map-image pixels and footprint in the map projection
+    (JSON ``[xmin, ymin, xmax, ymax]``), current status (``pending``,
     ``running``, ``done``, ``failed``, ``timeout``, ``interrupted``), attempts,
     and, when done, its delivered outputs (JSON role -> path relative to the
     output folder, and their sha256).
@@ -115,7 +116,7 @@ CREATE TABLE IF NOT EXISTS tiles (
     padding INTEGER NOT NULL,
     status TEXT NOT NULL DEFAULT 'pending' {_STATUS_CHECK},
     attempts INTEGER NOT NULL DEFAULT 0, failure_kind TEXT, error TEXT, outputs TEXT, sha256 TEXT,
-    updated TEXT, PRIMARY KEY (pair_id, tile_index)
+    footprint TEXT, updated TEXT, PRIMARY KEY (pair_id, tile_index)
 );
 CREATE TABLE IF NOT EXISTS tile_attempts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -369,12 +370,17 @@ class TrackingDB:
                            now()))
 
     # ----------------------------------------------------------------- tiles
-    def register_tiles(self, pair_id: str, tiles: Iterable) -> None:
-        """Insert a pair's tiles (``Tile`` objects) not yet known; existing rows are kept."""
+    def register_tiles(self, pair_id: str, tiles: Iterable, footprints: Mapping[int, Any] | None = None) -> None:
+        """Insert a pair's tiles (``Tile`` objects) not yet known; existing rows are kept.
+
+        ``footprints`` maps tile index -> ``(xmin, ymin, xmax, ymax)`` in the map projection.
+        """
+        feet = footprints or {}
         self.conn.executemany(
-            "INSERT OR IGNORE INTO tiles (pair_id, tile_index, x, y, width, height, padding, updated) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(pair_id, t.index, t.x, t.y, t.width, t.height, t.padding, now()) for t in tiles])
+            "INSERT OR IGNORE INTO tiles (pair_id, tile_index, x, y, width, height, padding, footprint, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pair_id, t.index, t.x, t.y, t.width, t.height, t.padding,
+              json.dumps(list(feet[t.index])) if t.index in feet else None, now()) for t in tiles])
 
     def set_tile(self, pair_id: str, index: int, status: str, **fields: Any) -> None:
         """Set a tile's status and other columns (``outputs``/``sha256`` mappings are stored as JSON)."""
@@ -412,6 +418,7 @@ class TrackingDB:
         for row in rows:
             for name in ("outputs", "sha256"):
                 row[name] = json.loads(row[name]) if row[name] else {}
+            row["footprint"] = json.loads(row["footprint"]) if row.get("footprint") else None
         return rows
 
     def tile_attempts(self, pair_id: str, index: int | None = None) -> list[dict]:

@@ -279,7 +279,7 @@ class TiledPairs:
 
     def _plan_ready(self, pair_id: str, plan: TilePlan) -> None:
         pair = self.pairs[pair_id]
-        self.db.register_tiles(pair_id, plan.tiles)
+        self.db.register_tiles(pair_id, plan.tiles, plan.footprints)
         previous = {r["tile_index"]: r for r in self.db.tiles(pair_id)}
         # a tile counts as done only with its delivered outputs still there, checksums recorded
         for row in previous.values():

@@ -81,6 +81,8 @@ class TilePlan:
     tiles: tuple[Tile, ...]
     t_srs: str | None
     spacing: float
+    #: tile index -> (xmin, ymin, xmax, ymax) in the map projection (for the tile map)
+    footprints: Mapping[int, tuple[float, float, float, float]] = dataclasses.field(default_factory=dict)
 
 
 def plan_tiles(parse: Outcome, left_map: Outcome, ctx: BatchContext, *, t_srs: str | None = None,
@@ -102,7 +104,11 @@ def plan_tiles(parse: Outcome, left_map: Outcome, ctx: BatchContext, *, t_srs: s
     with rasterio.open(localize(left_map, ctx, me, made).outputs["map"]) as src:
         crs = src.crs.to_wkt() if src.crs else None
         pixel = abs(src.res[0])
-    return TilePlan(tiles, t_srs or crs, float(spacing or pixel * DEFAULT_SPACING_FACTOR))
+        feet = {}
+        for t in tiles:
+            (x0, x1), (y0, y1) = zip(src.transform * (t.x, t.y), src.transform * (t.x + t.width, t.y + t.height))
+            feet[t.index] = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    return TilePlan(tiles, t_srs or crs, float(spacing or pixel * DEFAULT_SPACING_FACTOR), feet)
 
 
 @dataclasses.dataclass(frozen=True)
