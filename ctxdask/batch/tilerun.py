@@ -9,7 +9,7 @@
    :func:`ctxdask.batch.work.execute`;
 2. the tile plan (:func:`~ctxdask.batch.tiles.plan_tiles`), then one task per
    tile attempt (:func:`~ctxdask.batch.tiles.run_tile`, key
-   ``stereo_tile-<L>-<R>-<index>-try<n>``) with the tile step's worker
+   ``stereo_tile-<L>-<R>-<index>-<run token>-try<n>``) with the tile step's worker
    resources (``stereo=1`` and any memory figure), so every worker with room
    takes tiles of any pair. A retry asks for the workers the tile has not
    failed on (a loose restriction: any worker when there is no other);
@@ -127,6 +127,9 @@ class TiledPairs:
         self.lowres_dem = lowres_dem or recipe.settings.lowres_dem
         self.retry_failed = retry_failed
         self.topic = f"ctxdask-tiles-{uuid.uuid4().hex[:12]}"
+        # dask keys name the run: a client keeps finished results under their keys for a while,
+        # and an earlier run's result (or failure) must never stand in for this run's task
+        self.run_tag = self.topic.rsplit("-", 1)[1]
         # mosaics hash their outputs (and log) on their worker for delivery
         self.ctx = BatchContext(recipe=recipe, source=None, options=self.options, topic=self.topic,
                                 chunk_size=chunk_size, deliver=frozenset(m.name for m in recipe.mosaic_steps))
@@ -160,12 +163,13 @@ class TiledPairs:
                             needs=tuple(call.upstream))
             futures[call.step] = self.client.submit(
                 execute, task, self.ctx, *(futures[k.split("-")[0]] for k in call.upstream),
-                key=call.key, pure=False, resources=dict(call.resources) or None)
+                key=f"{call.key}-{self.run_tag}", pure=False, resources=dict(call.resources) or None)
             self.waiting[futures[call.step]] = ("prep", pair.pair_id, call.step)
         self.prep[pair.pair_id] = futures
         s = self.recipe.settings
         plan = self.client.submit(plan_tiles, futures["stereo_parse"], futures["mapproject_left"], self.ctx,
-                                  t_srs=s.t_srs, spacing=s.dem_spacing, key=f"tile_plan-{pair.pair_id}", pure=False)
+                                  t_srs=s.t_srs, spacing=s.dem_spacing, key=f"tile_plan-{pair.pair_id}-{self.run_tag}",
+                                  pure=False)
         self.waiting[plan] = ("plan", pair.pair_id, None)
 
     def _submit_tile(self, pair_id: str, tile: Tile) -> None:
@@ -175,7 +179,7 @@ class TiledPairs:
         step = StepTask(key=call.key, step=call.step, kind="recipe", scope="pair", subject=pair_id,
                         timeout=float(self.options.timeouts.get(call.step, call.timeout)), call=call,
                         needs=tuple(call.upstream))
-        task = TileTask(pair_id, tile, attempt, step)
+        task = TileTask(pair_id, tile, attempt, step, self.run_tag)
         prep = self.prep[pair_id]
         extra: dict[str, Any] = {}
         avoid = state.avoid(tile.index)
@@ -332,8 +336,8 @@ class TiledPairs:
             task = StepTask(key=call.key, step=call.step, kind="recipe", scope="pair", subject=pair_id,
                             timeout=float(self.options.timeouts.get(call.step, call.timeout)), call=call,
                             needs=tuple(k for _, k in tiles))
-            future = self.client.submit(execute, task, self.ctx, *upstream, key=call.key, pure=False,
-                                        resources=dict(call.resources) or None)
+            future = self.client.submit(execute, task, self.ctx, *upstream, key=f"{call.key}-{self.run_tag}",
+                                        pure=False, resources=dict(call.resources) or None)
             self.waiting[future] = ("mosaic", pair_id, call.step)
 
     def _handle(self, kind: str, pair_id: str, extra, future) -> None:

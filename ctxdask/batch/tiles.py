@@ -116,17 +116,19 @@ class TileTask:
     """One attempt at one tile, as sent to a worker.
 
     ``step.key`` is the tile's deterministic key (also its work dir,
-    ``stereo_tile-<L>-<R>-<index>``); ``dask_key`` adds the attempt.
+    ``stereo_tile-<L>-<R>-<index>``); ``dask_key`` adds the run and the
+    attempt (``...-007-<run token>-try2``).
     """
 
     pair_id: str
     tile: Tile
     attempt: int
     step: StepTask
+    run_tag: str = ""
 
     @property
     def dask_key(self) -> str:
-        return f"{self.step.key}-try{self.attempt}"
+        return f"{self.step.key}{'-' + self.run_tag if self.run_tag else ''}-try{self.attempt}"
 
 
 def _worker_address() -> str:
