@@ -429,11 +429,20 @@ class TrackingDB:
         return self.rows("SELECT * FROM tile_attempts WHERE pair_id = ? AND tile_index = ? ORDER BY attempt",
                          (pair_id, index))
 
-    def tile_progress(self) -> dict[str, dict[str, int]]:
-        """Pair -> tile status -> count, for pairs with tiles."""
-        out: dict[str, dict[str, int]] = {}
-        for r in self.conn.execute("SELECT pair_id, status, count(*) AS n FROM tiles GROUP BY pair_id, status"):
-            out.setdefault(r["pair_id"], {})[r["status"]] = r["n"]
+    def tile_progress(self) -> dict[str, dict[str, Any]]:
+        """Pair -> {"pair": pair status, "total": tiles, <tile status>: count}, for pairs with tiles.
+
+        Empty for a database made before tiled stereo (opened read-only, it has no ``tiles`` table).
+        """
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tiles'").fetchone():
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.conn.execute(
+                "SELECT t.pair_id, p.status AS pair_status, t.status, count(*) AS n FROM tiles t "
+                "LEFT JOIN pairs p ON p.pair_id = t.pair_id GROUP BY t.pair_id, t.status ORDER BY t.pair_id"):
+            entry = out.setdefault(r["pair_id"], {"pair": r["pair_status"], "total": 0})
+            entry[r["status"]] = r["n"]
+            entry["total"] += r["n"]
         return out
 
     # --------------------------------------------------------------- queries
@@ -470,6 +479,7 @@ class TrackingDB:
                 "SELECT count(*) FROM steps WHERE status IN ('failed', 'timeout', 'interrupted')").fetchone()[0],
             "rejected": self.rows("SELECT line, text, reason FROM rejected WHERE run_id = "
                                   "(SELECT max(run_id) FROM rejected) ORDER BY line"),
+            "tiles": self.tile_progress(),
             "products": dict(self.conn.execute(
                 "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM products").fetchone()),
         }

@@ -101,7 +101,8 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
     xmax, ymax = max(b[2] for b in every), max(b[3] for b in every)
     scale = size / max(xmax - xmin, ymax - ymin, 1e-9)
     width, height = max(1, round((xmax - xmin) * scale)), max(1, round((ymax - ymin) * scale))
-    legend_h = 28 + 18 * ((len(OUTCOMES) + 2) // 3) + (18 if title else 0)
+    columns = max(1, min(len(OUTCOMES), (width + 20) // 160))
+    legend_h = 28 + 18 * (-(-len(OUTCOMES) // columns)) + (18 if title else 0)
     canvas = Image.new("RGBA", (width + 20, height + 20 + legend_h), (255, 255, 255, 255))
 
     def px(x, y):
@@ -144,7 +145,7 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
         key = t.get("outcome") or tile_outcome(t.get("status", "pending"), int(t.get("attempts") or 0))
         counts[key] = counts.get(key, 0) + 1
     for i, (key, (label, colour)) in enumerate(OUTCOMES.items()):
-        lx, ly = 10 + (i % 3) * 190, y + (i // 3) * 18
+        lx, ly = 10 + (i % columns) * 160, y + (i // columns) * 18
         draw.rectangle([lx, ly + 2, lx + 12, ly + 14], fill=(*colour, 255))
         draw.text((lx + 18, ly + 2), f"{label}: {counts.get(key, 0)}", fill=(0, 0, 0, 255), font=font)
     out = pathlib.Path(out)

@@ -121,18 +121,21 @@ def _db(tmp: pathlib.Path):
 
 
 def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path):
-    pair = _run(tiled_client, tmp_path, "5:hang@1,7:crash", tile_timeout=4.0)
+    # the deadline leaves healthy stand-in tiles (~2 s on a loaded 2-core machine) ample room
+    pair = _run(tiled_client, tmp_path, "5:hang@1,7:crash", tile_timeout=8.0)
     assert pair.status == "done", pair.error
     assert pair.decision.total == 12 and len(pair.decision.done) == 11 and set(pair.decision.holes) == {7}
     with _db(tmp_path) as db:
         rows = {r["tile_index"]: r for r in tile_rows(db, PAIR)}
+        table = "\n".join(str((a["tile_index"], a["attempt"], a["worker"], a["status"], a["failure_kind"],
+                                a["duration"])) for r in rows.values() for a in r["attempt_rows"])
         five = rows[5]["attempt_rows"]
-        assert [(a["status"], a["failure_kind"]) for a in five] == [("timeout", "timeout"), ("done", None)]
-        assert five[0]["worker"] != five[1]["worker"]  # the retry went to the other worker
+        assert [(a["status"], a["failure_kind"]) for a in five] == [("timeout", "timeout"), ("done", None)], table
+        assert five[0]["worker"] != five[1]["worker"], table  # the retry went to the other worker
         seven = rows[7]["attempt_rows"]
         assert [(a["status"], a["failure_kind"], a["exit_code"]) for a in seven] == [("failed", "signal", -11)] * 3
         assert rows[7]["status"] == "failed" and "SIGSEGV" in rows[7]["error"]
-        assert all(len(r["attempt_rows"]) == 1 for i, r in rows.items() if i not in (5, 7))
+        assert all(len(r["attempt_rows"]) == 1 for i, r in rows.items() if i not in (5, 7)), table
         workers = {a["worker"] for r in rows.values() for a in r["attempt_rows"]}
         assert len(workers) == 2, "the tiles of one pair ran on both workers"
         assert db.rows("SELECT status, error FROM pairs")[0]["error"] == "11/12 tiles done; DEM with holes at tiles 7"
@@ -161,6 +164,12 @@ def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path):
     h, w = 3 * 100, 4 * 100
     centre = image[10 + h // 2 - 20: 10 + h // 2 + 20, 10 + w - 70: 10 + w - 30].reshape(-1, 3)
     assert (centre[:, 0] > 180).mean() > 0.9 and (centre[:, 1] < 200).mean() > 0.5
+    # the static report shows it beside the pair
+    from ctxdask.report import build_report
+
+    html = build_report(tmp_path / "out").read_text()
+    assert "tile map" in html and f"{PAIR}_tiles.png" in html
+    assert (tmp_path / "out" / "report" / "files" / "thumbs" / f"{PAIR}_tiles.png").is_file()
 
 
 def test_three_of_four_tiles_failing_fails_the_pair(tiled_client, tmp_path):
@@ -284,3 +293,30 @@ def test_retry_failed_reruns_failed_tiles_only(tiled_client, tmp_path):
     with _db(tmp_path) as db:
         counts = {i: [a["status"] for a in db.tile_attempts(PAIR, i)] for i in range(4)}
     assert counts == {0: ["done"], 1: ["failed", "done"], 2: ["done"], 3: ["done"]}
+
+
+def test_status_shows_tile_progress_of_running_pairs(tmp_path, capsys):
+    from ctxdask.batch.db import TrackingDB
+    from ctxdask.batch.pairlist import Pair
+    from ctxdask.cli import main
+
+    tiles = [Tile(i, 16 * i, 0, 16, 16, 4) for i in range(4)]
+    with TrackingDB(tmp_path / "ctxdask-batch.sqlite") as db, db.transaction():
+        db.register([Pair(LEFT, RIGHT), Pair(RIGHT, LEFT)], [LEFT, RIGHT])
+        db.set_subject("pairs", PAIR, "running")
+        db.set_subject("pairs", f"{RIGHT}-{LEFT}", "done")
+        db.register_tiles(PAIR, tiles)
+        db.register_tiles(f"{RIGHT}-{LEFT}", tiles)
+        row = db.start_tile_attempt(PAIR, tiles[0], run_id=1, dask_key="k0", worker="tcp://w1:1")
+        db.end_tile_attempt(row, "done")
+        db.set_tile(PAIR, 0, "done", outputs={"dem": "a.tif"}, sha256={"a.tif": "0" * 64})
+        db.start_tile_attempt(PAIR, tiles[1], run_id=1, dask_key="k1", worker="tcp://w2:1")
+        for i in range(3):
+            db.set_tile(f"{RIGHT}-{LEFT}", i, "done")
+        db.set_tile(f"{RIGHT}-{LEFT}", 3, "failed", error="error: no matches")
+    assert main(["status", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"tiles of running pairs:\n  {PAIR}: 1/4 done, 2 pending, 1 running" in out
+    assert f"{RIGHT}-{LEFT}: DEM from 3/4 tiles (holes recorded)" in out
+    with TrackingDB(tmp_path / "ctxdask-batch.sqlite", readonly=True) as db:
+        assert db.tiles(PAIR)[0]["outputs"] == {"dem": "a.tif"} and db.tiles(PAIR)[1]["attempts"] == 1
