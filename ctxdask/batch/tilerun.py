@@ -378,44 +378,76 @@ class TiledPairs:
     def open_pairs(self) -> list[str]:
         return [p for p, pair in self.pairs.items() if pair.status not in ("done", "failed")]
 
-    def run(self, pairs: Iterable[TiledPair], *, timeout: float | None = None) -> list[TiledPair]:
-        """Run ``pairs`` to their end; return them with status, decision and products."""
+    def start(self, pairs: Iterable[TiledPair] = ()) -> None:
+        """Listen for the tiles' start events and submit ``pairs`` (more can be :meth:`add`-ed later)."""
+        self.client.subscribe_topic(self.topic, self._on_event)
+        with self.db.transaction():
+            for pair in pairs:
+                self.db.register([Pair(pair.left, pair.right)], [pair.left, pair.right])
+                self.db.set_subject("pairs", pair.pair_id, "running")
+                self.add(pair)
+
+    def poll(self, wait_seconds: float = 0.1) -> list[TiledPair]:
+        """Handle what finished (waiting at most ``wait_seconds``); return the pairs that ended now.
+
+        One pass of the loop, so that an outer loop (the batch driver's) can
+        interleave it with its own work.
+        """
         from distributed import wait
 
-        self.client.subscribe_topic(self.topic, self._on_event)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
+        before = set(self.open_pairs)
+        if self.waiting and wait_seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                wait(list(self.waiting), timeout=wait_seconds, return_when="FIRST_COMPLETED")
+        elif wait_seconds > 0:
+            time.sleep(min(wait_seconds, 0.05))
+        done = [f for f in self.waiting if f.done()]
+        ready = [cf for cf in self.deliveries if cf.done()]
+        with self.db.transaction():
+            self._drain_events()
+            for future in done:
+                kind, pair_id, extra = self.waiting.pop(future)
+                self._handle(kind, pair_id, extra, future)
+            for cf in ready:
+                pair_id = self.deliveries[cf][0]
+                self._delivered(cf)
+                if pair_id in self.state:
+                    self._maybe_decide(pair_id)
+            if not self.waiting and not self.deliveries:
+                for pair_id in self.open_pairs:
+                    self._finish(pair_id, "failed", "internal error: no work left in flight")
+        return [self.pairs[p] for p in before - set(self.open_pairs)]
+
+    def stop(self, *, cancel: bool = False) -> None:
+        """Stop listening; with ``cancel``, cancel everything in flight (running programs are stopped)."""
+        if cancel:
+            with contextlib.suppress(Exception):
+                self.client.cancel(list(self.waiting))
             with self.db.transaction():
-                for pair in pairs:
-                    self.db.register([Pair(pair.left, pair.right)], [pair.left, pair.right])
-                    self.db.set_subject("pairs", pair.pair_id, "running")
-                    self.add(pair)
+                for row in self.rows.values():
+                    self.db.end_tile_attempt(row, "interrupted", error="the run was interrupted")
+                for pair_id in self.open_pairs:
+                    self.db.set_subject("pairs", pair_id, "interrupted", "the run was interrupted")
+            self.rows.clear()
+        with contextlib.suppress(Exception):
+            self.client.unsubscribe_topic(self.topic)
+        self.deliverer.shutdown(cancel=True)
+
+    def run(self, pairs: Iterable[TiledPair], *, timeout: float | None = None) -> list[TiledPair]:
+        """Run ``pairs`` to their end; return them with status, decision and products."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.start(pairs)
+        try:
             while self.open_pairs:
                 if deadline is not None and time.monotonic() > deadline:
                     raise TimeoutError(f"tiled pairs still open after {timeout:g} s: {self.open_pairs}")
-                with contextlib.suppress(TimeoutError):
-                    wait(list(self.waiting), timeout=0.1, return_when="FIRST_COMPLETED")
-                done = [f for f in self.waiting if f.done()]
-                ready = [cf for cf in self.deliveries if cf.done()]
-                with self.db.transaction():
-                    self._drain_events()
-                    for future in done:
-                        kind, pair_id, extra = self.waiting.pop(future)
-                        self._handle(kind, pair_id, extra, future)
-                    for cf in ready:
-                        pair_id = self.deliveries[cf][0]
-                        self._delivered(cf)
-                        if pair_id in self.state:
-                            self._maybe_decide(pair_id)
-                if not self.waiting and not self.deliveries and self.open_pairs:
-                    for pair_id in self.open_pairs:
-                        self._finish(pair_id, "failed", "internal error: no work left in flight")
+                self.poll()
             with self.db.transaction():
                 self._drain_events()
-        finally:
-            with contextlib.suppress(Exception):
-                self.client.unsubscribe_topic(self.topic)
-            self.deliverer.shutdown(cancel=True)
+        except BaseException:
+            self.stop(cancel=True)
+            raise
+        self.stop()
         return list(self.pairs.values())
 
 
