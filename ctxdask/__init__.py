@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 # public name -> "module:attribute"
 _LAZY = {
-    "open_edr": "ctxdask.edr:open_edr",
+    "open_edr": "ctxdask.backend:open_edr",
     "read_label": "ctxdask.pds3:read_label",
     "validate": "ctxdask.validation:validate",
     "ValidationReport": "ctxdask.validation:ValidationReport",

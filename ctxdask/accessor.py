@@ -1,6 +1,6 @@
 """``ds.ctx``: a stateless façade over ctxdask's module functions.
 
-Registered when :mod:`ctxdask.edr` is imported (every Dataset from
+Registered when :mod:`ctxdask.backend` is imported (every Dataset from
 :func:`ctxdask.open_edr` has it). Each method forwards to the function of the
 same job and returns what it returns; the accessor keeps no state.
 

@@ -1,35 +1,26 @@
-"""CTX EDRs: the line layout, the lazy backing array, and :func:`open_edr`.
+"""CTX EDRs: the label checked and described, the lazy backing array, the Dataset.
 
 A CTX EDR is a PDS3 label followed by ``LINES`` records of ``LINE_SAMPLES``
-unsigned bytes. Each raw line holds, in order, prefix pixels (some of them
-masked dark-reference pixels), the active detector pixels, and suffix pixels.
-How many of each depends on the summing mode and on whether the image starts
-at the first CCD pixel; :data:`LAYOUTS` is the table ISIS ``mroctx2isis`` uses
-(DESIGN.md section 4, EDR SIS section 4.3).
-
-:func:`describe_edr` reads and checks the label only; :func:`open_edr` wraps
-the result in an :class:`xarray.Dataset` whose variables read line windows on
-demand through :class:`CTXBackendArray`.
+unsigned bytes laid out as :class:`ctxdask.layout.EDRLayout` says.
+:func:`describe_edr` reads and checks the label only (with the structural
+checks of :mod:`ctxdask.structure`, shared with :func:`ctxdask.validate`);
+:func:`edr_dataset` wraps the result in an :class:`xarray.Dataset` whose
+variables read line windows on demand through :class:`CTXBackendArray`.
+:func:`ctxdask.open_edr` (in :mod:`ctxdask.backend`) puts the two together.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import os
-import re
-import warnings
 from typing import Any
 
-import dask.array as da
 import numpy as np
 import xarray as xr
-from dask.base import tokenize
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
 from ctxdask import __version__, config, rawio
-from ctxdask import accessor as _accessor  # noqa: F401  (registers the ds.ctx accessor)
 from ctxdask.exceptions import (
     LabelError,
     LabelInconsistentError,
@@ -37,86 +28,25 @@ from ctxdask.exceptions import (
     TruncatedFileError,
     UnsupportedModeError,
 )
+from ctxdask.layout import LAYOUTS, EDRLayout
 from ctxdask.pds3 import Label, label_attrs, read_label
+from ctxdask.structure import EDR_DATA_SET_ID, Problem, check_structure, first_error, label_time
 
 __all__ = [
     "CTX_BUFFER_BYTES",
+    "EDR_DATA_SET_ID",
     "EDRLayout",
     "EDRProduct",
     "CTXBackendArray",
     "LAYOUTS",
     "describe_edr",
-    "open_edr",
+    "edr_dataset",
 ]
 
 #: the instrument's image buffer (SIS 2.1: eight 32M x 8 SDRAMs); no EDR can be larger
 CTX_BUFFER_BYTES = 256 * 1024 * 1024
-#: the EDR data set (SIS 4.1)
-EDR_DATA_SET_ID = "MRO-M-CTX-2-EDR-L0-V1.0"
 #: companding modes the SIS names; only SQROOT has a published table
 BIT_MODES = ("SQROOT", *(f"LIN{n}" for n in range(1, 17)), *(f"LIN{n}CYC" for n in range(1, 17)))
-
-#: (SAMPLING_FACTOR, SAMPLE_FIRST_PIXEL > 0) -> (prefix bytes, dark start, dark stop, suffix bytes);
-#: dark columns are 0-based raw columns, stop exclusive
-LAYOUTS: dict[tuple[int, bool], tuple[int, int, int, int]] = {
-    (1, False): (38, 14, 38, 18),
-    (1, True): (16, 0, 16, 0),
-    (2, False): (19, 7, 19, 9),
-    (2, True): (8, 0, 8, 0),
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class EDRLayout:
-    """Where the prefix, dark, active and suffix pixels sit in a raw line."""
-
-    line_samples: int
-    summing: int
-    first_pixel: int
-    prefix_bytes: int
-    dark_start: int
-    dark_stop: int
-    suffix_bytes: int
-
-    @classmethod
-    def for_modes(cls, line_samples: int, summing: int, first_pixel: int) -> EDRLayout:
-        """The layout of a line of ``line_samples`` bytes in the given modes."""
-        prefix, dark_start, dark_stop, suffix = LAYOUTS[(summing, first_pixel > 0)]
-        return cls(line_samples, summing, first_pixel, prefix, dark_start, dark_stop, suffix)
-
-    @property
-    def active_start(self) -> int:
-        """First raw column of the active image."""
-        return self.prefix_bytes
-
-    @property
-    def active_stop(self) -> int:
-        """Raw column after the last active pixel."""
-        return self.line_samples - self.suffix_bytes
-
-    @property
-    def samples(self) -> int:
-        """Number of active samples per line."""
-        return self.active_stop - self.active_start
-
-    @property
-    def flat_offset(self) -> int:
-        """First CCD pixel of the image as ctxcal indexes the flat field."""
-        return self.first_pixel - 38 if self.first_pixel > 0 else 0
-
-    def detector_pixels(self) -> np.ndarray:
-        """CCD pixel under each active sample (the first of the pair when summing 2)."""
-        return self.flat_offset + self.summing * np.arange(self.samples)
-
-    @property
-    def regions(self) -> dict[str, tuple[int, int]]:
-        """Raw column range ``(start, stop)`` of each variable."""
-        return {
-            "image": (self.active_start, self.active_stop),
-            "dark": (self.dark_start, self.dark_stop),
-            "prefix": (0, self.prefix_bytes),
-            "suffix": (self.active_stop, self.line_samples),
-        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +69,8 @@ class EDRProduct:
     start_time: np.datetime64
     checksum: int | None
     storage_options: dict | None = None
+    #: structural warnings (and, from ``describe_edr(strict=False)``, errors) of :mod:`ctxdask.structure`
+    problems: tuple[Problem, ...] = ()
 
     @property
     def line_bytes(self) -> int:
@@ -168,8 +100,14 @@ def describe_edr(
     *,
     storage_options: dict | None = None,
     allow_unsupported_mode: bool = False,
+    strict: bool = True,
 ) -> EDRProduct:
     """Read an EDR's label, check it is a raw CTX EDR this package can read, and describe it.
+
+    Reads the label and the file's size, nothing else. Besides what it needs
+    to describe the product, it runs every structural check of
+    :func:`ctxdask.structure.check_structure` (the ones :func:`ctxdask.validate`
+    reports) and refuses the first error.
 
     Parameters
     ----------
@@ -180,6 +118,9 @@ def describe_edr(
     allow_unsupported_mode : bool
         Describe LIN-companded images too (their raw bytes are readable, but no
         decompanding table exists for them).
+    strict : bool
+        Raise the first structural error (default). ``False`` keeps every
+        structural problem in ``product.problems`` instead, for reports that list them all.
 
     Raises
     ------
@@ -255,9 +196,19 @@ def describe_edr(
         )
 
     exposure_ms = _exposure_ms(module, where)
-    start_time = _start_time(module, where)
+    start_time = np.datetime64(label_time(module, "START_TIME", where), "ns")
     data_source, image_offset = label.pointer("IMAGE")
-    file_size = _check_sizes(label, data_source, image_offset, lines * line_samples, storage_options)
+    try:
+        file_size = rawio.source_size(data_source, storage_options)
+    except FileNotFoundError:
+        raise TruncatedFileError(
+            data_source, f"the image data file named by the label of {where} does not exist"
+        ) from None
+    problems = check_structure(
+        label, layout, lines, data_source=data_source, image_offset=image_offset, file_size=file_size
+    )
+    if strict and (error := first_error(problems, where)) is not None:
+        raise error
 
     checksum = image.get("CHECKSUM")
     return EDRProduct(
@@ -274,6 +225,7 @@ def describe_edr(
         start_time=start_time,
         checksum=checksum if isinstance(checksum, int) else None,
         storage_options=storage_options,
+        problems=tuple(problems),
     )
 
 
@@ -379,132 +331,6 @@ def edr_dataset(product: EDRProduct, *, chunk_lines: int | None = None) -> xr.Da
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
-_CHUNKS_DEFAULT: Any = object()
-
-
-def open_edr(
-    source: str | os.PathLike,
-    *,
-    chunks: Any = _CHUNKS_DEFAULT,
-    storage_options: dict | None = None,
-    allow_unsupported_mode: bool = False,
-) -> xr.Dataset:
-    """Open a CTX EDR as a lazily chunked :class:`xarray.Dataset`.
-
-    Only the label is read; pixels are read line block by line block when
-    computed. The same as ``xr.open_dataset(source, engine="ctx", chunks={})``.
-
-    Parameters
-    ----------
-    source : str or os.PathLike
-        ``.IMG`` path (label attached or detached ``.LBL`` beside it), a detached
-        label, or an fsspec URL (``https://...`` uses HTTP range requests).
-    chunks : dict, str or None, optional
-        As for :func:`xarray.open_dataset`. The default uses full-width blocks of
-        ``ctxdask.chunk-lines`` lines; ``None`` gives xarray's lazy, non-dask arrays.
-    storage_options : dict, optional
-        fsspec options for remote sources.
-    allow_unsupported_mode : bool
-        Open LIN-companded images (raw bytes only; they cannot be decompanded).
-
-    Returns
-    -------
-    xarray.Dataset
-        Variables ``image``, ``dark``, ``prefix``, ``suffix`` (uint8), coords
-        ``line``, ``sample``, ``detector_pixel``, ``time``, label keywords as attrs.
-
-    Raises
-    ------
-    CTXError
-        A subclass naming the file and what is wrong with it.
-
-    Examples
-    --------
-    >>> ds = ctxdask.open_edr("B10_013341_1010_XN_79S172W.IMG")  # doctest: +SKIP
-    >>> ds.image.attrs["calibration"]  # doctest: +SKIP
-    'raw'
-    """
-    from ctxdask.backend import CTXBackendEntrypoint
-
-    if chunks is _CHUNKS_DEFAULT:
-        chunks = {}
-    line_chunks = _line_chunks(chunks)
-    if line_chunks is not None:
-        product = describe_edr(source, storage_options=storage_options, allow_unsupported_mode=allow_unsupported_mode)
-        return _shared_read_dataset(product, line_chunks or int(config.get("chunk-lines")))
-    with warnings.catch_warnings():
-        # preferred_chunks are a default, not a storage layout: any line window of a raw
-        # EDR is one contiguous read, so chunks that split them cost nothing extra
-        warnings.filterwarnings("ignore", message="The specified chunks separate the stored chunks")
-        return xr.open_dataset(
-            os.fspath(source),
-            engine=CTXBackendEntrypoint,
-            chunks=chunks,
-            storage_options=storage_options,
-            allow_unsupported_mode=allow_unsupported_mode,
-        )
-
-
-class _LineWindows:
-    """numpy-style ``[lines, columns]`` access to every raw byte of an EDR, for ``da.from_array``."""
-
-    def __init__(self, array: CTXBackendArray):
-        self.array = array
-        self.shape = array.shape
-        self.dtype = array.dtype
-        self.ndim = 2
-
-    def __getitem__(self, key: tuple) -> np.ndarray:
-        return self.array._raw_indexing_method(key)
-
-
-def _line_chunks(chunks: Any) -> int | None:
-    """Lines per chunk when ``chunks`` only splits lines (0: the default), else None."""
-    if isinstance(chunks, int) and not isinstance(chunks, bool) and chunks > 0:
-        return chunks
-    if isinstance(chunks, dict) and set(chunks) <= {"line"}:
-        value = chunks.get("line", 0)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-    return None
-
-
-def _shared_read_dataset(product: EDRProduct, chunk_lines: int) -> xr.Dataset:
-    """The EDR Dataset with all four variables sliced from one dask array of whole lines.
-
-    ``xr.open_dataset`` chunks each variable on its own, so computing ``image``
-    and ``dark`` together would read every line twice; here each line block is
-    read once and sliced, and dask fuses the slice into the read when only
-    one variable is used.
-    """
-    ds = edr_dataset(product, chunk_lines=chunk_lines)
-    whole = CTXBackendArray(
-        product.data_source, product.image_offset, product.line_bytes, product.lines,
-        (0, product.line_bytes), product.storage_options,
-    )
-    stamp = _modified_stamp(product)
-    name = "ctx-lines-" + tokenize(product.data_source, product.image_offset, product.lines, product.line_bytes,
-                                   product.file_size, stamp, chunk_lines)
-    raw = da.from_array(
-        _LineWindows(whole), chunks=(chunk_lines, -1), name=name, lock=False, asarray=False,
-        meta=np.empty((0, 0), dtype=np.uint8),
-    )
-    variables = {}
-    for var, (c0, c1) in product.layout.regions.items():
-        variables[var] = ds[var].variable.copy(data=raw[:, c0:c1], deep=False)
-    return ds.assign(variables)
-
-
-def _modified_stamp(product: EDRProduct) -> float | None:
-    """Modification time of a local data file, so a rewritten file gets new dask keys."""
-    if rawio.is_remote(product.data_source):
-        return None
-    try:
-        return os.stat(product.data_source).st_mtime_ns
-    except OSError:
-        return None
-
-
 # -- label checks ----------------------------------------------------------------------
 
 
@@ -527,45 +353,3 @@ def _exposure_ms(module: Any, where: str) -> float:
     if scale is None:
         raise LabelInconsistentError(where, f"LINE_EXPOSURE_DURATION has unknown units <{units}>")
     return float(value) * scale
-
-
-def _start_time(module: Any, where: str) -> np.datetime64:
-    value = module.get("START_TIME")
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.timezone.utc).replace(tzinfo=None)
-        return np.datetime64(value, "ns")
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z?", value):
-        return np.datetime64(value.rstrip("Z"), "ns")
-    raise LabelInconsistentError(where, f"START_TIME is {value!r}; expected a UTC time yyyy-mm-ddThh:mm:ss.fff")
-
-
-def _check_sizes(
-    label: Label, data_source: str, image_offset: int, image_bytes: int, storage_options: dict | None
-) -> int | None:
-    """Check the label's own size claims, then the file against them."""
-    module = label.module
-    needed = image_offset + image_bytes
-    record_bytes, file_records = module.get("RECORD_BYTES"), module.get("FILE_RECORDS")
-    if isinstance(record_bytes, int) and isinstance(file_records, int):
-        declared = record_bytes * file_records
-        if declared < needed:
-            raise LabelInconsistentError(
-                label.source,
-                f"the label contradicts itself: the IMAGE object ends at byte {needed:,} but "
-                f"FILE_RECORDS x RECORD_BYTES = {file_records:,} x {record_bytes:,} = {declared:,}",
-            )
-    try:
-        size = rawio.source_size(data_source, storage_options)
-    except FileNotFoundError:
-        raise TruncatedFileError(
-            data_source, f"the image data file named by the label of {label.source} does not exist"
-        ) from None
-    if size is not None and size < needed:
-        raise TruncatedFileError(
-            data_source,
-            f"truncated image: the label needs {needed:,} bytes but the file has {size:,} "
-            f"({(needed - size) / max(label.module['IMAGE']['LINE_SAMPLES'], 1):,.0f} lines short); "
-            "the download was probably interrupted, fetch the product again",
-        )
-    return size

@@ -27,9 +27,12 @@ __all__ = [
     "MissingFileError",
     "NotAFileError",
     "NotCTXError",
+    "OutputPathError",
     "TruncatedFileError",
     "UnsupportedModeError",
     "UnityFlatWarning",
+    "UnreachableURLError",
+    "UnreadableFileError",
     "ToolCancelledError",
     "ToolError",
     "ToolFailedError",
@@ -65,6 +68,18 @@ class MissingFileError(CTXError, FileNotFoundError):
 
 class NotAFileError(CTXError, IsADirectoryError):
     """The path exists but is a directory (or another non-regular file)."""
+
+
+class UnreadableFileError(CTXError, OSError):
+    """The file exists but cannot be read: permission denied, a symbolic-link loop, an I/O error."""
+
+
+class UnreachableURLError(CTXError, ConnectionError):
+    """A server could not be reached or refused the request (not a plain "no such file")."""
+
+
+class OutputPathError(CTXError, ValueError):
+    """An output path that cannot be written: unknown format, missing folder, a folder in the way."""
 
 
 class EmptyFileError(CTXError, ValueError):

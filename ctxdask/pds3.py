@@ -23,11 +23,10 @@ from typing import Any
 import fsspec
 import pvl
 
+from ctxdask import filecheck
 from ctxdask.exceptions import (
     EmptyFileError,
     LabelError,
-    MissingFileError,
-    NotAFileError,
 )
 
 __all__ = [
@@ -87,6 +86,8 @@ class Label:
         ``^IMAGE = 2048 <BYTES>`` (byte number, 1-based), ``^IMAGE = "F.IMG"``
         and ``^IMAGE = ("F.IMG", 2)``. A file name is taken relative to the
         label's folder, trying the upper/lower case variants PDS volumes use.
+        It must be a plain name in that folder: a label never makes ctxdask
+        read a file elsewhere (an absolute path, ``..``, a folder or a URL is refused).
         """
         key = f"^{name}"
         if key not in self.module:
@@ -122,6 +123,7 @@ class Label:
             if not self.attached:
                 raise LabelError(self.source, f"detached label whose ^{name} names no data file")
             return self.source, offset
+        _check_plain_name(filename, f"^{name}", self.source)
         return _find_sibling(self.source, filename), offset
 
 
@@ -249,19 +251,13 @@ def label_attrs(module: pvl.PVLModule, *, flatten: tuple[str, ...] = ("IMAGE",))
 
 
 def _read_head(fs: fsspec.AbstractFileSystem, path: str, source: str) -> bytes:
-    try:
-        info = fs.info(path)
-    except FileNotFoundError:
-        raise MissingFileError(source, "no such file") from None
-    except IsADirectoryError:
-        raise NotAFileError(source, "is a directory, not a PDS3 product file") from None
-    if info.get("type") == "directory":
-        raise NotAFileError(source, "is a directory, not a PDS3 product file")
-    size = info.get("size")
+    # folders, pipes, devices, link loops, permissions and dead servers are refused here
+    size = filecheck.checked_size(fs, path, source)
     if size == 0:
         raise EmptyFileError(source, "the file is empty (0 bytes): an interrupted download? fetch it again")
     end = LABEL_SEARCH_BYTES if size is None else min(size, LABEL_SEARCH_BYTES)
-    head = fs.cat_file(path, start=0, end=end)
+    with filecheck.source_errors(source):
+        head = fs.cat_file(path, start=0, end=end)
     if not head:
         raise EmptyFileError(source, "the file is empty (0 bytes): an interrupted download? fetch it again")
     return head
@@ -299,6 +295,23 @@ def _detached_candidates(source: str) -> list[str]:
     if ext in _DETACHED_SUFFIXES:
         return []
     return [stem + suffix for suffix in _DETACHED_SUFFIXES]
+
+
+def _check_plain_name(filename: str, key: str, source: str) -> None:
+    """Refuse a pointer file name that could lead out of the label's folder."""
+    bad = (
+        not filename.strip()
+        or filename in (".", "..")
+        or any(c in filename for c in "/\\:\0")
+        or os.path.isabs(filename)
+        or posixpath.isabs(filename)
+    )
+    if bad:
+        raise LabelError(
+            source,
+            f"{key} names the file {filename!r}: a PDS3 pointer must name a file in the label's own folder "
+            "(no path, '..', drive or URL); ctxdask does not follow it elsewhere",
+        )
 
 
 def _find_sibling(label_source: str, filename: str) -> str:

@@ -9,28 +9,22 @@ a start/end range, which becomes an HTTP Range request for ``https://`` URLs.
 
 from __future__ import annotations
 
-import os
-
 import fsspec
 import numpy as np
 
 from ctxdask.exceptions import TruncatedFileError
+from ctxdask.filecheck import checked_size, is_remote, local_path, source_errors
 
 __all__ = ["is_remote", "read_range", "read_records", "source_size"]
 
 
-def is_remote(source: str) -> bool:
-    """True for URLs that fsspec must open (anything but plain or ``file://`` paths)."""
-    protocol, _ = fsspec.core.split_protocol(source)
-    return protocol not in (None, "file", "local")
-
-
 def source_size(source: str, storage_options: dict | None = None) -> int | None:
-    """Size of a file or URL in bytes, ``None`` when the server does not say."""
-    if not is_remote(source):
-        return os.stat(_local_path(source)).st_size
+    """Size of a file or URL in bytes, ``None`` when the server does not say.
+
+    Raises the same errors as :func:`checked_size`.
+    """
     fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
-    return fs.info(path).get("size")
+    return checked_size(fs, path, source)
 
 
 def read_range(source: str, start: int, length: int, storage_options: dict | None = None) -> np.ndarray:
@@ -46,13 +40,14 @@ def read_range(source: str, start: int, length: int, storage_options: dict | Non
         return out
     if is_remote(source):
         fs, path = fsspec.core.url_to_fs(source, **(storage_options or {}))
-        data = fs.cat_file(path, start=start, end=start + length)
+        with source_errors(source):
+            data = fs.cat_file(path, start=start, end=start + length)
         got = len(data)
         out[:got] = np.frombuffer(data, dtype=np.uint8)
     else:
         view = memoryview(out)
         got = 0
-        with open(_local_path(source), "rb", buffering=0) as f:
+        with source_errors(source), open(local_path(source), "rb", buffering=0) as f:
             f.seek(start)
             while got < length:
                 n = f.readinto(view[got:])
@@ -83,7 +78,3 @@ def read_records(
     count = max(stop - first, 0)
     data = read_range(source, offset + first * record_bytes, count * record_bytes, storage_options)
     return data.reshape(count, record_bytes)
-
-
-def _local_path(source: str) -> str:
-    return source[len("file://") :] if source.startswith("file://") else source

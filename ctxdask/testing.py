@@ -9,11 +9,18 @@ noise, dark-reference pixels with distinct even (A) and odd (B) channel
 levels, and every value deterministic for a given ``seed`` however the file
 is written in blocks.
 
+For flat-field work, ``make_edr(scene=Scene(...), flat=known_flat())`` writes
+physically modelled pixels instead: a seed-dependent terrain (:class:`Scene`:
+level, contrast, haze) times a known detector flat (:func:`known_flat`:
+vignetting plus a fixed pixel-to-pixel pattern), plus the channel dark level
+and shot/read noise, companded through the SQROOT table.
+
 :func:`edr_from_label` pairs a real label with synthetic pixels sized to match.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pathlib
@@ -25,8 +32,17 @@ import numpy as np
 
 from ctxdask.edr import EDRLayout
 from ctxdask.product_id import is_product_id
+from ctxdask.radiometry.companding import SQROOT_TABLE, compand_block
 
-__all__ = ["DEFAULT_LINE_SAMPLES", "edr_from_label", "make_edr", "synthetic_lines", "byte_checksum"]
+__all__ = [
+    "DEFAULT_LINE_SAMPLES",
+    "Scene",
+    "byte_checksum",
+    "edr_from_label",
+    "known_flat",
+    "make_edr",
+    "synthetic_lines",
+]
 
 #: full-width raw line length of each (summing, first pixel > 0) mode as flown
 DEFAULT_LINE_SAMPLES = {(1, False): 5056, (1, True): 4096, (2, False): 2528, (2, True): 2048}
@@ -102,13 +118,21 @@ def synthetic_lines(
     seed: int = 0,
     lost_lines: Iterable[int] = (),
     saturated_fraction: float = 0.0,
+    scene: Scene | None = None,
+    flat: np.ndarray | None = None,
 ) -> np.ndarray:
     """Raw lines ``start:stop`` of the synthetic scene, ``(n, line_samples)`` uint8.
 
     Values depend only on ``seed`` and the line numbers, so any block split of
-    an image produces the same bytes.
+    an image produces the same bytes. With ``scene`` or ``flat``, the pixels are
+    the physical model of :func:`make_edr` (see :class:`Scene`).
     """
-    tiles = [_synthetic_tile(layout, t, seed, saturated_fraction)
+    if scene is not None or flat is not None:
+        model = _PhysicalModel(layout, seed, scene or Scene(), flat)
+        make_tile = lambda t: model.tile(t, saturated_fraction)  # noqa: E731
+    else:
+        make_tile = lambda t: _synthetic_tile(layout, t, seed, saturated_fraction)  # noqa: E731
+    tiles = [make_tile(t)
              for t in range(start // _TILE_LINES, (stop - 1) // _TILE_LINES + 1)] if stop > start else []
     first = (start // _TILE_LINES) * _TILE_LINES
     out = np.concatenate(tiles)[start - first : stop - first] if tiles else np.zeros((0, layout.line_samples), np.uint8)
@@ -125,19 +149,137 @@ def _synthetic_tile(layout: EDRLayout, tile: int, seed: int, saturated_fraction:
     # smooth "terrain" plus albedo stripes, raw values well inside 1..254
     scene = 110 + 45 * np.sin(lines / 157.0 + seed) * np.cos(columns / 97.0) + 20 * np.sin(columns / 23.0)
     out = (scene + rng.integers(-4, 5, size=(n, width), dtype=np.int8)).clip(1, 254).astype(np.uint8)
+    _reference_pixels(out, layout, rng)
+    if saturated_fraction > 0:
+        active = out[:, layout.active_start : layout.active_stop]
+        active[rng.random(active.shape) < saturated_fraction] = 255
+    return out
 
-    # prefix: non-dark reference bytes at one level, the masked dark pixels per channel
-    out[:, : layout.prefix_bytes] = 40
+
+def _reference_pixels(out: np.ndarray, layout: EDRLayout, rng: np.random.Generator) -> None:
+    """Fill the prefix (masked dark pixels per channel) and suffix bytes of raw lines in place."""
+    n = out.shape[0]
+    out[:, : layout.prefix_bytes] = 40  # non-dark reference bytes at one level
     dark = out[:, layout.dark_start : layout.dark_stop]
     noise = rng.integers(-1, 2, size=dark.shape, dtype=np.int8)
     parity = np.arange(dark.shape[1]) % 2
     dark[:] = (np.where(parity == 0, DARK_LEVELS[0], DARK_LEVELS[1]) + noise).astype(np.uint8)
     if layout.suffix_bytes:
         out[:, layout.active_stop :] = 35 + rng.integers(0, 3, size=(n, layout.suffix_bytes), dtype=np.uint8)
-    if saturated_fraction > 0:
-        active = out[:, layout.active_start : layout.active_stop]
-        active[rng.random(active.shape) < saturated_fraction] = 255
-    return out
+
+
+# -- physically modelled pixels for flat-field work ----------------------------------------------
+
+#: CCD pixels of the CTX line array (the length of a ctxcal flat)
+CCD_PIXELS = 5000
+
+
+def known_flat(seed: int = 0, *, vignetting: float = 0.12, pattern: float = 0.01, tilt: float = 0.02) -> np.ndarray:
+    """A CTX-like detector flat of :data:`CCD_PIXELS` values with median 1.
+
+    The product of a smooth cross-track falloff (the frown FU Berlin's monthly
+    flats remove: edges ``vignetting`` darker than the centre, with a slight
+    ``tilt`` between the two ends) and a fixed pixel-to-pixel pattern (Gaussian,
+    relative standard deviation ``pattern``, drawn from ``seed``).
+    """
+    x = np.linspace(-1.0, 1.0, CCD_PIXELS)
+    smooth = 1.0 - vignetting * x**2 + tilt / 2 * x
+    rng = np.random.default_rng([seed, 1000])
+    flat = smooth * (1.0 + pattern * rng.standard_normal(CCD_PIXELS))
+    return flat / np.median(flat)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scene:
+    """The radiance model of a synthetic image for flat-field tests.
+
+    The signal above dark, before the flat, is
+    ``level x ((1 - haze) x (1 + contrast x T) x A + haze)`` where ``T`` is a
+    unit-variance terrain: a sum of plane waves whose directions (at least 30
+    degrees off the track), wavelengths (20 to 400 pixels, more power in long
+    waves) and phases are drawn from the image seed, and ``A`` are smooth
+    along-track albedo stripes of relative size ``stripes``, also drawn from
+    the seed: every seed gives a different scene with its own cross-track
+    structure. ``haze`` adds a uniform veil and lowers contrast.
+    The detector then sees ``signal x flat + dark`` with shot noise
+    (``sqrt(DN)``) and 2 DN read noise; a bright ``level`` saturates.
+
+    Attributes
+    ----------
+    level : float
+        Mean signal in DN above dark.
+    contrast : float
+        Relative standard deviation of the terrain.
+    haze : float
+        Fraction of the signal that is a uniform veil (0: none, 1: featureless).
+    stripes : float
+        Relative standard deviation of the along-track albedo stripes.
+    waves : int
+        Plane waves in the terrain.
+    """
+
+    level: float = 900.0
+    contrast: float = 0.25
+    haze: float = 0.0
+    stripes: float = 0.02
+    waves: int = 24
+
+
+class _PhysicalModel:
+    """Raw tiles of ``Scene x flat + dark + noise`` for one image (see :class:`Scene`)."""
+
+    def __init__(self, layout: EDRLayout, seed: int, scene: Scene, flat: np.ndarray | None):
+        self.layout, self.seed, self.scene = layout, seed, scene
+        pixels = layout.detector_pixels()
+        if flat is None:
+            self.flat_row = np.ones(layout.samples)
+        else:
+            flat = np.asarray(flat, dtype=np.float64)
+            if flat.ndim != 1 or flat.size < int(pixels.max(initial=0)) + layout.summing:
+                raise ValueError(f"the flat needs {int(pixels.max(initial=0)) + layout.summing} detector pixels")
+            # what the summed sample sees: the mean of its CCD pixels, as ctxcal assumes
+            self.flat_row = flat[pixels] if layout.summing == 1 else (flat[pixels] + flat[pixels + 1]) / 2
+        # channel dark level under each active sample (even samples: A, odd: B), in DN
+        parity = np.arange(layout.samples) % 2
+        self.dark_dn = SQROOT_TABLE[np.where(parity == 0, DARK_LEVELS[0], DARK_LEVELS[1])].astype(np.float64)
+        rng = np.random.default_rng([seed, 2000])
+        wavelength = np.exp(rng.uniform(np.log(20.0), np.log(400.0), scene.waves))
+        # no wave runs closer than 30 degrees to the track: such waves are stripes that no
+        # image length averages out (``stripes`` models those explicitly)
+        angle = rng.uniform(np.pi / 6, 5 * np.pi / 6, scene.waves)
+        k = 2 * np.pi / wavelength
+        self.k_line, self.k_sample = k * np.sin(angle), k * np.cos(angle)
+        self.phase = rng.uniform(0, 2 * np.pi, scene.waves)
+        amplitude = wavelength**0.5
+        self.amplitude = amplitude / np.sqrt(np.sum(amplitude**2) / 2)  # unit variance
+        # along-track albedo stripes: smooth cross-track structure of relative size ``stripes``
+        x = np.arange(layout.samples) * layout.summing / CCD_PIXELS
+        stripes = sum(rng.standard_normal() * np.sin(2 * np.pi * (j * x + rng.uniform())) / j for j in range(1, 30))
+        self.stripes = 1 + scene.stripes * stripes / np.std(stripes)
+
+    def tile(self, tile: int, saturated_fraction: float) -> np.ndarray:
+        layout, scene = self.layout, self.scene
+        n = _TILE_LINES
+        lines = np.arange(tile * n, (tile + 1) * n, dtype=np.float64)
+        samples = np.arange(layout.samples, dtype=np.float64)
+        terrain = np.zeros((n, layout.samples), dtype=np.float64)
+        for a, kl, ks, ph in zip(self.amplitude, self.k_line, self.k_sample, self.phase):
+            # sin(kl l + ks s + ph) = sin(kl l) cos(ks s + ph) + cos(kl l) sin(ks s + ph): two outer products
+            terrain += np.outer(a * np.sin(kl * lines), np.cos(ks * samples + ph))
+            terrain += np.outer(a * np.cos(kl * lines), np.sin(ks * samples + ph))
+        albedo = np.maximum(1 + scene.contrast * terrain, 0.02) * self.stripes
+        signal = scene.level * ((1 - scene.haze) * albedo + scene.haze)
+        signal *= self.flat_row
+        rng = np.random.default_rng([self.seed, tile, 1])
+        noise = rng.standard_normal(signal.shape) * np.sqrt(signal + 4.0)  # shot noise and 2 DN read noise
+        out = np.empty((n, layout.line_samples), dtype=np.uint8)
+        active = compand_block(np.clip(signal + noise + self.dark_dn, 1, None), exact=False)
+        out[:, layout.active_start : layout.active_stop] = np.maximum(active, 1)  # raw 0 means a lost packet
+        _reference_pixels(out, layout, rng)
+        if saturated_fraction > 0:
+            act = out[:, layout.active_start : layout.active_stop]
+            act[rng.random(act.shape) < saturated_fraction] = 255
+        return out
 
 
 def make_edr(
@@ -160,6 +302,8 @@ def make_edr(
     seed: int = 0,
     raw: np.ndarray | None = None,
     block_lines: int = 4096,
+    scene: Scene | None = None,
+    flat: np.ndarray | None = None,
 ) -> pathlib.Path:
     """Write a synthetic CTX EDR and return its path.
 
@@ -199,6 +343,13 @@ def make_edr(
         Exact raw lines ``(lines, line_samples)`` to write instead of the scene.
     block_lines : int
         Lines generated and written at a time (bounds memory for full-size files).
+    scene : Scene, optional
+        Write physically modelled pixels (:class:`Scene`) instead of the
+        default stripes; implied by ``flat``.
+    flat : numpy.ndarray, optional
+        A detector flat (:data:`CCD_PIXELS` values, e.g. :func:`known_flat`)
+        applied to the scene as ctxcal assumes: CCD pixel ``detector_pixel``,
+        or the mean of the pair when summing 2.
     """
     path = pathlib.Path(path)
     if raw is not None:
@@ -216,7 +367,8 @@ def make_edr(
                 yield raw[start:stop]
             else:
                 yield synthetic_lines(
-                    layout, start, stop, seed=seed, lost_lines=lost_lines, saturated_fraction=saturated_fraction
+                    layout, start, stop, seed=seed, lost_lines=lost_lines, saturated_fraction=saturated_fraction,
+                    scene=scene, flat=flat,
                 )
 
     if product_id is None:
@@ -342,3 +494,39 @@ def _stop_time(start_time: str, duration_ms: float) -> str:
     start = np.datetime64(start_time, "ms")
     stop = start + np.timedelta64(int(round(duration_ms)), "ms")
     return str(stop)
+
+
+def rewrite_label(path: str | os.PathLike, edit) -> pathlib.Path:
+    """Edit the label of an EDR written by :func:`make_edr` in place, keeping the pixels where they are.
+
+    ``edit`` takes the label text (up to and including ``END``) and returns
+    the new text. An attached label keeps its records (the new text is padded
+    with blanks and must still fit before the image); a detached ``.LBL`` is
+    rewritten as it is. For building deliberately broken products in tests.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.IMG`` (attached label) or the detached ``.LBL``.
+    edit : callable
+        ``str -> str``.
+
+    Returns
+    -------
+    pathlib.Path
+        The file that was rewritten.
+    """
+    from ctxdask.pds3 import read_label
+
+    label = read_label(path)
+    target = pathlib.Path(label.source)
+    text = edit(label.text).encode("ascii")
+    if not label.attached or target.suffix.upper() == ".LBL":
+        target.write_bytes(text)
+        return target
+    data = target.read_bytes()
+    room = label.module["LABEL_RECORDS"] * label.module["RECORD_BYTES"]
+    if len(text) > room:
+        raise ValueError(f"{target}: the edited label needs {len(text)} bytes, the label records hold {room}")
+    target.write_bytes(text.ljust(room, b" ") + data[room:])
+    return target

@@ -18,26 +18,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from typing import Any, Literal
 
 import numpy as np
 
 from ctxdask import config
-from ctxdask.edr import EDR_DATA_SET_ID, EDRProduct, describe_edr
+from ctxdask.edr import EDRProduct, describe_edr
 from ctxdask.exceptions import CTXError, UnsupportedModeError
 
 __all__ = ["Finding", "ValidationReport", "validate", "line_ranges"]
 
 Severity = Literal["error", "warning", "info"]
-
-_REQUIRED = (
-    "RECORD_TYPE", "RECORD_BYTES", "FILE_RECORDS", "^IMAGE", "INSTRUMENT_ID", "DATA_SET_ID", "PRODUCT_ID",
-    "START_TIME", "SAMPLE_BIT_MODE_ID", "LINE_EXPOSURE_DURATION", "SAMPLING_FACTOR", "SAMPLE_FIRST_PIXEL",
-    "DATA_QUALITY_DESC",
-)
-_REQUIRED_IMAGE = ("LINES", "LINE_SAMPLES", "SAMPLE_TYPE", "SAMPLE_BITS", "CHECKSUM")
-
 
 @dataclasses.dataclass(frozen=True)
 class Finding:
@@ -137,15 +128,18 @@ def validate(
     report = ValidationReport(path)
 
     try:
-        product = describe_edr(path, storage_options=storage_options, allow_unsupported_mode=True)
+        product = describe_edr(path, storage_options=storage_options, allow_unsupported_mode=True, strict=False)
     except CTXError as exc:
         report.add(_check_name(exc), "error", exc.reason, error=type(exc).__name__)
         return report
 
     report.product_id = product.product_id or None
-    _check_keywords(product, report)
-    _check_file_size(product, report)
-    _check_pixels(product, report, checksum=checksum, block_lines=block_lines)
+    # the structural checks open_edr refuses on (ctxdask.structure), every one of them reported
+    for problem in product.problems:
+        report.add(problem.check, problem.severity, problem.message, error=problem.error.__name__, **problem.details)
+    _check_modes(product, report)
+    if report.ok:  # with a structural error the pixels cannot be located reliably
+        _check_pixels(product, report, checksum=checksum, block_lines=block_lines)
     return report
 
 
@@ -168,6 +162,8 @@ def _check_name(exc: CTXError) -> str:
         "MissingFileError": "file",
         "NotAFileError": "file",
         "EmptyFileError": "file",
+        "UnreadableFileError": "file",
+        "UnreachableURLError": "file",
         "TruncatedFileError": "file-size",
         "NotCTXError": "instrument",
         "UnsupportedModeError": "bit-mode",
@@ -175,37 +171,12 @@ def _check_name(exc: CTXError) -> str:
     }.get(type(exc).__name__, "label")
 
 
-def _check_keywords(product: EDRProduct, report: ValidationReport) -> None:
-    module = product.label.module
-    image = module["IMAGE"]
-    missing = [k for k in _REQUIRED if k not in module] + [f"IMAGE.{k}" for k in _REQUIRED_IMAGE if k not in image]
-    if missing:
-        report.add("keywords", "error", f"required keywords missing: {', '.join(missing)}", missing=missing)
-
-    data_set = module.get("DATA_SET_ID")
-    if data_set is not None and not re.fullmatch(r"MRO-M-CTX-2-EDR-L0-V\d+\.\d+", str(data_set).upper()):
-        report.add("keywords", "error", f"DATA_SET_ID is {data_set}; expected {EDR_DATA_SET_ID}")
-    width = image["LINE_SAMPLES"]
-    if width % 16:
-        report.add("keywords", "error", f"LINE_SAMPLES {width} is not a multiple of 16 (SIS 4.2)")
-    if product.lines % 16:
-        report.add("keywords", "warning", f"LINES {product.lines} is not a multiple of 16 (SIS 4.2)")
-    if module.get("RECORD_BYTES") != width and product.label.attached:
-        report.add(
-            "keywords", "error",
-            f"RECORD_BYTES {module.get('RECORD_BYTES')} differs from LINE_SAMPLES {width}; CTX records are image lines",
-        )
+def _check_modes(product: EDRProduct, report: ValidationReport) -> None:
     if product.bit_mode != "SQROOT":
         report.add(
             "bit-mode", "warning",
             f"SAMPLE_BIT_MODE_ID {product.bit_mode}: {UnsupportedModeError.__name__}, raw bytes are readable "
             "but the SIS gives no decompanding table (ISIS refuses this mode too)",
-        )
-    quality = str(module.get("DATA_QUALITY_DESC", "")).upper()
-    if quality and quality != "OK":
-        report.add(
-            "data-quality", "warning",
-            f"DATA_QUALITY_DESC is {quality}: fragments were received with checksum or sequence errors",
         )
     layout = product.layout
     report.add(
@@ -215,27 +186,6 @@ def _check_keywords(product: EDRProduct, report: ValidationReport) -> None:
         lines=product.lines, line_samples=layout.line_samples, summing=layout.summing,
         first_pixel=layout.first_pixel, samples=layout.samples,
     )
-
-
-def _check_file_size(product: EDRProduct, report: ValidationReport) -> None:
-    module = product.label.module
-    record_bytes, file_records = module.get("RECORD_BYTES"), module.get("FILE_RECORDS")
-    if product.file_size is None or not isinstance(record_bytes, int) or not isinstance(file_records, int):
-        return
-    # attached or detached, FILE_RECORDS counts the records of the data file
-    expected = record_bytes * file_records
-    if product.file_size < expected:
-        report.add(
-            "file-size", "error",
-            f"truncated: RECORD_BYTES x FILE_RECORDS = {expected:,} bytes but the file has {product.file_size:,}",
-            expected=expected, actual=product.file_size,
-        )
-    elif product.file_size > expected:
-        report.add(
-            "file-size", "warning",
-            f"{product.file_size - expected:,} bytes after the last record declared by the label",
-            expected=expected, actual=product.file_size,
-        )
 
 
 def _check_pixels(product: EDRProduct, report: ValidationReport, *, checksum: str, block_lines: int) -> None:

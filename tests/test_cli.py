@@ -42,7 +42,7 @@ def test_info(edrs, capsys):
     out = capsys.readouterr().out
     assert "B10_013341_1010_XN_79S172W" in out and "summing 1" in out and "1.877 ms" in out
     assert main(["info", str(bad)]) == 1
-    assert "truncated" in capsys.readouterr().out
+    assert "truncated" in capsys.readouterr().err  # errors go to stderr
 
 
 def test_python_dash_m_is_the_same_command(edrs):
@@ -75,8 +75,9 @@ def test_calibrate_command_writes_each_format(tmp_path, capsys, suffix):
     edr = make_edr(tmp_path / "B10_013341_1010_XN_79S172W.IMG", lines=64, line_samples=256)
     out = tmp_path / f"out{suffix}"
     assert main(["calibrate", str(edr), str(out), "--units", "rate", "--even-odd", "--no-progress"]) == 0
-    text = capsys.readouterr().out
-    assert out.exists() and "unity flat" in text and "(rate, DN/ms, flat unity)" in text
+    captured = capsys.readouterr()
+    assert out.exists() and "unity flat" in captured.err  # a warning: stderr
+    assert "(DN/ms, counts per millisecond; flat field: unity; even/odd correction: applied)" in captured.out
 
 
 def test_calibrate_command_rejects_lin_mode(tmp_path, capsys):

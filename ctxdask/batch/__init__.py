@@ -3,10 +3,22 @@
 - :mod:`~ctxdask.batch.pairlist`: reading and checking pair lists (:func:`read_pairs`);
 - :mod:`~ctxdask.batch.db`: the SQLite tracking database (:class:`TrackingDB`);
 - :mod:`~ctxdask.batch.sources`: where EDRs come from (:class:`LocalEDRSource`);
-- :mod:`~ctxdask.batch.work`: what runs on the workers (:func:`execute` -> :class:`Outcome`);
+- :mod:`~ctxdask.batch.model`: the task and outcome types every batch module shares;
+- :mod:`~ctxdask.batch.work`: what runs on the workers (:func:`execute` -> :class:`Outcome`), with
+  :mod:`~ctxdask.batch.steps` (the batch's own steps) and :mod:`~ctxdask.batch.staging` (inputs
+  from other workers);
 - :mod:`~ctxdask.batch.delivery`: bringing results home over the dask connection;
+- :mod:`~ctxdask.batch.scratch`: work dirs, and what dead runs left behind;
+- :mod:`~ctxdask.batch.settings`: :class:`BatchSettings`;
+- :mod:`~ctxdask.batch.planning`: the chain and which pairs a run works on;
+- :mod:`~ctxdask.batch.state`, :mod:`~ctxdask.batch.submission`, :mod:`~ctxdask.batch.results`:
+  the driver's bookkeeping, task submission and result handling;
 - :mod:`~ctxdask.batch.progress`: the progress bar;
-- :mod:`~ctxdask.batch.driver`: :func:`run_batch`, the driver (``ctxdask batch``).
+- :mod:`~ctxdask.batch.driver`: :func:`run_batch`, the driver's loop (``ctxdask batch``).
+
+Imports go one way, from the types up to the driver (tests/batch/test_imports.py checks it):
+``model`` -> ``delivery``, ``steps`` -> ``staging`` -> ``work`` -> ``state``/``planning`` ->
+``submission`` -> ``results`` -> ``driver``.
 
 Examples
 --------

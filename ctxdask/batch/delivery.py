@@ -31,16 +31,20 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ctxdask.batch.work import FileInfo, Outcome
+from ctxdask.batch.model import FileInfo, Outcome
 from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 
-__all__ = ["Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into", "live_workers", "pull",
-           "read_range"]
+__all__ = ["DELIVERED_FOLDERS", "Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into",
+           "live_workers", "pull", "read_range", "remove_partials"]
+
+#: the folders of the output folder that only the batch driver writes (under the database lock)
+DELIVERED_FOLDERS = ("images", "pairs")
 
 
 class DeliveryError(CTXError, RuntimeError):
@@ -68,6 +72,32 @@ def live_workers(client) -> dict[str, dict]:
     copy that lists no workers.
     """
     return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+
+
+def remove_partials(out: str | os.PathLike) -> list[str]:
+    """Remove what killed deliveries left in the output folder; return the removed paths.
+
+    Files are written under ``.<name>.<random>.partial`` and renamed into place
+    (:func:`ctxdask.io.atomic.atomic_path`); a driver killed mid-delivery
+    leaves the temporary behind, and a replaced folder may leave its
+    ``.<name>.<random>.old``. Only the delivered folders (:data:`DELIVERED_FOLDERS`)
+    are searched, which no one but the driver holding the database lock
+    writes, so no other process's temporary is touched.
+    """
+    removed = []
+    for folder in DELIVERED_FOLDERS:
+        root = pathlib.Path(out) / folder
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob(".*"), reverse=True):  # deepest first
+            if not (path.name.endswith(".partial") or path.name.endswith(".old")) or not path.name.startswith("."):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+    return removed
 
 
 def read_range(path: str, offset: int, length: int) -> bytes:

@@ -7,6 +7,9 @@ shell metacharacters, path separators, ``..``, a missing or extra field, a pair
 of one image with itself) is reported with its line number and skipped;
 duplicate pairs (also the same two images in the other order) are dropped,
 reported, and the first occurrence wins. Left/right order is kept as written.
+A UTF-8 byte-order mark at the start of the file is not part of the first id.
+A list with no usable pair at all is an error (:class:`EmptyPairListError`,
+raised by :meth:`PairList.require_pairs`) that gives the reasons.
 
 Accepted layouts::
 
@@ -25,16 +28,24 @@ import os
 import pathlib
 from collections.abc import Iterable, Iterator
 
+from ctxdask.exceptions import CTXError
 from ctxdask.product_id import (
     InvalidProductIdError,
     is_product_id,
     normalize_product_id,
 )
 
-__all__ = ["Pair", "PairList", "Rejected", "parse_pairs", "read_pairs"]
+__all__ = ["EmptyPairListError", "Pair", "PairList", "Rejected", "parse_pairs", "read_pairs"]
 
 _LEFT_NAMES = ("left", "left_id", "left_product_id", "image1", "stereo1")
 _RIGHT_NAMES = ("right", "right_id", "right_product_id", "image2", "stereo2")
+_BOM = "\ufeff"
+#: rejected lines quoted in the message of an all-rejected list
+_SHOWN = 5
+
+
+class EmptyPairListError(CTXError, ValueError):
+    """A pair list without a single usable pair (empty, or every line rejected)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,6 +113,21 @@ class PairList:
 
     def __iter__(self) -> Iterator[Pair]:
         return iter(self.pairs)
+
+    def require_pairs(self) -> PairList:
+        """Return self when there is at least one pair, else raise :class:`EmptyPairListError`.
+
+        The message names the list and says why each line was skipped (the
+        first few), so an all-rejected list is fixed in one go.
+        """
+        if self.pairs:
+            return self
+        if not self.rejected:
+            raise EmptyPairListError(self.source, "no stereo pairs in the list (it is empty or only comments)")
+        reasons = "; ".join(str(r) for r in self.rejected[:_SHOWN])
+        more = f" (and {len(self.rejected) - _SHOWN} more)" if len(self.rejected) > _SHOWN else ""
+        raise EmptyPairListError(self.source, f"no usable stereo pair: all {len(self.rejected)} lines were "
+                                              f"rejected: {reasons}{more}")
 
     def __repr__(self) -> str:
         return (f"<PairList {self.source}: {len(self.pairs)} pairs, {len(self.images)} images, "
@@ -187,6 +213,8 @@ def parse_pairs(lines: Iterable[str], source: str = "<pairs>") -> PairList:
     csv_mode: bool | None = None
     columns = (0, 1)
     for number, raw in enumerate(lines, start=1):
+        if number == 1 and raw.startswith(_BOM):
+            raw = raw[len(_BOM):]  # a byte-order mark (a Windows editor's UTF-8), not text
         text = _strip_comment(raw.rstrip("\r\n"))
         if not text:
             continue
@@ -233,7 +261,8 @@ def read_pairs(
         return source
     if isinstance(source, (str, os.PathLike)):
         path = pathlib.Path(source)
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        # invalid bytes become U+FFFD, which no id contains: the line is rejected, not the file
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
             return parse_pairs(f, source=str(path))
     out = _Collector("<pairs>")
     for number, item in enumerate(source, start=1):

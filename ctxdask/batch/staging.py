@@ -25,14 +25,13 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ctxdask.batch.delivery import live_workers, pull, read_range
+from ctxdask.batch.model import BatchContext, Outcome, sha256_file
+from ctxdask.batch.steps import rebuild
 from ctxdask.exceptions import CTXError
 from ctxdask.tools.tasks import StepResult, work_root
-
-if TYPE_CHECKING:
-    from ctxdask.batch.work import BatchContext, Outcome
 
 __all__ = ["ProducerGone", "file_digest", "host_of", "localize", "stage", "vanished"]
 
@@ -52,8 +51,6 @@ def host_of(address: str) -> str:
 
 def file_digest(path: str) -> tuple[int, str]:
     """Size and sha256 of a file on this worker (asked of a producer before a pull)."""
-    from ctxdask.batch.work import sha256_file
-
     return os.path.getsize(path), sha256_file(path)
 
 
@@ -138,8 +135,6 @@ def localize(outcome: Outcome, ctx: BatchContext, me: str, made: list[str], *, b
     try:
         staged = stage(result, producer, ctx)
     except ProducerGone:
-        from ctxdask.batch.work import rebuild
-
         staged = rebuild(outcome, ctx, me, made)  # records what it made
     if result.key not in made:
         made.append(result.key)

@@ -44,9 +44,10 @@ from typing import Any
 
 from ctxdask.batch import db as dbmod
 from ctxdask.batch.delivery import Deliverer
+from ctxdask.batch.model import BatchContext, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.tiles import PairTiles, TileDecision, TilePlan, TilePolicy, TileTask, plan_tiles, run_tile
-from ctxdask.batch.work import BatchContext, Outcome, StepTask, execute
+from ctxdask.batch.work import execute
 from ctxdask.tools.recipe import Recipe, StepCall
 from ctxdask.tools.tasks import RunOptions, StepResult
 from ctxdask.tools.tiling import Tile, mosaic_calls, tile_call

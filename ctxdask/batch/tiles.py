@@ -37,7 +37,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from ctxdask import config
-from ctxdask.batch.work import BatchContext, FileInfo, Outcome, StepTask, execute, sha256_file
+from ctxdask.batch.model import BatchContext, FileInfo, Outcome, StepTask, sha256_file
+from ctxdask.batch.work import execute
 from ctxdask.tools.runner import read_tail
 from ctxdask.tools.tiling import TRANSIENT, Tile, failure_kind, read_tile_list
 

@@ -38,26 +38,44 @@ Quality products (:data:`QUALITY_ROLES`) are always brought home, whatever
 
 What every task of a run shares (recipe, EDR source, runner settings) travels
 once per worker as a :class:`BatchContext`; a :class:`StepTask` is only what
-differs between tasks. Upstream results made on another host are pulled into
+differs between tasks (both defined in :mod:`~ctxdask.batch.model`, and
+importable from here). Upstream results made on another host are pulled into
 this worker's scratch, or made again here when their worker has gone
-(:mod:`~ctxdask.batch.staging`).
+(:mod:`~ctxdask.batch.staging`). The batch's own steps are in
+:mod:`~ctxdask.batch.steps`.
+
+A step the database records as done (``StepTask.reuse``; for an image task
+``ImageTask.done``) is located instead of run: its Outcome says
+``reused`` and the driver leaves its row alone. Only when its result has
+gone with its scratch does it run again, as a new attempt.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import hashlib
 import json
 import os
-import re
-import shutil
 import socket
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any
 
+# the task types are defined in model; they are re-exported here, where they have always been imported from
+from ctxdask.batch.model import (
+    QUALITY_ROLES,
+    BatchContext,
+    FileInfo,
+    ImageTask,
+    Outcome,
+    Status,
+    StepTask,
+    image_chain,
+    sha256_file,
+)
+from ctxdask.batch.scratch import clean_dead_scratch, remove_workdirs
+from ctxdask.batch.staging import localize, vanished
+from ctxdask.batch.steps import InvalidEDRError, fetch, pair_quality, quality, rebuild, start_time, utc, validate
 from ctxdask.exceptions import (
     CTXError,
     ToolCancelledError,
@@ -65,223 +83,11 @@ from ctxdask.exceptions import (
     ToolNotFoundError,
     ToolTimeoutError,
 )
-from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall
-from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
+from ctxdask.tools.tasks import StepResult, cached_result, run_step
 
 __all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "ImageTask", "InvalidEDRError", "Outcome", "StepTask",
-           "execute", "image_chain", "rebuild", "remake", "remove_workdirs", "run_image", "sha256_file"]
-
-Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
-Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
-#: output roles delivered to the output folder even when their step is not in ``batch.deliver``
-QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief", "ortho_thumbnail", "stac"})
-_HASH_BLOCK = 4 * 1024 * 1024
-
-
-class InvalidEDRError(CTXError, ValueError):
-    """Validation found errors in an EDR; the reason is the report's summary."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FileInfo:
-    """A file a step made, to be delivered: where it is on the worker, where it goes."""
-
-    path: str
-    relpath: str
-    size: int
-    sha256: str
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchContext:
-    """What all tasks of a run share; sent to each worker once (a task of its own).
-
-    Attributes
-    ----------
-    recipe : Recipe
-    source : callable
-        The EDR source (see :mod:`ctxdask.batch.sources`).
-    options : RunOptions
-    image_steps : tuple of str
-        The recipe image steps the run selected (to make an image again).
-    deliver : frozenset of str
-        Steps whose outputs (and logs) are hashed for delivery.
-    topic : str, optional
-        Worker-event topic on which starts are announced.
-    runner : callable, optional
-        Replaces :func:`~ctxdask.tools.tasks.run_step` for recipe steps.
-    chunk_size, window : int
-        Chunk size and chunks in flight of pulls between workers.
-    timeouts : mapping
-        Step name -> seconds (``batch.timeouts``), winning over the recipe's
-        for the image steps an :class:`ImageTask` renders on the worker.
-    """
-
-    recipe: Recipe
-    source: Callable[[str, str], str]
-    options: RunOptions = dataclasses.field(default_factory=RunOptions)
-    image_steps: tuple[str, ...] = ()
-    deliver: frozenset[str] = frozenset()
-    topic: str | None = None
-    runner: Callable[..., StepResult] | None = None
-    chunk_size: int = 8 * 1024 * 1024
-    window: int = 4
-    timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
-
-    def source_for(self, product_id: str) -> Callable[[str, str], str]:
-        """The source narrowed to one product when it can be (what a fetch task carries)."""
-        narrow = getattr(self.source, "for_product", None)
-        return narrow(product_id) if narrow else self.source
-
-
-def image_chain(recipe: Recipe, product_id: str, summing: int | None, steps) -> list[StepCall]:
-    """The recipe image steps named in ``steps``, reading the EDR of ``fetch-<id>``."""
-    fetch = Ref(f"fetch-{product_id}", "edr")
-    calls = []
-    for call in recipe.image_calls(product_id, "-", summing=summing):
-        if call.step in steps:
-            inputs = {role: StagedInput(i.name, fetch, i.copy) if i.source == "-" else i
-                      for role, i in call.inputs.items()}
-            calls.append(dataclasses.replace(call, inputs=inputs))
-    return calls
-
-
-@dataclasses.dataclass(frozen=True)
-class StepTask:
-    """One step of one image or pair, as sent to a worker (small and picklable).
-
-    Attributes
-    ----------
-    key : str
-        Deterministic task key, also the database key (``validate-<id>``).
-    step : str
-        Step name (``fetch``, ``validate`` or a recipe step).
-    kind : {"fetch", "validate", "recipe", "quality", "pair_quality"}
-    scope : {"image", "pair"}
-    subject : str
-        Product id or pair id.
-    timeout : float
-        Deadline in seconds (recipe steps: enforced by the runner, which kills
-        the program; in-process steps: checked by the driver).
-    call : StepCall, optional
-        The rendered recipe step.
-    source : callable, optional
-        The EDR source of a fetch step (narrowed to the product).
-    params : mapping
-        Kind-specific values: ``summing`` of recipe steps (``((left,
-        summing), (right, summing))`` for pair steps), so that a lost result
-        can be made again; for
-        ``pair_quality`` the ``dem``/``ortho`` upstream ``(key, role)``,
-        ``datetime``, ``end_datetime``, ``left``, ``right``.
-    needs : tuple of str
-        Keys of the upstream steps, in order. An upstream dask task may be a
-        whole image (:func:`run_image`, a list of Outcomes): only these are
-        taken from it.
-    """
-
-    key: str
-    step: str
-    kind: Kind
-    scope: Literal["image", "pair"]
-    subject: str
-    timeout: float
-    call: StepCall | None = None
-    source: Callable[[str, str], str] | None = None
-    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    needs: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageTask:
-    """All image steps of one product, run as one dask task (:func:`run_image`).
-
-    The image chain is strictly sequential, so one task instead of one per
-    step saves the scheduler and worker round trips (a few ms each), which
-    dominate a batch of thousands of images.
-
-    Attributes
-    ----------
-    key : str
-        Deterministic dask key, ``image-<id>``.
-    subject : str
-        Product id.
-    head : tuple of StepTask
-        ``fetch`` and, when selected, ``validate`` and ``quality``; the
-        calibration steps (``BatchContext.image_steps``) are rendered on the
-        worker once validation has reported the summing mode.
-    """
-
-    key: str
-    subject: str
-    head: tuple[StepTask, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class Outcome:
-    """How a step ended (what travels back to the driver).
-
-    Attributes
-    ----------
-    key, step, subject : str
-    status : {"done", "failed", "timeout", "skipped", "interrupted"}
-    worker : str
-        Address of the worker that ran it ('' when nothing ran).
-    host : str
-    started, ended : str
-        ISO 8601 UTC.
-    duration : float
-    exit_code : int or None
-    log_path : str or None
-        The log on the worker.
-    error : str or None
-        What went wrong (message and log tail), or why the step was skipped.
-    result : StepResult or None
-        For succeeded fetch and recipe steps, what downstream steps consume.
-    info : dict
-        Step-specific facts (validation: summing, lines, start_time, warnings;
-        quality: the record of :func:`ctxdask.tools.native.quality_record`;
-        pair_quality: DEM ``statistics`` and product ``files`` by role;
-        recipe steps: ``summing``).
-    files : tuple of FileInfo
-        Files to bring home (outputs of a delivered step, and its log).
-    made_here : tuple of str
-        Upstream keys whose outputs were copied to, or made again on, this
-        worker (its scratch holds them until they are cleaned).
-    """
-
-    key: str
-    step: str
-    subject: str
-    status: Status
-    worker: str = ""
-    host: str = ""
-    started: str = ""
-    ended: str = ""
-    duration: float = 0.0
-    exit_code: int | None = None
-    log_path: str | None = None
-    error: str | None = None
-    result: StepResult | None = None
-    info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    files: tuple[FileInfo, ...] = ()
-    made_here: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "done"
-
-
-def _utc() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
-
-
-def sha256_file(path: str) -> str:
-    """Hex sha256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(_HASH_BLOCK):
-            h.update(block)
-    return h.hexdigest()
+           "clean_dead_scratch", "execute", "image_chain", "rebuild", "remake", "remove_workdirs", "run_image",
+           "sha256_file"]
 
 
 def _worker_address() -> str:
@@ -291,7 +97,6 @@ def _worker_address() -> str:
         return get_worker().address
     except (ImportError, ValueError):
         return ""
-
 
 def _announce(task: StepTask, topic: str | None, worker: str, started: str, group: str | None = None) -> None:
     if not (topic and worker):
@@ -306,7 +111,6 @@ def _announce(task: StepTask, topic: str | None, worker: str, started: str, grou
                                        "timeout": task.timeout})
     except Exception:  # noqa: BLE001 - the running status is informative only
         pass
-
 
 def _files(deliver: bool, result: StepResult) -> tuple[FileInfo, ...]:
     """Outputs to deliver: all (and the log) for a delivered step, else the quality products."""
@@ -324,116 +128,6 @@ def _files(deliver: bool, result: StepResult) -> tuple[FileInfo, ...]:
         out.append(FileInfo(path, rel, os.path.getsize(path), sha256_file(path)))
     return tuple(sorted(out, key=lambda f: f.relpath))
 
-
-def _scratch(task: StepTask, options: RunOptions) -> str:
-    """The work dir of an in-process step (``<work root>/<key>``)."""
-    path = os.path.join(work_root(options.work_dir), task.key)
-    os.makedirs(path, exist_ok=True)
-    return path
-
-
-def _in_process_result(task: StepTask, workdir: str, outputs: Mapping[str, str], started: str, t0: float,
-                       fingerprint: str) -> StepResult:
-    return StepResult(
-        key=task.key, step=task.step, program=task.kind, workdir=workdir, outputs=dict(outputs), log_path="",
-        returncode=0, duration=time.monotonic() - t0, started=started, host=socket.gethostname(),
-        cached=False, fingerprint=fingerprint,
-    )
-
-
-def _fetch(task: StepTask, options: RunOptions) -> StepResult:
-    scratch = _scratch(task, options)
-    t0 = time.monotonic()
-    started = _utc()
-    path = task.source(task.subject, scratch)
-    st = os.stat(path)
-    fingerprint = hashlib.sha256(
-        f"{task.subject}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
-    return _in_process_result(task, scratch, {"edr": os.path.abspath(path)}, started, t0, fingerprint)
-
-
-def _quality(task: StepTask, options: RunOptions, edr: StepResult) -> tuple[StepResult, dict[str, Any]]:
-    """Metrics, grade and thumbnail of the raw EDR, written into the step's work dir."""
-    import dask
-
-    from ctxdask.edr import open_edr
-    from ctxdask.quality import measure
-    from ctxdask.tools.native import write_quality
-
-    workdir = _scratch(task, options)
-    t0, started = time.monotonic(), _utc()
-    outputs = {"quality": os.path.join(workdir, f"{task.subject}.quality.json"),
-               "thumbnail": os.path.join(workdir, f"{task.subject}.thumb.png")}
-    # this worker thread is the only one on it: no nested cluster computations
-    (qa,) = dask.compute(measure(open_edr(edr.outputs["edr"])), scheduler="sync")
-    record = write_quality(qa, outputs["quality"], outputs["thumbnail"])
-    return _in_process_result(task, workdir, outputs, started, t0, edr.fingerprint), record
-
-
-#: pair_products file roles -> output roles of the pair_quality step
-_PAIR_ROLES = {"hillshade": "hillshade", "relief": "colour_relief", "ortho_thumbnail": "ortho_thumbnail",
-               "stac": "stac"}
-
-
-def _pair_quality(task: StepTask, options: RunOptions,
-                  by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
-    """DEM products of a pair, laid out as delivered (the DEM linked in at its own relative path)."""
-    from ctxdask.quality import pair_products
-
-    workdir = _scratch(task, options)
-    t0, started = time.monotonic(), _utc()
-    inputs = {}
-    for role in ("dem", "ortho"):
-        ref = task.params.get(role)
-        if not ref or ref[0] not in by_key:
-            continue
-        result = by_key[ref[0]]
-        source = result.outputs[ref[1]]
-        # the STAC item's asset hrefs are relative: the DEM sits where delivery puts it
-        link = os.path.join(workdir, os.path.relpath(source, result.workdir))
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(source, link)
-        inputs[role] = link
-    if "dem" not in inputs:
-        raise ValueError(f"{task.key}: no DEM among the upstream results")
-    products = pair_products(workdir, dem=inputs["dem"], ortho=inputs.get("ortho"), pair_id=task.subject,
-                             datetime=task.params["datetime"], end_datetime=task.params.get("end_datetime"),
-                             left_id=task.params.get("left"), right_id=task.params.get("right"))
-    outputs = {_PAIR_ROLES[r]: str(p) for r, p in products["files"].items() if r in _PAIR_ROLES}
-    info = {"statistics": products["statistics"].to_dict(),
-            "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
-    fingerprint = hashlib.sha256("\0".join(r.fingerprint for r in by_key.values()).encode()).hexdigest()
-    return _in_process_result(task, workdir, outputs, started, t0, fingerprint), info
-
-
-def _validate(path: str, product_id: str) -> dict[str, Any]:
-    from ctxdask.validation import validate
-
-    report = validate(path)
-    if not report.ok:
-        raise InvalidEDRError(path, f"validation failed: {report.summary()}")
-    if report.product_id and report.product_id.upper() != product_id:
-        raise InvalidEDRError(path, f"validation failed: the label's PRODUCT_ID is {report.product_id}, "
-                                    f"not {product_id}; the file is misnamed or another product")
-    modes = next((f.details for f in report.findings if f.check == "modes"), {})
-    return {"summary": report.summary(), "summing": modes.get("summing"), "lines": modes.get("lines"),
-            "start_time": _start_time(path), "warnings": [f"{w.check}: {w.message}" for w in report.warnings]}
-
-
-def _start_time(path: str) -> str | None:
-    """The label's START_TIME (for the pair's STAC item), or None.
-
-    Read with a pattern from the label's first bytes: validation has just
-    parsed the label, and parsing it again costs more than the rest of this step.
-    """
-    with open(path, "rb") as f:
-        head = f.read(65536)
-    match = re.search(rb"^\s*START_TIME\s*=\s*\"?([0-9T:.\-]+)Z?\"?\s*$", head, re.MULTILINE)
-    return match.group(1).decode() if match else None
-
-
 def _classify(exc: BaseException) -> tuple[Status, str]:
     """Status and message of an expected failure."""
     if isinstance(exc, ToolTimeoutError) or (isinstance(exc, TimeoutError) and not isinstance(exc, ToolError)):
@@ -448,7 +142,6 @@ def _classify(exc: BaseException) -> tuple[Status, str]:
     return "failed", "".join(traceback.format_exception_only(type(exc), exc)).strip() + \
         "\n" + "".join(traceback.format_tb(exc.__traceback__)[-3:])
 
-
 def _needed(task: StepTask, upstream: tuple) -> list[Outcome]:
     """The upstream Outcomes ``task`` needs, taken out of whole-image results (lists)."""
     flat = [o for u in upstream for o in (u if isinstance(u, list) else (u,))]
@@ -456,7 +149,6 @@ def _needed(task: StepTask, upstream: tuple) -> list[Outcome]:
         return flat
     by_key = {o.key: o for o in flat}
     return [by_key[k] for k in task.needs if k in by_key]
-
 
 def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome],
             group: str | None = None) -> Outcome:
@@ -484,8 +176,6 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     OSError
         Transient trouble outside a program; dask retries the task.
     """
-    from ctxdask.batch.staging import localize, vanished
-
     upstream = tuple(_needed(task, upstream))
     worker = _worker_address()
     base = dict(key=task.key, step=task.step, subject=task.subject, worker=worker,
@@ -493,9 +183,14 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     blocked = [u for u in upstream if not u.ok]
     if blocked:
         first = blocked[0]
-        return Outcome(**base, status="skipped", started=_utc(), ended=_utc(),
+        return Outcome(**base, status="skipped", started=utc(), ended=utc(),
                        error=f"not run: {first.key} is {first.status}")
-    started = _utc()
+    if task.reuse:
+        reused = _reuse(task, ctx, upstream, base)
+        if reused is not None:
+            return reused
+        # its result went with the scratch it was in: the step runs again, recorded as a new attempt
+    started = utc()
     _announce(task, ctx.topic, worker, started, group)
     t0 = time.monotonic()
     result: StepResult | None = None
@@ -517,17 +212,51 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
             raise
         status, message = _classify(exc)
         return Outcome(
-            **base, status=status, started=started, ended=_utc(), duration=time.monotonic() - t0,
+            **base, status=status, started=started, ended=utc(), duration=time.monotonic() - t0,
             exit_code=getattr(exc, "returncode", None), log_path=getattr(exc, "log_path", None),
             error=message, made_here=tuple(made),
         )
     return Outcome(
-        **base, status="done", started=started, ended=_utc(), duration=time.monotonic() - t0,
+        **base, status="done", started=started, ended=utc(), duration=time.monotonic() - t0,
         exit_code=result.returncode if result else None,
         log_path=(result.log_path or None) if result else None,
         result=result, info=info, files=files, made_here=tuple(made),
     )
 
+def _reuse(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], base: Mapping) -> Outcome | None:
+    """The Outcome of a step the database records as done, without running it; None when it must run.
+
+    Nothing is announced or recorded for it. ``fetch`` asks the EDR source
+    where the EDR is (a file in the EDR folder or the download cache);
+    ``validate`` reads the summing mode the driver passed and the label's
+    START_TIME; a recipe step is found through its manifest
+    (:func:`~ctxdask.tools.tasks.cached_result`) when its work dir is still in
+    this worker's scratch; ``quality`` and ``pair_quality`` feed no later step,
+    and their products are already home.
+    """
+    info: dict[str, Any] = {"reused": True}
+    result: StepResult | None = None
+    made: list[str] = []
+    stamp = utc()
+    try:
+        if task.kind == "fetch":
+            result = fetch(task, ctx.options)
+        elif task.kind == "validate":
+            if "summing" not in task.params:
+                return None
+            edr = next((u.result for u in upstream if u.result is not None and "edr" in u.result.outputs), None)
+            info.update(summing=task.params["summing"],
+                        start_time=start_time(edr.outputs["edr"]) if edr is not None else None)
+        elif task.kind == "recipe":
+            results = [localize(u, ctx, base["worker"], made) for u in upstream if u.result is not None]
+            result = cached_result(task.call, *results, options=ctx.options)
+            if result is None:
+                return None
+            info["summing"] = task.params.get("summing")
+    except (OSError, CTXError, KeyError, ValueError):
+        return None  # not found as it was: make it again
+    return Outcome(**base, status="done", started=stamp, ended=stamp, result=result, info=info,
+                   log_path=(result.log_path or None) if result is not None else None, made_here=tuple(made))
 
 def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
     """Run every image step of one product, in order, on this worker; return their Outcomes.
@@ -568,11 +297,10 @@ def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
     for call in image_chain(ctx.recipe, task.subject, summing, ctx.image_steps):
         step = StepTask(key=call.key, step=call.step, kind="recipe", scope="image", subject=task.subject,
                         timeout=float(ctx.timeouts.get(call.step, call.timeout)), call=call,
-                        params={"summing": summing})
+                        params={"summing": summing}, reuse=call.key in task.done)
         needs = list(dict.fromkeys([*call.upstream, previous.key]))
         previous = run(step, *(by_key[k] for k in needs))
     return outcomes
-
 
 def remake(outcome: Outcome, ctx: BatchContext) -> Outcome:
     """``outcome`` made again on this worker, with its files hashed for delivery (its own are lost)."""
@@ -582,108 +310,24 @@ def remake(outcome: Outcome, ctx: BatchContext) -> Outcome:
                                log_path=result.log_path or None, files=_files(outcome.step in ctx.deliver, result),
                                made_here=tuple(made))
 
-
 def _run(task: StepTask, ctx: BatchContext, results: list[StepResult],
          info: dict[str, Any]) -> tuple[StepResult | None, dict[str, Any]]:
     """The step itself, on local inputs: (result, info)."""
     result = None
     info = dict(info)
     if task.kind == "fetch":
-        result = _fetch(task, ctx.options)
+        result = fetch(task, ctx.options)
     elif task.kind in ("validate", "quality"):
         edr = next(r for r in results if "edr" in r.outputs)
         if task.kind == "validate":
-            info = _validate(edr.outputs["edr"], task.subject)
+            info = validate(edr.outputs["edr"], task.subject)
         else:
-            result, info["quality"] = _quality(task, ctx.options, edr)
+            result, info["quality"] = quality(task, ctx.options, edr)
     elif task.kind == "pair_quality":
-        result, info = _pair_quality(task, ctx.options, {r.key: r for r in results})
+        result, info = pair_quality(task, ctx.options, {r.key: r for r in results})
     else:
         result = (ctx.runner or run_step)(task.call, *results, options=ctx.options)
         if "quality" in result.outputs:
             with open(result.outputs["quality"]) as f:
                 info["quality"] = json.load(f)
     return result, info
-
-
-def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> StepResult:
-    """Make the result of ``outcome``'s step again on this worker (its own worker has gone).
-
-    The step's chain is rendered from the recipe as the driver rendered it
-    (same keys, same work-dir names) and run here up to that step; steps
-    finished here before are reused through their manifests.
-
-    Raises
-    ------
-    ValueError
-        The step is not one that can be made again (not a fetch, quality or recipe step).
-    """
-    summing = outcome.info.get("summing")
-    if outcome.step == "fetch":
-        return _fetch(StepTask(outcome.key, "fetch", "fetch", "image", outcome.subject, 0.0,
-                               source=ctx.source_for(outcome.subject)), ctx.options)
-    if outcome.step == "quality":
-        # an image task returns its quality outcome only at the end of the chain: a worker lost
-        # before delivery takes the quality products with it, so they are made again from the EDR
-        fetch = f"fetch-{outcome.subject}"
-        edr = rebuild(Outcome(fetch, "fetch", outcome.subject, "done"), ctx, me, made)
-        made.append(fetch)
-        result, _ = _quality(StepTask(outcome.key, "quality", "quality", "image", outcome.subject, 0.0),
-                             ctx.options, edr)
-        return result
-    if not isinstance(summing, (list, tuple)):  # an image step
-        calls = image_chain(ctx.recipe, outcome.subject, summing, ctx.image_steps)
-    else:  # a pair step, ((left, summing), (right, summing)): both images' chains, then the pair's
-        (left, _), (right, _) = summing
-        chains = {pid: image_chain(ctx.recipe, pid, s, ctx.image_steps) for pid, s in summing}
-        calls = [*chains[left], *chains[right], *ctx.recipe.pair_calls(
-            chains[left][-1] if chains[left] else "-", chains[right][-1] if chains[right] else "-",
-            left_id=left, right_id=right)]
-    by_key = {c.key: c for c in calls}
-    if outcome.key not in by_key:
-        raise ValueError(f"{outcome.key}: cannot be made again here (its worker has gone)")
-    done: dict[str, StepResult] = {}
-
-    def make(key: str) -> StepResult:
-        if key not in done:
-            if key.startswith("fetch-"):
-                done[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made)
-            else:
-                call = by_key[key]
-                done[key] = (ctx.runner or run_step)(call, *map(make, call.upstream), options=ctx.options)
-            made.append(key)
-        return done[key]
-
-    return make(outcome.key)
-
-
-#: work-dir name prefixes of the in-process steps (no manifest)
-_IN_PROCESS = ("fetch-", "quality-", "pair_quality-")
-
-
-def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
-    """Delete step work dirs (and their ``.failed`` twins) on this worker; return how many.
-
-    Relative paths are taken from this worker's work root (``work_dir``, the
-    ``tools.work-dir`` setting, else its local directory). Only folders
-    holding a step manifest, a ``.failed`` suffix, a fetch stamp, named after
-    an in-process step or holding pulled copies are touched, so a wrong path
-    can never remove anything else.
-    """
-    removed = 0
-    root = None
-    for path in paths:
-        if not os.path.isabs(path):
-            root = root or work_root(work_dir)
-            path = os.path.join(root, path)
-        for candidate in (path, f"{path}.failed"):
-            if not os.path.isdir(candidate) or os.path.islink(candidate):
-                continue
-            names = set(os.listdir(candidate))
-            name = os.path.basename(candidate)
-            if (candidate.endswith(".failed") or "ctxdask-step.json" in names
-                    or any(n.endswith(".source.json") for n in names) or name.startswith(_IN_PROCESS)
-                    or os.path.basename(os.path.dirname(candidate)) == "staged"):
-                shutil.rmtree(candidate, ignore_errors=True)
-                removed += 1
-    return removed

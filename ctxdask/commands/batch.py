@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -48,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", action="append", type=_timeout, default=[], metavar="STEP=DURATION",
                         help="deadline of a step, e.g. parallel_stereo=6h (repeatable)")
     parser.add_argument("--calibration", choices=("isis", "native"),
-                        help="image calibration: ISIS programs or ctxdask's native one (tools.calibration)")
+                        help="image calibration: ctxdask's native one (the default, tools.calibration: it matches "
+                             "ISIS ctxcal) or the ISIS programs mroctx2isis, ctxcal, ctxevenodd")
     parser.add_argument("--deliver", nargs="+", metavar="STEP", help="steps whose outputs come home")
     parser.add_argument("--delivery", choices=("transfer", "shared"),
                         help="transfer over the dask connection, or copy into a shared output folder")
@@ -57,8 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
+    from ctxdask.batch.driver import select_steps
+    from ctxdask.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UsageError, check_input, check_input_folder
+    from ctxdask.exceptions import CTXError
     from ctxdask.tools.recipe import build_recipe
 
+    check_input(args.pairs, "the pair list")
+    if args.url_list:
+        check_input(args.url_list, "the URL list (--url-list)")
+    if args.edr_dir:
+        check_input_folder(args.edr_dir, "the EDR folder (--edr-dir)")
     timeouts = dict(args.timeout)
     source = None
     if args.url_list:
@@ -70,16 +80,59 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"calibration": args.calibration} if args.calibration else {}
     recipe = build_recipe(timeouts={k: v for k, v in timeouts.items() if k not in ("fetch", "validate")},
                           **overrides)
+    if steps is not None:
+        try:
+            select_steps(recipe, steps)
+        except ValueError as exc:
+            raise UsageError(f"--steps: {exc}") from None
     try:
         summary = run_batch(
             args.pairs, args.out, edr_dir=args.edr_dir, source=source, scheduler=args.scheduler, local=args.local,
             db=args.db, retry_failed=args.retry_failed, steps=steps, timeouts=timeouts, recipe=recipe,
             deliver=args.deliver, delivery=args.delivery, progress=False if args.no_progress else None,
         )
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"ctxdask batch: error: {exc}")
-        return 2
+    except CTXError:
+        raise
+    except (ValueError, RuntimeError) as exc:
+        # the batch's own refusals (a database another driver holds, a bad pair list, ...): one line
+        print(f"ctxdask batch: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_ERROR
     print(summary)
+    for line in skipped_lines(summary.database):
+        print(line)
     if summary.status == "interrupted":
-        return 130
-    return 0 if summary.ok else 1
+        return EXIT_INTERRUPTED
+    return EXIT_OK if summary.ok else EXIT_ERROR
+
+
+def skipped_lines(database: str) -> list[str]:
+    """What the batch skipped and why, one line per step, with the ``ctxdask doctor`` hint.
+
+    Steps skipped because their program is not installed give their own reason;
+    steps skipped because an earlier one did not succeed are counted together.
+    """
+    from ctxdask.batch.db import TrackingDB
+
+    with TrackingDB(database, readonly=True) as db:
+        rows = db.rows("SELECT step, error FROM steps WHERE status = 'skipped' ORDER BY rowid")
+    if not rows:
+        return []
+    reasons: dict[str, tuple[int, str]] = {}
+    downstream: dict[str, int] = {}
+    for row in rows:
+        reason = " ".join((row["error"] or "").split())
+        if reason.startswith("not run:"):
+            downstream[row["step"]] = downstream.get(row["step"], 0) + 1
+        else:
+            count, first = reasons.get(row["step"], (0, reason))
+            reasons[row["step"]] = (count + 1, first)
+    lines = [f"skipped: {len(rows)} steps did not run"]
+    for step, (count, reason) in reasons.items():
+        lines.append(f"  {step} ({count}x): {reason or 'no reason recorded'}")
+    if downstream:
+        listed = ", ".join(f"{step} ({n}x)" for step, n in downstream.items())
+        lines.append(f"  {listed}: not run because an earlier step of theirs did not succeed")
+    if reasons:
+        lines.append("  run `ctxdask doctor` to see which ISIS/ASP programs are installed and what the batch "
+                     "can do without the others")
+    return lines

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import sys
 import time
 import warnings
 
@@ -25,29 +26,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxdask.edr import open_edr
+    from ctxdask.backend import open_edr
+    from ctxdask.commands import check_input
     from ctxdask.exceptions import UnityFlatWarning
-    from ctxdask.io import write
+    from ctxdask.io import check_output, write
     from ctxdask.radiometry.calibrate import calibrate
 
     started = time.perf_counter()
     chunks = {"line": args.chunk_lines} if args.chunk_lines else {}
     ds = open_edr(args.input, chunks=chunks)
+    check_output(args.output)  # before any work: a wrong output path fails at once
+    if args.flat:
+        check_input(args.flat, "the flat field (--flat)")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UnityFlatWarning)
         result = calibrate(ds, flat=args.flat, units=args.units, even_odd=args.even_odd)
     for w in caught:
-        print(f"warning: {w.message}")
+        print(f"warning: {' '.join(str(w.message).split())}", file=sys.stderr)
     with _executor(args) as progress:
         with progress:
             path = write(result, args.output)
-    attrs = result.image.attrs
-    print(
-        f"{ds.attrs.get('PRODUCT_ID', args.input)}: {ds.sizes['line']} x {ds.sizes['sample']} -> {path} "
-        f"({attrs['calibration']}, {attrs['units']}, flat {attrs['flat_source']}) "
-        f"in {time.perf_counter() - started:.1f} s"
-    )
+    print(summary_line(ds, result, path, time.perf_counter() - started, fallback=args.input))
     return 0
+
+
+def summary_line(raw, result, path, seconds: float, *, fallback: str = "") -> str:
+    """What was written, every value named.
+
+    Example: ``B10_013341_1010_XN_79S172W: 2048 lines x 5000 samples -> out.cub
+    (I/F, unitless; flat: unity; even/odd: applied; Sun distance 1.52 AU) in 3.1 s``.
+    """
+    attrs = result.image.attrs
+    units = {"iof": "I/F, unitless reflectance", "rate": "DN/ms, counts per millisecond"}.get(
+        attrs.get("calibration"), f"{attrs.get('calibration')} ({attrs.get('units')})")
+    flat = attrs.get("flat_source") or "unity"
+    parts = [units, f"flat field: {flat}"]
+    if attrs.get("even_odd") == "applied":
+        parts.append("even/odd correction: applied")
+    distance = attrs.get("sun_distance_km")
+    if distance:
+        parts.append(f"Sun-Mars distance {float(distance) / 149_597_870.7:.3f} AU")
+    product = raw.attrs.get("PRODUCT_ID", fallback)
+    return (f"{product}: {raw.sizes['line']} lines x {raw.sizes['sample']} samples -> {path} "
+            f"({'; '.join(parts)}) in {seconds:.1f} s")
 
 
 @contextlib.contextmanager
@@ -61,9 +82,9 @@ def _executor(args):
         from distributed import Client
 
         with Client(args.scheduler) as client:
-            print(f"dask dashboard (progress): {client.dashboard_link}")
+            print(f"dask dashboard (progress): {client.dashboard_link}", file=sys.stderr)
             yield contextlib.nullcontext()
     else:
         from dask.diagnostics import ProgressBar
 
-        yield contextlib.nullcontext() if args.no_progress else ProgressBar(dt=0.5)
+        yield contextlib.nullcontext() if args.no_progress else ProgressBar(dt=0.5, out=sys.stderr)

@@ -66,14 +66,24 @@ def _real_programs_path(recipe) -> str:
     return os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p not in drop)
 
 
+def _wrap(text: str, indent: str, more: str = "      ") -> str:
+    """``text`` whole, wrapped at word boundaries (a message is never cut), continued at ``more``."""
+    import textwrap
+
+    return textwrap.fill(" ".join(text.split()), width=100, initial_indent=indent, subsequent_indent=more,
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def _print_quality(db, results: pathlib.Path) -> None:
-    """Grades (with the first reason) and thumbnails of the images, DEM products of the pairs."""
+    """Grades (with every reason) and thumbnails of the images, DEM products of the pairs."""
     import json
 
     print("\nimage quality (computed with the native calibration, in the same pass):")
     for row in db.rows("SELECT product_id, grade, reasons, thumbnail FROM quality ORDER BY product_id"):
         reasons = json.loads(row["reasons"] or "[]")
-        print(f"  {row['grade']:4s} {row['product_id']}: {reasons[0] if reasons else 'all metrics within limits'}")
+        print(f"  {row['grade']:4s} {row['product_id']}{'' if reasons else ': all metrics within limits'}")
+        for reason in reasons:  # every reason, not only the worst
+            print(_wrap(reason, "       ", "         "))
         print(f"       thumbnail {results / row['thumbnail']}" if row["thumbnail"] else "       no thumbnail")
     for row in db.rows("SELECT pair_id, stac FROM pair_quality ORDER BY pair_id"):
         print(f"  pair {row['pair_id']}: STAC item {results / row['stac']}")
@@ -81,10 +91,14 @@ def _print_quality(db, results: pathlib.Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
+    from ctxdask.commands.batch import skipped_lines
+    from ctxdask.exceptions import OutputPathError
     from ctxdask.tools.recipe import build_recipe
     from ctxdask.validation import validate
 
     out = pathlib.Path(args.out).resolve()
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(args.out, "is a file; --out needs a folder (new, or an earlier demo's)")
     edr_dir = out / "edr"
     print(f"ctxdask demo: sample EDRs in {edr_dir}")
     paths = _make_samples(edr_dir)
@@ -95,9 +109,9 @@ def run(args: argparse.Namespace) -> int:
     print("\nvalidation:")
     for path in paths:
         report = validate(path)
-        print(f"  {path.name}: {report.summary()}")
+        print(_wrap(report.summary(), f"  {path.name}: "))
         for finding in report.warnings:
-            print(f"      warning {finding.check}: {finding.message}")
+            print(_wrap(finding.message, f"      warning {finding.check}: "))
 
     recipe = build_recipe(calibration="native")
     recipe.settings = recipe.settings.__class__(**{**recipe.settings.__dict__,
@@ -108,15 +122,29 @@ def run(args: argparse.Namespace) -> int:
     summary = run_batch(pair_list, out / "results", edr_dir=edr_dir, local=args.workers, recipe=recipe,
                         deliver=["calibrate", "point2dem", "point2dem_aligned", "dem_geoid"])
     print(summary)
-    print("\nsteps by status (ctxdask status shows the same at any time):")
     from ctxdask.batch.db import TrackingDB
 
     with TrackingDB(summary.database, readonly=True) as db:
-        for row in db.rows("SELECT key, status, error FROM steps WHERE status != 'done' ORDER BY key"):
+        problems = db.rows("SELECT key, status, error FROM steps WHERE status NOT IN ('done', 'skipped') "
+                           "ORDER BY key")
+        if problems:
+            print("\nsteps that did not succeed (ctxdask status shows the same at any time):")
+        for row in problems:
             first = (row["error"] or "").strip().splitlines()[:1]
-            print(f"  {row['status']:8s} {row['key']}: {first[0][:110] if first else ''}")
+            print(f"  {row['status']} {row['key']}:")
+            print(_wrap(first[0] if first else "no message recorded", "      "))
         _print_quality(db, out / "results")
+    skipped = skipped_lines(summary.database)
+    if skipped:
+        print()
+        for line in skipped:
+            print(_wrap(line, "  " if line.startswith("  ") else "", "      "))
+
+    from ctxdask.report import build_report
+
+    page = build_report(out / "results")
     print(f"\ndone: results in {out / 'results'}")
     print(f"      tracking database {summary.database}")
+    print(f"      HTML report {page} (open it offline: {page.resolve().as_uri()})")
     print(f"      ctxdask status {out / 'results'}")
     return 0

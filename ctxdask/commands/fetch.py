@@ -57,14 +57,20 @@ def read_id_lists(paths: list[str]) -> tuple[list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     from ctxdask.catalog.download import DownloadSettings, cache_dir, fetch_many, read_md5_manifest
     from ctxdask.catalog.lookup import ProductLocator
+    from ctxdask.commands import EXIT_ERROR, EXIT_OK, UsageError, check_input
 
+    for path in args.lists:
+        check_input(path, "the id list (--list)")
+    for path, what in ((args.urls, "the URL list (--urls)"), (args.index, "the index label (--index)"),
+                       (args.md5, "the md5 manifest (--md5)")):
+        if path:
+            check_input(path, what)
     ids, problems = read_id_lists(args.lists)
     ids = list(args.ids) + ids
     for problem in problems:
         print(f"skipped: {problem}", file=sys.stderr)
     if not ids:
-        print("ctxdask fetch: no product ids given (arguments or --list)", file=sys.stderr)
-        return 2
+        raise UsageError("no product ids given (arguments or --list)")
     if args.index:
         locator = ProductLocator.from_index(args.index, base=args.base)
     else:
@@ -90,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     for result in results:
         if isinstance(result, Exception):
             failed += 1
-            print(f"FAILED {result}")
+            print(f"FAILED {' '.join(str(result).split())}")
         else:
             print(result.summary())
     print(f"{len(results) - failed} in the cache, {failed} failed")
-    return 1 if failed or problems else 0
+    return EXIT_ERROR if failed or problems else EXIT_OK

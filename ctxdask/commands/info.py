@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             product = describe_edr(path, allow_unsupported_mode=True)
         except CTXError as exc:
-            print(f"{path}: error: {exc.reason}")
+            print(f"{path}: error: {' '.join(exc.reason.split())}", file=sys.stderr)
             status = 1
             continue
         print(summarize(product))

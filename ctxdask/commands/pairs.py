@@ -38,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ctxdask.catalog.pairs import PairCriteria, find_pairs, write_pairs
+    from ctxdask.commands import check_input
+
+    check_input(args.index, "the cumulative index")
 
     criteria = PairCriteria.from_config(**{name: getattr(args, name) for name in _CRITERIA})
     pairs = find_pairs(args.index, criteria=criteria, bbox=args.bbox, limit=args.limit,

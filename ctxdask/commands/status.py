@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import sqlite3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,16 +20,19 @@ def _fmt(counts: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch.db import DEFAULT_NAME, TrackingDB
+    from ctxdask.exceptions import CTXError, MissingFileError
 
     target = pathlib.Path(args.target)
     path = target / DEFAULT_NAME if target.is_dir() else target
+    if not path.is_file():
+        # the same problem, message and exit code as `ctxdask report`
+        raise MissingFileError(path, "no tracking database here; give the output folder of a "
+                                     "`ctxdask batch` run, or the database file")
     try:
-        db = TrackingDB(path, readonly=True)
-    except FileNotFoundError as exc:
-        print(f"ctxdask status: error: {exc}")
-        return 2
-    with db:
-        report = db.report(failures=args.failures or None)
+        with TrackingDB(path, readonly=True) as db:
+            report = db.report(failures=args.failures or None)
+    except sqlite3.DatabaseError as exc:
+        raise CTXError(path, f"not a ctxdask tracking database ({exc})") from None
     if args.json:
         print(json.dumps(report, indent=1, default=str))
         return 0

@@ -7,18 +7,54 @@ import pathlib
 
 import xarray as xr
 
-__all__ = ["write"]
+from ctxdask.exceptions import OutputPathError
+from ctxdask.io.atomic import check_destination
+
+__all__ = ["check_output", "write"]
 
 _SUFFIXES = {".cub": "isis", ".zarr": "zarr", ".tif": "geotiff", ".tiff": "geotiff"}
+
+
+def check_output(path: str | os.PathLike) -> str:
+    """The format ``path`` will be written in, after checking it can be written there.
+
+    Cheap (a few stat calls): commands call it before any computing, so a
+    wrong output path fails at once.
+
+    Returns
+    -------
+    str
+        ``"isis"``, ``"zarr"`` or ``"geotiff"``.
+
+    Raises
+    ------
+    OutputPathError
+        Unknown suffix, the folder it goes into does not exist, or a folder
+        (or a pipe) is in the way.
+    """
+    path = pathlib.Path(path)
+    kind = _SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        what = f"unknown output format {path.suffix!r}" if path.suffix else "no suffix to choose the format by"
+        raise OutputPathError(path, f"{what}; use .cub (ISIS cube), .tif (GeoTIFF) or .zarr")
+    check_destination(path, folder=kind == "zarr")
+    return kind
 
 
 def write(ds: xr.Dataset, path: str | os.PathLike, **kwargs) -> pathlib.Path:
     """Write a CTX Dataset to ``path``, choosing the format by suffix (.cub, .zarr, .tif).
 
-    Keyword arguments go to the format's writer.
+    Keyword arguments go to the format's writer. Every writer checks the
+    destination first (:func:`ctxdask.io.atomic.check_destination`): the folder
+    it goes into must exist.
+
+    Raises
+    ------
+    OutputPathError
+        Unknown suffix, missing folder, or a folder in the way.
     """
     path = pathlib.Path(path)
-    kind = _SUFFIXES.get(path.suffix.lower())
+    kind = check_output(path)
     if kind == "isis":
         from ctxdask.io.isis_write import write_isis
 
@@ -31,4 +67,4 @@ def write(ds: xr.Dataset, path: str | os.PathLike, **kwargs) -> pathlib.Path:
         from ctxdask.io.geotiff import write_geotiff
 
         return write_geotiff(ds, path, **kwargs)
-    raise ValueError(f"{path}: unknown output format {path.suffix!r}; use .cub, .zarr or .tif")
+    raise AssertionError(kind)  # pragma: no cover  (every suffix in _SUFFIXES is handled above)

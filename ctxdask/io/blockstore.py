@@ -70,12 +70,13 @@ def store_by_line_block(
         When sources with a line axis are chunked differently along it, or a
         target's shape or chunks differ from its source's.
     """
-    names = list(sources)
     _check(sources, targets, line_axes)
+    # arrays without elements (a zero-width suffix) have no chunk to write
+    names = [n for n in sources if sources[n].size]
     # the graphs as built, merged: dask's own fusion would give each array its own fused copy of
     # a read it shares with the others, and the per-block fusion below covers what it does
     graph = convert_legacy_graph(dict(HighLevelGraph.merge(*(sources[n].__dask_graph__() for n in names))))
-    pieces = _pieces_by_block(sources, line_axes)
+    pieces = _pieces_by_block({n: sources[n] for n in names}, line_axes)
     token = tokenize(sorted((n, sources[n].name, line_axes[n]) for n in names))
     name = f"store-lines-{token}"
 

@@ -16,7 +16,7 @@ import threading
 import numpy as np
 import xarray as xr
 
-from ctxdask.io.atomic import atomic_path
+from ctxdask.io.atomic import atomic_path, check_destination
 
 __all__ = ["write_geotiff"]
 
@@ -57,6 +57,7 @@ def write_geotiff(
     """
     import rioxarray  # noqa: F401  (registers the .rio accessor)
 
+    check_destination(path)
     image = ds["image"] if isinstance(ds, xr.Dataset) else ds
     image = image.drop_vars([c for c in image.coords if c not in ("line", "sample")])
     raster = image.rio.set_spatial_dims(x_dim="sample", y_dim="line")

@@ -42,6 +42,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ctxdask.io.atomic import check_destination
 from ctxdask.io.blockstore import store_by_line_block
 from ctxdask.io.isis_pixels import PixelType, encode_block, pixel_type
 from ctxdask.radiometry.companding import check_bit_mode, decompand_block, decompand_dark_block
@@ -516,7 +517,7 @@ def write_isis(
     UnsupportedModeError
         If raw input uses a companding mode other than SQROOT.
     """
-    path = pathlib.Path(path)
+    path = check_destination(path)
     image = ds["image"]
     if image.ndim != 2:
         raise ValueError(f"image must be 2-D (line, sample), got dims {image.dims}")

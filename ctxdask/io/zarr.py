@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 from dask.base import is_dask_collection
 
-from ctxdask.io.atomic import atomic_path
+from ctxdask.io.atomic import atomic_path, check_destination
 from ctxdask.io.blockstore import store_by_line_block
 
 __all__ = ["write_zarr"]
@@ -56,6 +56,7 @@ def write_zarr(
     pathlib.Path or dask.delayed.Delayed
         The store's path; with ``compute=False`` the Delayed that writes the data.
     """
+    check_destination(path, folder=True)
     ds = _clean_encoding(ds)
     options = {
         "mode": "w",
@@ -70,7 +71,9 @@ def write_zarr(
         if not compute:
             return ds.to_zarr(path, compute=False, consolidated=True, **options)
         with atomic_path(path) as tmp:
-            lazy = [name for name, var in ds.data_vars.items() if is_dask_collection(var.data)]
+            # a variable with no elements (the zero-width suffix of SAMPLE_FIRST_PIXEL > 0 images) has nothing
+            # to stream: to_zarr writes its metadata (and swaps in a numpy array for it while doing so)
+            lazy = [name for name, var in ds.data_vars.items() if is_dask_collection(var.data) and var.size]
             if not _storable_by_line_block(ds, lazy):
                 ds.to_zarr(tmp, consolidated=True, **options)
             else:

@@ -20,10 +20,11 @@ thresholds, thumbnail size, stretch) under ``ctxdask.quality`` in ``ctxdask.yaml
 
 from __future__ import annotations
 
-from ctxdask.quality.dem import DEMStatistics, colour_relief, dem_statistics, hillshade, open_dem, pair_products
+from ctxdask.quality.dem import DEMStatistics, colour_relief, dem_statistics, hillshade, open_dem
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.grade import Grade, grade
 from ctxdask.quality.metrics import QualityMetrics, measure
+from ctxdask.quality.pair import pair_products
 from ctxdask.quality.stac import stac_item
 from ctxdask.quality.thumbnail import stretch, thumbnail, write_png
 

@@ -77,6 +77,8 @@ def grade(metrics: Any, thresholds: Mapping[str, Mapping[str, float | None] | No
             )
         _check_order(name, limits)
         value = values[key]
+        if not _applies(key, values):
+            continue  # e.g. the even/odd offset of a summing-2 image: ctxevenodd does not apply
         if value is None or (isinstance(value, float) and math.isnan(value)):
             found.append((1, f"{key}: not measurable"))
             continue
@@ -89,6 +91,17 @@ def grade(metrics: Any, thresholds: Mapping[str, Mapping[str, float | None] | No
     found.sort(key=lambda item: -item[0])
     worst = max((level for level, _ in found), default=0)
     return Grade(status=[s for s, v in _ORDER.items() if v == worst][0], reasons=tuple(r for _, r in found))
+
+
+#: metrics measured only in some modes: metric -> the summing modes it applies to
+_ONLY_FOR_SUMMING = {"even_odd_offset": (1,), "even_odd_relative": (1,)}
+
+
+def _applies(key: str, values: Mapping[str, Any]) -> bool:
+    """Whether metric ``key`` means anything for this image (a threshold is then checked)."""
+    modes = _ONLY_FOR_SUMMING.get(key)
+    summing = values.get("summing")
+    return modes is None or summing is None or int(summing) in modes
 
 
 def _status(value: float, limits: Mapping[str, float | None]) -> tuple[int, str, float] | None:

@@ -15,6 +15,7 @@ special pixels, lost-packet fill) passes through.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Literal
 
@@ -30,6 +31,7 @@ from ctxdask import __version__
 from ctxdask.exceptions import CTXError, UnityFlatWarning
 from ctxdask.radiometry import companding, solar
 from ctxdask.radiometry.flat import Flat, flat_for_samples, load_flat
+from ctxdask.radiometry.flatdir import flat_for_image
 
 __all__ = ["CalibrationError", "calibrate", "calibrate_block", "decompand", "even_odd_correct"]
 
@@ -80,7 +82,9 @@ def calibrate(
     ds : xarray.Dataset
         From :func:`ctxdask.open_edr` (raw) or :func:`decompand` (counts).
     flat : path, array or None
-        Detector flat (ISIS cube, GeoTIFF, ``.npy`` or array of >= 5000 values).
+        Detector flat (ISIS cube, GeoTIFF, ``.npy`` or array of >= 5000 values),
+        or a folder of monthly flats, from which the image's month is picked
+        (:func:`ctxdask.radiometry.flatdir.flat_for_image`).
         ``None`` uses a unity flat, warns, and records ``flat_source="unity"``.
     units : {"iof", "rate"}
         ``"rate"``: (DN - dark) / (exposure x flat) in DN/ms.
@@ -113,6 +117,8 @@ def calibrate(
         )
     exposure_ms = _exposure_ms(ds)
 
+    if isinstance(flat, (str, os.PathLike)) and os.path.isdir(flat):  # a folder of monthly flats
+        flat = flat_for_image(flat, ds.attrs["START_TIME"], ds.attrs.get("PRODUCT_ID"))
     flat = load_flat(flat)
     if flat.is_unity:
         warnings.warn(

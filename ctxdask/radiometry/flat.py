@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import warnings
 
 import numpy as np
 
@@ -47,8 +48,10 @@ class Flat:
 def load_flat(flat: str | os.PathLike | np.ndarray | Flat | None) -> Flat:
     """Read a flat field from a path (``.cub``, ``.tif``/``.tiff``, ``.npy``) or an array.
 
-    A 2-D flat must have exactly one line (or one band of one line): CTX flats
-    are indexed by detector pixel only.
+    Cubes and GeoTIFFs give band 1 of line 1, as ``ctxcal`` reads them (so the
+    3-band flats of :func:`ctxdask.radiometry.flatio.write_flat` work); a 2-D
+    ``.npy`` or array must have exactly one line: CTX flats are indexed by
+    detector pixel only.
     """
     if flat is None:
         return Flat(None, "unity")
@@ -65,12 +68,17 @@ def load_flat(flat: str | os.PathLike | np.ndarray | Flat | None) -> Flat:
             elif suffix == ".cub":
                 from ctxdask.io.isis_read import read_cube
 
-                values = read_cube(path, dtype=np.float64).compute()
+                # ctxcal reads a Brick(5000, 1, 1) at sample 1, line 1, band 1 (ctxcal.cpp); further
+                # bands (ctxdask flats add uncertainty and image count) are not part of the flat
+                values = read_cube(path, dtype=np.float64)[0, 0].compute()
             elif suffix in (".tif", ".tiff"):
                 import rioxarray
+                from rasterio.errors import NotGeoreferencedWarning
 
-                with rioxarray.open_rasterio(path, masked=True) as raster:
-                    values = raster.values.astype(np.float64)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)  # a detector flat has no map
+                    with rioxarray.open_rasterio(path, masked=True) as raster:
+                        values = raster.values[0, 0].astype(np.float64)  # band 1, line 1, as for cubes
             else:
                 raise FlatError(path, f"unknown flat-field format {suffix!r}; use .cub, .tif or .npy")
         except CTXError:

@@ -51,7 +51,7 @@ def calibrate_to_cube(source: str, destination: str, *, even_odd: bool = True,
                       thumbnail: str | None = None) -> None:
     """Calibrate a CTX EDR with ctxdask and write the ISIS level-1 cube (and its quality).
 
-    The chain is :func:`ctxdask.edr.open_edr` ->
+    The chain is :func:`ctxdask.open_edr` ->
     :func:`ctxdask.radiometry.calibrate.calibrate` ->
     :func:`ctxdask.io.isis.write_isis` (level 1), the native equivalent of
     ``mroctx2isis`` + ``ctxcal`` (+ ``ctxevenodd``).
@@ -73,13 +73,15 @@ def calibrate_to_cube(source: str, destination: str, *, even_odd: bool = True,
         Apply the even/odd correction (summing-1 images).
     units : {"iof", "rate"}
     flat : str, optional
-        A flat-field file; ``None`` uses unity (with a warning).
+        A flat-field file, or a folder of monthly flats (the batch passes setting
+        ``flat.dir``; the image's month is picked from it); ``None`` uses unity
+        (with a warning).
     quality : str, optional
         Where to write the metrics and grade as JSON (:func:`write_quality`).
     thumbnail : str, optional
         Where to write the thumbnail PNG.
     """
-    from ctxdask.edr import open_edr
+    from ctxdask.backend import open_edr
     from ctxdask.io.isis import write_isis
     from ctxdask.radiometry.calibrate import calibrate
 

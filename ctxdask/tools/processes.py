@@ -55,6 +55,17 @@ def _proc_alive(proc: psutil.Process) -> bool:
         return False
 
 
+def _process(pid: int, create_time: float | None) -> psutil.Process | None:
+    """``psutil.Process(pid)`` if it exists and started at ``create_time`` (when given)."""
+    try:
+        proc = psutil.Process(pid)
+        if create_time is not None and abs(proc.create_time() - create_time) > 0.01:
+            return None
+        return proc
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
 class ProcessTree:
     """The process group led by ``pid`` plus every descendant seen so far.
 
@@ -63,16 +74,28 @@ class ProcessTree:
     pid : int
         Pid of the program, which leads its own process group (started with
         ``start_new_session=True``), so its pgid equals ``pid``.
+    create_time : float, optional
+        The program's start time as :mod:`psutil` reports it. When given, a
+        process now holding ``pid`` that started at another time is not taken
+        for the program (the pid was reused after the program exited).
     """
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, create_time: float | None = None):
         self.pid = pid
         self.pgid = pid
         self._seen: dict[int, psutil.Process] = {}
-        try:
-            self._root: psutil.Process | None = psutil.Process(pid)
-        except psutil.NoSuchProcess:
-            self._root = None
+        self._root = _process(pid, create_time)
+        #: the program's start time (``None`` if it was already gone)
+        self.create_time = self._root.create_time() if self._root is not None else None
+
+    def adopt(self, pid: int, create_time: float | None = None) -> None:
+        """Count process ``pid`` among the descendants (seen by another process).
+
+        Ignored when it is gone or, with ``create_time``, is not the same process.
+        """
+        proc = _process(pid, create_time)
+        if proc is not None:
+            self._seen.setdefault(pid, proc)
 
     def register(self) -> None:
         """Count this tree among :func:`running_trees` until :meth:`unregister`."""
@@ -88,6 +111,11 @@ class ProcessTree:
     def descendants(self) -> list[int]:
         """Pids of every descendant recorded so far (alive or not)."""
         return sorted(self._seen)
+
+    @property
+    def recorded(self) -> dict[int, float]:
+        """Start time (psutil ``create_time``) of every descendant recorded so far, by pid."""
+        return {pid: proc.create_time() for pid, proc in self._seen.items()}
 
     def snapshot(self) -> None:
         """Record the current descendants of the program (cheap; call it often)."""

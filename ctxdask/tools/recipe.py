@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from ctxdask import config
+from ctxdask.product_id import check_product_id
 
 __all__ = [
     "NATIVE_QUALITY_OUTPUTS",
@@ -52,20 +52,6 @@ __all__ = [
     "build_recipe",
     "check_product_id",
 ]
-
-#: what may go into a file name or command line: no separators, dots, spaces,
-#: '=', quotes or shell metacharacters
-_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}")
-
-
-def check_product_id(product_id: str) -> str:
-    """Return ``product_id`` if it is safe for file names and argv, else raise ValueError."""
-    if not isinstance(product_id, str) or not _SAFE_ID.fullmatch(product_id):
-        raise ValueError(
-            f"{product_id!r} is not a usable product id: only letters, digits, '_' and '-' "
-            "may reach a file name or a command line"
-        )
-    return product_id
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +223,7 @@ class RecipeSettings:
     Build it with :meth:`from_config`; the fields mirror ``ctxdask.yaml``.
     """
 
-    calibration: Literal["isis", "native"] = "isis"
+    calibration: Literal["isis", "native"] = "native"
     native_calibrate: str = "ctxdask.tools.native:calibrate_to_cube"
     even_odd: bool = True
     timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -265,6 +251,8 @@ class RecipeSettings:
     mapproject_tr: float | None = None
     t_srs: str | None = None
     corr_memory_mb: int | None = None
+    #: folder of monthly flats for the native calibration (setting ``flat.dir``)
+    flat_dir: str | None = None
 
     @classmethod
     def from_config(cls, **overrides: Any) -> RecipeSettings:
@@ -277,7 +265,7 @@ class RecipeSettings:
         isis = tools.get("isis", {}) or {}
         asp = tools.get("asp", {}) or {}
         values: dict[str, Any] = dict(
-            calibration=tools.get("calibration", "isis"),
+            calibration=tools.get("calibration", "native"),
             native_calibrate=tools.get("native-calibrate", cls.native_calibrate),
             even_odd=bool(tools.get("even-odd", True)),
             timeouts={k: float(v) for k, v in (tools.get("timeouts") or {}).items()},
@@ -305,6 +293,7 @@ class RecipeSettings:
             mapproject_tr=asp.get("mapproject-tr"),
             t_srs=asp.get("t-srs"),
             corr_memory_mb=asp.get("corr-memory-limit-mb"),
+            flat_dir=config.get("flat.dir", None),
         )
         for name in ("timeouts", "resources"):
             if name in overrides:
@@ -462,7 +451,8 @@ class Recipe:
                 {"edr": ("{id}.IMG", "edr")}, outputs,
                 t("calibrate", 1800), r("calibrate"),
                 kind="native", callable=s.native_calibrate,
-                options={"even_odd": s.even_odd},
+                # a flat folder reaches ctxdask.calibrate, which picks the image's month from it
+                options={"even_odd": s.even_odd, **({"flat": str(s.flat_dir)} if s.flat_dir else {})},
             ))
             image.append(Step(
                 "spiceinit", "spiceinit",

@@ -13,6 +13,9 @@
   ``KeyboardInterrupt``), the process group and every descendant seen while the
   program ran get SIGTERM, then SIGKILL after a grace period
   (:class:`~ctxdask.tools.processes.ProcessTree`);
+- if the calling process itself dies (a SIGKILLed dask worker runs no
+  ``finally``), a watchdog process started beside the program stops the same
+  tree (:mod:`ctxdask.tools.watchdog`); it exits when the run ends;
 - a non-zero exit, a timeout or a cancellation raises a
   :class:`~ctxdask.exceptions.ToolError` subclass carrying the command, exit
   code or signal, duration and the tail of the log.
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import logging
 import os
 import shlex
 import shutil
@@ -39,8 +43,11 @@ from ctxdask.exceptions import (
 )
 from ctxdask.tools.cancel import task_cancel_check
 from ctxdask.tools.processes import ProcessTree
+from ctxdask.tools.watchdog import Watchdog
 
 __all__ = ["RunResult", "run", "read_tail", "resolve_program"]
+
+logger = logging.getLogger(__name__)
 
 #: lines of the log quoted in an error message (the error's ``log_tail`` holds more)
 _MESSAGE_LINES = 12
@@ -228,6 +235,7 @@ def run(
     grace = float(config.get("tools.grace-period", 10) if grace is None else grace)
     poll = float(config.get("tools.poll-interval", 0.2) if poll_interval is None else poll_interval)
     tail_lines = int(config.get("tools.log-tail-lines", 40) if tail_lines is None else tail_lines)
+    orphan_grace = min(grace, float(config.get("tools.watchdog-grace", 2)))
 
     cwd = os.fspath(cwd)
     if not os.path.isdir(cwd):
@@ -247,25 +255,36 @@ def run(
         )
         logf.write(header.encode())
         logf.flush()
-        # the child gets its own copy of the descriptor; ours closes right away
-        proc = subprocess.Popen(
-            argv,
-            executable=executable,
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=logf,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    if cancel is None:
-        cancel = task_cancel_check()
+        # started before the program and told its group right after the start
+        # (microseconds), so that the program never runs unwatched for long
+        watchdog = _start_watchdog(log_path, orphan_grace)
+        try:
+            # the child gets its own copy of the descriptor; ours closes right away
+            proc = subprocess.Popen(
+                argv,
+                executable=executable,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except BaseException:
+            if watchdog is not None:
+                watchdog.dismiss()
+            raise
     tree = ProcessTree(proc.pid)
+    if watchdog is not None:
+        # before anything slow (the cancel check below may import distributed)
+        watchdog.watch(tree)
     tree.register()
     timed_out = cancelled = False
     killed: list[int] = []
     try:
+        if cancel is None:
+            cancel = task_cancel_check()
         deadline = start + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -275,6 +294,8 @@ def run(
             except subprocess.TimeoutExpired:
                 pass
             tree.snapshot()
+            if watchdog is not None:
+                watchdog.adopt(tree)
             if time.monotonic() >= deadline:
                 timed_out = True
                 break
@@ -284,9 +305,13 @@ def run(
     finally:
         # every way out (exit, deadline, cancel, an exception in this thread) ends
         # here: nothing the program started may outlive the call
-        killed = tree.stop(grace, reap=proc.poll)
-        tree.unregister()
-        proc.poll()
+        try:
+            killed = tree.stop(grace, reap=proc.poll)
+        finally:
+            tree.unregister()
+            proc.poll()
+            if watchdog is not None:
+                watchdog.dismiss()
     duration = time.monotonic() - start
     returncode = proc.returncode
 
@@ -313,6 +338,22 @@ def run(
     if timed_out or cancelled or (check and returncode != 0):
         raise _error(name, result, timeout, grace)
     return result
+
+
+def _start_watchdog(log_path: str, grace: float) -> Watchdog | None:
+    """Start the watchdog that stops the program if this process dies.
+
+    It appends what it does to the program's log. A watchdog that cannot start
+    (no free pid, a broken interpreter) is logged and the program runs without
+    one: the deadline and the worker's shutdown plugin still apply.
+    """
+    try:
+        with open(log_path, "ab") as log:
+            return Watchdog(grace, log=log)
+    except OSError as exc:
+        logger.warning("%s: cannot start the watchdog process (%s); the program is not stopped "
+                       "if this worker dies", log_path, exc)
+        return None
 
 
 def _error(name: str, result: RunResult, timeout: float, grace: float):

@@ -40,10 +40,11 @@ from ctxdask import config
 from ctxdask.exceptions import ToolError, ToolFailedError
 from ctxdask.tools.cancel import task_cancel_check
 from ctxdask.tools.outputs import check_output
+from ctxdask.tools.owner import write_owner
 from ctxdask.tools.recipe import Ref, StepCall
 from ctxdask.tools.runner import run
 
-__all__ = ["RunOptions", "StepResult", "run_step", "step_graph", "submit_steps", "work_root"]
+__all__ = ["RunOptions", "StepResult", "cached_result", "run_step", "step_graph", "submit_steps", "work_root"]
 
 MANIFEST = "ctxdask-step.json"
 
@@ -231,6 +232,18 @@ def _publish(tmp: str, final: str) -> None:
     os.rename(tmp, final)
 
 
+def cached_result(call: StepCall, *upstream: StepResult, options: RunOptions | None = None) -> StepResult | None:
+    """What :func:`run_step` would return from its manifest, without running anything; else None.
+
+    A batch resuming after its driver died uses this for steps its database
+    records as done: their finished work dir (same key, same fingerprint of
+    argv, options and inputs, every output complete) is reused as it is.
+    """
+    options = options or RunOptions.from_config()
+    paths, identity = _resolve_inputs(call, {r.key: r for r in upstream})
+    return _cached(os.path.join(work_root(options.work_dir), call.key), _fingerprint(call, identity))
+
+
 def run_step(call: StepCall, *upstream: StepResult, options: RunOptions | None = None) -> StepResult:
     """Run one step in its own work dir and return what it produced.
 
@@ -265,6 +278,7 @@ def run_step(call: StepCall, *upstream: StepResult, options: RunOptions | None =
 
     tmp = os.path.join(root, f"{call.key}.tmp-{uuid.uuid4().hex[:8]}")
     os.makedirs(tmp)
+    write_owner(tmp)  # whose it is: a later run removes it only once this process is dead
     log_name = f"{call.step}.log"
     argv = list(call.argv)
     if call.kind == "native":

@@ -14,7 +14,7 @@ import pytest
 from ctxdask.testing import make_edr
 from ctxdask.tools.tasks import run_step
 
-from ..tools.conftest import standin_path
+from ..tools.conftest import isis_calibration, standin_path  # noqa: F401  (isis_calibration: autouse)
 
 #: the project root: worker processes need it on sys.path to import this module's functions
 #: (distributed pickles task arguments by reference when it can)

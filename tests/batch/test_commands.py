@@ -40,12 +40,12 @@ def test_batch_then_status(tmp_path, capsys):
 
 
 def test_status_without_database(tmp_path, capsys):
-    assert main(["status", str(tmp_path)]) == 2
-    assert "no tracking database" in capsys.readouterr().out
+    assert main(["status", str(tmp_path)]) == 1  # as `ctxdask report`: a bad input, not a usage error
+    assert "no tracking database" in capsys.readouterr().err
 
 
 def test_batch_refuses_unknown_steps(tmp_path, capsys):
     pairs = write_pairs(tmp_path / "pairs.txt", [(IDS[0], IDS[1])])
     assert main(["batch", str(pairs), "--out", str(tmp_path / "out"), "--edr-dir", str(tmp_path),
-                 "--steps", "stereo", "--no-progress"]) == 2
-    assert "unknown steps" in capsys.readouterr().out
+                 "--steps", "stereo", "--no-progress"]) == 2  # a wrong option value: usage
+    assert "unknown steps" in capsys.readouterr().err

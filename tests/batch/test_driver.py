@@ -176,3 +176,47 @@ def test_image_chain_runs_as_one_task_and_stops_at_the_first_failed_step(tmp_pat
     # every step timed on its own
     rows = query(db, "SELECT started, ended, duration FROM steps WHERE subject = ? AND status = 'done'", (IDS[0],))
     assert len(rows) == 7 and all(s <= e and d >= 0 for s, e, d in rows)
+
+
+def test_one_bad_line_never_stops_the_batch(tmp_path, cluster_client):
+    """A non-ASCII id is rejected on its own line (with its number); the good pairs run."""
+    edr = make_images(tmp_path / "edr", IDS[:3])
+    wide = IDS[2].replace("013341", "０１３３４１")  # full-width digits: str.isdigit() says yes
+    path = tmp_path / "pairs.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{P1[0]} {P1[1]}\n{IDS[0]} {wide}\n{P2[0]} {P2[1]}\n".encode())
+    summary = run_batch(path, tmp_path / "out", edr_dir=edr, client=cluster_client, steps=["validate"],
+                        progress=False)
+    assert summary.ok and summary.pairs == {"done": 2}, summary
+    assert [r.line for r in summary.rejected] == [2] and "only ASCII" in summary.rejected[0].reason
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    assert query(db, "SELECT line, reason FROM rejected") == [(2, summary.rejected[0].reason)]
+    assert query(db, "SELECT status FROM runs") == [("done",)]
+
+
+def test_a_list_without_usable_pairs_is_an_error_naming_the_reasons(tmp_path, capsys):
+    from ctxdask.batch.pairlist import EmptyPairListError
+    from ctxdask.cli import main
+
+    path = tmp_path / "pairs.txt"
+    path.write_text(f"M\n{IDS[0]} {IDS[0]}\n")
+    with pytest.raises(EmptyPairListError, match=r"all 2 lines were rejected: line 1: expected two .*line 2: a pair needs"):
+        run_batch(path, tmp_path / "out", edr_dir=tmp_path)
+    assert main(["batch", str(path), "--out", str(tmp_path / "out"), "--edr-dir", str(tmp_path),
+                 "--no-progress"]) != 0
+    text = capsys.readouterr().out
+    assert str(path) in text and "line 1" in text and "line 2" in text
+
+
+def test_an_exception_in_the_driver_ends_the_run_row_with_the_error(tmp_path, cluster_client, monkeypatch):
+    from ctxdask.batch import driver
+
+    def broken(self, *args):
+        raise RuntimeError("a bug in the driver")
+
+    monkeypatch.setattr(driver._Driver, "run", broken)
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1])
+    with pytest.raises(RuntimeError, match="a bug in the driver"):
+        run_batch(pairs, tmp_path / "out", edr_dir=make_images(tmp_path / "edr", P1), client=cluster_client,
+                  progress=False)
+    (status, ended, error), = query(tmp_path / "out" / "ctxdask-batch.sqlite", "SELECT status, ended, error FROM runs")
+    assert status == "failed" and ended and "RuntimeError: a bug in the driver" in error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ctxdask.batch.pairlist import Pair, parse_pairs, read_pairs
+from ctxdask.batch.pairlist import EmptyPairListError, Pair, parse_pairs, read_pairs
 
 A, B, C = "B01_009855_2626_XN_82N094W", "B01_010106_2627_XN_82N094W", "B01_009894_1665_XI_13S042W"
 
@@ -59,3 +59,35 @@ def test_pairs_from_code_are_checked_too():
     assert [p.pair_id for p in pl.pairs] == [f"{A}-{B}"]
     assert [r.line for r in pl.rejected] == [2, 3]
     assert read_pairs(pl) is pl
+
+
+def test_non_ascii_digits_are_rejected_on_their_line(tmp_path):
+    wide = "B01_００９８５５_2626_XN_82N094W"
+    pl = parse_pairs([f"{A} {B}\n", f"{wide} {C}\n", f"{C} {B}\n"], source="pairs.txt")
+    assert [p.line for p in pl.pairs] == [1, 3]
+    assert [r.line for r in pl.rejected] == [2] and "only ASCII" in pl.rejected[0].reason
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
+    path = tmp_path / "pairs.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{A} {B}\r\n{C} {A}\r\n".encode())
+    pl = read_pairs(path)
+    assert [(p.left, p.line) for p in pl.pairs] == [(A, 1), (C, 2)] and not pl.rejected
+    assert parse_pairs([f"\ufeff{A} {B}\n"]).pairs[0].left == A
+    # undecodable bytes reject their line only
+    path.write_bytes(f"{A} {B}\n".encode() + b"B01_\xff\xfe_2626_XN_82N094W " + C.encode() + b"\n")
+    pl = read_pairs(path)
+    assert len(pl.pairs) == 1 and [r.line for r in pl.rejected] == [2]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("", "no stereo pairs in the list"),
+    ("# only a comment\n\n", "no stereo pairs in the list"),
+    ("M\nB01_００９８５５_2626_XN_82N094W B01_010106_2627_XN_82N094W\n", r"all 2 lines were rejected: line 1: .*line 2:"),
+])
+def test_a_list_without_usable_pairs_is_an_error_with_the_reasons(tmp_path, text, match):
+    path = tmp_path / "pairs.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(EmptyPairListError, match=match) as info:
+        read_pairs(path).require_pairs()
+    assert str(info.value).startswith(str(path))

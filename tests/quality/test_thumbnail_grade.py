@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import dask
 import dask.array as da
 import numpy as np
@@ -126,6 +128,23 @@ def test_grade_pass_warn_fail_with_reasons():
 def test_unmeasurable_metric_warns():
     result = grade({"snr": None, "saturated_fraction": 0.0}, THRESHOLDS)
     assert result.status == "warn" and result.reasons == ("snr: not measurable",)
+
+
+def test_summing_2_images_are_not_graded_on_the_even_odd_offset(tmp_path):
+    """ctxevenodd applies to summing 1 only: its NaN metrics give no "not measurable" warning."""
+    from ctxdask.quality import QualityMetrics
+
+    limits = {"even-odd-relative": {"warn-above": 0.02, "fail-above": 0.05}, **THRESHOLDS}
+    good = {"snr": 50.0, "saturated_fraction": 0.0}
+    assert grade({**good, "summing": 2, "even_odd_relative": None}, limits) == Grade("pass", ())
+    # the same missing value on a summing-1 image is still a warning
+    assert grade({**good, "summing": 1, "even_odd_relative": None}, limits).reasons == (
+        "even_odd_relative: not measurable",)
+    # and from a real measurement of a summing-2 EDR with the configured thresholds
+    path = make_edr(tmp_path / "D10_031011_1864_XI_06N201W.IMG", lines=256, line_samples=2528, summing=2)
+    qa = QualityMetrics.from_dataset(measure(ctxdask.open_edr(path)))
+    assert qa.summing == 2 and math.isnan(qa.even_odd_relative)
+    assert not [r for r in qa.grade().reasons if "even_odd" in r]
 
 
 def test_grade_thresholds_come_from_config_at_call_time():

@@ -15,7 +15,9 @@ Behaviour on request, through environment variables:
     ``hang`` (sleep forever), ``hang-grandchild`` (fork a child and a grandchild
     that inherit the log and sleep forever, then hang), ``escape-grandchild``
     (a grandchild that leaves the process group with ``setsid`` and sleeps
-    forever, then hang), ``ignore-term`` (ignore SIGTERM, then hang), ``crash``
+    forever, then hang), ``ignore-term`` (ignore SIGTERM, then hang),
+    ``ignore-term-child`` (ignore SIGTERM, fork a child that ignores it too,
+    then both hang), ``crash``
     (die of SIGSEGV), ``fail`` (print an error and exit 1), ``partial`` (write a
     truncated first output, skip the others, exit 0).
 ``CTXDASK_STANDIN_FAULT_PROGRAMS``
@@ -105,6 +107,11 @@ def _apply_fault(fault: str | None) -> None:
     elif fault == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("ignoring SIGTERM and hanging (stand-in fault)", flush=True)
+        _sleep_forever()
+    elif fault == "ignore-term-child":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the child
+        _fork_sleeper("child")
+        print("ignoring SIGTERM and hanging with a child (stand-in fault)", flush=True)
         _sleep_forever()
     elif fault == "crash":
         print("crashing (stand-in fault)", flush=True)

@@ -18,6 +18,19 @@ def standin_path() -> str:
     return os.pathsep.join([str(STANDINS), os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
+@pytest.fixture(autouse=True)
+def isis_calibration(monkeypatch):
+    """These tests follow the ISIS programs' chain through the stand-ins (the default is native).
+
+    Set for this process and, through the environment, for the drivers tests start.
+    """
+    import dask
+
+    monkeypatch.setenv("DASK_CTXDASK__TOOLS__CALIBRATION", "isis")
+    with dask.config.set({"ctxdask.tools.calibration": "isis"}):
+        yield
+
+
 @pytest.fixture
 def standins(monkeypatch):
     """Put the stand-in programs first on PATH and clear any requested fault."""

@@ -116,7 +116,7 @@ def test_a_named_event_cancels_a_step(client, tmp_path):
 
 def test_full_chain_on_the_cluster(client, edr_pair, tmp_path):
     lid, ledr, rid, redr = edr_pair
-    recipe = build_recipe()
+    recipe = build_recipe(calibration="isis")  # the ISIS programs' chain, through the stand-ins
     left, right = recipe.image_calls(lid, str(ledr)), recipe.image_calls(rid, str(redr))
     image_futures = submit_steps(client, left + right, RunOptions.from_config(work_dir=str(tmp_path / "w")))
     pair = recipe.pair_calls(left[-1], right[-1])

@@ -163,7 +163,7 @@ def test_isis_even_odd_selection():
 
 
 def test_keys_are_deterministic_and_unique():
-    recipe = build_recipe(pc_align=True, dem_geoid=True)
+    recipe = build_recipe(calibration="isis", pc_align=True, dem_geoid=True)
     a = recipe.image_calls(LEFT, "/l") + recipe.image_calls(RIGHT, "/r")
     calls = a + recipe.pair_calls(a[3], a[7], mola="/m.csv")
     again = recipe.image_calls(LEFT, "/l")
@@ -187,3 +187,13 @@ def test_settings_object_pickles():
     assert pickle.loads(pickle.dumps(s)) == s
     call = build_recipe().image_calls(LEFT, "/e")[0]
     assert pickle.loads(pickle.dumps(call)) == call
+
+
+def test_native_calibration_gets_the_flat_folder_setting(tmp_path):
+    """Setting ctxdask.flat.dir reaches calibrate(flat=FOLDER) through the native step's options."""
+    assert "flat" not in build_recipe(calibration="native").image_calls(LEFT, "/d/l.IMG")[0].options
+    with dask.config.set({"ctxdask.flat.dir": str(tmp_path)}):
+        recipe = build_recipe(calibration="native")
+    native = recipe.image_calls(LEFT, "/d/l.IMG")[0]
+    assert native.options == {"even_odd": True, "flat": str(tmp_path)}
+    assert recipe.image_calls(LEFT, "/d/l.IMG", summing=2)[0].options["flat"] == str(tmp_path)

@@ -1,0 +1,419 @@
+"""Result handling: how each step ended, into the database, with its files brought home.
+
+Results arrive through :class:`distributed.as_completed` and the driver's loop
+hands each finished future to :meth:`ResultHandler.dispatch`, inside one
+database transaction per pass. An image task returns one Outcome per step,
+each recorded as its own row (``validate-<id>``...); a worker event
+announces each step's start (``running``, worker, start time,
+:meth:`ResultHandler.drain_events`).
+
+- A step counts as ``done`` only once its files are in the output folder,
+  checksummed (:mod:`~ctxdask.batch.delivery`).
+- The Outcome of a step reused from an earlier run leaves its row as it is.
+- When every step of an image or pair has ended, its aggregate status is
+  recorded; a pair's end releases its futures and cleans its scratch (and its
+  images' once no open pair uses them).
+- The watchdog gives up on a step ``watchdog-margin`` seconds past its
+  deadline (in-process steps and workers that stopped answering).
+
+Where tiled stereo plugs in: futures that are neither an image task nor a
+tracked step belong to the tile bookkeeping; :meth:`ResultHandler.dispatch`
+is where they are routed to it, and a tiled pair ends through
+:meth:`ResultHandler.check_pair` like any other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import queue
+import time
+import traceback
+from collections.abc import Iterable
+from typing import Any
+
+from ctxdask.batch import db as dbmod
+from ctxdask.batch.delivery import Deliverer, DeliveryLost
+from ctxdask.batch.model import Outcome, StepTask
+from ctxdask.batch.pairlist import Pair
+from ctxdask.batch.planning import PAIR_QUALITY_STEP
+from ctxdask.batch.progress import Progress
+from ctxdask.batch.scratch import remove_workdirs
+from ctxdask.batch.settings import BatchSettings
+from ctxdask.batch.state import PRIORITY, Group, RunState
+from ctxdask.batch.submission import Submitter
+from ctxdask.tools.tasks import RunOptions
+
+__all__ = ["ResultHandler", "error_text", "pair_dir"]
+
+logger = logging.getLogger(__name__)
+
+
+def error_text(exc: BaseException) -> str:
+    """``Type: message`` of an exception, on one line where it can be."""
+    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+def pair_dir(out: pathlib.Path, subject: str, scope: str) -> pathlib.Path:
+    """Where an image's or a pair's products are delivered."""
+    return out / ("pairs" if scope == "pair" else "images") / subject
+
+
+class ResultHandler:
+    """Records the results of one run as they come.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    state : RunState
+    db : TrackingDB
+    run_id : int
+    out : pathlib.Path
+        The output folder.
+    settings : BatchSettings
+    options : RunOptions
+    submitter : Submitter
+        To let pairs go once their images are through.
+    deliverer : Deliverer
+    """
+
+    def __init__(self, client, state: RunState, db: dbmod.TrackingDB, run_id: int, *, out: pathlib.Path,
+                 settings: BatchSettings, options: RunOptions, submitter: Submitter, deliverer: Deliverer):
+        self.client = client
+        self.state = state
+        self.db = db
+        self.run_id = run_id
+        self.out = out
+        self.settings = settings
+        self.options = options
+        self.submitter = submitter
+        self.deliverer = deliverer
+        self.events: queue.SimpleQueue = queue.SimpleQueue()
+        #: delivery future -> step key
+        self.deliveries: dict[Any, str] = {}
+        #: worker -> work dirs to remove, sent as one task per worker per pass of the result loop
+        self.to_clean: dict[str, list[str]] = {}
+        self.cleanups: list = []
+        self.progress: Progress | None = None
+
+    # ------------------------------------------------------------- dispatch
+    def dispatch(self, future, result) -> None:
+        """Record a finished future: an image task's Outcomes, or one step's."""
+        key = future.key
+        state = self.state
+        if key in state.groups and state.groups[key].future is not None:
+            self.handle_group(key, future, result)
+        elif key in state.tracked and state.tracked[key].future is not None:
+            self.handle(key, self.outcome_of(key, future, result))
+
+    def outcome_of(self, key: str, future, result) -> Outcome:
+        """The Outcome a finished future stands for (errors and cancellations included)."""
+        tracked = self.state.tracked
+        t = tracked[key]
+        if isinstance(result, Outcome):
+            return result
+        base = dict(key=key, step=t.task.step, subject=t.task.subject, ended=dbmod.now())
+        failed_up = [u for u in t.upstream if tracked[u].future is not None
+                     and tracked[u].future.status in ("error", "cancelled")]
+        if failed_up or any(tracked[u].outcome is not None and not tracked[u].outcome.ok for u in t.upstream):
+            up = (failed_up or list(t.upstream))[0]
+            return Outcome(**base, status="skipped", error=f"not run: {up} did not succeed")
+        if future.status == "cancelled":
+            if t.outcome is not None:  # already recorded (watchdog)
+                return t.outcome
+            return Outcome(**base, status="interrupted", error="cancelled")
+        exc = result
+        name = type(exc).__name__
+        if name == "KilledWorker":
+            why = (f"the workers running this step died {exc.args[0] if exc.args else ''} times "
+                   "(out of memory? a crash in a library?); see the worker logs")
+            return Outcome(**base, status="failed", error=why)
+        return Outcome(**base, status="failed",
+                       error=f"{error_text(exc)} (after {self.settings.retries} retries)")
+
+    def handle_group(self, key: str, future, result) -> None:
+        """Record the Outcomes of an image task, one per step, and let its pairs go."""
+        state = self.state
+        group = state.groups[key]
+        pid = group.task.subject
+        outcomes = list(result) if isinstance(result, list) else []
+        for o in outcomes:
+            if o.key not in state.tracked:  # rendered on the worker, announced late or not at all
+                self.submitter.member(group, StepTask(key=o.key, step=o.step, kind="recipe", scope="image",
+                                                      subject=pid, timeout=0.0,
+                                                      params={"summing": o.info.get("summing")}))
+        reported = {o.key for o in outcomes}
+        missing = [m for m in group.members if m not in reported and state.tracked[m].outcome is None]
+        if isinstance(result, list):
+            first = next((o for o in outcomes if not o.ok), None)
+            why = (f"not run: {first.key} is {first.status}" if first is not None
+                   else "not run: not a step of this image's chain")
+            outcomes += [self.lost(m, "skipped", why) for m in missing]
+        else:
+            outcomes += self._group_lost(group, future, result, missing)
+        self.submitter.chain_rendered(pid, [o for o in outcomes if o.key in reported])
+        for o in outcomes:
+            if state.tracked[o.key].future is not None:
+                self.handle(o.key, o)
+
+    def lost(self, key: str, status: str, error: str) -> Outcome:
+        """The Outcome of a step whose task ended without reporting it."""
+        t = self.state.tracked[key]
+        if t.task.reuse and t.since is None:  # done before and never started here: its row stays as it is
+            return Outcome(key=key, step=t.task.step, subject=t.task.subject, status="done", info={"reused": True})
+        return Outcome(key=key, step=t.task.step, subject=t.task.subject, status=status, ended=dbmod.now(),
+                       error=error)
+
+    def _group_lost(self, group: Group, future, result, missing: list[str]) -> list[Outcome]:
+        """Outcomes of the steps of an image task that failed, was cancelled or lost its workers.
+
+        The step that was running (the last announced) takes the task's
+        failure; those announced before it finished but their results are
+        lost (``interrupted``: the next run redoes them, cheaply through their
+        manifests); the rest are ``skipped``.
+        """
+        if not missing:
+            return []
+        tracked = self.state.tracked
+        announced = [m for m in missing if tracked[m].since is not None]
+        culprit = announced[-1] if announced else next((m for m in missing if not tracked[m].task.reuse), missing[0])
+        timed_out = next((m for m in group.members if tracked[m].outcome is not None
+                          and tracked[m].outcome.status == "timeout"), None)
+        if timed_out is not None:  # the watchdog cancelled the task
+            failure = self.lost(culprit, "skipped", f"not run: {timed_out} is timeout")
+        elif future.status == "cancelled":
+            failure = self.lost(culprit, "interrupted", "cancelled")
+        else:
+            failure = self.outcome_of(culprit, future, result)
+        out = []
+        for m in missing:
+            if m == culprit:
+                out.append(failure)
+            elif m in announced:
+                out.append(self.lost(m, "interrupted", f"its result was lost with the image task: {failure.error}"))
+            else:
+                out.append(self.lost(m, "skipped", f"not run: {culprit} is {failure.status}"))
+        return out
+
+    # ------------------------------------------------------------ recording
+    def record(self, outcome: Outcome, status: str | None = None, error: str | None = None) -> None:
+        """Write a step's row."""
+        t = self.state.tracked[outcome.key]
+        # scope, subject and step too: a step rendered on the worker may have no row yet
+        self.db.upsert_step(
+            outcome.key, scope=t.task.scope, subject=outcome.subject, step=outcome.step, run_id=self.run_id,
+            status=status or outcome.status, worker=outcome.worker or None,
+            host=outcome.host or None, started=outcome.started or None, ended=outcome.ended or None,
+            duration=round(outcome.duration, 6), exit_code=outcome.exit_code, log_path=outcome.log_path,
+            error=error if error is not None else outcome.error,
+        )
+
+    def handle(self, key: str, outcome: Outcome) -> None:
+        """A step has ended: record it, or start bringing its files home first."""
+        state = self.state
+        t = state.tracked[key]
+        if t.outcome is not None and t.outcome.status == "timeout":
+            return  # the watchdog already gave up on it
+        t.outcome = outcome
+        t.since = None
+        state.running.discard(key)
+        for made in outcome.made_here:
+            state.copies.setdefault(made, set()).add(outcome.worker)
+        if outcome.reused:  # finished by an earlier run: its row, products and quality records stand
+            self.check_subjects(t.task)
+            return
+        if outcome.ok and outcome.files:
+            # done only once its products are home
+            t.delivering = True
+            self.record(outcome, status="running", error="delivering results")
+            dest = pair_dir(self.out, t.task.subject, t.task.scope)
+            self.deliveries[self.deliverer.submit(outcome, dest)] = key
+            return
+        self.record(outcome)
+        self.after(key)
+
+    def after(self, key: str) -> None:
+        """Follow-up of a step that reached its final state."""
+        t = self.state.tracked[key]
+        o = t.outcome
+        pid = t.task.subject
+        if o.ok:
+            self._record_quality(t.task, o)
+        if t.task.step == "validate" and o.ok:
+            self.db.set_subject("images", pid, "running", summing=o.info.get("summing"),
+                                lines=o.info.get("lines"), validation=o.info.get("summary"))
+        self.check_subjects(t.task)
+
+    def _record_quality(self, task: StepTask, o: Outcome) -> None:
+        """Store an image's grade and metrics, or a pair's DEM products, with delivered paths."""
+        folder = "pairs" if task.scope == "pair" else "images"
+
+        def delivered(rel: str | None) -> str | None:
+            return f"{folder}/{task.subject}/{rel}" if rel else None
+
+        record = o.info.get("quality")
+        if record:
+            thumb = o.result.outputs.get("thumbnail") if o.result is not None else None
+            self.db.set_quality(task.subject, grade=record.get("grade"), reasons=record.get("grade_reasons", []),
+                                metrics=record.get("metrics", {}),
+                                thumbnail=delivered(os.path.relpath(thumb, o.result.workdir) if thumb else None))
+        elif task.kind == PAIR_QUALITY_STEP:
+            files = o.info.get("files", {})
+            self.db.set_pair_quality(task.subject, statistics=o.info.get("statistics", {}),
+                                     **{role: delivered(files.get(role)) for role in
+                                        ("stac", "hillshade", "colour_relief", "ortho_thumbnail")})
+
+    def delivered(self, cf) -> None:
+        """A delivery has ended: the step is done (its files recorded), or failed or interrupted."""
+        key = self.deliveries.pop(cf)
+        t = self.state.tracked[key]
+        t.delivering = False
+        o = t.outcome
+        try:
+            files = cf.result()
+        except DeliveryLost as exc:
+            self.record(o, status="interrupted", error=str(exc))
+            t.outcome = dataclasses.replace(o, status="interrupted", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
+            self.record(o, status="failed", error=f"delivery failed: {error_text(exc)}")
+            t.outcome = dataclasses.replace(o, status="failed", error=f"delivery failed: {exc}")
+        else:
+            for f in files:
+                self.db.record_product(f.path, key, t.task.subject, f.size, f.sha256)
+            log = next((f.path for f in files if os.path.basename(f.path) == os.path.basename(o.log_path or "")),
+                       o.log_path)
+            self.record(dataclasses.replace(o, log_path=log))
+        self.after(key)
+
+    # ------------------------------------------------------ images and pairs
+    def check_subjects(self, task: StepTask) -> None:
+        """Close the image or pair of ``task`` (and the pairs of an image) once all their steps ended."""
+        state = self.state
+        if task.scope == "image":
+            pid = task.subject
+            if state.image_status.get(pid) == "running" and pid in state.image_calls and state.keys_final(pid):
+                status, error = state.subject_status(pid)
+                state.image_status[pid], state.image_error[pid] = status, error
+                self.db.set_subject("images", pid, status, error)
+            for pair in state.pairs_of.get(pid, ()):
+                self.check_pair(pair)
+        else:
+            self.check_pair(state.pair_open.get(task.subject))
+
+    def check_pair(self, pair: Pair | None) -> None:
+        """Record a pair's status once its images and steps have ended; release its work."""
+        state = self.state
+        if pair is None or pair.pair_id not in state.pair_open:
+            return
+        images = [state.image_status.get(i) for i in pair.images]
+        if "running" in images:
+            return
+        submitted = pair.pair_id in state.subject_keys
+        if submitted and not state.keys_final(pair.pair_id):
+            return
+        bad = sorted(((i, s) for i, s in zip(pair.images, images) if s != "done"),
+                     key=lambda item: PRIORITY.index(item[1]) if item[1] in PRIORITY else len(PRIORITY))
+        if bad:
+            which, status = bad[0]
+            side = "left" if which == pair.left else "right"
+            first = (state.image_error.get(which) or "").strip().splitlines()[:1]
+            error = f"{side} image {which} is {status}: {first[0] if first else ''}"
+            if submitted:
+                own, _ = state.subject_status(pair.pair_id)
+                status = own if own not in ("done", "skipped") else status
+        else:
+            status, error = state.subject_status(pair.pair_id) if submitted else ("done", None)
+        out_dir = pair_dir(self.out, pair.pair_id, "pair")
+        self.db.set_subject("pairs", pair.pair_id, status, error,
+                            output_dir=str(out_dir) if out_dir.is_dir() else None)
+        del state.pair_open[pair.pair_id]
+        self.progress.finish_pair(status)
+        self.release(state.subject_keys.get(pair.pair_id, ()))
+        for pid in pair.images:
+            state.image_refs[pid] -= 1
+            if state.image_refs[pid] == 0:
+                self.release(state.subject_keys.get(pid, ()))
+
+    # -------------------------------------------------------------- scratch
+    def release(self, keys: Iterable[str]) -> None:
+        """Drop futures of finished work and clean its scratch on the workers."""
+        state = self.state
+        by_worker: dict[str, list[str]] = {}
+        for key in keys:
+            t = state.tracked[key]
+            o = t.outcome
+            if o is not None and o.worker:
+                workdir = o.result.workdir if o.result is not None else os.path.join(
+                    self.options.work_dir or "", key)
+                if o.result is not None or self.options.work_dir:
+                    by_worker.setdefault(o.worker, []).append(workdir)
+            t.future = None
+            if t.group is not None and t.group in state.groups:
+                state.groups.pop(t.group).future = None
+            for worker in state.copies.pop(key, ()):
+                # copies pulled or remade on other workers: paths relative to their own work root
+                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
+        if not self.settings.cleanup_scratch:
+            return
+        for worker, paths in by_worker.items():
+            self.to_clean.setdefault(worker, []).extend(paths)
+
+    def clean(self) -> None:
+        """Remove released work dirs: one task per worker for everything released since the last call."""
+        for worker, paths in self.to_clean.items():
+            # preferred on the worker that made them; elsewhere the paths simply do not exist
+            self.cleanups.append(self.client.submit(remove_workdirs, paths, self.options.work_dir, workers=[worker],
+                                                    allow_other_workers=True, pure=False, priority=-10))
+        self.to_clean = {}
+        self.cleanups = [f for f in self.cleanups if not f.done()]
+
+    # ----------------------------------------------------- events, watchdog
+    def on_event(self, event) -> None:
+        """Worker-event callback (another thread): queue the message for the driver's thread."""
+        self.events.put(event[1])
+
+    def drain_events(self) -> None:
+        """Record the starts the workers announced (``running``, worker, start time, attempt)."""
+        state = self.state
+        while True:
+            try:
+                msg = self.events.get_nowait()
+            except queue.Empty:
+                return
+            t = state.tracked.get(msg.get("key"))
+            group = state.groups.get(msg.get("group") or "")
+            if t is None and group is not None and group.future is not None:
+                # a calibration step the worker rendered from validation's summing mode
+                t = self.submitter.member(group, StepTask(key=msg["key"], step=msg["step"],
+                                                          kind=msg.get("kind", "recipe"), scope="image",
+                                                          subject=msg["subject"],
+                                                          timeout=float(msg.get("timeout") or 3600.0)))
+            if t is None or t.outcome is not None or t.future is None:
+                continue
+            t.since = time.monotonic()
+            state.running.add(msg["key"])
+            self.db.upsert_step(msg["key"], scope=t.task.scope, subject=t.task.subject, step=t.task.step,
+                                run_id=self.run_id, status="running", worker=msg.get("worker"),
+                                host=msg.get("host"), started=msg.get("started"), attempts="+1")
+
+    def watchdog(self) -> None:
+        """Give up on steps running ``watchdog-margin`` seconds past their deadline."""
+        state = self.state
+        now = time.monotonic()
+        for key in list(state.running):
+            t = state.tracked[key]
+            if t.since is None or t.outcome is not None or t.future is None:
+                continue
+            limit = t.task.timeout + self.settings.watchdog_margin
+            if now - t.since > limit:
+                outcome = Outcome(key=key, step=t.task.step, subject=t.task.subject, status="timeout",
+                                  ended=dbmod.now(), duration=now - t.since,
+                                  error=f"{t.task.step} gave no result {limit:g} s after it started "
+                                        f"(deadline {t.task.timeout:g} s); the driver gave up on it")
+                t.outcome = outcome
+                state.running.discard(key)
+                self.record(outcome)
+                t.future.cancel()
+                self.after(key)

@@ -1,0 +1,149 @@
+"""Scratch space of a batch: work dirs of finished steps, and what dead runs left behind.
+
+On the workers, :func:`remove_workdirs` deletes the work dirs of released
+steps and :func:`clean_dead_scratch` the half-made ones of processes that
+died. On the driver, :func:`claim_local_scratch` names (and marks as this
+driver's) the scratch folder of a LocalCluster batch, and
+:func:`clean_after_dead_runs` removes, at the start of a run, what killed runs
+left: partial deliveries, half-made work dirs, and local scratch folders of
+dead drivers whose output folder is gone. Folders are told apart by owner
+markers (:mod:`ctxdask.tools.owner`: host, pid, process start time), so
+nothing of a live run, on a machine several batches share, is ever removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+
+from ctxdask.batch.delivery import remove_partials
+from ctxdask.tools.owner import MARKER, owner_alive, read_owner, write_owner
+from ctxdask.tools.tasks import work_root
+
+__all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "release_local_scratch",
+           "remove_dead_local_scratch", "remove_workdirs"]
+
+logger = logging.getLogger(__name__)
+
+#: work-dir name prefixes of the in-process steps (no manifest)
+_IN_PROCESS = ("fetch-", "quality-", "pair_quality-")
+
+def clean_dead_scratch(work_dir: str | None = None) -> list[str]:
+    """Remove the step work dirs that processes now dead left half-made in this worker's work root.
+
+    A step runs in ``<key>.tmp-<random>`` (and replaces an old result through
+    ``<key>.old-<random>``); a worker or driver killed with SIGKILL leaves them
+    behind. Each carries its owner's marker (:mod:`ctxdask.tools.owner`):
+    only folders whose owner is a dead process on this host are removed, so
+    another live batch sharing the scratch folder keeps everything it is
+    making. Finished work dirs (manifests) are kept: a resuming batch reuses
+    them. Returns the removed paths.
+    """
+    root = work_root(work_dir)
+    removed = []
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if not (".tmp-" in name or ".old-" in name) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        owner = read_owner(path)
+        if owner is not None and owner_alive(owner) is False:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
+    """Delete step work dirs (and their ``.failed`` twins) on this worker; return how many.
+
+    Relative paths are taken from this worker's work root (``work_dir``, the
+    ``tools.work-dir`` setting, else its local directory). Only folders
+    holding a step manifest, a ``.failed`` suffix, a fetch stamp, named after
+    an in-process step or holding pulled copies are touched, so a wrong path
+    can never remove anything else.
+    """
+    removed = 0
+    root = None
+    for path in paths:
+        if not os.path.isabs(path):
+            root = root or work_root(work_dir)
+            path = os.path.join(root, path)
+        for candidate in (path, f"{path}.failed"):
+            if not os.path.isdir(candidate) or os.path.islink(candidate):
+                continue
+            names = set(os.listdir(candidate))
+            name = os.path.basename(candidate)
+            if (candidate.endswith(".failed") or "ctxdask-step.json" in names
+                    or any(n.endswith(".source.json") for n in names) or name.startswith(_IN_PROCESS)
+                    or os.path.basename(os.path.dirname(candidate)) == "staged"):
+                shutil.rmtree(candidate, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+_LOCAL_SCRATCH = "ctxdask-scratch-"
+
+
+def claim_local_scratch(out: pathlib.Path) -> str:
+    """The scratch folder of a LocalCluster batch writing to ``out``, marked as this driver's.
+
+    Named after the output folder, so a batch resumed after its driver died
+    finds the finished work dirs of the dead run (and reuses them). The owner
+    marker tells later runs whether its driver is alive
+    (:func:`remove_dead_local_scratch`).
+    """
+    digest = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(), f"{_LOCAL_SCRATCH}{digest}")
+    os.makedirs(path, exist_ok=True)
+    write_owner(path, out=str(out))
+    return path
+
+
+def release_local_scratch(path: str) -> None:
+    """Remove a claimed local scratch folder when nothing but its marker is left in it."""
+    with contextlib.suppress(OSError):  # only when empty: everything was delivered and cleaned
+        if os.listdir(path) == [MARKER]:
+            os.remove(os.path.join(path, MARKER))
+        os.rmdir(path)
+
+
+def remove_dead_local_scratch() -> list[str]:
+    """Remove the local scratch folders of dead drivers whose output folder is gone; return them.
+
+    A dead driver's scratch is kept while its output folder exists: a rerun on
+    that folder adopts it and reuses the finished work in it. Folders of live
+    drivers (another batch on this machine), of other hosts and without a
+    marker are never touched.
+    """
+    removed = []
+    root = tempfile.gettempdir()
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if not name.startswith(_LOCAL_SCRATCH) or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        owner = read_owner(path)
+        if owner is None or owner_alive(owner) is not False or os.path.isdir(owner.get("out") or ""):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def clean_after_dead_runs(client, out: pathlib.Path, work_dir: str | None) -> None:
+    """What killed runs left: partial deliveries in ``out``, half-made work dirs on every worker.
+
+    Call while holding the database lock (no other driver writes ``out``).
+    """
+    for path in remove_partials(out):
+        logger.info("removed %s, left by a delivery that was cut short", path)
+    for path in remove_dead_local_scratch():
+        logger.info("removed %s, the scratch of a dead batch whose output folder is gone", path)
+    try:
+        for worker, paths in client.run(clean_dead_scratch, work_dir).items():
+            for path in paths:
+                logger.info("removed %s on %s, left by a process that died", path, worker)
+    except Exception as exc:  # noqa: BLE001 - clean-up only: the batch goes on
+        logger.warning("could not clean the workers' scratch of dead runs: %s", exc)

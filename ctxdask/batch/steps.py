@@ -1,0 +1,184 @@
+"""The batch's own steps, run in the worker process: fetch, validate, quality, pair_quality.
+
+Each writes into its work dir ``<work root>/<key>`` and returns a
+:class:`~ctxdask.tools.tasks.StepResult` like a recipe step's, so later steps
+consume it the same way. :func:`rebuild` makes any step's result again on this
+worker (the recipe chain up to it, reusing what this worker finished before
+through the manifests), for inputs whose worker has gone
+(:mod:`~ctxdask.batch.staging`) and for delivery of lost files
+(:func:`ctxdask.batch.work.remake`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from ctxdask.batch.model import BatchContext, Outcome, StepTask, image_chain
+from ctxdask.exceptions import CTXError
+from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
+
+__all__ = ["InvalidEDRError", "fetch", "pair_quality", "quality", "rebuild", "start_time", "utc", "validate"]
+
+class InvalidEDRError(CTXError, ValueError):
+    """Validation found errors in an EDR; the reason is the report's summary."""
+
+def utc() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
+
+def _scratch(task: StepTask, options: RunOptions) -> str:
+    """The work dir of an in-process step (``<work root>/<key>``)."""
+    path = os.path.join(work_root(options.work_dir), task.key)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+def _in_process_result(task: StepTask, workdir: str, outputs: Mapping[str, str], started: str, t0: float,
+                       fingerprint: str) -> StepResult:
+    return StepResult(
+        key=task.key, step=task.step, program=task.kind, workdir=workdir, outputs=dict(outputs), log_path="",
+        returncode=0, duration=time.monotonic() - t0, started=started, host=socket.gethostname(),
+        cached=False, fingerprint=fingerprint,
+    )
+
+def fetch(task: StepTask, options: RunOptions) -> StepResult:
+    scratch = _scratch(task, options)
+    t0 = time.monotonic()
+    started = utc()
+    path = task.source(task.subject, scratch)
+    st = os.stat(path)
+    fingerprint = hashlib.sha256(
+        f"{task.subject}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    return _in_process_result(task, scratch, {"edr": os.path.abspath(path)}, started, t0, fingerprint)
+
+def quality(task: StepTask, options: RunOptions, edr: StepResult) -> tuple[StepResult, dict[str, Any]]:
+    """Metrics, grade and thumbnail of the raw EDR, written into the step's work dir."""
+    import dask
+
+    from ctxdask.backend import open_edr
+    from ctxdask.quality import measure
+    from ctxdask.tools.native import write_quality
+
+    workdir = _scratch(task, options)
+    t0, started = time.monotonic(), utc()
+    outputs = {"quality": os.path.join(workdir, f"{task.subject}.quality.json"),
+               "thumbnail": os.path.join(workdir, f"{task.subject}.thumb.png")}
+    # this worker thread is the only one on it: no nested cluster computations
+    (qa,) = dask.compute(measure(open_edr(edr.outputs["edr"])), scheduler="sync")
+    record = write_quality(qa, outputs["quality"], outputs["thumbnail"])
+    return _in_process_result(task, workdir, outputs, started, t0, edr.fingerprint), record
+
+#: pair_products file roles -> output roles of the pair_quality step
+_PAIR_ROLES = {"hillshade": "hillshade", "relief": "colour_relief", "ortho_thumbnail": "ortho_thumbnail",
+               "stac": "stac"}
+
+def pair_quality(task: StepTask, options: RunOptions,
+                  by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
+    """DEM products of a pair, laid out as delivered (the DEM linked in at its own relative path)."""
+    from ctxdask.quality import pair_products
+
+    workdir = _scratch(task, options)
+    t0, started = time.monotonic(), utc()
+    inputs = {}
+    for role in ("dem", "ortho"):
+        ref = task.params.get(role)
+        if not ref or ref[0] not in by_key:
+            continue
+        result = by_key[ref[0]]
+        source = result.outputs[ref[1]]
+        # the STAC item's asset hrefs are relative: the DEM sits where delivery puts it
+        link = os.path.join(workdir, os.path.relpath(source, result.workdir))
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if os.path.lexists(link):
+            os.unlink(link)
+        os.symlink(source, link)
+        inputs[role] = link
+    if "dem" not in inputs:
+        raise ValueError(f"{task.key}: no DEM among the upstream results")
+    products = pair_products(workdir, dem=inputs["dem"], ortho=inputs.get("ortho"), pair_id=task.subject,
+                             datetime=task.params["datetime"], end_datetime=task.params.get("end_datetime"),
+                             left_id=task.params.get("left"), right_id=task.params.get("right"))
+    outputs = {_PAIR_ROLES[r]: str(p) for r, p in products["files"].items() if r in _PAIR_ROLES}
+    info = {"statistics": products["statistics"].to_dict(),
+            "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
+    fingerprint = hashlib.sha256("\0".join(r.fingerprint for r in by_key.values()).encode()).hexdigest()
+    return _in_process_result(task, workdir, outputs, started, t0, fingerprint), info
+
+def validate(path: str, product_id: str) -> dict[str, Any]:
+    from ctxdask.validation import validate
+
+    report = validate(path)
+    if not report.ok:
+        raise InvalidEDRError(path, f"validation failed: {report.summary()}")
+    if report.product_id and report.product_id.upper() != product_id:
+        raise InvalidEDRError(path, f"validation failed: the label's PRODUCT_ID is {report.product_id}, "
+                                    f"not {product_id}; the file is misnamed or another product")
+    modes = next((f.details for f in report.findings if f.check == "modes"), {})
+    return {"summary": report.summary(), "summing": modes.get("summing"), "lines": modes.get("lines"),
+            "start_time": start_time(path), "warnings": [f"{w.check}: {w.message}" for w in report.warnings]}
+
+def start_time(path: str) -> str | None:
+    """The label's START_TIME (for the pair's STAC item), or None.
+
+    Read with a pattern from the label's first bytes: validation has just
+    parsed the label, and parsing it again costs more than the rest of this step.
+    """
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    match = re.search(rb"^\s*START_TIME\s*=\s*\"?([0-9T:.\-]+)Z?\"?\s*$", head, re.MULTILINE)
+    return match.group(1).decode() if match else None
+
+def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> StepResult:
+    """Make the result of ``outcome``'s step again on this worker (its own worker has gone).
+
+    The step's chain is rendered from the recipe as the driver rendered it
+    (same keys, same work-dir names) and run here up to that step; steps
+    finished here before are reused through their manifests.
+
+    Raises
+    ------
+    ValueError
+        The step is not one that can be made again (not a fetch, quality or recipe step).
+    """
+    summing = outcome.info.get("summing")
+    if outcome.step == "fetch":
+        return fetch(StepTask(outcome.key, "fetch", "fetch", "image", outcome.subject, 0.0,
+                               source=ctx.source_for(outcome.subject)), ctx.options)
+    if outcome.step == "quality":
+        # an image task returns its quality outcome only at the end of the chain: a worker lost
+        # before delivery takes the quality products with it, so they are made again from the EDR
+        fetch_key = f"fetch-{outcome.subject}"
+        edr = rebuild(Outcome(fetch_key, "fetch", outcome.subject, "done"), ctx, me, made)
+        made.append(fetch_key)
+        result, _ = quality(StepTask(outcome.key, "quality", "quality", "image", outcome.subject, 0.0),
+                             ctx.options, edr)
+        return result
+    if not isinstance(summing, (list, tuple)):  # an image step
+        calls = image_chain(ctx.recipe, outcome.subject, summing, ctx.image_steps)
+    else:  # a pair step, ((left, summing), (right, summing)): both images' chains, then the pair's
+        (left, _), (right, _) = summing
+        chains = {pid: image_chain(ctx.recipe, pid, s, ctx.image_steps) for pid, s in summing}
+        calls = [*chains[left], *chains[right], *ctx.recipe.pair_calls(
+            chains[left][-1] if chains[left] else "-", chains[right][-1] if chains[right] else "-",
+            left_id=left, right_id=right)]
+    by_key = {c.key: c for c in calls}
+    if outcome.key not in by_key:
+        raise ValueError(f"{outcome.key}: cannot be made again here (its worker has gone)")
+    done: dict[str, StepResult] = {}
+
+    def make(key: str) -> StepResult:
+        if key not in done:
+            if key.startswith("fetch-"):
+                done[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made)
+            else:
+                call = by_key[key]
+                done[key] = (ctx.runner or run_step)(call, *map(make, call.upstream), options=ctx.options)
+            made.append(key)
+        return done[key]
+
+    return make(outcome.key)

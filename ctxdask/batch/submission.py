@@ -1,0 +1,275 @@
+"""Submission: the run's tasks, built from the plan and sent to the scheduler in batches.
+
+An image is ONE dask task (``image-<id>``, :func:`~ctxdask.batch.work.run_image`):
+``fetch``, ``validate`` (and ``quality``), then the recipe's image steps
+rendered on the worker for the summing mode validation found. The chain is
+strictly sequential, and a task per step cost ~4 ms of scheduler and worker
+overhead each. When both images of a pair are through
+(:meth:`Submitter.chain_rendered`), the pair's recipe steps follow, one task
+each, then ``pair_quality``. Every task has a deterministic key
+(``image-<id>``, ``point2dem-<L>-<R>``), so resubmission reuses work, and
+asks for the recipe's worker resources (``stereo=1`` for the heavy steps; an
+image task for those of its calibration steps).
+
+A step the database records as done is submitted for reuse
+(``StepTask.reuse``; an image task is told its done steps): its result is
+located on the worker and its row is left as it is.
+
+Tasks are queued and sent by :meth:`Submitter.flush`, one ``update-graph``
+per run of equal resources.
+
+Where tiled stereo plugs in: :meth:`Submitter.submit_pair` is where a pair's
+work is built once its images are through; a pair whose recipe runs stereo by
+tile hands its prep, tile and mosaic tasks to the tile bookkeeping there
+instead of one task per pair step (their futures go to the same
+``as_completed``; see :mod:`~ctxdask.batch.results` for the other end).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Mapping
+
+from ctxdask.batch import db as dbmod
+from ctxdask.batch.model import BatchContext, ImageTask, Outcome, StepTask, image_chain
+from ctxdask.batch.pairlist import Pair
+from ctxdask.batch.planning import PAIR_QUALITY_STEP, QUALITY_STEP, Chain
+from ctxdask.batch.settings import BatchSettings
+from ctxdask.batch.state import Group, RunState, Tracked
+from ctxdask.batch.work import execute, remake, run_image
+from ctxdask.tools.recipe import StepCall
+
+__all__ = ["Submitter", "Unavailable"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unavailable:
+    """The source for a product the configured source cannot provide: fails with the reason."""
+
+    reason: str
+
+    def __call__(self, product_id: str, scratch: str) -> str:
+        from ctxdask.exceptions import MissingFileError
+
+        raise MissingFileError(None, self.reason)
+
+
+class Submitter:
+    """Builds and sends the tasks of one run.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    state : RunState
+    db : TrackingDB
+    run_id : int
+    chain : Chain
+    context : BatchContext
+    settings : BatchSettings
+    done_keys : set of str
+        Steps recorded done (reused, never made again).
+    known_summing : mapping
+        Product id -> summing mode an earlier validation found.
+    """
+
+    def __init__(self, client, state: RunState, db: dbmod.TrackingDB, run_id: int, *, chain: Chain,
+                 context: BatchContext, settings: BatchSettings, done_keys: set[str],
+                 known_summing: Mapping[str, int | None]):
+        self.client = client
+        self.state = state
+        self.db = db
+        self.run_id = run_id
+        self.chain = chain
+        self.recipe = chain.recipe
+        self.recipe_image = chain.recipe_image
+        self.recipe_pair = chain.recipe_pair
+        self.context = context
+        self.settings = settings
+        self.done_keys = done_keys
+        self.known_summing = known_summing
+        # an image task runs all calibration steps: it needs every resource they need
+        self.image_resources: dict[str, float] = {}
+        self.step_resources: dict[str, dict[str, float]] = {}
+        for step in self.recipe.image_steps:
+            if step.name in self.recipe_image:
+                self.step_resources[step.name] = dict(step.resources)
+                for name, amount in step.resources.items():
+                    self.image_resources[name] = max(amount, self.image_resources.get(name, 0))
+        self.context_future = None
+        self.ac = None
+
+    def start(self, ac, context_future) -> None:
+        """Where futures go (an ``as_completed``) and the future of the run's shared context."""
+        self.ac = ac
+        self.context_future = context_future
+
+    # ---------------------------------------------------------------- tasks
+    def task(self, key: str, step: str, kind: str, scope: str, subject: str, **kw) -> StepTask:
+        """A StepTask; one the database records as done is marked for reuse."""
+        timeout = float(self.settings.timeouts.get(step, kw.pop("timeout", 3600.0)))
+        kw.setdefault("reuse", key in self.done_keys)
+        return StepTask(key=key, step=step, kind=kind, scope=scope, subject=subject, timeout=timeout, **kw)
+
+    def submit(self, task: StepTask, upstream: Iterable[str] = (), resources: Mapping | None = None) -> None:
+        """Queue a task; :meth:`flush` sends the queue to the scheduler."""
+        state = self.state
+        upstream = tuple(dict.fromkeys(upstream))
+        if upstream:
+            task = dataclasses.replace(task, needs=upstream)
+        state.tracked[task.key] = Tracked(task, upstream, None, dict(resources or {}))
+        state.subject_keys.setdefault(task.subject, set()).add(task.key)
+        state.queued.append(task.key)
+
+    def flush(self) -> None:
+        """Send the queued tasks, one graph per run of equal resources, and record them as pending.
+
+        One ``update-graph`` message for many tasks instead of one per
+        ``Client.submit`` (about 1 ms each): the driver's main cost at
+        thousands of pairs.
+        """
+        from dask._task_spec import Task, TaskRef
+
+        state = self.state
+        queued, state.queued = state.queued, []
+        if not queued:
+            return
+
+        def resources_of(key):
+            return tuple(sorted((state.groups[key] if key in state.groups else state.tracked[key]).resources.items()))
+
+        # runs of consecutive tasks with the same resources keep upstream tasks first
+        for resources, run in itertools.groupby(queued, key=resources_of):
+            run = list(run)
+            here = set(run)
+            graph = {}
+            for key in run:
+                if key in state.groups:
+                    graph[key] = Task(key, run_image, state.groups[key].task, self.context_future)
+                    continue
+                t = state.tracked[key]
+                # an image step is reached through its image task
+                deps = [TaskRef(d) if d in here else state.future_of(d)
+                        for d in dict.fromkeys(state.tracked[u].group or u for u in t.upstream)]
+                graph[key] = Task(key, execute, t.task, self.context_future, *deps)
+            futures = self.client.get(graph, run, sync=False, resources=dict(resources) or None,
+                                      retries=self.settings.retries, fifo_timeout="100 ms")
+            for key, future in zip(run, futures):
+                if key in state.groups:
+                    state.groups[key].future = future
+                    for member in state.groups[key].members:
+                        state.tracked[member].future = future
+                else:
+                    state.tracked[key].future = future
+            self.ac.update(futures)
+        steps = [k for key in queued for k in (state.groups[key].members if key in state.groups else (key,))]
+        # steps done before keep their rows: they are reused, not run
+        self.db.pending_steps([(k, state.tracked[k].task.scope, state.tracked[k].task.subject,
+                                state.tracked[k].task.step)
+                               for k in steps if not state.tracked[k].task.reuse], self.run_id)
+
+    # --------------------------------------------------------------- images
+    def submit_image(self, pid: str) -> None:
+        """Queue the image task of ``pid``: fetch, validate, quality and calibration, one dask task."""
+        self.state.image_status[pid] = "running"
+        self.db.set_subject("images", pid, "pending")
+        try:
+            source = self.context.source_for(pid)
+        except Exception as exc:  # noqa: BLE001 - e.g. not in the URL list: fetch fails with the reason
+            source = Unavailable(str(exc))
+        image_steps = self.chain.image_steps
+        head = [self.task(f"fetch-{pid}", "fetch", "fetch", "image", pid, source=source)]
+        summing = self.known_summing.get(pid)
+        if "validate" in image_steps:
+            # reusing a validation needs the summing mode it found (unless nothing is calibrated)
+            known = summing is not None or not self.recipe_image
+            head.append(self.task(f"validate-{pid}", "validate", "validate", "image", pid,
+                                  params={"summing": summing} if known else {},
+                                  reuse=known and f"validate-{pid}" in self.done_keys))
+            if QUALITY_STEP in image_steps:
+                head.append(self.task(f"{QUALITY_STEP}-{pid}", QUALITY_STEP, QUALITY_STEP, "image", pid))
+        key = f"image-{pid}"
+        done = frozenset(k for k in self.chain.image_keys(pid, summing) if k in self.done_keys)
+        group = self.state.groups[key] = Group(ImageTask(key, pid, tuple(head), done), [],
+                                               dict(self.image_resources))
+        for task in head:
+            self.member(group, task)
+        # steps an earlier validation rendered are marked pending now, as they were before
+        if self.recipe_image and "validate" in image_steps and summing is not None:
+            for call in image_chain(self.recipe, pid, summing, self.recipe_image):
+                self.member(group, self.task(call.key, call.step, "recipe", "image", pid, call=call,
+                                             timeout=call.timeout, params={"summing": summing}))
+        self.state.queued.append(key)
+
+    def member(self, group: Group, task: StepTask) -> Tracked:
+        """Track ``task`` as a step of the image task ``group``."""
+        t = self.state.tracked[task.key] = Tracked(task, (), group.future, self.step_resources.get(task.step, {}),
+                                                   group=group.task.key)
+        group.members.append(task.key)
+        self.state.subject_keys.setdefault(task.subject, set()).add(task.key)
+        return t
+
+    def chain_rendered(self, pid: str, outcomes: list[Outcome]) -> None:
+        """Note the calls the image task ran, and let the pairs waiting for this image go."""
+        state = self.state
+        validate = next((o for o in outcomes if o.step == "validate"), None)
+        if not outcomes or ("validate" in self.chain.image_steps and (validate is None or not validate.ok)):
+            state.image_calls[pid] = []  # the chain never ran: its pairs cannot run
+            return
+        if validate is not None:
+            state.start_time[pid] = validate.info.get("start_time")
+            summing = validate.info.get("summing")
+            calls = image_chain(self.recipe, pid, summing, self.recipe_image) if self.recipe_image else []
+        else:
+            summing, calls = None, []
+        state.summing[pid] = summing
+        state.image_calls[pid] = calls
+        state.image_last[pid] = calls[-1].key if calls else (validate or outcomes[0]).key
+        state.chained.add(pid)
+        for pair in state.pairs_of.get(pid, ()):
+            other = pair.right if pid == pair.left else pair.left
+            if pair.pair_id in state.pair_open and other in state.chained:
+                self.submit_pair(pair)
+
+    # ---------------------------------------------------------------- pairs
+    def submit_pair(self, pair: Pair) -> None:
+        """Queue the pair's steps: both its images are through."""
+        state = self.state
+        heads = [state.image_last[pair.left], state.image_last[pair.right]]
+        if not self.chain.pair_steps:
+            state.subject_keys.setdefault(pair.pair_id, set())
+            return
+        left, right = state.image_calls[pair.left], state.image_calls[pair.right]
+        calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
+                                       left_id=pair.left, right_id=pair.right)
+        self.db.set_subject("pairs", pair.pair_id, "pending")
+        calls = [c for c in calls if c.step in self.recipe_pair]
+        summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
+        for call in calls:
+            task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
+                             params={"summing": summing})
+            self.submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
+        if PAIR_QUALITY_STEP in self.chain.pair_steps:
+            self._submit_pair_quality(pair, calls)
+
+    def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
+        """DEM products after the last step that makes a DEM (with point2dem's orthoimage)."""
+        dem = next((c for c in reversed(calls) if "dem" in c.outputs), None)
+        if dem is None:
+            return
+        ortho = next((c for c in calls if "ortho" in c.outputs), None)
+        params = {"dem": (dem.key, "dem"), "ortho": (ortho.key, "ortho") if ortho else None,
+                  "datetime": self.state.start_time.get(pair.left),
+                  "end_datetime": self.state.start_time.get(pair.right), "left": pair.left, "right": pair.right}
+        key = f"{PAIR_QUALITY_STEP}-{pair.pair_id}"
+        task = self.task(key, PAIR_QUALITY_STEP, PAIR_QUALITY_STEP, "pair", pair.pair_id, params=params)
+        self.submit(task, upstream=[dem.key, *([ortho.key] if ortho else [])])
+
+    def remake(self, outcome: Outcome) -> Outcome:
+        """Make a step whose files were lost with their worker again, on a live worker (blocking)."""
+        future = self.client.submit(remake, outcome, self.context_future, key=f"remake-{outcome.key}",
+                                    pure=False, resources=dict(self.state.tracked[outcome.key].resources) or None)
+        try:
+            return future.result()
+        finally:
+            future.release()

@@ -1,0 +1,74 @@
+"""Scratch of dead runs: half-made work dirs, partial deliveries and local scratch folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+from ctxdask.batch.delivery import remove_partials
+from ctxdask.batch.scratch import claim_local_scratch, clean_dead_scratch, remove_dead_local_scratch
+from ctxdask.tools.owner import MARKER, write_owner
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _marked(folder, pid=None):
+    folder.mkdir(parents=True)
+    if pid is None:
+        write_owner(folder)
+    else:
+        (folder / MARKER).write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "start": None}))
+    (folder / "out.cub").write_bytes(b"x")
+    return folder
+
+
+def test_only_half_made_work_dirs_of_dead_processes_are_removed(tmp_path):
+    dead = _marked(tmp_path / "ctxcal-A.tmp-0123abcd", _dead_pid())
+    dead_old = _marked(tmp_path / "ctxcal-B.old-0123abcd", _dead_pid())
+    live = _marked(tmp_path / "ctxcal-C.tmp-4567cdef")  # this process: a live run sharing the scratch
+    unmarked = tmp_path / "ctxcal-D.tmp-89abcdef"  # made by an older version: liveness unknown
+    unmarked.mkdir()
+    finished = _marked(tmp_path / "ctxcal-E", _dead_pid())  # a finished work dir: reused by a resume
+    removed = clean_dead_scratch(str(tmp_path))
+    assert sorted(removed) == sorted([str(dead), str(dead_old)])
+    assert not dead.exists() and not dead_old.exists()
+    assert live.is_dir() and unmarked.is_dir() and finished.is_dir()
+
+
+def test_partial_deliveries_are_removed_from_the_delivered_folders_only(tmp_path):
+    image = tmp_path / "images" / "X"
+    image.mkdir(parents=True)
+    partial = image / ".X.thumb.png.0123abcd.partial"
+    partial.write_bytes(b"")
+    old_folder = tmp_path / "pairs" / "A-B" / ".results.0123abcd.old"
+    old_folder.mkdir(parents=True)
+    keep = [image / "X.thumb.png", tmp_path / ".report.html.0123abcd.partial", image / "notes.partial"]
+    for path in keep:
+        path.write_bytes(b"kept")
+    assert sorted(remove_partials(tmp_path)) == sorted([str(partial), str(old_folder)])
+    assert all(path.exists() for path in keep) and not partial.exists() and not old_folder.exists()
+    assert os.listdir(tmp_path / "pairs" / "A-B") == []
+
+
+def test_local_scratch_of_dead_drivers_goes_once_their_output_folder_is_gone(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    mine = claim_local_scratch(tmp_path / "out-live")  # this process: a live driver
+    (tmp_path / "out-kept").mkdir()
+    kept = _marked(tmp_path / "tmp" / "ctxdask-scratch-kept", _dead_pid())
+    (kept / MARKER).write_text((kept / MARKER).read_text().replace("}", f', "out": "{tmp_path / "out-kept"}"}}'))
+    gone = _marked(tmp_path / "tmp" / "ctxdask-scratch-gone", _dead_pid())
+    (gone / MARKER).write_text((gone / MARKER).read_text().replace("}", f', "out": "{tmp_path / "out-gone"}"}}'))
+    other = tmp_path / "tmp" / "unrelated"
+    other.mkdir()
+    assert remove_dead_local_scratch() == [str(gone)]
+    assert os.path.isdir(mine) and kept.is_dir() and other.is_dir()  # a rerun on out-kept adopts its scratch

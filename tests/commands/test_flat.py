@@ -1,0 +1,62 @@
+"""``ctxdask flat``: EDRs or a batch's images -> monthly flats, a QA page, exit status."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ctxdask.batch.db import DEFAULT_NAME, TrackingDB
+from ctxdask.cli import main
+from ctxdask.radiometry.flat import load_flat
+from ctxdask.testing import known_flat, make_edr
+
+FLAT = known_flat(seed=2)
+
+
+@pytest.fixture(scope="module")
+def edrs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("edr")
+    june = [make_edr(folder / f"B{i:02d}_0133{i:02d}_1010_XN_79S172W.IMG", lines=384, flat=FLAT, seed=i,
+                     start_time="2009-06-05T00:00:00") for i in range(3)]
+    july = [make_edr(folder / f"B{i:02d}_0134{i:02d}_1010_XN_79S172W.IMG", lines=384, flat=FLAT, seed=10 + i,
+                     start_time="2009-07-05T00:00:00") for i in range(2)]
+    return folder, june, july
+
+
+def test_by_month_writes_flats_and_a_page(edrs, tmp_path, capsys):
+    folder, june, july = edrs
+    out = tmp_path / "flats"
+    code = main(["flat", *map(str, june + july), str(folder / "missing.IMG"), "--out", str(out), "--by", "month",
+                 "--min-images", "3", "--format", "cub,npy"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "flat 2009-06: 3 images, 1 rejected" in text and "flat 2009-07: 2 images, 1 rejected: no flat" in text
+    assert sorted(p.name for p in out.iterdir()) == [
+        "flat_2009-06.cub", "flat_2009-06.json", "flat_2009-06.npy", "flat_2009-06.png", "flat_2009-07.json",
+        "index.html"]
+    assert load_flat(out / "flat_2009-06.cub").values.shape == (5000,)
+    assert json.loads((out / "flat_2009-07.json").read_text())["problem"].startswith("2 usable images")
+
+
+def test_from_batch_reads_the_tracking_database(edrs, tmp_path, capsys):
+    folder, june, july = edrs
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    with TrackingDB(batch / DEFAULT_NAME) as db:
+        db.register([], [p.stem for p in june + july])
+    code = main(["flat", "--from-batch", str(batch), "--edr-dir", str(folder), "--out", str(tmp_path / "f" / "all"),
+                 "--min-images", "4"])
+    assert code == 0, capsys.readouterr()
+    flat = np.load(tmp_path / "f" / "all.npy")
+    assert np.sqrt(np.mean((flat / FLAT - 1) ** 2)) < 0.03  # five short images: a rough flat
+    assert (tmp_path / "f" / "index.html").is_file() and (tmp_path / "f" / "all.cub").is_file()
+
+
+def test_no_flat_at_all_is_exit_status_1_and_no_input_is_2(edrs, tmp_path, capsys):
+    folder, june, _ = edrs
+    assert main(["flat", str(june[0]), "--out", str(tmp_path / "x"), "--min-images", "3"]) == 1
+    assert main(["flat", "--out", str(tmp_path / "y")]) == 2
+    assert main(["flat", "--from-batch", str(tmp_path), "--out", str(tmp_path / "z")]) == 1  # CTXError: one line
+    assert "no batch tracking database" in capsys.readouterr().err
