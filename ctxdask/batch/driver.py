@@ -45,7 +45,7 @@ from typing import Any
 
 from ctxdask.batch import db as dbmod
 from ctxdask.batch.delivery import Deliverer
-from ctxdask.batch.model import BatchContext
+from ctxdask.batch.model import BatchContext, Outcome
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.planning import (
     PAIR_QUALITY_STEP,
@@ -64,6 +64,7 @@ from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
+from ctxdask.batch.tilerun import DriverHooks, TiledPair, TiledPairs
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -162,7 +163,7 @@ class _Driver:
 
     def __init__(self, client, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
                  source: EDRSource, settings: BatchSettings, options: RunOptions, runner: Callable | None,
-                 progress: bool):
+                 progress: bool, retry_failed: bool = False):
         self.client = client
         self.db = db
         self.plan = plan
@@ -181,6 +182,14 @@ class _Driver:
                                    stall_timeout=settings.stall_timeout, remake=self.submitter.remake)
         self.results = ResultHandler(client, self.state, db, run_id, out=out, settings=settings, options=options,
                                      submitter=self.submitter, deliverer=self.deliverer)
+        #: tiled stereo (tools.asp.stereo-mode): the tiles of every pair, between its prep steps and mosaics
+        self.tiles: TiledPairs | None = None
+        self.later: dict[str, list] = {}
+        if chain.recipe.tile_step is not None:
+            self.tiles = TiledPairs(client, chain.recipe, out, db, run_id=run_id, options=options,
+                                    retry_failed=retry_failed, chunk_size=settings.chunk_size,
+                                    context=self.context,
+                                    hooks=DriverHooks(mosaics=self._mosaics_ready, failed=self._tiles_failed))
         self.ac = None
         self.progress: Progress | None = None
 
@@ -198,6 +207,8 @@ class _Driver:
                                             pure=False)
         submitter.start(self.ac, context_future)
         self.client.subscribe_topic(self.topic, results.on_event)
+        if self.tiles is not None:
+            self.tiles.start()
         state.open_pairs(planned)
         self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
                                                     dashboard=getattr(self.client, "dashboard_link", None),
@@ -215,7 +226,10 @@ class _Driver:
                 tick = time.monotonic()
                 batch = self.ac.next_batch(block=False)
                 done_deliveries = [cf for cf in results.deliveries if cf.done()]
-                if not batch and not done_deliveries and results.events.empty() and tick < next_watch:
+                if self.tiles is not None:
+                    self.tiles.poll(0)  # tiles retried, decided, mosaics handed over (see _mosaics_ready)
+                if not batch and not done_deliveries and results.events.empty() and tick < next_watch \
+                        and not state.queued:
                     continue
                 with self.db.transaction():
                     results.drain_events()
@@ -227,11 +241,14 @@ class _Driver:
                         results.watchdog()
                         next_watch = time.monotonic() + 1.0
                     submitter.flush()
+                    self._attach_tiled()
                 results.clean()
                 self.progress.set_running(self.running_count())
                 if not state.pair_open and not results.deliveries:
                     break
-                if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open:
+                tiles_busy = self.tiles is not None and (self.tiles.waiting or self.tiles.deliveries)
+                if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open \
+                        and not tiles_busy and not state.queued:
                     self._stuck()
             # let the last scratch clean-ups finish before a LocalCluster goes away
             from distributed import wait
@@ -241,13 +258,45 @@ class _Driver:
                 wait(results.cleanups, timeout=30)
             return "done"
         except KeyboardInterrupt:
+            if self.tiles is not None:
+                self.tiles.stop(cancel=True)
             self._interrupt()
             return "interrupted"
         finally:
+            if self.tiles is not None:
+                self.tiles.stop()
             self.progress.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
             self.deliverer.shutdown(cancel=True)
+
+    # --------------------------------------------------------- tiled stereo
+    def _attach_tiled(self) -> None:
+        """Hand the tiled pairs whose prep steps were just sent to the tile runner."""
+        state, ready = self.state, self.submitter.tiled_ready
+        while ready:
+            pair, prep, later, heads = ready.pop(0)
+            left, right = state.image_calls[pair.left], state.image_calls[pair.right]
+            self.later[pair.pair_id] = later
+            self.tiles.attach(
+                TiledPair(pair.left, pair.right, left[-1] if left else "-", right[-1] if right else "-"),
+                {c.step: state.future_of(c.key) for c in prep},
+                list({id(f): f for f in (state.future_of(h) for h in heads)}.values()))
+
+    def _mosaics_ready(self, pair_id: str, handed: dict) -> None:
+        pair = self.state.pair_open.get(pair_id)
+        if pair is not None:
+            self.submitter.mosaics_ready(pair, handed, self.later.pop(pair_id, []))
+
+    def _tiles_failed(self, pair_id: str, status: str, message: str) -> None:
+        """No mosaic for the pair: its mosaic steps end with the tiles' verdict."""
+        names = self.state.subject_keys.get(pair_id, set())
+        stamp = dbmod.now()
+        for key in sorted(names):
+            t = self.state.tracked[key]
+            if t.future is None and t.outcome is None and t.task.step in self.tiles.mosaic_names:
+                self.results.handle(key, Outcome(key=key, step=t.task.step, subject=pair_id, status=status,
+                                                 ended=stamp, error=message))
 
     def _results(self, batch: list) -> list[tuple]:
         """(future, result) of a batch of completed futures: one gather for all that finished."""
@@ -477,7 +526,7 @@ def run_batch(
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
             plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
             driver = _Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
-                             options=options, runner=runner, progress=settings.progress)
+                             options=options, runner=runner, progress=settings.progress, retry_failed=retry_failed)
             status = driver.run(plan.planned)
         except BaseException as exc:
             # whatever stops the driver ends its run row with the reason, never left 'running'

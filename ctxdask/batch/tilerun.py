@@ -39,7 +39,7 @@ import pathlib
 import queue
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ctxdask.batch import db as dbmod
@@ -48,13 +48,13 @@ from ctxdask.batch.model import BatchContext, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.tiles import PairTiles, TileDecision, TilePlan, TilePolicy, TileTask, plan_tiles, run_tile
 from ctxdask.batch.work import execute
-from ctxdask.tools.recipe import Recipe, StepCall
+from ctxdask.tools.recipe import TILED_PREP_STEPS, Recipe, Ref, StepCall
 from ctxdask.tools.tasks import RunOptions, StepResult
 from ctxdask.tools.tiling import Tile, mosaic_calls, tile_call
 
-__all__ = ["TiledPair", "TiledPairs", "run_tiled_pairs"]
+__all__ = ["DriverHooks", "TiledPair", "TiledPairs", "run_tiled_pairs"]
 
-_PREP = ("mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
+_PREP = TILED_PREP_STEPS
 
 
 @dataclasses.dataclass
@@ -65,8 +65,9 @@ class TiledPair:
     ----------
     left, right : str
         Product ids.
-    left_cube, right_cube : str
-        Level-1, spiceinit-ed cubes (paths the workers can read).
+    left_cube, right_cube : str or StepCall
+        Level-1, spiceinit-ed cubes: paths the workers can read, or (in a
+        batch) the last image step of each image, whose ``cube`` output it is.
     status : str
         ``done`` (a DEM, maybe with holes), ``failed`` or ``interrupted``.
     decision : TileDecision or None
@@ -75,8 +76,8 @@ class TiledPair:
 
     left: str
     right: str
-    left_cube: str
-    right_cube: str
+    left_cube: str | StepCall
+    right_cube: str | StepCall
     status: str = "pending"
     decision: TileDecision | None = None
     error: str | None = None
@@ -89,6 +90,26 @@ class TiledPair:
 
 def _utc() -> str:
     return dbmod.now()
+
+
+def _cube(value: str | StepCall) -> str | Ref:
+    return Ref(value.key, "cube") if isinstance(value, StepCall) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverHooks:
+    """How a batch driver takes a tiled pair over once its tiles are through.
+
+    ``mosaics(pair_id, {key: (task, upstream, call)})`` gets the mosaic
+    steps to submit (``execute(task, context, *upstream)``; upstream are the
+    good tiles' futures or Outcomes), which the driver then tracks, records
+    and delivers like its own steps; ``failed(pair_id, status, message)``
+    says the pair gets no mosaic: ``failed`` (too few good tiles) or
+    ``skipped`` (its prep did not succeed), and why.
+    """
+
+    mosaics: Callable[[str, dict[str, tuple[StepTask, list, StepCall]]], None]
+    failed: Callable[[str, str, str], None]
 
 
 class TiledPairs:
@@ -115,7 +136,8 @@ class TiledPairs:
 
     def __init__(self, client, recipe: Recipe, out: str | os.PathLike, db: dbmod.TrackingDB, *,
                  run_id: int | None = None, policy: TilePolicy | None = None, options: RunOptions | None = None,
-                 lowres_dem: str | None = None, retry_failed: bool = False, chunk_size: int = 8 * 1024 * 1024):
+                 lowres_dem: str | None = None, retry_failed: bool = False, chunk_size: int = 8 * 1024 * 1024,
+                 context: BatchContext | None = None, hooks: DriverHooks | None = None):
         if recipe.tile_step is None:
             raise ValueError("the recipe is not in tiled stereo mode (tools.asp.stereo-mode: tiled)")
         self.client = client
@@ -132,8 +154,15 @@ class TiledPairs:
         # and an earlier run's result (or failure) must never stand in for this run's task
         self.run_tag = self.topic.rsplit("-", 1)[1]
         # mosaics hash their outputs (and log) on their worker for delivery
-        self.ctx = BatchContext(recipe=recipe, source=None, options=self.options, topic=self.topic,
-                                chunk_size=chunk_size, deliver=frozenset(m.name for m in recipe.mosaic_steps))
+        self.mosaic_names = mosaics = frozenset(m.name for m in recipe.mosaic_steps)
+        if context is not None:  # a batch's: its EDR source, runner and pull settings
+            self.ctx = dataclasses.replace(context, topic=self.topic, deliver=context.deliver | mosaics)
+        else:
+            self.ctx = BatchContext(recipe=recipe, source=None, options=self.options, topic=self.topic,
+                                    chunk_size=chunk_size, deliver=mosaics)
+        self.hooks = hooks
+        #: pair -> futures of upstream tasks its tiles need besides the prep (a batch's image tasks)
+        self.upstream: dict[str, list[Any]] = {}
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         self.deliverer = Deliverer(client, chunk_size=chunk_size)
         self.pairs: dict[str, TiledPair] = {}
@@ -173,6 +202,21 @@ class TiledPairs:
                                   pure=False)
         self.waiting[plan] = ("plan", pair.pair_id, None)
 
+    def attach(self, pair: TiledPair, prep: Mapping[str, Any], upstream: Iterable[Any] = ()) -> None:
+        """Take a pair whose prep steps a batch driver submitted: plan its tiles, run them, mosaic.
+
+        ``prep`` maps the prep step names to their futures; ``upstream`` are
+        futures of other tasks the tiles read (the image tasks of the cubes).
+        """
+        self.pairs[pair.pair_id] = pair
+        self.prep[pair.pair_id] = dict(prep)
+        self.upstream[pair.pair_id] = list(upstream)
+        s = self.recipe.settings
+        plan = self.client.submit(plan_tiles, prep["stereo_parse"], prep["mapproject_left"], self.ctx,
+                                  t_srs=s.t_srs, spacing=s.dem_spacing, key=f"tile_plan-{pair.pair_id}-{self.run_tag}",
+                                  pure=False)
+        self.waiting[plan] = ("plan", pair.pair_id, None)
+
     def _submit_tile(self, pair_id: str, tile: Tile) -> None:
         state = self.state[pair_id]
         attempt = state.start(tile.index)
@@ -190,7 +234,8 @@ class TiledPairs:
                                                 for r, n in call.resources.items())]
             if others:
                 extra = dict(workers=others, allow_other_workers=True)
-        future = self.client.submit(run_tile, task, self.ctx, *(prep[s] for s in _PREP), key=task.dask_key,
+        future = self.client.submit(run_tile, task, self.ctx, *(prep[s] for s in _PREP),
+                                    *self.upstream.get(pair_id, ()), key=task.dask_key,
                                     pure=False, resources=dict(call.resources) or None, retries=0, **extra)
         self.attempt_futures.setdefault(pair_id, {})[tile.index] = future
         self.waiting[future] = ("tile", pair_id, task)
@@ -277,10 +322,13 @@ class TiledPairs:
 
     def _finish(self, pair_id: str, status: str, message: str | None) -> None:
         pair = self.pairs[pair_id]
-        if pair.status in ("done", "failed"):
+        if pair.status in ("done", "failed", "skipped"):
             return
         pair.status, pair.error = status, message if status != "done" else None
-        self.db.set_subject("pairs", pair_id, status, message)
+        if self.hooks is None:
+            self.db.set_subject("pairs", pair_id, "failed" if status == "skipped" else status, message)
+        elif status != "done":
+            self.hooks.failed(pair_id, status, message or status)
 
     def _plan_ready(self, pair_id: str, plan: TilePlan) -> None:
         pair = self.pairs[pair_id]
@@ -294,8 +342,8 @@ class TiledPairs:
         self.state[pair_id] = state
         self.plans[pair_id] = plan
         self.calls[pair_id] = {
-            t.index: tile_call(self.recipe, t, left=pair.left, right=pair.right, left_cube=pair.left_cube,
-                               right_cube=pair.right_cube, lowres_dem=self.lowres_dem, t_srs=plan.t_srs,
+            t.index: tile_call(self.recipe, t, left=pair.left, right=pair.right, left_cube=_cube(pair.left_cube),
+                               right_cube=_cube(pair.right_cube), lowres_dem=self.lowres_dem, t_srs=plan.t_srs,
                                spacing=plan.spacing)
             for t in plan.tiles}
         for tile in state.to_run():
@@ -333,13 +381,20 @@ class TiledPairs:
                     for i in decision.done]
         calls = mosaic_calls(self.recipe, left=pair.left, right=pair.right, tiles=tiles)
         self.mosaics[pair_id] = len(calls)
+        handed: dict[str, tuple[StepTask, list, StepCall]] = {}
         for call in calls:
             task = StepTask(key=call.key, step=call.step, kind="recipe", scope="pair", subject=pair_id,
                             timeout=float(self.options.timeouts.get(call.step, call.timeout)), call=call,
                             needs=tuple(k for _, k in tiles))
+            if self.hooks is not None:  # the driver's own key and context: it tracks the step from here
+                handed[call.key] = (task, upstream, call)
+                continue
             future = self.client.submit(execute, task, self.ctx, *upstream, key=f"{call.key}-{self.run_tag}",
                                         pure=False, resources=dict(call.resources) or None)
             self.waiting[future] = ("mosaic", pair_id, call.step)
+        if self.hooks is not None:
+            self.hooks.mosaics(pair_id, handed)
+            self._finish(pair_id, "done", self.pairs[pair_id].decision.message)
 
     def _handle(self, kind: str, pair_id: str, extra, future) -> None:
         try:
@@ -358,7 +413,8 @@ class TiledPairs:
             else:
                 prep = [f.result() for f in self.prep[pair_id].values() if f.status == "finished"]
                 bad = next((o for o in prep if isinstance(o, Outcome) and not o.ok), None)
-                self._finish(pair_id, "failed", f"{bad.key} {bad.status}: {bad.error}" if bad else str(value))
+                self._finish(pair_id, "skipped" if bad else "failed",
+                             f"not run: {bad.key} is {bad.status}" if bad else f"planning the tiles failed: {value}")
         elif kind == "tile":
             if not isinstance(value, Outcome):
                 value = Outcome(key=extra.step.key, step="stereo_tile", subject=pair_id, status="failed",
@@ -377,7 +433,7 @@ class TiledPairs:
     # ------------------------------------------------------------------ loop
     @property
     def open_pairs(self) -> list[str]:
-        return [p for p, pair in self.pairs.items() if pair.status not in ("done", "failed")]
+        return [p for p, pair in self.pairs.items() if pair.status not in ("done", "failed", "skipped")]
 
     def start(self, pairs: Iterable[TiledPair] = ()) -> None:
         """Listen for the tiles' start events and submit ``pairs`` (more can be :meth:`add`-ed later)."""

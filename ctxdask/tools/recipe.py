@@ -49,6 +49,7 @@ __all__ = [
     "Step",
     "StepCall",
     "StagedInput",
+    "TILED_PREP_STEPS",
     "build_recipe",
     "check_product_id",
 ]
@@ -334,6 +335,9 @@ def _stereo_default_text(options: Mapping[str, Any]) -> str:
             lines.append(f"{key} {value}")
     return "\n".join(lines) + "\n"
 
+
+#: tiled stereo: the pair steps before the tiles, in order
+TILED_PREP_STEPS = ("mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
 
 #: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
 #: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
