@@ -45,7 +45,7 @@ from typing import Any
 
 from ctxdask.batch import db as dbmod
 from ctxdask.batch.delivery import Deliverer
-from ctxdask.batch.model import BatchContext, Outcome
+from ctxdask.batch.model import BatchContext
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.planning import (
     PAIR_QUALITY_STEP,
@@ -64,7 +64,7 @@ from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
-from ctxdask.batch.tilerun import DriverHooks, TiledPair, TiledPairs
+from ctxdask.batch.tilebridge import TileBridge
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -183,13 +183,10 @@ class _Driver:
         self.results = ResultHandler(client, self.state, db, run_id, out=out, settings=settings, options=options,
                                      submitter=self.submitter, deliverer=self.deliverer)
         #: tiled stereo (tools.asp.stereo-mode): the tiles of every pair, between its prep steps and mosaics
-        self.tiles: TiledPairs | None = None
-        self.later: dict[str, list] = {}
-        if chain.recipe.tile_step is not None:
-            self.tiles = TiledPairs(client, chain.recipe, out, db, run_id=run_id, options=options,
-                                    retry_failed=retry_failed, chunk_size=settings.chunk_size,
-                                    context=self.context,
-                                    hooks=DriverHooks(mosaics=self._mosaics_ready, failed=self._tiles_failed))
+        self.tiles = TileBridge(client, out, db, run_id, state=self.state, submitter=self.submitter,
+                                results=self.results, context=self.context, options=options,
+                                settings=settings, retry_failed=retry_failed) \
+            if chain.recipe.tile_step is not None else None
         self.ac = None
         self.progress: Progress | None = None
 
@@ -227,7 +224,7 @@ class _Driver:
                 batch = self.ac.next_batch(block=False)
                 done_deliveries = [cf for cf in results.deliveries if cf.done()]
                 if self.tiles is not None:
-                    self.tiles.poll(0)  # tiles retried, decided, mosaics handed over (see _mosaics_ready)
+                    self.tiles.poll()  # tiles retried, decided, mosaics handed back (batch/tilebridge.py)
                 if not batch and not done_deliveries and results.events.empty() and tick < next_watch \
                         and not state.queued:
                     continue
@@ -241,12 +238,13 @@ class _Driver:
                         results.watchdog()
                         next_watch = time.monotonic() + 1.0
                     submitter.flush()
-                    self._attach_tiled()
+                    if self.tiles is not None:
+                        self.tiles.attach_ready()
                 results.clean()
                 self.progress.set_running(self.running_count())
                 if not state.pair_open and not results.deliveries:
                     break
-                tiles_busy = self.tiles is not None and (self.tiles.waiting or self.tiles.deliveries)
+                tiles_busy = self.tiles is not None and self.tiles.busy
                 if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open \
                         and not tiles_busy and not state.queued:
                     self._stuck()
@@ -269,34 +267,6 @@ class _Driver:
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
             self.deliverer.shutdown(cancel=True)
-
-    # --------------------------------------------------------- tiled stereo
-    def _attach_tiled(self) -> None:
-        """Hand the tiled pairs whose prep steps were just sent to the tile runner."""
-        state, ready = self.state, self.submitter.tiled_ready
-        while ready:
-            pair, prep, later, heads = ready.pop(0)
-            left, right = state.image_calls[pair.left], state.image_calls[pair.right]
-            self.later[pair.pair_id] = later
-            self.tiles.attach(
-                TiledPair(pair.left, pair.right, left[-1] if left else "-", right[-1] if right else "-"),
-                {c.step: state.future_of(c.key) for c in prep},
-                list({id(f): f for f in (state.future_of(h) for h in heads)}.values()))
-
-    def _mosaics_ready(self, pair_id: str, handed: dict) -> None:
-        pair = self.state.pair_open.get(pair_id)
-        if pair is not None:
-            self.submitter.mosaics_ready(pair, handed, self.later.pop(pair_id, []))
-
-    def _tiles_failed(self, pair_id: str, status: str, message: str) -> None:
-        """No mosaic for the pair: its mosaic steps end with the tiles' verdict."""
-        names = self.state.subject_keys.get(pair_id, set())
-        stamp = dbmod.now()
-        for key in sorted(names):
-            t = self.state.tracked[key]
-            if t.future is None and t.outcome is None and t.task.step in self.tiles.mosaic_names:
-                self.results.handle(key, Outcome(key=key, step=t.task.step, subject=pair_id, status=status,
-                                                 ended=stamp, error=message))
 
     def _results(self, batch: list) -> list[tuple]:
         """(future, result) of a batch of completed futures: one gather for all that finished."""

@@ -325,10 +325,19 @@ class TiledPairs:
         if pair.status in ("done", "failed", "skipped"):
             return
         pair.status, pair.error = status, message if status != "done" else None
+        self._release(pair_id)
         if self.hooks is None:
             self.db.set_subject("pairs", pair_id, "failed" if status == "skipped" else status, message)
         elif status != "done":
             self.hooks.failed(pair_id, status, message or status)
+
+    def _release(self, pair_id: str) -> None:
+        """Drop a finished pair's futures: a client keeps results while anyone holds their futures, and
+        a later run submitting the same deterministic key must not get this run's (now cleaned) result."""
+        self.prep.pop(pair_id, None)
+        self.upstream.pop(pair_id, None)
+        if self.hooks is not None or not self.mosaics.get(pair_id):
+            self.attempt_futures.pop(pair_id, None)
 
     def _plan_ready(self, pair_id: str, plan: TilePlan) -> None:
         pair = self.pairs[pair_id]
@@ -489,6 +498,8 @@ class TiledPairs:
         with contextlib.suppress(Exception):
             self.client.unsubscribe_topic(self.topic)
         self.deliverer.shutdown(cancel=True)
+        for held in (self.prep, self.upstream, self.attempt_futures, self.waiting):
+            held.clear()
 
     def run(self, pairs: Iterable[TiledPair], *, timeout: float | None = None) -> list[TiledPair]:
         """Run ``pairs`` to their end; return them with status, decision and products."""

@@ -75,7 +75,7 @@ def test_batch_runs_tiles_as_tasks_and_retries_only_failed_tiles(tmp_path, tiled
     fixed_env = {**env, "CTXDASK_STANDIN_TILE_FAULTS": ""}
     fixed = run_batch(pairs, out, edr_dir=edr, client=tiled_client, progress=False, retry_failed=True,
                       recipe=tiled_recipe(env=fixed_env, lowres_dem=dem))
-    assert fixed.ok and fixed.planned == 2, fixed
+    assert fixed.ok and fixed.planned == 2, fixed.failures
     for pair in (P1, P2):
         rows = query(db, "SELECT tile_index, status FROM tile_attempts WHERE pair_id = ? ORDER BY id", (_pid(pair),))
         per_tile = {}
