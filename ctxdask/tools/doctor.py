@@ -103,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
     modes = stereo_modes(programs)
     print(f"Stereo modes the installed ASP allows: {', '.join(modes) or 'none'}; configured: "
           f"{settings.stereo_mode} (tools.asp.stereo-mode)"
-          + ("" if "tiled" in modes else "; tiled stereo needs ASP 3.7+ (stereo_tile)"), file=out)
+          + ("" if "tiled" in modes else "; tiled stereo needs ASP 3.7+ (stereo_tile)")
+          + ("; tiled stereo needs tools.asp.lowres-dem (MOLA MEGDR or the HRSC/MOLA blend)"
+             if "tiled" in modes and not settings.lowres_dem else ""), file=out)
     print("This machine can:", file=out)
     for what, ok, why in caps:
         print(f"  [{'yes' if ok else 'NO '}] {what}: {why}", file=out)

@@ -311,10 +311,12 @@ class RecipeSettings:
             raise ValueError("tools.asp.stereo-mode must be 'monolithic', 'tiled' or 'auto', "
                              f"not {values['stereo_mode']!r}")
         if values["stereo_mode"] == "auto":
-            # ASP 3.7 (2026) brought stereo_tile; older ASP has only parallel_stereo
+            # ASP 3.7 (2026) brought stereo_tile; older ASP has only parallel_stereo. Tiles need
+            # images mapprojected onto a low-resolution DEM: without one configured, monolithic
             import shutil
 
-            values["stereo_mode"] = "tiled" if shutil.which("stereo_tile") else "monolithic"
+            tiled = shutil.which("stereo_tile", path=(values["env"] or {}).get("PATH")) and values["lowres_dem"]
+            values["stereo_mode"] = "tiled" if tiled else "monolithic"
         return cls(**values)
 
 
