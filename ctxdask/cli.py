@@ -35,6 +35,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ctxdask.commands.info", "summarise CTX EDRs from their labels"),
     "pairs": ("ctxdask.commands.pairs", "find and rank stereo pairs in a PDS cumulative index"),
     "report": ("ctxdask.commands.report", "write a static HTML report of a batch: summary, pairs, QA thumbnails"),
+    "select": ("ctxdask.commands.select", "write the pairs of a batch chosen by rules as a pair list"),
+    "serve": ("ctxdask.commands.serve", "a live web view of a batch: progress, tables, map, manual grades"),
+    "stac": ("ctxdask.commands.stac", "rebuild a batch folder's STAC catalog (self-contained) and validate it offline"),
     "status": ("ctxdask.commands.status", "summarise a batch's tracking database and its failures"),
     "validate": ("ctxdask.commands.validate", "check CTX EDRs: label, size, checksum, lost lines"),
 }
@@ -64,7 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code."""
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except Exception as exc:  # noqa: BLE001  (a broken installation: still one line)
+        if _debug_env():
+            raise
+        print(f"ctxdask: error: the commands cannot be loaded: {_describe(exc)} "
+              "(run with CTXDASK_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
     args, extras = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
@@ -72,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     command = args._parser
     if extras:
         command.error(_unrecognized(extras, command))  # exits 2 with this sub-command's usage
-    debug = args.debug or os.environ.get("CTXDASK_DEBUG", "").lower() in ("1", "true", "yes")
+    debug = args.debug or _debug_env()
     prefix = f"ctxdask {args.command}"
     with _one_line_warnings():
         try:
@@ -104,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise
             print(f"{prefix}: error: {_describe(exc)} (run with --debug for the traceback)", file=sys.stderr)
             return EXIT_ERROR
+
+
+def _debug_env() -> bool:
+    return os.environ.get("CTXDASK_DEBUG", "").lower() in ("1", "true", "yes")
 
 
 def _unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:

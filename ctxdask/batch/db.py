@@ -34,6 +34,9 @@ Tables:
     One row per attempt at a tile: attempt number, dask key, worker, host,
     start/end, status (also ``lost``: its worker died), failure kind
     (:func:`ctxdask.tools.tiling.failure_kind`), exit code, log path, error.
+``manual_grades``
+    Every manual pass/warn/fail with its note, who and when (see
+    :mod:`ctxdask.batch.grades`, which owns it).
 ``pair_quality``
     Per pair: DEM statistics (JSON of
     :meth:`ctxdask.quality.DEMStatistics.to_dict`) and the paths, relative to
@@ -60,6 +63,8 @@ import pathlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from ctxdask.batch.grades import SCHEMA as _GRADES_SCHEMA
 
 __all__ = ["DEFAULT_NAME", "FINAL", "STATUSES", "TrackingDB", "database_path", "lock_database", "now"]
 
@@ -220,6 +225,7 @@ class TrackingDB:
             # WAL + NORMAL: a killed process loses nothing committed; only power loss could
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
+            self.conn.executescript(_GRADES_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self.conn.execute("PRAGMA busy_timeout=10000")
         self.conn.row_factory = sqlite3.Row
@@ -482,7 +488,20 @@ class TrackingDB:
             "tiles": self.tile_progress(),
             "products": dict(self.conn.execute(
                 "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM products").fetchone()),
+            **self._manual_grades(),
         }
+
+    def _manual_grades(self) -> dict[str, Any]:
+        """Current manual grades: counts by scope and value, and the subjects failed by hand."""
+        from ctxdask.batch import grades
+
+        current = grades.current_grades(self.conn)
+        counts: dict[str, dict[str, int]] = {}
+        for g in current.values():
+            counts.setdefault(g["scope"], {}).setdefault(g["value"], 0)
+            counts[g["scope"]][g["value"]] += 1
+        return {"manual_grades": counts,
+                "manually_rejected": dict(sorted(grades.manually_rejected(self.conn).items()))}
 
     def _step_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

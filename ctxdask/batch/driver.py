@@ -44,7 +44,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ctxdask.batch import db as dbmod
+from ctxdask.batch import grades
 from ctxdask.batch.delivery import Deliverer
+from ctxdask.batch.dem_products import write_batch_catalog
 from ctxdask.batch.model import BatchContext
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.planning import (
@@ -254,6 +256,7 @@ class _Driver:
             results.clean()
             with contextlib.suppress(Exception):
                 wait(results.cleanups, timeout=30)
+            write_batch_catalog(self.db, results.out)
             return "done"
         except KeyboardInterrupt:
             if self.tiles is not None:
@@ -401,6 +404,7 @@ def run_batch(
     progress: bool | None = None,
     scratch: str | os.PathLike | None = None,
     hold: Hold | None = None,
+    include_rejected: bool = False,
 ) -> BatchSummary:
     """Run a stereo-pair list through the CTX chain on a dask cluster.
 
@@ -445,6 +449,10 @@ def run_batch(
     hold : callable, optional
         ``hold(pair) -> reason or None``: pairs to leave alone in this run
         (e.g. failed by hand), with the reason (:data:`ctxdask.batch.planning.Hold`).
+    include_rejected : bool
+        Also work on pairs and images whose current manual grade is ``fail``
+        (:mod:`ctxdask.batch.grades`); by default they are held back with the
+        grader's note.
 
     Returns
     -------
@@ -494,7 +502,10 @@ def run_batch(
         try:
             tdb.record_rejected(run_id, pairlist.rejected)
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
+            if not include_rejected:
+                hold = grades.manual_hold(tdb.conn, hold)
             plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
+            tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
             driver = _Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
                              options=options, runner=runner, progress=settings.progress, retry_failed=retry_failed)
             status = driver.run(plan.planned)

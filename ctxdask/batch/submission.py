@@ -31,13 +31,16 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 
+from ctxdask import config
 from ctxdask.batch import db as dbmod
+from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.batch.model import BatchContext, ImageTask, Outcome, StepTask, image_chain
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP, QUALITY_STEP, Chain
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.work import execute, remake, run_image
+from ctxdask.quality.alignment import mola_for_pair
 from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
 from ctxdask.tools.recipe import StepCall
 
@@ -243,8 +246,11 @@ class Submitter:
             state.subject_keys.setdefault(pair.pair_id, set())
             return
         left, right = state.image_calls[pair.left], state.image_calls[pair.right]
+        # MOLA shots for pc_align: tools.asp.mola-points, a file or a folder of per-pair CSVs
+        mola = mola_for_pair(config.get("tools.asp.mola-points", None), pair.pair_id, pair.left, pair.right) \
+            if self.recipe.settings.pc_align else None
         calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
-                                       left_id=pair.left, right_id=pair.right)
+                                       left_id=pair.left, right_id=pair.right, mola=mola)
         self.db.set_subject("pairs", pair.pair_id, "pending")
         calls = [c for c in calls if c.step in self.recipe_pair]
         summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
@@ -301,17 +307,19 @@ class Submitter:
             self._submit_pair_quality(pair, [handed[k][2] for k in handed] + later)
 
     def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
-        """DEM products after the last step that makes a DEM (with point2dem's orthoimage)."""
-        dem = next((c for c in reversed(calls) if "dem" in c.outputs), None)
-        if dem is None:
+        """The pair's products (ctxdask.batch.dem_products) from the steps that make them."""
+        inputs = pair_product_inputs(calls)
+        if "dem" not in inputs:
             return
-        ortho = next((c for c in calls if "ortho" in c.outputs), None)
-        params = {"dem": (dem.key, "dem"), "ortho": (ortho.key, "ortho") if ortho else None,
-                  "datetime": self.state.start_time.get(pair.left),
-                  "end_datetime": self.state.start_time.get(pair.right), "left": pair.left, "right": pair.right}
+        state = self.state
+        steps = {c.key: {"step": c.step, "program": c.program, "argv": list(c.argv)}
+                 for c in [*state.image_calls.get(pair.left, ()), *state.image_calls.get(pair.right, ()), *calls]}
+        params = {"inputs": inputs, "steps": steps,
+                  "datetime": state.start_time.get(pair.left),
+                  "end_datetime": state.start_time.get(pair.right), "left": pair.left, "right": pair.right}
         key = f"{PAIR_QUALITY_STEP}-{pair.pair_id}"
         task = self.task(key, PAIR_QUALITY_STEP, PAIR_QUALITY_STEP, "pair", pair.pair_id, params=params)
-        self.submit(task, upstream=[dem.key, *([ortho.key] if ortho else [])])
+        self.submit(task, upstream=[k for k, _ in inputs.values()])
 
     def remake(self, outcome: Outcome) -> Outcome:
         """Make a step whose files were lost with their worker again, on a live worker (blocking)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ctxdask.exceptions import CTXError
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "UsageError", "check_input",
-           "check_input_folder"]
+           "check_input_folder", "check_output_folder", "count", "positive_int", "positive_number"]
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -71,3 +71,54 @@ def check_input_folder(path, what: str) -> None:
         raise NotAFileError(path, f"{what}: not a folder")
     if not os.access(path, os.R_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids):
         raise UnreadableFileError(path, f"{what}: permission denied: this user may not read the folder")
+
+
+def check_output_folder(path, what: str) -> None:
+    """Refuse at once an output folder (``--out``, ``--to``) that is a file; a missing one is created later."""
+    import os
+
+    from ctxdask.exceptions import OutputPathError
+
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise OutputPathError(path, f"{what}: is a file, not a folder")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (a wrong value is a usage error, exit 2)."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    return value
+
+
+def count(text: str) -> int:
+    """argparse type: an integer of at least 0."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
+    return value
+
+
+def positive_number(text: str) -> float:
+    """argparse type: a finite number above 0."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number above 0")
+    return value

@@ -6,6 +6,8 @@ import argparse
 import re
 import sys
 
+from ctxdask.commands import positive_int
+
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -41,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--url-list", help="download EDRs (catalog downloader): a file with one product URL a line")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786)")
-    where.add_argument("--local", metavar="N", type=int, help="start a LocalCluster of N worker processes")
+    where.add_argument("--local", metavar="N", type=positive_int, help="start a LocalCluster of N worker processes")
     parser.add_argument("--db", help="tracking database: a path or sqlite:/// URL (default: in --out)")
     parser.add_argument("--retry-failed", action="store_true", help="run failed and timed-out steps again")
     parser.add_argument("--steps", nargs="+", metavar="STEP",
@@ -55,16 +57,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delivery", choices=("transfer", "shared"),
                         help="transfer over the dask connection, or copy into a shared output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--include-rejected", action="store_true",
+                        help="also process pairs and images failed by hand (ctxdask serve); default: skip them")
 
 
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
     from ctxdask.batch.driver import select_steps
-    from ctxdask.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, UsageError, check_input, check_input_folder
+    from ctxdask.commands import (
+        EXIT_ERROR,
+        EXIT_INTERRUPTED,
+        EXIT_OK,
+        UsageError,
+        check_input,
+        check_input_folder,
+        check_output_folder,
+    )
     from ctxdask.exceptions import CTXError
     from ctxdask.tools.recipe import build_recipe
 
     check_input(args.pairs, "the pair list")
+    check_output_folder(args.out, "the output folder (--out)")
     if args.url_list:
         check_input(args.url_list, "the URL list (--url-list)")
     if args.edr_dir:
@@ -90,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             args.pairs, args.out, edr_dir=args.edr_dir, source=source, scheduler=args.scheduler, local=args.local,
             db=args.db, retry_failed=args.retry_failed, steps=steps, timeouts=timeouts, recipe=recipe,
             deliver=args.deliver, delivery=args.delivery, progress=False if args.no_progress else None,
+            include_rejected=args.include_rejected,
         )
     except CTXError:
         raise

@@ -13,6 +13,8 @@ import sys
 import time
 import warnings
 
+from ctxdask.commands import positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="IN.IMG", help="CTX EDR (path or URL)")
@@ -21,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--units", choices=("iof", "rate"), default="iof", help="I/F (default) or DN/ms")
     parser.add_argument("--even-odd", action="store_true", help="apply ctxevenodd (summing 1 images only)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address (default: local threads)")
-    parser.add_argument("--chunk-lines", type=int, default=None, help="lines per chunk (default: ctxdask.chunk-lines)")
+    parser.add_argument("--chunk-lines", type=positive_int, default=None,
+                        help="lines per chunk (default: ctxdask.chunk-lines)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -16,12 +16,14 @@ import argparse
 import os
 import pathlib
 
+from ctxdask.commands import positive_int
+
 #: (product id, summing, first pixel, lines, defects)
 SAMPLES = [
     ("B10_013341_1010_XN_79S172W", 1, 0, 2048, {}),
     ("P01_001473_2479_XI_67N185W", 1, 480, 1024, {}),
     ("D10_031011_1864_XI_06N201W", 2, 0, 1024, {"lost_lines": range(300, 316), "checksum": "wrong"}),
-    ("G02_018870_1766_XN_03S077W", 2, 1024, 1024, {"saturated_fraction": 0.001}),
+    ("G02_018870_1766_XN_03S077W", 2, 512, 1024, {"saturated_fraction": 0.001}),
 ]
 #: an EDR cut short, as by an interrupted download: the batch records it as failed
 TRUNCATED = "B11_013842_1010_XN_79S172W"
@@ -34,7 +36,7 @@ PAIRS = [
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="ctxdask-demo", help="output folder (default: ./ctxdask-demo)")
-    parser.add_argument("--workers", type=int, default=2, help="LocalCluster worker processes (default 2)")
+    parser.add_argument("--workers", type=positive_int, default=2, help="LocalCluster worker processes (default 2)")
 
 
 def _make_samples(edr_dir: pathlib.Path) -> list[pathlib.Path]:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ctxdask.commands import positive_int, positive_number
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("ids", nargs="*", metavar="ID", help="product ids (full, or short PPP_NNNNNN)")
@@ -29,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--md5", metavar="FILE", default=None, help="md5sum-style manifest to check files against")
     parser.add_argument("--checksum", choices=("warn", "reject"), default=None,
                         help="what a CHECKSUM mismatch is (default: catalog.download.checksum, else validate.checksum)")
-    parser.add_argument("--max-concurrent", type=int, default=None, metavar="N",
+    parser.add_argument("--max-concurrent", type=positive_int, default=None, metavar="N",
                         help="downloads at once, cluster-wide (default: catalog.download.max-concurrent)")
-    parser.add_argument("--rate", type=float, default=None, metavar="R",
+    parser.add_argument("--rate", type=positive_number, default=None, metavar="R",
                         help="requests started per second (default: catalog.download.requests-per-second)")
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="run the downloads on this dask scheduler (tcp://host:8786)")
@@ -57,8 +59,10 @@ def read_id_lists(paths: list[str]) -> tuple[list[str], list[str]]:
 def run(args: argparse.Namespace) -> int:
     from ctxdask.catalog.download import DownloadSettings, cache_dir, fetch_many, read_md5_manifest
     from ctxdask.catalog.lookup import ProductLocator
-    from ctxdask.commands import EXIT_ERROR, EXIT_OK, UsageError, check_input
+    from ctxdask.commands import EXIT_ERROR, EXIT_OK, UsageError, check_input, check_output_folder
 
+    if args.cache:
+        check_output_folder(args.cache, "the cache folder (--to)")
     for path in args.lists:
         check_input(path, "the id list (--list)")
     for path, what in ((args.urls, "the URL list (--urls)"), (args.index, "the index label (--index)"),

@@ -18,7 +18,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import pathlib
+import sys
 import time
+
+from ctxdask.commands import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +33,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output path without suffix (--by all) or folder (--by month)")
     parser.add_argument("--by", choices=("all", "month"), default="all",
                         help="one flat from all images (default) or one per month of START_TIME")
-    parser.add_argument("--min-images", type=int, default=None, metavar="N",
+    parser.add_argument("--min-images", type=positive_int, default=None, metavar="N",
                         help="images needed per CCD pixel and per flat (default: ctxdask.flat.build.min-images)")
     parser.add_argument("--method", choices=("median", "clipped-mean"), default=None,
                         help="per-pixel combination (default: ctxdask.flat.build.method)")
     parser.add_argument("--format", default="cub,tif,npy", help="pixel files to write (default: cub,tif,npy)")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (default: local threads)")
-    where.add_argument("--local", metavar="N", type=int, help="start a LocalCluster of N worker processes")
+    where.add_argument("--local", metavar="N", type=positive_int, help="start a LocalCluster of N worker processes")
 
 
 def batch_edrs(folder: str | pathlib.Path, edr_dir: str | pathlib.Path | None = None) -> list[str]:
@@ -71,7 +74,7 @@ def _cluster(args):
         client = connect(args.scheduler, n_workers=args.local, threads_per_worker=2) if args.local else \
             connect(args.scheduler)
         try:
-            print(f"dask dashboard: {client.dashboard_link}")
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
             yield client
         finally:
             client.close()
@@ -79,29 +82,63 @@ def _cluster(args):
         yield None
 
 
+def _destinations(args, formats: list[str]) -> pathlib.Path | None:
+    """Check where the flats go before any work: the folder (``--by month``, or ``--out DIR/``), or None.
+
+    The output-folder rule of every ctxdask writer: the folder an output goes
+    into must exist (``--by month`` creates the one flat folder itself, in an
+    existing parent).
+    """
+    from ctxdask.exceptions import OutputPathError
+    from ctxdask.io.atomic import check_destination
+
+    out = pathlib.Path(args.out)
+    if args.by == "month" or out.is_dir() or args.out.endswith(("/", "\\")):
+        if out.exists() and not out.is_dir():
+            raise OutputPathError(out, "is a file; --by month writes a folder of flats")
+        if not out.exists():
+            check_destination(out, folder=True)
+        return out
+    for suffix in (*(f".{f}" for f in formats), ".json"):
+        check_destination(out.with_suffix(suffix) if out.suffix in (".cub", ".tif", ".npy") else
+                          out.with_name(out.name + suffix))
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    from ctxdask.commands import UsageError
     from ctxdask.radiometry.flatbuild import build_flat
-    from ctxdask.radiometry.flatio import write_flat
+    from ctxdask.radiometry.flatio import FORMATS, write_flat
     from ctxdask.radiometry.flatqa import write_qa_page
 
     edrs = list(args.edrs)
     if args.from_batch:
         edrs += batch_edrs(args.from_batch, args.edr_dir)
     if not edrs:
-        print("ctxdask flat: error: no EDRs given (list them or use --from-batch DIR)")
-        return 2
+        if args.from_batch:
+            print(f"ctxdask flat: {args.from_batch}: the batch has no images", file=sys.stderr)
+            return 1
+        raise UsageError("no EDRs given (list them or use --from-batch DIR)")
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    out = pathlib.Path(args.out)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise UsageError(f"--format: unknown {unknown}; choose from {', '.join(FORMATS)}")
+    folder = _destinations(args, formats)
     started = time.perf_counter()
     with _cluster(args):
         built = build_flat(edrs, by=args.by, method=args.method, min_images=args.min_images)
     results = list(built.values()) if isinstance(built, dict) else [built]
-    if args.by == "month" or out.is_dir() or args.out.endswith(("/", "\\")):
-        folder, bases = out, {r.key: out / f"flat_{r.key}" for r in results}
+    out = pathlib.Path(args.out)
+    if folder is not None:
+        folder.mkdir(exist_ok=True)
+        bases = {r.key: folder / f"flat_{r.key}" for r in results}
     else:
         folder, bases = out.parent, {results[0].key: out}
     files = {r.key: write_flat(r, bases[r.key], formats) for r in results}
     page = write_qa_page(results, folder, files=files)
+    rejected = {i.get("source"): i["rejected"] for r in results for i in r.rejected}
+    for source, reason in rejected.items():  # one line each: the file and why
+        print(f"ctxdask flat: rejected {source}: {reason}", file=sys.stderr)
     for r in results:
         state = f"{len(r.accepted)} images, {len(r.rejected)} rejected" + ("" if r.ok else f": no flat, {r.problem}")
         print(f"flat {r.key}: {state}" + (f" -> {files[r.key][0]}" if r.ok else ""))

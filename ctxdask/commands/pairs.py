@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from ctxdask.commands import positive_int
+
 _CRITERIA = {
     "min_overlap": "least intersection over union of the footprints",
     "min_convergence": "least convergence angle (degrees)",
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", default="pairs.txt", metavar="FILE",
                         help="pair list to write (default: pairs.txt); scores go to FILE with .csv")
     parser.add_argument("--scores", default=None, metavar="CSV", help="where to write the scores instead")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="keep the N best pairs")
+    parser.add_argument("--limit", type=positive_int, default=None, metavar="N", help="keep the N best pairs")
     parser.add_argument("--east", action="store_true", help="the index counts longitude positive east")
     for name, help_text in _CRITERIA.items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=float, default=None, dest=name,

@@ -7,11 +7,13 @@ import json
 import pathlib
 import sqlite3
 
+from ctxdask.commands import count
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="DIR", help="a batch output folder, or the database file itself")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    parser.add_argument("--failures", type=int, default=20, help="failures to list (default 20; 0: all)")
+    parser.add_argument("--failures", type=count, default=20, help="failures to list (default 20; 0: all)")
 
 
 def _fmt(counts: dict) -> str:
@@ -55,6 +57,10 @@ def run(args: argparse.Namespace) -> int:
     holed = {p: t for p, t in tiles.items() if t["pair"] == "done" and t.get("done", 0) < t["total"]}
     for pair_id, t in holed.items():
         print(f"  {pair_id}: DEM from {t.get('done', 0)}/{t['total']} tiles (holes recorded)")
+    for scope, counts in report["manual_grades"].items():
+        print(f"manual grades ({scope}s): {_fmt(counts)}")
+    for subject, reason in report["manually_rejected"].items():
+        print(f"  manually failed {subject}: {reason}")
     products = report["products"]
     print(f"delivered: {products['files']} files, {products['bytes'] / 1e6:.1f} MB")
     for r in report["rejected"]:

@@ -627,7 +627,7 @@ def _combine_graph(members: Sequence[xr.Dataset], settings: FlatSettings, refere
 def _open(item: xr.Dataset | str | os.PathLike) -> xr.Dataset:
     if isinstance(item, xr.Dataset):
         return item
-    from ctxdask.edr import open_edr
+    from ctxdask.backend import open_edr
 
     return open_edr(item)
 

@@ -19,8 +19,9 @@ executes. The commands follow the ASP documentation's CTX example
     parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
         L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
     point2dem -r mars [--tr S] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
-    pc_align --max-displacement 200 --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
+    pc_align --max-displacement D --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
         --save-inv-transformed-reference-points results/out-PC.tif mola.csv -o results/out-align
+        (native step ctxdask.tools.align: D = 3 x median |DEM - MOLA|, rerun on pc_align's warning)
     point2dem ... results/out-align-trans_reference.tif ... -o results/out-align
     dem_geoid --geoid MOLA results/out[-align]-DEM.tif  -> results/out[-align]-DEM-adj.tif
 
@@ -241,7 +242,10 @@ class RecipeSettings:
     orthoimage: bool = True
     errorimage: bool = True
     pc_align: bool = False
-    max_displacement: float = 200.0
+    max_displacement: float | None = None
+    alignment_factor: float = 3.0
+    alignment_floor: float = 10.0
+    alignment_reruns: int = 2
     mola_csv_format: str = "1:lon 2:lat 3:radius_km"
     dem_geoid: bool = False
     geoid: str | None = "MOLA"
@@ -265,6 +269,7 @@ class RecipeSettings:
         tools = config.get("tools", {}) or {}
         isis = tools.get("isis", {}) or {}
         asp = tools.get("asp", {}) or {}
+        align = config.get("quality.dem-alignment", {}) or {}
         values: dict[str, Any] = dict(
             calibration=tools.get("calibration", "native"),
             native_calibrate=tools.get("native-calibrate", cls.native_calibrate),
@@ -283,7 +288,11 @@ class RecipeSettings:
             orthoimage=bool(asp.get("orthoimage", True)),
             errorimage=bool(asp.get("errorimage", True)),
             pc_align=bool(asp.get("pc-align", False)),
-            max_displacement=float(asp.get("max-displacement", 200)),
+            max_displacement=(None if asp.get("max-displacement") in (None, "auto")
+                              else float(asp.get("max-displacement"))),
+            alignment_factor=float(align.get("factor", 3.0)),
+            alignment_floor=float(align.get("floor", 10.0)),
+            alignment_reruns=int(align.get("reruns", 2)),
             mola_csv_format=asp.get("mola-csv-format", cls.mola_csv_format),
             dem_geoid=bool(asp.get("dem-geoid", False)),
             geoid=asp.get("geoid", "MOLA"),
@@ -558,21 +567,33 @@ class Recipe:
         if s.stereo_mode == "tiled":
             # pc_align reads a DEM as a cloud (docs/tools/pc_align.rst): align the mosaic
             cloud = ("results/out-DEM.tif", "dem_mosaic:dem")
+            unaligned = ("results/out-DEM-mosaic.tif", "dem_mosaic:dem")
         else:
             pair.append(point2dem("point2dem", ("results/out-PC.tif", "parallel_stereo:pc"), "results/out"))
             cloud = ("results/out-PC.tif", "parallel_stereo:pc")
+            unaligned = ("results/out-DEM.tif", "point2dem:dem")
         dem_source = "dem_mosaic:dem" if s.stereo_mode == "tiled" else "point2dem:dem"
         dem_name = "results/out-DEM.tif"
         if s.pc_align:
+            # native: max displacement from the data, a rerun when pc_align warns (ctxdask.tools.align)
+            align_outputs = {"transform": "results/out-align-transform.txt",
+                             "runs": "results/out-align-runs.json",
+                             "beg_errors": "results/out-align-beg_errors.csv",
+                             "end_errors": "results/out-align-end_errors.csv",
+                             "points": "results/out-align-mola.csv"}
             pair.append(Step(
-                "pc_align", "pc_align",
-                ("--max-displacement", f"{s.max_displacement:g}", "--datum", "D_MARS",
-                 "--csv-format", s.mola_csv_format, "--save-inv-transformed-reference-points",
-                 "{inputs[cloud]}", "{inputs[mola]}", "-o", "results/out-align"),
-                {"cloud": cloud, "mola": ("mola.csv", "mola")},
-                {"transform": "results/out-align-transform.txt",
-                 "cloud": "results/out-align-trans_reference.tif"},
+                "pc_align", None,
+                ("{inputs[cloud]}", "{outputs[cloud]}", "--output", "mola={inputs[mola]}",
+                 "--output", "dem={inputs[dem]}",
+                 *(a for role in align_outputs for a in ("--output", f"{role}={{outputs[{role}]}}")
+                   if role in ("runs", "transform", "points"))),
+                {"cloud": cloud, "mola": ("mola.csv", "mola"), "dem": unaligned},
+                {"cloud": "results/out-align-trans_reference.tif", **align_outputs},
                 t("pc_align", 7200), r("pc_align"), scope="pair",
+                kind="native", callable="ctxdask.tools.align:align_to_mola",
+                options={"csv_format": s.mola_csv_format, "datum": "D_MARS", "factor": s.alignment_factor,
+                         "floor": s.alignment_floor, "reruns": s.alignment_reruns,
+                         "max_displacement": s.max_displacement, "timeout": t("pc_align", 7200)},
             ))
             pair.append(point2dem(
                 "point2dem_aligned",

@@ -73,6 +73,7 @@ CORRECT = {
     "batch": ("pairs.txt", "--out", "o", "--edr-dir", "adir"),
     "calibrate": (EDR, "out.cub"),
     "fetch": ("P02_001981", "--urls", "urls.txt"),
+    "flat": (EDR, "--out", "flat"),
     "info": (EDR,),
     "pairs": ("cumindex.lbl",),
     "report": ("adir",),
@@ -96,6 +97,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("batch", "nopairs.txt", "--out", "o", "--edr-dir", "adir"), 1, "nopairs.txt", "no such file"),
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "noedr"), 1, "noedr", "no such folder"),
             m(("status", "nobatch"), 1, "nobatch", "no tracking database"),
+            m(("flat", "gone.IMG", "--out", "flat"), 1, "gone.IMG", "no such file"),
+            m(("flat", "--from-batch", "nobatch", "--out", "flat"), 1, "nobatch", "no batch tracking database"),
             m(("report", "nobatch"), 1, "nobatch", "no tracking database"),
         ],
         "not a regular file": [
@@ -109,6 +112,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("fetch", "P02_001981", "--urls", "adir"), 1, "adir", "is a folder"),
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "afile"), 1, "afile", "not a folder"),
             m(("status", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("batch", "pairs.txt", "--out", "afile", "--edr-dir", "adir"), 1, "afile", "is a file, not a folder"),
+            m(("fetch", "P02_001981", "--urls", "urls.txt", "--to", "afile"), 1, "afile", "is a file, not a folder"),
             m(("report", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
         ],
         "symbolic links": [
@@ -135,6 +140,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("calibrate", EDR, "notzarr.zarr"), 1, "notzarr.zarr", "not a zarr store"),
             m(("calibrate", EDR, "new.zarr"), 0, "", ""),  # a new store in an existing folder: fine
             m(("demo", "--out", "afile"), 1, "afile", "is a file"),
+            m(("flat", EDR, "--out", "nodir/sub/f"), 1, "nodir/sub/f", "does not exist"),
+            m(("flat", EDR, "--out", "afile", "--by", "month"), 1, "afile", "is a file"),
         ],
         "misspelled option": [
             *(m((name, *CORRECT.get(name, ()), "--jsonn"), 2, "--jsonn", "unrecognized arguments")
@@ -143,6 +150,11 @@ def _table() -> dict[str, list[Mistake]]:
         ],
         "bad option value": [
             m(("calibrate", EDR, "out.cub", "--units", "watts"), 2, "--units", "invalid choice"),
+            m(("calibrate", EDR, "out.cub", "--chunk-lines", "0"), 2, "--chunk-lines", "must be 1 or more"),
+            m(("demo", "--workers", "0"), 2, "--workers", "must be 1 or more"),
+            m(("flat", "--out", "flat"), 2, "ctxdask flat", "no EDRs given"),
+            m(("flat", EDR, "--out", "flat", "--min-images", "0"), 2, "--min-images", "must be 1 or more"),
+            m(("status", "adir", "--failures", "-1"), 2, "--failures", "must be 0 or more"),
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "adir", "--timeout", "parallel_stereo=soon"), 2,
               "--timeout", "not a duration"),
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "adir", "--steps", "stereo"), 2, "--steps",
@@ -150,6 +162,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("fetch", "--urls", "urls.txt"), 2, "ctxdask fetch", "no product ids given"),
             m(("fetch", "P02_001981"), 2, "--index", "one of the arguments"),
             m(("validate",), 2, "FILE", "required"),
+            m(("flat", EDR, "--out", "f", "--by", "week"), 2, "--by", "invalid choice"),
+            m(("flat", "--out", "f"), 2, "ctxdask flat", "no EDRs given"),
             m(("nosuchcommand",), 2, "nosuchcommand", "invalid choice"),
             m(("doctor", "extra"), 2, "extra", "unrecognized arguments"),
         ],
@@ -183,7 +197,7 @@ def _check(outcomes, mistake: Mistake) -> None:
         assert "usage: ctxdask" in result.stderr, result.stderr
         if mistake.argv[0] in _COMMANDS:  # the sub-command's own usage, not the top level's
             assert f"usage: ctxdask {mistake.argv[0]}" in result.stderr, result.stderr
-    if mistake.argv[0] == "validate" and mistake.code != 2:  # its report is the result (stdout): the file, then its findings
+    if mistake.argv[0] == "validate" and mistake.code == 1:  # the report is its result: file, then findings
         assert f"{mistake.names}: INVALID" in result.stdout and mistake.problem in result.stdout, both
         return
     # one line names the file and says the problem
@@ -292,7 +306,7 @@ def test_unreadable_inputs_and_unwritable_folders(locked, argv, names):
     both = result.stdout + result.stderr
     assert "Traceback" not in both, both
     assert result.returncode == 1, both
-    if argv[0] == "validate":  # the report names the file, then its findings
-        assert f"{names}: INVALID" in result.stdout and "permission denied" in result.stdout, both
-        return
-    assert any(names in line and "permission denied" in line for line in both.splitlines()), both
+    if argv[0] == "validate":  # the report is its result: the file, then its findings
+        assert f"{names}: INVALID" in result.stdout and "file: permission denied" in result.stdout, both
+    else:
+        assert any(names in line and "permission denied" in line for line in result.stderr.splitlines()), both

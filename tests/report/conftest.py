@@ -74,8 +74,8 @@ def add_quality(out: pathlib.Path, edr: pathlib.Path) -> None:
                                      datetime="2009-06-01T00:38:16.057")
         rel = {k: pathlib.Path(v).relative_to(out).as_posix() for k, v in made["files"].items()}
         conn.execute("INSERT OR REPLACE INTO pair_quality VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["hillshade"],
-                      rel["relief"], rel["ortho_thumbnail"], now()))
+                     (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["thumbnail"],
+                      rel["relief_thumbnail"], rel["ortho_thumbnail"], now()))
     conn.close()
 
 
@@ -88,6 +88,7 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
     from distributed import Client, LocalCluster
 
     from ctxdask.batch import run_batch
+    from ctxdask.tools.recipe import build_recipe
 
     root = tmp_path_factory.mktemp("report-batch")
     edr = make_edrs(root / "edr")
@@ -100,6 +101,7 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
         with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             summary = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, scratch=root / "scratch",
+                                recipe=build_recipe(calibration="isis"),  # the ISIS chain, through the stand-ins
                                 runner=functools.partial(faulty_runner,
                                                          faults={f"point2dem-{pair_id(CRASH_PAIR)}": "crash"}))
     finally:
