@@ -158,8 +158,8 @@ def tile_map_for_pair(conn: sqlite3.Connection, out_dir: str | os.PathLike, pair
                       out: str | os.PathLike, *, size: int = 800) -> pathlib.Path | None:
     """Draw the tile map of ``pair_id`` from a tracking database; None when it has no tiles.
 
-    The orthoimage is the pair's delivered ``out-DRG.tif`` (from the
-    ``products`` table), when there is one.
+    The orthoimage is the pair's delivered orthoimage mosaic or its COG
+    (from the ``products`` table), when there is one.
     """
     import json
 
@@ -175,7 +175,8 @@ def tile_map_for_pair(conn: sqlite3.Connection, out_dir: str | os.PathLike, pair
               "status": r["status"], "attempts": r["attempts"]} for r in rows]
     ortho = None
     if "products" in names:
-        hit = conn.execute("SELECT path FROM products WHERE subject = ? AND path LIKE '%out-DRG.tif' "
+        # the orthoimage mosaic (results/out-DRG.tif) or its COG (<pair>-DRG.tif), not a tile's
+        hit = conn.execute("SELECT path FROM products WHERE subject = ? AND path LIKE '%DRG.tif' "
                            "AND path NOT LIKE '%/tiles/%' ORDER BY delivered DESC LIMIT 1", (pair_id,)).fetchone()
         if hit:
             ortho = pathlib.Path(out_dir) / hit[0]

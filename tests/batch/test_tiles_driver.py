@@ -58,7 +58,9 @@ def test_batch_runs_tiles_as_tasks_and_retries_only_failed_tiles(tmp_path, tiled
         steps = dict(query(db, "SELECT step, status FROM steps WHERE subject = ?", (pid,)))
         assert steps == {s: "done" for s in ("mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats",
                                              "dem_mosaic", "dem_mosaic_ortho", "dem_mosaic_error", "pair_quality")}
-        assert (out / "pairs" / pid / "results" / "out-DEM.tif").is_file()
+        dems = query(db, "SELECT path FROM products WHERE subject = ? AND path LIKE '%-DEM.tif' "
+                         "AND path NOT LIKE '%/tiles/%'", (pid,))
+        assert dems and all((out / p).is_file() or os.path.isfile(p) for p, in dems)  # the mosaic's COG
         assert query(db, "SELECT error FROM pairs WHERE pair_id = ?", (pid,)) == [(None,)]
     workers = query(db, "SELECT DISTINCT worker FROM tile_attempts")
     assert len(workers) == 2  # the tiles ran on both workers, the two pairs' tiles interleaved
