@@ -66,7 +66,7 @@ from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
-from ctxdask.batch.tilebridge import TileBridge
+from ctxdask.batch.tilebridge import tile_bridge
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -184,11 +184,9 @@ class _Driver:
                                    stall_timeout=settings.stall_timeout, remake=self.submitter.remake)
         self.results = ResultHandler(client, self.state, db, run_id, out=out, settings=settings, options=options,
                                      submitter=self.submitter, deliverer=self.deliverer)
-        #: tiled stereo (tools.asp.stereo-mode): the tiles of every pair, between its prep steps and mosaics
-        self.tiles = TileBridge(client, out, db, run_id, state=self.state, submitter=self.submitter,
-                                results=self.results, context=self.context, options=options,
-                                settings=settings, retry_failed=retry_failed) \
-            if chain.recipe.tile_step is not None else None
+        self.tiles = tile_bridge(client, out, db, run_id, state=self.state, submitter=self.submitter,
+                                 results=self.results, context=self.context, options=options, settings=settings,
+                                 retry_failed=retry_failed)
         self.ac = None
         self.progress: Progress | None = None
 
@@ -206,8 +204,7 @@ class _Driver:
                                             pure=False)
         submitter.start(self.ac, context_future)
         self.client.subscribe_topic(self.topic, results.on_event)
-        if self.tiles is not None:
-            self.tiles.start()
+        self.tiles.start()
         state.open_pairs(planned)
         self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
                                                     dashboard=getattr(self.client, "dashboard_link", None),
@@ -225,8 +222,7 @@ class _Driver:
                 tick = time.monotonic()
                 batch = self.ac.next_batch(block=False)
                 done_deliveries = [cf for cf in results.deliveries if cf.done()]
-                if self.tiles is not None:
-                    self.tiles.poll()  # tiles retried, decided, mosaics handed back (batch/tilebridge.py)
+                self.tiles.poll()  # tiles retried, decided, mosaics handed back (batch/tilebridge.py)
                 if not batch and not done_deliveries and results.events.empty() and tick < next_watch \
                         and not state.queued:
                     continue
@@ -240,15 +236,13 @@ class _Driver:
                         results.watchdog()
                         next_watch = time.monotonic() + 1.0
                     submitter.flush()
-                    if self.tiles is not None:
-                        self.tiles.attach_ready()
+                    self.tiles.attach_ready()
                 results.clean()
                 self.progress.set_running(self.running_count())
                 if not state.pair_open and not results.deliveries:
                     break
-                tiles_busy = self.tiles is not None and self.tiles.busy
                 if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open \
-                        and not tiles_busy and not state.queued:
+                        and not self.tiles.busy and not state.queued:
                     self._stuck()
             # let the last scratch clean-ups finish before a LocalCluster goes away
             from distributed import wait
@@ -259,13 +253,11 @@ class _Driver:
             write_batch_catalog(self.db, results.out)
             return "done"
         except KeyboardInterrupt:
-            if self.tiles is not None:
-                self.tiles.stop(cancel=True)
+            self.tiles.stop(cancel=True)
             self._interrupt()
             return "interrupted"
         finally:
-            if self.tiles is not None:
-                self.tiles.stop()
+            self.tiles.stop()
             self.progress.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)

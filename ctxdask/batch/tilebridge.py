@@ -25,7 +25,7 @@ from ctxdask.batch.submission import Submitter
 from ctxdask.batch.tilerun import DriverHooks, TiledPair, TiledPairs
 from ctxdask.tools.tasks import RunOptions
 
-__all__ = ["TileBridge"]
+__all__ = ["NoTiles", "TileBridge", "tile_bridge"]
 
 
 class TileBridge:
@@ -82,3 +82,29 @@ class TileBridge:
             if t.future is None and t.outcome is None and t.task.step in self.runner.mosaic_names:
                 self.results.handle(key, Outcome(key=key, step=t.task.step, subject=pair_id, status=status,
                                                  ended=stamp, error=message))
+
+
+class NoTiles:
+    """The bridge of a run in monolithic stereo mode: nothing to do."""
+
+    busy = False
+
+    def start(self) -> None:
+        pass
+
+    def poll(self) -> None:
+        pass
+
+    def attach_ready(self) -> None:
+        pass
+
+    def stop(self, *, cancel: bool = False) -> None:
+        pass
+
+
+def tile_bridge(client, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *, submitter: Submitter,
+                **kwargs) -> TileBridge | NoTiles:
+    """A :class:`TileBridge` when the run's recipe is in tiled stereo mode, else :class:`NoTiles`."""
+    if submitter.recipe.tile_step is None:
+        return NoTiles()
+    return TileBridge(client, out, db, run_id, submitter=submitter, **kwargs)
