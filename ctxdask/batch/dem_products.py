@@ -106,19 +106,23 @@ def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]
     """Which step output is which product, from a pair's rendered calls (the driver's side).
 
     The final DEM is the last ``point2dem``-made DEM (aligned when pc_align
-    ran), its orthoimage and error come with it; ``dem_geoid`` gives the
+    ran; in tiled stereo the ``dem_mosaic`` of the tiles), its orthoimage and
+    error come with it (tiled: their own mosaics); ``dem_geoid`` gives the
     areoid DEM; with pc_align, the first point2dem's DEM is the one before
     alignment, and pc_align's runs, end errors and MOLA copy are kept.
     """
     calls = list(calls)
-    dems = [c for c in calls if c.program == "point2dem" and "dem" in c.outputs]
+    # tiled stereo (ctxdask.tools.tiling): dem_mosaic makes the DEM, orthoimage and error, one each
+    dems = [c for c in calls if c.program in ("point2dem", "dem_mosaic") and "dem" in c.outputs]
     if not dems:
         return {}
     final = dems[-1]
     inputs = {"dem": (final.key, "dem")}
     for role in ("ortho", "error"):
-        if role in final.outputs:
-            inputs[role] = (final.key, role)
+        maker = final if role in final.outputs else next(
+            (c for c in calls if c.program == "dem_mosaic" and role in c.outputs), None)
+        if maker is not None:
+            inputs[role] = (maker.key, role)
     geoid = next((c for c in calls if c.step == "dem_geoid"), None)
     if geoid is not None:
         inputs["dem_areoid"] = (geoid.key, "dem")

@@ -41,6 +41,7 @@ from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.work import execute, remake, run_image
 from ctxdask.quality.alignment import mola_for_pair
+from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
 from ctxdask.tools.recipe import StepCall
 
 __all__ = ["Submitter", "Unavailable"]
@@ -101,6 +102,8 @@ class Submitter:
                     self.image_resources[name] = max(amount, self.image_resources.get(name, 0))
         self.context_future = None
         self.ac = None
+        #: tiled pairs whose prep steps are queued: (pair, prep calls, later calls, image heads)
+        self.tiled_ready: list[tuple[Pair, list[StepCall], list[StepCall], list[str]]] = []
 
     def start(self, ac, context_future) -> None:
         """Where futures go (an ``as_completed``) and the future of the run's shared context."""
@@ -251,12 +254,57 @@ class Submitter:
         self.db.set_subject("pairs", pair.pair_id, "pending")
         calls = [c for c in calls if c.step in self.recipe_pair]
         summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
+        if self.recipe.tile_step is not None:
+            self._submit_tiled_pair(pair, calls, summing, heads)
+            return
         for call in calls:
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})
             self.submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
         if PAIR_QUALITY_STEP in self.chain.pair_steps:
             self._submit_pair_quality(pair, calls)
+
+    def _submit_tiled_pair(self, pair: Pair, calls: list[StepCall], summing: tuple, heads: list[str]) -> None:
+        """Tiled stereo: queue the prep steps; the driver hands the pair to its tile runner once they are sent.
+
+        The mosaics are tracked from now on (so the pair stays open) and sent
+        when the tiles are through (:meth:`mosaics_ready`), with the steps that
+        read them.
+        """
+        state = self.state
+        prep = [c for c in calls if c.step in TILE_PREP]
+        for call in prep:
+            task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
+                             params={"summing": summing})
+            self.submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
+        names = {"left": pair.left, "right": pair.right}
+        for step in self.recipe.mosaic_steps:
+            if step.name in self.recipe_pair:
+                key = step.key_for(names)
+                task = self.task(key, step.name, "recipe", "pair", pair.pair_id, timeout=step.timeout,
+                                 params={"summing": summing})
+                state.tracked[key] = Tracked(task, (), None, dict(step.resources))
+                state.subject_keys.setdefault(pair.pair_id, set()).add(key)
+        later = [c for c in calls if c.step not in TILE_PREP]
+        self.tiled_ready.append((pair, prep, later, heads))
+
+    def mosaics_ready(self, pair: Pair, handed: Mapping[str, tuple], later: list[StepCall]) -> None:
+        """Send a tiled pair's mosaics (from the tile runner), then queue what reads them."""
+        state = self.state
+        for key, (task, upstream, call) in handed.items():
+            t = state.tracked[key]
+            t.task = dataclasses.replace(t.task, call=call, needs=task.needs)
+            t.future = self.client.submit(execute, t.task, self.context_future, *upstream, key=key, pure=False,
+                                          resources=dict(t.resources) or None)
+            self.ac.add(t.future)
+        self.db.pending_steps([(k, "pair", pair.pair_id, state.tracked[k].task.step) for k in handed], self.run_id)
+        summing = next(iter(handed.values()))[0].params.get("summing") if handed else None
+        for call in later:
+            task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
+                             params={"summing": summing})
+            self.submit(task, upstream=list(call.upstream), resources=call.resources)
+        if PAIR_QUALITY_STEP in self.chain.pair_steps:
+            self._submit_pair_quality(pair, [handed[k][2] for k in handed] + later)
 
     def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
         """The pair's products (ctxdask.batch.dem_products) from the steps that make them."""

@@ -336,6 +336,9 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
                 src = _thumb(files, out_dir, q.get(column), f"{p['pair_id']}_{column}")
                 if src:
                     thumbs.append({"src": src, "label": label})
+            tile_map = _tile_map(conn, files, out_dir, p["pair_id"])
+            if tile_map:
+                thumbs.append(tile_map)
             stac = _stac(files, out_dir, q.get("stac"), p["pair_id"],
                          stac_properties(conn, p["pair_id"], p["left_id"], p["right_id"]))
             pairs.append({**p, "steps": psteps, "step_time": sum(durations) if durations else None,
@@ -396,6 +399,22 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         manual_grades={scope: dict(sorted(c.items(), key=lambda g: GRADE_ORDER.get(g[0], 3)))
                        for scope, c in sorted(manual_counts.items())},
     )
+
+
+def _tile_map(conn: sqlite3.Connection, files: _Files, out_dir: pathlib.Path, pair_id: str) -> dict | None:
+    """Draw a tiled-stereo pair's tile map into the report (``None`` for monolithic pairs)."""
+    from ctxdask.report.tilemap import tile_map_for_pair
+
+    target = files._name("thumbs", _safe_name(f"{pair_id}_tiles"), ".png")
+    try:
+        drawn = tile_map_for_pair(conn, out_dir, pair_id, target, size=480)
+    except (OSError, ValueError):
+        return None  # an unreadable orthoimage or no tiles: the pair row still shows
+    finally:
+        conn.row_factory = sqlite3.Row
+    if drawn is None:
+        return None
+    return {"src": drawn.relative_to(files.root).as_posix(), "label": "tile map"}
 
 
 def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str,
