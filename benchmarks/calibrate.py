@@ -124,8 +124,8 @@ def run(edr, out):
             cal = calibrate(ctxdask.open_edr(edr), flat=flat, units="iof")
             if out.endswith(".cub"):  # ISIS level 1 cube (Real, Tile), as ctxcal writes it
                 ctxdask.write(cal, out)
-            else:  # uncompressed like the floor's tofile; "-zstd" keeps zarr's default codec
-                ctxdask.write(cal, out, compress=compress)
+            else:  # uncompressed like the floor's tofile; "-zstd": zarr's default codec
+                ctxdask.write(cal, out, compressor={"name": "zstd", "level": 0} if compress else None)
         assert abs(cal.image.attrs["iof_factor"] - k) < 1e-15
 
 # warm-up, not timed: the same code on a small EDR of its own, so imports, first calls and each

@@ -23,6 +23,7 @@ _LAZY = {
     "calibrate": "ctxdask.radiometry.calibrate:calibrate",
     "write": "ctxdask.io:write",
     "connect": "ctxdask.cluster:connect",
+    "open_dem": "ctxdask.quality.reader:open_dem",
 }
 
 __all__ = ["CTXError", "CTXWarning", "__version__", *_LAZY]

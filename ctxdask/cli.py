@@ -35,6 +35,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("ctxdask.commands.info", "summarise CTX EDRs from their labels"),
     "pairs": ("ctxdask.commands.pairs", "find and rank stereo pairs in a PDS cumulative index"),
     "report": ("ctxdask.commands.report", "write a static HTML report of a batch: summary, pairs, QA thumbnails"),
+    "select": ("ctxdask.commands.select", "write the pairs of a batch chosen by rules as a pair list"),
+    "serve": ("ctxdask.commands.serve", "a live web view of a batch: progress, tables, map, manual grades"),
+    "stac": ("ctxdask.commands.stac", "rebuild a batch folder's STAC catalog (self-contained) and validate it offline"),
     "status": ("ctxdask.commands.status", "summarise a batch's tracking database and its failures"),
     "validate": ("ctxdask.commands.validate", "check CTX EDRs: label, size, checksum, lost lines"),
 }

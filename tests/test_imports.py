@@ -14,11 +14,6 @@ import pytest
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "ctxdask"
 
-#: circles known and owned by other work in progress, each as the set of its modules; remove an
-#: entry once its circle is gone (the test then keeps it gone)
-KNOWN_CIRCLES: list[frozenset[str]] = []
-
-
 def module_names(root: pathlib.Path) -> dict[str, pathlib.Path]:
     """Dotted module name -> file, for every module of the package under ``root``."""
     names = {}
@@ -132,8 +127,7 @@ def test_named_pairs_import_one_way(one, other):
 
 def test_no_import_circles_in_the_package():
     found = circles(import_graph(PACKAGE))
-    new = [sorted(c) for c in found if not any(c <= known for known in KNOWN_CIRCLES)]
-    assert not new, f"import circles: {new}"
+    assert not found, f"import circles: {[sorted(c) for c in found]}"
 
 
 def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:

@@ -23,6 +23,20 @@ Tables:
     Per image: grade (pass/warn/fail), reasons (JSON list), metrics (JSON of
     :meth:`ctxdask.quality.QualityMetrics.to_dict`) and the thumbnail's path
     relative to the output folder.
+``tiles``
+    Tiled stereo (:mod:`ctxdask.batch.tiles`): one row per tile of a pair,
+    its bbox in left map-image pixels and footprint in the map projection
+    (JSON ``[xmin, ymin, xmax, ymax]``), current status (``pending``,
+    ``running``, ``done``, ``failed``, ``timeout``, ``interrupted``), attempts,
+    and, when done, its delivered outputs (JSON role -> path relative to the
+    output folder, and their sha256).
+``tile_attempts``
+    One row per attempt at a tile: attempt number, dask key, worker, host,
+    start/end, status (also ``lost``: its worker died), failure kind
+    (:func:`ctxdask.tools.tiling.failure_kind`), exit code, log path, error.
+``manual_grades``
+    Every manual pass/warn/fail with its note, who and when (see
+    :mod:`ctxdask.batch.grades`, which owns it).
 ``pair_quality``
     Per pair: DEM statistics (JSON of
     :meth:`ctxdask.quality.DEMStatistics.to_dict`) and the paths, relative to
@@ -49,6 +63,8 @@ import pathlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from ctxdask.batch.grades import SCHEMA as _GRADES_SCHEMA
 
 __all__ = ["DEFAULT_NAME", "FINAL", "STATUSES", "TrackingDB", "database_path", "lock_database", "now"]
 
@@ -99,6 +115,24 @@ CREATE TABLE IF NOT EXISTS rejected (run_id INTEGER NOT NULL, line INTEGER, text
 CREATE TABLE IF NOT EXISTS quality (
     product_id TEXT PRIMARY KEY, grade TEXT, reasons TEXT, metrics TEXT, thumbnail TEXT, updated TEXT
 );
+CREATE TABLE IF NOT EXISTS tiles (
+    pair_id TEXT NOT NULL, tile_index INTEGER NOT NULL,
+    x INTEGER NOT NULL, y INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,
+    padding INTEGER NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending' {_STATUS_CHECK},
+    attempts INTEGER NOT NULL DEFAULT 0, failure_kind TEXT, error TEXT, outputs TEXT, sha256 TEXT,
+    footprint TEXT, updated TEXT, PRIMARY KEY (pair_id, tile_index)
+);
+CREATE TABLE IF NOT EXISTS tile_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id TEXT NOT NULL, tile_index INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    x INTEGER, y INTEGER, width INTEGER, height INTEGER,
+    run_id INTEGER, dask_key TEXT, worker TEXT, host TEXT, started TEXT, ended TEXT, duration REAL,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'timeout', 'lost', 'interrupted',
+                                           'skipped')),
+    failure_kind TEXT, exit_code INTEGER, log_path TEXT, error TEXT
+);
+CREATE INDEX IF NOT EXISTS tile_attempts_tile ON tile_attempts (pair_id, tile_index);
 CREATE TABLE IF NOT EXISTS pair_quality (
     pair_id TEXT PRIMARY KEY, statistics TEXT, stac TEXT, hillshade TEXT, colour_relief TEXT,
     ortho_thumbnail TEXT, updated TEXT
@@ -191,6 +225,7 @@ class TrackingDB:
             # WAL + NORMAL: a killed process loses nothing committed; only power loss could
             self.conn.execute("PRAGMA synchronous=NORMAL")
             self.conn.executescript(_SCHEMA)
+            self.conn.executescript(_GRADES_SCHEMA)
             self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         self.conn.execute("PRAGMA busy_timeout=10000")
         self.conn.row_factory = sqlite3.Row
@@ -256,9 +291,12 @@ class TrackingDB:
                 "UPDATE steps SET status = 'interrupted', updated = ?, "
                 "error = coalesce(error, 'the driver stopped while this step was in flight') "
                 "WHERE status IN ('running', 'pending')", (stamp,))
-            for table in ("images", "pairs"):
+            for table in ("images", "pairs", "tiles"):
                 self.conn.execute(f"UPDATE {table} SET status = 'interrupted', updated = ? "
                                   "WHERE status IN ('running', 'pending')", (stamp,))
+            self.conn.execute("UPDATE tile_attempts SET status = 'interrupted', ended = ?, "
+                              "error = coalesce(error, 'the driver stopped while this tile ran') "
+                              "WHERE status = 'running'", (stamp,))
         return cur.rowcount
 
     # ----------------------------------------------------- images and pairs
@@ -337,6 +375,82 @@ class TrackingDB:
                           (pair_id, json.dumps(dict(statistics)), stac, hillshade, colour_relief, ortho_thumbnail,
                            now()))
 
+    # ----------------------------------------------------------------- tiles
+    def register_tiles(self, pair_id: str, tiles: Iterable, footprints: Mapping[int, Any] | None = None) -> None:
+        """Insert a pair's tiles (``Tile`` objects) not yet known; existing rows are kept.
+
+        ``footprints`` maps tile index -> ``(xmin, ymin, xmax, ymax)`` in the map projection.
+        """
+        feet = footprints or {}
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO tiles (pair_id, tile_index, x, y, width, height, padding, footprint, updated) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pair_id, t.index, t.x, t.y, t.width, t.height, t.padding,
+              json.dumps(list(feet[t.index])) if t.index in feet else None, now()) for t in tiles])
+
+    def set_tile(self, pair_id: str, index: int, status: str, **fields: Any) -> None:
+        """Set a tile's status and other columns (``outputs``/``sha256`` mappings are stored as JSON)."""
+        for name in ("outputs", "sha256"):
+            if isinstance(fields.get(name), Mapping):
+                fields[name] = json.dumps(dict(fields[name]), sort_keys=True)
+        cols = {"status": status, "updated": now(), **fields}
+        sets = ", ".join(f"{c} = ?" for c in cols)
+        self.conn.execute(f"UPDATE tiles SET {sets} WHERE pair_id = ? AND tile_index = ?",
+                          (*cols.values(), pair_id, index))
+
+    def start_tile_attempt(self, pair_id: str, tile, *, run_id: int | None, dask_key: str, worker: str,
+                           host: str = "", started: str | None = None) -> int:
+        """Record that an attempt at ``tile`` started; returns its row id and counts it on the tile."""
+        attempt = 1 + self.conn.execute("SELECT count(*) FROM tile_attempts WHERE pair_id = ? AND tile_index = ?",
+                                        (pair_id, tile.index)).fetchone()[0]
+        cur = self.conn.execute(
+            "INSERT INTO tile_attempts (pair_id, tile_index, attempt, x, y, width, height, run_id, dask_key, "
+            "worker, host, started, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+            (pair_id, tile.index, attempt, tile.x, tile.y, tile.width, tile.height, run_id, dask_key, worker,
+             host, started or now()))
+        self.conn.execute("UPDATE tiles SET status = 'running', attempts = ?, updated = ? "
+                          "WHERE pair_id = ? AND tile_index = ?", (attempt, now(), pair_id, tile.index))
+        return int(cur.lastrowid)
+
+    def end_tile_attempt(self, row: int, status: str, **fields: Any) -> None:
+        """Close an attempt: status, ended, duration, failure_kind, exit_code, log_path, error."""
+        fields.setdefault("ended", now())
+        sets = ", ".join(f"{c} = ?" for c in ("status", *fields))
+        self.conn.execute(f"UPDATE tile_attempts SET {sets} WHERE id = ?", (status, *fields.values(), row))
+
+    def tiles(self, pair_id: str) -> list[dict]:
+        """A pair's tiles in index order (``outputs``/``sha256`` decoded)."""
+        rows = self.rows("SELECT * FROM tiles WHERE pair_id = ? ORDER BY tile_index", (pair_id,))
+        for row in rows:
+            for name in ("outputs", "sha256"):
+                row[name] = json.loads(row[name]) if row[name] else {}
+            row["footprint"] = json.loads(row["footprint"]) if row.get("footprint") else None
+        return rows
+
+    def tile_attempts(self, pair_id: str, index: int | None = None) -> list[dict]:
+        """A pair's tile attempts (of one tile with ``index``), in order."""
+        if index is None:
+            return self.rows("SELECT * FROM tile_attempts WHERE pair_id = ? ORDER BY tile_index, attempt",
+                             (pair_id,))
+        return self.rows("SELECT * FROM tile_attempts WHERE pair_id = ? AND tile_index = ? ORDER BY attempt",
+                         (pair_id, index))
+
+    def tile_progress(self) -> dict[str, dict[str, Any]]:
+        """Pair -> {"pair": pair status, "total": tiles, <tile status>: count}, for pairs with tiles.
+
+        Empty for a database made before tiled stereo (opened read-only, it has no ``tiles`` table).
+        """
+        if not self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'tiles'").fetchone():
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for r in self.conn.execute(
+                "SELECT t.pair_id, p.status AS pair_status, t.status, count(*) AS n FROM tiles t "
+                "LEFT JOIN pairs p ON p.pair_id = t.pair_id GROUP BY t.pair_id, t.status ORDER BY t.pair_id"):
+            entry = out.setdefault(r["pair_id"], {"pair": r["pair_status"], "total": 0})
+            entry[r["status"]] = r["n"]
+            entry["total"] += r["n"]
+        return out
+
     # --------------------------------------------------------------- queries
     def step_status(self) -> dict[str, str]:
         """Step key -> status, for planning a run."""
@@ -371,9 +485,23 @@ class TrackingDB:
                 "SELECT count(*) FROM steps WHERE status IN ('failed', 'timeout', 'interrupted')").fetchone()[0],
             "rejected": self.rows("SELECT line, text, reason FROM rejected WHERE run_id = "
                                   "(SELECT max(run_id) FROM rejected) ORDER BY line"),
+            "tiles": self.tile_progress(),
             "products": dict(self.conn.execute(
                 "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM products").fetchone()),
+            **self._manual_grades(),
         }
+
+    def _manual_grades(self) -> dict[str, Any]:
+        """Current manual grades: counts by scope and value, and the subjects failed by hand."""
+        from ctxdask.batch import grades
+
+        current = grades.current_grades(self.conn)
+        counts: dict[str, dict[str, int]] = {}
+        for g in current.values():
+            counts.setdefault(g["scope"], {}).setdefault(g["value"], 0)
+            counts[g["scope"]][g["value"]] += 1
+        return {"manual_grades": counts,
+                "manually_rejected": dict(sorted(grades.manually_rejected(self.conn).items()))}
 
     def _step_counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

@@ -44,7 +44,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ctxdask.batch import db as dbmod
+from ctxdask.batch import grades
 from ctxdask.batch.delivery import Deliverer
+from ctxdask.batch.dem_products import write_batch_catalog
 from ctxdask.batch.model import BatchContext
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
 from ctxdask.batch.planning import (
@@ -64,6 +66,7 @@ from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
+from ctxdask.batch.tilebridge import tile_bridge
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -162,7 +165,7 @@ class _Driver:
 
     def __init__(self, client, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
                  source: EDRSource, settings: BatchSettings, options: RunOptions, runner: Callable | None,
-                 progress: bool):
+                 progress: bool, retry_failed: bool = False):
         self.client = client
         self.db = db
         self.plan = plan
@@ -181,6 +184,9 @@ class _Driver:
                                    stall_timeout=settings.stall_timeout, remake=self.submitter.remake)
         self.results = ResultHandler(client, self.state, db, run_id, out=out, settings=settings, options=options,
                                      submitter=self.submitter, deliverer=self.deliverer)
+        self.tiles = tile_bridge(client, out, db, run_id, state=self.state, submitter=self.submitter,
+                                 results=self.results, context=self.context, options=options, settings=settings,
+                                 retry_failed=retry_failed)
         self.ac = None
         self.progress: Progress | None = None
 
@@ -198,6 +204,7 @@ class _Driver:
                                             pure=False)
         submitter.start(self.ac, context_future)
         self.client.subscribe_topic(self.topic, results.on_event)
+        self.tiles.start()
         state.open_pairs(planned)
         self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
                                                     dashboard=getattr(self.client, "dashboard_link", None),
@@ -215,7 +222,9 @@ class _Driver:
                 tick = time.monotonic()
                 batch = self.ac.next_batch(block=False)
                 done_deliveries = [cf for cf in results.deliveries if cf.done()]
-                if not batch and not done_deliveries and results.events.empty() and tick < next_watch:
+                self.tiles.poll()  # tiles retried, decided, mosaics handed back (batch/tilebridge.py)
+                if not batch and not done_deliveries and results.events.empty() and tick < next_watch \
+                        and not state.queued:
                     continue
                 with self.db.transaction():
                     results.drain_events()
@@ -227,11 +236,13 @@ class _Driver:
                         results.watchdog()
                         next_watch = time.monotonic() + 1.0
                     submitter.flush()
+                    self.tiles.attach_ready()
                 results.clean()
                 self.progress.set_running(self.running_count())
                 if not state.pair_open and not results.deliveries:
                     break
-                if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open:
+                if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open \
+                        and not self.tiles.busy and not state.queued:
                     self._stuck()
             # let the last scratch clean-ups finish before a LocalCluster goes away
             from distributed import wait
@@ -239,11 +250,14 @@ class _Driver:
             results.clean()
             with contextlib.suppress(Exception):
                 wait(results.cleanups, timeout=30)
+            write_batch_catalog(self.db, results.out)
             return "done"
         except KeyboardInterrupt:
+            self.tiles.stop(cancel=True)
             self._interrupt()
             return "interrupted"
         finally:
+            self.tiles.stop()
             self.progress.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
@@ -382,6 +396,7 @@ def run_batch(
     progress: bool | None = None,
     scratch: str | os.PathLike | None = None,
     hold: Hold | None = None,
+    include_rejected: bool = False,
 ) -> BatchSummary:
     """Run a stereo-pair list through the CTX chain on a dask cluster.
 
@@ -426,6 +441,10 @@ def run_batch(
     hold : callable, optional
         ``hold(pair) -> reason or None``: pairs to leave alone in this run
         (e.g. failed by hand), with the reason (:data:`ctxdask.batch.planning.Hold`).
+    include_rejected : bool
+        Also work on pairs and images whose current manual grade is ``fail``
+        (:mod:`ctxdask.batch.grades`); by default they are held back with the
+        grader's note.
 
     Returns
     -------
@@ -475,9 +494,12 @@ def run_batch(
         try:
             tdb.record_rejected(run_id, pairlist.rejected)
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
+            if not include_rejected:
+                hold = grades.manual_hold(tdb.conn, hold)
             plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
+            tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
             driver = _Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
-                             options=options, runner=runner, progress=settings.progress)
+                             options=options, runner=runner, progress=settings.progress, retry_failed=retry_failed)
             status = driver.run(plan.planned)
         except BaseException as exc:
             # whatever stops the driver ends its run row with the reason, never left 'running'

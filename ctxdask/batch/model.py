@@ -25,7 +25,11 @@ __all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "ImageTask", "Kind", "Ou
 Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
 Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
 #: output roles delivered to the output folder even when their step is not in ``batch.deliver``
-QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief", "ortho_thumbnail", "stac"})
+QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief", "ortho_thumbnail", "stac",
+                           # a pair's delivered products (ctxdask.batch.dem_products)
+                           "dem_cog", "dem_areoid_cog", "ortho_cog", "error_cog", "hillshade_cog",
+                           "colour_relief_cog", "qa_metrics", "provenance", "residuals", "mola",
+                           "pc_align_errors"})
 _HASH_BLOCK = 4 * 1024 * 1024
 
 @dataclasses.dataclass(frozen=True)

@@ -66,7 +66,11 @@ def select_steps(recipe: Recipe, steps: Iterable[str] | None, *,
     own = () if measured or not quality else (QUALITY_STEP,)
     image = [*PRE_STEPS, *own, *(s.name for s in recipe.image_steps)]
     pair = [s.name for s in recipe.pair_steps]
-    if quality and any("dem" in s.outputs for s in recipe.pair_steps):
+    if recipe.mosaic_steps:
+        # tiled stereo: the mosaics follow the prep steps (the tiles are tracked in their own table)
+        cut = len(recipe.pair_steps) - sum(1 for s in recipe.pair_steps if s.name in _AFTER_MOSAIC)
+        pair[cut:cut] = [s.name for s in recipe.mosaic_steps]
+    if quality and any("dem" in s.outputs for s in (*recipe.pair_steps, *recipe.mosaic_steps)):
         pair.append(PAIR_QUALITY_STEP)
     chain = image + pair
     if steps is None:
@@ -79,6 +83,10 @@ def select_steps(recipe: Recipe, steps: Iterable[str] | None, *,
         raise ValueError("no steps selected")
     last = max(chain.index(s) for s in wanted)
     return [s for s in image if chain.index(s) <= last], [s for s in pair if chain.index(s) <= last]
+
+
+#: tiled stereo: the recipe's pair steps that read the mosaic (the rest are its prep)
+_AFTER_MOSAIC = ("pc_align", "point2dem_aligned", "dem_geoid")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +125,8 @@ class Chain:
     def pair_keys(self, pair: Pair) -> list[str]:
         """Step keys of a pair."""
         names = {"left": pair.left, "right": pair.right}
-        keys = [s.key_for(names) for s in self.recipe.pair_steps if s.name in self.pair_steps]
+        keys = [s.key_for(names) for s in (*self.recipe.pair_steps, *self.recipe.mosaic_steps)
+                if s.name in self.pair_steps]
         if PAIR_QUALITY_STEP in self.pair_steps:
             keys.append(f"{PAIR_QUALITY_STEP}-{pair.pair_id}")
         return keys
@@ -174,6 +183,11 @@ def plan_run(db: TrackingDB, pairs: PairList, chain: Chain, *, retry_failed: boo
     plan = Plan(done_keys={key for key, state in status.items() if state == "done"})
     plan.known_summing = summing = {r["product_id"]: r["summing"]
                                     for r in db.rows("SELECT product_id, summing FROM images")}
+    # tiled stereo: a pair whose DEM has holes (failed tiles) is worked on again with retry_failed
+    holed = set()
+    if retry_failed and chain.recipe.mosaic_steps:
+        holed = {r["pair_id"] for r in db.rows("SELECT DISTINCT pair_id FROM tiles WHERE status IN "
+                                                "('failed', 'timeout', 'interrupted', 'pending', 'running')")}
     image_state: dict[str, str | Exception] = {}
     for pid in pairs.images:
         try:
@@ -194,7 +208,7 @@ def plan_run(db: TrackingDB, pairs: PairList, chain: Chain, *, retry_failed: boo
             _unplannable(db, plan, pair, exc)
             continue
         images = {image_state[pair.left], image_state[pair.right]}
-        if images == {"done"} and own <= {"done"}:
+        if images == {"done"} and own <= {"done"} and pair.pair_id not in holed:
             plan.already_done += 1
         elif reason:
             plan.held.append(Rejected(pair.line, pair.pair_id, reason))

@@ -36,6 +36,7 @@ from typing import Any
 
 from ctxdask.batch import db as dbmod
 from ctxdask.batch.delivery import Deliverer, DeliveryLost
+from ctxdask.batch.dem_products import finish_pair
 from ctxdask.batch.model import Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP
@@ -326,6 +327,10 @@ class ResultHandler:
         else:
             status, error = state.subject_status(pair.pair_id) if submitted else ("done", None)
         out_dir = pair_dir(self.out, pair.pair_id, "pair")
+        if submitted:  # provenance.json: the runs its worker could not see, from the database
+            keys = [*state.subject_keys.get(pair.pair_id, ()),
+                    *(k for pid in pair.images for k in state.subject_keys.get(pid, ()))]
+            finish_pair(self.db, out_dir, pair.pair_id, pair.images, keys, self.submitter.context.source)
         self.db.set_subject("pairs", pair.pair_id, status, error,
                             output_dir=str(out_dir) if out_dir.is_dir() else None)
         del state.pair_open[pair.pair_id]

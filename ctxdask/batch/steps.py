@@ -73,41 +73,17 @@ def quality(task: StepTask, options: RunOptions, edr: StepResult) -> tuple[StepR
     record = write_quality(qa, outputs["quality"], outputs["thumbnail"])
     return _in_process_result(task, workdir, outputs, started, t0, edr.fingerprint), record
 
-#: pair_products file roles -> output roles of the pair_quality step
-_PAIR_ROLES = {"hillshade": "hillshade", "relief": "colour_relief", "ortho_thumbnail": "ortho_thumbnail",
-               "stac": "stac"}
-
 def pair_quality(task: StepTask, options: RunOptions,
-                  by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
-    """DEM products of a pair, laid out as delivered (the DEM linked in at its own relative path)."""
-    from ctxdask.quality import pair_products
+                 by_key: Mapping[str, StepResult]) -> tuple[StepResult, dict[str, Any]]:
+    """A pair's delivered products (COGs, QA, provenance, STAC item): :mod:`ctxdask.batch.dem_products`."""
+    from ctxdask.batch.dem_products import make_pair_products
 
     workdir = _scratch(task, options)
     t0, started = time.monotonic(), utc()
-    inputs = {}
-    for role in ("dem", "ortho"):
-        ref = task.params.get(role)
-        if not ref or ref[0] not in by_key:
-            continue
-        result = by_key[ref[0]]
-        source = result.outputs[ref[1]]
-        # the STAC item's asset hrefs are relative: the DEM sits where delivery puts it
-        link = os.path.join(workdir, os.path.relpath(source, result.workdir))
-        os.makedirs(os.path.dirname(link), exist_ok=True)
-        if os.path.lexists(link):
-            os.unlink(link)
-        os.symlink(source, link)
-        inputs[role] = link
-    if "dem" not in inputs:
-        raise ValueError(f"{task.key}: no DEM among the upstream results")
-    products = pair_products(workdir, dem=inputs["dem"], ortho=inputs.get("ortho"), pair_id=task.subject,
-                             datetime=task.params["datetime"], end_datetime=task.params.get("end_datetime"),
-                             left_id=task.params.get("left"), right_id=task.params.get("right"))
-    outputs = {_PAIR_ROLES[r]: str(p) for r, p in products["files"].items() if r in _PAIR_ROLES}
-    info = {"statistics": products["statistics"].to_dict(),
-            "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
+    outputs, info = make_pair_products(workdir, task.subject, task.params, by_key)
     fingerprint = hashlib.sha256("\0".join(r.fingerprint for r in by_key.values()).encode()).hexdigest()
     return _in_process_result(task, workdir, outputs, started, t0, fingerprint), info
+
 
 def validate(path: str, product_id: str) -> dict[str, Any]:
     from ctxdask.validation import validate

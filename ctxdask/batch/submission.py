@@ -31,13 +31,17 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 
+from ctxdask import config
 from ctxdask.batch import db as dbmod
+from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.batch.model import BatchContext, ImageTask, Outcome, StepTask, image_chain
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP, QUALITY_STEP, Chain
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.work import execute, remake, run_image
+from ctxdask.quality.alignment import mola_for_pair
+from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
 from ctxdask.tools.recipe import StepCall
 
 __all__ = ["Submitter", "Unavailable"]
@@ -98,6 +102,8 @@ class Submitter:
                     self.image_resources[name] = max(amount, self.image_resources.get(name, 0))
         self.context_future = None
         self.ac = None
+        #: tiled pairs whose prep steps are queued: (pair, prep calls, later calls, image heads)
+        self.tiled_ready: list[tuple[Pair, list[StepCall], list[StepCall], list[str]]] = []
 
     def start(self, ac, context_future) -> None:
         """Where futures go (an ``as_completed``) and the future of the run's shared context."""
@@ -240,11 +246,17 @@ class Submitter:
             state.subject_keys.setdefault(pair.pair_id, set())
             return
         left, right = state.image_calls[pair.left], state.image_calls[pair.right]
+        # MOLA shots for pc_align: tools.asp.mola-points, a file or a folder of per-pair CSVs
+        mola = mola_for_pair(config.get("tools.asp.mola-points", None), pair.pair_id, pair.left, pair.right) \
+            if self.recipe.settings.pc_align else None
         calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
-                                       left_id=pair.left, right_id=pair.right)
+                                       left_id=pair.left, right_id=pair.right, mola=mola)
         self.db.set_subject("pairs", pair.pair_id, "pending")
         calls = [c for c in calls if c.step in self.recipe_pair]
         summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
+        if self.recipe.tile_step is not None:
+            self._submit_tiled_pair(pair, calls, summing, heads)
+            return
         for call in calls:
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})
@@ -252,18 +264,62 @@ class Submitter:
         if PAIR_QUALITY_STEP in self.chain.pair_steps:
             self._submit_pair_quality(pair, calls)
 
+    def _submit_tiled_pair(self, pair: Pair, calls: list[StepCall], summing: tuple, heads: list[str]) -> None:
+        """Tiled stereo: queue the prep steps; the driver hands the pair to its tile runner once they are sent.
+
+        The mosaics are tracked from now on (so the pair stays open) and sent
+        when the tiles are through (:meth:`mosaics_ready`), with the steps that
+        read them.
+        """
+        state = self.state
+        prep = [c for c in calls if c.step in TILE_PREP]
+        for call in prep:
+            task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
+                             params={"summing": summing})
+            self.submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
+        names = {"left": pair.left, "right": pair.right}
+        for step in self.recipe.mosaic_steps:
+            if step.name in self.recipe_pair:
+                key = step.key_for(names)
+                task = self.task(key, step.name, "recipe", "pair", pair.pair_id, timeout=step.timeout,
+                                 params={"summing": summing})
+                state.tracked[key] = Tracked(task, (), None, dict(step.resources))
+                state.subject_keys.setdefault(pair.pair_id, set()).add(key)
+        later = [c for c in calls if c.step not in TILE_PREP]
+        self.tiled_ready.append((pair, prep, later, heads))
+
+    def mosaics_ready(self, pair: Pair, handed: Mapping[str, tuple], later: list[StepCall]) -> None:
+        """Send a tiled pair's mosaics (from the tile runner), then queue what reads them."""
+        state = self.state
+        for key, (task, upstream, call) in handed.items():
+            t = state.tracked[key]
+            t.task = dataclasses.replace(t.task, call=call, needs=task.needs)
+            t.future = self.client.submit(execute, t.task, self.context_future, *upstream, key=key, pure=False,
+                                          resources=dict(t.resources) or None)
+            self.ac.add(t.future)
+        self.db.pending_steps([(k, "pair", pair.pair_id, state.tracked[k].task.step) for k in handed], self.run_id)
+        summing = next(iter(handed.values()))[0].params.get("summing") if handed else None
+        for call in later:
+            task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
+                             params={"summing": summing})
+            self.submit(task, upstream=list(call.upstream), resources=call.resources)
+        if PAIR_QUALITY_STEP in self.chain.pair_steps:
+            self._submit_pair_quality(pair, [handed[k][2] for k in handed] + later)
+
     def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
-        """DEM products after the last step that makes a DEM (with point2dem's orthoimage)."""
-        dem = next((c for c in reversed(calls) if "dem" in c.outputs), None)
-        if dem is None:
+        """The pair's products (ctxdask.batch.dem_products) from the steps that make them."""
+        inputs = pair_product_inputs(calls)
+        if "dem" not in inputs:
             return
-        ortho = next((c for c in calls if "ortho" in c.outputs), None)
-        params = {"dem": (dem.key, "dem"), "ortho": (ortho.key, "ortho") if ortho else None,
-                  "datetime": self.state.start_time.get(pair.left),
-                  "end_datetime": self.state.start_time.get(pair.right), "left": pair.left, "right": pair.right}
+        state = self.state
+        steps = {c.key: {"step": c.step, "program": c.program, "argv": list(c.argv)}
+                 for c in [*state.image_calls.get(pair.left, ()), *state.image_calls.get(pair.right, ()), *calls]}
+        params = {"inputs": inputs, "steps": steps,
+                  "datetime": state.start_time.get(pair.left),
+                  "end_datetime": state.start_time.get(pair.right), "left": pair.left, "right": pair.right}
         key = f"{PAIR_QUALITY_STEP}-{pair.pair_id}"
         task = self.task(key, PAIR_QUALITY_STEP, PAIR_QUALITY_STEP, "pair", pair.pair_id, params=params)
-        self.submit(task, upstream=[dem.key, *([ortho.key] if ortho else [])])
+        self.submit(task, upstream=[k for k, _ in inputs.values()])
 
     def remake(self, outcome: Outcome) -> Outcome:
         """Make a step whose files were lost with their worker again, on a live worker (blocking)."""

@@ -386,6 +386,10 @@ def find_pairs(
         out[f"gsd_{side}"] = geom["gsd"][idx]
         if "IMAGE_TIME" in frame:
             out[f"time_{side}"] = frame["IMAGE_TIME"].to_numpy()[idx]
+        # corners as "lon,lat ..." (degrees, east, -180..180) for maps of the pairs (ctxdask serve)
+        east = (lons[idx] + 180.0) % 360.0 - 180.0
+        out[f"footprint_{side}"] = [" ".join(f"{x:.4f},{y:.4f}" for x, y in zip(xs, ys))
+                                    for xs, ys in zip(east, lats[idx])]
     out = out.sort_values(["score", "left", "right"], ascending=[False, True, True], kind="stable")
     out = out.reset_index(drop=True)
     return out.head(limit) if limit is not None else out

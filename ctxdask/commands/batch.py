@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--delivery", choices=("transfer", "shared"),
                         help="transfer over the dask connection, or copy into a shared output folder")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--include-rejected", action="store_true",
+                        help="also process pairs and images failed by hand (ctxdask serve); default: skip them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             args.pairs, args.out, edr_dir=args.edr_dir, source=source, scheduler=args.scheduler, local=args.local,
             db=args.db, retry_failed=args.retry_failed, steps=steps, timeouts=timeouts, recipe=recipe,
             deliver=args.deliver, delivery=args.delivery, progress=False if args.no_progress else None,
+            include_rejected=args.include_rejected,
         )
     except CTXError:
         raise

@@ -82,33 +82,63 @@ def _cluster(args):
         yield None
 
 
+def _destinations(args, formats: list[str]) -> pathlib.Path | None:
+    """Check where the flats go before any work: the folder (``--by month``, or ``--out DIR/``), or None.
+
+    The output-folder rule of every ctxdask writer: the folder an output goes
+    into must exist (``--by month`` creates the one flat folder itself, in an
+    existing parent).
+    """
+    from ctxdask.exceptions import OutputPathError
+    from ctxdask.io.atomic import check_destination
+
+    out = pathlib.Path(args.out)
+    if args.by == "month" or out.is_dir() or args.out.endswith(("/", "\\")):
+        if out.exists() and not out.is_dir():
+            raise OutputPathError(out, "is a file; --by month writes a folder of flats")
+        if not out.exists():
+            check_destination(out, folder=True)
+        return out
+    for suffix in (*(f".{f}" for f in formats), ".json"):
+        check_destination(out.with_suffix(suffix) if out.suffix in (".cub", ".tif", ".npy") else
+                          out.with_name(out.name + suffix))
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from ctxdask.commands import UsageError
     from ctxdask.radiometry.flatbuild import build_flat
-    from ctxdask.radiometry.flatio import write_flat
+    from ctxdask.radiometry.flatio import FORMATS, write_flat
     from ctxdask.radiometry.flatqa import write_qa_page
 
     edrs = list(args.edrs)
     if args.from_batch:
         edrs += batch_edrs(args.from_batch, args.edr_dir)
     if not edrs:
+        if args.from_batch:
+            print(f"ctxdask flat: {args.from_batch}: the batch has no images", file=sys.stderr)
+            return 1
         raise UsageError("no EDRs given (list them or use --from-batch DIR)")
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
-    out = pathlib.Path(args.out)
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise UsageError(f"--format: unknown {unknown}; choose from {', '.join(FORMATS)}")
+    folder = _destinations(args, formats)
     started = time.perf_counter()
     with _cluster(args):
         built = build_flat(edrs, by=args.by, method=args.method, min_images=args.min_images)
     results = list(built.values()) if isinstance(built, dict) else [built]
-    if args.by == "month" or out.is_dir() or args.out.endswith(("/", "\\")):
-        folder, bases = out, {r.key: out / f"flat_{r.key}" for r in results}
+    out = pathlib.Path(args.out)
+    if folder is not None:
+        folder.mkdir(exist_ok=True)
+        bases = {r.key: folder / f"flat_{r.key}" for r in results}
     else:
         folder, bases = out.parent, {results[0].key: out}
     files = {r.key: write_flat(r, bases[r.key], formats) for r in results}
     page = write_qa_page(results, folder, files=files)
-    for r in results:
-        for image in r.rejected:  # each image left out and why, as warnings (the QA page has them too)
-            reason = " ".join(str(image.get("rejected")).split())
-            print(f"warning: {image.get('source') or '?'}: not used: {reason}", file=sys.stderr)
+    rejected = {i.get("source"): i["rejected"] for r in results for i in r.rejected}
+    for source, reason in rejected.items():  # one line each: the file and why
+        print(f"ctxdask flat: rejected {source}: {reason}", file=sys.stderr)
     for r in results:
         state = f"{len(r.accepted)} images, {len(r.rejected)} rejected" + ("" if r.ok else f": no flat, {r.problem}")
         print(f"flat {r.key}: {state}" + (f" -> {files[r.key][0]}" if r.ok else ""))

@@ -47,6 +47,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"images: {_fmt(report['images'])}")
     for step, counts in report["steps"].items():
         print(f"  {step:18s} {_fmt(counts)}")
+    tiles = report.get("tiles") or {}
+    running = {p: t for p, t in tiles.items() if t["pair"] == "running"}
+    if running:
+        print("tiles of running pairs:")
+    for pair_id, t in running.items():
+        others = {s: n for s, n in t.items() if s not in ("pair", "total", "done")}
+        print(f"  {pair_id}: {t.get('done', 0)}/{t['total']} done" + (f", {_fmt(others)}" if others else ""))
+    holed = {p: t for p, t in tiles.items() if t["pair"] == "done" and t.get("done", 0) < t["total"]}
+    for pair_id, t in holed.items():
+        print(f"  {pair_id}: DEM from {t.get('done', 0)}/{t['total']} tiles (holes recorded)")
+    for scope, counts in report["manual_grades"].items():
+        print(f"manual grades ({scope}s): {_fmt(counts)}")
+    for subject, reason in report["manually_rejected"].items():
+        print(f"  manually failed {subject}: {reason}")
     products = report["products"]
     print(f"delivered: {products['files']} files, {products['bytes'] / 1e6:.1f} MB")
     for r in report["rejected"]:

@@ -10,9 +10,11 @@ Per image (raw EDR Dataset from :func:`ctxdask.open_edr`)::
     metrics.to_dict(), metrics.grade()             # plain JSON values, pass/warn/fail
     quality.write_png(qa.thumbnail, "thumb.png")
 
-Per stereo pair (DEM and orthoimage GeoTIFFs)::
+Per stereo pair (ASP's GeoTIFFs; see :mod:`ctxdask.quality.pair`)::
 
-    quality.pair_products("pair/", dem="DEM.tif", ortho="DRG.tif", pair_id=..., datetime=...)
+    quality.pair_products("pair/", dem="DEM.tif", ortho="DRG.tif", error="IntersectionErr.tif",
+                          mola="mola.csv", pair_id=..., datetime=...)   # COGs, QA, provenance, STAC
+    ctxdask.open_dem("pair/")                      # DEM, ortho, error as one lazy Dataset
 
 Metric definitions are in :mod:`ctxdask.quality.metrics`; settings (grade
 thresholds, thumbnail size, stretch) under ``ctxdask.quality`` in ``ctxdask.yaml``.

@@ -1,28 +1,58 @@
-"""The products of one stereo pair's DEM: thumbnails, statistics and its STAC item.
+"""Everything a pair delivers, to the standard of the USGS CTX DTM archive.
 
-Puts :mod:`ctxdask.quality.dem` (statistics, shading), :mod:`ctxdask.quality.thumbnail`
-and :mod:`ctxdask.quality.stac` (the item) together; none of them imports this module.
+Puts :mod:`~ctxdask.quality.dem`, :mod:`~ctxdask.quality.dem_qa`, :mod:`~ctxdask.quality.cog`,
+:mod:`~ctxdask.quality.provenance` and :mod:`~ctxdask.quality.stac` together; none of them
+imports this module.
+
+:func:`pair_products` turns ASP's rasters into Cloud Optimized GeoTIFFs
+(:mod:`ctxdask.quality.cog`), makes the full-resolution hillshade and colour
+relief as COGs (dask ``map_overlap``/``map_blocks``, streamed to disk) and PNG
+thumbnails, measures the DEM against MOLA (:mod:`ctxdask.quality.dem_qa`,
+``qa_metrics.json`` and the per-shot residuals CSV), writes the provenance
+(:mod:`ctxdask.quality.provenance`) and the pair's STAC item
+(:mod:`ctxdask.quality.stac`). Files, in ``out_dir``::
+
+    {pair}-DEM.tif  {pair}-DEM-areoid.tif  {pair}-DRG.tif  {pair}-IntersectionErr.tif
+    {pair}-hillshade.tif  {pair}-colour-relief.tif                (COGs)
+    {pair}_hillshade.png  {pair}_relief.png  {pair}_ortho.png       (thumbnails)
+    qa_metrics.json  {pair}-residuals.csv  {pair}-mola.csv  {pair}-pc_align-end_errors.csv
+    provenance.json  {pair}.stac.json
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import pathlib
 import re
-from collections.abc import Mapping
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dask
+import dask.array as da
 import numpy as np
+import xarray as xr
+from dask.utils import SerializableLock
 
 from ctxdask import config
-from ctxdask.quality.dem import _lazy_statistics, _spacing, _statistics, colour_relief, hillshade, open_dem
+from ctxdask.quality.cog import to_cog
+from ctxdask.quality.dem import (
+    _lazy_statistics,
+    _spacing,
+    _statistics,
+    colour_relief,
+    hillshade,
+    open_dem,
+)
 from ctxdask.quality.errors import QualityError
-from ctxdask.quality.stac import stac_item, write_item
 from ctxdask.quality.thumbnail import thumbnail, write_png
 
-__all__ = ["pair_products"]
+__all__ = ["pair_products", "relief_cog", "shade_cog"]
+
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def _isotime(value: Any) -> str:
@@ -40,92 +70,190 @@ def _isotime(value: Any) -> str:
     return str(value) + "Z"
 
 
+def _write_lazy_cog(data: xr.DataArray, path: pathlib.Path, *, nodata: float | int | None,
+                    resampling: str = "average") -> pathlib.Path:
+    """Stream a dask-backed raster to a scratch GeoTIFF beside ``path``, then make it a COG."""
+    scratch = tempfile.mkdtemp(prefix=".cog-", dir=path.parent)
+    try:
+        tmp = os.path.join(scratch, "raster.tif")
+        data.rio.to_raster(tmp, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+                           lock=SerializableLock(), nodata=nodata)
+        return to_cog(tmp, path, nodata=nodata, resampling=resampling)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _shade_block(z: np.ndarray, dx: Any, dy: float, rows: int, azimuth: float, elevation: float,
+                 block_info=None) -> np.ndarray:
+    """Hillshade of one block with its 1-pixel halo, as uint8 1..255 (0: nodata)."""
+    if np.ndim(dx):
+        # rows of this block including the halo (NaN padding beyond the edges)
+        r0 = block_info[0]["array-location"][0][0] - 1 if block_info else -1
+        dx = np.asarray(dx)[np.clip(np.arange(r0, r0 + z.shape[0]), 0, rows - 1)]
+    shade = hillshade(z, (dx, dy), azimuth=azimuth, elevation=elevation)
+    out = np.rint(np.nan_to_num(shade, nan=0.0) * 254.0 + 1.0).astype(np.uint8)  # 0 stays nodata
+    out[~np.isfinite(z) | ~np.isfinite(shade)] = 0
+    return out
+
+
+def shade_cog(heights: xr.DataArray, path: str | os.PathLike) -> pathlib.Path:
+    """Full-resolution hillshade COG (uint8, 1..255, 0 = nodata) of a lazily opened DEM."""
+    transform = heights.rio.transform()
+    crs = heights.rio.crs
+    rows = heights.sizes["y"]
+    dx, dy = _spacing(tuple(transform)[:6], crs, rows)
+    block = functools.partial(_shade_block, dx=dx, dy=dy, rows=rows,
+                              azimuth=float(config.get("quality.sun-azimuth")),
+                              elevation=float(config.get("quality.sun-elevation")))
+    shaded = da.map_overlap(block, heights.data.astype(np.float32), depth=1, boundary=np.nan, dtype=np.uint8,
+                            trim=True)
+    out = xr.DataArray(shaded, dims=("y", "x"), coords={"y": heights.y, "x": heights.x})
+    out = out.rio.write_crs(crs).rio.write_transform(transform)
+    return _write_lazy_cog(out, pathlib.Path(path), nodata=0)
+
+
+def _relief_block(z: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
+    return np.moveaxis(colour_relief(z, limits=limits), -1, 0)
+
+
+def relief_cog(heights: xr.DataArray, path: str | os.PathLike, limits: tuple[float, float]) -> pathlib.Path:
+    """Full-resolution colour-relief COG (RGBA uint8) with the ramp stretched over ``limits``."""
+    data = heights.data.astype(np.float32)
+    rgba = da.map_blocks(functools.partial(_relief_block, limits=limits), data, dtype=np.uint8, new_axis=0,
+                         chunks=((4,),) + data.chunks)
+    out = xr.DataArray(rgba, dims=("band", "y", "x"),
+                       coords={"band": [1, 2, 3, 4], "y": heights.y, "x": heights.x})
+    out = out.rio.write_crs(heights.rio.crs).rio.write_transform(heights.rio.transform())
+    return _write_lazy_cog(out, pathlib.Path(path), nodata=None, resampling="nearest")
+
+
+def _shade_png(shade: np.ndarray, heights: np.ndarray) -> np.ndarray:
+    out = np.rint(np.nan_to_num(shade, nan=0.0) * 255.0).astype(np.float32)
+    out[~np.isfinite(heights) | ~np.isfinite(shade)] = np.nan
+    return out
+
+
 def pair_products(
     out_dir: str | os.PathLike,
     *,
     dem: str | os.PathLike,
     datetime: Any,
     ortho: str | os.PathLike | None = None,
+    error: str | os.PathLike | None = None,
+    dem_areoid: str | os.PathLike | None = None,
+    dem_before: str | os.PathLike | None = None,
+    mola: str | os.PathLike | None = None,
+    csv_format: str = "1:lon 2:lat 3:radius_km",
+    pc_align_runs: Sequence[Mapping[str, Any]] = (),
+    pc_align_errors: str | os.PathLike | None = None,
+    provenance: Mapping[str, Any] | None = None,
     pair_id: str | None = None,
     left_id: str | None = None,
     right_id: str | None = None,
     end_datetime: Any = None,
     size: int | None = None,
+    full_resolution: bool = True,
     properties: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Thumbnails, statistics and a STAC item of one stereo pair's DEM (and orthoimage).
-
-    Writes into ``out_dir`` (atomically): ``{pair_id}_hillshade.png``,
-    ``{pair_id}_relief.png``, ``{pair_id}_ortho.png`` (when ``ortho`` is given)
-    and ``{pair_id}.stac.json``. The DEM is read once for its statistics and
-    its downsampled copy together.
+    """Make every delivered product of one pair in ``out_dir`` (see the module docstring).
 
     Parameters
     ----------
-    out_dir : path
-        Output folder (asset hrefs in the STAC item are relative to it).
-    dem, ortho : path
-        DEM and orthoimage GeoTIFFs (ASP ``point2dem`` output: ``-DEM.tif``, ``-DRG.tif``).
-    datetime : str, datetime or numpy.datetime64
-        START_TIME of the left image (UTC): the item's ``datetime``.
-    pair_id : str, optional
-        Item id; default ``"{left_id}_{right_id}"``, else the DEM file stem.
-    left_id, right_id : str, optional
-        Product ids of the pair, recorded in the item's properties.
-    end_datetime : optional
-        START_TIME of the right image: with it the item also gets
-        ``start_datetime``/``end_datetime`` spanning both.
-    size : int, optional
-        Longest thumbnail side (default ``quality.dem-thumbnail-size``).
-    properties : mapping, optional
-        Extra item properties.
+    dem : path
+        The final DEM (aligned when pc_align ran), heights above the sphere.
+    ortho, error, dem_areoid : path, optional
+        point2dem ``-DRG.tif`` and ``-IntersectionErr.tif``; dem_geoid ``-adj.tif``.
+    dem_before : path, optional
+        The DEM before alignment (for the before-alignment QA).
+    mola : path, optional
+        MOLA shots (``csv_format``) to measure against.
+    pc_align_runs : sequence of mapping
+        The records of :func:`ctxdask.tools.align.align_to_mola` (with ``log`` paths).
+    provenance : mapping, optional
+        The record of :func:`ctxdask.quality.provenance.build_provenance`.
+    full_resolution : bool
+        Make the full-resolution hillshade and colour-relief COGs (else thumbnails only).
 
     Returns
     -------
     dict
-        ``{"id", "statistics" (DEMStatistics), "files" {role name: path}, "stac" (dict)}``.
+        ``{"id", "statistics" (DEMStatistics), "qa" (DEMQA), "files" {asset: path}, "item" (pystac.Item),
+        "stac" (dict)}``.
     """
+    from ctxdask.quality.alignment import parse_pc_align_log, read_mola_csv
+    from ctxdask.quality.dem_qa import measure_dem, write_residuals
+    from ctxdask.quality.provenance import processing_properties, write_provenance
+    from ctxdask.quality.stac import pair_item, write_item
+
     out_dir = pathlib.Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     pair_id = pair_id or (f"{left_id}_{right_id}" if left_id and right_id else pathlib.Path(dem).stem)
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", pair_id):
+    if not _SAFE.fullmatch(pair_id):
         raise QualityError(str(dem), f"pair id {pair_id!r} is not a safe file name")
     size = int(config.get("quality.dem-thumbnail-size") if size is None else size)
     start = _isotime(datetime)
     end = _isotime(end_datetime) if end_datetime is not None else None
 
-    heights = open_dem(dem)
+    files: dict[str, pathlib.Path] = {}
+    # COGs first: everything after reads the delivered files
+    files["dem"] = to_cog(dem, out_dir / f"{pair_id}-DEM.tif")
+    for name, source, suffix in (("dem_areoid", dem_areoid, "DEM-areoid"), ("ortho", ortho, "DRG"),
+                                 ("error", error, "IntersectionErr")):
+        if source is not None:
+            files[name] = to_cog(source, out_dir / f"{pair_id}-{suffix}.tif")
+
+    heights = open_dem(files["dem"])
     small = thumbnail(heights, size)
     computed, small_values = dask.compute(_lazy_statistics(heights), small.data)
     stats = _statistics(heights, computed)
     factor = int(small.attrs["factor"])
     spacing = _spacing(stats.transform, heights.rio.crs, small_values.shape[0], factor)
+    files["thumbnail"] = write_png(_shade_png(hillshade(small_values, spacing), small_values),
+                                   out_dir / f"{pair_id}_hillshade.png", stretched=True)
+    files["relief_thumbnail"] = write_png(colour_relief(small_values), out_dir / f"{pair_id}_relief.png")
+    if "ortho" in files:
+        files["ortho_thumbnail"] = write_png(thumbnail(open_dem(files["ortho"]), size),
+                                             out_dir / f"{pair_id}_ortho.png")
+    if full_resolution:
+        files["hillshade"] = shade_cog(heights, out_dir / f"{pair_id}-hillshade.tif")
+        finite = small_values[np.isfinite(small_values)]
+        if finite.size:
+            q = config.get("quality.stretch-percentiles")
+            limits = tuple(float(v) for v in np.percentile(finite, [float(q[0]), float(q[1])]))
+            files["colour_relief"] = relief_cog(heights, out_dir / f"{pair_id}-colour-relief.tif", limits)
 
-    files: dict[str, pathlib.Path] = {"dem": pathlib.Path(dem)}
-    files["hillshade"] = write_png(
-        _shade_for_png(hillshade(small_values, spacing), small_values), out_dir / f"{pair_id}_hillshade.png",
-        stretched=True,
-    )
-    files["relief"] = write_png(colour_relief(small_values), out_dir / f"{pair_id}_relief.png")
-    if ortho is not None:
-        files["ortho"] = pathlib.Path(ortho)
-        files["ortho_thumbnail"] = write_png(thumbnail(open_dem(ortho), size), out_dir / f"{pair_id}_ortho.png")
-
-    props = dict(properties or {})
+    points = read_mola_csv(mola, csv_format) if mola is not None else None
+    reports = []
+    for run in pc_align_runs:
+        with open(run["log"], encoding="utf-8", errors="replace") as f:
+            reports.append(parse_pc_align_log(f.read()))
+    qa, arrays = measure_dem(files["dem"], points, dem_before=dem_before, error=files.get("error"),
+                             pc_align=reports, max_displacements=[r["max_displacement"] for r in pc_align_runs])
+    files["qa_metrics"] = qa.write(out_dir / "qa_metrics.json")
+    if arrays:
+        files["residuals"] = write_residuals(arrays, out_dir / f"{pair_id}-residuals.csv")
+    if mola is not None:
+        files["mola"] = pathlib.Path(shutil.copyfile(mola, out_dir / f"{pair_id}-mola.csv"))
+    if pc_align_errors is not None:
+        files["pc_align_errors"] = pathlib.Path(
+            shutil.copyfile(pc_align_errors, out_dir / f"{pair_id}-pc_align-end_errors.csv"))
+    props: dict[str, Any] = dict(properties or {})
+    if provenance is not None:
+        files["provenance"] = write_provenance(provenance, out_dir / "provenance.json")
+        props.update(processing_properties(provenance))
     if left_id:
         props["ctxdask:left_product_id"] = left_id
     if right_id:
         props["ctxdask:right_product_id"] = right_id
+    props["ctxdask:grade"] = qa.grade
+    after = qa.metrics.get("after_alignment") or {}
+    if after.get("count"):
+        props["ctxdask:mola_median_difference"] = after["median"]
+        props["ctxdask:mola_nmad"] = after["nmad"]
     if end is not None:
         props["start_datetime"], props["end_datetime"] = min(start, end), max(start, end)
-    item = stac_item(pair_id, datetime=start, statistics=stats, files=files, base=out_dir, properties=props)
-    item_path = out_dir / f"{pair_id}.stac.json"
-    write_item(item, item_path)
-    files["stac"] = item_path
-    return {"id": pair_id, "statistics": stats, "files": files, "stac": item}
-
-
-def _shade_for_png(shade: np.ndarray, heights: np.ndarray) -> np.ndarray:
-    """Hillshade 0..1 as 0..255 grey, NaN kept where there is no height (transparent)."""
-    out = np.rint(np.nan_to_num(shade, nan=0.0) * 255.0).astype(np.float32)
-    out[~np.isfinite(heights) | ~np.isfinite(shade)] = np.nan
-    return out
+    item = pair_item(pair_id, datetime=start, statistics=stats, files=files, base=out_dir, properties=props)
+    files["stac"] = write_item(item, out_dir / f"{pair_id}.stac.json")
+    item.set_self_href(str(files["stac"].resolve()))
+    return {"id": pair_id, "statistics": stats, "qa": qa, "files": files, "item": item,
+            "stac": item.to_dict(include_self_link=False, transform_hrefs=False)}

@@ -91,6 +91,10 @@ def write_flat(result: FlatResult, base: str | pathlib.Path, formats: Iterable[s
     base = pathlib.Path(base)
     if base.suffix.lower() in (".cub", ".tif", ".tiff", ".npy", ".json"):
         base = base.with_suffix("")
+
+    def named(suffix: str) -> pathlib.Path:  # base "flat.v2" -> "flat.v2.cub", not "flat.cub"
+        return base.with_name(base.name + suffix)
+
     formats = list(formats)
     unknown = set(formats) - set(FORMATS)
     if unknown:
@@ -110,16 +114,16 @@ def write_flat(result: FlatResult, base: str | pathlib.Path, formats: Iterable[s
                 "MinImages": int(result.settings.get("min_images", 0)),
                 "Software": f"ctxdask {__version__}",
             }
-            written.append(write_band_cube(base.with_suffix(".cub"), bands[:, None, :], band_names=BAND_NAMES,
+            written.append(write_band_cube(named(".cub"), bands[:, None, :], band_names=BAND_NAMES,
                                            groups={"FlatField": group}))
         if "tif" in formats:
-            written.append(_write_tif(base.with_suffix(".tif"), bands))
+            written.append(_write_tif(named(".tif"), bands))
         if "npy" in formats:
-            path = base.with_suffix(".npy")
+            path = named(".npy")
             with atomic_path(path) as tmp, open(tmp, "wb") as f:
                 np.save(f, result.flat.astype(np.float64), allow_pickle=False)
             written.append(path)
-    path = base.with_suffix(".json")
+    path = named(".json")
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(flat_record(result), f, indent=1, allow_nan=False)
     written.append(path)

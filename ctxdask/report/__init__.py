@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import html
 import json
-import math
 import os
 import pathlib
 import re
@@ -36,6 +34,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from ctxdask.batch.grades import current_grades, stac_properties
+from ctxdask.report.templating import environment, fmt_metric, seconds
 from ctxdask.tools.runner import read_tail
 
 __all__ = ["ReportData", "build_report", "collect", "render"]
@@ -91,6 +91,8 @@ class ReportData:
         ``{"files": n, "bytes": n}`` delivered.
     has_quality : bool
         Whether the database has the QA tables.
+    manual_grades : dict
+        ``{"image"|"pair": {grade: n}}`` of the current manual grades.
     """
 
     title: str
@@ -107,6 +109,7 @@ class ReportData:
     rejected: list[dict]
     products: dict[str, int]
     has_quality: bool
+    manual_grades: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -124,17 +127,7 @@ def _span(started: str | None, ended: str | None) -> float | None:
     return (b - a).total_seconds() if a and b else None
 
 
-def _seconds(value: float | None) -> str:
-    """``12.3 s``, ``4 min 05 s``, ``2 h 03 min``; ``–`` for unknown."""
-    if value is None or not math.isfinite(value):
-        return "–"
-    if value < 60:
-        return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
-    minutes, secs = divmod(round(value), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+_seconds = seconds
 
 
 def _json(text: str | None, default: Any) -> Any:
@@ -230,13 +223,7 @@ def _log(files: _Files, step: Mapping[str, Any]) -> dict[str, Any]:
     return {"log": files.copy(pathlib.Path(path), "logs", step["key"], ".log", limit=LOG_LIMIT), "log_path": path}
 
 
-def _fmt_metric(value: Any, fmt: str) -> str:
-    if value is None:
-        return "–"
-    try:
-        return fmt.format(value)
-    except (TypeError, ValueError):
-        return str(value)
+_fmt_metric = fmt_metric
 
 
 def _status_rank(status: str | None) -> int:
@@ -291,6 +278,11 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         tables = _tables(conn)
         has_quality = "quality" in tables
         has_pair_quality = "pair_quality" in tables
+        manual = current_grades(conn)
+        manual_counts: dict[str, dict[str, int]] = {}
+        for g in manual.values():
+            byvalue = manual_counts.setdefault(g["scope"], {})
+            byvalue[g["value"]] = byvalue.get(g["value"], 0) + 1
 
         runs = _rows(conn, "SELECT * FROM runs ORDER BY id DESC")
         for r in runs:
@@ -344,11 +336,15 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
                 src = _thumb(files, out_dir, q.get(column), f"{p['pair_id']}_{column}")
                 if src:
                     thumbs.append({"src": src, "label": label})
-            stac = _stac(files, out_dir, q.get("stac"), p["pair_id"])
+            tile_map = _tile_map(conn, files, out_dir, p["pair_id"])
+            if tile_map:
+                thumbs.append(tile_map)
+            stac = _stac(files, out_dir, q.get("stac"), p["pair_id"],
+                         stac_properties(conn, p["pair_id"], p["left_id"], p["right_id"]))
             pairs.append({**p, "steps": psteps, "step_time": sum(durations) if durations else None,
                           "step_time_text": _seconds(sum(durations)) if durations else "–",
                           "thumbs": thumbs, "stats": stats, "stac": stac,
-                          "problem": p["status"] in PROBLEM})
+                          "problem": p["status"] in PROBLEM, "manual": manual.get(p["pair_id"])})
         pairs.sort(key=lambda p: (_status_rank(p["status"]), p.get("line") or 0, p["pair_id"]))
 
         quality: dict[str, dict] = {}
@@ -374,6 +370,7 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
                 "thumb": _thumb(files, out_dir, q.get("thumbnail"), f"{im['product_id']}_thumb"),
                 "steps": isteps,
                 "problem": im["status"] in PROBLEM or grade == "fail",
+                "manual": manual.get(im["product_id"]),
             })
         # processing failures, then failed grades, then warnings and unfinished work, then the rest
         images.sort(key=lambda im: (0 if im["status"] in PROBLEM else 1 if im["grade"] == "fail" else
@@ -399,44 +396,51 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         runs=runs, counts=counts, grades=dict(sorted(grades.items(), key=lambda g: GRADE_ORDER.get(g[0], 3))),
         step_times=step_times, failures=failures, pairs=pairs, images=images, rejected=rejected,
         products=products, has_quality=has_quality or has_pair_quality,
+        manual_grades={scope: dict(sorted(c.items(), key=lambda g: GRADE_ORDER.get(g[0], 3)))
+                       for scope, c in sorted(manual_counts.items())},
     )
 
 
-def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str) -> str | None:
-    """Copy a pair's STAC item (a JSON file inside the output folder) for linking."""
+def _tile_map(conn: sqlite3.Connection, files: _Files, out_dir: pathlib.Path, pair_id: str) -> dict | None:
+    """Draw a tiled-stereo pair's tile map into the report (``None`` for monolithic pairs)."""
+    from ctxdask.report.tilemap import tile_map_for_pair
+
+    target = files._name("thumbs", _safe_name(f"{pair_id}_tiles"), ".png")
+    try:
+        drawn = tile_map_for_pair(conn, out_dir, pair_id, target, size=480)
+    except (OSError, ValueError):
+        return None  # an unreadable orthoimage or no tiles: the pair row still shows
+    finally:
+        conn.row_factory = sqlite3.Row
+    if drawn is None:
+        return None
+    return {"src": drawn.relative_to(files.root).as_posix(), "label": "tile map"}
+
+
+def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str,
+          grades: Mapping[str, Any]) -> str | None:
+    """Copy a pair's STAC item (a JSON file inside the output folder) for linking, with the current grades."""
     if not rel:
         return None
     path = (out_dir / rel).resolve()
     if path.suffix.lower() != ".json" or not path.is_relative_to(out_dir.resolve()):
         return None
-    return files.copy(path, "stac", f"{pair_id}.stac", ".json")
+    copied = files.copy(path, "stac", f"{pair_id}.stac", ".json")
+    if copied:
+        target = files.root / copied
+        try:
+            item = json.loads(target.read_text())
+            item.setdefault("properties", {}).update(grades)
+            target.write_text(json.dumps(item, indent=2) + "\n")
+        except (OSError, ValueError, AttributeError):
+            pass  # an unreadable item is still linked as it was delivered
+    return copied
 
 
 # --------------------------------------------------------------------------- render
 def render(data: ReportData) -> str:
     """The HTML page of ``data`` (Jinja2, autoescaped)."""
-    import jinja2
-    import markupsafe
-
-    def escape(value: Any) -> Any:
-        # html.escape every plain value; macro output (already Markup) passes through
-        if value is None or isinstance(value, markupsafe.Markup):
-            return value
-        return markupsafe.Markup(html.escape(str(value)))
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("ctxdask.report", "."),
-        # finalize escapes every {{ }} output with html.escape; autoescape stays on as a backstop
-        # for anything finalize does not see (filters' string results are finalized too)
-        finalize=escape,
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["seconds"] = _seconds
-    env.filters["megabytes"] = lambda n: f"{(n or 0) / 1e6:.1f} MB"
-    env.filters["number"] = lambda v, fmt="{:.2f}": _fmt_metric(v, fmt)
+    env = environment()
     longest = max((s["total"] or 0 for s in data.step_times), default=0)
     return env.get_template(_TEMPLATE).render(
         **dataclasses.asdict(data), problem_statuses=PROBLEM, longest_step=longest,

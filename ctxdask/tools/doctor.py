@@ -10,7 +10,21 @@ import sys
 from ctxdask.tools.discovery import ASP_PROGRAMS, ISIS_PROGRAMS, IsisEnvironment, ProgramInfo, survey
 from ctxdask.tools.recipe import RecipeSettings
 
-__all__ = ["add_arguments", "capabilities", "run"]
+__all__ = ["TILED_PROGRAMS", "add_arguments", "capabilities", "run", "stereo_modes"]
+
+#: what tiled stereo runs (ASP 3.7+, ctxdask.tools.tiling); point2dem runs inside stereo_tile
+TILED_PROGRAMS = ("mapproject", "stereo_parse", "stereo_pprc", "stereo_tile", "dem_mosaic", "point2dem")
+MONOLITHIC_PROGRAMS = ("cam2map4stereo.py", "parallel_stereo", "point2dem")
+
+
+def stereo_modes(programs: dict[str, ProgramInfo]) -> list[str]:
+    """The ``tools.asp.stereo-mode`` values the programs found allow."""
+    modes = []
+    if all(programs[n].found for n in TILED_PROGRAMS):
+        modes.append("tiled")
+    if all(programs[n].found for n in MONOLITHIC_PROGRAMS):
+        modes.append("monolithic")
+    return modes
 
 
 def capabilities(programs: dict[str, ProgramInfo], isis: IsisEnvironment,
@@ -29,11 +43,16 @@ def capabilities(programs: dict[str, ProgramInfo], isis: IsisEnvironment,
     if ok and not isis.mro_data and not settings.spiceinit_web:
         ok, why = False, "no MRO kernels under ISISDATA; set tools.isis.spiceinit-web: true"
     caps.append(("attach SPICE (spiceinit" + (" web=yes)" if settings.spiceinit_web else ")"), ok, why))
-    stereo = ["cam2map4stereo.py", "parallel_stereo", "point2dem"]
-    if programs["cam2map4stereo.py"].found and not programs["cam2map4stereo.py"].standin:
-        stereo += ["cam2map", "camrange", "getkey"]  # what the real script calls
-    ok, why = have(*stereo)
-    caps.append(("stereo DEMs and orthoimages (cam2map4stereo.py, parallel_stereo, point2dem)", ok, why))
+    if settings.stereo_mode == "tiled":
+        ok, why = have(*TILED_PROGRAMS)
+        caps.append(("tiled stereo DEMs and orthoimages, one dask task per tile (ASP 3.7+: "
+                     + ", ".join(TILED_PROGRAMS) + ")", ok, why))
+    else:
+        stereo = list(MONOLITHIC_PROGRAMS)
+        if programs["cam2map4stereo.py"].found and not programs["cam2map4stereo.py"].standin:
+            stereo += ["cam2map", "camrange", "getkey"]  # what the real script calls
+        ok, why = have(*stereo)
+        caps.append(("stereo DEMs and orthoimages (cam2map4stereo.py, parallel_stereo, point2dem)", ok, why))
     caps.append(("align DEMs to MOLA (pc_align)", *have("pc_align")))
     caps.append(("areoid heights (dem_geoid)", *have("dem_geoid")))
     return caps
@@ -56,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
             "programs": {n: dataclasses.asdict(p) for n, p in programs.items()},
             "isis": dataclasses.asdict(isis) | {"problems": isis.problems},
             "capabilities": [{"what": w, "ok": ok, "why": why} for w, ok, why in caps],
+            "stereo_modes": stereo_modes(programs), "stereo_mode": settings.stereo_mode,
             "standins": standins,
             "ok": all_ok,
         }, sys.stdout, indent=2)
@@ -80,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ! {problem}", file=out)
     print(f"Recipe: calibration={settings.calibration}, stereo {settings.stereo_algorithm} "
           f"subpixel-mode {settings.subpixel_mode}", file=out)
+    modes = stereo_modes(programs)
+    print(f"Stereo modes the installed ASP allows: {', '.join(modes) or 'none'}; configured: "
+          f"{settings.stereo_mode} (tools.asp.stereo-mode)"
+          + ("" if "tiled" in modes else "; tiled stereo needs ASP 3.7+ (stereo_tile)")
+          + ("; tiled stereo needs tools.asp.lowres-dem (MOLA MEGDR or the HRSC/MOLA blend)"
+             if "tiled" in modes and not settings.lowres_dem else ""), file=out)
     print("This machine can:", file=out)
     for what, ok, why in caps:
         print(f"  [{'yes' if ok else 'NO '}] {what}: {why}", file=out)

@@ -19,8 +19,9 @@ executes. The commands follow the ASP documentation's CTX example
     parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
         L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
     point2dem -r mars [--tr S] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
-    pc_align --max-displacement 200 --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
+    pc_align --max-displacement D --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
         --save-inv-transformed-reference-points results/out-PC.tif mola.csv -o results/out-align
+        (native step ctxdask.tools.align: D = 3 x median |DEM - MOLA|, rerun on pc_align's warning)
     point2dem ... results/out-align-trans_reference.tif ... -o results/out-align
     dem_geoid --geoid MOLA results/out[-align]-DEM.tif  -> results/out[-align]-DEM-adj.tif
 
@@ -49,6 +50,7 @@ __all__ = [
     "Step",
     "StepCall",
     "StagedInput",
+    "TILED_PREP_STEPS",
     "build_recipe",
     "check_product_id",
 ]
@@ -240,10 +242,20 @@ class RecipeSettings:
     orthoimage: bool = True
     errorimage: bool = True
     pc_align: bool = False
-    max_displacement: float = 200.0
+    max_displacement: float | None = None
+    alignment_factor: float = 3.0
+    alignment_floor: float = 10.0
+    alignment_reruns: int = 2
     mola_csv_format: str = "1:lon 2:lat 3:radius_km"
     dem_geoid: bool = False
     geoid: str | None = "MOLA"
+    stereo_mode: Literal["monolithic", "tiled", "auto"] = "monolithic"
+    tile_size: int = 2048
+    tile_padding: int = 256
+    lowres_dem: str | None = None
+    mapproject_tr: float | None = None
+    t_srs: str | None = None
+    corr_memory_mb: int | None = None
     #: folder of monthly flats for the native calibration (setting ``flat.dir``)
     flat_dir: str | None = None
 
@@ -257,6 +269,7 @@ class RecipeSettings:
         tools = config.get("tools", {}) or {}
         isis = tools.get("isis", {}) or {}
         asp = tools.get("asp", {}) or {}
+        align = config.get("quality.dem-alignment", {}) or {}
         values: dict[str, Any] = dict(
             calibration=tools.get("calibration", "native"),
             native_calibrate=tools.get("native-calibrate", cls.native_calibrate),
@@ -275,10 +288,21 @@ class RecipeSettings:
             orthoimage=bool(asp.get("orthoimage", True)),
             errorimage=bool(asp.get("errorimage", True)),
             pc_align=bool(asp.get("pc-align", False)),
-            max_displacement=float(asp.get("max-displacement", 200)),
+            max_displacement=(None if asp.get("max-displacement") in (None, "auto")
+                              else float(asp.get("max-displacement"))),
+            alignment_factor=float(align.get("factor", 3.0)),
+            alignment_floor=float(align.get("floor", 10.0)),
+            alignment_reruns=int(align.get("reruns", 2)),
             mola_csv_format=asp.get("mola-csv-format", cls.mola_csv_format),
             dem_geoid=bool(asp.get("dem-geoid", False)),
             geoid=asp.get("geoid", "MOLA"),
+            stereo_mode=asp.get("stereo-mode", "monolithic"),
+            tile_size=int((asp.get("tiles") or {}).get("size", 2048)),
+            tile_padding=int((asp.get("tiles") or {}).get("padding", 256)),
+            lowres_dem=asp.get("lowres-dem"),
+            mapproject_tr=asp.get("mapproject-tr"),
+            t_srs=asp.get("t-srs"),
+            corr_memory_mb=asp.get("corr-memory-limit-mb"),
             flat_dir=config.get("flat.dir", None),
         )
         for name in ("timeouts", "resources"):
@@ -292,6 +316,16 @@ class RecipeSettings:
             raise ValueError(
                 f"tools.calibration must be 'isis' or 'native', not {values['calibration']!r}"
             )
+        if values["stereo_mode"] not in ("monolithic", "tiled", "auto"):
+            raise ValueError("tools.asp.stereo-mode must be 'monolithic', 'tiled' or 'auto', "
+                             f"not {values['stereo_mode']!r}")
+        if values["stereo_mode"] == "auto":
+            # ASP 3.7 (2026) brought stereo_tile; older ASP has only parallel_stereo. Tiles need
+            # images mapprojected onto a low-resolution DEM: without one configured, monolithic
+            import shutil
+
+            tiled = shutil.which("stereo_tile", path=(values["env"] or {}).get("PATH")) and values["lowres_dem"]
+            values["stereo_mode"] = "tiled" if tiled else "monolithic"
         return cls(**values)
 
 
@@ -311,6 +345,93 @@ def _stereo_default_text(options: Mapping[str, Any]) -> str:
         else:
             lines.append(f"{key} {value}")
     return "\n".join(lines) + "\n"
+
+
+#: tiled stereo: the pair steps before the tiles, in order
+TILED_PREP_STEPS = ("mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
+
+#: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
+#: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
+CORR_MEMORY_SHARE = 0.8
+
+
+def _tiled_pair_steps(s: RecipeSettings, t, r, stereo_args: list[str],
+                      files: Mapping[str, str]) -> tuple[list[Step], Step, tuple[Step, ...]]:
+    """The pair steps of ASP's distributed stereo, run by ctxdask instead of ``stereo_dist``.
+
+    ``stereo_dist`` (src/asp/Tools/stereo_dist in NeoGeographyToolkit/StereoPipeline)
+    drives its tiles with GNU Parallel over SSH on shared storage; ctxdask runs
+    the same programs itself: ``mapproject`` of both images onto the
+    low-resolution DEM (the right one borrowing the left's grid with
+    ``--ref-map``, docs/next_steps.rst), ``stereo_parse
+    --stereo-dist-tile-params SIZE PAD`` (the tile list,
+    ``<prefix>-distTileList.txt``), ``stereo_pprc --stop-after-stats`` (the
+    statistics every tile reuses), then one ``stereo_tile --tile-index i``
+    per tile (entry point 0 to stop point 8: preprocessing through point2dem)
+    and ``dem_mosaic`` of the tiles' DEMs, orthoimages and error images.
+
+    Returns (prep steps, tile template, mosaic templates); the tile and mosaic
+    steps are rendered per pair by :mod:`ctxdask.tools.tiling` once the tile
+    list is known.
+    """
+    grid = ["--tr", f"{float(s.mapproject_tr):g}"] if s.mapproject_tr else []
+    if s.t_srs:
+        grid += ["--t_srs", str(s.t_srs)]
+    dem = ("lowres-dem.tif", "lowres_dem")
+    maps = {"left": ("{left}.map.tif", "mapproject_left:map"),
+            "right": ("{right}.map.tif", "mapproject_right:map")}
+    cams = {"left_cam": ("{left}.cal.cub", "left"), "right_cam": ("{right}.cal.cub", "right")}
+    # images, cameras (ISIS cubes carry them), output prefix, and the mapprojection DEM
+    positional = ("{inputs[left]}", "{inputs[right]}", "{inputs[left_cam]}", "{inputs[right_cam]}",
+                  "results/out", "--dem", "{inputs[dem]}")
+    stereo_inputs = {**maps, **cams, "dem": dem}
+    mp = t("mapproject", 3600)
+    prep = [
+        Step("mapproject_left", "mapproject", (*grid, "{inputs[dem]}", "{inputs[image]}", "{outputs[map]}"),
+             {"dem": dem, "image": cams["left_cam"]}, {"map": "{left}.map.tif"},
+             t("mapproject_left", mp), r("mapproject_left") or r("mapproject"), scope="pair"),
+        Step("mapproject_right", "mapproject",
+             ("--ref-map", "{inputs[ref]}", "{inputs[dem]}", "{inputs[image]}", "{outputs[map]}"),
+             {"dem": dem, "image": cams["right_cam"], "ref": maps["left"]}, {"map": "{right}.map.tif"},
+             t("mapproject_right", mp), r("mapproject_right") or r("mapproject"), scope="pair"),
+        Step("stereo_parse", "stereo_parse",
+             (*stereo_args, *positional, "--stereo-dist-tile-params", str(int(s.tile_size)),
+              str(int(s.tile_padding))),
+             stereo_inputs, {"tiles": "results/out-distTileList.txt"},
+             t("stereo_parse", 600), r("stereo_parse"), scope="pair", files=files),
+        # gather_stats names them <prefix>-<image stem>-stats.tif (src/asp/Core/ImageUtils.cc)
+        Step("stereo_stats", "stereo_pprc",
+             (*stereo_args, *positional, "--stop-after-stats",
+              *(("--threads", str(int(s.threads))) if s.threads else ())),
+             stereo_inputs, {"left_stats": "results/out-{left}.map-stats.tif",
+                             "right_stats": "results/out-{right}.map-stats.tif"},
+             t("stereo_stats", 1800), r("stereo_stats"), scope="pair", files=files),
+    ]
+    resources = r("stereo_tile") or {"stereo": 1}
+    corr = s.corr_memory_mb
+    if corr is None and resources.get("memory_mb"):
+        corr = int(float(resources["memory_mb"]) * CORR_MEMORY_SHARE)
+    tile_args = ["--tile-index", "{tile_index}", "--entry-point", "0", "--stop-point", "8",
+                 "--point2dem-options", "{point2dem_options}"]
+    if corr:
+        tile_args += ["--corr-memory-limit-mb", str(int(corr))]
+    if s.threads:
+        tile_args += ["--threads", str(int(s.threads))]
+    tile = Step("stereo_tile", "stereo_tile", (*tile_args, *stereo_args, *positional),
+                {**stereo_inputs, "tiles": ("results/out-distTileList.txt", "stereo_parse:tiles"),
+                 "left_stats": ("results/out-{left}.map-stats.tif", "stereo_stats:left_stats"),
+                 "right_stats": ("results/out-{right}.map-stats.tif", "stereo_stats:right_stats")},
+                {"dem": "{tile_prefix}-DEM.tif",
+                 **({"ortho": "{tile_prefix}-DRG.tif"} if s.orthoimage else {}),
+                 **({"error": "{tile_prefix}-IntersectionErr.tif"} if s.errorimage else {})},
+                t("stereo_tile", 7200), resources, scope="pair", files=files)
+    mosaics = [("dem_mosaic", "dem", "DEM", True), ("dem_mosaic_ortho", "ortho", "DRG", s.orthoimage),
+               ("dem_mosaic_error", "error", "IntersectionErr", s.errorimage)]
+    mosaic_steps = tuple(
+        Step(name, "dem_mosaic", ("--dem-list", f"{suffix}-tiles.txt", "-o", "{outputs[%s]}" % role),
+             {}, {role: f"results/out-{suffix}.tif"}, t(name, 3600), r(name), scope="pair")
+        for name, role, suffix, wanted in mosaics if wanted)
+    return prep, tile, mosaic_steps
 
 
 class Recipe:
@@ -381,14 +502,6 @@ class Recipe:
             ))
         self.image_steps: tuple[Step, ...] = tuple(image)
 
-        pair: list[Step] = []
-        pair.append(Step(
-            "cam2map4stereo", "cam2map4stereo.py",
-            ("{inputs[left]}", "{inputs[right]}"),
-            {"left": ("{left}.cal.cub", "left"), "right": ("{right}.cal.cub", "right")},
-            {"left": "{left}.map.cub", "right": "{right}.map.cub"},
-            t("cam2map4stereo", 7200), r("cam2map4stereo"), scope="pair",
-        ))
         stereo_args: list[str] = [
             "--stereo-algorithm", str(s.stereo_algorithm),
             "--subpixel-mode", str(s.subpixel_mode),
@@ -397,18 +510,33 @@ class Recipe:
         if s.stereo_default:
             files["stereo.default"] = _stereo_default_text(s.stereo_default)
             stereo_args += ["--stereo-file", "stereo.default"]
-        if s.processes:
-            stereo_args += ["--processes", str(int(s.processes))]
-        if s.threads:
-            stereo_args += ["--threads-multiprocess", str(int(s.threads))]
-        pair.append(Step(
-            "parallel_stereo", "parallel_stereo",
-            (*stereo_args, "{inputs[left]}", "{inputs[right]}", "results/out"),
-            {"left": ("{left}.map.cub", "cam2map4stereo:left"),
-             "right": ("{right}.map.cub", "cam2map4stereo:right")},
-            {"pc": "results/out-PC.tif", "aligned_left": "results/out-L.tif"},
-            t("parallel_stereo", 43200), r("parallel_stereo"), scope="pair", files=files,
-        ))
+        pair: list[Step] = []
+        #: tiled mode: the per-tile template and the mosaics (rendered by ctxdask.tools.tiling)
+        self.tile_step: Step | None = None
+        self.mosaic_steps: tuple[Step, ...] = ()
+        if s.stereo_mode == "tiled":
+            prep, self.tile_step, self.mosaic_steps = _tiled_pair_steps(s, t, r, stereo_args, files)
+            pair += prep
+        else:
+            pair.append(Step(
+                "cam2map4stereo", "cam2map4stereo.py",
+                ("{inputs[left]}", "{inputs[right]}"),
+                {"left": ("{left}.cal.cub", "left"), "right": ("{right}.cal.cub", "right")},
+                {"left": "{left}.map.cub", "right": "{right}.map.cub"},
+                t("cam2map4stereo", 7200), r("cam2map4stereo"), scope="pair",
+            ))
+            if s.processes:
+                stereo_args += ["--processes", str(int(s.processes))]
+            if s.threads:
+                stereo_args += ["--threads-multiprocess", str(int(s.threads))]
+            pair.append(Step(
+                "parallel_stereo", "parallel_stereo",
+                (*stereo_args, "{inputs[left]}", "{inputs[right]}", "results/out"),
+                {"left": ("{left}.map.cub", "cam2map4stereo:left"),
+                 "right": ("{right}.map.cub", "cam2map4stereo:right")},
+                {"pc": "results/out-PC.tif", "aligned_left": "results/out-L.tif"},
+                t("parallel_stereo", 43200), r("parallel_stereo"), scope="pair", files=files,
+            ))
 
         def point2dem(name: str, cloud: tuple[str, str], prefix: str) -> Step:
             args = ["-r", str(s.datum)]
@@ -423,7 +551,11 @@ class Recipe:
                 outputs["error"] = f"{prefix}-IntersectionErr.tif"
             args.append("{inputs[cloud]}")
             inputs = {"cloud": cloud}
-            if s.orthoimage:
+            if s.orthoimage and s.stereo_mode == "tiled":
+                # no whole-pair L.tif to drape: the orthoimage is the mosaic of the tiles' DRGs
+                args.remove("--orthoimage")
+                del outputs["ortho"]
+            elif s.orthoimage:
                 # texture files follow the point clouds on the command line
                 args.append("{inputs[texture]}")
                 inputs["texture"] = ("results/out-L.tif", "parallel_stereo:aligned_left")
@@ -432,19 +564,36 @@ class Recipe:
             return Step(name, "point2dem", tuple(args), inputs, outputs,
                         t(name, 7200), r(name), scope="pair")
 
-        pair.append(point2dem("point2dem", ("results/out-PC.tif", "parallel_stereo:pc"), "results/out"))
-        dem_source = "point2dem:dem"
+        if s.stereo_mode == "tiled":
+            # pc_align reads a DEM as a cloud (docs/tools/pc_align.rst): align the mosaic
+            cloud = ("results/out-DEM.tif", "dem_mosaic:dem")
+            unaligned = ("results/out-DEM-mosaic.tif", "dem_mosaic:dem")
+        else:
+            pair.append(point2dem("point2dem", ("results/out-PC.tif", "parallel_stereo:pc"), "results/out"))
+            cloud = ("results/out-PC.tif", "parallel_stereo:pc")
+            unaligned = ("results/out-DEM.tif", "point2dem:dem")
+        dem_source = "dem_mosaic:dem" if s.stereo_mode == "tiled" else "point2dem:dem"
         dem_name = "results/out-DEM.tif"
         if s.pc_align:
+            # native: max displacement from the data, a rerun when pc_align warns (ctxdask.tools.align)
+            align_outputs = {"transform": "results/out-align-transform.txt",
+                             "runs": "results/out-align-runs.json",
+                             "beg_errors": "results/out-align-beg_errors.csv",
+                             "end_errors": "results/out-align-end_errors.csv",
+                             "points": "results/out-align-mola.csv"}
             pair.append(Step(
-                "pc_align", "pc_align",
-                ("--max-displacement", f"{s.max_displacement:g}", "--datum", "D_MARS",
-                 "--csv-format", s.mola_csv_format, "--save-inv-transformed-reference-points",
-                 "{inputs[cloud]}", "{inputs[mola]}", "-o", "results/out-align"),
-                {"cloud": ("results/out-PC.tif", "parallel_stereo:pc"), "mola": ("mola.csv", "mola")},
-                {"transform": "results/out-align-transform.txt",
-                 "cloud": "results/out-align-trans_reference.tif"},
+                "pc_align", None,
+                ("{inputs[cloud]}", "{outputs[cloud]}", "--output", "mola={inputs[mola]}",
+                 "--output", "dem={inputs[dem]}",
+                 *(a for role in align_outputs for a in ("--output", f"{role}={{outputs[{role}]}}")
+                   if role in ("runs", "transform", "points"))),
+                {"cloud": cloud, "mola": ("mola.csv", "mola"), "dem": unaligned},
+                {"cloud": "results/out-align-trans_reference.tif", **align_outputs},
                 t("pc_align", 7200), r("pc_align"), scope="pair",
+                kind="native", callable="ctxdask.tools.align:align_to_mola",
+                options={"csv_format": s.mola_csv_format, "datum": "D_MARS", "factor": s.alignment_factor,
+                         "floor": s.alignment_floor, "reruns": s.alignment_reruns,
+                         "max_displacement": s.max_displacement, "timeout": t("pc_align", 7200)},
             ))
             pair.append(point2dem(
                 "point2dem_aligned",
@@ -519,6 +668,7 @@ class Recipe:
         left_id: str | None = None,
         right_id: str | None = None,
         mola: str | None = None,
+        lowres_dem: str | None = None,
     ) -> list[StepCall]:
         """Render the pair steps.
 
@@ -531,6 +681,11 @@ class Recipe:
             Product ids; taken from the image calls when those are given.
         mola : str, optional
             MOLA point file (CSV) for ``pc_align``; required when it is enabled.
+        lowres_dem : str, optional
+            Tiled mode: the low-resolution DEM to mapproject onto (default:
+            setting ``tools.asp.lowres-dem``). The tile and mosaic steps are
+            rendered by :mod:`ctxdask.tools.tiling`; steps after the mosaic
+            refer to it by its deterministic key.
         """
         def side(value, pid, which):
             if isinstance(value, StepCall):
@@ -544,6 +699,11 @@ class Recipe:
         names = {"left": check_product_id(lid), "right": check_product_id(rid), "pair": f"{lid}-{rid}"}
         if self.settings.pc_align and not mola:
             raise ValueError("pc_align is enabled (tools.asp.pc-align) but no MOLA point file was given")
+        lowres_dem = lowres_dem or self.settings.lowres_dem
+        if self.tile_step is not None and not lowres_dem:
+            raise ValueError("tiled stereo needs a low-resolution DEM to mapproject onto (MOLA MEGDR or the "
+                             "MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
+        later = {m.name: m.key_for(names) for m in self.mosaic_steps}
         calls: list[StepCall] = []
         keys: dict[str, str] = {}
         for step in self.pair_steps:
@@ -555,9 +715,11 @@ class Recipe:
                     sources[role] = rsrc
                 elif src == "mola":
                     sources[role] = mola
+                elif src == "lowres_dem":
+                    sources[role] = lowres_dem
                 else:
                     name, out_role = src.split(":")
-                    sources[role] = Ref(keys[name], out_role)
+                    sources[role] = Ref(keys[name] if name in keys else later[name], out_role)
             call = step.render(names, sources, env=self.settings.env)
             keys[step.name] = call.key
             calls.append(call)

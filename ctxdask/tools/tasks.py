@@ -120,6 +120,25 @@ class StepResult:
         return dataclasses.asdict(self)
 
 
+def _this_worker():
+    """The dask worker of this process, also outside a task (``client.run``), else ``None``.
+
+    ``get_worker()`` only knows the worker inside a task (a context variable);
+    a function sent with ``Client.run`` runs outside any task, so it falls back
+    to the worker instance of the process when there is exactly one.
+    """
+    try:
+        from distributed import get_worker
+        from distributed.worker import Worker
+    except ImportError:
+        return None
+    try:
+        return get_worker()
+    except ValueError:
+        workers = list(Worker._instances)
+        return workers[0] if len(workers) == 1 else None
+
+
 def work_root(configured: str | None = None) -> str:
     """The folder under which step work dirs live on this process.
 
@@ -130,11 +149,10 @@ def work_root(configured: str | None = None) -> str:
     if configured:
         root = os.fspath(configured)
     else:
-        try:
-            from distributed import get_worker
-
-            root = os.path.join(get_worker().local_directory, "ctxdask-steps")
-        except (ImportError, ValueError):
+        worker = _this_worker()
+        if worker is not None:
+            root = os.path.join(worker.local_directory, "ctxdask-steps")
+        else:
             root = os.path.join(tempfile.gettempdir(), "ctxdask-steps")
     os.makedirs(root, exist_ok=True)
     return root

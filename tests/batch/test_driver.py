@@ -50,16 +50,22 @@ def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, c
     # fetch+validate+quality, calibration, evenodd, pair steps with pair_quality
     assert len(rows) == 4 * 3 + 4 * 3 + 3 + 3 * 4
     products = query(db, "SELECT path, size, sha256 FROM products")
-    # DEM, DRG, IntersectionErr and the log of each pair; hillshade, relief, ortho thumbnail and
-    # STAC item of each pair; quality JSON and thumbnail of each image
-    assert len(products) == 3 * 4 + 3 * 4 + 4 * 2
+    # per pair: COGs of the DEM, DRG, IntersectionErr, hillshade and colour relief; hillshade,
+    # relief and ortho thumbnails, qa_metrics, provenance and STAC item; per image: quality
+    # JSON and thumbnail (no raw ASP rasters by default: batch.deliver is empty)
+    assert len(products) == 3 * 11 + 4 * 2
     for path, size, sha in products:
         data = open(path, "rb").read()
         assert len(data) == size and hashlib.sha256(data).hexdigest() == sha
-    dem = tmp_path / "out" / "pairs" / _pid(P1) / "results" / "out-DEM.tif"
+    dem = tmp_path / "out" / "pairs" / _pid(P1) / f"{_pid(P1)}-DEM.tif"
     assert dem.is_file() and not list((tmp_path / "out").rglob("*.partial"))
-    log_paths = query(db, "SELECT log_path FROM steps WHERE step = 'point2dem'")
-    assert all(p[0].startswith(str(tmp_path / "out")) for p in log_paths)  # the delivered copy
+    assert not list((tmp_path / "out").rglob("results/*.tif"))
+    provenance = json.loads((dem.parent / "provenance.json").read_text())
+    keys = {s["key"] for s in provenance["steps"]}
+    assert {f"point2dem-{_pid(P1)}", f"parallel_stereo-{_pid(P1)}", f"mroctx2isis-{P1[0]}"} <= keys
+    assert all(s["argv"] and s["started"] and s["exit_code"] == 0 for s in provenance["steps"])
+    assert set(provenance["inputs"]["edrs"]) == set(P1)
+    assert (tmp_path / "out" / "catalog.json").is_file() and (tmp_path / "out" / "collection.json").is_file()
     _check_quality(tmp_path / "out", db, IDS, [P1, P2, P3])
 
     before = query(db, "SELECT key, started FROM steps")

@@ -18,7 +18,8 @@ from ctxdask.tools.recipe import build_recipe
 from ..tools.conftest import standin_path
 from .conftest import make_images, query, write_pairs
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
+# (each pair makes COGs, QA and a STAC item: a few seconds per pair on a loaded 2-core machine)
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(300)]
 
 IMAGES = [f"B{10 + i:02d}_0{13341 + i:05d}_1010_XN_79S172W" for i in range(8)]
 PAIRS = [(IMAGES[i], IMAGES[j]) for i, j in [(0, 1), (0, 2), (1, 3), (2, 3), (4, 5), (5, 6), (6, 7), (4, 7)]]
@@ -73,8 +74,8 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path):
     assert summary.ok, summary
     assert query(db, "SELECT status, count(*) FROM pairs GROUP BY status") == [("done", len(PAIRS))]
     products = query(db, "SELECT path FROM products")
-    # DEM, DRG, IntersectionErr, log and four quality products per pair; two per image
-    assert len(products) == len(set(products)) == 8 * len(PAIRS) + 2 * len(IMAGES)
+    # the pair's products (five COGs, three thumbnails, QA, provenance, STAC item); two per image
+    assert len(products) == len(set(products)) == 11 * len(PAIRS) + 2 * len(IMAGES)
     on_disk = sorted(str(p) for p in out.glob("[pi]*s/**/*") if p.is_file())
     assert on_disk == sorted(p for (p,) in products)  # no strays, no partial files
     assert query(db, "SELECT count(*) FROM steps WHERE status != 'done'") == [(0,)]

@@ -30,8 +30,10 @@ def test_by_month_writes_flats_and_a_page(edrs, tmp_path, capsys):
     out = tmp_path / "flats"
     code = main(["flat", *map(str, june + july), str(folder / "missing.IMG"), "--out", str(out), "--by", "month",
                  "--min-images", "3", "--format", "cub,npy"])
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    text = captured.out
     assert code == 0
+    assert "rejected " in captured.err and "missing.IMG" in captured.err and "no such file" in captured.err
     assert "flat 2009-06: 3 images, 1 rejected" in text and "flat 2009-07: 2 images, 1 rejected: no flat" in text
     assert sorted(p.name for p in out.iterdir()) == [
         "flat_2009-06.cub", "flat_2009-06.json", "flat_2009-06.npy", "flat_2009-06.png", "flat_2009-07.json",
@@ -44,6 +46,7 @@ def test_from_batch_reads_the_tracking_database(edrs, tmp_path, capsys):
     folder, june, july = edrs
     batch = tmp_path / "batch"
     batch.mkdir()
+    (tmp_path / "f").mkdir()
     with TrackingDB(batch / DEFAULT_NAME) as db:
         db.register([], [p.stem for p in june + july])
     code = main(["flat", "--from-batch", str(batch), "--edr-dir", str(folder), "--out", str(tmp_path / "f" / "all"),
@@ -56,7 +59,12 @@ def test_from_batch_reads_the_tracking_database(edrs, tmp_path, capsys):
 
 def test_no_flat_at_all_is_exit_status_1_and_no_input_is_2(edrs, tmp_path, capsys):
     folder, june, _ = edrs
-    assert main(["flat", str(june[0]), "--out", str(tmp_path / "x"), "--min-images", "3"]) == 1
-    assert main(["flat", "--out", str(tmp_path / "y")]) == 2
+    assert main(["flat", str(june[0]), "--out", str(tmp_path / "x.v2"), "--min-images", "3"]) == 1
+    assert (tmp_path / "x.v2.json").is_file()  # the record of why there is no flat
+    assert main(["flat", "--out", str(tmp_path / "y")]) == 2  # a usage error, with the usage
+    assert "usage: ctxdask flat" in capsys.readouterr().err
     assert main(["flat", "--from-batch", str(tmp_path), "--out", str(tmp_path / "z")]) == 1  # CTXError: one line
     assert "no batch tracking database" in capsys.readouterr().err
+    # the output folder must exist before any work is done
+    assert main(["flat", str(june[0]), "--out", str(tmp_path / "nodir" / "f")]) == 1
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nodir").exists()

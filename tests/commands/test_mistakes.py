@@ -37,7 +37,8 @@ class Mistake:
 
     @property
     def id(self) -> str:
-        return " ".join(self.argv)
+        # the closed port differs between pytest-xdist workers: ids must not (collections are compared)
+        return " ".join(self.argv).replace(f":{_PORT}/", ":PORT/")
 
 
 def _closed_port() -> int:
@@ -77,6 +78,8 @@ CORRECT = {
     "info": (EDR,),
     "pairs": ("cumindex.lbl",),
     "report": ("adir",),
+    "select": ("adir",),
+    "serve": ("adir",),
     "status": ("adir",),
     "validate": (EDR,),
 }
@@ -100,6 +103,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("flat", "gone.IMG", "--out", "flat"), 1, "gone.IMG", "no such file"),
             m(("flat", "--from-batch", "nobatch", "--out", "flat"), 1, "nobatch", "no batch tracking database"),
             m(("report", "nobatch"), 1, "nobatch", "no tracking database"),
+            m(("serve", "nobatch"), 1, "nobatch", "no tracking database"),
+            m(("select", "nobatch", "--where", "status = done"), 1, "nobatch", "no tracking database"),
         ],
         "not a regular file": [
             m(("info", "adir"), 1, "adir", "is a folder"),
@@ -115,6 +120,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("batch", "pairs.txt", "--out", "afile", "--edr-dir", "adir"), 1, "afile", "is a file, not a folder"),
             m(("fetch", "P02_001981", "--urls", "urls.txt", "--to", "afile"), 1, "afile", "is a file, not a folder"),
             m(("report", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("serve", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
+            m(("select", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),
         ],
         "symbolic links": [
             m(("info", "loop_a"), 1, "loop_a", "loop of symbolic links"),
@@ -140,6 +147,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("calibrate", EDR, "notzarr.zarr"), 1, "notzarr.zarr", "not a zarr store"),
             m(("calibrate", EDR, "new.zarr"), 0, "", ""),  # a new store in an existing folder: fine
             m(("demo", "--out", "afile"), 1, "afile", "is a file"),
+            m(("flat", EDR, "--out", "nodir/sub/f"), 1, "nodir/sub/f", "does not exist"),
+            m(("flat", EDR, "--out", "afile", "--by", "month"), 1, "afile", "is a file"),
         ],
         "misspelled option": [
             *(m((name, *CORRECT.get(name, ()), "--jsonn"), 2, "--jsonn", "unrecognized arguments")
@@ -160,6 +169,8 @@ def _table() -> dict[str, list[Mistake]]:
             m(("fetch", "--urls", "urls.txt"), 2, "ctxdask fetch", "no product ids given"),
             m(("fetch", "P02_001981"), 2, "--index", "one of the arguments"),
             m(("validate",), 2, "FILE", "required"),
+            m(("flat", EDR, "--out", "f", "--by", "week"), 2, "--by", "invalid choice"),
+            m(("flat", "--out", "f"), 2, "ctxdask flat", "no EDRs given"),
             m(("nosuchcommand",), 2, "nosuchcommand", "invalid choice"),
             m(("doctor", "extra"), 2, "extra", "unrecognized arguments"),
         ],

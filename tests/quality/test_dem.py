@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 
 from ctxdask.quality import QualityError, colour_relief, dem_statistics, hillshade, open_dem, pair_products
 from ctxdask.quality.dem import DEFAULT_RAMP, _spacing
-from ctxdask.quality.stac import footprint
+from ctxdask.quality.stac import footprint, stac_item
 
 MARS_EQC = "+proj=eqc +R=3396190 +units=m +no_defs"
 MARS_LONLAT = "+proj=longlat +R=3396190 +no_defs"
@@ -174,21 +174,21 @@ def test_pair_products_files_and_stac_item(tmp_path, pair_files):
     pair_id = "P01_001473_2479_XI_67N185W_P02_001539_2479_XI_67N185W"
     assert result["id"] == pair_id
     files = result["files"]
-    for name, mode in (("hillshade", "LA"), ("relief", "RGBA"), ("ortho_thumbnail", "LA")):
+    for name, mode in (("thumbnail", "LA"), ("relief_thumbnail", "RGBA"), ("ortho_thumbnail", "LA")):
         with Image.open(files[name]) as im:
             assert im.mode == mode and im.size == (50, 30)  # factor ceil(200 / 50) = 4
             pixels = np.asarray(im)
         assert (pixels[:, :3, -1] == 0).all() if name != "ortho_thumbnail" else (pixels[..., -1] == 255).all()
-    with Image.open(files["hillshade"]) as im:
+    with Image.open(files["thumbnail"]) as im:
         shade = np.asarray(im)[..., 0].astype(float)
     assert shade[15, 20] > shade[15, 40]  # the cone's west flank faces the default Sun (315)
 
     item = json.loads(files["stac"].read_text())
     assert item == result["stac"]
-    assert item["type"] == "Feature" and item["stac_version"] == "1.0.0" and item["id"] == pair_id
+    assert item["type"] == "Feature" and item["stac_version"] == "1.1.0" and item["id"] == pair_id
     props = item["properties"]
     assert props["datetime"] == "2009-06-01T00:38:16.057000Z"
-    assert props["start_datetime"] == "2009-05-20T12:00:00.000000Z" and props["end_datetime"] == props["datetime"]
+    assert props["start_datetime"] == "2009-05-20T12:00:00Z" and props["end_datetime"] == "2009-06-01T00:38:16.057000Z"
     assert props["ssys:targets"] == ["Mars"] and props["ctxdask:left_product_id"].startswith("P01_")
     assert props["proj:shape"] == [rows, cols] and props["gsd"] == 20.0
     west, north = math.degrees(origin[0] / R), math.degrees(origin[1] / R)
@@ -196,9 +196,11 @@ def test_pair_products_files_and_stac_item(tmp_path, pair_files):
     assert item["bbox"] == pytest.approx(expected_bbox, abs=1e-9)
     assert item["geometry"]["type"] == "Polygon"
     assets = item["assets"]
-    assert set(assets) == {"dem", "ortho", "hillshade", "relief", "ortho_thumbnail"}
-    assert "thumbnail" in assets["hillshade"]["roles"] and assets["dem"]["roles"] == ["data"]
-    assert assets["dem"]["type"] == "image/tiff; application=geotiff" and assets["relief"]["type"] == "image/png"
+    assert set(assets) == {"dem", "ortho", "hillshade", "colour_relief", "thumbnail", "relief_thumbnail",
+                           "ortho_thumbnail", "qa_metrics"}
+    assert assets["thumbnail"]["roles"] == ["thumbnail"] and assets["dem"]["roles"] == ["data"]
+    assert assets["dem"]["type"] == "image/tiff; application=geotiff; profile=cloud-optimized"
+    assert assets["relief_thumbnail"]["type"] == "image/png"
     for asset in assets.values():  # relative hrefs that resolve from the item's folder
         assert (out / asset["href"]).resolve().is_file()
     band = assets["dem"]["raster:bands"][0]
@@ -208,14 +210,16 @@ def test_pair_products_files_and_stac_item(tmp_path, pair_files):
     assert band["nodata"] == pytest.approx(NODATA)
 
 
-def test_pair_products_without_ortho_or_crs(tmp_path):
+def test_stac_item_without_crs_and_pair_products_refusing_it(tmp_path):
     dem = _write(tmp_path / "nocrs.tif", _plane(10, 12, (1, 1), east=0.1), crs=None, res=(1.0, 1.0))
-    result = pair_products(tmp_path / "out", dem=dem, datetime=np.datetime64("2010-01-02T03:04:05"), size=8)
-    item = result["stac"]
+    item = stac_item("nocrs", datetime="2010-01-02T03:04:05Z", statistics=dem_statistics(dem),
+                     files={"dem": dem}, base=tmp_path)
     assert item["id"] == "nocrs" and item["geometry"] is None and "bbox" not in item
     assert item["properties"]["proj:bbox"] == [100000.0, 600000.0 - 10, 100000.0 + 12, 600000.0]
-    assert "ortho" not in item["assets"] and "ortho_thumbnail" not in item["assets"]
-    assert item["properties"]["datetime"] == "2010-01-02T03:04:05.000000Z"
+    assert item["properties"]["datetime"] == "2010-01-02T03:04:05Z"
+    # a delivered DEM without the Mars CRS would be silently wrong in every GIS
+    with pytest.raises(QualityError, match="no CRS"):
+        pair_products(tmp_path / "out", dem=dem, datetime=np.datetime64("2010-01-02T03:04:05"), size=8)
 
 
 def test_pair_products_refuses_unsafe_ids_and_bad_files(tmp_path):

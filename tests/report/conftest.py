@@ -15,6 +15,7 @@ import os
 import pathlib
 import sqlite3
 
+import dask
 import pytest
 
 from ctxdask.testing import make_edr
@@ -74,8 +75,8 @@ def add_quality(out: pathlib.Path, edr: pathlib.Path) -> None:
                                      datetime="2009-06-01T00:38:16.057")
         rel = {k: pathlib.Path(v).relative_to(out).as_posix() for k, v in made["files"].items()}
         conn.execute("INSERT OR REPLACE INTO pair_quality VALUES (?, ?, ?, ?, ?, ?, ?)",
-                     (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["hillshade"],
-                      rel["relief"], rel["ortho_thumbnail"], now()))
+                     (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["thumbnail"],
+                      rel["relief_thumbnail"], rel["ortho_thumbnail"], now()))
     conn.close()
 
 
@@ -97,8 +98,9 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
     old = os.environ["PATH"]
     os.environ["PATH"] = standin_path()
     try:
-        # threads, not processes: the stand-ins are separate programs anyway, and it starts fast
-        with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
+        # threads, not processes: the stand-ins are separate programs anyway, and it starts fast;
+        # point2dem's raw rasters come home too (add_quality measures them like the batch does)
+        with dask.config.set({"ctxdask.batch.deliver": ["point2dem"]}), LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
             summary = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, scratch=root / "scratch",
                                 recipe=build_recipe(calibration="isis"),  # the ISIS chain, through the stand-ins

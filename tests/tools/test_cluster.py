@@ -93,7 +93,8 @@ def test_cancelling_the_future_kills_its_program(client, edr_pair, tmp_path):
     assert _wait_for(lambda: not [p for p in pids.values() if is_alive(p)], 10), pids
     stopped_after = time.monotonic() - t0
     assert stopped_after < 3.0, stopped_after  # the worker polls its task state every 0.05 s
-    assert "task cancelled" in (tmp_path / "cancel.log").read_text()
+    # the runner appends its last lines after the tree is gone (and its watchdog reaped)
+    assert _wait_for(lambda: "task cancelled" in (tmp_path / "cancel.log").read_text(), 5)
 
 
 def test_a_named_event_cancels_a_step(client, tmp_path):
@@ -126,3 +127,13 @@ def test_full_chain_on_the_cluster(client, edr_pair, tmp_path):
     result = futures[pair[-1].key].result(timeout=120)
     assert result.outputs["dem"].endswith("results/out-DEM.tif") and os.path.isfile(result.outputs["dem"])
     assert result.host and not result.cached
+
+
+def test_work_root_is_the_workers_folder_also_outside_a_task(client):
+    from ctxdask.tools.tasks import work_root
+
+    # Client.run runs outside any task, where distributed's get_worker() fails
+    roots = client.run(work_root)
+    dirs = client.run(lambda dask_worker: dask_worker.local_directory)
+    assert roots == {addr: os.path.join(d, "ctxdask-steps") for addr, d in dirs.items()}
+    assert client.submit(work_root, pure=False).result() in roots.values()

@@ -87,14 +87,16 @@ def test_alignment_and_geoid_steps():
     recipe = build_recipe(pc_align=True, dem_geoid=True, dem_spacing=18, stereo_default={})
     calls = {c.step: c for c in recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT,
                                                     right_id=RIGHT, mola="/m/mola.csv")}
-    pc = calls["pc_align"].argv
-    # "pc_align --max-displacement <float> [other options] <reference cloud> <source cloud> -o <prefix>"
-    opts, pos = asp_options(pc)
-    assert opts == {"--max-displacement": "200", "--datum": "D_MARS",
-                    "--csv-format": "1:lon 2:lat 3:radius_km",
-                    "--save-inv-transformed-reference-points": True, "-o": "results/out-align"}
-    assert pos == ["results/out-PC.tif", "mola.csv"]  # the denser cloud first
-    assert calls["pc_align"].inputs["mola"].source == "/m/mola.csv"
+    pc = calls["pc_align"]
+    # native (ctxdask.tools.align): max displacement from the data, rerun on pc_align's warning
+    assert pc.kind == "native" and pc.callable == "ctxdask.tools.align:align_to_mola"
+    assert list(pc.argv[4:6]) == ["results/out-PC.tif", "results/out-align-trans_reference.tif"]
+    assert "mola=mola.csv" in pc.argv and "dem=results/out-DEM.tif" in pc.argv
+    assert pc.options["csv_format"] == "1:lon 2:lat 3:radius_km" and pc.options["max_displacement"] is None
+    assert pc.options["factor"] == 3.0
+    assert set(pc.outputs) == {"cloud", "transform", "runs", "beg_errors", "end_errors", "points"}
+    assert pc.inputs["mola"].source == "/m/mola.csv"
+    assert pc.inputs["dem"].source.key == calls["point2dem"].key
     opts, pos = asp_options(calls["point2dem_aligned"].argv)
     assert opts["--tr"] == "18" and opts["-o"] == "results/out-align"
     assert pos == ["results/out-align-trans_reference.tif", "results/out-L.tif"]

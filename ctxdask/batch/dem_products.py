@@ -1,0 +1,191 @@
+"""The ``pair_quality`` step: a pair's delivered products made from its upstream step results.
+
+The driver names, in the task's params, which upstream output is which
+product (``inputs``: role -> ``(step key, output role)``) and the argv of
+every step of the pair and its images (``steps``: key -> step, program,
+argv). This module finds them among the localized upstream results and calls
+:func:`ctxdask.quality.pair.pair_products` in the step's work dir, so that
+delivery lays the files out as they are here: ``pairs/<pair>/<files>``, the
+STAC item's relative hrefs resolving beside it.
+
+Provenance: runs whose manifests this worker can read (the upstream results)
+carry times, exit codes, hosts and logs; the others carry their argv, and the
+driver completes them from its tracking database once the pair is through
+(:func:`ctxdask.quality.provenance.complete_provenance`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import dask
+
+from ctxdask.tools.recipe import StepCall
+from ctxdask.tools.tasks import StepResult
+
+__all__ = ["OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs", "write_batch_catalog"]
+
+logger = logging.getLogger(__name__)
+
+#: pair_products file -> output role of the pair_quality step (the PNG roles keep their old names)
+OUTPUT_ROLES = {
+    "thumbnail": "hillshade", "relief_thumbnail": "colour_relief", "ortho_thumbnail": "ortho_thumbnail",
+    "stac": "stac", "dem": "dem_cog", "dem_areoid": "dem_areoid_cog", "ortho": "ortho_cog", "error": "error_cog",
+    "hillshade": "hillshade_cog", "colour_relief": "colour_relief_cog", "qa_metrics": "qa_metrics",
+    "provenance": "provenance", "residuals": "residuals", "mola": "mola", "pc_align_errors": "pc_align_errors",
+}
+#: product -> pair_products keyword
+_KEYWORDS = {"dem": "dem", "ortho": "ortho", "error": "error", "dem_areoid": "dem_areoid",
+             "dem_before": "dem_before", "mola": "mola", "pc_align_errors": "pc_align_errors"}
+
+
+def _inputs(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    inputs = dict(params.get("inputs") or {})
+    for role in ("dem", "ortho"):  # the older params layout
+        if params.get(role) and role not in inputs:
+            inputs[role] = params[role]
+    return {k: tuple(v) for k, v in inputs.items() if v}
+
+
+def _step_records(params: Mapping[str, Any], by_key: Mapping[str, StepResult]) -> list[dict[str, Any]]:
+    from ctxdask.quality.provenance import step_records
+
+    local = {key: r.workdir for key, r in by_key.items() if os.path.isdir(r.workdir)}
+    records = step_records(local)
+    seen = {r["key"] for r in records}
+    for key, step in (params.get("steps") or {}).items():
+        if key not in seen:
+            records.append({"key": key, "step": step.get("step"), "program": step.get("program"),
+                            "argv": list(step.get("argv") or []), "started": None, "ended": None,
+                            "exit_code": None, "log": None, "host": None})
+    return records
+
+
+def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
+                       by_key: Mapping[str, StepResult]) -> tuple[dict[str, str], dict[str, Any]]:
+    """Make the pair's products in ``workdir``; return ``(outputs by role, info for the driver)``."""
+    from ctxdask.quality.pair import pair_products
+    from ctxdask.quality.provenance import build_provenance
+
+    paths: dict[str, str] = {}
+    for product, (key, role) in _inputs(params).items():
+        result = by_key.get(key)
+        if result is not None and role in result.outputs:
+            paths[product] = result.outputs[role]
+    if "dem" not in paths:
+        raise ValueError(f"pair_quality-{pair_id}: no DEM among the upstream results")
+    runs: list[dict[str, Any]] = []
+    if "runs" in paths:
+        with open(paths["runs"], encoding="utf-8") as f:
+            runs = json.load(f)
+        folder = os.path.dirname(os.path.dirname(paths["runs"]))  # the pc_align step's work dir
+        runs = [dict(r, log=os.path.join(folder, r["log"])) for r in runs
+                if os.path.isfile(os.path.join(folder, r["log"]))]
+    provenance = build_provenance(_step_records(params, by_key), pair_id=pair_id, mola=paths.get("mola"),
+                                  edrs=params.get("edrs") or {})
+    # this worker thread is the step: a local scheduler, no nested cluster computations
+    with dask.config.set(scheduler="threads", num_workers=2):
+        products = pair_products(
+            workdir, datetime=params["datetime"], end_datetime=params.get("end_datetime"), pair_id=pair_id,
+            left_id=params.get("left"), right_id=params.get("right"), pc_align_runs=runs, provenance=provenance,
+            **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
+        )
+    outputs = {OUTPUT_ROLES[name]: str(path) for name, path in products["files"].items() if name in OUTPUT_ROLES}
+    info = {"statistics": products["statistics"].to_dict(), "qa": products["qa"].to_dict(),
+            "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
+    return outputs, info
+
+
+def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]:
+    """Which step output is which product, from a pair's rendered calls (the driver's side).
+
+    The final DEM is the last ``point2dem``-made DEM (aligned when pc_align
+    ran; in tiled stereo the ``dem_mosaic`` of the tiles), its orthoimage and
+    error come with it (tiled: their own mosaics); ``dem_geoid`` gives the
+    areoid DEM; with pc_align, the first point2dem's DEM is the one before
+    alignment, and pc_align's runs, end errors and MOLA copy are kept.
+    """
+    calls = list(calls)
+    # tiled stereo (ctxdask.tools.tiling): dem_mosaic makes the DEM, orthoimage and error, one each
+    dems = [c for c in calls if c.program in ("point2dem", "dem_mosaic") and "dem" in c.outputs]
+    if not dems:
+        return {}
+    final = dems[-1]
+    inputs = {"dem": (final.key, "dem")}
+    for role in ("ortho", "error"):
+        maker = final if role in final.outputs else next(
+            (c for c in calls if c.program == "dem_mosaic" and role in c.outputs), None)
+        if maker is not None:
+            inputs[role] = (maker.key, role)
+    geoid = next((c for c in calls if c.step == "dem_geoid"), None)
+    if geoid is not None:
+        inputs["dem_areoid"] = (geoid.key, "dem")
+    align = next((c for c in calls if c.step == "pc_align"), None)
+    if align is not None:
+        if len(dems) > 1:
+            inputs["dem_before"] = (dems[0].key, "dem")
+        for product, role in (("runs", "runs"), ("pc_align_errors", "end_errors"), ("mola", "points")):
+            if role in align.outputs:
+                inputs[product] = (align.key, role)
+    return inputs
+
+
+def _rerecord(db, path: pathlib.Path, key: str, subject: str) -> None:
+    """Record a delivered file again after the driver changed it (size, sha256)."""
+    from ctxdask.quality.provenance import file_sha256
+
+    db.record_product(str(path), key, subject, path.stat().st_size, file_sha256(path))
+
+
+def finish_pair(db, out_dir: pathlib.Path, pair_id: str, images: Iterable[str], keys: Iterable[str],
+                source: Any = None) -> None:
+    """On the driver, once a pair is through: complete its ``provenance.json`` from the database.
+
+    Runs the pair_quality worker could not see get their times, exit codes,
+    hosts and logs from the ``steps`` rows; EDR records are added when the
+    driver can read the EDR folder (a local ``--edr-dir`` of plain files).
+    """
+    from ctxdask.batch.sources import LocalEDRSource
+    from ctxdask.quality.provenance import complete_provenance
+
+    path = out_dir / "provenance.json"
+    if not path.is_file():
+        return
+    keys = list(keys)
+    marks = ",".join("?" * len(keys))
+    rows = db.rows(f"SELECT key, started, ended, exit_code, host, log_path FROM steps WHERE key IN ({marks})",
+                   keys) if keys else []
+    edrs = {}
+    if isinstance(source, LocalEDRSource):
+        for pid in images:
+            with contextlib.suppress(Exception):
+                found = source.find(pid)
+                if found.lower().endswith(".img"):
+                    edrs[pid] = found
+    try:
+        if complete_provenance(path, rows, edrs):
+            _rerecord(db, path, f"pair_quality-{pair_id}", pair_id)
+    except (OSError, ValueError) as exc:  # the products stand without it
+        logger.warning("%s: could not complete provenance.json: %s", pair_id, exc)
+
+
+def write_batch_catalog(db, out: pathlib.Path) -> None:
+    """The batch's STAC catalog over every pair item in ``out`` (``ctxdask stac`` does the same)."""
+    from ctxdask.quality.stac import rebuild_catalog
+
+    if not any(out.glob("pairs/*/*.stac.json")):
+        return
+    try:
+        rebuild_catalog(out)
+    except Exception as exc:  # noqa: BLE001 - the products stand without a catalog; `ctxdask stac` redoes it
+        logger.warning("could not write the STAC catalog of %s: %s", out, exc)
+        return
+    with db.transaction():  # the items now link to their collection: new sizes and checksums
+        for item in out.glob("pairs/*/*.stac.json"):
+            _rerecord(db, item, f"pair_quality-{item.parent.name}", item.parent.name)

@@ -1,0 +1,43 @@
+"""``ctxdask select``: pairs of a batch chosen by rules, written as a pair list ``ctxdask batch`` reads."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="DIR", help="a batch output folder")
+    parser.add_argument("--where", default="", help='the rule, e.g. "status = done and manual != fail and '
+                                                    'convergence between 15 and 45" (see ctxdask.web.selection)')
+    parser.add_argument("--db", default=None, help="tracking database (default DIR/ctxdask-batch.sqlite)")
+    parser.add_argument("-o", "--out", default=None, metavar="FILE", help="write the pair list here (default stdout)")
+    parser.add_argument("--scores", default=None, metavar="CSV", help="pair-finder scores to import first")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ctxdask.batch import geometry
+    from ctxdask.batch.db import database_path
+    from ctxdask.web import data, selection
+
+    out = pathlib.Path(args.target).resolve()
+    db = database_path(args.db, out)
+    data.check_database(db)
+    if args.scores:
+        geometry.import_scores(db, args.scores)
+    conn = data.connect(db)
+    try:
+        rows = selection.select_pairs(conn, args.where)
+    except selection.SelectionError as exc:
+        print(f"ctxdask select: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        conn.close()
+    text = selection.pair_list_text(rows, where=args.where, source=str(out))
+    if args.out:
+        pathlib.Path(args.out).write_text(text)
+        print(f"{len(rows)} pairs -> {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

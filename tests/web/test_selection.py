@@ -1,0 +1,110 @@
+"""The selection language: parsing, whitelisted fields, parameters only, results on a real database."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from ctxdask.batch import grades
+from ctxdask.batch.db import TrackingDB
+from ctxdask.batch.geometry import import_scores
+from ctxdask.batch.pairlist import read_pairs
+from ctxdask.web import selection
+from ctxdask.web.selection import SelectionError, compile_images, compile_pairs, select_pairs
+
+A, B, C = "B01_009855_2626_XN_82N094W", "B01_010106_2627_XN_82N094W", "B02_019894_1665_XI_13S042W"
+
+
+def test_values_become_parameters_never_sql():
+    q = compile_pairs("status = \"done' OR 1=1 --\" and convergence between 10 and 45.5 and left.orbit in (9855, 3)")
+    assert "OR 1=1" not in q.sql and "--" not in q.sql
+    assert q.params == ("done' OR 1=1 --", 10, 45.5, 9855, 3)
+    assert q.sql.count("?") == len(q.params)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("colour = red", "unknown pair field 'colour'"),
+    ("status = ", "ends early"),
+    ("status done", "expected a comparison"),
+    ("(status = done", "ends early"),
+    ("status = done)", "unexpected ')'"),
+    ("snr > 1; DROP TABLE pairs", "cannot read ';"),
+    ("middle.snr > 3", "unknown pair field"),
+    ("images.status = done", "unknown pair field"),
+    ("x" * 5000, "longer than"),
+])
+def test_bad_filters_are_explained(text, message):
+    with pytest.raises(SelectionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compile_pairs(text)
+
+
+def test_image_fields_on_pairs_mean_both_any_or_one_side():
+    both = compile_pairs("snr > 20")
+    assert " AND " in both.sql and both.params == (20, 20)
+    assert " OR " in compile_pairs("any.manual = fail").sql
+    assert "ql.grade" in compile_pairs("left.grade = pass").sql and "qr.grade" not in compile_pairs("left.grade = "
+                                                                                                     "pass").sql
+    with pytest.raises(SelectionError):
+        compile_images("overlap > 0.5")  # a pair field on images
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "t.sqlite"
+    with TrackingDB(path) as t:
+        t.register(read_pairs([(A, B), (A, C), (B, C)]).pairs, [A, B, C])
+        t.set_subject("pairs", f"{A}-{B}", "done")
+        t.set_subject("pairs", f"{A}-{C}", "failed", error="point2dem crashed")
+        t.set_quality(A, grade="pass", reasons=[], metrics={"snr": 40.0}, thumbnail=None)
+        t.set_quality(B, grade="warn", reasons=[], metrics={"snr": 12.0}, thumbnail=None)
+    scores = tmp_path / "pairs.csv"
+    scores.write_text("left,right,score,iou,convergence,incidence_left,incidence_right,time_left,time_right,"
+                      "footprint_left,footprint_right\n"
+                      f"{A},{B},0.9,0.8,25,40,45,2008-10-01T00:00:00,2009-01-01T00:00:00,"
+                      "1,1 2,1 2,2 1,2,1,1 2,1 2,2 1,2\n"
+                      f"{A},{C},0.2,0.35,8,40,85,2008-10-01T00:00:00,2010-11-01T00:00:00,,\n"
+                      f"{C},{A},0.1,0.1,1,1,1,,,,\n")  # not in the database: left out
+    assert import_scores(path, scores) == (2, 3)
+    grades.add_grade(path, "image", C, "fail", "clouds", who="ana")
+    return path
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", ["AB", "AC", "BC"]),
+    ("status = done", ["AB"]),
+    ("status != done", ["AC", "BC"]),
+    ("convergence between 15 and 45 and overlap >= 0.5", ["AB"]),
+    ("snr > 20", []),
+    ("left.snr > 20", ["AB", "AC"]),
+    ("any.grade = warn", ["AB", "BC"]),
+    ("manual != fail", ["AB", "AC", "BC"]),  # the pair's own manual grade: none yet, so "not fail"
+    ("not any.manual = fail", ["AB"]),  # pairs with an image failed by hand are out
+    ("any.manual = fail", ["AC", "BC"]),
+    ("right.incidence < 80 and right.date < '2009-06-01'", ["AB"]),
+    ("not status = done", ["AC", "BC"]),
+    ("left.orbit = 9855 and (status = failed or status in (done))", ["AB", "AC"]),
+    ("pair like '%019894%'", ["AC", "BC"]),
+    ("overlap is null", ["BC"]),
+])
+def test_selection_on_a_real_database(db, text, expected):
+    names = {f"{A}-{B}": "AB", f"{A}-{C}": "AC", f"{B}-{C}": "BC"}
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        assert [names[pid] for pid, _, _ in select_pairs(conn, text)] == expected
+
+
+def test_queries_run_on_a_database_without_optional_tables(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with TrackingDB(path) as t:
+        t.register(read_pairs([(A, B)]).pairs, [A, B])
+        t.conn.executescript("DROP TABLE quality; DROP TABLE manual_grades;")
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        assert select_pairs(conn, "grade = pass or manual is null or convergence > 1") == [(f"{A}-{B}", A, B)]
+
+
+def test_pair_list_text_is_read_back(tmp_path):
+    rows = [(f"{A}-{B}", A, B)]
+    listing = tmp_path / "s.txt"
+    listing.write_text(selection.pair_list_text(rows, where="status = done\nand x", source="/out"))
+    pairs = read_pairs(listing)
+    assert [p.pair_id for p in pairs] == [f"{A}-{B}"] and not pairs.rejected
