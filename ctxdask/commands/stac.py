@@ -25,8 +25,9 @@ def run(args: argparse.Namespace) -> int:
 
     target = pathlib.Path(args.target)
     if not target.is_dir():
-        print(f"ctxdask stac: error: {target}: not a folder")
-        return 2
+        from ctxdask.commands import check_input_folder
+
+        check_input_folder(target, "the batch folder")  # one line on stderr, exit 1 (a bad input)
     from ctxdask.batch.db import DEFAULT_NAME
     from ctxdask.batch.grades import stac_grades
 
