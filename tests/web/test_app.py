@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from ctxdask.batch import read_pairs
+from ctxdask.batch.db import TrackingDB
 
 from .conftest import BAD, CRASH_PAIR, GOOD_PAIR, IDS, pair_id, serving
 
@@ -166,3 +167,19 @@ def test_stac_command_writes_the_grades_into_the_batch_catalog(batch_copy):
     item = json.loads((batch_copy / "pairs" / good / f"{good}.stac.json").read_text())
     assert item["properties"]["ctxdask:manual_grade"]["value"] == "fail"
     assert item["properties"]["ctxdask:image_grades"][GOOD_PAIR[1]]["grade"] == "pass"
+
+
+def test_pair_that_ran_by_tile_shows_its_tile_map(batch_copy):
+    good = pair_id(GOOD_PAIR)
+    with TrackingDB(batch_copy / "ctxdask-batch.sqlite") as db:  # opening for writing adds the tiles table
+        db.conn.executemany(
+            "INSERT INTO tiles (pair_id, tile_index, x, y, width, height, padding, status, attempts) "
+            "VALUES (?, ?, ?, ?, 64, 64, 8, ?, ?)",
+            [(good, i, 64 * (i % 2), 64 * (i // 2), st, n)
+             for i, (st, n) in enumerate([("done", 1), ("done", 2), ("timeout", 3), ("failed", 1)])])
+    with serving(batch_copy) as server, httpx.Client(base_url=server.base) as c:
+        page = c.get(f"/pair/{good}").text
+        assert 'id="tile-map"' in page
+        png = c.get(f"/pair/{good}/tiles.png")
+        assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        assert c.get(f"/pair/{pair_id(CRASH_PAIR)}/tiles.png").status_code == 404

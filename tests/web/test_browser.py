@@ -41,6 +41,22 @@ def by_css(driver, selector):
     return driver.find_elements(By.CSS_SELECTOR, selector)
 
 
+def type_into(driver, selector: str, text: str) -> None:
+    """Clear a field and type ``text``, finding it again if the page replaced it meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(5):
+        try:
+            box = wait_for(lambda: by_css(driver, selector), what=selector)[0]
+            box.clear()
+            box.send_keys(text)
+            return
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
+            time.sleep(0.3)
+
+
 def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -170,11 +186,10 @@ def test_grade_fail_in_the_browser_reaches_db_status_report_and_next_batch(brows
     note = "stripes across the top " + INJECTION
     with serving(batch_copy) as server:
         browser.get(server.base + f"/image/{IDS[2]}")
+        wait_for(lambda: browser.execute_script("return document.readyState") == "complete", what="the page")
         by_css(browser, "#grade-form input[value=fail]")[0].click()
-        by_css(browser, "#grade-form textarea[name=note]")[0].send_keys(note)
-        who = by_css(browser, "#grade-form input[name=who]")[0]
-        who.clear()
-        who.send_keys("ana")
+        type_into(browser, "#grade-form textarea[name=note]", note)
+        type_into(browser, "#grade-form input[name=who]", "ana")
         by_css(browser, "#grade-submit")[0].click()
         wait_for(lambda: by_css(browser, "tr.grade-change"), what="the grade history")
         assert by_css(browser, "tr.grade-change")[0].get_attribute("data-value") == "fail"
@@ -224,9 +239,8 @@ def test_grade_fail_in_the_browser_reaches_db_status_report_and_next_batch(brows
 def test_selection_built_in_the_page_downloads_a_pair_list(browser, batch_copy):
     with serving(batch_copy) as server:
         browser.get(server.base + "/select")
-        box = by_css(browser, "#where")[0]
-        box.clear()
-        box.send_keys("status = failed and any.grade = fail")
+        wait_for(lambda: browser.execute_script("return document.readyState") == "complete", what="the page")
+        type_into(browser, "#where", "status = failed and any.grade = fail")
         by_css(browser, "#select-submit")[0].click()
         wait_for(lambda: by_css(browser, "#select-count"), what="the count")
         assert browser.find_element("id", "select-count").text == "2"
