@@ -242,8 +242,12 @@ def test_selection_built_in_the_page_downloads_a_pair_list(browser, batch_copy):
         wait_for(lambda: browser.execute_script("return document.readyState") == "complete", what="the page")
         type_into(browser, "#where", "status = failed and any.grade = fail")
         by_css(browser, "#select-submit")[0].click()
-        wait_for(lambda: by_css(browser, "#select-count"), what="the count")
-        assert browser.find_element("id", "select-count").text == "2"
+        # the submit loads a new page: read the count by script (no element reference to go stale)
+        # once the address carries the rule, so the first page's count is never taken for it
+        count = "const e = document.getElementById('select-count'); return e ? e.textContent : null"
+        wait_for(lambda: "where=" in browser.current_url and browser.execute_script(count) is not None
+                 and browser.execute_script("return document.readyState") == "complete", what="the count")
+        assert browser.execute_script(count) == "2"
         for old in browser.downloads.glob("*"):
             old.unlink()
         by_css(browser, "#download")[0].click()
