@@ -129,13 +129,15 @@ def run(args: argparse.Namespace) -> int:
         built = build_flat(edrs, by=args.by, method=args.method, min_images=args.min_images)
     results = list(built.values()) if isinstance(built, dict) else [built]
     out = pathlib.Path(args.out)
+    # a folder of flats is theirs alone; one flat written among other files gets a page of its own name
+    names = {} if folder is not None else {"page_name": f"{out.name}.qa.html", "plot_prefix": f"{out.name}.qa_"}
     if folder is not None:
         folder.mkdir(exist_ok=True)
         bases = {r.key: folder / f"flat_{r.key}" for r in results}
     else:
         folder, bases = out.parent, {results[0].key: out}
     files = {r.key: write_flat(r, bases[r.key], formats) for r in results}
-    page = write_qa_page(results, folder, files=files)
+    page = write_qa_page(results, folder, files=files, **names)
     rejected = {i.get("source"): i["rejected"] for r in results for i in r.rejected}
     for source, reason in rejected.items():  # one line each: the file and why
         print(f"ctxdask flat: rejected {source}: {reason}", file=sys.stderr)

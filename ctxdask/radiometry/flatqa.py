@@ -115,7 +115,8 @@ def _image_table(images: Sequence[dict]) -> str:
 
 def write_qa_page(results: Iterable[FlatResult], folder: str | os.PathLike, *,
                   files: dict[str, list[pathlib.Path]] | None = None,
-                  reference: np.ndarray | None = None) -> pathlib.Path:
+                  reference: np.ndarray | None = None, page_name: str = "index.html",
+                  plot_prefix: str = "flat_") -> pathlib.Path:
     """Write ``folder/index.html`` (and ``flat_KEY.png`` per flat) describing the flats.
 
     Parameters
@@ -127,6 +128,9 @@ def write_qa_page(results: Iterable[FlatResult], folder: str | os.PathLike, *,
         Key -> files written for that flat (linked from the page).
     reference : ndarray, optional
         A known flat to overlay on the plots.
+    page_name, plot_prefix : str
+        File name of the page, and what the plots' names start with (a flat written
+        beside other files gets names of its own instead of ``index.html``).
 
     Returns
     -------
@@ -145,7 +149,7 @@ def write_qa_page(results: Iterable[FlatResult], folder: str | os.PathLike, *,
         key = html.escape(result.key)
         parts.append(f"<h2 id='{key}'>{key}</h2>")
         if result.ok:
-            png = plot_flat(result, folder / f"flat_{result.key}.png", reference=reference)
+            png = plot_flat(result, folder / f"{plot_prefix}{result.key}.png", reference=reference)
             rms_unc = float(np.sqrt(np.nanmean(result.uncertainty**2)))
             parts.append(f"<p>{len(result.accepted)} images used, {len(result.rejected)} rejected; method "
                          f"{html.escape(result.method)}; flat range {np.min(result.flat):.4f} .. "
@@ -161,7 +165,7 @@ def write_qa_page(results: Iterable[FlatResult], folder: str | os.PathLike, *,
             parts.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in result.notes) + "</ul>")
         parts.append(_image_table(result.images))
     parts.append("</body></html>")
-    page = folder / "index.html"
+    page = folder / page_name
     with atomic_path(page) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
     return page

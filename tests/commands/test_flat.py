@@ -54,7 +54,9 @@ def test_from_batch_reads_the_tracking_database(edrs, tmp_path, capsys):
     assert code == 0, capsys.readouterr()
     flat = np.load(tmp_path / "f" / "all.npy")
     assert np.sqrt(np.mean((flat / FLAT - 1) ** 2)) < 0.03  # five short images: a rough flat
-    assert (tmp_path / "f" / "index.html").is_file() and (tmp_path / "f" / "all.cub").is_file()
+    # one flat among other files: its page and plot are named after it, never a bare index.html
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
+        "all.cub", "all.json", "all.npy", "all.qa.html", "all.qa_all.png", "all.tif"]
 
 
 def test_no_flat_at_all_is_exit_status_1_and_no_input_is_2(edrs, tmp_path, capsys):
