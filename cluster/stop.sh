@@ -23,10 +23,26 @@ esac
 while IFS= read -r -d '' f; do pidfiles+=("$f"); done \
     < <(find "$CTXDASK_RUN_DIR" -maxdepth 1 -name "$pattern" -print0 2>/dev/null)
 
+# A pid file left by a process that died without stop.sh (OOM killer, kill -9) names a pid the
+# kernel may since have given to someone else's program on this shared machine: a group is
+# signalled only while its leader is still a dask process, or gone (a process group id still in
+# use is never handed out again, so a leaderless group of that id is still ours).
+ours() {
+    [ -r "/proc/$1/cmdline" ] || return 0
+    tr '\0' ' ' <"/proc/$1/cmdline" | grep -q dask
+}
+live=()
 for f in "${pidfiles[@]}"; do
     pid="$(cat "$f")"
+    if ! ours "$pid"; then
+        echo "$f: pid $pid is now another program; not signalled" >&2
+        rm -f "$f"
+        continue
+    fi
+    live+=("$f")
     kill -TERM -- "-$pid" 2>/dev/null || true
 done
+pidfiles=("${live[@]}")
 for f in "${pidfiles[@]}"; do
     pid="$(cat "$f")"
     for _ in $(seq 1 $((grace * 10))); do

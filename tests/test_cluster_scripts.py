@@ -61,3 +61,23 @@ def test_make_certs_produces_a_verifiable_chain(tmp_path):
     text = subprocess.run(["openssl", "x509", "-in", str(tls / "node.pem"), "-noout", "-text"],
                           capture_output=True, text=True, check=True).stdout
     assert "IP Address:127.0.0.1" in text and "DNS:localhost" in text
+
+
+def test_stop_never_signals_a_stale_pid_files_new_owner(tmp_path):
+    """A worker killed by the OOM killer leaves its pid file; the kernel may give that pid to another
+    user's program leading its own group. stop.sh must not signal that group, and drops the file."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # leads its own group, not dask
+    try:
+        (run_dir / "worker-old.pid").write_text(f"{stranger.pid}\n")
+        env = dict(os.environ, CTXDASK_RUN_DIR=str(run_dir), CTXDASK_STOP_GRACE="1")
+        result = subprocess.run([str(CLUSTER / "stop.sh"), "workers"], env=env, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert f"pid {stranger.pid} is now another program" in result.stderr
+        assert stranger.poll() is None  # still running: never signalled
+        assert not (run_dir / "worker-old.pid").exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
