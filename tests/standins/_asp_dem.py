@@ -238,29 +238,9 @@ def _ned_to_ecef(lon, lat):
 
 
 def pc_align(argv, fault):
-    from _standin import _apply_fault, _asp_parser, _require_raster
+    from _standin import _apply_fault, pc_align_args
 
-    parser = _asp_parser("pc_align")
-    parser.add_argument("--max-displacement", type=float, required=True)
-    parser.add_argument("--datum", default="")
-    parser.add_argument("--csv-format", default="")
-    parser.add_argument("--alignment-method", default="point-to-plane")
-    parser.add_argument("--compute-translation-only", action="store_true")
-    parser.add_argument("--highest-accuracy", action="store_true")
-    parser.add_argument("--num-iterations", type=int, default=1000)
-    parser.add_argument("--save-inv-transformed-reference-points", action="store_true")
-    parser.add_argument("--save-transformed-source-points", action="store_true")
-    parser.add_argument("-o", "--output-prefix", required=True)
-    parser.add_argument("reference")
-    parser.add_argument("source")
-    args = parser.parse_args(argv)
-    _require_raster(args.reference, 1)
-    if not os.path.exists(args.source):
-        print(f"Error: cannot open {args.source}", file=sys.stderr)
-        sys.exit(1)
-    if args.source.endswith((".csv", ".txt")) and not (args.datum or args.csv_format):
-        print("Error: a CSV cloud needs --datum or a --csv-format with radius", file=sys.stderr)
-        sys.exit(1)
+    args = pc_align_args(argv)
     _apply_fault(fault)
     spec = settings()
     cols = read_csv(args.source, args.csv_format or "1:lat 2:lon 3:height_above_datum")

@@ -490,12 +490,14 @@ def point2dem(argv: list[str], fault: str | None) -> None:
     print("Percentage of valid pixels: 100%")
 
 
-def pc_align(argv: list[str], fault: str | None) -> None:
+def pc_align_args(argv: list[str]) -> argparse.Namespace:
+    """pc_align's command line and input checks (docs/tools/pc_align.rst), shared by both stand-ins."""
     parser = _asp_parser("pc_align")
     parser.add_argument("--max-displacement", type=float, required=True)
     parser.add_argument("--datum", default="")
     parser.add_argument("--csv-format", default="")
     parser.add_argument("--alignment-method", default="point-to-plane")
+    parser.add_argument("--compute-translation-only", action="store_true")
     parser.add_argument("--highest-accuracy", action="store_true")
     parser.add_argument("--num-iterations", type=int, default=1000)
     parser.add_argument("--save-inv-transformed-reference-points", action="store_true")
@@ -511,6 +513,11 @@ def pc_align(argv: list[str], fault: str | None) -> None:
     if args.source.endswith((".csv", ".txt")) and not (args.datum or args.csv_format):
         print("Error: a CSV cloud needs --datum or a --csv-format with radius", file=sys.stderr)
         sys.exit(1)
+    return args
+
+
+def pc_align(argv: list[str], fault: str | None) -> None:
+    args = pc_align_args(argv)
     _apply_fault(fault)
     prefix = args.output_prefix
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)

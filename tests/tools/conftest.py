@@ -6,6 +6,7 @@ import os
 import pathlib
 import sys
 
+import psutil
 import pytest
 
 STANDINS = pathlib.Path(__file__).resolve().parents[1] / "standins"
@@ -77,3 +78,22 @@ def edr_pair(tmp_path):
     d.mkdir()
     left, right = "P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W"
     return (left, write_edr(d / f"{left}.IMG", left), right, write_edr(d / f"{right}.IMG", right))
+
+
+def standin_pids(pidfile: pathlib.Path) -> dict[str, int]:
+    """``{role: pid}`` the stand-ins recorded (``CTXDASK_STANDIN_PIDFILE``); empty before they start."""
+    if not pidfile.exists():
+        return {}
+    return {role: int(pid) for role, pid in (ln.split() for ln in pidfile.read_text().splitlines() if ln.strip())}
+
+
+def group_alive(pgid: int) -> list[int]:
+    """Live (non-zombie) processes whose process group is ``pgid``."""
+    out = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.info["pid"]) == pgid:
+                out.append(proc.info["pid"])
+        except (ProcessLookupError, PermissionError):
+            pass
+    return out

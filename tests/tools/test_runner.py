@@ -8,7 +8,6 @@ import signal
 import sys
 import time
 
-import psutil
 import pytest
 
 from ctxdask.exceptions import (
@@ -21,29 +20,9 @@ from ctxdask.exceptions import (
 from ctxdask.tools.processes import is_alive
 from ctxdask.tools.runner import read_tail, run
 
+from .conftest import group_alive, standin_pids
+
 ISIS_ID = "P02_001981_1823_XI_02N356W"
-
-
-def _pids(pidfile) -> dict[str, int]:
-    out = {}
-    if pidfile.exists():
-        for line in pidfile.read_text().split("\n"):
-            if line.strip():
-                role, pid = line.split()
-                out[role] = int(pid)
-    return out
-
-
-def _group_alive(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    out = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.info["pid"]) == pgid:
-                out.append(proc.info["pid"])
-        except (ProcessLookupError, PermissionError):
-            pass
-    return out
 
 
 @pytest.fixture
@@ -85,10 +64,10 @@ def test_hung_program_and_grandchild_killed_within_timeout_plus_grace(faulty):
     elapsed = time.monotonic() - t0
     # a sleeping Python process dies of SIGTERM at once: well inside timeout + grace
     assert timeout <= elapsed < timeout + grace, elapsed
-    pids = _pids(pidfile)
+    pids = standin_pids(pidfile)
     assert set(pids) == {"main", "child", "grandchild"}
     assert not [p for p in pids.values() if is_alive(p)]
-    assert _group_alive(pids["main"]) == []
+    assert group_alive(pids["main"]) == []
     err = info.value
     assert err.command[0] == "mroctx2isis" and err.signal == signal.SIGTERM
     assert timeout <= err.duration < timeout + grace
@@ -109,7 +88,7 @@ def test_program_ignoring_sigterm_is_sigkilled(faulty):
     assert timeout + grace <= elapsed < timeout + grace + 1.5, elapsed
     assert info.value.signal == signal.SIGKILL and info.value.returncode == -signal.SIGKILL
     assert "SIGKILL" in str(info.value)
-    assert not is_alive(_pids(pidfile)["main"])
+    assert not is_alive(standin_pids(pidfile)["main"])
 
 
 def test_descendant_that_left_the_group_is_swept(faulty):
@@ -117,7 +96,7 @@ def test_descendant_that_left_the_group_is_swept(faulty):
     # the middle child orphans its setsid() grandchild after 1 s; the deadline comes later
     with pytest.raises(ToolTimeoutError):
         go("escape-grandchild", timeout=1.5, grace=0.5)
-    pids = _pids(pidfile)
+    pids = standin_pids(pidfile)
     assert set(pids) == {"main", "child", "grandchild"}
     assert not [p for p in pids.values() if is_alive(p)], pids
 
@@ -166,20 +145,20 @@ def test_cancel_callback_stops_the_program(faulty):
     with pytest.raises(ToolCancelledError):
         go("hang", timeout=60, cancel=lambda: time.monotonic() - t0 > 0.5)
     assert time.monotonic() - t0 < 3
-    assert not is_alive(_pids(pidfile)["main"])
+    assert not is_alive(standin_pids(pidfile)["main"])
 
 
 def test_exception_in_caller_still_kills_the_tree(faulty):
     go, pidfile, _ = faulty
 
     def interrupt():
-        if _pids(pidfile).get("grandchild"):
+        if standin_pids(pidfile).get("grandchild"):
             raise KeyboardInterrupt
         return False
 
     with pytest.raises(KeyboardInterrupt):
         go("hang-grandchild", timeout=60, grace=0.5, cancel=interrupt)
-    assert not [p for p in _pids(pidfile).values() if is_alive(p)]
+    assert not [p for p in standin_pids(pidfile).values() if is_alive(p)]
 
 
 def test_tool_errors_pickle_whole(faulty):

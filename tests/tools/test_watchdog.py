@@ -8,7 +8,6 @@ of a real ``dask scheduler``.
 from __future__ import annotations
 
 import os
-import pathlib
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,7 @@ from ctxdask.exceptions import ToolTimeoutError
 from ctxdask.tools.processes import is_alive
 from ctxdask.tools.runner import run
 
-from .conftest import standin_path, write_edr
+from .conftest import group_alive, standin_path, standin_pids, write_edr
 
 # the helpers below run on dask workers, which cannot import this test module
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -36,12 +35,6 @@ ISIS_ID = "P02_001981_1823_XI_02N356W"
 GONE_WITHIN = 6.0
 
 
-def _pids(pidfile: pathlib.Path) -> dict[str, int]:
-    if not pidfile.exists():
-        return {}
-    return {role: int(pid) for role, pid in (ln.split() for ln in pidfile.read_text().splitlines() if ln)}
-
-
 def _wait_for(predicate, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -49,18 +42,6 @@ def _wait_for(predicate, seconds: float) -> bool:
             return True
         time.sleep(0.05)
     return predicate()
-
-
-def _group_alive(pgid: int) -> list[int]:
-    """Live (non-zombie) processes whose process group is ``pgid``."""
-    out = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.info["pid"]) == pgid:
-                out.append(proc.info["pid"])
-        except (ProcessLookupError, PermissionError):
-            pass
-    return out
 
 
 def _watchdogs(worker_pid: int) -> list[int]:
@@ -81,7 +62,7 @@ def _children() -> set[int]:
 
 def _survivors(pids: dict[str, int]) -> list[int]:
     alive = [p for p in pids.values() if is_alive(p)]
-    return alive + _group_alive(pids["main"])
+    return alive + group_alive(pids["main"])
 
 
 #: the roles each fault leaves running, and how long before the worker is killed
@@ -110,9 +91,9 @@ def test_program_tree_dies_with_a_sigkilled_worker(fault, tmp_path):
     edr = write_edr(tmp_path / f"{ISIS_ID}.IMG", ISIS_ID)
     worker = subprocess.Popen([sys.executable, "-c", FAKE_WORKER, str(tmp_path), str(edr)], env=env)
     try:
-        assert _wait_for(lambda: set(_pids(pidfile)) == roles, 30), _pids(pidfile)
+        assert _wait_for(lambda: set(standin_pids(pidfile)) == roles, 30), standin_pids(pidfile)
         time.sleep(settle + 0.3)  # a few polls of the runner
-        pids = _pids(pidfile)
+        pids = standin_pids(pidfile)
         watchdogs = _watchdogs(worker.pid)
         assert len(watchdogs) == 1, watchdogs
         assert _survivors(pids)
@@ -147,7 +128,7 @@ def test_watchdog_stops_nothing_and_is_reaped_on_every_normal_path(standins, tmp
         run(["mroctx2isis", f"from={edr}", "to=out.cub"], tmp_path, 1.0, grace=0.5, poll_interval=0.05,
             log="timeout.log")
     assert "SIGKILL" in str(info.value)
-    pids = _pids(pidfile)
+    pids = standin_pids(pidfile)
     assert set(pids) == {"main", "child"} and not _survivors(pids)
     assert not _watchdogs(me) and _children() == before
     assert "# ctxdask watchdog" not in (tmp_path / "timeout.log").read_text()
@@ -226,9 +207,9 @@ def test_sigkilled_dask_worker_leaves_no_orphan(dask_cluster, fault, tmp_path):
     edr = write_edr(tmp_path / f"{ISIS_ID}.IMG", ISIS_ID)
     future = client.submit(run, ["mroctx2isis", f"from={edr}", "to=out.cub"], str(tmp_path), 600,
                            env=env, poll_interval=0.05, pure=False)
-    assert _wait_for(lambda: set(_pids(pidfile)) == roles, 60), _pids(pidfile)
+    assert _wait_for(lambda: set(standin_pids(pidfile)) == roles, 60), standin_pids(pidfile)
     time.sleep(0.3)
-    pids = _pids(pidfile)
+    pids = standin_pids(pidfile)
     (worker_pid,) = client.run(os.getpid).values()
     assert psutil.Process(pids["main"]).ppid() == worker_pid
     assert len(_watchdogs(worker_pid)) == 1
@@ -255,6 +236,6 @@ def test_deadline_on_a_dask_worker_leaves_no_watchdog(dask_cluster, tmp_path):
                            env=env, grace=0.5, poll_interval=0.05, pure=False)
     with pytest.raises(ToolTimeoutError):
         future.result(timeout=60)
-    pids = _pids(pidfile)
+    pids = standin_pids(pidfile)
     assert set(pids) == {"main", "child"} and not _survivors(pids)
     assert list(client.run(_worker_children).values()) == [[]]
