@@ -84,30 +84,26 @@ def check_output_folder(path, what: str) -> None:
         raise OutputPathError(path, f"{what}: is a file, not a folder")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1 (a wrong value is a usage error, exit 2)."""
+def _whole_number(text: str, minimum: int) -> int:
     import argparse
 
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 1 or more")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be {minimum} or more")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1 (a wrong value is a usage error, exit 2)."""
+    return _whole_number(text, 1)
 
 
 def count(text: str) -> int:
     """argparse type: an integer of at least 0."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: must be 0 or more")
-    return value
+    return _whole_number(text, 0)
 
 
 def positive_number(text: str) -> float:
