@@ -154,35 +154,28 @@ def create_app(settings: ServeSettings) -> Starlette:
         except ValueError:
             return 1
 
-    def images(request: Request):
-        p = request.query_params
-        params = {k: p.get(k, "") for k in ("where", "status", "grade", "manual", "sort", "direction")}
+    def table_page(request: Request, table, fields: tuple[str, ...], template: str, nav: str, heading: str):
+        # a filter that does not parse shows the unfiltered table with the error (400), never a blank page
+        params = {k: request.query_params.get(k, "") for k in fields}
         error = None
         with db() as conn:
             try:
-                t = data.image_table(conn, page=_page_number(request), **params)
+                t = table(conn, page=_page_number(request), **params)
             except selection.SelectionError as exc:
                 error = f"filter not understood: {exc}"
-                t = data.image_table(conn, page=1, **{**params, "where": ""})
+                t = table(conn, page=1, **{**params, "where": ""})
                 t["where"] = params["where"]
         t["params"] = params
-        return page("images.html.j2", page="images", nav="Images", heading=f"Images of {out.name}", t=t,
-                    error=error, status_code=200 if error is None else 400)
+        return page(template, page=nav.lower(), nav=nav, heading=heading, t=t, error=error,
+                    status_code=200 if error is None else 400)
+
+    def images(request: Request):
+        return table_page(request, data.image_table, ("where", "status", "grade", "manual", "sort", "direction"),
+                          "images.html.j2", "Images", f"Images of {out.name}")
 
     def pairs(request: Request):
-        p = request.query_params
-        params = {k: p.get(k, "") for k in ("where", "status", "manual", "sort", "direction")}
-        error = None
-        with db() as conn:
-            try:
-                t = data.pair_table(conn, page=_page_number(request), **params)
-            except selection.SelectionError as exc:
-                error = f"filter not understood: {exc}"
-                t = data.pair_table(conn, page=1, **{**params, "where": ""})
-                t["where"] = params["where"]
-        t["params"] = params
-        return page("pairs.html.j2", page="pairs", nav="Pairs", heading=f"Stereo pairs of {out.name}", t=t,
-                    error=error, status_code=200 if error is None else 400)
+        return table_page(request, data.pair_table, ("where", "status", "manual", "sort", "direction"),
+                          "pairs.html.j2", "Pairs", f"Stereo pairs of {out.name}")
 
     def image(request: Request, message: str | None = None, status_code: int = 200):
         pid = request.path_params["product_id"]
