@@ -444,118 +444,6 @@ def parallel_stereo(argv: list[str], fault: str | None) -> None:
         f.write(BANNER.format(name="parallel_stereo") + "\n" + json.dumps(vars(args)) + "\n")
 
 
-def _default_prefix(path: str) -> str:
-    if path.endswith("-PC.tif"):
-        return path[: -len("-PC.tif")]
-    return os.path.splitext(path)[0]
-
-
-def point2dem(argv: list[str], fault: str | None) -> None:
-    parser = _asp_parser("point2dem")
-    parser.add_argument("-r", "--reference-spheroid", "--datum", dest="datum")
-    parser.add_argument("-s", "--tr", "--dem-spacing", dest="tr", type=float, default=0.0)
-    parser.add_argument("-o", "--output-prefix", default="")
-    parser.add_argument("--orthoimage", action="store_true")
-    parser.add_argument("--errorimage", action="store_true")
-    parser.add_argument("--nodata-value", type=float, default=-3.40282347e38)
-    parser.add_argument("--t_srs", default="")
-    parser.add_argument("--stereographic", action="store_true")
-    parser.add_argument("--auto-proj-center", action="store_true")
-    parser.add_argument("--proj-lon", type=float)
-    parser.add_argument("--proj-lat", type=float)
-    parser.add_argument("files", nargs="+")
-    args = parser.parse_args(argv)
-    if args.datum and args.datum.lower() not in ("mars", "d_mars", "mola", "moon", "d_moon", "earth", "wgs_1984"):
-        print(f"Error: unknown datum {args.datum}", file=sys.stderr)
-        sys.exit(1)
-    clouds = [f for f in args.files if not f.endswith("-L.tif")]
-    textures = [f for f in args.files if f.endswith("-L.tif")]
-    if args.orthoimage and len(textures) != len(clouds):
-        print("Error: --orthoimage needs one <prefix>-L.tif per point cloud, after the clouds",
-              file=sys.stderr)
-        sys.exit(1)
-    for cloud in clouds:
-        _require_raster(cloud, 3)
-    prefix = args.output_prefix or _default_prefix(clouds[0])
-    _apply_fault(fault)
-    truncate = fault == "partial"
-    nodata = args.nodata_value
-    _write_tif(f"{prefix}-DEM.tif", 1, -1500.0, georef=True, truncate=truncate, nodata=nodata)
-    if truncate:
-        return
-    if args.orthoimage:
-        _write_tif(f"{prefix}-DRG.tif", 1, 0.1, georef=True, nodata=nodata)
-    if args.errorimage:
-        _write_tif(f"{prefix}-IntersectionErr.tif", 1, 0.5, georef=True, nodata=nodata)
-    print("Percentage of valid pixels: 100%")
-
-
-def pc_align_args(argv: list[str]) -> argparse.Namespace:
-    """pc_align's command line and input checks (docs/tools/pc_align.rst), shared by both stand-ins."""
-    parser = _asp_parser("pc_align")
-    parser.add_argument("--max-displacement", type=float, required=True)
-    parser.add_argument("--datum", default="")
-    parser.add_argument("--csv-format", default="")
-    parser.add_argument("--alignment-method", default="point-to-plane")
-    parser.add_argument("--compute-translation-only", action="store_true")
-    parser.add_argument("--highest-accuracy", action="store_true")
-    parser.add_argument("--num-iterations", type=int, default=1000)
-    parser.add_argument("--save-inv-transformed-reference-points", action="store_true")
-    parser.add_argument("--save-transformed-source-points", action="store_true")
-    parser.add_argument("-o", "--output-prefix", required=True)
-    parser.add_argument("reference")
-    parser.add_argument("source")
-    args = parser.parse_args(argv)
-    _require_raster(args.reference, 1)
-    if not os.path.exists(args.source):
-        print(f"Error: cannot open {args.source}", file=sys.stderr)
-        sys.exit(1)
-    if args.source.endswith((".csv", ".txt")) and not (args.datum or args.csv_format):
-        print("Error: a CSV cloud needs --datum or a --csv-format with radius", file=sys.stderr)
-        sys.exit(1)
-    return args
-
-
-def pc_align(argv: list[str], fault: str | None) -> None:
-    args = pc_align_args(argv)
-    _apply_fault(fault)
-    prefix = args.output_prefix
-    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    identity = "1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n"
-    with open(f"{prefix}-transform.txt", "w") as f:
-        f.write(identity if fault != "partial" else identity[:9])
-    if fault == "partial":
-        return
-    with open(f"{prefix}-inverse-transform.txt", "w") as f:
-        f.write(identity)
-    for which in ("beg", "end"):
-        with open(f"{prefix}-{which}_errors.csv", "w") as f:
-            f.write("# lat,lon,height_above_datum,error\n0,0,0,1.0\n")
-    if args.save_inv_transformed_reference_points:
-        _write_tif(f"{prefix}-trans_reference.tif", 4, 3396190.0, georef=False, dtype="float64")
-    if args.save_transformed_source_points:
-        with open(f"{prefix}-trans_source.csv", "w") as f:
-            f.write("0,0,3396.19\n")
-    print("Translation vector magnitude (meters): 0")
-
-
-def dem_geoid(argv: list[str], fault: str | None) -> None:
-    parser = _asp_parser("dem_geoid")
-    parser.add_argument("--geoid", default="")
-    parser.add_argument("--geoid-path", default="")
-    parser.add_argument("-o", "--output-prefix", default="")
-    parser.add_argument("--double", action="store_true")
-    parser.add_argument("--reverse-adjustment", action="store_true")
-    parser.add_argument("--nodata-value", type=float, default=-32768)
-    parser.add_argument("dem")
-    args = parser.parse_args(argv)
-    _require_raster(args.dem, 1)
-    prefix = args.output_prefix or os.path.splitext(args.dem)[0]
-    _apply_fault(fault)
-    _write_tif(f"{prefix}-adj.tif", 1, -1200.0, georef=True, truncate=fault == "partial",
-               dtype="float64" if args.double else "float32", nodata=args.nodata_value)
-
-
 PROGRAMS = {
     "mroctx2isis": mroctx2isis,
     "spiceinit": spiceinit,
@@ -563,10 +451,7 @@ PROGRAMS = {
     "ctxevenodd": ctxevenodd,
     "cam2map4stereo.py": cam2map4stereo,
     "parallel_stereo": parallel_stereo,
-    "point2dem": point2dem,
-    "pc_align": pc_align,
-    "dem_geoid": dem_geoid,
-}
+}  # point2dem, pc_align and dem_geoid: _asp_dem.py (built from ASP's source)
 
 
 def main(name: str) -> None:
