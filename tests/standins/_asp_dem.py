@@ -386,7 +386,7 @@ def _rasterize(o, prefix, clouds, points, textures, tree, crs, spacing, radius, 
                                                                              1e-9) + 1) ** 2)), 64))
     dist, idx = tree.query(np.column_stack([gx.ravel(), gy.ravel()]), k=k, distance_upper_bound=radius)
     dist, idx = dist.reshape(gx.size, -1), idx.reshape(gx.size, -1)
-    near = dist < radius
+    near = dist < radius * (1 - 1e-9)  # strictly inside; forgive the float noise of the lon/lat round trip
     weights = np.where(near, np.exp(-SIGMA * (np.where(near, dist, 0) / spacing) ** 2), 0.0)
     valid = near.any(axis=1).reshape(gx.shape)
     cloud = clouds[0]
