@@ -84,14 +84,17 @@ def _sample(path, x, y):
         return out
 
 
-def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_path):
+@pytest.mark.parametrize("errorimage", [True, False], ids=["with-error", "dem-and-ortho"])
+def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_path, errorimage):
     spec, mola, cloud, texture, options = stage
     # the mosaics of the tiles (DEM, orthoimage, error) on one grid: point2dem --tr --t_srs, as the tiles are
     mosaic = tmp_path / "mosaic" / "out"
     subprocess.run(["point2dem", "-r", "mars", "--tr", "20", "--t_srs", T_SRS, "--orthoimage", "--errorimage",
                     str(cloud), str(texture), "-o", str(mosaic)], check=True, capture_output=True)
     files = {"dem": f"{mosaic}-DEM.tif", "ortho": f"{mosaic}-DRG.tif", "error": f"{mosaic}-IntersectionErr.tif"}
-    recipe = build_recipe(stereo_mode="tiled", lowres_dem="/x/lowres.tif", pc_align=True, dem_geoid=True)
+    # (the second variant leaves dem_geoid out: on the old recipe it shows the grid, not break 1)
+    recipe = build_recipe(stereo_mode="tiled", lowres_dem="/x/lowres.tif", pc_align=True, dem_geoid=errorimage,
+                          errorimage=errorimage)
     calls = [c for c in recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT, right_id=RIGHT, mola=str(mola))
              if c.step in ("pc_align", "point2dem_aligned", "dem_geoid")]
     results = _run(calls, files, options)
@@ -103,7 +106,7 @@ def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_pa
     # the aligned DEM lies on the mosaic's grid: its projection, its spacing, its lattice
     assert crs == mcrs and res == mres == (20.0, 20.0) and _on_lattice(transform, mtransform)
     # the delivered orthoimage and error image are those of the aligned DEM: its grid, its valid pixels
-    for role in ("ortho", "error"):
+    for role in ("ortho", "error") if errorimage else ("ortho",):
         _, _, t, s, image = _grid(out[role])
         assert t == transform and s == shape and np.array_equal(np.ma.getmaskarray(image), np.ma.getmaskarray(dem))
     # ... and they moved with it: a node's orthoimage value is the mosaic's where its point came from
@@ -114,16 +117,19 @@ def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_pa
     ok = np.isfinite(drg) & np.isfinite(came_from) & np.isfinite(stayed)
     assert ok.sum() > 0.8 * drg.size
     assert np.median(np.abs(drg[ok] - came_from[ok])) < 0.2 * np.median(np.abs(drg[ok] - stayed[ok]))
+    # the heights too (point2dem's Gaussian-weighted mean of the moved points smooths them by a metre or so)
     heights = dem.filled(np.nan).ravel()
-    below = _sample(files["dem"], sx, sy) - OFFSET[2]
-    good = np.isfinite(heights) & np.isfinite(below)
-    assert np.median(np.abs(heights[good] - below[good])) < 0.5
+    below, there = _sample(files["dem"], sx, sy) - OFFSET[2], _sample(files["dem"], x, y) - OFFSET[2]
+    good = np.isfinite(heights) & np.isfinite(below) & np.isfinite(there)
+    assert np.median(np.abs(heights[good] - below[good])) < 0.2 * np.median(np.abs(heights[good] - there[good]))
     # products: the aligned DEM with its own orthoimage and error image; the areoid DEM beside it
     inputs = pair_product_inputs(recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT, right_id=RIGHT,
                                                    mola=str(mola)))
     key = results["point2dem_aligned"].key
-    assert inputs["dem"] == inputs["ortho"][:1] + ("dem",) and {inputs[r][0] for r in ("dem", "ortho", "error")} == {key}
-    assert results["dem_geoid"].outputs["dem"].endswith("results/out-align-DEM-adj.tif")
+    roles = ("dem", "ortho", "error") if errorimage else ("dem", "ortho")
+    assert {inputs[r][0] for r in roles} == {key} and errorimage == ("error" in inputs)
+    if errorimage:
+        assert results["dem_geoid"].outputs["dem"].endswith("results/out-align-DEM-adj.tif")
 
 
 def test_monolithic_alignment_keeps_the_dem_grid_and_projection(stage):
