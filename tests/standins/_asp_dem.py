@@ -57,9 +57,8 @@ import math
 import os
 import sys
 
-import numpy as np
-
 import _terrain as terrain
+import numpy as np
 from _asp_options import ArgumentError, Parser, fail, fail_other
 
 #: point2dem's default --nodata-value (src/asp/Tools/point2dem.cc:137)
