@@ -84,7 +84,7 @@ def footprint(image: str, dem_crs, dem_bounds) -> list[tuple[float, float]]:
         cx, cy = (dem_bounds[0] + dem_bounds[2]) / 2, (dem_bounds[1] + dem_bounds[3]) / 2
         (lon0,), (lat0,) = transform(dem_crs, LONLAT, [cx], [cy])
     digest = hashlib.sha256(_product_id(image, label).encode()).digest()
-    shift_x, shift_y = digest[0] % 5 - 2, digest[1] % 5 - 2  # pixels
+    shift_x, shift_y = (digest[0] % 5 - 2) / 5, (digest[1] % 5 - 2) / 5  # a fraction of a pixel
     width, height = map_size()
     deg = 180.0 / (math.pi * R_MARS)
     lat0 += shift_y * CTX_GSD * deg
