@@ -176,8 +176,7 @@ def test_three_of_four_tiles_failing_fails_the_pair(tiled_client, tmp_path):
     pair = _run(tiled_client, tmp_path, "0:fail,1:fail,2:fail", size="32x32")
     assert pair.status == "failed"
     assert "3 of 4 tiles failed" in pair.error
-    # both images on the footprints' intersection, 31x31 pixels (asp_dist_utils.py:232-267, stand-in cameras)
-    for i, name in ((0, "0_0_16_16"), (1, "16_0_15_16"), (2, "0_16_16_15")):
+    for i, name in ((0, "0_0_16_16"), (1, "16_0_16_16"), (2, "0_16_16_16")):
         assert f"tile {i} ({name}): error" in pair.error
     with _db(tmp_path) as db:
         attempts = db.rows("SELECT tile_index, count(*) AS n FROM tile_attempts GROUP BY tile_index")

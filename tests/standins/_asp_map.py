@@ -166,14 +166,18 @@ def target_grid(opts: dict, dem: str, image: str) -> dict:
                 "are expected.")
     if projwin is not None:
         box = [projwin[0], min(projwin[1], projwin[3]), projwin[2], max(projwin[1], projwin[3])]
-    # pixel edges -> centres, rounded to multiples of the grid size
-    xmin, ymin = gsd * round((box[0] + gsd / 2) / gsd), gsd * round((box[1] + gsd / 2) / gsd)
-    xmax, ymax = gsd * round((box[2] - gsd / 2) / gsd), gsd * round((box[3] - gsd / 2) / gsd)
-    width, height = round((xmax - xmin) / gsd) + 1, round((ymax - ymin) / gsd) + 1
+    # pixel edges -> centres, rounded (C's round: half away from zero) to multiples of the grid size
+    xmin, ymin = gsd * _round((box[0] + gsd / 2) / gsd), gsd * _round((box[1] + gsd / 2) / gsd)
+    xmax, ymax = gsd * _round((box[2] - gsd / 2) / gsd), gsd * _round((box[3] - gsd / 2) / gsd)
+    width, height = _round((xmax - xmin) / gsd) + 1, _round((ymax - ymin) / gsd) + 1
     if width <= 0 or height <= 0:
         po.fail("Computed output image size is not positive. This can happen if the projection is in meters "
                 "while the grid size is either in degrees or too large for the given input.")
     return {"crs": crs, "gsd": gsd, "box": (xmin, ymin, xmax, ymax), "width": width, "height": height}
+
+
+def _round(x: float) -> int:
+    return int(math.copysign(math.floor(abs(x) + 0.5), x))
 
 
 def _floats(values: dict, name: str):

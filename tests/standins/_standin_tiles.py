@@ -290,8 +290,11 @@ def stereo_pprc(argv: list[str], fault: str | None) -> None:
     s = stereo_session("stereo_pprc", argv)
     _apply_fault(fault)
     prefix = s["values"].get("output-prefix-override", [s["prefix"]])[0] or s["prefix"]
-    for path in _stats_files(prefix, s["images"]):
-        print(f"Computing statistics for {path}")
+    for path, image in zip(_stats_files(prefix, s["images"]), s["images"]):
+        # reused when newer than the image (first_is_newer, ImageUtils.cc:324): a tile's symlinked stats
+        if os.path.exists(path) and os.path.getmtime(path) >= os.path.getmtime(image):
+            continue
+        print(f"Computing statistics for {image}")
         _write(path, np.array([[[0.0, 0.2, 0.1, 0.05, 0.0, 0.2]]], dtype="float32"))
     if "stop-after-stats" in s["values"]:
         print("Stopping after computing image statistics.", flush=True)
