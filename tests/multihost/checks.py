@@ -63,7 +63,7 @@ def assert_pairs_done(mh: MultiHost, pairs) -> None:
         for path, size, digest in query(db, "SELECT path, size, sha256 FROM products WHERE subject = ?", (pid,)):
             listed[outside(mh, path)] = (size, digest)
         on_disk = {p for p in folder.rglob("*") if p.is_file()}
-            unlisted = sorted(str(p.relative_to(mh.out)) for p in on_disk - set(listed))
+        unlisted = sorted(str(p.relative_to(mh.out)) for p in on_disk - set(listed))
         assert unlisted == [], f"{pid}: files the database does not list: {unlisted}"
         for path, (size, digest) in listed.items():
             assert path.is_file(), f"{path}: recorded as delivered but missing"

@@ -57,11 +57,12 @@ DEM_NAME = "mola_megdr.tif"
 
 
 def unavailable() -> str | None:
-    """Why the harness cannot run here (not root, no ``unshare``), or None."""
+    """Why the harness cannot run here (not root, no ``unshare`` or ``mount``), or None."""
     if os.geteuid() != 0:
         return "the multi-host harness needs root (mount namespaces with bind mounts)"
-    if shutil.which("unshare") is None or shutil.which("mount") is None:
-        return "util-linux's unshare and mount are not installed"
+    missing = [name for name in ("unshare", "mount") if shutil.which(name) is None]
+    if missing:
+        return f"util-linux's {' and '.join(missing)} not installed"
     return None
 
 
