@@ -23,7 +23,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ctxdask import __version__
+from ctxdask import __version__, config
 from ctxdask.io.atomic import atomic_path
 
 __all__ = ["build_provenance", "complete_provenance", "edr_record", "file_sha256", "processing_properties",
@@ -130,14 +130,12 @@ def build_provenance(
     mola : path, optional
         The MOLA shots used for alignment.
     settings : mapping, optional
-        ctxdask settings in force (default: ``dask.config.get("ctxdask")``).
+        ctxdask settings in force (default: :func:`ctxdask.config.current`).
     env : mapping, optional
         Environment of the programs (to find their versions).
     versions : mapping, optional
         Program -> version already known (skips asking).
     """
-    import dask
-
     programs = {s["program"] for s in steps if s.get("program")}
     known = dict(versions or {})
     found = _versions(programs - set(known), env)
@@ -149,7 +147,7 @@ def build_provenance(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "ctxdask": {"version": __version__, "python": platform.python_version(),
                     "settings": json.loads(json.dumps(settings if settings is not None
-                                                      else dask.config.get("ctxdask", {}), default=str))},
+                                                      else config.current(), default=str))},
         "steps": steps,
         "programs": all_versions,
         "hosts": sorted({s["host"] for s in steps if s.get("host")} | {socket.gethostname()}),
