@@ -132,8 +132,20 @@ def _write(path: str, data, *, crs=None, transform=None, nodata: float | None = 
 
 
 def _open(path: str):
-    """The image's georeference and mapprojection record, or a C++ ``ERROR:`` when unreadable."""
+    """The image's georeference and mapprojection record, or a C++ ``ERROR:`` when unreadable.
+
+    A ``.cub`` is read as an ISIS cube: georeferenced when cam2map gave it a ``Mapping`` group.
+    """
+    import json
+
     import rasterio
+
+    if path.endswith(".cub"):
+        label = read_cube_label(path)
+        mapping = label.get("Mapping")
+        return {"wkt": "ISIS Mapping " + json.dumps(mapping, sort_keys=True, default=str) if mapping else None,
+                "transform": None, "width": _standin.CUBE_SIZE, "height": _standin.CUBE_SIZE, "tags": {},
+                "crs": None}
 
     try:
         with rasterio.open(path) as src:
@@ -216,7 +228,7 @@ def stereo_session(prog: str, argv: list[str]) -> dict:
         po.fail(f"The images are not map-projected, cannot use the provided DEM: {input_dem}")
     if input_dem and left["wkt"] != right["wkt"]:
         po.fail("The left and right images must use the same projection.")
-    if input_dem and "allow-different-mapproject-gsd" not in values:
+    if input_dem and left["transform"] and right["transform"] and "allow-different-mapproject-gsd" not in values:
         a, b = left["transform"], right["transform"]
         if abs(a.a - b.a) > 1e-10 or abs(a.e - b.e) > 1e-10:
             po.fail("The input mapprojected images must have the same ground resolution for best results. This "
@@ -573,7 +585,7 @@ def dem_mosaic(argv: list[str], fault: str | None) -> None:
     if "output-nodata-value" in values:
         nodata = float(values["output-nodata-value"][0])
     boxes = []
-    for dem, info in zip(dems, infos):
+    for info in infos:
         t = info["transform"]
         box = (t.c, t.f + t.e * info["height"], t.c + t.a * info["width"], t.f)
         boxes.append(transform_bounds(info["crs"], crs, *box) if info["crs"] != crs else box)
