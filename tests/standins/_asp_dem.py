@@ -57,9 +57,11 @@ import math
 import os
 import sys
 
+import _asp_options as asp_options
 import _terrain as terrain
 import numpy as np
-from _asp_options import ArgumentError, Parser, fail, fail_other
+from _asp_options import ArgumentErr as ArgumentError
+from _asp_options import fail
 
 #: point2dem's default --nodata-value (src/asp/Tools/point2dem.cc:137)
 NODATA = -1e6
@@ -68,6 +70,37 @@ SIGMA = -math.log(0.25)
 ROUNDING = 1.0 / 1024  # --rounding-error (point2dem.cc:56, 187)
 DATUMS = {"d_mars": terrain.R_MARS, "mars": terrain.R_MARS}
 ALIGNED_TAG = "CTXDASK_STANDIN_ALIGNED"
+
+
+def fail_other(message: str) -> None:
+    """``ASP_STANDARD_CATCHES`` for an exception other than ``ArgumentErr`` (Macros.h:29-37): stderr, 1."""
+    print(f"\n\nERROR: {message}\n", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def _usage(prog: str, usage: str) -> str:
+    return f"Usage: {prog} {usage}\n\n  [ASP {asp_options.ASP_VERSION}]\n"
+
+
+def parse_options(prog: str, argv: list[str], table: dict[str, int], positional: list[str] | None, usage: str,
+                  defaults: dict, kinds: dict) -> tuple[dict, list[str]]:
+    """:func:`_asp_options.parse`, then the typed values boost stores (``po::value<T>``, ``bool_switch``)."""
+    table = {**table, **asp_options.GDAL_WRITE, "cog": 0}  # vw::GdalWriteOptionsDescription
+    values, files = asp_options.parse(prog, argv, table, positional, usage)
+    tokens = {spec.partition(",")[0]: n for spec, n in table.items()}
+    options = {name: (False if n == 0 else defaults.get(name)) for name, n in tokens.items()}
+    for key, words in values.items():
+        if tokens[key] == 0:
+            options[key] = True
+            continue
+        try:
+            typed = [kinds.get(key, str)(w) for w in words]
+        except ValueError:
+            fail(f"Error parsing input:\nthe argument ('{' '.join(words)}') for option '--{key}' is invalid\n"
+                 f"{_usage(prog, usage)}")
+        options[key] = typed[0] if tokens[key] == 1 else tuple(typed)
+    options["_given"] = set(values)
+    return options, files
 
 
 # ------------------------------------------------------------------ geometry
@@ -151,42 +184,33 @@ class Cloud:
 
 
 # ------------------------------------------------------------------ point2dem
-def _point2dem_parser() -> Parser:
-    p = Parser("point2dem", "[options] <point-clouds> [ --orthoimage <textures> ]")
-    for name in ("x-offset", "y-offset", "z-offset", "proj-scale", "false-easting", "false-northing",
-                 "semi-major-axis", "semi-minor-axis", "rounding-error", "search-radius-factor",
-                 "gaussian-sigma-factor", "max-valid-triangulation-error"):
-        p.add(name, default=0.0, kind=float)
-    p.add("t_srs", default="")
-    p.add("t_projwin", tokens=4, kind=float)
-    p.add("dem-spacing", "s", default="")
-    p.add("tr", default="")
-    p.switch("gdal-tap")
-    p.add("datum", default="")
-    p.add("reference-spheroid", "r", default="")
-    for name in ("sinusoidal", "mercator", "transverse-mercator", "orthographic", "stereographic",
-                 "oblique-stereographic", "gnomonic", "lambert-azimuthal", "geographic", "auto-proj-center",
-                 "use-alpha", "normalized", "orthoimage", "errorimage", "scalar-error", "remove-outliers",
-                 "use-tukey-outlier-removal", "propagate-errors", "no-dem", "input-is-projected", "copc-read-all"):
-        p.switch(name, "n" if name == "normalized" else None)
-    p.add("utm", kind=int)
-    p.add("proj-lon", default=math.nan, kind=float)
-    p.add("proj-lat", default=math.nan, kind=float)
-    p.add("nodata-value", default=NODATA, kind=float)
-    p.add("output-prefix", "o", default="")
-    p.add("output-filetype", "t", default="tif")
-    for name in ("dem-hole-fill-len", "orthoimage-hole-fill-len", "orthoimage-hole-fill-extra-len", "erode-length"):
-        p.add(name, default=0, kind=int)
-    p.add("remove-outliers-params", tokens=2, default=(75.0, 3.0), kind=float)
-    p.add("max-output-size", tokens=2, default=(9999999, 9999999), kind=int)
-    p.add("median-filter-params", tokens=2, default=(0.0, 0.0), kind=float)
-    for name in ("csv-format", "csv-srs", "csv-proj4"):
-        p.add(name, default="")
-    p.add("filter", default="weighted_average")
-    p.add("default-grid-size-multiplier", default=4.0, kind=float)
-    p.add("copc-win", tokens=4, kind=float)
-    p.positional = [("input-files", -1)]
-    return p
+POINT2DEM_USAGE = "[options] <point-clouds> [ --orthoimage <textures> ]"
+#: point2dem.cc:58-219 (option -> tokens)
+POINT2DEM = {name: 1 for name in (
+    "x-offset", "y-offset", "z-offset", "t_srs", "dem-spacing,s", "tr", "datum", "reference-spheroid,r",
+    "semi-major-axis", "semi-minor-axis", "utm", "proj-lon", "proj-lat", "proj-scale", "false-easting",
+    "false-northing", "nodata-value", "output-prefix,o", "output-filetype,t", "dem-hole-fill-len",
+    "orthoimage-hole-fill-len", "orthoimage-hole-fill-extra-len", "max-valid-triangulation-error", "erode-length",
+    "csv-format", "csv-srs", "filter", "rounding-error", "search-radius-factor", "gaussian-sigma-factor",
+    "default-grid-size-multiplier", "csv-proj4")} | {name: 0 for name in (
+    "gdal-tap", "sinusoidal", "mercator", "transverse-mercator", "orthographic", "stereographic",
+    "oblique-stereographic", "gnomonic", "lambert-azimuthal", "geographic", "auto-proj-center", "use-alpha",
+    "normalized,n", "orthoimage", "errorimage", "scalar-error", "remove-outliers", "use-tukey-outlier-removal",
+    "propagate-errors", "no-dem", "input-is-projected", "copc-read-all")} | {
+    "t_projwin": 4, "remove-outliers-params": 2, "max-output-size": 2, "median-filter-params": 2, "copc-win": 4}
+POINT2DEM_DEFAULTS = {
+    "t_srs": "", "dem-spacing": "", "tr": "", "datum": "", "reference-spheroid": "", "proj-lon": math.nan,
+    "proj-lat": math.nan, "nodata-value": NODATA, "output-prefix": "", "output-filetype": "tif",
+    "dem-hole-fill-len": 0, "orthoimage-hole-fill-len": 0, "orthoimage-hole-fill-extra-len": 0, "erode-length": 0,
+    "remove-outliers-params": (75.0, 3.0), "median-filter-params": (0.0, 0.0), "csv-srs": "", "csv-proj4": "",
+    "default-grid-size-multiplier": 4.0}
+POINT2DEM_KINDS = {name: float for name in (
+    "x-offset", "y-offset", "z-offset", "semi-major-axis", "semi-minor-axis", "proj-lon", "proj-lat", "proj-scale",
+    "false-easting", "false-northing", "nodata-value", "max-valid-triangulation-error", "rounding-error",
+    "search-radius-factor", "gaussian-sigma-factor", "default-grid-size-multiplier", "t_projwin",
+    "remove-outliers-params", "median-filter-params", "copc-win")} | {name: int for name in (
+    "utm", "dem-hole-fill-len", "orthoimage-hole-fill-len", "orthoimage-hole-fill-extra-len", "erode-length",
+    "max-output-size")}
 
 
 def _split_inputs(files: list[str], ortho: bool) -> tuple[list[str], list[str]]:
@@ -330,11 +354,11 @@ def point2dem(argv, fault):
     from _standin import _apply_fault
     from scipy.spatial import cKDTree
 
-    parser = _point2dem_parser()
-    o, pos = parser.parse(argv)
+    o, files = parse_options("point2dem", argv, POINT2DEM, None, POINT2DEM_USAGE, POINT2DEM_DEFAULTS,
+                             POINT2DEM_KINDS)
     try:
         spacings = _check_point2dem(o)
-        clouds_files, textures = _split_inputs(pos.get("input-files", []), o["orthoimage"])
+        clouds_files, textures = _split_inputs(files, o["orthoimage"])
         if o["datum"] and o["datum"] not in DATUMS:
             raise ArgumentError(f"this stand-in models Mars (D_MARS) only, not datum {o['datum']}.")
         clouds = [Cloud(f) for f in clouds_files]
@@ -447,31 +471,26 @@ def _rasterize(o, prefix, clouds, points, textures, tree, crs, spacing, radius, 
 
 
 # ------------------------------------------------------------------- pc_align
-def _pc_align_parser() -> Parser:
-    p = Parser("pc_align", "--max-displacement arg [other options] <reference cloud> <source cloud> "
-                           "-o <output prefix>")
-    for name, default in (("initial-transform", ""), ("alignment-method", "point-to-plane"), ("csv-format", ""),
-                          ("csv-srs", ""), ("datum", ""), ("output-prefix", ""), ("initial-ned-translation", ""),
-                          ("initial-transform-from-hillshading", ""), ("hillshade-command", ""),
-                          ("hillshade-options", ""), ("ipfind-options", ""), ("ipmatch-options", ""),
-                          ("match-file", ""), ("nuth-options", ""), ("fgr-options", ""), ("csv-proj4", "")):
-        p.add(name, "o" if name == "output-prefix" else None, default=default)
-    p.add("num-iterations", default=1000, kind=int)
-    for name, default in (("diff-rotation-error", 1e-5), ("diff-translation-error", 1e-3), ("max-displacement", 0.0),
-                          ("outlier-ratio", 0.75), ("semi-major-axis", 0.0), ("semi-minor-axis", 0.0),
-                          ("initial-rotation-angle", 0.0)):
-        p.add(name, default=default, kind=float)
-    p.add("max-num-reference-points", default=100000000, kind=int)
-    p.add("max-num-source-points", default=100000, kind=int)
-    for name in ("highest-accuracy", "compute-translation-only", "save-transformed-source-points",
-                 "save-inv-transformed-reference-points", "no-dem-distances", "skip-shared-box-estimation",
-                 "ref-copc-read-all", "src-copc-read-all"):
-        p.switch(name)
-    p.add("initial-transform-ransac-params", tokens=2, default=(10000.0, 1.0), kind=float)
-    p.add("ref-copc-win", tokens=4, kind=float)
-    p.add("src-copc-win", tokens=4, kind=float)
-    p.positional = [("reference", 1), ("source", 1)]
-    return p
+PC_ALIGN_USAGE = "--max-displacement arg [other options] <reference cloud> <source cloud> -o <output prefix>"
+#: pc_align.cc:96-206 (option -> tokens)
+PC_ALIGN = {name: 1 for name in (
+    "initial-transform", "num-iterations", "diff-rotation-error", "diff-translation-error", "max-displacement",
+    "outlier-ratio", "max-num-reference-points", "max-num-source-points", "alignment-method", "csv-format",
+    "csv-srs", "datum", "semi-major-axis", "semi-minor-axis", "output-prefix,o", "initial-ned-translation",
+    "initial-rotation-angle", "initial-transform-from-hillshading", "hillshade-command", "hillshade-options",
+    "ipfind-options", "ipmatch-options", "match-file", "nuth-options", "fgr-options", "csv-proj4")} | {
+    name: 0 for name in ("highest-accuracy", "compute-translation-only", "save-transformed-source-points",
+                         "save-inv-transformed-reference-points", "no-dem-distances", "skip-shared-box-estimation",
+                         "ref-copc-read-all", "src-copc-read-all")} | {
+    "initial-transform-ransac-params": 2, "ref-copc-win": 4, "src-copc-win": 4}
+PC_ALIGN_DEFAULTS = {
+    "initial-transform": "", "num-iterations": 1000, "max-displacement": 0.0, "alignment-method": "point-to-plane",
+    "csv-format": "", "csv-srs": "", "datum": "", "semi-major-axis": 0.0, "semi-minor-axis": 0.0,
+    "output-prefix": "", "csv-proj4": ""}
+PC_ALIGN_KINDS = {name: float for name in (
+    "diff-rotation-error", "diff-translation-error", "max-displacement", "outlier-ratio", "semi-major-axis",
+    "semi-minor-axis", "initial-rotation-angle", "initial-transform-ransac-params", "ref-copc-win",
+    "src-copc-win")} | {name: int for name in ("num-iterations", "max-num-reference-points", "max-num-source-points")}
 
 
 METHODS = ("point-to-plane", "point-to-point", "similarity-point-to-point", "similarity-point-to-plane", "nuth",
@@ -611,7 +630,9 @@ def _trans_reference(path: str, out: str, shift_xyz: np.ndarray, correction: np.
 def pc_align(argv, fault):
     from _standin import _apply_fault
 
-    o, pos = _pc_align_parser().parse(argv)
+    o, files = parse_options("pc_align", argv, PC_ALIGN, ["reference", "source"], PC_ALIGN_USAGE,
+                             PC_ALIGN_DEFAULTS, PC_ALIGN_KINDS)
+    pos = dict(zip(("reference", "source"), files))
     try:
         _check_pc_align(o, pos)
         cloud_type(pos["reference"])
@@ -696,27 +717,21 @@ def pc_align(argv, fault):
 
 
 # ------------------------------------------------------------------ dem_geoid
-def _dem_geoid_parser() -> Parser:
-    p = Parser("dem_geoid", "[options] <dem>")
-    p.add("nodata_value", default=-32768.0, kind=float)
-    p.add("geoid", default="")
-    p.add("geoid-path", default="")
-    p.add("output-prefix", "o", default="")
-    p.switch("double")
-    p.switch("reverse-adjustment")
-    p.positional = [("dem", 1)]
-    return p
+#: dem_geoid.cc:201-230 (option -> tokens); ``--nodata_value`` with an underscore
+DEM_GEOID = {"nodata_value": 1, "geoid": 1, "geoid-path": 1, "output-prefix,o": 1, "double": 0,
+             "reverse-adjustment": 0}
 
 
 def dem_geoid(argv, fault):
     import rasterio
     from _standin import _apply_fault
 
-    parser = _dem_geoid_parser()
-    o, pos = parser.parse(argv)
-    dem = pos.get("dem", "")
+    o, files = parse_options("dem_geoid", argv, DEM_GEOID, ["dem"], "[options] <dem>",
+                             {"nodata_value": -32768.0, "geoid": "", "geoid-path": "", "output-prefix": ""},
+                             {"nodata_value": float})
+    dem = files[0] if files else ""
     if not dem:
-        fail(f"Requires <dem> in order to proceed.\n\n{parser.usage_text()}")
+        fail(f"Requires <dem> in order to proceed.\n\n{_usage('dem_geoid', '[options] <dem>')}")
     geoid = o["geoid"].lower()
     if geoid and o["geoid-path"]:
         fail("Cannot specify both --geoid and --geoid-path.")

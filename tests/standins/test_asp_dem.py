@@ -48,7 +48,7 @@ def test_an_unknown_option_is_boost_s_error_and_exit_1(work, program, argv, opti
     done = run(program, *argv)
     # check_command_line (AspProgramOptions.cc:107-110) through ASP_STANDARD_CATCHES (Macros.h:26-28)
     assert done.returncode == 1
-    assert f"ERROR: Error parsing input:\n\tunrecognised option '{option}'" in done.stdout
+    assert f"ERROR: Error parsing input:\nunrecognised option '{option}'" in done.stdout
     assert f"Usage: {program} " in done.stdout
 
 
