@@ -31,7 +31,6 @@ import os
 import re
 
 import numpy as np
-
 from _isis_cli import IO, PROGRAMMER, UNKNOWN, USER, IsisError, Param, Ui, report
 from _isis_cube import Cube, Key, Node, append_blob, history_entry, write_derived, write_label
 from _standin import _apply_fault

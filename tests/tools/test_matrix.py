@@ -240,3 +240,60 @@ def test_matrix_chain_delivers_the_right_products(inputs, c, monkeypatch):
         monkeypatch.setenv(k, v)
     chain = run_pair_chain(_recipe(c, inputs), inputs, c["calibration"])
     check_products(chain, c)
+
+
+# ------------------------------------------------------------ whole batches
+#: a covering subset: every value of every axis runs in at least one whole batch
+BATCHES = [
+    dict(calibration="native", mode="monolithic", pc_align=True, dem_geoid=True, lowres=None, t_srs=False),
+    dict(calibration="isis", mode="tiled", pc_align=False, dem_geoid=True, lowres="lonlat", t_srs=True),
+    dict(calibration="native", mode="tiled", pc_align=True, dem_geoid=False, lowres="projected", t_srs=False),
+]
+
+
+@pytest.fixture(scope="module")
+def batch_client():
+    """A 2-process LocalCluster (stereo=1 each) whose workers see every stand-in."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    old = os.environ["PATH"]
+    os.environ["PATH"] = _asp_path()  # workers inherit PATH when they spawn
+    try:
+        with LocalCluster(n_workers=2, threads_per_worker=2, processes=True, resources={"stereo": 1},
+                          dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            yield client
+    finally:
+        os.environ["PATH"] = old
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("c", BATCHES, ids=_id)
+def test_whole_batch_delivers_the_pair(inputs, batch_client, c, tmp_path):
+    import dask
+
+    from ctxdask.batch import run_batch
+
+    mola = inputs["mola"]
+    if c["pc_align"] and c["mode"] == "tiled":  # shots of the mosaic the tile stand-ins make for this pair
+        chain = run_pair_chain(_recipe(dict(c, pc_align=False, dem_geoid=False), inputs), inputs, c["calibration"])
+        mola = str(tmp_path / "mola.csv")
+        write_mola_of(next(r.outputs["dem"] for k, r in chain["results"].items() if k.startswith("dem_mosaic-")),
+                      mola)
+    out = tmp_path / "out"
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text(f"{L} {R}\n")
+    with dask.config.set({"ctxdask.tools.asp.mola-points": mola}):
+        summary = run_batch(pairs, out, edr_dir=inputs["dir"], client=batch_client, recipe=_recipe(c, inputs),
+                            progress=False)
+    folder = out / "pairs" / f"{L}-{R}"
+    assert summary.pairs == {"done": 1}, sorted(p.name for p in out.rglob("*.failed"))
+    dem = folder / f"{L}-{R}-DEM.tif"
+    with rasterio.open(dem) as src, rasterio.open(folder / f"{L}-{R}-DRG.tif") as ortho:
+        assert (ortho.crs, ortho.transform, ortho.shape) == (src.crs, src.transform, src.shape)
+        if c["t_srs"]:
+            assert src.crs == rasterio.crs.CRS.from_string(T_SRS)
+    assert (folder / f"{L}-{R}-DEM-areoid.tif").is_file() == c["dem_geoid"]
+    assert (folder / f"{L}-{R}-pc_align-end_errors.csv").is_file() == c["pc_align"]
