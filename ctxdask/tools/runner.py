@@ -262,7 +262,8 @@ def run(
         # started before the program and told its group right after the start
         # (microseconds), so that the program never runs unwatched for long
         watchdog = _start_watchdog(log_path, orphan_grace, mark)
-        launched = time.time()
+        # no marked process is older than the watchdog (psutil's clock, as the marked ones')
+        launched = watchdog.create_time() if watchdog is not None else None
         try:
             # the child gets its own copy of the descriptor; ours closes right away
             proc = subprocess.Popen(

@@ -120,6 +120,13 @@ class Watchdog:
         """Pid of the watchdog process."""
         return self.process.pid
 
+    def create_time(self) -> float | None:
+        """Start time of the watchdog process as psutil reports it (``None`` if it is gone)."""
+        try:
+            return psutil.Process(self.process.pid).create_time()
+        except psutil.Error:
+            return None
+
     def _send(self, line: str) -> None:
         try:
             self._pipe.write(line + "\n")
