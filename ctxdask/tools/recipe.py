@@ -43,6 +43,7 @@ from ctxdask import config
 from ctxdask.product_id import check_product_id
 
 __all__ = [
+    "LOWRES_DEM",
     "NATIVE_QUALITY_OUTPUTS",
     "Ref",
     "Recipe",
@@ -348,7 +349,11 @@ def _stereo_default_text(options: Mapping[str, Any]) -> str:
 
 
 #: tiled stereo: the pair steps before the tiles, in order
-TILED_PREP_STEPS = ("mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
+TILED_PREP_STEPS = ("mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
+#: the name of the low-resolution DEM in every tiled step's work dir: mapproject records the DEM
+#: argument as given (DEM_FILE) and stereo_parse/stereo_pprc/stereo_tile require their --dem to be that
+#: same string (src/asp/Sessions/StereoSession.cc:148-160), so it is one relative name on every worker
+LOWRES_DEM = "lowres-dem.tif"
 
 #: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
 #: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
@@ -362,8 +367,10 @@ def _tiled_pair_steps(s: RecipeSettings, t, r, stereo_args: list[str],
     ``stereo_dist`` (src/asp/Tools/stereo_dist in NeoGeographyToolkit/StereoPipeline)
     drives its tiles with GNU Parallel over SSH on shared storage; ctxdask runs
     the same programs itself: ``mapproject`` of both images onto the
-    low-resolution DEM (the right one borrowing the left's grid with
-    ``--ref-map``, docs/next_steps.rst), ``stereo_parse
+    low-resolution DEM on one explicit grid (``--t_srs --tr --t_projwin``, the
+    finer pixel size and the footprints' intersection, chosen by querying both
+    cameras as ``stereo_dist`` does: :mod:`ctxdask.tools.mapgrid`; ``--ref-map``
+    would leave the right image in another projection), ``stereo_parse
     --stereo-dist-tile-params SIZE PAD`` (the tile list,
     ``<prefix>-distTileList.txt``), ``stereo_pprc --stop-after-stats`` (the
     statistics every tile reuses), then one ``stereo_tile --tile-index i``
@@ -374,10 +381,7 @@ def _tiled_pair_steps(s: RecipeSettings, t, r, stereo_args: list[str],
     steps are rendered per pair by :mod:`ctxdask.tools.tiling` once the tile
     list is known.
     """
-    grid = ["--tr", f"{float(s.mapproject_tr):g}"] if s.mapproject_tr else []
-    if s.t_srs:
-        grid += ["--t_srs", str(s.t_srs)]
-    dem = ("lowres-dem.tif", "lowres_dem")
+    dem = (LOWRES_DEM, "lowres_dem")
     maps = {"left": ("{left}.map.tif", "mapproject_left:map"),
             "right": ("{right}.map.tif", "mapproject_right:map")}
     cams = {"left_cam": ("{left}.cal.cub", "left"), "right_cam": ("{right}.cal.cub", "right")}
@@ -386,14 +390,25 @@ def _tiled_pair_steps(s: RecipeSettings, t, r, stereo_args: list[str],
                   "results/out", "--dem", "{inputs[dem]}")
     stereo_inputs = {**maps, **cams, "dem": dem}
     mp = t("mapproject", 3600)
+    grid_file = ("{pair}.grid.json", "mapproject_grid:grid")
+
+    def on_grid(side: str) -> Step:
+        name = f"mapproject_{side}"
+        return Step(name, None, ("{inputs[image]}", "{outputs[map]}", "--output", "grid={inputs[grid]}",
+                                 "--output", "dem={inputs[dem]}"),
+                    {"image": cams[f"{side}_cam"], "dem": dem, "grid": grid_file}, {"map": f"{{{side}}}.map.tif"},
+                    t(name, mp), r(name) or r("mapproject"), scope="pair", kind="native",
+                    callable="ctxdask.tools.mapgrid:mapproject_on_grid", options={"timeout": t(name, mp)})
+
     prep = [
-        Step("mapproject_left", "mapproject", (*grid, "{inputs[dem]}", "{inputs[image]}", "{outputs[map]}"),
-             {"dem": dem, "image": cams["left_cam"]}, {"map": "{left}.map.tif"},
-             t("mapproject_left", mp), r("mapproject_left") or r("mapproject"), scope="pair"),
-        Step("mapproject_right", "mapproject",
-             ("--ref-map", "{inputs[ref]}", "{inputs[dem]}", "{inputs[image]}", "{outputs[map]}"),
-             {"dem": dem, "image": cams["right_cam"], "ref": maps["left"]}, {"map": "{right}.map.tif"},
-             t("mapproject_right", mp), r("mapproject_right") or r("mapproject"), scope="pair"),
+        Step("mapproject_grid", None, ("{inputs[left]}", "{outputs[grid]}", "--output", "right={inputs[right]}",
+                                       "--output", "dem={inputs[dem]}"),
+             {"left": cams["left_cam"], "right": cams["right_cam"], "dem": dem}, {"grid": "{pair}.grid.json"},
+             t("mapproject_grid", 600), r("mapproject_grid"), scope="pair", kind="native",
+             callable="ctxdask.tools.mapgrid:common_grid",
+             options={"t_srs": s.t_srs, "tr": s.mapproject_tr, "timeout": t("mapproject_grid", 600)}),
+        on_grid("left"),
+        on_grid("right"),
         Step("stereo_parse", "stereo_parse",
              (*stereo_args, *positional, "--stereo-dist-tile-params", str(int(s.tile_size)),
               str(int(s.tile_padding))),
