@@ -21,7 +21,7 @@ import pytest
 
 from ctxdask.batch import run_batch
 from ctxdask.batch.model import BatchContext
-from ctxdask.batch.push import PushError, Pusher, driver_outcome
+from ctxdask.batch.push import Pusher, PushError, driver_outcome
 from ctxdask.batch.staging import localize
 from ctxdask.exceptions import ToolNotFoundError
 from ctxdask.tools.tasks import RunOptions, run_step
