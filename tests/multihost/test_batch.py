@@ -107,6 +107,8 @@ def test_clean_run(multihost, tiled):
         assert tiles == ([("done", 16)] if tiled else []), tiles
         hosts = {area for runs in executions(mh).values() for area, _ in runs}
         assert len(hosts) >= 2, f"the work ran on {hosts} only"
+        fetched = {path.strip("/") for method, path, _ in mh.server.log if method == "GET"}
+        assert fetched == {f"{i}.IMG" for i in {*P1, *P2}}, f"EDRs not fetched over HTTP: {fetched}"
 
     def nothing_made_twice():
         twice = {k: v for k, v in executions(mh).items() if len(v) > 1}
