@@ -16,6 +16,7 @@ driver completes them from its tracking database once the pair is through
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -23,8 +24,6 @@ import os
 import pathlib
 from collections.abc import Iterable, Mapping
 from typing import Any
-
-import dask
 
 from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.tasks import StepResult
@@ -53,11 +52,42 @@ def _inputs(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     return {k: tuple(v) for k, v in inputs.items() if v}
 
 
+def _delivered_as(params: Mapping[str, Any], by_key: Mapping[str, StepResult]) -> dict[str, str]:
+    """Worker path -> path relative to the pair folder, of the upstream files the batch delivers.
+
+    A step named in ``batch.deliver`` (``params["deliver"]``) has its outputs
+    and log delivered to ``<out>/pairs/<pair>/`` (an image step's to
+    ``<out>/images/<id>/``) under their paths in its work dir
+    (:func:`ctxdask.batch.work._files`).
+    """
+    deliver = set(params.get("deliver") or ())
+    images = {params.get("left"), params.get("right")} - {None}
+    out: dict[str, str] = {}
+    for key, result in by_key.items():
+        if result.step not in deliver:
+            continue
+        image = next((pid for pid in images if key == f"{result.step}-{pid}"), None)
+        folder = f"../../images/{image}/" if image else ""
+        for path in [*result.outputs.values(), result.log_path]:
+            if path:
+                rel = os.path.relpath(path, result.workdir)
+                if not rel.startswith(".."):
+                    out[os.path.abspath(path)] = pathlib.PurePath(folder + rel).as_posix()
+    return out
+
+
 def _step_records(params: Mapping[str, Any], by_key: Mapping[str, StepResult]) -> list[dict[str, Any]]:
+    """The runs of the pair's steps; logs named relative to the pair folder when delivered, else None.
+
+    A log in a worker's scratch means nothing where the products are read;
+    the tracking database keeps where it was (``steps.log_path``).
+    """
     from ctxdask.quality.provenance import step_records
 
     local = {key: r.workdir for key, r in by_key.items() if os.path.isdir(r.workdir)}
-    records = step_records(local)
+    delivered = _delivered_as(params, by_key)
+    records = [dict(r, log=delivered.get(os.path.abspath(r["log"])) if r.get("log") else None)
+               for r in step_records(local)]
     seen = {r["key"] for r in records}
     for key, step in (params.get("steps") or {}).items():
         if key not in seen:
@@ -89,12 +119,13 @@ def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
                 if os.path.isfile(os.path.join(folder, r["log"]))]
     provenance = build_provenance(_step_records(params, by_key), pair_id=pair_id, mola=paths.get("mola"),
                                   edrs=params.get("edrs") or {})
-    # this worker thread is the step: a local scheduler, no nested cluster computations
-    with dask.config.set(scheduler="threads", num_workers=2):
+    # this worker thread is the step: its own two threads compute, never the cluster; passed to each
+    # compute, since a process-wide dask.config.set would change the scheduler of other tasks on this worker
+    with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"pair_quality-{pair_id}") as pool:
         products = pair_products(
             workdir, datetime=params["datetime"], end_datetime=params.get("end_datetime"), pair_id=pair_id,
             left_id=params.get("left"), right_id=params.get("right"), pc_align_runs=runs, provenance=provenance,
-            **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
+            scheduler=pool, **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
         )
     outputs = {OUTPUT_ROLES[name]: str(path) for name, path in products["files"].items() if name in OUTPUT_ROLES}
     info = {"statistics": products["statistics"].to_dict(), "qa": products["qa"].to_dict(),
@@ -169,7 +200,7 @@ def finish_pair(db, out_dir: pathlib.Path, pair_id: str, images: Iterable[str], 
                 if found.lower().endswith(".img"):
                     edrs[pid] = found
     try:
-        if complete_provenance(path, rows, edrs):
+        if complete_provenance(path, rows, edrs, root=out_dir.parent.parent):
             _rerecord(db, path, f"pair_quality-{pair_id}", pair_id)
     except (OSError, ValueError) as exc:  # the products stand without it
         logger.warning("%s: could not complete provenance.json: %s", pair_id, exc)

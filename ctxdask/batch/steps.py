@@ -17,11 +17,13 @@ import os
 import re
 import socket
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from ctxdask.batch.model import BatchContext, Outcome, StepTask, image_chain
 from ctxdask.exceptions import CTXError
+from ctxdask.tools.owner import write_owner
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
 
 __all__ = ["InvalidEDRError", "fetch", "pair_quality", "quality", "rebuild", "start_time", "utc", "validate"]
@@ -36,6 +38,19 @@ def _scratch(task: StepTask, options: RunOptions) -> str:
     """The work dir of an in-process step (``<work root>/<key>``)."""
     path = os.path.join(work_root(options.work_dir), task.key)
     os.makedirs(path, exist_ok=True)
+    return path
+
+def _private_scratch(task: StepTask, options: RunOptions) -> str:
+    """A work dir of its own for one execution of an in-process step (``<work root>/<key>.tmp-<random>``).
+
+    Two executions of one step (a retry, a remake, a task the scheduler ran
+    twice) never write one path, so the files an execution hashed for
+    delivery are the ones delivered. Marked with its owner, so that what a
+    process killed mid-step leaves is cleaned (:func:`ctxdask.batch.scratch.clean_dead_scratch`).
+    """
+    path = os.path.join(work_root(options.work_dir), f"{task.key}.tmp-{uuid.uuid4().hex[:12]}")
+    os.makedirs(path)
+    write_owner(path)
     return path
 
 def _in_process_result(task: StepTask, workdir: str, outputs: Mapping[str, str], started: str, t0: float,
@@ -78,7 +93,7 @@ def pair_quality(task: StepTask, options: RunOptions,
     """A pair's delivered products (COGs, QA, provenance, STAC item): :mod:`ctxdask.batch.dem_products`."""
     from ctxdask.batch.dem_products import make_pair_products
 
-    workdir = _scratch(task, options)
+    workdir = _private_scratch(task, options)
     t0, started = time.monotonic(), utc()
     outputs, info = make_pair_products(workdir, task.subject, task.params, by_key)
     fingerprint = hashlib.sha256("\0".join(r.fingerprint for r in by_key.values()).encode()).hexdigest()

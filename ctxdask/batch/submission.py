@@ -316,7 +316,9 @@ class Submitter:
                  for c in [*state.image_calls.get(pair.left, ()), *state.image_calls.get(pair.right, ()), *calls]}
         params = {"inputs": inputs, "steps": steps,
                   "datetime": state.start_time.get(pair.left),
-                  "end_datetime": state.start_time.get(pair.right), "left": pair.left, "right": pair.right}
+                  "end_datetime": state.start_time.get(pair.right), "left": pair.left, "right": pair.right,
+                  # which upstream files are delivered: provenance names those by their place in the pair folder
+                  "deliver": sorted(self.context.deliver)}
         key = f"{PAIR_QUALITY_STEP}-{pair.pair_id}"
         task = self.task(key, PAIR_QUALITY_STEP, PAIR_QUALITY_STEP, "pair", pair.pair_id, params=params)
         self.submit(task, upstream=[k for k, _ in inputs.values()])

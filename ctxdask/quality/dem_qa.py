@@ -160,10 +160,10 @@ def holes(nodata_blocks: np.ndarray, factor: int, *, min_tile_pixels: int = 64,
             "pixels": sum(h["pixels"] for h in found), "resolution_pixels": factor, "largest": found[:20]}
 
 
-def _compute(lazy: Mapping[str, Any]) -> dict[str, Any]:
+def _compute(lazy: Mapping[str, Any], scheduler: Any = None) -> dict[str, Any]:
     """One ``dask.compute`` of a mapping of dask arrays (the DEM's blocks are read once for all)."""
     names = list(lazy)
-    return dict(zip(names, dask.compute(*(lazy[n] for n in names))))
+    return dict(zip(names, dask.compute(*(lazy[n] for n in names), scheduler=scheduler)))
 
 
 def _hole_factor(shape: tuple[int, int], limit: int) -> int:
@@ -223,6 +223,7 @@ def measure_dem(
     max_displacements: Sequence[float] = (),
     thresholds: Mapping[str, Any] | None = None,
     chunks: Any = None,
+    scheduler: Any = None,
 ) -> tuple[DEMQA, dict[str, np.ndarray]]:
     """QA metrics of a DEM (optionally against MOLA shots and its pre-alignment version).
 
@@ -242,6 +243,8 @@ def measure_dem(
         The ``--max-displacement`` of each run.
     thresholds : mapping, optional
         Grade thresholds; default ``quality.dem-grade``.
+    scheduler : str or concurrent.futures.Executor, optional
+        The dask scheduler of the one computation (default: dask's).
 
     Returns
     -------
@@ -274,7 +277,7 @@ def measure_dem(
         lazy["error_hist"] = da.histogram(valid_err, bins=_ERROR_BINS)[0]
         lazy["error_mean"] = da.nanmean(err.astype(np.float64))
         lazy["error_max"] = da.nanmax(err)
-    done = _compute(lazy)
+    done = _compute(lazy, scheduler)
 
     metrics: dict[str, Any] = {
         "dem": os.fspath(dem), "shape": list(shape),

@@ -21,6 +21,7 @@ thumbnails, measures the DEM against MOLA (:mod:`ctxdask.quality.dem_qa`,
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import functools
 import os
@@ -71,13 +72,14 @@ def _isotime(value: Any) -> str:
 
 
 def _write_lazy_cog(data: xr.DataArray, path: pathlib.Path, *, nodata: float | int | None,
-                    resampling: str = "average") -> pathlib.Path:
+                    resampling: str = "average", scheduler: Any = None) -> pathlib.Path:
     """Stream a dask-backed raster to a scratch GeoTIFF beside ``path``, then make it a COG."""
     scratch = tempfile.mkdtemp(prefix=".cog-", dir=path.parent)
     try:
         tmp = os.path.join(scratch, "raster.tif")
-        data.rio.to_raster(tmp, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
-                           lock=SerializableLock(), nodata=nodata)
+        store = data.rio.to_raster(tmp, tiled=True, blockxsize=512, blockysize=512, compress="deflate",
+                                   lock=SerializableLock(), nodata=nodata, compute=False)
+        dask.compute(store, scheduler=scheduler)
         return to_cog(tmp, path, nodata=nodata, resampling=resampling)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -96,8 +98,11 @@ def _shade_block(z: np.ndarray, dx: Any, dy: float, rows: int, azimuth: float, e
     return out
 
 
-def shade_cog(heights: xr.DataArray, path: str | os.PathLike) -> pathlib.Path:
-    """Full-resolution hillshade COG (uint8, 1..255, 0 = nodata) of a lazily opened DEM."""
+def shade_cog(heights: xr.DataArray, path: str | os.PathLike, *, scheduler: Any = None) -> pathlib.Path:
+    """Full-resolution hillshade COG (uint8, 1..255, 0 = nodata) of a lazily opened DEM.
+
+    ``scheduler`` is the dask scheduler of the write (see :func:`pair_products`).
+    """
     transform = heights.rio.transform()
     crs = heights.rio.crs
     rows = heights.sizes["y"]
@@ -107,29 +112,57 @@ def shade_cog(heights: xr.DataArray, path: str | os.PathLike) -> pathlib.Path:
                               elevation=float(config.get("quality.sun-elevation")))
     shaded = da.map_overlap(block, heights.data.astype(np.float32), depth=1, boundary=np.nan, dtype=np.uint8,
                             trim=True)
-    out = xr.DataArray(shaded, dims=("y", "x"), coords={"y": heights.y, "x": heights.x})
+    # a fixed band description: rioxarray otherwise writes the dask array's random name into the header
+    out = xr.DataArray(shaded, dims=("y", "x"), coords={"y": heights.y, "x": heights.x},
+                       attrs={"long_name": "hillshade"})
     out = out.rio.write_crs(crs).rio.write_transform(transform)
-    return _write_lazy_cog(out, pathlib.Path(path), nodata=0)
+    return _write_lazy_cog(out, pathlib.Path(path), nodata=0, scheduler=scheduler)
 
 
 def _relief_block(z: np.ndarray, limits: tuple[float, float]) -> np.ndarray:
     return np.moveaxis(colour_relief(z, limits=limits), -1, 0)
 
 
-def relief_cog(heights: xr.DataArray, path: str | os.PathLike, limits: tuple[float, float]) -> pathlib.Path:
+def relief_cog(heights: xr.DataArray, path: str | os.PathLike, limits: tuple[float, float], *,
+               scheduler: Any = None) -> pathlib.Path:
     """Full-resolution colour-relief COG (RGBA uint8) with the ramp stretched over ``limits``."""
     data = heights.data.astype(np.float32)
     rgba = da.map_blocks(functools.partial(_relief_block, limits=limits), data, dtype=np.uint8, new_axis=0,
                          chunks=((4,),) + data.chunks)
-    out = xr.DataArray(rgba, dims=("band", "y", "x"),
-                       coords={"band": [1, 2, 3, 4], "y": heights.y, "x": heights.x})
+    out = xr.DataArray(rgba, dims=("band", "y", "x"), coords={"band": [1, 2, 3, 4], "y": heights.y, "x": heights.x},
+                       attrs={"long_name": ["red", "green", "blue", "alpha"]})
     out = out.rio.write_crs(heights.rio.crs).rio.write_transform(heights.rio.transform())
-    return _write_lazy_cog(out, pathlib.Path(path), nodata=None, resampling="nearest")
+    return _write_lazy_cog(out, pathlib.Path(path), nodata=None, resampling="nearest", scheduler=scheduler)
 
 
 def _shade_png(shade: np.ndarray, heights: np.ndarray) -> np.ndarray:
     out = np.rint(np.nan_to_num(shade, nan=0.0) * 255.0).astype(np.float32)
     out[~np.isfinite(heights) | ~np.isfinite(shade)] = np.nan
+    return out
+
+
+def _relative(path: str | os.PathLike, base: pathlib.Path) -> str:
+    """``path`` relative to ``base`` in POSIX form (how delivered files name each other)."""
+    return pathlib.PurePath(os.path.relpath(os.path.abspath(path), os.path.abspath(base))).as_posix()
+
+
+def _relative_provenance(record: Mapping[str, Any], base: pathlib.Path,
+                         mola: pathlib.Path | None) -> dict[str, Any]:
+    """A provenance record whose paths inside ``base`` are relative to it; MOLA named by its copy."""
+    root = os.path.abspath(base)
+
+    def inside(value: Any) -> Any:
+        if isinstance(value, str) and os.path.isabs(value) and \
+                os.path.commonpath([root, os.path.abspath(value)]) == root:
+            return _relative(value, base)
+        return value
+
+    out = dict(record)
+    out["steps"] = [{k: inside(v) if k == "log" else v for k, v in step.items()} for step in record.get("steps", [])]
+    inputs = dict(record.get("inputs") or {})
+    if mola is not None and inputs.get("mola"):
+        inputs["mola"] = dict(inputs["mola"], path=_relative(mola, base))
+    out["inputs"] = inputs
     return out
 
 
@@ -154,6 +187,7 @@ def pair_products(
     size: int | None = None,
     full_resolution: bool = True,
     properties: Mapping[str, Any] | None = None,
+    scheduler: Any = None,
 ) -> dict[str, Any]:
     """Make every delivered product of one pair in ``out_dir`` (see the module docstring).
 
@@ -173,6 +207,16 @@ def pair_products(
         The record of :func:`ctxdask.quality.provenance.build_provenance`.
     full_resolution : bool
         Make the full-resolution hillshade and colour-relief COGs (else thumbnails only).
+    scheduler : str or concurrent.futures.Executor, optional
+        The dask scheduler of every computation here, passed to each
+        ``compute`` (default: dask's). A batch step passes its own thread
+        pool: inside a dask task the default is the cluster, and a
+        process-wide ``dask.config.set`` would leak into other tasks on the
+        same worker.
+
+    Returned and written files name each other relative to ``out_dir`` (the
+    pair folder once delivered): the QA's DEM, the MOLA shots (the
+    ``-mola.csv`` copy), and any path in ``provenance`` that lies inside ``out_dir``.
 
     Returns
     -------
@@ -204,7 +248,7 @@ def pair_products(
 
     heights = open_dem(files["dem"])
     small = thumbnail(heights, size)
-    computed, small_values = dask.compute(_lazy_statistics(heights), small.data)
+    computed, small_values = dask.compute(_lazy_statistics(heights), small.data, scheduler=scheduler)
     stats = _statistics(heights, computed)
     factor = int(small.attrs["factor"])
     spacing = _spacing(stats.transform, heights.rio.crs, small_values.shape[0], factor)
@@ -212,33 +256,40 @@ def pair_products(
                                    out_dir / f"{pair_id}_hillshade.png", stretched=True)
     files["relief_thumbnail"] = write_png(colour_relief(small_values), out_dir / f"{pair_id}_relief.png")
     if "ortho" in files:
-        files["ortho_thumbnail"] = write_png(thumbnail(open_dem(files["ortho"]), size),
+        files["ortho_thumbnail"] = write_png(thumbnail(open_dem(files["ortho"]), size).compute(scheduler=scheduler),
                                              out_dir / f"{pair_id}_ortho.png")
     if full_resolution:
-        files["hillshade"] = shade_cog(heights, out_dir / f"{pair_id}-hillshade.tif")
+        files["hillshade"] = shade_cog(heights, out_dir / f"{pair_id}-hillshade.tif", scheduler=scheduler)
         finite = small_values[np.isfinite(small_values)]
         if finite.size:
             q = config.get("quality.stretch-percentiles")
             limits = tuple(float(v) for v in np.percentile(finite, [float(q[0]), float(q[1])]))
-            files["colour_relief"] = relief_cog(heights, out_dir / f"{pair_id}-colour-relief.tif", limits)
+            files["colour_relief"] = relief_cog(heights, out_dir / f"{pair_id}-colour-relief.tif", limits,
+                                                scheduler=scheduler)
 
-    points = read_mola_csv(mola, csv_format) if mola is not None else None
+    mola_copy = out_dir / f"{pair_id}-mola.csv"
+    points = None
+    if mola is not None:  # named by the copy delivered beside the QA, not where it was read
+        points = dataclasses.replace(read_mola_csv(mola, csv_format), source=_relative(mola_copy, out_dir))
     reports = []
     for run in pc_align_runs:
         with open(run["log"], encoding="utf-8", errors="replace") as f:
             reports.append(parse_pc_align_log(f.read()))
     qa, arrays = measure_dem(files["dem"], points, dem_before=dem_before, error=files.get("error"),
-                             pc_align=reports, max_displacements=[r["max_displacement"] for r in pc_align_runs])
+                             pc_align=reports, max_displacements=[r["max_displacement"] for r in pc_align_runs],
+                             scheduler=scheduler)
+    qa.metrics["dem"] = _relative(files["dem"], out_dir)
     files["qa_metrics"] = qa.write(out_dir / "qa_metrics.json")
     if arrays:
         files["residuals"] = write_residuals(arrays, out_dir / f"{pair_id}-residuals.csv")
     if mola is not None:
-        files["mola"] = pathlib.Path(shutil.copyfile(mola, out_dir / f"{pair_id}-mola.csv"))
+        files["mola"] = pathlib.Path(shutil.copyfile(mola, mola_copy))
     if pc_align_errors is not None:
         files["pc_align_errors"] = pathlib.Path(
             shutil.copyfile(pc_align_errors, out_dir / f"{pair_id}-pc_align-end_errors.csv"))
     props: dict[str, Any] = dict(properties or {})
     if provenance is not None:
+        provenance = _relative_provenance(provenance, out_dir, mola_copy if mola is not None else None)
         files["provenance"] = write_provenance(provenance, out_dir / "provenance.json")
         props.update(processing_properties(provenance))
     if left_id:

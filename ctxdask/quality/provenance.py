@@ -182,14 +182,31 @@ def write_provenance(record: Mapping[str, Any], path: str | os.PathLike) -> path
 
 
 def complete_provenance(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
-                        edrs: Mapping[str, str | os.PathLike] | None = None) -> bool:
+                        edrs: Mapping[str, str | os.PathLike] | None = None, *,
+                        root: str | os.PathLike | None = None) -> bool:
     """Fill the runs a pair's ``provenance.json`` could not time from the tracking database.
 
     ``rows`` are step rows (key, started, ended, exit_code, host, log_path); a
     run without times takes them from its row. ``edrs`` (product id -> local
     EDR path) adds missing EDR records. Returns whether the file changed.
+
+    With ``root`` (the batch's output folder), the record stays one that
+    travels with its folder: a log is named relative to the file's folder
+    when it was delivered under ``root``, else not at all (a path on a
+    worker or elsewhere means nothing where the products are read), and an
+    EDR by its file name.
     """
     path = pathlib.Path(path)
+
+    def log_of(row: Mapping[str, Any]) -> str | None:
+        log = row.get("log_path")
+        if root is None or not log:
+            return log
+        top, log = os.path.abspath(root), os.path.abspath(log)
+        if os.path.commonpath([top, log]) != top:
+            return None
+        return pathlib.PurePath(os.path.relpath(log, path.parent.absolute())).as_posix()
+
     if not path.is_file():
         return False
     record = json.loads(path.read_text(encoding="utf-8"))
@@ -200,12 +217,14 @@ def complete_provenance(path: str | os.PathLike, rows: Iterable[Mapping[str, Any
         if row is None or step.get("started"):
             continue
         step.update(started=row.get("started"), ended=row.get("ended"), exit_code=row.get("exit_code"),
-                    host=row.get("host"), log=row.get("log_path"))
+                    host=row.get("host"), log=log_of(row))
         changed = True
     known = record.setdefault("inputs", {}).setdefault("edrs", {})
     for pid, edr in (edrs or {}).items():
         if pid not in known and edr and os.path.isfile(edr):
             known[pid] = edr_record(edr)
+            if root is not None:
+                known[pid]["path"] = os.path.basename(edr)
             changed = True
     if changed:
         record["hosts"] = sorted(set(record.get("hosts", [])) | {s["host"] for s in record["steps"] if s.get("host")})

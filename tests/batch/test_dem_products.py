@@ -83,3 +83,113 @@ def test_aligned_batch_delivers_cogs_qa_provenance_and_a_catalog(tmp_path, clust
     for path, size in query(db, "SELECT path, size FROM products"):
         assert pathlib.Path(path).stat().st_size == size, path
     assert summary.pairs == {"done": 1, "failed": 1}
+
+
+# ------------------------------------------------- pair_quality steps sharing one worker
+def _dem(path: pathlib.Path, rows: int, cols: int, seed: int) -> pathlib.Path:
+    """A float32 DEM in a Mars equirectangular CRS (heights of a tilted, noisy plane)."""
+    import numpy as np
+    import rasterio
+    from rasterio.transform import from_origin
+
+    z = np.add.outer(np.arange(rows) * 0.4, np.arange(cols) * 0.3)
+    z += np.random.default_rng(seed).normal(0.0, 2.0, z.shape)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=cols, height=rows, count=1, dtype="float32",
+                       crs="+proj=eqc +R=3396190 +units=m +no_defs", transform=from_origin(0.0, 0.0, 20.0, 20.0),
+                       nodata=-3.4028226550889045e38, tiled=True, blockxsize=256, blockysize=256) as dst:
+        dst.write(z.astype("float32"), 1)
+    return path
+
+
+def _pair_quality_task(pair_id: str, dem_key: str):
+    from ctxdask.batch.model import StepTask
+
+    params = {"inputs": {"dem": (dem_key, "dem")}, "datetime": "2007-01-02T03:04:05Z", "left": "L", "right": "R",
+              "steps": {}, "deliver": []}
+    return StepTask(key=f"pair_quality-{pair_id}", step="pair_quality", kind="pair_quality", scope="pair",
+                    subject=pair_id, timeout=600.0, params=params, needs=(dem_key,))
+
+
+def _upstream(dem: pathlib.Path, key: str):
+    from ctxdask.batch.model import Outcome
+    from ctxdask.tools.tasks import StepResult
+
+    result = StepResult(key=key, step="point2dem", program="point2dem", workdir=str(dem.parent),
+                        outputs={"dem": str(dem)}, log_path="", returncode=0, duration=0.0, started="", host="",
+                        cached=False, fingerprint=key)
+    return Outcome(key=key, step="point2dem", subject="L-R", status="done", result=result)
+
+
+def _execute_later(delay: float, task, ctx, upstream):
+    """:func:`ctxdask.batch.work.execute` after ``delay`` seconds (staggered starts on one worker)."""
+    import time
+
+    from ctxdask.batch.work import execute
+
+    time.sleep(delay)
+    return execute(task, ctx, upstream)
+
+
+def test_concurrent_pair_quality_steps_on_one_worker_never_compute_on_the_cluster(tmp_path):
+    """Break 10: the steps' reads stay in their own threads, whatever the other steps on the worker do.
+
+    Three pair_quality steps of different sizes start staggered on one worker
+    (three threads) of a two-worker cluster; every task the cluster ran is
+    seen in its task stream, and only the three steps may be there.
+    """
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from ctxdask.batch.model import BatchContext
+    from ctxdask.tools.tasks import RunOptions
+
+    sizes = {"a": (500, 400), "b": (1000, 900), "c": (700, 600)}
+    upstream = {name: _upstream(_dem(tmp_path / "in" / name / "out-DEM.tif", *shape, seed=i), f"point2dem-{name}")
+                for i, (name, shape) in enumerate(sizes.items())}
+    ctx = BatchContext(recipe=build_recipe(), source=None,
+                       options=RunOptions.from_config(work_dir=str(tmp_path / "work")))
+    with LocalCluster(n_workers=2, threads_per_worker=3, processes=False, dashboard_address=":0") as cluster, \
+            Client(cluster) as client:
+        worker = sorted(client.scheduler_info()["workers"])[0]
+        with get_task_stream(client) as stream:
+            futures = [client.submit(_execute_later, 0.4 * i, _pair_quality_task(f"p{name}", up.key), ctx, up,
+                                     key=f"step-{name}", workers=[worker], allow_other_workers=False, pure=False)
+                       for i, (name, up) in enumerate(upstream.items())]
+            outcomes = client.gather(futures)
+    assert [o.status for o in outcomes] == ["done"] * 3, [o.error for o in outcomes]
+    ran = sorted({t["key"] if isinstance(t["key"], str) else str(t["key"]) for t in stream.data})
+    assert ran == ["step-a", "step-b", "step-c"]
+    import dask
+
+    assert dask.config.get("scheduler", None) is None  # and the process-wide setting is as it was
+
+
+def test_two_executions_of_one_pair_quality_step_never_write_one_path(tmp_path, cluster_client):
+    """Break 11: each execution writes its own folder, so what it hashed is what is delivered.
+
+    The same pair_quality step runs twice at once on one worker (a retry, a
+    remake, a task run twice): every file each execution hashed still has
+    that hash afterwards, and no path is shared.
+    """
+    from ctxdask.batch.model import BatchContext, sha256_file
+    from ctxdask.tools.tasks import RunOptions
+
+    up = _upstream(_dem(tmp_path / "in" / "out-DEM.tif", 700, 600, seed=3), "point2dem-L-R")
+    ctx = BatchContext(recipe=build_recipe(), source=None,
+                       options=RunOptions.from_config(work_dir=str(tmp_path / "work")))
+    task = _pair_quality_task("L-R", up.key)
+    worker = sorted(cluster_client.scheduler_info()["workers"])[0]
+    futures = [cluster_client.submit(_execute_later, delay, task, ctx, up, key=f"twice-{i}", workers=[worker],
+                                     allow_other_workers=False, pure=False) for i, delay in enumerate((0.0, 0.5))]
+    first, second = cluster_client.gather(futures)
+    assert first.ok and second.ok, (first.error, second.error)
+    assert first.result.workdir != second.result.workdir
+    assert not {f.path for f in first.files} & {f.path for f in second.files}
+    for outcome in (first, second):
+        assert {f.relpath for f in outcome.files} >= {"qa_metrics.json", "provenance.json", "L-R-DEM.tif",
+                                                       "L-R-colour-relief.tif", "L-R-hillshade.tif"}
+        for f in outcome.files:
+            assert sha256_file(f.path) == f.sha256, f.relpath
+    # the pixels are the same, so are the rasters, byte for byte
+    tifs = {f.relpath: f.sha256 for f in first.files if f.relpath.endswith((".tif", ".png"))}
+    assert tifs == {f.relpath: f.sha256 for f in second.files if f.relpath.endswith((".tif", ".png"))}

@@ -193,3 +193,43 @@ def test_stac_command_rebuilds_and_reports_invalid_items(chain, tmp_path, capsys
     assert main(["stac", str(out)]) == 1
     assert "invalid Item" in capsys.readouterr().out
     assert main(["stac", str(tmp_path / "missing")]) == 1  # a bad input (the exit-code table), not usage
+
+
+def test_delivered_json_names_files_relative_to_the_pair_folder(chain):
+    """Break 9: the QA's DEM and MOLA shots, provenance's MOLA, the STAC assets: names in the pair folder."""
+    files, out = chain["made"]["files"], chain["made"]["files"]["dem"].parent
+    qa = json.loads(files["qa_metrics"].read_text())
+    assert qa["dem"] == files["dem"].name and qa["mola_points"]["source"] == files["mola"].name
+    prov = json.loads(files["provenance"].read_text())
+    assert prov["inputs"]["mola"]["path"] == files["mola"].name
+    item = json.loads(files["stac"].read_text())
+    for asset in item["assets"].values():
+        assert not pathlib.PurePath(asset["href"]).is_absolute() and (out / asset["href"]).is_file()
+
+
+_TWICE = """
+import sys
+from ctxdask.quality.pair import pair_products
+pair_products(sys.argv[1], dem=sys.argv[2], ortho=sys.argv[3], error=sys.argv[4], dem_areoid=sys.argv[5],
+              datetime="2007-01-02T03:04:05Z", pair_id="L_R", size=64)
+"""
+
+
+def test_rasters_are_byte_identical_from_run_to_run(chain, tmp_path):
+    """Break 11: the same pixels make the same files, header included, in two fresh processes.
+
+    (The colour relief and hillshade carried the dask array's random name as
+    their band description, 124 header bytes that changed on every run.)
+    """
+    import subprocess
+
+    made = {c.step: chain["results"][c.key] for c in chain["calls"]}
+    aligned = made["point2dem_aligned"].outputs
+    argv = [aligned["dem"], aligned["ortho"], aligned["error"], made["dem_geoid"].outputs["dem"]]
+    runs = [subprocess.Popen([sys.executable, "-c", _TWICE, str(tmp_path / name), *argv])
+            for name in ("one", "two")]
+    assert [p.wait(300) for p in runs] == [0, 0]
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
+    two = {p.name: p.read_bytes() for p in (tmp_path / "two").iterdir() if p.name in one}
+    assert {"L_R-colour-relief.tif", "L_R-hillshade.tif", "L_R-DEM.tif", "qa_metrics.json", "L_R.stac.json"} <= set(one)
+    assert [name for name in sorted(one) if one[name] != two.get(name)] == []

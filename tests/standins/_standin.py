@@ -1,7 +1,8 @@
 """Test stand-ins for the ISIS and ASP programs of the CTX stereo chain.
 
-THESE ARE NOT THE REAL PROGRAMS. Each executable in this folder (``mroctx2isis``,
-``spiceinit``, ``ctxcal``, ``ctxevenodd``, ``cam2map4stereo.py``,
+THESE ARE NOT THE REAL PROGRAMS. The ISIS ones (``mroctx2isis``, ``spiceinit``, ``ctxcal``,
+``ctxevenodd``) live in :mod:`_isis`, built from ISIS's source. Each other executable
+in this folder (``cam2map4stereo.py``,
 ``parallel_stereo``, ``point2dem``, ``pc_align``, ``dem_geoid``) has the
 command-line contract of the real program (ISIS ``key=value`` parameters, ASP
 options and positional arguments, the real output file names) and writes small
@@ -127,12 +128,26 @@ def _apply_fault(fault: str | None) -> None:
 
 
 # ----------------------------------------------------------------- ISIS cubes
+def _pvl_value(value) -> str:
+    """A value pvl parsed from an ISIS label, written back as ISIS writes it."""
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_pvl_value(v) for v in value) + ")"
+    if hasattr(value, "units") and hasattr(value, "value"):  # pvl Quantity
+        return f"{_pvl_value(value.value)} <{value.units}>"
+    if isinstance(value, str) and not value.replace("_", "").replace(".", "").replace("$", "") \
+            .replace("/", "").isalnum():
+        return f'"{value}"'
+    return str(value)
+
+
 def _group(name: str, keys: dict, kind: str = "Group", indent: str = "  ") -> str:
     lines = [f"{indent}{kind} = {name}"]
     for key, value in keys.items():
-        if isinstance(value, str) and not value.replace("_", "").replace(".", "").isalnum():
-            value = f'"{value}"'
-        lines.append(f"{indent}  {key} = {value}")
+        lines.append(f"{indent}  {key} = {_pvl_value(value)}")
     lines.append(f"{indent}End_{kind}")
     return "\n".join(lines)
 
@@ -184,117 +199,6 @@ def read_cube_label(path: str) -> dict:
 def _isis_error(message: str) -> None:
     print(f"**USER ERROR** {message}.", file=sys.stderr, flush=True)
     sys.exit(1)
-
-
-def _isis_args(name: str, argv: list[str], required: set[str], optional: set[str]) -> dict:
-    """Parse ISIS ``key=value`` parameters (keys case-insensitive)."""
-    if any(a.lower() in ("-help", "--help", "-h") for a in argv):
-        print(BANNER.format(name=name))
-        print(f"usage: {name} " + " ".join(f"{k.upper()}=value" for k in sorted(required)))
-        print("optional: " + " ".join(f"{k.upper()}=value" for k in sorted(optional)))
-        sys.exit(0)
-    params = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.strip().lower()
-        if not sep or not value.strip():
-            _isis_error(f"Invalid command line token [{arg}]; expected PARAMETER=value")
-        if key not in required | optional:
-            _isis_error(f"Unknown parameter [{key.upper()}] for {name}")
-        params[key] = value.strip()
-    missing = required - params.keys()
-    if missing:
-        _isis_error(f"Parameter [{sorted(missing)[0].upper()}] must be entered")
-    return params
-
-
-def _read_edr_label(path: str) -> dict:
-    import pvl
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(65536).decode("latin-1")
-    except FileNotFoundError:
-        _isis_error(f"Unable to open [{path}]: file does not exist")
-    end = head.find("\nEND")
-    try:
-        label = pvl.loads(head[: end + 4] if end >= 0 else head)
-    except Exception as exc:  # noqa: BLE001
-        _isis_error(f"Unable to read PDS label of [{path}] ({exc})")
-    if str(label.get("INSTRUMENT_ID", "")) != "CTX":
-        _isis_error(f"Input file [{path}] does not appear to be in MRO-CTX EDR format")
-    return label
-
-
-def _check_output(path: str) -> None:
-    if os.path.exists(path):
-        # ISIS overwrites; keep that behaviour
-        os.remove(path)
-
-
-def mroctx2isis(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("mroctx2isis", argv, {"from", "to"}, set())
-    label = _read_edr_label(p["from"])
-    _apply_fault(fault)
-    image = label.get("IMAGE", {})
-    instrument = {
-        "SpacecraftName": "MARS_RECONNAISSANCE_ORBITER",
-        "InstrumentId": "CTX",
-        "SpatialSumming": image.get("SAMPLING_FACTOR", label.get("SAMPLING_FACTOR", 1)),
-        "StartTime": str(label.get("START_TIME", "")),
-        "SampleFirstPixel": label.get("SAMPLE_FIRST_PIXEL", 0),
-    }
-    archive = {"ProductId": str(label.get("PRODUCT_ID", "UNKNOWN"))}
-    _check_output(p["to"])
-    write_cube(p["to"], {"Instrument": instrument, "Archive": archive,
-                         "BandBin": {"FilterName": "BroadBand", "Center": 0.65, "Width": 0.15},
-                         "StandIn": {"Note": "written by a test stand-in"}},
-               truncate=fault == "partial")
-
-
-def spiceinit(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("spiceinit", argv, {"from"},
-                   {"web", "ck", "spk", "shape", "attach", "cksmithed", "ckrecon", "ckpredicted",
-                    "spkpredicted", "spkrecon", "spksmithed", "url", "port"})
-    label = read_cube_label(p["from"])
-    _apply_fault(fault)
-    if "Instrument" not in label:
-        _isis_error(f"Unable to initialize camera model from [{p['from']}]: no Instrument group")
-    groups = {k: v for k, v in label.items() if not k.startswith("_")}
-    web = p.get("web", "no").lower() in ("yes", "true", "y", "t", "1")
-    groups["Kernels"] = {"NaifFrameCode": -74021, "LeapSecond": "$base/kernels/lsk/naif0012.tls",
-                         "TargetPosition": "Table", "InstrumentPointing": "Table",
-                         "InstrumentPosition": "Table", "Source": "web" if web else "local",
-                         "CameraVersion": 1}
-    write_cube(p["from"], groups, truncate=fault == "partial")
-
-
-def ctxcal(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("ctxcal", argv, {"from", "to"}, {"flatfile", "iof"})
-    label = read_cube_label(p["from"])
-    _apply_fault(fault)
-    if "Kernels" not in label:
-        _isis_error(f"Unable to create camera for [{p['from']}]: run spiceinit first")
-    if label["_pixels"].get("Type") != "SignedWord":
-        _isis_error(f"[{p['from']}] is not a level-0 cube (pixel type {label['_pixels'].get('Type')})")
-    groups = {k: v for k, v in label.items() if not k.startswith("_")}
-    groups["Radiometry"] = {"FlatFile": "$mro/calibration/ctxFlat_0001.cub",
-                            "iof": 1.0 if p.get("iof", "yes").lower() in ("yes", "true") else 0.0}
-    _check_output(p["to"])
-    write_cube(p["to"], groups, pixel_type="Real", fill=0.1, truncate=fault == "partial")
-
-
-def ctxevenodd(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("ctxevenodd", argv, {"from", "to"}, set())
-    label = read_cube_label(p["from"])
-    _apply_fault(fault)
-    if label.get("Instrument", {}).get("SpatialSumming", 1) != 1:
-        _isis_error("ctxevenodd works on summing-1 images only")
-    groups = {k: v for k, v in label.items() if not k.startswith("_")}
-    groups.setdefault("Radiometry", {})["EvenOddCorrected"] = "Yes"
-    _check_output(p["to"])
-    write_cube(p["to"], groups, pixel_type=label["_pixels"].get("Type", "Real"), fill=0.1,
-               truncate=fault == "partial")
 
 
 def cam2map4stereo(argv: list[str], fault: str | None) -> None:
@@ -557,10 +461,6 @@ def dem_geoid(argv: list[str], fault: str | None) -> None:
 
 
 PROGRAMS = {
-    "mroctx2isis": mroctx2isis,
-    "spiceinit": spiceinit,
-    "ctxcal": ctxcal,
-    "ctxevenodd": ctxevenodd,
     "cam2map4stereo.py": cam2map4stereo,
     "parallel_stereo": parallel_stereo,
     "point2dem": point2dem,
@@ -583,5 +483,10 @@ def main(name: str) -> None:
     if delay:
         time.sleep(delay)
     fault = _fault(name)
-    PROGRAMS[name](argv, fault)
+    if name in ISIS_PROGRAMS:
+        from _isis import PROGRAMS as ISIS  # imported here: _isis uses this module's fault hooks
+
+        ISIS[name](argv, fault)
+    else:
+        PROGRAMS[name](argv, fault)
     sys.exit(0)
