@@ -33,7 +33,7 @@ from .checks import (
 from .conftest import IDS, WORKERS
 
 # unshare and mount: skipped where missing, failed in CI (.ci/run installs and requires them)
-pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(420), pytest.mark.requires_tool("unshare"),
+pytestmark = [pytest.mark.slow, pytest.mark.cluster, pytest.mark.timeout(1200), pytest.mark.requires_tool("unshare"),
               pytest.mark.requires_tool("mount")]
 
 P1, P2, P3 = (IDS[0], IDS[1]), (IDS[1], IDS[2]), (IDS[2], IDS[3])
@@ -99,7 +99,7 @@ def tiles_home_without_mosaic(mh, minimum: int):
 @pytest.mark.parametrize("tiled", [True, False], ids=["tiled", "monolithic"])
 def test_clean_run(multihost, tiled):
     mh = multihost([P1, P2], tiled=tiled)
-    code = mh.run_driver()
+    code = mh.run_driver(timeout=420)
 
     def ran_as_asked():
         assert code == 0, mh.driver_log()[-3000:]
@@ -122,11 +122,11 @@ def test_worker_killed_mid_tile_is_replaced(multihost):
     mh = multihost([P1, P2], env={"CTXDASK_STANDIN_TILE_SLEEP": "2"})
     mh.start_driver()
     victim = mh.workers["w2"]
-    wait_for(victim.tiles_started, 180, "a tile to start on w2", mh)
+    wait_for(victim.tiles_started, 420, "a tile to start on w2", mh)
     time.sleep(0.5)  # the tile is correlating (it sleeps 2 s)
     mh.kill_worker("w2")
     replacement = mh.start_worker("w2", WORKERS["w2"], fresh=True)
-    code = mh.driver.proc.wait(timeout=300)
+    code = mh.wait_driver(420)
 
     def killed_mid_tile():
         assert code == 0, mh.driver_log()[-3000:]
@@ -141,7 +141,7 @@ def test_worker_killed_mid_tile_is_replaced(multihost):
 def _kill_driver_after_tiles_came_home(mh) -> dict:
     """Start the driver, SIGKILL it once tiles are home for a pair not yet mosaicked; what it left."""
     mh.start_driver()
-    pending = wait_for(lambda: tiles_home_without_mosaic(mh, 6), 240, "6 tiles home", mh)
+    pending = wait_for(lambda: tiles_home_without_mosaic(mh, 6), 420, "6 tiles home", mh)
     mh.kill_driver()
     # what the dead driver's workers were running ends (or is stopped) before we look
     mh.wait_programs_gone(timeout=60)
@@ -153,7 +153,7 @@ def test_driver_killed_after_tiles_came_home_then_rerun(multihost):
     pairs = [P1, P2, P3]
     mh = multihost(pairs, env={"CTXDASK_STANDIN_TILE_SLEEP": "1"})
     before = _kill_driver_after_tiles_came_home(mh)
-    code = mh.run_driver()  # the same command again; every worker and its scratch still alive
+    code = mh.run_driver(timeout=420)  # the same command again; every worker and its scratch still alive
 
     def rerun_finished():
         assert code == 0, mh.driver_log()[-3000:]
@@ -179,7 +179,7 @@ def test_driver_killed_every_worker_restarted_then_rerun(multihost):
     for name, ip in WORKERS.items():
         mh.kill_worker(name)
         mh.start_worker(name, ip, fresh=True)
-    code = mh.run_driver()
+    code = mh.run_driver(timeout=420)
 
     def rerun_finished():
         assert code == 0, mh.driver_log()[-3000:]
