@@ -15,6 +15,7 @@ import datetime
 import hashlib
 import os
 import re
+import shutil
 import socket
 import time
 import uuid
@@ -95,7 +96,11 @@ def pair_quality(task: StepTask, options: RunOptions,
 
     workdir = _private_scratch(task, options)
     t0, started = time.monotonic(), utc()
-    outputs, info = make_pair_products(workdir, task.subject, task.params, by_key)
+    try:
+        outputs, info = make_pair_products(workdir, task.subject, task.params, by_key)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)  # nothing of a failed execution is ever delivered
+        raise
     fingerprint = hashlib.sha256("\0".join(r.fingerprint for r in by_key.values()).encode()).hexdigest()
     return _in_process_result(task, workdir, outputs, started, t0, fingerprint), info
 

@@ -485,7 +485,15 @@ class TiledPairs:
         return [self.pairs[p] for p in before - set(self.open_pairs)]
 
     def stop(self, *, cancel: bool = False) -> None:
-        """Stop listening; with ``cancel``, cancel everything in flight (running programs are stopped)."""
+        """Stop listening; with ``cancel``, cancel everything in flight (running programs are stopped).
+
+        Deliveries end first (:meth:`Deliverer.stop`) and those that completed
+        are recorded: their files are in the output folder.
+        """
+        self.deliverer.stop()
+        with self.db.transaction():
+            for cf in list(self.deliveries):
+                self._delivered(cf)
         if cancel:
             with contextlib.suppress(Exception):
                 self.client.cancel(list(self.waiting))
