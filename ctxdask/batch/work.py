@@ -274,7 +274,7 @@ def _held_elsewhere(task: StepTask, ctx: BatchContext, upstream: list[StepResult
     from distributed import worker_client
 
     from ctxdask.batch.delivery import live_workers
-    from ctxdask.batch.staging import stage
+    from ctxdask.batch.staging import ProducerGone, _result, stage
 
     for holder in task.held_by:
         if holder == me:
@@ -282,8 +282,12 @@ def _held_elsewhere(task: StepTask, ctx: BatchContext, upstream: list[StepResult
         with worker_client() as client:
             if holder not in live_workers(client):
                 continue
-            found = client.submit(cached_result, task.call, *upstream, options=ctx.options, workers=[holder],
-                                  allow_other_workers=False, pure=False, priority=100).result()
+            try:  # gives up (ProducerGone) once the holder leaves
+                found = _result(client, client.submit(cached_result, task.call, *upstream, options=ctx.options,
+                                                      workers=[holder], allow_other_workers=False, pure=False,
+                                                      priority=100), holder)
+            except ProducerGone:
+                continue
         if found is not None:
             staged = stage(found, holder, ctx)
             made.append(task.key)
