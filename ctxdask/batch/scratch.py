@@ -88,11 +88,13 @@ def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
 
 
 def held_results(work_dir: str | None = None) -> list[str]:
-    """Keys of the finished step work dirs (with a manifest) in this worker's work root."""
+    """Keys of the finished step work dirs in this worker's work root (manifests, in-process steps)."""
     from ctxdask.tools.tasks import MANIFEST
 
     root = work_root(work_dir)
-    return sorted(name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, MANIFEST)))
+    return sorted(name for name in os.listdir(root)
+                  if os.path.isfile(os.path.join(root, name, MANIFEST))
+                  or (name.startswith(_IN_PROCESS) and "." not in name and os.path.isdir(os.path.join(root, name))))
 
 
 def find_holders(client, work_dir: str | None, keys) -> dict[str, tuple[str, ...]]:
