@@ -137,14 +137,15 @@ def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_pa
 def test_monolithic_alignment_keeps_the_dem_grid_and_projection(stage):
     spec, mola, cloud, texture, options = stage
     files = {"pc": str(cloud), "aligned_left": str(texture)}
-    recipe = build_recipe(pc_align=True, dem_geoid=True, t_srs=T_SRS, dem_spacing=20)
+    recipe = build_recipe(pc_align=True, dem_geoid=True)
     calls = [c for c in recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT, right_id=RIGHT, mola=str(mola))
              if c.step in ("point2dem", "pc_align", "point2dem_aligned", "dem_geoid")]
     results = _run(calls, files, options)
     before, out = results["point2dem"].outputs, results["point2dem_aligned"].outputs
     crs, res, transform, shape, dem = _grid(out["dem"])
     bcrs, bres, btransform, _, _ = _grid(before["dem"])
-    assert crs == bcrs == rasterio.crs.CRS.from_string(T_SRS) and res == bres == (20.0, 20.0)
+    # (the cloud inherits the map projection of the images, here the terrain's: point2dem.rst "Determination")
+    assert crs == bcrs == rasterio.crs.CRS.from_string(terrain.CRS) and res == bres == (20.0, 20.0)
     assert _on_lattice(transform, btransform)
     for role in ("ortho", "error"):
         _, _, t, s, image = _grid(out[role])
