@@ -145,7 +145,9 @@ def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]
     """
     calls = list(calls)
     # tiled stereo (ctxdask.tools.tiling): dem_mosaic makes the DEM, orthoimage and error, one each
-    dems = [c for c in calls if c.program in ("point2dem", "dem_mosaic") and "dem" in c.outputs]
+    # point2dem_aligned is native (ctxdask.tools.align:grid_aligned runs point2dem on the DEM's grid)
+    dems = [c for c in calls if (c.program in ("point2dem", "dem_mosaic") or c.step == "point2dem_aligned")
+            and "dem" in c.outputs]
     if not dems:
         return {}
     final = dems[-1]

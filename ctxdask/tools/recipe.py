@@ -18,12 +18,20 @@ executes. The commands follow the ASP documentation's CTX example
     cam2map4stereo.py L.cal.cub R.cal.cub               -> L.map.cub R.map.cub
     parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
         L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
-    point2dem -r mars [--tr S] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
+    point2dem -r mars [--tr S] [--t_srs P] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
     pc_align --max-displacement D --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
         --save-inv-transformed-reference-points results/out-PC.tif mola.csv -o results/out-align
         (native step ctxdask.tools.align: D = 3 x median |DEM - MOLA|, rerun on pc_align's warning)
-    point2dem ... results/out-align-trans_reference.tif ... -o results/out-align
-    dem_geoid --geoid MOLA results/out[-align]-DEM.tif  -> results/out[-align]-DEM-adj.tif
+    point2dem -r mars --tr S --t_srs P --orthoimage --errorimage \\
+        results/out-align-trans_reference.tif results/out-L.tif -o results/out-align
+        (native step ctxdask.tools.align:grid_aligned: S and P of the unaligned DEM)
+    dem_geoid --geoid MOLA results/out[-align]-DEM.tif -o results/out[-align]-DEM
+        -> results/out[-align]-DEM-adj.tif (without -o: ./out[-align]-DEM-adj.tif, dem_geoid.cc:248)
+
+Tiled stereo aligns the DEM mosaic: pc_align then writes a 3-band cloud
+(pc_align_utils.cc:462-486), which has no triangulation error, so the aligned
+orthoimage and error image are the mosaics' draped on the moved points
+(point2dem ``--orthoimage`` with them as textures, see :func:`ctxdask.tools.align.grid_aligned`).
 
 With ``tools.calibration: native`` the three ISIS calibration programs are
 replaced by one native step (a Python callable, run in its own process under
@@ -43,6 +51,7 @@ from ctxdask import config
 from ctxdask.product_id import check_product_id
 
 __all__ = [
+    "LOWRES_DEM",
     "NATIVE_QUALITY_OUTPUTS",
     "Ref",
     "Recipe",
@@ -348,7 +357,11 @@ def _stereo_default_text(options: Mapping[str, Any]) -> str:
 
 
 #: tiled stereo: the pair steps before the tiles, in order
-TILED_PREP_STEPS = ("mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
+TILED_PREP_STEPS = ("mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
+#: the name of the low-resolution DEM in every tiled step's work dir: mapproject records the DEM
+#: argument as given (DEM_FILE) and stereo_parse/stereo_pprc/stereo_tile require their --dem to be that
+#: same string (src/asp/Sessions/StereoSession.cc:148-160), so it is one relative name on every worker
+LOWRES_DEM = "lowres-dem.tif"
 
 #: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
 #: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
@@ -362,8 +375,10 @@ def _tiled_pair_steps(s: RecipeSettings, t, r, stereo_args: list[str],
     ``stereo_dist`` (src/asp/Tools/stereo_dist in NeoGeographyToolkit/StereoPipeline)
     drives its tiles with GNU Parallel over SSH on shared storage; ctxdask runs
     the same programs itself: ``mapproject`` of both images onto the
-    low-resolution DEM (the right one borrowing the left's grid with
-    ``--ref-map``, docs/next_steps.rst), ``stereo_parse
+    low-resolution DEM on one explicit grid (``--t_srs --tr --t_projwin``, the
+    finer pixel size and the footprints' intersection, chosen by querying both
+    cameras as ``stereo_dist`` does: :mod:`ctxdask.tools.mapgrid`; ``--ref-map``
+    would leave the right image in another projection), ``stereo_parse
     --stereo-dist-tile-params SIZE PAD`` (the tile list,
     ``<prefix>-distTileList.txt``), ``stereo_pprc --stop-after-stats`` (the
     statistics every tile reuses), then one ``stereo_tile --tile-index i``
@@ -374,10 +389,7 @@ def _tiled_pair_steps(s: RecipeSettings, t, r, stereo_args: list[str],
     steps are rendered per pair by :mod:`ctxdask.tools.tiling` once the tile
     list is known.
     """
-    grid = ["--tr", f"{float(s.mapproject_tr):g}"] if s.mapproject_tr else []
-    if s.t_srs:
-        grid += ["--t_srs", str(s.t_srs)]
-    dem = ("lowres-dem.tif", "lowres_dem")
+    dem = (LOWRES_DEM, "lowres_dem")
     maps = {"left": ("{left}.map.tif", "mapproject_left:map"),
             "right": ("{right}.map.tif", "mapproject_right:map")}
     cams = {"left_cam": ("{left}.cal.cub", "left"), "right_cam": ("{right}.cal.cub", "right")}
@@ -386,14 +398,25 @@ def _tiled_pair_steps(s: RecipeSettings, t, r, stereo_args: list[str],
                   "results/out", "--dem", "{inputs[dem]}")
     stereo_inputs = {**maps, **cams, "dem": dem}
     mp = t("mapproject", 3600)
+    grid_file = ("{pair}.grid.json", "mapproject_grid:grid")
+
+    def on_grid(side: str) -> Step:
+        name = f"mapproject_{side}"
+        return Step(name, None, ("{inputs[image]}", "{outputs[map]}", "--output", "grid={inputs[grid]}",
+                                 "--output", "dem={inputs[dem]}"),
+                    {"image": cams[f"{side}_cam"], "dem": dem, "grid": grid_file}, {"map": f"{{{side}}}.map.tif"},
+                    t(name, mp), r(name) or r("mapproject"), scope="pair", kind="native",
+                    callable="ctxdask.tools.mapgrid:mapproject_on_grid", options={"timeout": t(name, mp)})
+
     prep = [
-        Step("mapproject_left", "mapproject", (*grid, "{inputs[dem]}", "{inputs[image]}", "{outputs[map]}"),
-             {"dem": dem, "image": cams["left_cam"]}, {"map": "{left}.map.tif"},
-             t("mapproject_left", mp), r("mapproject_left") or r("mapproject"), scope="pair"),
-        Step("mapproject_right", "mapproject",
-             ("--ref-map", "{inputs[ref]}", "{inputs[dem]}", "{inputs[image]}", "{outputs[map]}"),
-             {"dem": dem, "image": cams["right_cam"], "ref": maps["left"]}, {"map": "{right}.map.tif"},
-             t("mapproject_right", mp), r("mapproject_right") or r("mapproject"), scope="pair"),
+        Step("mapproject_grid", None, ("{inputs[left]}", "{outputs[grid]}", "--output", "right={inputs[right]}",
+                                       "--output", "dem={inputs[dem]}"),
+             {"left": cams["left_cam"], "right": cams["right_cam"], "dem": dem}, {"grid": "{pair}.grid.json"},
+             t("mapproject_grid", 600), r("mapproject_grid"), scope="pair", kind="native",
+             callable="ctxdask.tools.mapgrid:common_grid",
+             options={"t_srs": s.t_srs, "tr": s.mapproject_tr, "timeout": t("mapproject_grid", 600)}),
+        on_grid("left"),
+        on_grid("right"),
         Step("stereo_parse", "stereo_parse",
              (*stereo_args, *positional, "--stereo-dist-tile-params", str(int(s.tile_size)),
               str(int(s.tile_padding))),
@@ -542,6 +565,8 @@ class Recipe:
             args = ["-r", str(s.datum)]
             if s.dem_spacing:
                 args += ["--tr", f"{float(s.dem_spacing):g}"]
+            if s.t_srs:
+                args += ["--t_srs", str(s.t_srs)]
             outputs = {"dem": f"{prefix}-DEM.tif"}
             if s.orthoimage:
                 args.append("--orthoimage")
@@ -595,16 +620,32 @@ class Recipe:
                          "floor": s.alignment_floor, "reruns": s.alignment_reruns,
                          "max_displacement": s.max_displacement, "timeout": t("pc_align", 7200)},
             ))
-            pair.append(point2dem(
-                "point2dem_aligned",
-                ("results/out-align-trans_reference.tif", "pc_align:cloud"),
-                "results/out-align",
+            # native: point2dem of the moved cloud on the unaligned DEM's projection and grid size
+            grid_inputs = {"cloud": ("results/out-align-trans_reference.tif", "pc_align:cloud"), "like": unaligned}
+            grid_outputs = {"dem": "results/out-align-DEM.tif"}
+            if s.orthoimage:
+                grid_inputs["texture"] = (("results/out-DRG.tif", "dem_mosaic_ortho:ortho") if s.stereo_mode == "tiled"
+                                          else ("results/out-L.tif", "parallel_stereo:aligned_left"))
+                grid_outputs["ortho"] = "results/out-align-DRG.tif"
+            if s.errorimage:
+                if s.stereo_mode == "tiled":  # the mosaic's 3-band cloud has no error: drape the error mosaic
+                    grid_inputs["error_texture"] = ("results/out-IntersectionErr.tif", "dem_mosaic_error:error")
+                grid_outputs["error"] = "results/out-align-IntersectionErr.tif"
+            pair.append(Step(
+                "point2dem_aligned", None,
+                ("{inputs[cloud]}", "{outputs[dem]}",
+                 *(a for role in grid_inputs if role != "cloud" for a in ("--output", f"{role}={{inputs[{role}]}}")),
+                 *(a for role in grid_outputs if role != "dem" for a in ("--output", f"{role}={{outputs[{role}]}}"))),
+                grid_inputs, grid_outputs, t("point2dem_aligned", 7200), r("point2dem_aligned"), scope="pair",
+                kind="native", callable="ctxdask.tools.align:grid_aligned",
+                options={"datum": str(s.datum), "timeout": t("point2dem_aligned", 7200)},
             ))
             dem_source, dem_name = "point2dem_aligned:dem", "results/out-align-DEM.tif"
         if s.dem_geoid:
             geoid = ("--geoid", str(s.geoid)) if s.geoid else ()
+            # an explicit prefix: without -o the output is ./<stem>-adj.tif (dem_geoid.cc:248-249, 489)
             pair.append(Step(
-                "dem_geoid", "dem_geoid", (*geoid, "{inputs[dem]}"),
+                "dem_geoid", "dem_geoid", (*geoid, "{inputs[dem]}", "-o", dem_name[: -len(".tif")]),
                 {"dem": (dem_name, dem_source)},
                 {"dem": dem_name[: -len(".tif")] + "-adj.tif"},
                 t("dem_geoid", 1800), r("dem_geoid"), scope="pair",

@@ -56,7 +56,8 @@ def test_batch_runs_tiles_as_tasks_and_retries_only_failed_tiles(tmp_path, tiled
         assert [(i, s) for i, s, _ in tiles] == [(i, "failed" if i == 6 else "done") for i in range(8)]
         assert dict((i, n) for i, _, n in tiles)[3] == 2  # the mad tile: a timeout, then done
         steps = dict(query(db, "SELECT step, status FROM steps WHERE subject = ?", (pid,)))
-        assert steps == {s: "done" for s in ("mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats",
+        assert steps == {s: "done" for s in ("mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse",
+                                             "stereo_stats",
                                              "dem_mosaic", "dem_mosaic_ortho", "dem_mosaic_error", "pair_quality")}
         dems = query(db, "SELECT path FROM products WHERE subject = ? AND path LIKE '%-DEM.tif' "
                          "AND path NOT LIKE '%/tiles/%'", (pid,))

@@ -50,3 +50,48 @@ def test_batch_without_isis_calibrates_and_says_what_it_skipped(tmp_path, monkey
     assert "skipped: 2 steps did not run" in text
     assert "spiceinit (2x): spiceinit: program not found on PATH" in text
     assert "run `ctxdask doctor` to see which ISIS/ASP programs are installed" in text
+
+
+@pytest.mark.cluster
+@pytest.mark.timeout(900)
+def test_the_default_run_delivers_dem_products_through_the_standins(tmp_path):
+    """Issue 19 break 8 / deliver 4: ``ctxdask batch PAIRS --out DIR --edr-dir DIR --local 2``.
+
+    No other option: native calibration, then ISIS ``spiceinit`` (the stand-in changes the
+    cube in place, as the real program does) and the ASP chain the defaults pick with the
+    stand-ins on PATH. Every good pair delivers its DEM products; the bad pair (an image
+    that is not there) is the only one that fails.
+    """
+    import subprocess
+
+    import rasterio
+
+    from ..tools.conftest import standin_path
+
+    edr = tmp_path / "edr"
+    good = [(IDS[0], IDS[1]), (IDS[1], "B10_013341_1010_XN_79S172W")]
+    for pid in {p for pair in good for p in pair}:
+        make_edr(edr / f"{pid}.IMG", lines=16, line_samples=128)
+    missing = "D10_031011_1864_XI_06N201W"  # no EDR for it in the folder
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_text("".join(f"{a} {b}\n" for a, b in [*good, (IDS[0], missing)]))
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "CTXDASK_STANDIN"))}
+    env["PATH"] = standin_path()
+    run = subprocess.run([sys.executable, "-m", "ctxdask", "batch", str(pairs), "--out", str(out),
+                          "--edr-dir", str(edr), "--local", "2"],
+                         env=env, capture_output=True, text=True, timeout=840)
+    with sqlite3.connect(out / "ctxdask-batch.sqlite") as db:
+        pair_status = dict(db.execute("SELECT pair_id, status FROM pairs"))
+        failed = db.execute("SELECT key, error FROM steps WHERE status != 'done'").fetchall()
+        spiceinit = [k for (k,) in db.execute("SELECT key FROM steps WHERE step = 'spiceinit' AND status = 'done'")]
+    assert run.returncode == 1, (run.stdout[-3000:], run.stderr[-3000:])  # the bad pair is not done
+    done = {f"{a}-{b}" for a, b in good}
+    assert {p for p, s in pair_status.items() if s == "done"} == done, (pair_status, failed, run.stdout[-3000:])
+    assert len(spiceinit) == 3
+    for pair in done:
+        folder = out / "pairs" / pair
+        for name in (f"{pair}-DEM.tif", f"{pair}-DRG.tif", f"{pair}-hillshade.tif", f"{pair}-colour-relief.tif"):
+            with rasterio.open(folder / name) as src:
+                assert src.crs is not None and src.width > 0, name
+        assert (folder / "qa_metrics.json").is_file() and (folder / f"{pair}.stac.json").is_file()

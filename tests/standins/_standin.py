@@ -1,8 +1,10 @@
 """Test stand-ins for the ISIS and ASP programs of the CTX stereo chain.
 
-THESE ARE NOT THE REAL PROGRAMS. Each executable in this folder (``mroctx2isis``,
-``spiceinit``, ``ctxcal``, ``ctxevenodd``, ``cam2map4stereo.py``,
-``parallel_stereo``, ``point2dem``, ``pc_align``, ``dem_geoid``) has the
+THESE ARE NOT THE REAL PROGRAMS. The ISIS ones (``mroctx2isis``, ``spiceinit``, ``ctxcal``,
+``ctxevenodd``) live in :mod:`_isis`, built from ISIS's source; ``cam2map4stereo.py`` and
+``parallel_stereo`` in :mod:`_asp_mono`, the distributed-stereo ones (``asp37/``) in
+:mod:`_standin_tiles`, all built from ASP's source. Each other executable
+in this folder (``point2dem``, ``pc_align``, ``dem_geoid``) has the
 command-line contract of the real program (ISIS ``key=value`` parameters, ASP
 options and positional arguments, the real output file names) and writes small
 outputs of the right formats: ISIS cubes with a minimal, pvl-readable ISIS cube
@@ -127,12 +129,26 @@ def _apply_fault(fault: str | None) -> None:
 
 
 # ----------------------------------------------------------------- ISIS cubes
+def _pvl_value(value) -> str:
+    """A value pvl parsed from an ISIS label, written back as ISIS writes it."""
+    import datetime
+
+    if isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    if isinstance(value, (list, tuple)):
+        return "(" + ", ".join(_pvl_value(v) for v in value) + ")"
+    if hasattr(value, "units") and hasattr(value, "value"):  # pvl Quantity
+        return f"{_pvl_value(value.value)} <{value.units}>"
+    if isinstance(value, str) and not value.replace("_", "").replace(".", "").replace("$", "") \
+            .replace("/", "").isalnum():
+        return f'"{value}"'
+    return str(value)
+
+
 def _group(name: str, keys: dict, kind: str = "Group", indent: str = "  ") -> str:
     lines = [f"{indent}{kind} = {name}"]
     for key, value in keys.items():
-        if isinstance(value, str) and not value.replace("_", "").replace(".", "").isalnum():
-            value = f'"{value}"'
-        lines.append(f"{indent}  {key} = {value}")
+        lines.append(f"{indent}  {key} = {_pvl_value(value)}")
     lines.append(f"{indent}End_{kind}")
     return "\n".join(lines)
 
@@ -186,165 +202,6 @@ def _isis_error(message: str) -> None:
     sys.exit(1)
 
 
-def _isis_args(name: str, argv: list[str], required: set[str], optional: set[str]) -> dict:
-    """Parse ISIS ``key=value`` parameters (keys case-insensitive)."""
-    if any(a.lower() in ("-help", "--help", "-h") for a in argv):
-        print(BANNER.format(name=name))
-        print(f"usage: {name} " + " ".join(f"{k.upper()}=value" for k in sorted(required)))
-        print("optional: " + " ".join(f"{k.upper()}=value" for k in sorted(optional)))
-        sys.exit(0)
-    params = {}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.strip().lower()
-        if not sep or not value.strip():
-            _isis_error(f"Invalid command line token [{arg}]; expected PARAMETER=value")
-        if key not in required | optional:
-            _isis_error(f"Unknown parameter [{key.upper()}] for {name}")
-        params[key] = value.strip()
-    missing = required - params.keys()
-    if missing:
-        _isis_error(f"Parameter [{sorted(missing)[0].upper()}] must be entered")
-    return params
-
-
-def _read_edr_label(path: str) -> dict:
-    import pvl
-
-    try:
-        with open(path, "rb") as f:
-            head = f.read(65536).decode("latin-1")
-    except FileNotFoundError:
-        _isis_error(f"Unable to open [{path}]: file does not exist")
-    end = head.find("\nEND")
-    try:
-        label = pvl.loads(head[: end + 4] if end >= 0 else head)
-    except Exception as exc:  # noqa: BLE001
-        _isis_error(f"Unable to read PDS label of [{path}] ({exc})")
-    if str(label.get("INSTRUMENT_ID", "")) != "CTX":
-        _isis_error(f"Input file [{path}] does not appear to be in MRO-CTX EDR format")
-    return label
-
-
-def _check_output(path: str) -> None:
-    if os.path.exists(path):
-        # ISIS overwrites; keep that behaviour
-        os.remove(path)
-
-
-def mroctx2isis(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("mroctx2isis", argv, {"from", "to"}, set())
-    label = _read_edr_label(p["from"])
-    _apply_fault(fault)
-    image = label.get("IMAGE", {})
-    instrument = {
-        "SpacecraftName": "MARS_RECONNAISSANCE_ORBITER",
-        "InstrumentId": "CTX",
-        "SpatialSumming": image.get("SAMPLING_FACTOR", label.get("SAMPLING_FACTOR", 1)),
-        "StartTime": str(label.get("START_TIME", "")),
-        "SampleFirstPixel": label.get("SAMPLE_FIRST_PIXEL", 0),
-    }
-    archive = {"ProductId": str(label.get("PRODUCT_ID", "UNKNOWN"))}
-    _check_output(p["to"])
-    write_cube(p["to"], {"Instrument": instrument, "Archive": archive,
-                         "BandBin": {"FilterName": "BroadBand", "Center": 0.65, "Width": 0.15},
-                         "StandIn": {"Note": "written by a test stand-in"}},
-               truncate=fault == "partial")
-
-
-def spiceinit(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("spiceinit", argv, {"from"},
-                   {"web", "ck", "spk", "shape", "attach", "cksmithed", "ckrecon", "ckpredicted",
-                    "spkpredicted", "spkrecon", "spksmithed", "url", "port"})
-    label = read_cube_label(p["from"])
-    _apply_fault(fault)
-    if "Instrument" not in label:
-        _isis_error(f"Unable to initialize camera model from [{p['from']}]: no Instrument group")
-    groups = {k: v for k, v in label.items() if not k.startswith("_")}
-    web = p.get("web", "no").lower() in ("yes", "true", "y", "t", "1")
-    groups["Kernels"] = {"NaifFrameCode": -74021, "LeapSecond": "$base/kernels/lsk/naif0012.tls",
-                         "TargetPosition": "Table", "InstrumentPointing": "Table",
-                         "InstrumentPosition": "Table", "Source": "web" if web else "local",
-                         "CameraVersion": 1}
-    write_cube(p["from"], groups, truncate=fault == "partial")
-
-
-def ctxcal(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("ctxcal", argv, {"from", "to"}, {"flatfile", "iof"})
-    label = read_cube_label(p["from"])
-    _apply_fault(fault)
-    if "Kernels" not in label:
-        _isis_error(f"Unable to create camera for [{p['from']}]: run spiceinit first")
-    if label["_pixels"].get("Type") != "SignedWord":
-        _isis_error(f"[{p['from']}] is not a level-0 cube (pixel type {label['_pixels'].get('Type')})")
-    groups = {k: v for k, v in label.items() if not k.startswith("_")}
-    groups["Radiometry"] = {"FlatFile": "$mro/calibration/ctxFlat_0001.cub",
-                            "iof": 1.0 if p.get("iof", "yes").lower() in ("yes", "true") else 0.0}
-    _check_output(p["to"])
-    write_cube(p["to"], groups, pixel_type="Real", fill=0.1, truncate=fault == "partial")
-
-
-def ctxevenodd(argv: list[str], fault: str | None) -> None:
-    p = _isis_args("ctxevenodd", argv, {"from", "to"}, set())
-    label = read_cube_label(p["from"])
-    _apply_fault(fault)
-    if label.get("Instrument", {}).get("SpatialSumming", 1) != 1:
-        _isis_error("ctxevenodd works on summing-1 images only")
-    groups = {k: v for k, v in label.items() if not k.startswith("_")}
-    groups.setdefault("Radiometry", {})["EvenOddCorrected"] = "Yes"
-    _check_output(p["to"])
-    write_cube(p["to"], groups, pixel_type=label["_pixels"].get("Type", "Real"), fill=0.1,
-               truncate=fault == "partial")
-
-
-def cam2map4stereo(argv: list[str], fault: str | None) -> None:
-    parser = argparse.ArgumentParser(prog="cam2map4stereo.py", description=BANNER.format(name="cam2map4stereo.py"))
-    parser.add_argument("-m", "--map")
-    parser.add_argument("-p", "--pixres", default="MPP")
-    parser.add_argument("-r", "--resolution")
-    parser.add_argument("-i", "--interp")
-    parser.add_argument("-a", "--lat")
-    parser.add_argument("-o", "--lon")
-    parser.add_argument("-s", "--suffix", default="map")
-    parser.add_argument("-n", "--dry-run", action="store_true")
-    parser.add_argument("--prefix", default="")
-    parser.add_argument("images", nargs=2)
-    args = parser.parse_args(argv)
-    labels = [read_cube_label(c) for c in args.images]
-    for cube, label in zip(args.images, labels):
-        if "Kernels" not in label:
-            print(f"**ERROR** camrange from= {cube}: run spiceinit first", file=sys.stderr)
-            sys.exit(1)
-
-    def mapfile(cube: str) -> str:
-        # the real script: items = cube.split('.'); items[0] + '.' + suffix + '.cub'
-        items = cube.split(".")
-        name = ".".join([items[0], args.suffix, "cub"])
-        if os.path.exists(name):
-            items.insert(len(items) - 1, args.suffix)
-            name = ".".join(items)
-            if os.path.exists(name):
-                print(f"The file {name} already exists, delete first.", file=sys.stderr)
-                sys.exit(3)
-        return args.prefix + name
-
-    outputs = [mapfile(c) for c in args.images]
-    _apply_fault(fault)
-    for i, (cube, label, out) in enumerate(zip(args.images, labels, outputs)):
-        print(f"cam2map from={cube} to={out} pixres={args.pixres} defaultrange=MAP")
-        if args.dry_run:
-            continue
-        if fault == "partial" and i == 1:
-            break
-        groups = {k: v for k, v in label.items() if not k.startswith("_")}
-        groups["Mapping"] = {"ProjectionName": "Sinusoidal", "TargetName": "Mars",
-                             "EquatorialRadius": "3396190.0 <meters>",
-                             "PolarRadius": "3376200.0 <meters>", "PixelResolution": "6.0 <meters/pixel>"}
-        write_cube(out, groups, pixel_type=label["_pixels"].get("Type", "Real"), fill=0.1,
-                   truncate=fault == "partial")
-    print("Finished")
-
-
 # ------------------------------------------------------------------------ ASP
 MARS_CRS = "+proj=longlat +a=3396190 +b=3396190 +no_defs"
 
@@ -388,185 +245,9 @@ def _require_raster(path: str, min_bands: int = 1) -> None:
         sys.exit(1)
 
 
-def _read_stereo_file(path: str) -> dict:
-    options = {}
-    with open(path) as f:
-        for line in f:
-            line = line.split("#", 1)[0].strip()
-            if line:
-                key, _, value = line.partition(" ")
-                options[key] = value.strip()
-    return options
-
-
-def parallel_stereo(argv: list[str], fault: str | None) -> None:
-    parser = _asp_parser("parallel_stereo")
-    parser.add_argument("-s", "--stereo-file", default="./stereo.default")
-    parser.add_argument("--stereo-algorithm", default="asp_bm")
-    parser.add_argument("--subpixel-mode", type=int, default=1)
-    parser.add_argument("--alignment-method", default="affineepipolar")
-    parser.add_argument("--corr-kernel", type=int, nargs=2)
-    parser.add_argument("--subpixel-kernel", type=int, nargs=2)
-    parser.add_argument("--processes", type=int)
-    parser.add_argument("--threads-multiprocess", type=int)
-    parser.add_argument("--threads-singleprocess", type=int)
-    parser.add_argument("--nodes-list")
-    parser.add_argument("-e", "--entry-point", type=int, default=0)
-    parser.add_argument("--stop-point", type=int, default=6)
-    parser.add_argument("--bundle-adjust-prefix")
-    parser.add_argument("paths", nargs="+")
-    args = parser.parse_args(argv)
-    if len(args.paths) not in (3, 5):
-        parser.error("expected: left right [left_cam right_cam] output_prefix")
-    images, prefix = args.paths[:2], args.paths[-1]
-    for image in images:
-        read_cube_label(image)
-    stereo_file = {}
-    if os.path.exists(args.stereo_file):
-        stereo_file = _read_stereo_file(args.stereo_file)
-        print(f'Using "{args.stereo_file}": {stereo_file}')
-    elif args.stereo_file != "./stereo.default":
-        print(f"Error: cannot open stereo file {args.stereo_file}", file=sys.stderr)
-        sys.exit(1)
-    if args.stereo_algorithm in ("asp_mgm", "asp_sgm") and args.subpixel_mode == 1:
-        print("Warning: subpixel mode 1 with MGM/SGM produces artifacts")
-    print(f"Using image files: {', '.join(images)}; algorithm {args.stereo_algorithm}, "
-          f"subpixel mode {args.subpixel_mode}")
-    _apply_fault(fault)
-    truncate = fault == "partial"
-    _write_tif(f"{prefix}-PC.tif", 4, 3396190.0, georef=False, truncate=truncate, dtype="float64")
-    if truncate:
-        return
-    _write_tif(f"{prefix}-L.tif", 1, 0.1, georef=False)
-    _write_tif(f"{prefix}-R.tif", 1, 0.1, georef=False)
-    _write_tif(f"{prefix}-F.tif", 3, 1.0, georef=False)
-    with open(f"{prefix}-log-stereo_parse.txt", "w") as f:
-        f.write(BANNER.format(name="parallel_stereo") + "\n" + json.dumps(vars(args)) + "\n")
-
-
-def _default_prefix(path: str) -> str:
-    if path.endswith("-PC.tif"):
-        return path[: -len("-PC.tif")]
-    return os.path.splitext(path)[0]
-
-
-def point2dem(argv: list[str], fault: str | None) -> None:
-    parser = _asp_parser("point2dem")
-    parser.add_argument("-r", "--reference-spheroid", "--datum", dest="datum")
-    parser.add_argument("-s", "--tr", "--dem-spacing", dest="tr", type=float, default=0.0)
-    parser.add_argument("-o", "--output-prefix", default="")
-    parser.add_argument("--orthoimage", action="store_true")
-    parser.add_argument("--errorimage", action="store_true")
-    parser.add_argument("--nodata-value", type=float, default=-3.40282347e38)
-    parser.add_argument("--t_srs", default="")
-    parser.add_argument("--stereographic", action="store_true")
-    parser.add_argument("--auto-proj-center", action="store_true")
-    parser.add_argument("--proj-lon", type=float)
-    parser.add_argument("--proj-lat", type=float)
-    parser.add_argument("files", nargs="+")
-    args = parser.parse_args(argv)
-    if args.datum and args.datum.lower() not in ("mars", "d_mars", "mola", "moon", "d_moon", "earth", "wgs_1984"):
-        print(f"Error: unknown datum {args.datum}", file=sys.stderr)
-        sys.exit(1)
-    clouds = [f for f in args.files if not f.endswith("-L.tif")]
-    textures = [f for f in args.files if f.endswith("-L.tif")]
-    if args.orthoimage and len(textures) != len(clouds):
-        print("Error: --orthoimage needs one <prefix>-L.tif per point cloud, after the clouds",
-              file=sys.stderr)
-        sys.exit(1)
-    for cloud in clouds:
-        _require_raster(cloud, 3)
-    prefix = args.output_prefix or _default_prefix(clouds[0])
-    _apply_fault(fault)
-    truncate = fault == "partial"
-    nodata = args.nodata_value
-    _write_tif(f"{prefix}-DEM.tif", 1, -1500.0, georef=True, truncate=truncate, nodata=nodata)
-    if truncate:
-        return
-    if args.orthoimage:
-        _write_tif(f"{prefix}-DRG.tif", 1, 0.1, georef=True, nodata=nodata)
-    if args.errorimage:
-        _write_tif(f"{prefix}-IntersectionErr.tif", 1, 0.5, georef=True, nodata=nodata)
-    print("Percentage of valid pixels: 100%")
-
-
-def pc_align_args(argv: list[str]) -> argparse.Namespace:
-    """pc_align's command line and input checks (docs/tools/pc_align.rst), shared by both stand-ins."""
-    parser = _asp_parser("pc_align")
-    parser.add_argument("--max-displacement", type=float, required=True)
-    parser.add_argument("--datum", default="")
-    parser.add_argument("--csv-format", default="")
-    parser.add_argument("--alignment-method", default="point-to-plane")
-    parser.add_argument("--compute-translation-only", action="store_true")
-    parser.add_argument("--highest-accuracy", action="store_true")
-    parser.add_argument("--num-iterations", type=int, default=1000)
-    parser.add_argument("--save-inv-transformed-reference-points", action="store_true")
-    parser.add_argument("--save-transformed-source-points", action="store_true")
-    parser.add_argument("-o", "--output-prefix", required=True)
-    parser.add_argument("reference")
-    parser.add_argument("source")
-    args = parser.parse_args(argv)
-    _require_raster(args.reference, 1)
-    if not os.path.exists(args.source):
-        print(f"Error: cannot open {args.source}", file=sys.stderr)
-        sys.exit(1)
-    if args.source.endswith((".csv", ".txt")) and not (args.datum or args.csv_format):
-        print("Error: a CSV cloud needs --datum or a --csv-format with radius", file=sys.stderr)
-        sys.exit(1)
-    return args
-
-
-def pc_align(argv: list[str], fault: str | None) -> None:
-    args = pc_align_args(argv)
-    _apply_fault(fault)
-    prefix = args.output_prefix
-    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    identity = "1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n"
-    with open(f"{prefix}-transform.txt", "w") as f:
-        f.write(identity if fault != "partial" else identity[:9])
-    if fault == "partial":
-        return
-    with open(f"{prefix}-inverse-transform.txt", "w") as f:
-        f.write(identity)
-    for which in ("beg", "end"):
-        with open(f"{prefix}-{which}_errors.csv", "w") as f:
-            f.write("# lat,lon,height_above_datum,error\n0,0,0,1.0\n")
-    if args.save_inv_transformed_reference_points:
-        _write_tif(f"{prefix}-trans_reference.tif", 4, 3396190.0, georef=False, dtype="float64")
-    if args.save_transformed_source_points:
-        with open(f"{prefix}-trans_source.csv", "w") as f:
-            f.write("0,0,3396.19\n")
-    print("Translation vector magnitude (meters): 0")
-
-
-def dem_geoid(argv: list[str], fault: str | None) -> None:
-    parser = _asp_parser("dem_geoid")
-    parser.add_argument("--geoid", default="")
-    parser.add_argument("--geoid-path", default="")
-    parser.add_argument("-o", "--output-prefix", default="")
-    parser.add_argument("--double", action="store_true")
-    parser.add_argument("--reverse-adjustment", action="store_true")
-    parser.add_argument("--nodata-value", type=float, default=-32768)
-    parser.add_argument("dem")
-    args = parser.parse_args(argv)
-    _require_raster(args.dem, 1)
-    prefix = args.output_prefix or os.path.splitext(args.dem)[0]
-    _apply_fault(fault)
-    _write_tif(f"{prefix}-adj.tif", 1, -1200.0, georef=True, truncate=fault == "partial",
-               dtype="float64" if args.double else "float32", nodata=args.nodata_value)
-
-
-PROGRAMS = {
-    "mroctx2isis": mroctx2isis,
-    "spiceinit": spiceinit,
-    "ctxcal": ctxcal,
-    "ctxevenodd": ctxevenodd,
-    "cam2map4stereo.py": cam2map4stereo,
-    "parallel_stereo": parallel_stereo,
-    "point2dem": point2dem,
-    "pc_align": pc_align,
-    "dem_geoid": dem_geoid,
-}
+#: the stand-ins run by this module's main(); the ISIS ones come from _isis, the ASP ones register
+#: themselves (point2dem, pc_align, dem_geoid: _asp_dem.py, built from ASP's source)
+PROGRAMS: dict = {}
 
 
 def main(name: str) -> None:
@@ -583,5 +264,10 @@ def main(name: str) -> None:
     if delay:
         time.sleep(delay)
     fault = _fault(name)
-    PROGRAMS[name](argv, fault)
+    if name in ISIS_PROGRAMS:
+        from _isis import PROGRAMS as ISIS  # imported here: _isis uses this module's fault hooks
+
+        ISIS[name](argv, fault)
+    else:
+        PROGRAMS[name](argv, fault)
     sys.exit(0)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""ctxdask test stand-in for cam2map4stereo.py: NOT the real ISIS/ASP program (see _standin.py)."""
+"""ctxdask test stand-in for cam2map4stereo.py: NOT the real ISIS/ASP program (see _asp_mono.py)."""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
-from _standin import main  # noqa: E402
+from _asp_mono import main  # noqa: E402
 
 main("cam2map4stereo.py")

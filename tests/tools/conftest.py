@@ -43,32 +43,10 @@ def standins(monkeypatch):
 
 
 def write_edr(path: pathlib.Path, product_id: str, summing: int = 1, lines: int = 8) -> pathlib.Path:
-    """Write a small PDS3 CTX EDR: an attached label, then ``lines`` raw lines."""
-    samples = 5056 // summing
-    label = "\r\n".join([
-        "PDS_VERSION_ID = PDS3",
-        "RECORD_TYPE = FIXED_LENGTH",
-        f"RECORD_BYTES = {samples}",
-        f"FILE_RECORDS = {lines + 1}",
-        "LABEL_RECORDS = 1",
-        "^IMAGE = 2",
-        "SPACECRAFT_NAME = MARS_RECONNAISSANCE_ORBITER",
-        "INSTRUMENT_ID = CTX",
-        f'PRODUCT_ID = "{product_id}"',
-        "START_TIME = 2006-12-18T14:54:16.473",
-        "SAMPLE_FIRST_PIXEL = 0",
-        f"SAMPLING_FACTOR = {summing}",
-        "OBJECT = IMAGE",
-        f"  LINES = {lines}",
-        f"  LINE_SAMPLES = {samples}",
-        "  SAMPLE_BITS = 8",
-        "  SAMPLE_TYPE = UNSIGNED_INTEGER",
-        "END_OBJECT = IMAGE",
-        "END",
-    ]) + "\r\n"
-    head = label.encode().ljust(samples, b" ")
-    path.write_bytes(head + bytes(range(256)) * (lines * samples // 256) + b"\0" * (lines * samples % 256))
-    return path
+    """Write a small valid PDS3 CTX EDR (what ISIS ``mroctx2isis`` accepts): ``lines`` x 128 raw."""
+    from ctxdask.testing import make_edr
+
+    return make_edr(path, lines=lines, line_samples=128, summing=summing, product_id=product_id)
 
 
 @pytest.fixture

@@ -92,13 +92,18 @@ def test_mosaic_calls_list_the_done_tiles():
 
 def test_tiled_recipe_prep_and_later_steps():
     recipe = build_recipe(stereo_mode="tiled", pc_align=True, dem_geoid=True)
-    assert [s.name for s in recipe.pair_steps] == ["mapproject_left", "mapproject_right", "stereo_parse",
-                                                  "stereo_stats", "pc_align", "point2dem_aligned", "dem_geoid"]
+    assert [s.name for s in recipe.pair_steps] == ["mapproject_grid", "mapproject_left", "mapproject_right",
+                                                  "stereo_parse", "stereo_stats", "pc_align", "point2dem_aligned",
+                                                  "dem_geoid"]
     with pytest.raises(ValueError, match="lowres-dem"):
         recipe.pair_calls("/a.cub", "/b.cub", left_id=L, right_id=R, mola="m.csv")
     calls = {c.step: c for c in recipe.pair_calls("/a.cub", "/b.cub", left_id=L, right_id=R, mola="m.csv",
                                                  lowres_dem="/mola.tif")}
-    assert calls["mapproject_right"].argv[1:3] == ("--ref-map", f"{L}.map.tif")
+    # break 3: no --ref-map; both images on the grid the mapproject_grid step chose (as stereo_dist)
+    assert "--ref-map" not in calls["mapproject_right"].argv
+    for side in ("left", "right"):
+        assert calls[f"mapproject_{side}"].inputs["grid"].source == Ref(f"mapproject_grid-{L}-{R}", "grid")
+        assert calls[f"mapproject_{side}"].inputs["dem"].name == "lowres-dem.tif"
     assert calls["stereo_parse"].argv[-3:] == ("--stereo-dist-tile-params", "2048", "256")
     assert "--stop-after-stats" in calls["stereo_stats"].argv and calls["stereo_stats"].program == "stereo_pprc"
     assert calls["pc_align"].inputs["cloud"].source == Ref(f"dem_mosaic-{L}-{R}", "dem")
