@@ -28,7 +28,8 @@ from typing import Any
 from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.tasks import StepResult
 
-__all__ = ["OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs", "write_batch_catalog"]
+__all__ = ["CATALOG_KEY", "OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs",
+           "write_batch_catalog"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,8 +209,16 @@ def finish_pair(db, out_dir: pathlib.Path, pair_id: str, images: Iterable[str], 
         logger.warning("%s: could not complete provenance.json: %s", pair_id, exc)
 
 
+#: the key under which the batch's catalog files are recorded in the ``products`` table
+CATALOG_KEY = "catalog"
+
+
 def write_batch_catalog(db, out: pathlib.Path) -> None:
-    """The batch's STAC catalog over every pair item in ``out`` (``ctxdask stac`` does the same)."""
+    """The batch's STAC catalog over every pair item in ``out`` (``ctxdask stac`` does the same).
+
+    Its files are recorded like every delivered file (key :data:`CATALOG_KEY`),
+    so that the database lists everything in the output folder.
+    """
     from ctxdask.quality.stac import rebuild_catalog
 
     if not any(out.glob("pairs/*/*.stac.json")):
@@ -222,3 +231,6 @@ def write_batch_catalog(db, out: pathlib.Path) -> None:
     with db.transaction():  # the items now link to their collection: new sizes and checksums
         for item in out.glob("pairs/*/*.stac.json"):
             _rerecord(db, item, f"pair_quality-{item.parent.name}", item.parent.name)
+        for name in ("catalog.json", "collection.json"):
+            if (out / name).is_file():
+                _rerecord(db, out / name, CATALOG_KEY, "")

@@ -175,8 +175,23 @@ def _stereo_file(path: str) -> dict[str, list[str]]:
     return values
 
 
+_SESSIONS: dict[tuple, dict] = {}
+
+
 def stereo_session(prog: str, argv: list[str]) -> dict:
-    """Parse a stereo command line and run the session's checks (see the module docstring)."""
+    """Parse a stereo command line and run the session's checks (see the module docstring).
+
+    stereo_tile's steps run in one process with one command line: the checks, which
+    would pass or fail the same way for each step, run once (``_SESSIONS``).
+    """
+    key = (prog in ("stereo_corr", "stereo_rfne", "stereo_fltr", "stereo_tri"), *argv)
+    if key in _SESSIONS:
+        return _SESSIONS[key]
+    _SESSIONS[key] = _stereo_session(prog, argv)
+    return _SESSIONS[key]
+
+
+def _stereo_session(prog: str, argv: list[str]) -> dict:
     values, files = po.parse(prog, argv, po.STEREO, None, STEREO_USAGE)
     stereo_file = values.get("stereo-file", ["./stereo.default"])[0]
     values = {**_stereo_file(stereo_file), **values}  # the command line wins
