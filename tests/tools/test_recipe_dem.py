@@ -104,9 +104,10 @@ def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_pa
     with rasterio.open(results["pc_align"].outputs["cloud"]) as src:
         assert src.count == 3  # the mosaic DEM as a cloud: no triangulation error
     crs, res, transform, shape, dem = _grid(out["dem"])
-    mcrs, mres, mtransform, _, mdem = _grid(files["dem"])
-    # the aligned DEM lies on the mosaic's grid: its projection, its spacing, its lattice
+    mcrs, mres, mtransform, mshape, mdem = _grid(files["dem"])
+    # the aligned DEM lies on the mosaic's grid: its projection, its spacing, its lattice, its extent
     assert crs == mcrs and res == mres == (20.0, 20.0) and _on_lattice(transform, mtransform)
+    assert (transform, shape) == (mtransform, mshape)
     # the delivered orthoimage and error image are those of the aligned DEM: its grid, its valid pixels
     for role in ("ortho", "error") if errorimage else ("ortho",):
         _, _, t, s, image = _grid(out[role])
@@ -143,10 +144,10 @@ def test_monolithic_alignment_keeps_the_dem_grid_and_projection(stage):
     results = _run(calls, files, options)
     before, out = results["point2dem"].outputs, results["point2dem_aligned"].outputs
     crs, res, transform, shape, dem = _grid(out["dem"])
-    bcrs, bres, btransform, _, _ = _grid(before["dem"])
+    bcrs, bres, btransform, bshape, _ = _grid(before["dem"])
     # (the cloud inherits the map projection of the images, here the terrain's: point2dem.rst "Determination")
     assert crs == bcrs == rasterio.crs.CRS.from_string(terrain.CRS) and res == bres == (20.0, 20.0)
-    assert _on_lattice(transform, btransform)
+    assert (transform, shape) == (btransform, bshape)
     for role in ("ortho", "error"):
         _, _, t, s, image = _grid(out[role])
         assert t == transform and s == shape and np.array_equal(np.ma.getmaskarray(image), np.ma.getmaskarray(dem))
@@ -219,8 +220,8 @@ def test_tiled_chain_with_pc_align_through_the_tiled_stand_ins(tmp_path, monkeyp
     after = {c.step: run(c) for c in calls if c.step in ("pc_align", "point2dem_aligned", "dem_geoid")}
     out = after["point2dem_aligned"].outputs
     crs, res, transform, shape, dem = _grid(out["dem"])
-    mcrs, mres, mtransform, _, _ = _grid(mosaics["dem_mosaic"].outputs["dem"])
-    assert crs == mcrs and res == mres == (12.0, 12.0) and _on_lattice(transform, mtransform)
+    mcrs, mres, mtransform, mshape, _ = _grid(mosaics["dem_mosaic"].outputs["dem"])
+    assert crs == mcrs and res == mres == (12.0, 12.0) and (transform, shape) == (mtransform, mshape)
     for role in ("ortho", "error"):
         _, _, t, s, image = _grid(out[role])
         assert t == transform and s == shape and np.array_equal(np.ma.getmaskarray(image), np.ma.getmaskarray(dem))
