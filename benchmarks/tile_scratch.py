@@ -10,10 +10,12 @@ every ``--interval`` seconds from outside and sorts what it finds under
 ``ctxdask-steps``: running tile work dirs (``stereo_tile-*.tmp-*``), finished
 tile work dirs, staged copies (``staged/``) and the rest (image and prep steps).
 
-Figures per worker: peak scratch bytes; the most tiles running at once; the
-bytes of one tile's work dir (largest seen); the most finished tile dirs held at
-once; scratch left when the batch ended. Baseline: the bytes of every tile of
-the batch, what a worker would hold if no tile work dir were removed.
+Figures per worker: peak scratch bytes; peak bytes of tiles (their work dirs
+and the copies of tile outputs staged for a mosaic) against the bytes of the
+tiles in flight (most running at once x one tile's work dir, the largest seen);
+the most finished tile dirs held at once; peak staged copies; scratch left when
+the batch ended. Baseline: the bytes of every tile of the batch, what the
+workers hold if no tile work dir is removed.
 
 Target (issue 19, break 4): scratch bounded by the tiles in flight, not by the
 pair count: at no sample does a worker hold more finished tile dirs than two per
@@ -30,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import threading
@@ -60,21 +63,32 @@ def _size(path: str) -> int:
 
 
 def sample(scratch: pathlib.Path) -> dict:
-    """What one worker's scratch holds now, sorted by kind (bytes and tile work dir counts)."""
-    found = {"bytes": 0, "running": 0, "finished": 0, "tile_bytes": [], "staged": 0, "other": 0}
+    """What one worker's scratch holds now, sorted by kind: bytes, and tile work dirs by state.
+
+    ``tile`` bytes are the tiles' own: their work dirs (running or finished)
+    and the copies of tile outputs staged for a mosaic (``staged/stereo_tile-*``).
+    """
+    found = {"bytes": 0, "tile": 0, "running": 0, "finished": 0, "tile_dirs": [], "staged": 0, "other": 0}
     for steps in scratch.glob("dask-scratch-space/worker-*/ctxdask-steps"):
         try:
             names = os.listdir(steps)
         except FileNotFoundError:
             continue
         for name in names:
-            size = _size(os.path.join(steps, name))
+            path = os.path.join(steps, name)
+            if name == "staged":
+                for staged in (os.listdir(path) if os.path.isdir(path) else []):
+                    size = _size(os.path.join(path, staged))
+                    found["staged"] += size
+                    found["tile" if staged.startswith("stereo_tile-") else "other"] += size
+                    found["bytes"] += size
+                continue
+            size = _size(path)
             found["bytes"] += size
             if name.startswith("stereo_tile-"):
                 found["running" if ".tmp-" in name else "finished"] += 1
-                found["tile_bytes"].append(size)
-            elif name == "staged":
-                found["staged"] += size
+                found["tile"] += size
+                found["tile_dirs"].append(size)
             else:
                 found["other"] += size
     return found
@@ -128,35 +142,38 @@ def main(argv: list[str] | None = None) -> int:
         end = {name: sample(host.scratch) for name, host in mh.workers.items()}
     finally:
         mh.close()
+        shutil.rmtree(root, ignore_errors=True)
     return report(sampler.samples, end, pairs=len(pairs), code=code, wall=wall, tail=mh.driver_log()[-2000:])
 
 
 def report(samples: dict[str, list[dict]], end: dict[str, dict], *, pairs: int, code: int, wall: float,
            tail: str) -> int:
     print(f"tiled batch: {pairs} pairs x {TILES_PER_PAIR} tiles on {len(samples)} workers (stereo={SLOTS}); "
-          f"driver exit {code} in {wall:.1f} s")
+          f"driver exit {code} in {wall:.1f} s; bytes sampled in each worker's private scratch")
     if code != 0:
         print(tail)
-    tile_bytes = max((b for s in samples.values() for x in s for b in x["tile_bytes"]), default=0)
-    head = (f"{'worker':<8}{'peak scratch B':>16}{'max running':>13}{'B/tile':>10}{'in flight B':>13}"
-            f"{'peak/in flight':>16}{'max finished held':>19}{'end B':>10}{'end tile dirs':>15}")
+    per_tile = max((b for s in samples.values() for x in s for b in x["tile_dirs"]), default=0)
+    head = (f"{'worker':<7}{'peak scratch':>13}{'peak tile B':>12}{'in flight B':>12}{'tile/flight':>12}"
+            f"{'max running':>12}{'max done held':>14}{'peak staged':>12}{'end B':>10}{'end tile dirs':>14}")
     print(head)
     print("-" * len(head))
     ok = code == 0
     for name, series in samples.items():
         peak = max((x["bytes"] for x in series), default=0)
+        peak_tile = max((x["tile"] for x in series), default=0)
         running = max((x["running"] for x in series), default=0)
         held = max((x["finished"] for x in series), default=0)
-        flight = max(running, SLOTS) * tile_bytes
+        staged = max((x["staged"] for x in series), default=0)
+        flight = max(running, SLOTS) * per_tile
         left = end[name]
-        ratio = peak / flight if flight else float("nan")
-        print(f"{name:<8}{peak:>16,}{running:>13}{tile_bytes:>10,}{flight:>13,}{ratio:>16.1f}{held:>19}"
-              f"{left['bytes']:>10,}{left['running'] + left['finished']:>15}")
+        ratio = peak_tile / flight if flight else float("nan")
+        print(f"{name:<7}{peak:>13,}{peak_tile:>12,}{flight:>12,}{ratio:>12.1f}{running:>12}{held:>14}"
+              f"{staged:>12,}{left['bytes']:>10,}{left['running'] + left['finished']:>14}")
         ok = ok and held <= 2 * SLOTS and left["bytes"] == 0
-    print(f"baseline (every tile's work dir kept): {pairs * TILES_PER_PAIR} tiles x {tile_bytes:,} B = "
-          f"{pairs * TILES_PER_PAIR * tile_bytes:,} B over the workers")
-    print("target: finished tile dirs held <= 2 per stereo slot at every sample, nothing left at the end: "
-          + ("met" if ok else "MISSED"))
+    print(f"one tile's work dir: {per_tile:,} B; baseline (every tile's work dir kept): {pairs * TILES_PER_PAIR} "
+          f"tiles x {per_tile:,} B = {pairs * TILES_PER_PAIR * per_tile:,} B over the workers")
+    print("target: tile bytes bounded by the tiles in flight (finished tile dirs held <= 2 per stereo slot at "
+          "every sample) and no scratch left at the end: " + ("met" if ok else "MISSED"))
     return 0 if ok else 1
 
 

@@ -21,17 +21,28 @@ went with the worker's scratch, the step is made again on a live worker (the
 only when that fails too does :class:`DeliveryLost` tell the driver to count
 the step as interrupted, so the next run makes it again. Nothing is ever
 recorded as delivered unless it is complete under its final name.
+
+A step's files land together: each is brought into a temporary beside its
+destination and checked, and only when all of them are do they take their
+final names. A delivery that fails or is abandoned half-way leaves nothing
+in the output folder, so whatever is there belongs to a delivery that
+completed, which the driver records. :meth:`Deliverer.stop` (Ctrl-C,
+SIGTERM) abandons transfers in flight at their next chunk and waits until
+every delivery has ended, so that the driver records the completed ones
+before it exits.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import hashlib
 import os
 import pathlib
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,8 +51,8 @@ from ctxdask.batch.model import FileInfo, Outcome
 from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 
-__all__ = ["DELIVERED_FOLDERS", "Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "copy_into",
-           "live_workers", "pull", "read_range", "remove_partials"]
+__all__ = ["DELIVERED_FOLDERS", "Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "DeliveryStopped",
+           "copy_into", "live_workers", "pull", "read_range", "remove_partials"]
 
 #: the folders of the output folder that only the batch driver writes (under the database lock)
 DELIVERED_FOLDERS = ("images", "pairs")
@@ -53,6 +64,10 @@ class DeliveryError(CTXError, RuntimeError):
 
 class DeliveryLost(DeliveryError):
     """The files are gone with their worker's host; the step has to run again."""
+
+
+class DeliveryStopped(DeliveryLost):
+    """The run is stopping: the delivery was abandoned before any of its files landed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,24 +122,25 @@ def read_range(path: str, offset: int, length: int) -> bytes:
         return f.read(length)
 
 
-def _copy_verified(info: FileInfo, dest: pathlib.Path) -> Delivered:
+def _copy_verified(info: FileInfo, tmp: pathlib.Path, dest: pathlib.Path) -> Delivered:
     h = hashlib.sha256()
-    with atomic_path(dest) as tmp:
-        with open(info.path, "rb") as src, open(tmp, "wb") as dst:
-            while block := src.read(8 * 1024 * 1024):
-                h.update(block)
-                dst.write(block)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if h.hexdigest() != info.sha256:
-            raise DeliveryError(info.path, f"sha256 changed while copying to {dest} "
-                                "(the file was modified after its step finished)")
+    with open(info.path, "rb") as src, open(tmp, "wb") as dst:
+        while block := src.read(8 * 1024 * 1024):
+            h.update(block)
+            dst.write(block)
+        dst.flush()
+        os.fsync(dst.fileno())
+    if h.hexdigest() != info.sha256:
+        raise DeliveryError(info.path, f"sha256 changed while copying to {dest} "
+                            "(the file was modified after its step finished)")
     return Delivered(str(dest), info.size, info.sha256)
 
 
 def copy_into(files: Sequence[FileInfo], dest_dir: str) -> list[Delivered]:
-    """Copy ``files`` into ``dest_dir`` (shared-folder delivery; runs on the worker)."""
-    return [_copy_verified(info, pathlib.Path(dest_dir) / info.relpath) for info in files]
+    """Copy ``files`` into ``dest_dir`` (shared-folder delivery; runs on the worker); all land or none."""
+    with contextlib.ExitStack() as landing:
+        return [_copy_verified(info, landing.enter_context(atomic_path(dest)), dest)
+                for info, dest in ((info, pathlib.Path(dest_dir) / info.relpath) for info in files)]
 
 
 class Deliverer:
@@ -156,14 +172,33 @@ class Deliverer:
         self.window = max(1, int(window))
         self.stall_timeout = float(stall_timeout)
         self.remake = remake
+        self._stop = threading.Event()
         self._pool = concurrent.futures.ThreadPoolExecutor(max(1, threads), thread_name_prefix="ctxdask-deliver")
 
     def submit(self, outcome: Outcome, dest_dir: str | os.PathLike) -> concurrent.futures.Future:
         """Start delivering ``outcome.files`` into ``dest_dir``; the future gives [Delivered]."""
         return self._pool.submit(self.deliver, outcome, pathlib.Path(dest_dir))
 
+    def stop(self) -> None:
+        """Abandon what is in flight and return once no delivery can land anything any more.
+
+        Deliveries not started are cancelled (their futures say so); transfers
+        stop at their next chunk and leave nothing behind (:class:`DeliveryStopped`);
+        a delivery whose files are all checked lands them and completes; a
+        shared-folder copy already running on its worker cannot be recalled
+        and is waited for. Afterwards every future is done: what completed is
+        in the output folder and must be recorded before the driver exits.
+        """
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
     def shutdown(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+    def _check_stop(self, outcome: Outcome) -> None:
+        if self._stop.is_set():
+            raise DeliveryStopped(None, f"{outcome.key}: the run stopped before its files were home; "
+                                        "the step runs again next time")
 
     # ------------------------------------------------------------- internals
     def _workers_for(self, outcome: Outcome) -> list[str]:
@@ -180,10 +215,11 @@ class Deliverer:
 
     def deliver(self, outcome: Outcome, dest_dir: pathlib.Path) -> list[Delivered]:
         """Deliver every file of ``outcome`` (blocking; see :meth:`submit`), remaking lost ones once."""
+        self._check_stop(outcome)
         try:
             return self._deliver(outcome, dest_dir)
         except DeliveryLost as lost:
-            if self.remake is None:
+            if self.remake is None or self._stop.is_set():
                 raise
             try:
                 again = self.remake(outcome)
@@ -198,10 +234,16 @@ class Deliverer:
             future = self.client.submit(copy_into, list(outcome.files), str(dest_dir),
                                         workers=workers, allow_other_workers=False, pure=False, priority=100)
             return self._wait(future, outcome, workers)
-        return [self._pull(outcome, info, dest_dir / info.relpath) for info in outcome.files]
+        with contextlib.ExitStack() as landing:
+            # every file into a temporary and checked first; they take their names together as the stack closes
+            return [self._pull(outcome, info, landing.enter_context(atomic_path(dest)), dest)
+                    for info, dest in ((info, dest_dir / info.relpath) for info in outcome.files)]
 
-    def _wait(self, future, outcome: Outcome, pinned: Sequence[str] = ()):
-        """Result of a task pinned to ``pinned``, giving up if they or their host's workers are all gone."""
+    def _wait(self, future, outcome: Outcome, pinned: Sequence[str] = (), *, abandon: bool = False):
+        """Result of a task pinned to ``pinned``, giving up if they or their host's workers are all gone.
+
+        With ``abandon``, also once the deliverer is stopped (a read that lands nothing by itself).
+        """
         from distributed import wait
 
         last = time.monotonic()
@@ -212,6 +254,8 @@ class Deliverer:
                 pass
             if future.done():
                 return future.result()
+            if abandon:
+                self._check_stop(outcome)
             live = self._workers_for(outcome)  # raises DeliveryLost when nobody can serve it
             if pinned and not set(pinned) & set(live):
                 # the task can never run: its workers left while it waited (their scratch too)
@@ -221,20 +265,22 @@ class Deliverer:
                 future.cancel()
                 raise DeliveryError(None, f"{outcome.key}: no data for {self.stall_timeout:g} s")
 
-    def _pull(self, outcome: Outcome, info: FileInfo, dest: pathlib.Path) -> Delivered:
+    def _pull(self, outcome: Outcome, info: FileInfo, tmp: pathlib.Path, dest: pathlib.Path) -> Delivered:
         workers = self._workers_for(outcome)
 
         def wait(future):
+            self._check_stop(outcome)
             try:
-                return self._wait(future, outcome, workers)
+                return self._wait(future, outcome, workers, abandon=True)
             except FileNotFoundError:
                 raise DeliveryLost(info.path, f"{outcome.key}: the file has gone from the worker's "
                                               "scratch; the step runs again next time") from None
 
-        return pull(lambda off, n: self.client.submit(read_range, info.path, off, n, workers=workers,
-                                                      allow_other_workers=False, pure=False, priority=100),
-                    wait, size=info.size, sha256=info.sha256, dest=dest, chunk_size=self.chunk_size,
-                    window=self.window, where=info.path)
+        receive(lambda off, n: self.client.submit(read_range, info.path, off, n, workers=workers,
+                                                  allow_other_workers=False, pure=False, priority=100),
+                wait, size=info.size, sha256=info.sha256, into=tmp, chunk_size=self.chunk_size,
+                window=self.window, where=info.path)
+        return Delivered(str(dest), info.size, info.sha256)
 
 
 def pull(read: Callable[[int, int], Any], wait: Callable[[Any], bytes], *, size: int, sha256: str,
@@ -261,6 +307,14 @@ def pull(read: Callable[[int, int], Any], wait: Callable[[Any], bytes], *, size:
     DeliveryError
         A chunk of the wrong size or a checksum mismatch (``dest`` is left untouched).
     """
+    with atomic_path(dest) as tmp:
+        receive(read, wait, size=size, sha256=sha256, into=tmp, chunk_size=chunk_size, window=window, where=where)
+    return Delivered(str(dest), size, sha256)
+
+
+def receive(read: Callable[[int, int], Any], wait: Callable[[Any], bytes], *, size: int, sha256: str,
+            into: str | os.PathLike, chunk_size: int, window: int, where: str) -> None:
+    """Write a file from a worker, read in chunks, to ``into`` and check its sha256 (see :func:`pull`)."""
     h = hashlib.sha256()
     offsets = collections.deque(range(0, size, chunk_size))
     inflight: collections.deque = collections.deque()
@@ -270,7 +324,7 @@ def pull(read: Callable[[int, int], Any], wait: Callable[[Any], bytes], *, size:
             off = offsets.popleft()
             inflight.append((off, read(off, min(chunk_size, size - off))))
 
-    with atomic_path(dest) as tmp, open(tmp, "wb") as out:
+    with open(into, "wb") as out:
         refill()
         while inflight:
             off, future = inflight.popleft()
@@ -285,7 +339,5 @@ def pull(read: Callable[[int, int], Any], wait: Callable[[Any], bytes], *, size:
             refill()
         out.flush()
         os.fsync(out.fileno())
-        if h.hexdigest() != sha256:
-            raise DeliveryError(where, f"sha256 mismatch after transfer to {dest}: "
-                                       f"got {h.hexdigest()}, the worker had {sha256}")
-    return Delivered(str(dest), size, sha256)
+    if h.hexdigest() != sha256:
+        raise DeliveryError(where, f"sha256 mismatch after transfer: got {h.hexdigest()}, the worker had {sha256}")

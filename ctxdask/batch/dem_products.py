@@ -28,7 +28,8 @@ from typing import Any
 from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.tasks import StepResult
 
-__all__ = ["OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs", "write_batch_catalog"]
+__all__ = ["CATALOG_KEY", "OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs",
+           "write_batch_catalog"]
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,9 @@ def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]
     """
     calls = list(calls)
     # tiled stereo (ctxdask.tools.tiling): dem_mosaic makes the DEM, orthoimage and error, one each
-    dems = [c for c in calls if c.program in ("point2dem", "dem_mosaic") and "dem" in c.outputs]
+    # point2dem_aligned is native (ctxdask.tools.align:grid_aligned runs point2dem on the DEM's grid)
+    dems = [c for c in calls if (c.program in ("point2dem", "dem_mosaic") or c.step == "point2dem_aligned")
+            and "dem" in c.outputs]
     if not dems:
         return {}
     final = dems[-1]
@@ -206,8 +209,16 @@ def finish_pair(db, out_dir: pathlib.Path, pair_id: str, images: Iterable[str], 
         logger.warning("%s: could not complete provenance.json: %s", pair_id, exc)
 
 
+#: the key under which the batch's catalog files are recorded in the ``products`` table
+CATALOG_KEY = "catalog"
+
+
 def write_batch_catalog(db, out: pathlib.Path) -> None:
-    """The batch's STAC catalog over every pair item in ``out`` (``ctxdask stac`` does the same)."""
+    """The batch's STAC catalog over every pair item in ``out`` (``ctxdask stac`` does the same).
+
+    Its files are recorded like every delivered file (key :data:`CATALOG_KEY`),
+    so that the database lists everything in the output folder.
+    """
     from ctxdask.quality.stac import rebuild_catalog
 
     if not any(out.glob("pairs/*/*.stac.json")):
@@ -220,3 +231,6 @@ def write_batch_catalog(db, out: pathlib.Path) -> None:
     with db.transaction():  # the items now link to their collection: new sizes and checksums
         for item in out.glob("pairs/*/*.stac.json"):
             _rerecord(db, item, f"pair_quality-{item.parent.name}", item.parent.name)
+        for name in ("catalog.json", "collection.json"):
+            if (out / name).is_file():
+                _rerecord(db, out / name, CATALOG_KEY, "")

@@ -16,10 +16,13 @@ job lives in a module of its own, imported in one direction:
    and go to result handling (:mod:`~ctxdask.batch.results`) in one database
    transaction per pass; results are brought home
    (:mod:`~ctxdask.batch.delivery`) before a step counts as done.
-5. Ctrl-C (or SIGTERM) cancels everything in flight (running programs are
-   stopped through the tasks' cancel check), records it as ``interrupted`` and
-   returns; the next run resumes. Any other exception ends the run's row as
-   ``failed`` with the error.
+5. Ctrl-C (or SIGTERM) asks the loop to stop at its next pass (a second one
+   stops at once): everything in flight is cancelled (running programs are
+   stopped through the tasks' cancel check), deliveries are abandoned or
+   completed and the completed ones recorded, so that the database lists
+   every file in the output folder, and the rest is recorded as
+   ``interrupted``; the next run resumes. Any other exception ends the run's
+   row as ``failed`` with the error.
 
 What runs on the workers is in :mod:`~ctxdask.batch.work`. Deadlines: recipe
 steps run under the runner's hard deadline (process-group kill); in-process
@@ -60,6 +63,7 @@ from ctxdask.batch.planning import (
     select_steps,
 )
 from ctxdask.batch.progress import Progress
+from ctxdask.batch.push import Pusher
 from ctxdask.batch.results import ResultHandler, error_text
 from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, release_local_scratch
 from ctxdask.batch.settings import BatchSettings
@@ -165,18 +169,23 @@ class _Driver:
 
     def __init__(self, client, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
                  source: EDRSource, settings: BatchSettings, options: RunOptions, runner: Callable | None,
-                 progress: bool, retry_failed: bool = False):
+                 progress: bool, retry_failed: bool = False, stop: threading.Event | None = None):
         self.client = client
+        self.stop = stop or threading.Event()
         self.db = db
         self.plan = plan
         self.options = options
         self.show_progress = progress
         self.topic = f"ctxdask-batch-{uuid.uuid4().hex[:12]}"
         self.state = RunState()
+        # delivered files only the driver holds (tiles home) go to the workers that read them
+        self.pusher = Pusher(client, out, chunk_size=settings.chunk_size, window=settings.chunk_window,
+                             threads=settings.delivery_threads)
         self.context = BatchContext(
             recipe=chain.recipe, source=source, options=options, image_steps=tuple(chain.recipe_image),
             deliver=frozenset(settings.deliver), topic=self.topic, runner=runner,
-            chunk_size=settings.chunk_size, window=settings.chunk_window, timeouts=dict(settings.timeouts))
+            chunk_size=settings.chunk_size, window=settings.chunk_window, timeouts=dict(settings.timeouts),
+            push_topic=self.pusher.topic)
         self.submitter = Submitter(client, self.state, db, run_id, chain=chain, context=self.context,
                                    settings=settings, done_keys=plan.done_keys, known_summing=plan.known_summing)
         self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
@@ -204,6 +213,7 @@ class _Driver:
                                             pure=False)
         submitter.start(self.ac, context_future)
         self.client.subscribe_topic(self.topic, results.on_event)
+        self.pusher.start()
         self.tiles.start()
         state.open_pairs(planned)
         self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
@@ -217,6 +227,8 @@ class _Driver:
             next_watch = time.monotonic() + 1.0
             tick = time.monotonic()
             while state.pair_open or results.deliveries:
+                if self.stop.is_set():  # Ctrl-C or SIGTERM: stop here, between two passes
+                    raise KeyboardInterrupt
                 # one pass per tick at most: results, events and database commits come in batches
                 time.sleep(max(0.0, tick + _TICK - time.monotonic()))
                 tick = time.monotonic()
@@ -261,7 +273,24 @@ class _Driver:
             self.progress.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
+            self.pusher.stop()
             self.deliverer.shutdown(cancel=True)
+            self._release_futures()
+
+    def _release_futures(self) -> None:
+        """Let the scheduler forget every task of this run now, not when the garbage collector gets to it.
+
+        Keys are deterministic: a task the scheduler still knows when the
+        next run on the same cluster submits its key is run from the old
+        spec (an image task telling its steps to run again instead of reusing them).
+        """
+        if self.ac is not None:
+            self.ac.clear()
+        for t in self.state.tracked.values():
+            t.future = None
+        for group in self.state.groups.values():
+            group.future = None
+        self.submitter.context_future = None
 
     def _results(self, batch: list) -> list[tuple]:
         """(future, result) of a batch of completed futures: one gather for all that finished."""
@@ -303,6 +332,7 @@ class _Driver:
             Event(self.options.cancel_event, client=self.client).set()
         with contextlib.suppress(Exception):
             self.client.cancel(self.state.in_flight())
+        self._land_deliveries()
         self._wait_for_workers_idle()
         stamp = dbmod.now()
         with self.db.transaction():
@@ -315,6 +345,18 @@ class _Driver:
                     self.db.set_subject("images", pid, "interrupted", "the batch was interrupted")
             for pair_id in self.state.pair_open:
                 self.db.set_subject("pairs", pair_id, "interrupted", "the batch was interrupted")
+
+    def _land_deliveries(self) -> None:
+        """End every delivery and record those that completed (their files are in the output folder).
+
+        A delivery whose files were all home lands them; one still
+        transferring is abandoned and leaves nothing (:meth:`Deliverer.stop`).
+        Recorded like any other, the completed ones make their steps ``done``.
+        """
+        self.deliverer.stop()
+        with self.db.transaction():
+            for cf in list(self.results.deliveries):
+                self.results.delivered(cf)
 
     def _wait_for_workers_idle(self, seconds: float | None = None) -> None:
         """Give cancelled programs time to be stopped by their tasks' cancel checks."""
@@ -359,20 +401,29 @@ def _cluster(client, scheduler: str | None, local: int | None, settings: BatchSe
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt():
-    """Let SIGTERM stop a batch like Ctrl-C (main thread only)."""
+def _stop_on_signals():
+    """Yield an Event that Ctrl-C and SIGTERM set (main thread only); a second signal interrupts at once.
+
+    The driver stops at the next pass of its loop rather than wherever the
+    signal lands: an interrupt in the middle of recording a delivery would
+    roll back the record of files already in the output folder.
+    """
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
 
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
-    old = signal.signal(signal.SIGTERM, handler)
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 def run_batch(
@@ -476,7 +527,7 @@ def run_batch(
     db_path = dbmod.database_path(db, out)
 
     with dbmod.lock_database(db_path), dbmod.TrackingDB(db_path) as tdb, \
-            _cluster(client, scheduler, local, settings) as (c, is_local), _sigterm_as_interrupt():
+            _cluster(client, scheduler, local, settings) as (c, is_local), _stop_on_signals() as stop:
         tdb.interrupt_stale()
         work_dir = settings.scratch or (claim_local_scratch(out) if is_local else None)
         clean_after_dead_runs(c, out, work_dir)
@@ -499,7 +550,8 @@ def run_batch(
             plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
             tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
             driver = _Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
-                             options=options, runner=runner, progress=settings.progress, retry_failed=retry_failed)
+                             options=options, runner=runner, progress=settings.progress, retry_failed=retry_failed,
+                             stop=stop)
             status = driver.run(plan.planned)
         except BaseException as exc:
             # whatever stops the driver ends its run row with the reason, never left 'running'

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ctxdask.batch import db as dbmod
-from ctxdask.batch.delivery import Deliverer, DeliveryLost
+from ctxdask.batch.delivery import Deliverer, DeliveryLost, DeliveryStopped
 from ctxdask.batch.dem_products import finish_pair
 from ctxdask.batch.model import Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
@@ -94,6 +94,10 @@ class ResultHandler:
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         #: delivery future -> step key
         self.deliveries: dict[Any, str] = {}
+        #: destination path -> step key, of the deliveries in flight
+        self.claimed: dict[str, str] = {}
+        #: images with a pair that did not end done: their scratch stays for the rerun to reuse
+        self.keep_images: set[str] = set()
         #: worker -> work dirs to remove, sent as one task per worker per pass of the result loop
         self.to_clean: dict[str, list[str]] = {}
         self.cleanups: list = []
@@ -222,18 +226,40 @@ class ResultHandler:
         state.running.discard(key)
         for made in outcome.made_here:
             state.copies.setdefault(made, set()).add(outcome.worker)
+            if made not in state.tracked:  # e.g. a tile a mosaic had pushed: goes with this subject
+                state.loose_copies.setdefault(t.task.subject, set()).add(made)
         if outcome.reused:  # finished by an earlier run: its row, products and quality records stand
             self.check_subjects(t.task)
             return
         if outcome.ok and outcome.files:
+            dest = pair_dir(self.out, t.task.subject, t.task.scope)
+            clash = self._clash(key, [dest / f.relpath for f in outcome.files])
+            if clash:
+                outcome = t.outcome = dataclasses.replace(outcome, status="failed", error=clash)
+                self.record(outcome)
+                self.after(key)
+                return
             # done only once its products are home
             t.delivering = True
             self.record(outcome, status="running", error="delivering results")
-            dest = pair_dir(self.out, t.task.subject, t.task.scope)
-            self.deliveries[self.deliverer.submit(outcome, dest)] = key
+            future = self.deliverer.submit(outcome, dest)
+            self.deliveries[future] = key
+            self.claimed.update({str(dest / f.relpath): key for f in outcome.files})
             return
         self.record(outcome)
         self.after(key)
+
+    def _clash(self, key: str, paths: list[pathlib.Path]) -> str | None:
+        """Why ``key`` may not deliver ``paths``: another step delivered, or is delivering, one of them."""
+        for path in paths:
+            owner = self.claimed.get(str(path))
+            if owner is None:
+                row = self.db.rows("SELECT key FROM products WHERE path = ?", (str(path),))
+                owner = row[0]["key"] if row else None
+            if owner is not None and owner != key:
+                return (f"delivery refused: {path} is {owner}'s product; two steps never write one path "
+                        "(rename an output of one of them)")
+        return None
 
     def after(self, key: str) -> None:
         """Follow-up of a step that reached its final state."""
@@ -267,20 +293,32 @@ class ResultHandler:
                                         ("stac", "hillshade", "colour_relief", "ortho_thumbnail")})
 
     def delivered(self, cf) -> None:
-        """A delivery has ended: the step is done (its files recorded), or failed or interrupted."""
+        """A delivery has ended: the step is done (its files recorded), or interrupted.
+
+        A step whose files did not come home (lost with their worker, a
+        checksum mismatch, the run stopping) is ``interrupted``, not failed:
+        the step itself succeeded, nothing of it landed in the output folder
+        (:mod:`~ctxdask.batch.delivery`), and a plain rerun makes and delivers
+        it again, reusing what is done before it.
+        """
         key = self.deliveries.pop(cf)
+        self.claimed = {path: owner for path, owner in self.claimed.items() if owner != key}
         t = self.state.tracked[key]
         t.delivering = False
         o = t.outcome
-        try:
-            files = cf.result()
-        except DeliveryLost as exc:
+        # the exception is read, never raised here: raised, it would keep this loop's frames (and the
+        # run's futures) alive with the traceback it carries for as long as the delivery's future lives
+        exc = DeliveryStopped(None, f"{key}: the run stopped before its files were home") if cf.cancelled() \
+            else cf.exception()
+        if isinstance(exc, DeliveryLost):
             self.record(o, status="interrupted", error=str(exc))
             t.outcome = dataclasses.replace(o, status="interrupted", error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - recorded, the batch goes on
-            self.record(o, status="failed", error=f"delivery failed: {error_text(exc)}")
-            t.outcome = dataclasses.replace(o, status="failed", error=f"delivery failed: {exc}")
+        elif exc is not None:
+            error = f"delivery failed: {error_text(exc)}; the step runs again next time"
+            self.record(o, status="interrupted", error=error)
+            t.outcome = dataclasses.replace(o, status="interrupted", error=error)
         else:
+            files = cf.result()
             for f in files:
                 self.db.record_product(f.path, key, t.task.subject, f.size, f.sha256)
             log = next((f.path for f in files if os.path.basename(f.path) == os.path.basename(o.log_path or "")),
@@ -335,15 +373,21 @@ class ResultHandler:
                             output_dir=str(out_dir) if out_dir.is_dir() else None)
         del state.pair_open[pair.pair_id]
         self.progress.finish_pair(status)
-        self.release(state.subject_keys.get(pair.pair_id, ()))
+        # a pair that did not end done keeps its work (and its images'): the run that finishes it reuses
+        # every step done here and makes only what failed (a plain rerun, or --retry-failed)
+        done = status == "done"
+        self.release(state.subject_keys.get(pair.pair_id, ()), clean=done)
+        self.release_copies(state.loose_copies.pop(pair.pair_id, ()), clean=done)
         for pid in pair.images:
             state.image_refs[pid] -= 1
+            if not done:
+                self.keep_images.add(pid)
             if state.image_refs[pid] == 0:
-                self.release(state.subject_keys.get(pid, ()))
+                self.release(state.subject_keys.get(pid, ()), clean=pid not in self.keep_images)
 
     # -------------------------------------------------------------- scratch
-    def release(self, keys: Iterable[str]) -> None:
-        """Drop futures of finished work and clean its scratch on the workers."""
+    def release(self, keys: Iterable[str], *, clean: bool = True) -> None:
+        """Drop futures of finished work and (with ``clean``) remove its scratch on the workers."""
         state = self.state
         by_worker: dict[str, list[str]] = {}
         for key in keys:
@@ -360,10 +404,20 @@ class ResultHandler:
             for worker in state.copies.pop(key, ()):
                 # copies pulled or remade on other workers: paths relative to their own work root
                 by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
-        if not self.settings.cleanup_scratch:
+        if not (clean and self.settings.cleanup_scratch):
             return
         for worker, paths in by_worker.items():
             self.to_clean.setdefault(worker, []).extend(paths)
+
+    def release_copies(self, keys: Iterable[str], *, clean: bool = True) -> None:
+        """Forget (with ``clean``, remove) the copies of results the run does not track as steps (tiles)."""
+        by_worker: dict[str, list[str]] = {}
+        for key in keys:
+            for worker in self.state.copies.pop(key, ()):
+                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
+        if clean and self.settings.cleanup_scratch:
+            for worker, paths in by_worker.items():
+                self.to_clean.setdefault(worker, []).extend(paths)
 
     def clean(self) -> None:
         """Remove released work dirs: one task per worker for everything released since the last call."""

@@ -19,6 +19,14 @@ Command line of the real tool (docs/tools/pc_align.rst)::
 
     pc_align --max-displacement D --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
         --save-inv-transformed-reference-points results/out-PC.tif mola.csv -o results/out-align
+
+The aligned cloud is gridded by :func:`grid_aligned` (the recipe's native
+``point2dem_aligned`` step) on the grid of the unaligned DEM: "grid the
+resulting transformed cloud with the same projection and grid size" with
+``point2dem --tr --t_srs`` (docs/tools/pc_align.rst:221-225). point2dem puts
+grid nodes at integer multiples of ``--tr`` (docs/tools/point2dem.rst:15-19),
+so the aligned DEM lies on the unaligned DEM's lattice; without ``--tr`` it
+would be four times coarser than a DEM-derived cloud (src/asp/Tools/point2dem.cc:202).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from typing import Any
 
 from ctxdask.io.atomic import atomic_path
 
-__all__ = ["align_to_mola", "pc_align_argv"]
+__all__ = ["align_to_mola", "grid_aligned", "pc_align_argv", "point2dem_like_argv"]
 
 #: margin on the observed displacement for a rerun (the observed value itself is a bare maximum)
 RERUN_MARGIN = 1.2
@@ -147,6 +155,97 @@ def align_to_mola(
     if transform and os.path.abspath(transform) != os.path.abspath(f"{prefix}-transform.txt"):
         os.replace(f"{prefix}-transform.txt", transform)
     return records
+
+
+def point2dem_like_argv(like: str, *, datum: str = "mars") -> list[str]:
+    """``point2dem -r DATUM --tr S --t_srs P``: the projection and grid size of the DEM ``like``."""
+    import rasterio
+
+    with rasterio.open(like) as src:
+        if src.crs is None:
+            raise ValueError(f"{like}: the DEM has no georeference; cannot grid the aligned cloud like it")
+        return ["point2dem", "-r", datum, "--tr", f"{abs(src.res[0]):.17g}", "--t_srs", src.crs.to_wkt()]
+
+
+def grid_aligned(
+    cloud: str,
+    destination: str,
+    *,
+    like: str,
+    ortho: str | None = None,
+    error: str | None = None,
+    texture: str | None = None,
+    error_texture: str | None = None,
+    datum: str = "mars",
+    timeout: float = 7200.0,
+    env: dict[str, Any] | None = None,
+) -> list[list[str]]:
+    """Grid pc_align's ``-trans_reference.tif`` on the grid of the unaligned DEM ``like``.
+
+    Parameters
+    ----------
+    cloud : str
+        The aligned cloud. From a stereo cloud it keeps its 4 bands (the
+        triangulation error); from a DEM (tiled stereo: the mosaic) it has 3
+        (src/asp/PcAlign/pc_align_utils.cc:462-500).
+    destination : str
+        ``<prefix>-DEM.tif``.
+    like : str
+        The unaligned DEM: its projection and grid size (:func:`point2dem_like_argv`).
+    ortho, texture : str, optional
+        The orthoimage to write and the image draped on the moved points: the
+        stereo ``-L.tif`` (pixel for pixel with a stereo cloud) or the mosaic's
+        orthoimage (pixel for pixel with the mosaic DEM, hence with its cloud).
+        point2dem takes textures after the clouds, one per cloud, of the
+        cloud's dimensions (src/asp/Core/PointToDem.cc:110-127).
+    error, error_texture : str, optional
+        The intersection error to write. A 4- or 6-band cloud gives it with
+        ``--errorimage``; a 3-band cloud has none (point2dem writes nothing and
+        exits 0, src/asp/Core/PointToDem2.cc:336-341), so the mosaic's error
+        image is draped like an orthoimage instead (``--no-dem --orthoimage``).
+
+    Returns
+    -------
+    list of list of str
+        The point2dem command lines run (also printed to the step's log).
+    """
+    import rasterio
+
+    from ctxdask.exceptions import ToolFailedError
+    from ctxdask.tools.runner import run
+
+    suffix = "-DEM.tif"
+    if not destination.endswith(suffix):
+        raise ValueError(f"destination {destination!r} must end with {suffix}")
+    if ortho and not texture:
+        raise ValueError("an orthoimage needs the texture to drape (the stereo -L.tif or the mosaic's -DRG.tif)")
+    prefix = destination[: -len(suffix)]
+    cwd = os.getcwd()
+    rel = lambda p: os.path.relpath(p, cwd)  # noqa: E731
+    grid = point2dem_like_argv(like, datum=datum)
+    with rasterio.open(cloud) as src:
+        bands = src.count
+    with_error = bool(error) and bands in (4, 6)
+    if error and not with_error and not error_texture:
+        raise ValueError(f"{cloud} has {bands} bands and no triangulation error; give the error image to drape")
+    argv = [*grid, *(["--orthoimage"] if ortho else []), *(["--errorimage"] if with_error else []),
+            rel(cloud), *([rel(texture)] if ortho else []), "-o", rel(prefix)]
+    runs = [argv]
+    # wanted path -> (what point2dem writes, the run that writes it)
+    made = {destination: (destination, 0), **({ortho: (f"{prefix}-DRG.tif", 0)} if ortho else {}),
+            **({error: (f"{prefix}-IntersectionErr.tif", 0)} if with_error else {})}
+    if error and not with_error:
+        runs.append([*grid, "--no-dem", "--orthoimage", rel(cloud), rel(error_texture), "-o", rel(f"{prefix}-error")])
+        made[error] = (f"{prefix}-error-DRG.tif", 1)
+    for number, command in enumerate(runs, 1):
+        print("running: " + " ".join(command), flush=True)
+        run(command, cwd, timeout, env=env, log=f"point2dem-run{number}.log")
+    for wanted, (written, number) in made.items():
+        if not os.path.isfile(written):
+            raise ToolFailedError(written, "point2dem exited 0 but did not write it", command=runs[number])
+        if os.path.abspath(written) != os.path.abspath(wanted):
+            os.replace(written, wanted)
+    return runs
 
 
 def _write_runs(path: str, records: list[dict[str, Any]]) -> None:

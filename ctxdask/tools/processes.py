@@ -3,8 +3,20 @@
 A program started by :func:`ctxdask.tools.runner.run` leads its own session and
 process group, so one ``killpg`` reaches everything that stays in the group. A
 descendant can leave the group (``setsid``, a daemonizing helper), and once its
-parent exits it is re-parented away from us, so :class:`ProcessTree` records
-every descendant it sees while the program runs and signals those too.
+parent exits it is re-parented away from us (to init, or the nearest
+``PR_SET_CHILD_SUBREAPER`` ancestor), so :class:`ProcessTree` records every
+descendant it sees while the program runs and signals those too.
+
+Recording by polling has a hole no poll interval closes: a descendant that
+leaves the session and whose parent exits between two polls (a daemonizing
+double fork takes microseconds; a runner busy importing, or starved on a loaded
+machine, polls late) is never seen as a descendant. So every program also
+carries a *mark*: an environment variable of its own (:func:`new_mark`), which
+every descendant inherits through ``fork`` and ``exec`` whatever its parent or
+session. :meth:`ProcessTree.collect_marked` finds them in ``/proc/<pid>/environ``
+(the environment the process was started with), with no help from the
+process that started them. Only a descendant started with a scrubbed
+environment (``env -i``) and detached before any poll escapes both.
 
 Zombies count as dead: a re-parented process that has exited may linger as a
 zombie until its new parent (often PID 1 in a container) reaps it, but it holds
@@ -14,13 +26,29 @@ no resources beyond its process-table entry and can no longer be signalled.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import threading
 import time
 
 import psutil
 
-__all__ = ["ProcessTree", "is_alive", "running_trees"]
+__all__ = ["MARK_PREFIX", "ProcessTree", "is_alive", "new_mark", "running_trees"]
+
+#: prefix of the environment variable that marks every process of one program run
+MARK_PREFIX = "CTXDASK_RUN_"
+#: seconds of clock slack when comparing start times (psutil rounds them to clock ticks)
+_SLACK = 1.0
+
+
+def new_mark() -> str:
+    """A fresh mark: the name of an environment variable no other run uses.
+
+    The name, not the value, is the mark, so the marks of nested runs (a program
+    that itself calls :func:`ctxdask.tools.runner.run`) add up instead of
+    replacing one another.
+    """
+    return f"{MARK_PREFIX}{secrets.token_hex(8).upper()}"
 
 # trees of programs running in this process right now (see running_trees)
 _RUNNING: set = set()
@@ -71,22 +99,33 @@ class ProcessTree:
 
     Parameters
     ----------
-    pid : int
+    pid : int or None
         Pid of the program, which leads its own process group (started with
-        ``start_new_session=True``), so its pgid equals ``pid``.
+        ``start_new_session=True``), so its pgid equals ``pid``;
+        ``None``: no program known, only marked processes (a watchdog whose
+        worker died before it named the program).
     create_time : float, optional
         The program's start time as :mod:`psutil` reports it. When given, a
         process now holding ``pid`` that started at another time is not taken
         for the program (the pid was reused after the program exited).
+    mark : str, optional
+        The environment variable (:func:`new_mark`) set for the program: every
+        process started with it counts as a descendant.
+    since : float, optional
+        No marked process is older than this (epoch seconds); default the
+        program's start time. Saves reading the environment of older processes.
     """
 
-    def __init__(self, pid: int, create_time: float | None = None):
+    def __init__(self, pid: int | None, create_time: float | None = None, *, mark: str | None = None,
+                 since: float | None = None):
         self.pid = pid
         self.pgid = pid
+        self.mark = mark
         self._seen: dict[int, psutil.Process] = {}
-        self._root = _process(pid, create_time)
+        self._root = _process(pid, create_time) if pid is not None else None
         #: the program's start time (``None`` if it was already gone)
         self.create_time = self._root.create_time() if self._root is not None else None
+        self._since = since if since is not None else self.create_time
 
     def adopt(self, pid: int, create_time: float | None = None) -> None:
         """Count process ``pid`` among the descendants (seen by another process).
@@ -132,8 +171,32 @@ class ProcessTree:
             for child in children:
                 self._seen.setdefault(child.pid, child)
 
+    def collect_marked(self) -> None:
+        """Record every live process that carries the program's mark, wherever it is now.
+
+        Reads ``/proc/<pid>/environ`` of the processes started since the program
+        (at most tens on a worker); processes of other users are skipped.
+        """
+        if self.mark is None:
+            return
+        me = os.getpid()
+        for proc in psutil.process_iter(["create_time"]):
+            created = proc.info["create_time"]
+            if proc.pid == me or proc.pid in self._seen:
+                continue
+            if self._since is not None and created is not None and created < self._since - _SLACK:
+                continue
+            try:
+                marked = self.mark in proc.environ()
+            except (psutil.Error, OSError):
+                continue  # gone, a zombie, or not ours to read
+            if marked and _proc_alive(proc):
+                self._seen.setdefault(proc.pid, proc)
+
     def _group_members(self) -> list[int]:
         """Pids of live (non-zombie) processes still in the program's group."""
+        if self.pgid is None:
+            return []
         try:
             os.killpg(self.pgid, 0)
         except ProcessLookupError:
@@ -159,7 +222,8 @@ class ProcessTree:
 
     def _signal_all(self, sig: int) -> None:
         try:
-            os.killpg(self.pgid, sig)
+            if self.pgid is not None:
+                os.killpg(self.pgid, sig)
         except (ProcessLookupError, PermissionError):
             pass
         for proc in self._seen.values():
@@ -188,6 +252,7 @@ class ProcessTree:
             Pids that received SIGKILL (empty when SIGTERM sufficed).
         """
         self.snapshot()
+        self.collect_marked()  # descendants that detached between two snapshots
         if reap is not None:
             reap()
         if not self.alive():
@@ -196,6 +261,7 @@ class ProcessTree:
         if self._wait_gone(grace, reap):
             return []
         self.snapshot()  # a SIGTERM handler may have spawned helpers
+        self.collect_marked()
         survivors = self.alive()
         self._signal_all(signal.SIGKILL)
         self._wait_gone(settle, reap)

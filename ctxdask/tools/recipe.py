@@ -18,12 +18,20 @@ executes. The commands follow the ASP documentation's CTX example
     cam2map4stereo.py L.cal.cub R.cal.cub               -> L.map.cub R.map.cub
     parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
         L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
-    point2dem -r mars [--tr S] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
+    point2dem -r mars [--tr S] [--t_srs P] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
     pc_align --max-displacement D --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
         --save-inv-transformed-reference-points results/out-PC.tif mola.csv -o results/out-align
         (native step ctxdask.tools.align: D = 3 x median |DEM - MOLA|, rerun on pc_align's warning)
-    point2dem ... results/out-align-trans_reference.tif ... -o results/out-align
-    dem_geoid --geoid MOLA results/out[-align]-DEM.tif  -> results/out[-align]-DEM-adj.tif
+    point2dem -r mars --tr S --t_srs P --orthoimage --errorimage \\
+        results/out-align-trans_reference.tif results/out-L.tif -o results/out-align
+        (native step ctxdask.tools.align:grid_aligned: S and P of the unaligned DEM)
+    dem_geoid --geoid MOLA results/out[-align]-DEM.tif -o results/out[-align]-DEM
+        -> results/out[-align]-DEM-adj.tif (without -o: ./out[-align]-DEM-adj.tif, dem_geoid.cc:248)
+
+Tiled stereo aligns the DEM mosaic: pc_align then writes a 3-band cloud
+(pc_align_utils.cc:462-486), which has no triangulation error, so the aligned
+orthoimage and error image are the mosaics' draped on the moved points
+(point2dem ``--orthoimage`` with them as textures, see :func:`ctxdask.tools.align.grid_aligned`).
 
 With ``tools.calibration: native`` the three ISIS calibration programs are
 replaced by one native step (a Python callable, run in its own process under
@@ -557,6 +565,8 @@ class Recipe:
             args = ["-r", str(s.datum)]
             if s.dem_spacing:
                 args += ["--tr", f"{float(s.dem_spacing):g}"]
+            if s.t_srs:
+                args += ["--t_srs", str(s.t_srs)]
             outputs = {"dem": f"{prefix}-DEM.tif"}
             if s.orthoimage:
                 args.append("--orthoimage")
@@ -610,16 +620,32 @@ class Recipe:
                          "floor": s.alignment_floor, "reruns": s.alignment_reruns,
                          "max_displacement": s.max_displacement, "timeout": t("pc_align", 7200)},
             ))
-            pair.append(point2dem(
-                "point2dem_aligned",
-                ("results/out-align-trans_reference.tif", "pc_align:cloud"),
-                "results/out-align",
+            # native: point2dem of the moved cloud on the unaligned DEM's projection and grid size
+            grid_inputs = {"cloud": ("results/out-align-trans_reference.tif", "pc_align:cloud"), "like": unaligned}
+            grid_outputs = {"dem": "results/out-align-DEM.tif"}
+            if s.orthoimage:
+                grid_inputs["texture"] = (("results/out-DRG.tif", "dem_mosaic_ortho:ortho") if s.stereo_mode == "tiled"
+                                          else ("results/out-L.tif", "parallel_stereo:aligned_left"))
+                grid_outputs["ortho"] = "results/out-align-DRG.tif"
+            if s.errorimage:
+                if s.stereo_mode == "tiled":  # the mosaic's 3-band cloud has no error: drape the error mosaic
+                    grid_inputs["error_texture"] = ("results/out-IntersectionErr.tif", "dem_mosaic_error:error")
+                grid_outputs["error"] = "results/out-align-IntersectionErr.tif"
+            pair.append(Step(
+                "point2dem_aligned", None,
+                ("{inputs[cloud]}", "{outputs[dem]}",
+                 *(a for role in grid_inputs if role != "cloud" for a in ("--output", f"{role}={{inputs[{role}]}}")),
+                 *(a for role in grid_outputs if role != "dem" for a in ("--output", f"{role}={{outputs[{role}]}}"))),
+                grid_inputs, grid_outputs, t("point2dem_aligned", 7200), r("point2dem_aligned"), scope="pair",
+                kind="native", callable="ctxdask.tools.align:grid_aligned",
+                options={"datum": str(s.datum), "timeout": t("point2dem_aligned", 7200)},
             ))
             dem_source, dem_name = "point2dem_aligned:dem", "results/out-align-DEM.tif"
         if s.dem_geoid:
             geoid = ("--geoid", str(s.geoid)) if s.geoid else ()
+            # an explicit prefix: without -o the output is ./<stem>-adj.tif (dem_geoid.cc:248-249, 489)
             pair.append(Step(
-                "dem_geoid", "dem_geoid", (*geoid, "{inputs[dem]}"),
+                "dem_geoid", "dem_geoid", (*geoid, "{inputs[dem]}", "-o", dem_name[: -len(".tif")]),
                 {"dem": (dem_name, dem_source)},
                 {"dem": dem_name[: -len(".tif")] + "-adj.tif"},
                 t("dem_geoid", 1800), r("dem_geoid"), scope="pair",

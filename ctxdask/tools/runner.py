@@ -42,7 +42,7 @@ from ctxdask.exceptions import (
     ToolTimeoutError,
 )
 from ctxdask.tools.cancel import task_cancel_check
-from ctxdask.tools.processes import ProcessTree
+from ctxdask.tools.processes import ProcessTree, new_mark
 from ctxdask.tools.watchdog import Watchdog
 
 __all__ = ["RunResult", "run", "read_tail", "resolve_program"]
@@ -243,6 +243,10 @@ def run(
     log_path = os.path.join(cwd, os.fspath(log))
     full_env = _merged_env(env)
     executable = resolve_program(argv[0], full_env)
+    # inherited by everything the program starts, whatever session it moves to:
+    # how the tree is found even where no poll saw a detached descendant's parent
+    mark = new_mark()
+    full_env[mark] = "1"
     name = os.path.basename(argv[0])
 
     wall_start = datetime.datetime.now(datetime.timezone.utc)
@@ -257,7 +261,9 @@ def run(
         logf.flush()
         # started before the program and told its group right after the start
         # (microseconds), so that the program never runs unwatched for long
-        watchdog = _start_watchdog(log_path, orphan_grace)
+        watchdog = _start_watchdog(log_path, orphan_grace, mark)
+        # no marked process is older than the watchdog (psutil's clock, as the marked ones')
+        launched = watchdog.create_time() if watchdog is not None else None
         try:
             # the child gets its own copy of the descriptor; ours closes right away
             proc = subprocess.Popen(
@@ -275,7 +281,7 @@ def run(
             if watchdog is not None:
                 watchdog.dismiss()
             raise
-    tree = ProcessTree(proc.pid)
+    tree = ProcessTree(proc.pid, mark=mark, since=launched)
     if watchdog is not None:
         # before anything slow (the cancel check below may import distributed)
         watchdog.watch(tree)
@@ -340,7 +346,7 @@ def run(
     return result
 
 
-def _start_watchdog(log_path: str, grace: float) -> Watchdog | None:
+def _start_watchdog(log_path: str, grace: float, mark: str) -> Watchdog | None:
     """Start the watchdog that stops the program if this process dies.
 
     It appends what it does to the program's log. A watchdog that cannot start
@@ -349,7 +355,7 @@ def _start_watchdog(log_path: str, grace: float) -> Watchdog | None:
     """
     try:
         with open(log_path, "ab") as log:
-            return Watchdog(grace, log=log)
+            return Watchdog(grace, log=log, mark=mark)
     except OSError as exc:
         logger.warning("%s: cannot start the watchdog process (%s); the program is not stopped "
                        "if this worker dies", log_path, exc)

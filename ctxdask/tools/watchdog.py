@@ -28,6 +28,16 @@ program has started, ``pid PID CREATE_TIME`` for each descendant it has seen
 ends, the runner kills and reaps the watchdog, so a watchdog never outlives its
 program's run. Start times guard against a pid reused after the program exited.
 
+What the runner writes is not enough on its own: a worker that is starved (a
+loaded machine) or busy (importing ``distributed`` for the cancel check) polls
+late, and a descendant that left the session and lost its parent in between
+was never seen by it; a worker killed between starting the program and naming
+it leaves no line at all. So the watchdog is also given the program's mark
+(:func:`ctxdask.tools.processes.new_mark`, an environment variable every
+descendant inherits) on its command line, and when the worker is gone it looks
+for every live process carrying it, then looks again after stopping them (a
+program the dying worker had forked but not yet exec'd gets its mark at exec).
+
 Why not ``prctl(PR_SET_PDEATHSIG)``: the parent-death signal is sent when the
 *thread* that forked the child exits, not the process (checked: a child spawned
 from a ``threading.Thread`` that then ends gets the signal while the process
@@ -52,6 +62,9 @@ import os
 import select
 import subprocess
 import sys
+import time
+
+import psutil
 
 if __package__:  # imported as part of the package (the runner's side)
     from ctxdask.tools.processes import ProcessTree
@@ -59,6 +72,11 @@ else:  # run as a script: this folder is sys.path[0]; the package is not importe
     from processes import ProcessTree  # type: ignore[no-redef]
 
 __all__ = ["Watchdog"]
+
+#: looks for marked processes after the stop, and the pause before each (seconds)
+_SWEEPS = 2
+_SWEEP_PAUSE = 0.2
+
 
 class Watchdog:
     """The runner's handle on one watchdog process.
@@ -74,13 +92,16 @@ class Watchdog:
     log : file object, optional
         Where the watchdog writes what it did (the program's log, opened for
         appending); ``None`` discards it.
+    mark : str, optional
+        The environment variable set for the program and so inherited by all
+        its descendants (:func:`ctxdask.tools.processes.new_mark`).
     """
 
-    def __init__(self, grace: float, log=None):
+    def __init__(self, grace: float, log=None, mark: str | None = None):
         read_fd, write_fd = os.pipe()  # both close-on-exec (PEP 446)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), str(os.getpid()), f"{grace:g}"],
+                [sys.executable, os.path.abspath(__file__), str(os.getpid()), f"{grace:g}", mark or "-"],
                 stdin=read_fd,
                 stdout=subprocess.DEVNULL,
                 stderr=log if log is not None else subprocess.DEVNULL,
@@ -99,6 +120,13 @@ class Watchdog:
     def pid(self) -> int:
         """Pid of the watchdog process."""
         return self.process.pid
+
+    def create_time(self) -> float | None:
+        """Start time of the watchdog process as psutil reports it (``None`` if it is gone)."""
+        try:
+            return psutil.Process(self.process.pid).create_time()
+        except psutil.Error:
+            return None
 
     def _send(self, line: str) -> None:
         try:
@@ -163,11 +191,12 @@ def _parse(lines: list[bytes], state: dict) -> None:
             state["pids"][int(parts[1])] = float(parts[2])
 
 
-def watch(worker_pid: int, grace: float, stdin_fd: int = 0) -> str:
+def watch(worker_pid: int, grace: float, stdin_fd: int = 0, mark: str | None = None) -> str:
     """Wait until the worker is gone, then stop the program's tree.
 
     Returns ``"stopped"``, or ``"nothing"`` when no program had started.
     """
+    started = psutil.Process().create_time()  # before the program: no marked process is older
     pidfd = _worker_pidfd(worker_pid)
     state: dict = {"group": None, "pids": {}}
     buffer = b""
@@ -189,29 +218,40 @@ def watch(worker_pid: int, grace: float, stdin_fd: int = 0) -> str:
                 pass
         *lines, buffer = buffer.split(b"\n")
         _parse(lines, state)
-    if state["group"] is None:
-        _note(f"worker {worker_pid} is gone; it had not named a program (none stopped)")
-        return "nothing"
-    pgid, created = state["group"]
-    tree = ProcessTree(pgid, created)
+    pgid, created = state["group"] if state["group"] is not None else (None, None)
+    tree = ProcessTree(pgid, created, mark=mark, since=started)
     for pid, pid_created in state["pids"].items():
         tree.adopt(pid, pid_created)
     tree.snapshot()
+    tree.collect_marked()
     alive = tree.alive()
+    name = f"process group {pgid}" if pgid is not None else f"the processes marked {mark}"
+    if pgid is None and not alive:
+        _note(f"worker {worker_pid} is gone; it had not named a program (none stopped)")
+        return "nothing"
     if not alive:
-        _note(f"worker {worker_pid} is gone; process group {pgid} had ended")
+        _note(f"worker {worker_pid} is gone; {name} had ended")
     else:
-        _note(f"worker {worker_pid} is gone; stopping process group {pgid} and its "
+        _note(f"worker {worker_pid} is gone; stopping {name} and its "
               f"descendants (pids {', '.join(map(str, alive))})")
         killed = tree.stop(grace)
         how = f"SIGKILL after {grace:g} s for {', '.join(map(str, killed))}" if killed else "SIGTERM"
-        _note(f"stopped process group {pgid} with {how}")
+        _note(f"stopped {name} with {how}")
+    for _ in range(_SWEEPS):
+        time.sleep(_SWEEP_PAUSE)
+        tree.snapshot()
+        tree.collect_marked()
+        late = tree.alive()
+        if late:
+            _note(f"stopping marked processes found late (pids {', '.join(map(str, late))})")
+            tree.stop(grace)
     return "stopped"
 
 
 def main(argv: list[str]) -> int:
-    """Entry point of the watchdog process: ``watchdog.py WORKER_PID GRACE``."""
-    watch(int(argv[0]), float(argv[1]))
+    """Entry point of the watchdog process: ``watchdog.py WORKER_PID GRACE MARK``."""
+    mark = argv[2] if len(argv) > 2 and argv[2] != "-" else None
+    watch(int(argv[0]), float(argv[1]), mark=mark)
     return 0
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 STANDINS = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(STANDINS))
-import _asp_dem as terrain  # noqa: E402  (the stand-ins' own terrain: the tests' ground truth)
+import _terrain as terrain  # noqa: E402  (the stand-ins' own terrain: the tests' ground truth)
 
 
 def use_dem_standins(monkeypatch):

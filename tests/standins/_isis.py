@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 
 import numpy as np
-
 from _isis_cli import IO, PROGRAMMER, UNKNOWN, USER, IsisError, Param, Ui, report
 from _isis_cube import Cube, Key, Node, append_blob, history_entry, write_derived, write_label
 from _standin import _apply_fault
@@ -127,8 +127,8 @@ def _mroctx2isis(ui: Ui, fault: str | None) -> None:
     try:
         with open(source, "rb") as f:
             head = f.read(1 << 20).decode("latin-1")
-        end = head.find("\nEND")
-        label = pvl.loads(head[: end + 4] if end >= 0 else head)
+        end = re.search(r"^END[ \t]*\r?$", head, re.MULTILINE | re.IGNORECASE)  # Pvl reads to END
+        label = pvl.loads(head[: end.end()] if end else head)
         msg = "PVL Keyword [DATA_SET_ID] not found in label."
         data_set = " ".join(str(label["DATA_SET_ID"]).split())
         projected = "IMAGE_MAP_PROJECTION" in label

@@ -23,7 +23,6 @@ import re
 import socket
 
 import numpy as np
-
 from _isis_cli import IO, PROGRAMMER, IsisError
 
 LABEL_BYTES = 65536
@@ -230,6 +229,7 @@ class Cube:
     def pixels(self) -> np.ndarray:
         """Band 1 as float64, special pixels as NaN."""
         import pvl
+
         from ctxdask.io.isis_read import CubeLayout, read_block
 
         layout = CubeLayout.from_label(self.path, pvl.loads(self.text))
@@ -282,7 +282,8 @@ def write_derived(src: Cube, path: str, data: np.ndarray, pixel_type: str, app: 
     :func:`ctxdask.io.isis_write.good_tile_size`); ``src``'s groups (then ``extra_groups``),
     ``NaifKeywords``, tables, original label and history plus an entry for ``app``.
     """
-    from ctxdask.io.isis_pixels import encode_block, pixel_type as ptype_of
+    from ctxdask.io.isis_pixels import encode_block
+    from ctxdask.io.isis_pixels import pixel_type as ptype_of
     from ctxdask.io.isis_write import good_tile_size
 
     ptype = ptype_of(pixel_type)

@@ -97,11 +97,18 @@ def test_alignment_and_geoid_steps():
     assert set(pc.outputs) == {"cloud", "transform", "runs", "beg_errors", "end_errors", "points"}
     assert pc.inputs["mola"].source == "/m/mola.csv"
     assert pc.inputs["dem"].source.key == calls["point2dem"].key
-    opts, pos = asp_options(calls["point2dem_aligned"].argv)
-    assert opts["--tr"] == "18" and opts["-o"] == "results/out-align"
-    assert pos == ["results/out-align-trans_reference.tif", "results/out-L.tif"]
-    # "dem_geoid input-DEM.tif --geoid ..." writes <input minus .tif>-adj.tif
-    assert list(calls["dem_geoid"].argv) == ["dem_geoid", "--geoid", "MOLA", "results/out-align-DEM.tif"]
+    # native (ctxdask.tools.align:grid_aligned): point2dem on the unaligned DEM's --tr and --t_srs
+    grid = calls["point2dem_aligned"]
+    assert grid.kind == "native" and grid.callable == "ctxdask.tools.align:grid_aligned"
+    assert list(grid.argv[4:6]) == ["results/out-align-trans_reference.tif", "results/out-align-DEM.tif"]
+    assert {"like=results/out-DEM.tif", "texture=results/out-L.tif", "ortho=results/out-align-DRG.tif",
+            "error=results/out-align-IntersectionErr.tif"} <= set(grid.argv)
+    assert grid.inputs["like"].source.key == calls["point2dem"].key
+    assert grid.inputs["cloud"].source == Ref(pc.key, "cloud")
+    assert asp_options(calls["point2dem"].argv)[0]["--tr"] == "18"
+    # without -o dem_geoid writes ./<stem>-adj.tif (dem_geoid.cc:248): the prefix is explicit
+    assert list(calls["dem_geoid"].argv) == ["dem_geoid", "--geoid", "MOLA", "results/out-align-DEM.tif",
+                                             "-o", "results/out-align-DEM"]
     assert calls["dem_geoid"].outputs["dem"] == "results/out-align-DEM-adj.tif"
     assert calls["dem_geoid"].inputs["dem"].source.key == calls["point2dem_aligned"].key
     with pytest.raises(ValueError, match="MOLA"):

@@ -49,8 +49,9 @@ def _watchdogs(worker_pid: int) -> list[int]:
     out = []
     for proc in psutil.process_iter(["pid", "cmdline", "status"]):
         cmd = proc.info["cmdline"] or []
-        if (proc.info["status"] != psutil.STATUS_ZOMBIE and len(cmd) >= 3
-                and cmd[-3].endswith("watchdog.py") and cmd[-2] == str(worker_pid)):
+        # python watchdog.py WORKER_PID GRACE MARK
+        if (proc.info["status"] != psutil.STATUS_ZOMBIE and len(cmd) >= 4
+                and cmd[-4].endswith("watchdog.py") and cmd[-3] == str(worker_pid)):
             out.append(proc.info["pid"])
     return out
 
@@ -69,8 +70,9 @@ def _survivors(pids: dict[str, int]) -> list[int]:
 FAULTS = {
     "ignore-term-child": ({"main", "child"}, 0.0),
     "hang-grandchild": ({"main", "child", "grandchild"}, 0.0),
-    # the child exits after 1 s, leaving a grandchild in a session of its own:
-    # only the runner's record, passed to the watchdog, still finds it
+    # the child exits after 1 s, leaving a grandchild in a session of its own: the runner's
+    # record finds it only if a poll came in that second (not under load, nor while the runner
+    # imports distributed for its cancel check: issue 19, break 13); the program's mark always does
     "escape-grandchild": ({"main", "child", "grandchild"}, 1.5),
 }
 
@@ -111,6 +113,106 @@ def test_program_tree_dies_with_a_sigkilled_worker(fault, tmp_path):
         assert "with SIGKILL after 2 s" in log, log
     else:
         assert "with SIGTERM" in log, log
+
+
+#: a program that detaches a daemon the classic way (fork, setsid, fork, the middle one exits
+#: at once): microseconds in which no poll can see the daemon as a descendant of the program
+DAEMONIZER = textwrap.dedent("""
+    import os, sys, time
+    pidfile, mode = sys.argv[1], sys.argv[2]
+
+    def record(role):
+        with open(pidfile, "a") as f:
+            f.write(f"{role} {os.getpid()}\\n")
+
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            record("daemon")
+            while True:
+                time.sleep(0.5)
+        os._exit(0)
+    while "daemon" not in open(pidfile).read() if os.path.exists(pidfile) else True:
+        time.sleep(0.01)
+    record("main")
+    while mode == "hang":
+        time.sleep(0.5)
+""")
+
+#: the worker names nothing to its watchdog: it dies (once told to) after starting the program
+SILENT_WORKER = textwrap.dedent("""
+    import os, signal, subprocess, sys, time
+    from ctxdask.tools.processes import new_mark
+    from ctxdask.tools.watchdog import Watchdog
+    folder, daemonizer = sys.argv[1], sys.argv[2]
+    mark = new_mark()
+    with open(os.path.join(folder, "run.log"), "ab") as log:
+        dog = Watchdog(2.0, log=log, mark=mark)
+    subprocess.Popen([sys.executable, daemonizer, os.path.join(folder, "pids"), "hang"],
+                     env=dict(os.environ, **{mark: "1"}), start_new_session=True)
+    while "main" not in (open(os.path.join(folder, "pids")).read()
+                         if os.path.exists(os.path.join(folder, "pids")) else ""):
+        time.sleep(0.01)
+    while not os.path.exists(os.path.join(folder, "go")):
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path):
+    """Should a test fail, the programs it recorded (``tmp_path / "pids"``) do not run on."""
+    yield
+    for pid in standin_pids(tmp_path / "pids").values():
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemonizer(tmp_path):
+    """The daemonizer script."""
+    path = tmp_path / "daemonizer.py"
+    path.write_text(DAEMONIZER)
+    return str(path)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["runner", "worker-dies-before-naming-it"])
+def test_daemon_detached_before_any_poll_dies_with_a_sigkilled_worker(named, daemonizer, tmp_path):
+    """Found by its mark, not by a poll: the runner never polls (60 s), or never names the program."""
+    pidfile = tmp_path / "pids"
+    if named:
+        code = ["-c", "import sys; from ctxdask.tools.runner import run; "
+                      "run([sys.executable, sys.argv[2], sys.argv[3], 'hang'], sys.argv[1], 600, poll_interval=60)",
+                str(tmp_path), daemonizer, str(pidfile)]
+    else:
+        code = ["-c", SILENT_WORKER, str(tmp_path), daemonizer]
+    worker = subprocess.Popen([sys.executable, *code])
+    try:
+        assert _wait_for(lambda: set(standin_pids(pidfile)) == {"main", "daemon"}, 60), standin_pids(pidfile)
+        pids = standin_pids(pidfile)
+        assert os.getsid(pids["daemon"]) != os.getsid(pids["main"]) and _survivors(pids)
+        watchdogs = _watchdogs(worker.pid)
+        assert len(watchdogs) == 1, watchdogs
+    finally:
+        if named:
+            worker.send_signal(signal.SIGKILL)
+        else:
+            (tmp_path / "go").touch()
+        worker.wait(60)
+    assert _wait_for(lambda: not _survivors(pids), GONE_WITHIN), _survivors(pids)
+    assert _wait_for(lambda: not is_alive(watchdogs[0]), 2.0), "the watchdog outlived its program"
+    log = (tmp_path / "run.log").read_text()
+    what = f"process group {pids['main']}" if named else "the processes marked CTXDASK_RUN_"
+    assert f"worker {worker.pid} is gone; stopping {what}" in log, log
+
+
+def test_daemon_detached_before_any_poll_does_not_outlive_the_run(daemonizer, tmp_path):
+    pidfile = tmp_path / "pids"
+    result = run([sys.executable, daemonizer, str(pidfile), "exit"], tmp_path, 60, poll_interval=60)
+    pids = standin_pids(pidfile)
+    assert result.ok and set(pids) == {"main", "daemon"}
+    assert pids["daemon"] in result.killed or not is_alive(pids["daemon"])
+    assert not _survivors(pids)
 
 
 def test_watchdog_stops_nothing_and_is_reaped_on_every_normal_path(standins, tmp_path, monkeypatch):
