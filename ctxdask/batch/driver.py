@@ -63,6 +63,7 @@ from ctxdask.batch.planning import (
     select_steps,
 )
 from ctxdask.batch.progress import Progress
+from ctxdask.batch.push import Pusher
 from ctxdask.batch.results import ResultHandler, error_text
 from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, release_local_scratch
 from ctxdask.batch.settings import BatchSettings
@@ -177,10 +178,14 @@ class _Driver:
         self.show_progress = progress
         self.topic = f"ctxdask-batch-{uuid.uuid4().hex[:12]}"
         self.state = RunState()
+        # delivered files only the driver holds (tiles home) go to the workers that read them
+        self.pusher = Pusher(client, out, chunk_size=settings.chunk_size, window=settings.chunk_window,
+                             threads=settings.delivery_threads)
         self.context = BatchContext(
             recipe=chain.recipe, source=source, options=options, image_steps=tuple(chain.recipe_image),
             deliver=frozenset(settings.deliver), topic=self.topic, runner=runner,
-            chunk_size=settings.chunk_size, window=settings.chunk_window, timeouts=dict(settings.timeouts))
+            chunk_size=settings.chunk_size, window=settings.chunk_window, timeouts=dict(settings.timeouts),
+            push_topic=self.pusher.topic)
         self.submitter = Submitter(client, self.state, db, run_id, chain=chain, context=self.context,
                                    settings=settings, done_keys=plan.done_keys, known_summing=plan.known_summing)
         self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
@@ -208,6 +213,7 @@ class _Driver:
                                             pure=False)
         submitter.start(self.ac, context_future)
         self.client.subscribe_topic(self.topic, results.on_event)
+        self.pusher.start()
         self.tiles.start()
         state.open_pairs(planned)
         self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
@@ -267,6 +273,7 @@ class _Driver:
             self.progress.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
+            self.pusher.stop()
             self.deliverer.shutdown(cancel=True)
             self._release_futures()
 

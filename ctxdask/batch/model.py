@@ -64,6 +64,9 @@ class BatchContext:
     timeouts : mapping
         Step name -> seconds (``batch.timeouts``), winning over the recipe's
         for the image steps an :class:`ImageTask` renders on the worker.
+    push_topic : str, optional
+        Worker-event topic on which a task asks the driver for files only
+        the driver holds (:mod:`ctxdask.batch.push`).
     """
 
     recipe: Recipe
@@ -76,6 +79,7 @@ class BatchContext:
     chunk_size: int = 8 * 1024 * 1024
     window: int = 4
     timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    push_topic: str | None = None
 
     def source_for(self, product_id: str) -> Callable[[str, str], str]:
         """The source narrowed to one product when it can be (what a fetch task carries)."""
@@ -202,6 +206,12 @@ class Outcome:
     made_here : tuple of str
         Upstream keys whose outputs were copied to, or made again on, this
         worker (its scratch holds them until they are cleaned).
+    at_driver : bool
+        ``result`` names delivered files in the driver's output folder (a
+        tile or step delivered home, by this run or an earlier one), and
+        ``files`` their sizes and checksums: no worker can read them where
+        they are; they are pushed to the worker that needs them
+        (:mod:`ctxdask.batch.push`).
     """
 
     key: str
@@ -220,6 +230,7 @@ class Outcome:
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     files: tuple[FileInfo, ...] = ()
     made_here: tuple[str, ...] = ()
+    at_driver: bool = False
 
     @property
     def ok(self) -> bool:

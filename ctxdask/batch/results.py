@@ -226,6 +226,8 @@ class ResultHandler:
         state.running.discard(key)
         for made in outcome.made_here:
             state.copies.setdefault(made, set()).add(outcome.worker)
+            if made not in state.tracked:  # e.g. a tile a mosaic had pushed: goes with this subject
+                state.loose_copies.setdefault(t.task.subject, set()).add(made)
         if outcome.reused:  # finished by an earlier run: its row, products and quality records stand
             self.check_subjects(t.task)
             return
@@ -375,6 +377,7 @@ class ResultHandler:
         # every step done here and makes only what failed (a plain rerun, or --retry-failed)
         done = status == "done"
         self.release(state.subject_keys.get(pair.pair_id, ()), clean=done)
+        self.release_copies(state.loose_copies.pop(pair.pair_id, ()), clean=done)
         for pid in pair.images:
             state.image_refs[pid] -= 1
             if not done:
@@ -405,6 +408,16 @@ class ResultHandler:
             return
         for worker, paths in by_worker.items():
             self.to_clean.setdefault(worker, []).extend(paths)
+
+    def release_copies(self, keys: Iterable[str], *, clean: bool = True) -> None:
+        """Forget (with ``clean``, remove) the copies of results the run does not track as steps (tiles)."""
+        by_worker: dict[str, list[str]] = {}
+        for key in keys:
+            for worker in self.state.copies.pop(key, ()):
+                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
+        if clean and self.settings.cleanup_scratch:
+            for worker, paths in by_worker.items():
+                self.to_clean.setdefault(worker, []).extend(paths)
 
     def clean(self) -> None:
         """Remove released work dirs: one task per worker for everything released since the last call."""

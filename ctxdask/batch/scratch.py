@@ -81,6 +81,9 @@ def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
                     or os.path.basename(os.path.dirname(candidate)) == "staged"):
                 shutil.rmtree(candidate, ignore_errors=True)
                 removed += 1
+                if os.path.basename(os.path.dirname(candidate)) == "staged":
+                    with contextlib.suppress(OSError):  # the last copy gone: the folder too
+                        os.rmdir(os.path.dirname(candidate))
     return removed
 
 

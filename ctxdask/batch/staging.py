@@ -9,6 +9,10 @@ chunks in flight, sha256 checked against the producer's, temporary name and
 rename. A stamp beside each copy records the producing step's fingerprint, so
 each worker pulls a given output once however many steps read it.
 
+Files only the driver holds (``Outcome.at_driver``: tiles delivered home,
+by this run or an earlier one) are never read where the driver keeps them:
+the driver pushes them into the same staging folder (:mod:`~ctxdask.batch.push`).
+
 When the producer has gone (killed, restarted by its nanny: its scratch went
 with it), the upstream step is run again on this worker instead, from the
 recipe and the batch's shared :class:`BatchContext`, its own inputs localized
@@ -29,6 +33,7 @@ from typing import Any
 
 from ctxdask.batch.delivery import live_workers, pull, read_range
 from ctxdask.batch.model import BatchContext, Outcome, sha256_file
+from ctxdask.batch.push import receive
 from ctxdask.batch.steps import rebuild
 from ctxdask.exceptions import CTXError
 from ctxdask.tools.tasks import StepResult, work_root
@@ -72,6 +77,12 @@ def _fresh(target: str, fingerprint: str) -> bool:
         return False
 
 
+def _stamp(target: str, fingerprint: str, size: int, sha256: str) -> None:
+    """Mark a complete copy with the producing step's fingerprint (see :func:`_fresh`)."""
+    with open(target + _STAMP, "w") as f:
+        json.dump({"fingerprint": fingerprint, "size": size, "sha256": sha256}, f)
+
+
 def _result(client, future, producer: str) -> Any:
     """A pinned task's result, or :class:`ProducerGone` once its worker has left."""
     while True:
@@ -113,8 +124,7 @@ def stage(result: StepResult, producer: str, ctx: BatchContext) -> StepResult:
                     pull(lambda off, n: client.submit(read_range, path, off, n, **pin),  # noqa: B023
                          lambda future: _result(client, future, producer), size=size, sha256=sha,
                          dest=target, chunk_size=ctx.chunk_size, window=ctx.window, where=path)
-                    with open(target + _STAMP, "w") as f:
-                        json.dump({"fingerprint": result.fingerprint, "size": size, "sha256": sha}, f)
+                    _stamp(target, result.fingerprint, size, sha)
             outputs[role] = target
     return dataclasses.replace(result, workdir=folder, outputs=outputs, log_path="")
 
@@ -128,6 +138,12 @@ def localize(outcome: Outcome, ctx: BatchContext, me: str, made: list[str], *, b
     """
     result = outcome.result
     producer = outcome.worker
+    if outcome.at_driver:  # only the driver holds them: never read its paths here, have them pushed
+        folder = os.path.join(work_root(ctx.options.work_dir), "staged", result.key)
+        staged = receive(outcome, ctx, folder, _fresh, _stamp, _locked(folder))
+        if result.key not in made:
+            made.append(result.key)
+        return staged
     if not producer or producer == me:
         return result
     if borrow and host_of(producer) == host_of(me) and all(os.path.exists(p) for p in result.outputs.values()):

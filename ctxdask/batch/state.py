@@ -90,6 +90,9 @@ class RunState:
         Step key -> workers other than its producer holding copies of its outputs.
     queued : list
         Task keys waiting for the next flush to the scheduler.
+    loose_copies : dict
+        Pair id -> keys of results that are not steps of the run (tiles)
+        copied to workers for its steps; removed with the pair.
     """
 
     tracked: dict[str, Tracked] = dataclasses.field(default_factory=dict)
@@ -108,6 +111,7 @@ class RunState:
     running: set[str] = dataclasses.field(default_factory=set)
     copies: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     queued: list[str] = dataclasses.field(default_factory=list)
+    loose_copies: dict[str, set[str]] = dataclasses.field(default_factory=dict)
 
     def open_pairs(self, pairs: Iterable[Pair]) -> None:
         """Take the planned pairs in: open, and counted against their images."""

@@ -142,6 +142,7 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> St
         The step is not one that can be made again (not a fetch, quality or recipe step).
     """
     summing = outcome.info.get("summing")
+    pair = "-" in outcome.subject  # a pair id joins two product ids (which never hold a '-')
     if outcome.step == "fetch":
         return fetch(StepTask(outcome.key, "fetch", "fetch", "image", outcome.subject, 0.0,
                                source=ctx.source_for(outcome.subject)), ctx.options)
@@ -154,7 +155,12 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> St
         result, _ = quality(StepTask(outcome.key, "quality", "quality", "image", outcome.subject, 0.0),
                              ctx.options, edr)
         return result
-    if not isinstance(summing, (list, tuple)):  # an image step
+    if pair and (outcome.step == "pair_quality" or not isinstance(summing, (list, tuple)) or len(summing) != 2):
+        # never render an image chain for a pair id: without both images' summing modes (or for the
+        # batch's own pair products, made from delivered inputs) the pair step cannot be rendered here
+        raise ValueError(f"{outcome.key}: cannot be made again here (its worker has gone and the "
+                         f"pair's summing modes are {summing!r})")
+    if not pair:  # an image step
         calls = image_chain(ctx.recipe, outcome.subject, summing, ctx.image_steps)
     else:  # a pair step, ((left, summing), (right, summing)): both images' chains, then the pair's
         (left, _), (right, _) = summing
@@ -172,7 +178,10 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> St
             if key.startswith("fetch-"):
                 done[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made)
             else:
-                call = by_key[key]
+                call = by_key.get(key)
+                if call is None:  # e.g. a tiled pair's mosaic: made from tiles, not by the recipe chain
+                    raise ValueError(f"{outcome.key}: cannot be made again here: its input {key} is not a "
+                                     "step of the recipe chain")
                 done[key] = (ctx.runner or run_step)(call, *map(make, call.upstream), options=ctx.options)
             made.append(key)
         return done[key]

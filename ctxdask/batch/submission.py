@@ -298,7 +298,9 @@ class Submitter:
                                           resources=dict(t.resources) or None)
             self.ac.add(t.future)
         self.db.pending_steps([(k, "pair", pair.pair_id, state.tracked[k].task.step) for k in handed], self.run_id)
-        summing = next(iter(handed.values()))[0].params.get("summing") if handed else None
+        # the pair's summing modes, as its own tracked steps carry them (the tile runner's tasks carry
+        # none): a step after the mosaic whose files are lost is made again from them (steps.rebuild)
+        summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
         for call in later:
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})

@@ -40,7 +40,8 @@ class TileBridge:
         self.later: dict[str, list] = {}
         self.runner = TiledPairs(client, submitter.recipe, out, db, run_id=run_id, options=options,
                                  retry_failed=retry_failed, chunk_size=settings.chunk_size, context=context,
-                                 hooks=DriverHooks(mosaics=self._mosaics_ready, failed=self._failed))
+                                 hooks=DriverHooks(mosaics=self._mosaics_ready, failed=self._failed,
+                                                   copies=self._copies))
 
     @property
     def busy(self) -> bool:
@@ -73,6 +74,11 @@ class TileBridge:
         pair = self.state.pair_open.get(pair_id)
         if pair is not None:
             self.submitter.mosaics_ready(pair, handed, self.later.pop(pair_id, []))
+
+    def _copies(self, worker: str, keys) -> None:
+        """Image results the tiles copied to ``worker``: removed there when their image is released."""
+        for key in keys:
+            self.state.copies.setdefault(key, set()).add(worker)
 
     def _failed(self, pair_id: str, status: str, message: str) -> None:
         """No mosaic for the pair: its mosaic steps end with the tiles' verdict."""

@@ -42,14 +42,16 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ctxdask import config
 from ctxdask.batch import db as dbmod
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.model import BatchContext, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
+from ctxdask.batch.push import Pusher, driver_outcome
 from ctxdask.batch.tiles import PairTiles, TileDecision, TilePlan, TilePolicy, TileTask, plan_tiles, run_tile
 from ctxdask.batch.work import execute
 from ctxdask.tools.recipe import TILED_PREP_STEPS, Recipe, Ref, StepCall
-from ctxdask.tools.tasks import RunOptions, StepResult
+from ctxdask.tools.tasks import RunOptions
 from ctxdask.tools.tiling import Tile, mosaic_calls, tile_call
 
 __all__ = ["DriverHooks", "TiledPair", "TiledPairs", "run_tiled_pairs"]
@@ -110,6 +112,9 @@ class DriverHooks:
 
     mosaics: Callable[[str, dict[str, tuple[StepTask, list, StepCall]]], None]
     failed: Callable[[str, str, str], None]
+    #: ``copies(worker, keys)``: the tiles copied these steps of other subjects (the image cubes) into
+    #: that worker's scratch; the driver removes them when their subject is released
+    copies: Callable[[str, Iterable[str]], None] | None = None
 
 
 class TiledPairs:
@@ -155,11 +160,14 @@ class TiledPairs:
         self.run_tag = self.topic.rsplit("-", 1)[1]
         # mosaics hash their outputs (and log) on their worker for delivery
         self.mosaic_names = mosaics = frozenset(m.name for m in recipe.mosaic_steps)
-        if context is not None:  # a batch's: its EDR source, runner and pull settings
+        #: sends delivered tiles to the mosaics' workers; a batch driver has its own for the whole run
+        self.pusher = None
+        if context is not None:  # a batch's: its EDR source, runner, pull settings and push topic
             self.ctx = dataclasses.replace(context, topic=self.topic, deliver=context.deliver | mosaics)
         else:
+            self.pusher = Pusher(client, self.out, chunk_size=chunk_size)
             self.ctx = BatchContext(recipe=recipe, source=None, options=self.options, topic=self.topic,
-                                    chunk_size=chunk_size, deliver=mosaics)
+                                    chunk_size=chunk_size, deliver=mosaics, push_topic=self.pusher.topic)
         self.hooks = hooks
         #: pair -> futures of upstream tasks its tiles need besides the prep (a batch's image tasks)
         self.upstream: dict[str, list[Any]] = {}
@@ -176,6 +184,11 @@ class TiledPairs:
         self.deliveries: dict[Any, tuple[str, int | None, Outcome]] = {}
         self.mosaics: dict[str, int] = {}  # pair -> mosaic steps not yet delivered
         self.finished_keys: set[str] = set()
+        #: pair -> worker -> paths (relative to its work root) to remove once the pair is through:
+        #: failed attempts' work dirs and the copies its tiles and mosaics pulled
+        self.scratch: dict[str, dict[str, set[str]]] = {}
+        self.cleanups: list = []
+        self.cleanup = bool((config.get("batch", {}) or {}).get("cleanup-scratch", True))
         self.waiting: dict[Any, tuple[str, str, Any]] = {}  # future -> (kind, pair, extra)
 
     # ------------------------------------------------------------ submission
@@ -282,6 +295,7 @@ class TiledPairs:
         status = "done" if outcome.ok else ("timeout" if outcome.status == "timeout" else
                                             "interrupted" if outcome.status == "interrupted" else "failed")
         self.db.end_tile_attempt(row, status, **fields)
+        self._note_scratch(pair_id, outcome)
         verdict = self.state[pair_id].record(outcome)
         if verdict == "done":
             dest = self.out / "pairs" / pair_id / "tiles" / f"{task.tile.index:03d}"
@@ -304,6 +318,7 @@ class TiledPairs:
                 self._finish(pair_id, "failed", f"delivering the mosaic failed: {exc}")
             else:
                 self.state[pair_id].lost(index, f"delivery failed: {exc}")
+                self.scratch.setdefault(pair_id, {}).setdefault(outcome.worker, set()).add(outcome.key)
                 self.db.set_tile(pair_id, index, "interrupted", error=f"delivery failed: {exc}")
             return
         dest = self.out / "pairs" / pair_id
@@ -319,6 +334,8 @@ class TiledPairs:
         roles = {role: os.path.relpath(dest / "tiles" / f"{index:03d}" / os.path.relpath(p, outcome.result.workdir),
                                        self.out) for role, p in outcome.result.outputs.items()}
         self.db.set_tile(pair_id, index, "done", outputs=roles, sha256=rel, error=None, failure_kind=None)
+        # its outputs are home: the mosaics get them from there (pushed), so its work dir goes now
+        self._clean(outcome.worker, [outcome.result.workdir])
 
     def _finish(self, pair_id: str, status: str, message: str | None) -> None:
         pair = self.pairs[pair_id]
@@ -326,6 +343,8 @@ class TiledPairs:
             return
         pair.status, pair.error = status, message if status != "done" else None
         self._release(pair_id)
+        for worker, paths in self.scratch.pop(pair_id, {}).items():
+            self._clean(worker, paths)
         if self.hooks is None:
             self.db.set_subject("pairs", pair_id, "failed" if status == "skipped" else status, message)
         elif status != "done":
@@ -338,6 +357,35 @@ class TiledPairs:
         self.upstream.pop(pair_id, None)
         if self.hooks is not None or not self.mosaics.get(pair_id):
             self.attempt_futures.pop(pair_id, None)
+
+    def _note_scratch(self, pair_id: str, outcome: Outcome) -> None:
+        """Remember what a tile or mosaic left on its worker besides its delivered work dir."""
+        if not outcome.worker:
+            return
+        mine = self.scratch.setdefault(pair_id, {}).setdefault(outcome.worker, set())
+        if not outcome.ok:  # a failed attempt's work dir (<key>.failed, removed with the key)
+            mine.add(outcome.key)
+        others = []
+        for key in outcome.made_here:
+            if pair_id in key:  # the pair's prep outputs and tiles: no other pair reads them
+                mine.update((key, os.path.join("staged", key)))
+            else:
+                others.append(key)
+        if others and self.hooks is not None and self.hooks.copies is not None:
+            self.hooks.copies(outcome.worker, others)
+        elif others:
+            mine.update(p for key in others for p in (key, os.path.join("staged", key)))
+
+    def _clean(self, worker: str, paths: Iterable[str]) -> None:
+        """Remove work dirs or copies on ``worker`` (only there: another worker may hold its own)."""
+        from ctxdask.batch.scratch import remove_workdirs
+
+        paths = sorted(paths)
+        if not worker or not paths or not self.cleanup:
+            return
+        self.cleanups.append(self.client.submit(remove_workdirs, paths, self.options.work_dir, workers=[worker],
+                                                allow_other_workers=False, pure=False, priority=-10))
+        self.cleanups = [f for f in self.cleanups if not f.done()]
 
     def _plan_ready(self, pair_id: str, plan: TilePlan) -> None:
         pair = self.pairs[pair_id]
@@ -372,22 +420,24 @@ class TiledPairs:
         self._submit_mosaics(pair_id, decision)
 
     def _earlier_outcome(self, pair_id: str, index: int) -> Outcome:
-        """A tile done in an earlier run, as an Outcome whose files are the delivered ones."""
+        """A delivered tile (this run's or an earlier one's), as an Outcome whose files are the delivered ones.
+
+        Only the driver holds them (the tile's work dir goes once it is
+        home), so the mosaic's worker has them pushed (``at_driver``).
+        """
         row = next(r for r in self.db.tiles(pair_id) if r["tile_index"] == index)
         key = self.calls[pair_id][index].key
         outputs = {role: str(self.out / rel) for role, rel in row["outputs"].items()}
+        checksums = {str(self.out / rel): sha for rel, sha in row["sha256"].items()}
         fingerprint = hashlib.sha256(repr(sorted(row["sha256"].items())).encode()).hexdigest()
-        workdir = str(self.out / "pairs" / pair_id / "tiles" / f"{index:03d}")
-        result = StepResult(key=key, step="stereo_tile", program="stereo_tile", workdir=workdir, outputs=outputs,
-                            log_path="", returncode=0, duration=0.0, started="", host="", cached=True,
-                            fingerprint=fingerprint)
-        return Outcome(key=key, step="stereo_tile", subject=pair_id, status="done", result=result)
+        workdir = self.out / "pairs" / pair_id / "tiles" / f"{index:03d}"
+        return driver_outcome(key, "stereo_tile", pair_id, workdir, outputs, checksums, fingerprint)
 
     def _submit_mosaics(self, pair_id: str, decision: TileDecision) -> None:
         pair, state = self.pairs[pair_id], self.state[pair_id]
         tiles = [(state.tiles[i], self.calls[pair_id][i].key) for i in decision.done]
-        upstream = [self.attempt_futures[pair_id][i] if i in state.outcomes else self._earlier_outcome(pair_id, i)
-                    for i in decision.done]
+        # every good tile is home by now (the decision waits for the deliveries): read from there
+        upstream = [self._earlier_outcome(pair_id, i) for i in decision.done]
         calls = mosaic_calls(self.recipe, left=pair.left, right=pair.right, tiles=tiles)
         self.mosaics[pair_id] = len(calls)
         handed: dict[str, tuple[StepTask, list, StepCall]] = {}
@@ -432,6 +482,8 @@ class TiledPairs:
             self._tile_done(pair_id, extra, value)
             self._maybe_decide(pair_id)
         elif kind == "mosaic":
+            if isinstance(value, Outcome):
+                self._note_scratch(pair_id, dataclasses.replace(value, status="done"))
             if isinstance(value, Outcome) and value.ok:
                 cf = self.deliverer.submit(value, self.out / "pairs" / pair_id)
                 self.deliveries[cf] = (pair_id, None, value)
@@ -447,6 +499,8 @@ class TiledPairs:
     def start(self, pairs: Iterable[TiledPair] = ()) -> None:
         """Listen for the tiles' start events and submit ``pairs`` (more can be :meth:`add`-ed later)."""
         self.client.subscribe_topic(self.topic, self._on_event)
+        if self.pusher is not None:
+            self.pusher.start()
         with self.db.transaction():
             for pair in pairs:
                 self.db.register([Pair(pair.left, pair.right)], [pair.left, pair.right])
@@ -506,6 +560,13 @@ class TiledPairs:
         with contextlib.suppress(Exception):
             self.client.unsubscribe_topic(self.topic)
         self.deliverer.shutdown(cancel=True)
+        if self.pusher is not None:
+            self.pusher.stop()
+        if not cancel:  # let the last clean-ups finish before a LocalCluster goes away
+            from distributed import wait
+
+            with contextlib.suppress(Exception):
+                wait(self.cleanups, timeout=30)
         for held in (self.prep, self.upstream, self.attempt_futures, self.waiting):
             held.clear()
 

@@ -248,7 +248,9 @@ def _reuse(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], bas
             info.update(summing=task.params["summing"],
                         start_time=start_time(edr.outputs["edr"]) if edr is not None else None)
         elif task.kind == "recipe":
-            results = [localize(u, ctx, base["worker"], made) for u in upstream if u.result is not None]
+            # a manifest names its inputs by fingerprint: files only the driver holds need not come here for it
+            results = [u.result if u.at_driver else localize(u, ctx, base["worker"], made)
+                       for u in upstream if u.result is not None]
             result = cached_result(task.call, *results, options=ctx.options)
             if result is None:
                 return None
