@@ -65,7 +65,7 @@ from ctxdask.batch.planning import (
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.push import Pusher
 from ctxdask.batch.results import ResultHandler, error_text
-from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, release_local_scratch
+from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, find_holders, release_local_scratch
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.state import RunState
@@ -187,7 +187,8 @@ class _Driver:
             chunk_size=settings.chunk_size, window=settings.chunk_window, timeouts=dict(settings.timeouts),
             push_topic=self.pusher.topic)
         self.submitter = Submitter(client, self.state, db, run_id, chain=chain, context=self.context,
-                                   settings=settings, done_keys=plan.done_keys, known_summing=plan.known_summing)
+                                   settings=settings, done_keys=plan.done_keys, known_summing=plan.known_summing,
+                                   holders=find_holders(client, options.work_dir, plan.done_keys))
         self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
                                    window=settings.chunk_window, threads=settings.delivery_threads,
                                    stall_timeout=settings.stall_timeout, remake=self.submitter.remake)

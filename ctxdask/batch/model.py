@@ -131,6 +131,9 @@ class StepTask:
     reuse : bool
         The database records the step as done (an earlier run finished it):
         its result is located, not made again (see :func:`execute`).
+    held_by : tuple of str
+        Live workers whose scratch held the step's finished work dir when
+        the run started: a reused step not found here is pulled from one.
     """
 
     key: str
@@ -144,6 +147,7 @@ class StepTask:
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     needs: tuple[str, ...] = ()
     reuse: bool = False
+    held_by: tuple[str, ...] = ()
 
 @dataclasses.dataclass(frozen=True)
 class ImageTask:
@@ -166,12 +170,15 @@ class ImageTask:
     done : frozenset of str
         Keys of the calibration steps the database records as done: they are
         located (reused), not run again. (Head steps carry their own ``reuse``.)
+    held : mapping
+        Done key -> live workers holding its work dir (``StepTask.held_by``).
     """
 
     key: str
     subject: str
     head: tuple[StepTask, ...]
     done: frozenset[str] = frozenset()
+    held: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:

@@ -38,7 +38,7 @@ from typing import Any
 
 from ctxdask.batch.model import BatchContext, Outcome, sha256_file
 from ctxdask.exceptions import CTXError
-from ctxdask.tools.tasks import StepResult, work_root
+from ctxdask.tools.tasks import StepResult
 
 __all__ = ["PushError", "Pusher", "receive", "write_range"]
 

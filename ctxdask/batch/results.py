@@ -224,6 +224,11 @@ class ResultHandler:
         t.outcome = outcome
         t.since = None
         state.running.discard(key)
+        # workers whose scratch held this step's result when the run started (an earlier run's work
+        # dir) hold a copy too: removed with the step's own
+        for holder in self.submitter.holders.get(key, ()):
+            if holder != outcome.worker:
+                state.copies.setdefault(key, set()).add(holder)
         for made in outcome.made_here:
             state.copies.setdefault(made, set()).add(outcome.worker)
             if made not in state.tracked:  # e.g. a tile a mosaic had pushed: goes with this subject

@@ -25,8 +25,8 @@ from ctxdask.batch.delivery import remove_partials
 from ctxdask.tools.owner import MARKER, owner_alive, read_owner, write_owner
 from ctxdask.tools.tasks import work_root
 
-__all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "release_local_scratch",
-           "remove_dead_local_scratch", "remove_workdirs"]
+__all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "find_holders", "held_results",
+           "release_local_scratch", "remove_dead_local_scratch", "remove_workdirs"]
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +85,30 @@ def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
                     with contextlib.suppress(OSError):  # the last copy gone: the folder too
                         os.rmdir(os.path.dirname(candidate))
     return removed
+
+
+def held_results(work_dir: str | None = None) -> list[str]:
+    """Keys of the finished step work dirs (with a manifest) in this worker's work root."""
+    from ctxdask.tools.tasks import MANIFEST
+
+    root = work_root(work_dir)
+    return sorted(name for name in os.listdir(root) if os.path.isfile(os.path.join(root, name, MANIFEST)))
+
+
+def find_holders(client, work_dir: str | None, keys) -> dict[str, tuple[str, ...]]:
+    """Key -> the live workers whose scratch holds its finished work dir, for ``keys`` (asked once)."""
+    keys = set(keys)
+    found: dict[str, list[str]] = {}
+    try:
+        held = client.run(held_results, work_dir)
+    except Exception as exc:  # noqa: BLE001 - without the answer, steps are found where they land
+        logger.warning("could not ask the workers which finished steps they hold: %s", exc)
+        return {}
+    for worker, names in held.items():
+        for name in names:
+            if name in keys:
+                found.setdefault(name, []).append(worker)
+    return {key: tuple(workers) for key, workers in found.items()}
 
 
 _LOCAL_SCRATCH = "ctxdask-scratch-"

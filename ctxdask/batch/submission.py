@@ -75,11 +75,15 @@ class Submitter:
         Steps recorded done (reused, never made again).
     known_summing : mapping
         Product id -> summing mode an earlier validation found.
+    holders : mapping, optional
+        Done step key -> live workers holding its work dir (asked at the
+        start, :func:`~ctxdask.batch.scratch.find_holders`): a reused step
+        is pulled from there rather than made again.
     """
 
     def __init__(self, client, state: RunState, db: dbmod.TrackingDB, run_id: int, *, chain: Chain,
                  context: BatchContext, settings: BatchSettings, done_keys: set[str],
-                 known_summing: Mapping[str, int | None]):
+                 known_summing: Mapping[str, int | None], holders: Mapping[str, tuple[str, ...]] | None = None):
         self.client = client
         self.state = state
         self.db = db
@@ -92,6 +96,7 @@ class Submitter:
         self.settings = settings
         self.done_keys = done_keys
         self.known_summing = known_summing
+        self.holders = dict(holders or {})
         # an image task runs all calibration steps: it needs every resource they need
         self.image_resources: dict[str, float] = {}
         self.step_resources: dict[str, dict[str, float]] = {}
@@ -115,6 +120,8 @@ class Submitter:
         """A StepTask; one the database records as done is marked for reuse."""
         timeout = float(self.settings.timeouts.get(step, kw.pop("timeout", 3600.0)))
         kw.setdefault("reuse", key in self.done_keys)
+        if kw["reuse"]:
+            kw.setdefault("held_by", self.holders.get(key, ()))
         return StepTask(key=key, step=step, kind=kind, scope=scope, subject=subject, timeout=timeout, **kw)
 
     def submit(self, task: StepTask, upstream: Iterable[str] = (), resources: Mapping | None = None) -> None:
@@ -196,7 +203,8 @@ class Submitter:
                 head.append(self.task(f"{QUALITY_STEP}-{pid}", QUALITY_STEP, QUALITY_STEP, "image", pid))
         key = f"image-{pid}"
         done = frozenset(k for k in self.chain.image_keys(pid, summing) if k in self.done_keys)
-        group = self.state.groups[key] = Group(ImageTask(key, pid, tuple(head), done), [],
+        held = {k: self.holders[k] for k in done if k in self.holders}
+        group = self.state.groups[key] = Group(ImageTask(key, pid, tuple(head), done, held), [],
                                                dict(self.image_resources))
         for task in head:
             self.member(group, task)

@@ -252,6 +252,8 @@ def _reuse(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], bas
             results = [u.result if u.at_driver else localize(u, ctx, base["worker"], made)
                        for u in upstream if u.result is not None]
             result = cached_result(task.call, *results, options=ctx.options)
+            if result is None:  # made on another worker: pulled from the one that holds it
+                result = _held_elsewhere(task, ctx, results, base["worker"], made)
             if result is None:
                 return None
             info["summing"] = task.params.get("summing")
@@ -259,6 +261,38 @@ def _reuse(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], bas
         return None  # not found as it was: make it again
     return Outcome(**base, status="done", started=stamp, ended=stamp, result=result, info=info,
                    log_path=(result.log_path or None) if result is not None else None, made_here=tuple(made))
+
+def _held_elsewhere(task: StepTask, ctx: BatchContext, upstream: list[StepResult], me: str,
+                    made: list[str]) -> StepResult | None:
+    """A done step's result found by its manifest on a live worker that holds it, copied here; else None.
+
+    The holder checks its manifest against the fingerprint of the inputs
+    (:func:`~ctxdask.tools.tasks.cached_result` reads only fingerprints of
+    upstream results, not their files), then the outputs are pulled as any
+    input made on another host (:func:`~ctxdask.batch.staging.stage`).
+    """
+    from distributed import worker_client
+
+    from ctxdask.batch.delivery import live_workers
+    from ctxdask.batch.staging import ProducerGone, _result, stage
+
+    for holder in task.held_by:
+        if holder == me:
+            continue
+        with worker_client() as client:
+            if holder not in live_workers(client):
+                continue
+            try:  # gives up (ProducerGone) once the holder leaves
+                found = _result(client, client.submit(cached_result, task.call, *upstream, options=ctx.options,
+                                                      workers=[holder], allow_other_workers=False, pure=False,
+                                                      priority=100), holder)
+            except ProducerGone:
+                continue
+        if found is not None:
+            staged = stage(found, holder, ctx)
+            made.append(task.key)
+            return staged
+    return None
 
 def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
     """Run every image step of one product, in order, on this worker; return their Outcomes.
@@ -299,7 +333,8 @@ def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
     for call in image_chain(ctx.recipe, task.subject, summing, ctx.image_steps):
         step = StepTask(key=call.key, step=call.step, kind="recipe", scope="image", subject=task.subject,
                         timeout=float(ctx.timeouts.get(call.step, call.timeout)), call=call,
-                        params={"summing": summing}, reuse=call.key in task.done)
+                        params={"summing": summing}, reuse=call.key in task.done,
+                        held_by=tuple(task.held.get(call.key, ())))
         needs = list(dict.fromkeys([*call.upstream, previous.key]))
         previous = run(step, *(by_key[k] for k in needs))
     return outcomes

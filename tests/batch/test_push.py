@@ -21,7 +21,7 @@ import pytest
 
 from ctxdask.batch import run_batch
 from ctxdask.batch.model import BatchContext
-from ctxdask.batch.push import PushError, Pusher, driver_outcome
+from ctxdask.batch.push import Pusher, PushError, driver_outcome
 from ctxdask.batch.staging import localize
 from ctxdask.exceptions import ToolNotFoundError
 from ctxdask.tools.tasks import RunOptions, run_step
@@ -29,7 +29,7 @@ from ctxdask.tools.tasks import RunOptions, run_step
 from .conftest import IDS, make_images, query, write_pairs
 from .tiled import ROOT, tiled_path, tiled_recipe, write_inputs
 
-pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
 PAIR = (IDS[0], IDS[1])
 PID = f"{PAIR[0]}-{PAIR[1]}"
@@ -170,7 +170,7 @@ def test_tiles_of_an_earlier_run_reach_the_mosaic_pushed_and_tile_scratch_goes(t
         os.environ["PATH"] = old
         sys.path.remove(ROOT)
     db = out / "ctxdask-batch.sqlite"
-    assert first.pairs == {"skipped": 1} and tiles and set(tiles) == {("done",)}, first
+    assert first.pairs == {"skipped": 1} and tiles and set(tiles) == {("done",)}, first.failures
     # break 4: every tile work dir went as soon as its outputs were home (the skipped pair keeps the rest of
     # its work, and the copies its mosaics were given, for the rerun: results.check_pair)
     assert not [p for p in left_after_first if p.startswith("stereo_tile-")], left_after_first
