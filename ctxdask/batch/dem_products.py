@@ -28,7 +28,8 @@ from typing import Any
 from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.tasks import StepResult
 
-__all__ = ["CATALOG_KEY", "OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs", "write_batch_catalog"]
+__all__ = ["CATALOG_KEY", "OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs",
+           "write_batch_catalog"]
 
 logger = logging.getLogger(__name__)
 

@@ -94,7 +94,7 @@ class ResultHandler:
         self.events: queue.SimpleQueue = queue.SimpleQueue()
         #: delivery future -> step key
         self.deliveries: dict[Any, str] = {}
-        #: destination path -> step key, of the deliveries in flight
+        #: destination path -> step key, of this run's deliveries (in flight or completed)
         self.claimed: dict[str, str] = {}
         #: images with a pair that did not end done: their scratch stays for the rerun to reuse
         self.keep_images: set[str] = set()
@@ -255,12 +255,13 @@ class ResultHandler:
         self.after(key)
 
     def _clash(self, key: str, paths: list[pathlib.Path]) -> str | None:
-        """Why ``key`` may not deliver ``paths``: another step delivered, or is delivering, one of them."""
+        """Why ``key`` may not deliver ``paths``: another step of this run delivers or delivered one of them.
+
+        (A product of an earlier run may be replaced by another step, e.g.
+        after a change of calibration: the database then lists its new maker.)
+        """
         for path in paths:
             owner = self.claimed.get(str(path))
-            if owner is None:
-                row = self.db.rows("SELECT key FROM products WHERE path = ?", (str(path),))
-                owner = row[0]["key"] if row else None
             if owner is not None and owner != key:
                 return (f"delivery refused: {path} is {owner}'s product; two steps never write one path "
                         "(rename an output of one of them)")
@@ -307,7 +308,6 @@ class ResultHandler:
         it again, reusing what is done before it.
         """
         key = self.deliveries.pop(cf)
-        self.claimed = {path: owner for path, owner in self.claimed.items() if owner != key}
         t = self.state.tracked[key]
         t.delivering = False
         o = t.outcome
@@ -315,6 +315,8 @@ class ResultHandler:
         # run's futures) alive with the traceback it carries for as long as the delivery's future lives
         exc = DeliveryStopped(None, f"{key}: the run stopped before its files were home") if cf.cancelled() \
             else cf.exception()
+        if exc is not None:  # nothing of it landed: its paths are free again
+            self.claimed = {path: owner for path, owner in self.claimed.items() if owner != key}
         if isinstance(exc, DeliveryLost):
             self.record(o, status="interrupted", error=str(exc))
             t.outcome = dataclasses.replace(o, status="interrupted", error=str(exc))

@@ -194,7 +194,7 @@ def complete_provenance(path: str | os.PathLike, rows: Iterable[Mapping[str, Any
     travels with its folder: a log is named relative to the file's folder
     when it was delivered under ``root``, else not at all (a path on a
     worker or elsewhere means nothing where the products are read), and an
-    EDR by its file name.
+    EDR by its file name (``file``, instead of its ``path``).
     """
     path = pathlib.Path(path)
 
@@ -223,8 +223,8 @@ def complete_provenance(path: str | os.PathLike, rows: Iterable[Mapping[str, Any
     for pid, edr in (edrs or {}).items():
         if pid not in known and edr and os.path.isfile(edr):
             known[pid] = edr_record(edr)
-            if root is not None:
-                known[pid]["path"] = os.path.basename(edr)
+            if root is not None:  # an input, not a delivered file: its name, not where the driver read it
+                known[pid]["file"] = os.path.basename(known[pid].pop("path"))
             changed = True
     if changed:
         record["hosts"] = sorted(set(record.get("hosts", [])) | {s["host"] for s in record["steps"] if s.get("host")})

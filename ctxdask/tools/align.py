@@ -23,10 +23,11 @@ Command line of the real tool (docs/tools/pc_align.rst)::
 The aligned cloud is gridded by :func:`grid_aligned` (the recipe's native
 ``point2dem_aligned`` step) on the grid of the unaligned DEM: "grid the
 resulting transformed cloud with the same projection and grid size" with
-``point2dem --tr --t_srs`` (docs/tools/pc_align.rst:221-225). point2dem puts
-grid nodes at integer multiples of ``--tr`` (docs/tools/point2dem.rst:15-19),
-so the aligned DEM lies on the unaligned DEM's lattice; without ``--tr`` it
-would be four times coarser than a DEM-derived cloud (src/asp/Tools/point2dem.cc:202).
+``point2dem --tr --t_srs`` (docs/tools/pc_align.rst:221-225), over the same
+extent (``--t_projwin``). point2dem puts grid nodes at integer multiples of
+``--tr`` (docs/tools/point2dem.rst:15-19, 28-30), so the aligned DEM has the
+unaligned DEM's grid; without ``--tr`` it would be four times coarser than a
+DEM-derived cloud (src/asp/Tools/point2dem.cc:202).
 """
 
 from __future__ import annotations
@@ -158,13 +159,22 @@ def align_to_mola(
 
 
 def point2dem_like_argv(like: str, *, datum: str = "mars") -> list[str]:
-    """``point2dem -r DATUM --tr S --t_srs P``: the projection and grid size of the DEM ``like``."""
+    """``point2dem -r DATUM --tr S --t_srs P --t_projwin ...``: the grid of the DEM ``like``.
+
+    Its projection and grid size (docs/tools/pc_align.rst:221-225) and its extent
+    (``--t_projwin``, snapped so that grid nodes stay at multiples of ``--tr``,
+    src/asp/Core/OrthoRasterizer.cc:646-659): the aligned DEM has the same grid
+    as the unaligned one, pixel for pixel; what alignment moved out of it is cut,
+    what it moved in is nodata.
+    """
     import rasterio
 
     with rasterio.open(like) as src:
         if src.crs is None:
             raise ValueError(f"{like}: the DEM has no georeference; cannot grid the aligned cloud like it")
-        return ["point2dem", "-r", datum, "--tr", f"{abs(src.res[0]):.17g}", "--t_srs", src.crs.to_wkt()]
+        b = src.bounds
+        return ["point2dem", "-r", datum, "--tr", f"{abs(src.res[0]):.17g}", "--t_srs", src.crs.to_wkt(),
+                "--t_projwin", *(f"{v:.17g}" for v in (b.left, b.bottom, b.right, b.top))]
 
 
 def grid_aligned(

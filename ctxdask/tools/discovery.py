@@ -19,7 +19,7 @@ __all__ = ["ISIS_PROGRAMS", "ASP_PROGRAMS", "ProgramInfo", "IsisEnvironment", "f
 ISIS_PROGRAMS = ("mroctx2isis", "spiceinit", "ctxcal", "ctxevenodd", "cam2map", "camrange", "getkey")
 #: ASP programs of the CTX chain (the monolithic stereo, then the tiled one of ASP 3.7+)
 ASP_PROGRAMS = ("cam2map4stereo.py", "parallel_stereo", "point2dem", "pc_align", "dem_geoid",
-                "mapproject", "stereo_parse", "stereo_pprc", "stereo_tile", "dem_mosaic")
+                "mapproject", "mapproject_single", "stereo_parse", "stereo_pprc", "stereo_tile", "dem_mosaic")
 #: ASP programs that answer --version
 _ASP_VERSIONED = {"parallel_stereo", "point2dem", "pc_align", "dem_geoid", "stereo_tile", "dem_mosaic"}
 

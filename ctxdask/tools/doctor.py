@@ -13,7 +13,8 @@ from ctxdask.tools.recipe import RecipeSettings
 __all__ = ["TILED_PROGRAMS", "add_arguments", "capabilities", "run", "stereo_modes"]
 
 #: what tiled stereo runs (ASP 3.7+, ctxdask.tools.tiling); point2dem runs inside stereo_tile
-TILED_PROGRAMS = ("mapproject", "stereo_parse", "stereo_pprc", "stereo_tile", "dem_mosaic", "point2dem")
+TILED_PROGRAMS = ("mapproject", "mapproject_single", "stereo_parse", "stereo_pprc", "stereo_tile", "dem_mosaic",
+                  "point2dem")
 MONOLITHIC_PROGRAMS = ("cam2map4stereo.py", "parallel_stereo", "point2dem")
 
 

@@ -77,6 +77,7 @@ __all__ = ["Watchdog"]
 _SWEEPS = 2
 _SWEEP_PAUSE = 0.2
 
+
 class Watchdog:
     """The runner's handle on one watchdog process.
 

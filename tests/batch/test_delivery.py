@@ -60,11 +60,6 @@ def test_stop_abandons_a_transfer_and_lands_nothing_of_it(tmp_path, cluster_clie
     worker = sorted(cluster_client.scheduler_info()["workers"])[0]
     outcome = Outcome(key="k", step="s", subject="x", status="done", worker=worker, files=tuple(files))
     chunks, stopping = [], threading.Event()
-    real = delivery.read_range
-
-    def slow(path, offset, length):
-        return real(path, offset, length)
-
     deliverer = Deliverer(cluster_client, chunk_size=1000, window=1)
 
     def wait_and_count(future, outcome, pinned=(), *, abandon=False):

@@ -41,6 +41,18 @@ def test_pair_product_inputs_from_the_recipe():
                      "error": (f"point2dem-{pid}", "error")}
 
 
+def _file_names(value, key=None):
+    """Every value of a JSON document under a key that names a file (``log``, ``path``, ``href``...)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _file_names(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _file_names(v, key)
+    elif isinstance(value, str) and key in ("log", "path", "href", "dem", "source", "thumbnail"):
+        yield value
+
+
 def test_aligned_batch_delivers_cogs_qa_provenance_and_a_catalog(tmp_path, cluster_client):
     spec = dict(terrain.DEFAULT, offset=[40.0, 30.0, -12.0])
     edr = make_images(tmp_path / "edr", IDS)
@@ -71,7 +83,12 @@ def test_aligned_batch_delivers_cogs_qa_provenance_and_a_catalog(tmp_path, clust
     runs = [s for s in prov["steps"] if s["program"] == "pc_align"]
     assert runs and all(r["argv"][0] == "pc_align" and r["exit_code"] == 0 for r in runs)
     assert all(s["started"] and s["argv"] for s in prov["steps"])
-    assert prov["inputs"]["mola"]["path"].endswith("results/out-align-mola.csv")
+    # break 9: delivered JSON names files relative to the pair folder, never by a worker's scratch path
+    assert prov["inputs"]["mola"]["path"] == f"{good_id}-mola.csv" == qa["mola_points"]["source"]
+    assert qa["dem"] == f"{good_id}-DEM.tif"
+    for document in [*pair.glob("*.json"), *out.glob("images/*/*.json")]:
+        for name in _file_names(json.loads(document.read_text())):
+            assert not pathlib.PurePath(name).is_absolute() and (document.parent / name).is_file(), (document, name)
     catalog = pystac.Catalog.from_file(str(out / "catalog.json"))
     items = list(catalog.get_items(recursive=True))
     assert [i.id for i in items] == [good_id]

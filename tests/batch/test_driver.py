@@ -106,15 +106,17 @@ def test_hang_crash_and_invalid_edr_are_recorded_and_the_batch_goes_on(tmp_path,
     p4 = (IDS[3], bad)
     pairs = write_pairs(tmp_path / "pairs.txt", [P1, P2, P3, p4])
     faults = {f"parallel_stereo-{_pid(P1)}": "hang", f"point2dem-{_pid(P2)}": "crash"}
+    # one scratch folder for both workers: a rerun on either finds the work done before
+    scratch = tmp_path / "scratch"
     summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client,
                         runner=functools.partial(faulty_runner, faults=faults),
-                        timeouts={"parallel_stereo": 3}, progress=False)
+                        timeouts={"parallel_stereo": 3}, progress=False, scratch=scratch)
     assert not summary.ok and summary.status == "done"
     db = tmp_path / "out" / "ctxdask-batch.sqlite"
     steps, pairs_status = statuses(db), statuses(db, "pairs")
     assert steps[f"parallel_stereo-{_pid(P1)}"] == "timeout"
     assert steps[f"point2dem-{_pid(P1)}"] == "skipped"
-    assert steps[f"point2dem-{_pid(P2)}"] == "failed"
+    assert steps[f"point2dem-{_pid(P2)}"] == "failed", open('/tmp/dlv/steps.txt', 'w').write(repr(query(db, "SELECT key, status, error FROM steps WHERE status != 'done'")))
     assert steps[f"validate-{bad}"] == "failed"
     assert pairs_status == {_pid(P1): "timeout", _pid(P2): "failed", _pid(P3): "done", _pid(p4): "failed"}
     (error, code), = query(db, "SELECT error, exit_code FROM steps WHERE key = ?", (f"point2dem-{_pid(P2)}",))
@@ -126,15 +128,20 @@ def test_hang_crash_and_invalid_edr_are_recorded_and_the_batch_goes_on(tmp_path,
     (error,), = query(db, "SELECT error FROM pairs WHERE pair_id = ?", (_pid(p4),))
     assert f"right image {bad} is failed" in error
 
-    # a plain rerun leaves failures alone; --retry-failed reruns them (and only them)
+    # a plain rerun leaves failures alone; --retry-failed reruns them and only them (break 11): every
+    # step recorded done, upstream of a failure or not, keeps its start time and attempt count
     done_before = query(db, "SELECT key, started FROM steps WHERE subject = ?", (_pid(P3),))
-    again = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, progress=False)
+    again = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, progress=False, scratch=scratch)
     assert again.planned == 0 and again.waiting == 3
+    done = dict((k, (s, a)) for k, s, a in query(db, "SELECT key, started, attempts FROM steps WHERE status = 'done'"))
     path.write_bytes(make_images(tmp_path / "fixed", [bad]).joinpath(f"{bad}.IMG").read_bytes())
     retried = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, retry_failed=True,
-                        progress=False)
+                        progress=False, scratch=scratch)
     assert retried.ok and retried.planned == 3, retried
     assert query(db, "SELECT key, started FROM steps WHERE subject = ?", (_pid(P3),)) == done_before
+    after = dict((k, (s, a)) for k, s, a in query(db, "SELECT key, started, attempts FROM steps"))
+    assert {k: (v, after[k]) for k, v in done.items() if after[k] != v} == {}
+    assert after[f"parallel_stereo-{_pid(P1)}"][1] == 2 and after[f"point2dem-{_pid(P2)}"][1] == 2
 
 
 def test_steps_subset_and_shared_delivery(tmp_path, cluster_client):

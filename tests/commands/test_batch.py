@@ -66,7 +66,7 @@ def test_the_default_run_delivers_dem_products_through_the_standins(tmp_path):
 
     import rasterio
 
-    from ..tools.conftest import standin_path
+    from ..tools.conftest import STANDINS, standin_path
 
     edr = tmp_path / "edr"
     good = [(IDS[0], IDS[1]), (IDS[1], "B10_013341_1010_XN_79S172W")]
@@ -77,7 +77,8 @@ def test_the_default_run_delivers_dem_products_through_the_standins(tmp_path):
     pairs.write_text("".join(f"{a} {b}\n" for a, b in [*good, (IDS[0], missing)]))
     out = tmp_path / "out"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DASK_", "CTXDASK_STANDIN"))}
-    env["PATH"] = standin_path()
+    # every stand-in, ASP 3.7's stereo_tile too: with no tools.asp.lowres-dem, "auto" is monolithic
+    env["PATH"] = os.pathsep.join([str(STANDINS / "asp37"), standin_path()])
     run = subprocess.run([sys.executable, "-m", "ctxdask", "batch", str(pairs), "--out", str(out),
                           "--edr-dir", str(edr), "--local", "2"],
                          env=env, capture_output=True, text=True, timeout=840)
@@ -85,10 +86,11 @@ def test_the_default_run_delivers_dem_products_through_the_standins(tmp_path):
         pair_status = dict(db.execute("SELECT pair_id, status FROM pairs"))
         failed = db.execute("SELECT key, error FROM steps WHERE status != 'done'").fetchall()
         spiceinit = [k for (k,) in db.execute("SELECT key FROM steps WHERE step = 'spiceinit' AND status = 'done'")]
+        stereo = {s for (s,) in db.execute("SELECT step FROM steps WHERE status = 'done'")}
     assert run.returncode == 1, (run.stdout[-3000:], run.stderr[-3000:])  # the bad pair is not done
     done = {f"{a}-{b}" for a, b in good}
     assert {p for p, s in pair_status.items() if s == "done"} == done, (pair_status, failed, run.stdout[-3000:])
-    assert len(spiceinit) == 3
+    assert len(spiceinit) == 3 and "parallel_stereo" in stereo and "calibrate" in stereo
     for pair in done:
         folder = out / "pairs" / pair
         for name in (f"{pair}-DEM.tif", f"{pair}-DRG.tif", f"{pair}-hillshade.tif", f"{pair}-colour-relief.tif"):

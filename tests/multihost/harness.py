@@ -63,6 +63,10 @@ def unavailable() -> str | None:
     missing = [name for name in ("unshare", "mount") if shutil.which(name) is None]
     if missing:
         return f"util-linux's {' and '.join(missing)} not installed"
+    for what, path in (("the project", ROOT), ("the Python environment", pathlib.Path(sys.executable))):
+        if pathlib.Path("/tmp") in path.resolve().parents:
+            # every host has its own /tmp: the programs would not be found there
+            return f"{what} lives under /tmp ({path}), which every simulated host replaces with its own"
     return None
 
 

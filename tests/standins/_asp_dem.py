@@ -541,6 +541,8 @@ def _check_pc_align(o: dict, pos: dict) -> None:
     for path in (ref, src):
         if not os.path.exists(path):
             raise ArgumentError(f"File does not exist: {path}.")
+    if cloud_type(src) != "CSV":
+        raise ArgumentError(f"this stand-in aligns a CSV source (MOLA shots) only, not {src}")
     if cloud_type(src) == "CSV" and not (o["datum"] or o["csv-srs"] or a or "radius" in o["csv-format"]):
         raise ArgumentError("A datum or --csv-srs is needed to interpret the CSV file " + src)
 

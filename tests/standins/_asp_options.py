@@ -172,6 +172,9 @@ def parse(prog: str, argv: list[str], table: dict[str, int], positional: list[st
     if "help" in values:
         print(header)
         sys.exit(0)
+    if "version" in values:  # AspProgramOptions.cc:118-137
+        print(f"NASA Ames Stereo Pipeline {ASP_VERSION} (ctxdask test stand-in, NOT the real program)\n")
+        sys.exit(0)
     return values, files
 
 

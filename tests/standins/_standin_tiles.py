@@ -175,8 +175,23 @@ def _stereo_file(path: str) -> dict[str, list[str]]:
     return values
 
 
+_SESSIONS: dict[tuple, dict] = {}
+
+
 def stereo_session(prog: str, argv: list[str]) -> dict:
-    """Parse a stereo command line and run the session's checks (see the module docstring)."""
+    """Parse a stereo command line and run the session's checks (see the module docstring).
+
+    stereo_tile's steps run in one process with one command line: the checks, which
+    would pass or fail the same way for each step, run once (``_SESSIONS``).
+    """
+    key = (prog in ("stereo_corr", "stereo_rfne", "stereo_fltr", "stereo_tri"), *argv)
+    if key in _SESSIONS:
+        return _SESSIONS[key]
+    _SESSIONS[key] = _stereo_session(prog, argv)
+    return _SESSIONS[key]
+
+
+def _stereo_session(prog: str, argv: list[str]) -> dict:
     values, files = po.parse(prog, argv, po.STEREO, None, STEREO_USAGE)
     stereo_file = values.get("stereo-file", ["./stereo.default"])[0]
     values = {**_stereo_file(stereo_file), **values}  # the command line wins
@@ -421,10 +436,14 @@ def _point2dem(tile_prefix: str, p2d: list[str], map_info: dict, tile: tuple, in
     (ax, ay), (bx, by) = t * (x, y), t * (x + w, y + h)
     left, bottom, right, top = transform_bounds(map_info["crs"], crs, min(ax, bx), min(ay, by), max(ax, bx),
                                                 max(ay, by))
-    x0, y1 = tr * math.floor(left / tr), tr * math.ceil(top / tr)
-    cols, rows = max(1, math.ceil((right - x0) / tr)), max(1, math.ceil((y1 - bottom) / tr))
-    grid = from_origin(x0, y1, tr, tr)
-    nodata = float(np.finfo("float32").min)  # point2dem's default --nodata-value
+    # point2dem's grid: nodes (pixel centres) at integer multiples of --tr, the box snapped outwards
+    # (OrthoRasterizer.cc:634-645, CartographyUtils.cc:58-61), pixel corners half a node out
+    # (PointToDem2.cc:485-491): tiles and the aligned DEM of their mosaic share one lattice
+    nx0, nx1 = tr * math.floor(left / tr), tr * math.ceil(right / tr)
+    ny0, ny1 = tr * math.floor(bottom / tr), tr * math.ceil(top / tr)
+    cols, rows = round((nx1 - nx0) / tr) + 1, round((ny1 - ny0) / tr) + 1
+    grid = from_origin(nx0 - tr / 2, ny1 + tr / 2, tr, tr)
+    nodata = -1e6  # point2dem's default --nodata-value (src/asp/Tools/point2dem.cc:137)
     outputs = {"DEM": -1500.0 - index}
     if "--orthoimage" in p2d:
         outputs["DRG"] = 0.1 + 0.02 * (index % 5)

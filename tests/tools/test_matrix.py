@@ -13,10 +13,11 @@ Combinations that are one pipeline are run once, and the tests below prove they 
   calibration are identical (:func:`test_calibration_does_not_change_the_pair_chain`), so
   the pair settings are crossed with the calibration of the cubes in alternation (every pair
   setting runs once, and both calibrations meet both stereo modes, pc_align and dem_geoid);
-- the low-resolution DEM and ``t-srs`` do not reach the monolithic chain
-  (:func:`test_monolithic_chain_ignores_lowres_dem_and_t_srs`), so monolithic runs 4 settings.
+- the low-resolution DEM does not reach the monolithic chain
+  (:func:`test_monolithic_chain_ignores_the_lowres_dem`), so monolithic runs 8 settings
+  (``t-srs`` reaches its point2dem).
 
-That leaves 4 monolithic + 16 tiled pair chains, sharing one work folder per test process:
+That leaves 8 monolithic + 16 tiled pair chains, sharing one work folder per test process:
 steps whose command and inputs did not change are reused (``run_step``'s cache), as a rerun
 of the batch would. Whole batches (``run_batch``) cover a subset at the end.
 """
@@ -51,8 +52,8 @@ T_SRS = "+proj=stere +lat_0=1.5 +lon_0=354.8 +k=1 +x_0=0 +y_0=0 +R=3396190 +unit
 TILE = 16
 ENV = {"CTXDASK_STANDIN_MAP_SIZE": "32x16"}  # two 16 px tiles a pair
 
-MONOLITHIC = [dict(mode="monolithic", pc_align=a, dem_geoid=g, lowres=None, t_srs=False)
-              for a, g in itertools.product((False, True), repeat=2)]
+MONOLITHIC = [dict(mode="monolithic", pc_align=a, dem_geoid=g, lowres=None, t_srs=t)
+              for a, g, t in itertools.product((False, True), repeat=3)]
 TILED = [dict(mode="tiled", pc_align=a, dem_geoid=g, lowres=d, t_srs=t)
          for a, g, d, t in itertools.product((False, True), (False, True), ("projected", "lonlat"), (False, True))]
 MATRIX = [dict(c, calibration=("native", "isis")[i % 2]) for i, c in enumerate(MONOLITHIC + TILED)]
@@ -62,7 +63,8 @@ def _id(c: dict) -> str:
     parts = [c["calibration"], c["mode"], "align" if c["pc_align"] else "noalign",
              "geoid" if c["dem_geoid"] else "nogeoid"]
     if c["mode"] == "tiled":
-        parts += [c["lowres"], "tsrs" if c["t_srs"] else "notsrs"]
+        parts.append(c["lowres"])
+    parts.append("tsrs" if c["t_srs"] else "notsrs")
     return "-".join(parts)
 
 
@@ -221,13 +223,13 @@ def test_calibration_does_not_change_the_pair_chain(c, tmp_path):
     assert rendered[0] == rendered[1]
 
 
-def test_monolithic_chain_ignores_lowres_dem_and_t_srs(tmp_path):
+def test_monolithic_chain_ignores_the_lowres_dem(tmp_path):
     inputs = {"dems": {"lonlat": "/d/a.tif", "projected": "/d/b.tif"}}
     for c in MONOLITHIC:
         c = dict(c, calibration="native")
-        variants = {tuple((x.key, x.argv) for x in _recipe(dict(c, lowres=d, t_srs=t), inputs).pair_calls(
+        variants = {tuple((x.key, x.argv) for x in _recipe(dict(c, lowres=d), inputs).pair_calls(
             "/c/L.cub", "/c/R.cub", left_id=L, right_id=R, mola="/m.csv"))
-            for d, t in itertools.product((None, "lonlat", "projected"), (False, True))}
+            for d in (None, "lonlat", "projected")}
         assert len(variants) == 1
 
 

@@ -10,6 +10,7 @@ orthoimage was the unaligned mosaic's.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import sys
 import numpy as np
 import pytest
 import rasterio
+from pyproj import Transformer
 
 from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.tools.recipe import Ref, StagedInput, build_recipe
@@ -102,9 +104,10 @@ def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_pa
     with rasterio.open(results["pc_align"].outputs["cloud"]) as src:
         assert src.count == 3  # the mosaic DEM as a cloud: no triangulation error
     crs, res, transform, shape, dem = _grid(out["dem"])
-    mcrs, mres, mtransform, _, mdem = _grid(files["dem"])
-    # the aligned DEM lies on the mosaic's grid: its projection, its spacing, its lattice
+    mcrs, mres, mtransform, mshape, mdem = _grid(files["dem"])
+    # the aligned DEM lies on the mosaic's grid: its projection, its spacing, its lattice, its extent
     assert crs == mcrs and res == mres == (20.0, 20.0) and _on_lattice(transform, mtransform)
+    assert (transform, shape) == (mtransform, mshape)
     # the delivered orthoimage and error image are those of the aligned DEM: its grid, its valid pixels
     for role in ("ortho", "error") if errorimage else ("ortho",):
         _, _, t, s, image = _grid(out[role])
@@ -135,15 +138,16 @@ def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_pa
 def test_monolithic_alignment_keeps_the_dem_grid_and_projection(stage):
     spec, mola, cloud, texture, options = stage
     files = {"pc": str(cloud), "aligned_left": str(texture)}
-    recipe = build_recipe(pc_align=True, dem_geoid=True, t_srs=T_SRS, dem_spacing=20)
+    recipe = build_recipe(pc_align=True, dem_geoid=True)
     calls = [c for c in recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT, right_id=RIGHT, mola=str(mola))
              if c.step in ("point2dem", "pc_align", "point2dem_aligned", "dem_geoid")]
     results = _run(calls, files, options)
     before, out = results["point2dem"].outputs, results["point2dem_aligned"].outputs
     crs, res, transform, shape, dem = _grid(out["dem"])
-    bcrs, bres, btransform, _, _ = _grid(before["dem"])
-    assert crs == bcrs == rasterio.crs.CRS.from_string(T_SRS) and res == bres == (20.0, 20.0)
-    assert _on_lattice(transform, btransform)
+    bcrs, bres, btransform, bshape, _ = _grid(before["dem"])
+    # (the cloud inherits the map projection of the images, here the terrain's: point2dem.rst "Determination")
+    assert crs == bcrs == rasterio.crs.CRS.from_string(terrain.CRS) and res == bres == (20.0, 20.0)
+    assert (transform, shape) == (btransform, bshape)
     for role in ("ortho", "error"):
         _, _, t, s, image = _grid(out[role])
         assert t == transform and s == shape and np.array_equal(np.ma.getmaskarray(image), np.ma.getmaskarray(dem))
@@ -172,3 +176,53 @@ def test_dem_geoid_step_output_is_where_the_recipe_says(stage, tmp_path):
     with rasterio.open(result.outputs["dem"]) as adj, rasterio.open(dem) as src:
         lon, lat = (np.degrees(v / terrain.R_MARS) for v in src.xy(3, 4))
         assert src.read(1)[3, 4] - adj.read(1)[3, 4] == pytest.approx(terrain.areoid(lon, lat), abs=0.01)
+
+
+def test_tiled_chain_with_pc_align_through_the_tiled_stand_ins(tmp_path, monkeypatch):
+    """Prep, tiles (stereo_tile runs point2dem), mosaics, pc_align, point2dem_aligned, dem_geoid: one grid."""
+    from ctxdask.tools.tiling import mosaic_calls, read_tile_list, tile_call
+
+    from ..batch.tiled import ASP37, write_inputs
+    from .conftest import standin_path
+
+    use_dem_standins(monkeypatch)(offset=OFFSET)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(ASP37), standin_path()]))
+    given = write_inputs(tmp_path / "in")
+    cubes, mola = given["cubes"], tmp_path / "mola.csv"
+    recipe = build_recipe(stereo_mode="tiled", tile_size=16, tile_padding=4, dem_spacing=12.0, pc_align=True,
+                          dem_geoid=True, stereo_default={}, env={"PATH": os.environ["PATH"]})
+    calls = recipe.pair_calls(cubes[LEFT], cubes[RIGHT], left_id=LEFT, right_id=RIGHT, mola=str(mola),
+                              lowres_dem=given["dem"])
+    options = RunOptions(work_dir=str(tmp_path / "work"), grace=1.0, poll_interval=0.05, tail_lines=40)
+    done: dict = {}
+
+    def run(call):
+        done[call.key] = run_step(call, *(done[k] for k in call.upstream), options=options)
+        return done[call.key]
+
+    prep = {c.step: run(c) for c in calls if c.step in ("mapproject_grid", "mapproject_left", "mapproject_right",
+                                                         "stereo_parse", "stereo_stats")}
+    with rasterio.open(prep["mapproject_left"].outputs["map"]) as src:
+        t_srs = src.crs.to_wkt()  # as plan_tiles: the left map's projection, the recipe's --tr
+    tiles = read_tile_list(prep["stereo_parse"].outputs["tiles"])
+    made = [(t, run(tile_call(recipe, t, left=LEFT, right=RIGHT, left_cube=cubes[LEFT], right_cube=cubes[RIGHT],
+                              lowres_dem=given["dem"], t_srs=t_srs, spacing=12.0)).key) for t in tiles]
+    mosaics = {c.step: run(c) for c in mosaic_calls(recipe, left=LEFT, right=RIGHT, tiles=made)}
+    # MOLA shots on the mosaic's valid pixels
+    with rasterio.open(mosaics["dem_mosaic"].outputs["dem"]) as src:
+        z = src.read(1, masked=True)
+        rows, cols = np.nonzero(~np.ma.getmaskarray(z))
+        pick = np.linspace(0, len(rows) - 1, 60).astype(int)
+        xs, ys = rasterio.transform.xy(src.transform, rows[pick], cols[pick])
+        lon, lat = Transformer.from_crs(src.crs, terrain.LONLAT, always_xy=True).transform(xs, ys)
+        radius = (terrain.R_MARS + z[rows[pick], cols[pick]].astype(float) - 7.0) / 1000.0
+    np.savetxt(mola, np.column_stack([lon, lat, radius]), delimiter=",", fmt="%.12f")
+    after = {c.step: run(c) for c in calls if c.step in ("pc_align", "point2dem_aligned", "dem_geoid")}
+    out = after["point2dem_aligned"].outputs
+    crs, res, transform, shape, dem = _grid(out["dem"])
+    mcrs, mres, mtransform, mshape, _ = _grid(mosaics["dem_mosaic"].outputs["dem"])
+    assert crs == mcrs and res == mres == (12.0, 12.0) and (transform, shape) == (mtransform, mshape)
+    for role in ("ortho", "error"):
+        _, _, t, s, image = _grid(out[role])
+        assert t == transform and s == shape and np.array_equal(np.ma.getmaskarray(image), np.ma.getmaskarray(dem))
+    assert _grid(after["dem_geoid"].outputs["dem"])[2] == transform

@@ -301,3 +301,35 @@ def test_tiled_prep_steps_pass_stereo_parse_and_pprc(asp, tmp_path, dem_kind, t_
         assert rasterio.crs.CRS.from_wkt(crs.pop()) == rasterio.crs.CRS.from_user_input(t_srs)
     elif dem_kind == "eqc":
         assert rasterio.crs.CRS.from_wkt(crs.pop()).to_dict()["proj"] == "eqc"  # the DEM's own projection
+
+
+# ------------------------------------------------ monolithic chain stand-ins
+def test_cam2map4stereo_options_names_and_exit_codes(asp):
+    bad = asp("cam2map4stereo.py", "--no-such-option", L_CUB, R_CUB)
+    assert bad.returncode == 2 and "error: no such option: --no-such-option" in bad.stderr  # optparse
+    assert asp("cam2map4stereo.py").returncode == 2
+    ok = asp("cam2map4stereo.py", "--prefix", "maps/run", L_CUB, R_CUB)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    # mapfile (cam2map4stereo.py:67-88): <first dot-part>.<suffix>.cub, then <prefix>-<basename>
+    assert (asp.dir / "maps" / f"run-{LEFT}.map.cub").exists() and (asp.dir / "maps" / f"run-{RIGHT}.map.cub").exists()
+    again = asp("cam2map4stereo.py", "--prefix", "maps/run", L_CUB, R_CUB)
+    assert again.returncode == 3 and "already exists, delete first." in again.stderr
+    dry = asp("cam2map4stereo.py", "-n", L_CUB, R_CUB)
+    assert dry.returncode == 0 and f"to={LEFT}.map.cub" in dry.stdout and not (asp.dir / f"{LEFT}.map.cub").exists()
+
+
+def test_parallel_stereo_passes_unknown_options_to_stereo_parse(asp):
+    assert asp("cam2map4stereo.py", L_CUB, R_CUB).returncode == 0
+    maps = [f"{LEFT}.map.cub", f"{RIGHT}.map.cub", "results/out"]
+    bad = asp("parallel_stereo", "--no-such-option", *maps)
+    assert bad.returncode == 1 and "unrecognised option '--no-such-option'" in bad.stdout
+    assert "Failed executing: stereo_parse" in bad.stderr
+    none = asp("parallel_stereo")
+    assert none.returncode == 2 and "Error: Missing input files" in none.stderr
+    ok = asp("parallel_stereo", "--stereo-algorithm", "asp_mgm", "--subpixel-mode", "9", "--processes", "2", *maps)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert {f"out-{s}.tif" for s in ("L", "R", "D", "RD", "F", "PC")} <= {p.name for p in (asp.dir / "results").iterdir()}
+    with rasterio.open(asp.dir / "results" / "out-PC.tif") as pc:
+        assert pc.count == 4
+    later = asp("parallel_stereo", "--entry-point", "5", *maps[:2], "other/out")
+    assert later.returncode == 1 and "Stereo step stereo_tri failed" in later.stderr
