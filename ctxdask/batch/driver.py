@@ -65,7 +65,13 @@ from ctxdask.batch.planning import (
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.push import Pusher
 from ctxdask.batch.results import ResultHandler, error_text
-from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, find_holders, release_local_scratch
+from ctxdask.batch.scratch import (
+    claim_local_scratch,
+    clean_after_dead_runs,
+    find_copies,
+    find_holders,
+    release_local_scratch,
+)
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.state import RunState
@@ -178,6 +184,8 @@ class _Driver:
         self.show_progress = progress
         self.topic = f"ctxdask-batch-{uuid.uuid4().hex[:12]}"
         self.state = RunState()
+        # copies an earlier, unfinished run pulled of steps that are done: removed with those steps
+        self.state.copies.update(find_copies(client, options.work_dir, plan.done_keys))
         # delivered files only the driver holds (tiles home) go to the workers that read them
         self.pusher = Pusher(client, out, chunk_size=settings.chunk_size, window=settings.chunk_window,
                              threads=settings.delivery_threads)

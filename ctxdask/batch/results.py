@@ -401,10 +401,8 @@ class ResultHandler:
             t = state.tracked[key]
             o = t.outcome
             if o is not None and o.worker:
-                workdir = o.result.workdir if o.result is not None else os.path.join(
-                    self.options.work_dir or "", key)
-                if o.result is not None or self.options.work_dir:
-                    by_worker.setdefault(o.worker, []).append(workdir)
+                # a step reused without a result (an in-process one): its key, relative to the worker's work root
+                by_worker.setdefault(o.worker, []).append(o.result.workdir if o.result is not None else key)
             t.future = None
             if t.group is not None and t.group in state.groups:
                 state.groups.pop(t.group).future = None

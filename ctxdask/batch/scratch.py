@@ -25,8 +25,8 @@ from ctxdask.batch.delivery import remove_partials
 from ctxdask.tools.owner import MARKER, owner_alive, read_owner, write_owner
 from ctxdask.tools.tasks import work_root
 
-__all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "find_holders", "held_results",
-           "release_local_scratch", "remove_dead_local_scratch", "remove_workdirs"]
+__all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "find_copies", "find_holders",
+           "held_copies", "held_results", "release_local_scratch", "remove_dead_local_scratch", "remove_workdirs"]
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +95,30 @@ def held_results(work_dir: str | None = None) -> list[str]:
     return sorted(name for name in os.listdir(root)
                   if os.path.isfile(os.path.join(root, name, MANIFEST))
                   or (name.startswith(_IN_PROCESS) and "." not in name and os.path.isdir(os.path.join(root, name))))
+
+
+def held_copies(work_dir: str | None = None) -> list[str]:
+    """Keys whose outputs this worker holds as pulled copies (``staged/<key>``), e.g. left by a pair
+    an earlier run did not finish."""
+    folder = os.path.join(work_root(work_dir), "staged")
+    return sorted(name for name in os.listdir(folder)
+                  if os.path.isdir(os.path.join(folder, name))) if os.path.isdir(folder) else []
+
+
+def find_copies(client, work_dir: str | None, keys) -> dict[str, set[str]]:
+    """Key -> the live workers holding pulled copies of its outputs, for ``keys`` (removed with the key)."""
+    keys = set(keys)
+    try:
+        held = client.run(held_copies, work_dir)
+    except Exception as exc:  # noqa: BLE001 - without the answer, such copies stay until a later run
+        logger.warning("could not ask the workers which copies they hold: %s", exc)
+        return {}
+    found: dict[str, set[str]] = {}
+    for worker, names in held.items():
+        for name in names:
+            if name in keys:
+                found.setdefault(name, set()).add(worker)
+    return found
 
 
 def find_holders(client, work_dir: str | None, keys) -> dict[str, tuple[str, ...]]:

@@ -63,11 +63,16 @@ def unavailable() -> str | None:
     missing = [name for name in ("unshare", "mount") if shutil.which(name) is None]
     if missing:
         return f"util-linux's {' and '.join(missing)} not installed"
-    for what, path in (("the project", ROOT), ("the Python environment", pathlib.Path(sys.executable))):
-        if pathlib.Path("/tmp") in path.resolve().parents:
-            # every host has its own /tmp: the programs would not be found there
-            return f"{what} lives under /tmp ({path}), which every simulated host replaces with its own"
     return None
+
+
+def kept_folders() -> list[str]:
+    """The project and its Python environment where they live under ``/tmp`` (a CI clone):
+    every host replaces ``/tmp`` with its own, so these are bound back at their paths."""
+    tmp = pathlib.Path("/tmp")
+    folders = {str(p) for p in (ROOT, pathlib.Path(sys.prefix).resolve()) if tmp in p.resolve().parents}
+    # a folder inside another kept one comes with it
+    return sorted(f for f in folders if not any(f != g and f.startswith(g + os.sep) for g in folders))
 
 
 def base_config(*, tiled: bool = True, tile_size: int = 16) -> dict:
@@ -240,7 +245,8 @@ class MultiHost:
             binds.append(f"{host.area / 'scratch'}={SCRATCH}")
         binds.append(f"{host.area / 'tmp'}=/tmp")  # last: the sources may live under /tmp
         argv = ["unshare", "-m", "-u", "--propagation", "private", "--", sys.executable, str(HOSTENV),
-                "--hostname", f"mh-{host.name}", *(f"--bind={b}" for b in binds), f"--hide={self.root}", "--",
+                "--hostname", f"mh-{host.name}", *(f"--bind={b}" for b in binds), f"--hide={self.root}",
+                *(f"--keep={k}" for k in kept_folders()), "--",
                 *command]
         with open(host.area / log_name, "ab") as log:
             return subprocess.Popen(argv, env=self.environment(), stdin=subprocess.DEVNULL, stdout=log,
