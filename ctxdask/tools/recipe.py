@@ -18,7 +18,7 @@ executes. The commands follow the ASP documentation's CTX example
     cam2map4stereo.py L.cal.cub R.cal.cub               -> L.map.cub R.map.cub
     parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
         L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
-    point2dem -r mars [--tr S] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
+    point2dem -r mars [--tr S] [--t_srs P] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
     pc_align --max-displacement D --datum D_MARS --csv-format '1:lon 2:lat 3:radius_km' \\
         --save-inv-transformed-reference-points results/out-PC.tif mola.csv -o results/out-align
         (native step ctxdask.tools.align: D = 3 x median |DEM - MOLA|, rerun on pc_align's warning)
@@ -565,6 +565,8 @@ class Recipe:
             args = ["-r", str(s.datum)]
             if s.dem_spacing:
                 args += ["--tr", f"{float(s.dem_spacing):g}"]
+            if s.t_srs:
+                args += ["--t_srs", str(s.t_srs)]
             outputs = {"dem": f"{prefix}-DEM.tif"}
             if s.orthoimage:
                 args.append("--orthoimage")

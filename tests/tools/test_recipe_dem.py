@@ -135,18 +135,20 @@ def test_tiled_alignment_grids_the_mosaic_cloud_on_the_mosaic_grid(stage, tmp_pa
         assert results["dem_geoid"].outputs["dem"].endswith("results/out-align-DEM-adj.tif")
 
 
-def test_monolithic_alignment_keeps_the_dem_grid_and_projection(stage):
+@pytest.mark.parametrize("t_srs", [None, T_SRS], ids=["images-projection", "t-srs"])
+def test_monolithic_alignment_keeps_the_dem_grid_and_projection(stage, t_srs):
     spec, mola, cloud, texture, options = stage
     files = {"pc": str(cloud), "aligned_left": str(texture)}
-    recipe = build_recipe(pc_align=True, dem_geoid=True)
+    recipe = build_recipe(pc_align=True, dem_geoid=True, t_srs=t_srs, dem_spacing=20)
     calls = [c for c in recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT, right_id=RIGHT, mola=str(mola))
              if c.step in ("point2dem", "pc_align", "point2dem_aligned", "dem_geoid")]
     results = _run(calls, files, options)
     before, out = results["point2dem"].outputs, results["point2dem_aligned"].outputs
     crs, res, transform, shape, dem = _grid(out["dem"])
     bcrs, bres, btransform, bshape, _ = _grid(before["dem"])
-    # (the cloud inherits the map projection of the images, here the terrain's: point2dem.rst "Determination")
-    assert crs == bcrs == rasterio.crs.CRS.from_string(terrain.CRS) and res == bres == (20.0, 20.0)
+    # without tools.asp.t-srs the cloud keeps the images' map projection, here the terrain's
+    # (point2dem.rst "Determination"); with it, point2dem --t_srs and the aligned DEM follow it
+    assert crs == bcrs == rasterio.crs.CRS.from_string(t_srs or terrain.CRS) and res == bres == (20.0, 20.0)
     assert (transform, shape) == (btransform, bshape)
     for role in ("ortho", "error"):
         _, _, t, s, image = _grid(out[role])
