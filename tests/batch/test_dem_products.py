@@ -155,11 +155,13 @@ def test_concurrent_pair_quality_steps_on_one_worker_never_compute_on_the_cluste
     (three threads) of a two-worker cluster; every task the cluster ran is
     seen in its task stream, and only the three steps may be there.
     """
+    import dask
     from distributed import Client, LocalCluster, get_task_stream
 
     from ctxdask.batch.model import BatchContext
     from ctxdask.tools.tasks import RunOptions
 
+    scheduler_before = dask.config.get("scheduler", None)  # another test's client may be the default
     sizes = {"a": (500, 400), "b": (1000, 900), "c": (700, 600)}
     upstream = {name: _upstream(_dem(tmp_path / "in" / name / "out-DEM.tif", *shape, seed=i), f"point2dem-{name}")
                 for i, (name, shape) in enumerate(sizes.items())}
@@ -176,9 +178,7 @@ def test_concurrent_pair_quality_steps_on_one_worker_never_compute_on_the_cluste
     assert [o.status for o in outcomes] == ["done"] * 3, [o.error for o in outcomes]
     ran = sorted({t["key"] if isinstance(t["key"], str) else str(t["key"]) for t in stream.data})
     assert ran == ["step-a", "step-b", "step-c"]
-    import dask
-
-    assert dask.config.get("scheduler", None) is None  # and the process-wide setting is as it was
+    assert dask.config.get("scheduler", None) == scheduler_before  # the process-wide setting is as it was
 
 
 def test_two_executions_of_one_pair_quality_step_never_write_one_path(tmp_path, cluster_client):
