@@ -541,7 +541,8 @@ def stereo_tile(argv: list[str], fault: str | None) -> None:
     if runs("dem") and "--tr" not in opt.point2dem_options:
         _raise_error("The option --point2dem-options must include --tr to ensure consistent grid size across "
                      "all tiles.")
-    left = os.path.basename(args[0]) if args else "tile"
+    # the left image as stereo_parse reports it (args[0] may be an option: --stereo-algorithm ...)
+    left = os.path.basename(settings.get("in_file1", "tile"))
     attempt = _attempt(f"{left}-{opt.tile_index}")
     started = os.environ.get("CTXDASK_STANDIN_TILE_STARTED")
     if started:
