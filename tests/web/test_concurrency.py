@@ -30,18 +30,29 @@ def test_200_grades_while_a_batch_writes(tmp_path):
     out = tmp_path / "out"
     with TrackingDB(out / "ctxdask-batch.sqlite") as db:  # the subjects exist before the first grade
         db.register(pairs.pairs, pairs.images)
-    with serving(out) as server, httpx.Client(base_url=server.base, timeout=60) as client:
+    with serving(out) as server, httpx.Client(base_url=server.base, timeout=60) as client, \
+            open(tmp_path / "batch.log", "wb") as log:
         csrf = re.search(r'name="csrf" value="([^"]+)"', client.get(f"/image/{IDS[0]}").text).group(1)
         env = {"PATH": standin_path(), "CTXDASK_STANDIN_SLEEP": "0.2", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
         batch = subprocess.Popen([sys.executable, "-m", "ctxdask", "batch", str(pairs_file), "--out", str(out),
                                   "--edr-dir", str(edr), "--local", "1", "--no-progress", "--calibration", "isis"], env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                 # a file, not a pipe: nobody reads a pipe while the graders run, and a full
+                                 # one would stop the driver mid-run
+                                 stdout=log, stderr=subprocess.STDOUT)
         statuses: list[int] = []
         lock = threading.Lock()
 
         counter = iter(range(5000))
 
+        errors: list[str] = []
+
         def post(worker: int) -> None:
+            try:
+                grade(worker)
+            except Exception as exc:  # noqa: BLE001 - a thread's error fails the test below, with its name
+                errors.append(f"grader {worker}: {exc!r}")
+
+        def grade(worker: int) -> None:
             # grade until the batch has finished and at least 200 grades went in: they span the whole run
             with httpx.Client(base_url=server.base, timeout=60, cookies=client.cookies) as c:
                 while batch.poll() is None or len(statuses) < 200:
@@ -68,13 +79,15 @@ def test_200_grades_while_a_batch_writes(tmp_path):
                 t.start()
             for t in threads:
                 t.join(240)
-            output, _ = batch.communicate(timeout=240)
+            batch.wait(timeout=240)
         finally:
             if batch.poll() is None:
                 batch.kill()
                 batch.wait()
+    assert errors == [], errors
     posted = len(statuses)
     assert posted >= 200 and statuses.count(200) == posted, sorted(set(statuses))
+    output = (tmp_path / "batch.log").read_text()
     assert batch.returncode == 0, output
     assert "database is locked" not in output
     with sqlite3.connect(out / "ctxdask-batch.sqlite") as conn:
