@@ -52,8 +52,9 @@ def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, c
     products = query(db, "SELECT path, size, sha256 FROM products")
     # per pair: COGs of the DEM, DRG, IntersectionErr, hillshade and colour relief; hillshade,
     # relief and ortho thumbnails, qa_metrics, provenance and STAC item; per image: quality
-    # JSON and thumbnail (no raw ASP rasters by default: batch.deliver is empty)
-    assert len(products) == 3 * 11 + 4 * 2
+    # JSON and thumbnail (no raw ASP rasters by default: batch.deliver is empty); the batch's
+    # STAC catalog.json and collection.json
+    assert len(products) == 3 * 11 + 4 * 2 + 2
     for path, size, sha in products:
         data = open(path, "rb").read()
         assert len(data) == size and hashlib.sha256(data).hexdigest() == sha
