@@ -69,8 +69,10 @@ from ctxdask.batch.scratch import (
     claim_local_scratch,
     clean_after_dead_runs,
     find_copies,
+    find_failed_attempts,
     find_holders,
     release_local_scratch,
+    remove_failed_attempts,
 )
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
@@ -108,6 +110,8 @@ class _Driver:
         self.state = RunState()
         # copies an earlier, unfinished run pulled of steps that are done: removed with those steps
         self.state.copies.update(find_copies(client, options.work_dir, plan.done_keys))
+        # failed attempts (their logs) an earlier run left: removed at the end if their step is done by then
+        self.failed_before = find_failed_attempts(client, options.work_dir)
         # delivered files only the driver holds (tiles home) go to the workers that read them
         self.pusher = Pusher(client, out, chunk_size=settings.chunk_size, window=settings.chunk_window,
                              threads=settings.delivery_threads)
@@ -191,6 +195,10 @@ class _Driver:
             from distributed import wait
 
             results.clean()
+            done = [k for k, status in self.db.step_status().items() if status == "done"]
+            done += [f"stereo_tile-{r['pair_id']}-{r['tile_index']:03d}"
+                     for r in self.db.rows("SELECT pair_id, tile_index FROM tiles WHERE status = 'done'")]
+            results.cleanups += remove_failed_attempts(self.client, self.failed_before, done, self.options.work_dir)
             with contextlib.suppress(Exception):
                 wait(results.cleanups, timeout=30)
             write_batch_catalog(self.db, results.out)

@@ -25,8 +25,9 @@ from ctxdask.batch.delivery import remove_partials
 from ctxdask.tools.owner import MARKER, owner_alive, read_owner, write_owner
 from ctxdask.tools.tasks import work_root
 
-__all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "find_copies", "find_holders",
-           "held_copies", "held_results", "release_local_scratch", "remove_dead_local_scratch", "remove_workdirs"]
+__all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "failed_attempts", "find_copies",
+           "find_failed_attempts", "find_holders", "held_copies", "held_results", "release_local_scratch",
+           "remove_dead_local_scratch", "remove_failed_attempts", "remove_workdirs"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,41 @@ def find_copies(client, work_dir: str | None, keys) -> dict[str, set[str]]:
             if name in keys:
                 found.setdefault(name, set()).add(worker)
     return found
+
+
+def failed_attempts(work_dir: str | None = None) -> list[str]:
+    """Keys whose failed attempt's work dir (``<key>.failed``, its log) is in this worker's work root."""
+    root = work_root(work_dir)
+    return sorted(name[:-len(".failed")] for name in os.listdir(root)
+                  if name.endswith(".failed") and os.path.isdir(os.path.join(root, name)))
+
+
+def find_failed_attempts(client, work_dir: str | None) -> dict[str, set[str]]:
+    """Key -> the live workers keeping a failed attempt of it (an earlier run's: killed, timed out...)."""
+    try:
+        held = client.run(failed_attempts, work_dir)
+    except Exception as exc:  # noqa: BLE001 - such logs then stay until a later run finds them
+        logger.warning("could not ask the workers which failed attempts they keep: %s", exc)
+        return {}
+    found: dict[str, set[str]] = {}
+    for worker, keys in held.items():
+        for key in keys:
+            found.setdefault(key, set()).add(worker)
+    return found
+
+
+def remove_failed_attempts(client, found: dict[str, set[str]], done, work_dir: str | None) -> list:
+    """Remove the failed attempts ``found`` kept of keys that are ``done`` now; return the clean-up futures.
+
+    A failed attempt's log stays on its worker while its step is not done (to
+    read why); once a later attempt succeeded it only takes space.
+    """
+    by_worker: dict[str, list[str]] = {}
+    for key in set(found) & set(done):
+        for worker in found[key]:
+            by_worker.setdefault(worker, []).append(f"{key}.failed")
+    return [client.submit(remove_workdirs, sorted(paths), work_dir, workers=[worker], allow_other_workers=False,
+                          pure=False, priority=-10) for worker, paths in by_worker.items()]
 
 
 def find_holders(client, work_dir: str | None, keys) -> dict[str, tuple[str, ...]]:

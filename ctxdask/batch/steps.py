@@ -24,6 +24,7 @@ from typing import Any
 
 from ctxdask.batch.model import BatchContext, Outcome, StepTask, image_chain
 from ctxdask.exceptions import CTXError
+from ctxdask.tools.identity import content_identity
 from ctxdask.tools.owner import write_owner
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
 
@@ -67,9 +68,9 @@ def fetch(task: StepTask, options: RunOptions) -> StepResult:
     t0 = time.monotonic()
     started = utc()
     path = task.source(task.subject, scratch)
-    st = os.stat(path)
-    fingerprint = hashlib.sha256(
-        f"{task.subject}\0{os.path.abspath(path)}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    # the EDR's bytes, not where this worker keeps them: a copy fetched on another host is the same input
+    identity = content_identity(path)
+    fingerprint = hashlib.sha256(f"{task.subject}\0{identity['size']}\0{identity['sha256']}".encode()).hexdigest()
     return _in_process_result(task, scratch, {"edr": os.path.abspath(path)}, started, t0, fingerprint)
 
 def quality(task: StepTask, options: RunOptions, edr: StepResult) -> tuple[StepResult, dict[str, Any]]:

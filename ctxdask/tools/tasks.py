@@ -39,6 +39,7 @@ from typing import Any
 from ctxdask import config
 from ctxdask.exceptions import ToolError, ToolFailedError
 from ctxdask.tools.cancel import task_cancel_check
+from ctxdask.tools.identity import content_identity
 from ctxdask.tools.outputs import check_output
 from ctxdask.tools.owner import write_owner
 from ctxdask.tools.recipe import Ref, StepCall
@@ -158,11 +159,6 @@ def work_root(configured: str | None = None) -> str:
     return root
 
 
-def _file_identity(path: str) -> dict:
-    st = os.stat(path)
-    return {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
 def _resolve_inputs(call: StepCall, upstream: Mapping[str, StepResult]) -> tuple[dict, dict]:
     """Return (role -> source path, role -> identity used in the fingerprint)."""
     paths, identity = {}, {}
@@ -180,7 +176,8 @@ def _resolve_inputs(call: StepCall, upstream: Mapping[str, StepResult]) -> tuple
             if not os.path.exists(path):
                 raise ToolFailedError(path, f"input of {call.key} does not exist on {socket.gethostname()}")
             paths[role] = os.path.abspath(path)
-            identity[role] = _file_identity(path)
+            # by content: the same file copied to every host gives every host the same fingerprint
+            identity[role] = content_identity(path)
     return paths, identity
 
 
