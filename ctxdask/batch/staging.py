@@ -14,11 +14,13 @@ by this run or an earlier one) are never read where the driver keeps them:
 the driver pushes them into the same staging folder (:mod:`~ctxdask.batch.push`).
 
 When the producer has gone (killed, restarted by its nanny: its scratch went
-with it), the upstream step is run again on this worker instead, from the
-recipe and the batch's shared :class:`BatchContext`, its own inputs localized
-the same way. Step keys and work-dir names are the deterministic ones, and
-finished steps are reused through their manifests, so nothing runs twice on a
-worker.
+with it), the upstream step is made again on this worker instead, from the
+recipe and the batch's shared :class:`BatchContext`
+(:func:`~ctxdask.batch.steps.rebuild`). Each step of its chain is taken from a
+finished work dir here, else from a live worker that holds it
+(:class:`LiveHolders`: asked by key, checked by fingerprint, copied as above),
+and made here only when no live worker has it, one worker at a time
+(a cluster-wide lock per step), so nothing a live worker holds is made again.
 """
 
 from __future__ import annotations
@@ -34,11 +36,12 @@ from typing import Any
 from ctxdask.batch.delivery import live_workers, pull, read_range
 from ctxdask.batch.model import BatchContext, Outcome, sha256_file
 from ctxdask.batch.push import receive
+from ctxdask.batch.scratch import held_results
 from ctxdask.batch.steps import rebuild
 from ctxdask.exceptions import CTXError
-from ctxdask.tools.tasks import StepResult, work_root
+from ctxdask.tools.tasks import StepResult, cached_result, work_root
 
-__all__ = ["ProducerGone", "file_digest", "host_of", "localize", "stage", "vanished"]
+__all__ = ["LiveHolders", "ProducerGone", "file_digest", "host_of", "localize", "stage", "vanished"]
 
 _STAMP = ".staged.json"
 _locks: dict[str, threading.Lock] = {}
@@ -129,6 +132,45 @@ def stage(result: StepResult, producer: str, ctx: BatchContext) -> StepResult:
     return dataclasses.replace(result, workdir=folder, outputs=outputs, log_path="")
 
 
+@dataclasses.dataclass
+class LiveHolders:
+    """The live workers' finished steps, for :func:`~ctxdask.batch.steps.rebuild` on worker ``me``."""
+
+    ctx: BatchContext
+    me: str
+
+    def find(self, call, upstream: list[StepResult]) -> tuple[StepResult, str] | None:
+        """A live worker's finished work dir of ``call`` made from these inputs (by fingerprint), else None."""
+        from distributed import worker_client
+
+        with worker_client() as client:
+            try:
+                held = client.run(held_results, self.ctx.options.work_dir)
+            except Exception:  # noqa: BLE001 - no answer: the step is made here
+                return None
+            for holder in sorted(w for w, keys in held.items() if call.key in keys and w != self.me):
+                try:  # the holder compares its manifest with the fingerprint of these inputs
+                    found = _result(client, client.submit(cached_result, call, *upstream, options=self.ctx.options,
+                                                          workers=[holder], allow_other_workers=False, pure=False,
+                                                          priority=100), holder)
+                except ProducerGone:
+                    continue
+                if found is not None:
+                    return found, holder
+        return None
+
+    def stage(self, result: StepResult, holder: str) -> StepResult:
+        return stage(result, holder, self.ctx)
+
+    @contextlib.contextmanager
+    def guard(self, key: str) -> Iterator[None]:
+        """A cluster-wide lock on making ``key`` in this run (released if this worker dies: a lease)."""
+        from distributed import Lock, worker_client
+
+        with worker_client(), Lock(f"ctxdask-make-{self.ctx.topic}-{key}"):
+            yield
+
+
 def localize(outcome: Outcome, ctx: BatchContext, me: str, made: list[str], *, borrow: bool = True) -> StepResult:
     """``outcome.result`` with paths this worker can read: as is, staged, or made again here.
 
@@ -151,7 +193,7 @@ def localize(outcome: Outcome, ctx: BatchContext, me: str, made: list[str], *, b
     try:
         staged = stage(result, producer, ctx)
     except ProducerGone:
-        staged = rebuild(outcome, ctx, me, made)  # records what it made
+        staged = rebuild(outcome, ctx, me, made, LiveHolders(ctx, me))  # records what it made
     if result.key not in made:
         made.append(result.key)
     return staged

@@ -11,6 +11,7 @@ through the manifests), for inputs whose worker has gone
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import os
@@ -20,15 +21,16 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from ctxdask.batch.model import BatchContext, Outcome, StepTask, image_chain
 from ctxdask.exceptions import CTXError
 from ctxdask.tools.identity import content_identity
 from ctxdask.tools.owner import write_owner
-from ctxdask.tools.tasks import RunOptions, StepResult, run_step, work_root
+from ctxdask.tools.tasks import RunOptions, StepResult, cached_result, run_step, work_root
 
-__all__ = ["InvalidEDRError", "fetch", "pair_quality", "quality", "rebuild", "start_time", "utc", "validate"]
+__all__ = ["Elsewhere", "InvalidEDRError", "fetch", "pair_quality", "quality", "rebuild", "start_time", "utc",
+           "validate"]
 
 class InvalidEDRError(CTXError, ValueError):
     """Validation found errors in an EDR; the reason is the report's summary."""
@@ -130,12 +132,30 @@ def start_time(path: str) -> str | None:
     match = re.search(rb"^\s*START_TIME\s*=\s*\"?([0-9T:.\-]+)Z?\"?\s*$", head, re.MULTILINE)
     return match.group(1).decode() if match else None
 
-def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> StepResult:
+class Elsewhere(Protocol):
+    """Where :func:`rebuild` looks before making a step: results live workers hold (staging's)."""
+
+    def find(self, call, upstream: list[StepResult]) -> tuple[StepResult, str] | None:
+        """The step's finished result on a live worker (paths there) and that worker, else None."""
+
+    def stage(self, result: StepResult, holder: str) -> StepResult:
+        """Copies of ``result``'s outputs in this worker's scratch."""
+
+    def guard(self, key: str) -> contextlib.AbstractContextManager:
+        """Held while a step is looked for and made: one worker of the cluster makes it at a time."""
+
+
+def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str],
+            elsewhere: Elsewhere | None = None) -> StepResult:
     """Make the result of ``outcome``'s step again on this worker (its own worker has gone).
 
     The step's chain is rendered from the recipe as the driver rendered it
-    (same keys, same work-dir names) and run here up to that step; steps
-    finished here before are reused through their manifests.
+    (same keys, same work-dir names) and walked up to that step. Each step is
+    taken, in this order, from this worker's finished work dirs (manifests),
+    from a live worker that holds it (``elsewhere``: copied here only when a
+    step made here reads it), or made here; so what a live worker holds is
+    never made again, and under ``elsewhere.guard`` two workers missing the
+    same step make it once.
 
     Raises
     ------
@@ -172,19 +192,41 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str]) -> St
     by_key = {c.key: c for c in calls}
     if outcome.key not in by_key:
         raise ValueError(f"{outcome.key}: cannot be made again here (its worker has gone)")
-    done: dict[str, StepResult] = {}
+    located: dict[str, tuple[StepResult, str | None]] = {}
 
-    def make(key: str) -> StepResult:
-        if key not in done:
-            if key.startswith("fetch-"):
-                done[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made)
-            else:
-                call = by_key.get(key)
-                if call is None:  # e.g. a tiled pair's mosaic: made from tiles, not by the recipe chain
-                    raise ValueError(f"{outcome.key}: cannot be made again here: its input {key} is not a "
-                                     "step of the recipe chain")
-                done[key] = (ctx.runner or run_step)(call, *map(make, call.upstream), options=ctx.options)
+    def here(key: str) -> StepResult:
+        """The result of ``key`` readable on this worker (copied from its holder if need be)."""
+        result, holder = locate(key)
+        if holder is not None:
+            result = elsewhere.stage(result, holder)
+            located[key] = (result, None)
             made.append(key)
-        return done[key]
+        return result
 
-    return make(outcome.key)
+    def locate(key: str) -> tuple[StepResult, str | None]:
+        """The result of ``key`` and the live worker holding it (None: this one)."""
+        if key in located:
+            return located[key]
+        if key.startswith("fetch-"):
+            located[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made), None
+            made.append(key)
+            return located[key]
+        call = by_key.get(key)
+        if call is None:  # e.g. a tiled pair's mosaic: made from tiles, not by the recipe chain
+            raise ValueError(f"{outcome.key}: cannot be made again here: its input {key} is not a "
+                             "step of the recipe chain")
+        upstream = [locate(u)[0] for u in call.upstream]  # fingerprints suffice to look for it
+        with elsewhere.guard(key) if elsewhere is not None else contextlib.nullcontext():
+            found = cached_result(call, *upstream, options=ctx.options)
+            if found is not None:
+                located[key] = found, None
+                made.append(key)
+            elif elsewhere is not None and (held := elsewhere.find(call, upstream)) is not None:
+                located[key] = held
+            else:
+                inputs = [here(u) for u in call.upstream]
+                located[key] = (ctx.runner or run_step)(call, *inputs, options=ctx.options), None
+                made.append(key)
+        return located[key]
+
+    return here(outcome.key)

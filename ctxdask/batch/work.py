@@ -74,7 +74,7 @@ from ctxdask.batch.model import (
     sha256_file,
 )
 from ctxdask.batch.scratch import clean_dead_scratch, remove_workdirs
-from ctxdask.batch.staging import localize, vanished
+from ctxdask.batch.staging import LiveHolders, localize, vanished
 from ctxdask.batch.steps import InvalidEDRError, fetch, pair_quality, quality, rebuild, start_time, utc, validate
 from ctxdask.exceptions import (
     CTXError,
@@ -342,7 +342,7 @@ def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
 def remake(outcome: Outcome, ctx: BatchContext) -> Outcome:
     """``outcome`` made again on this worker, with its files hashed for delivery (its own are lost)."""
     worker, made = _worker_address(), []
-    result = rebuild(outcome, ctx, worker, made)
+    result = rebuild(outcome, ctx, worker, made, LiveHolders(ctx, worker))
     return dataclasses.replace(outcome, worker=worker, host=socket.gethostname(), result=result,
                                log_path=result.log_path or None, files=_files(outcome.step in ctx.deliver, result),
                                made_here=tuple(made))
