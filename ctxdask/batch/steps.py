@@ -27,7 +27,7 @@ from ctxdask.batch.model import BatchContext, Outcome, StepTask, image_chain
 from ctxdask.exceptions import CTXError
 from ctxdask.tools.identity import content_identity
 from ctxdask.tools.owner import write_owner
-from ctxdask.tools.tasks import RunOptions, StepResult, cached_result, run_step, work_root
+from ctxdask.tools.tasks import RunOptions, StepResult, cached_result, expected_result, run_step, work_root
 
 __all__ = ["Elsewhere", "InvalidEDRError", "fetch", "pair_quality", "quality", "rebuild", "start_time", "utc",
            "validate"]
@@ -151,11 +151,12 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str],
 
     The step's chain is rendered from the recipe as the driver rendered it
     (same keys, same work-dir names) and walked up to that step. Each step is
-    taken, in this order, from this worker's finished work dirs (manifests),
-    from a live worker that holds it (``elsewhere``: copied here only when a
-    step made here reads it), or made here; so what a live worker holds is
-    never made again, and under ``elsewhere.guard`` two workers missing the
-    same step make it once.
+    looked for by the fingerprint of its inputs (an expected result where an
+    input is nowhere: fingerprints need no files) in this worker's finished
+    work dirs (manifests), then on a live worker that holds it (``elsewhere``);
+    only what a step made here reads is copied here, and only what no live
+    worker holds is made here, under ``elsewhere.guard`` so that two workers
+    missing the same step make it once.
 
     Raises
     ------
@@ -192,23 +193,15 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str],
     by_key = {c.key: c for c in calls}
     if outcome.key not in by_key:
         raise ValueError(f"{outcome.key}: cannot be made again here (its worker has gone)")
-    located: dict[str, tuple[StepResult, str | None]] = {}
+    # key -> (result, where): "here" (this worker's files), a live holder's address (its paths), or
+    # "missing" (no one has it: an expected result, by fingerprint only, made here if a step needs it)
+    located: dict[str, tuple[StepResult, str]] = {}
 
-    def here(key: str) -> StepResult:
-        """The result of ``key`` readable on this worker (copied from its holder if need be)."""
-        result, holder = locate(key)
-        if holder is not None:
-            result = elsewhere.stage(result, holder)
-            located[key] = (result, None)
-            made.append(key)
-        return result
-
-    def locate(key: str) -> tuple[StepResult, str | None]:
-        """The result of ``key`` and the live worker holding it (None: this one)."""
+    def locate(key: str) -> tuple[StepResult, str]:
         if key in located:
             return located[key]
         if key.startswith("fetch-"):
-            located[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made), None
+            located[key] = rebuild(Outcome(key, "fetch", key[len("fetch-"):], "done"), ctx, me, made), "here"
             made.append(key)
             return located[key]
         call = by_key.get(key)
@@ -216,17 +209,33 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str],
             raise ValueError(f"{outcome.key}: cannot be made again here: its input {key} is not a "
                              "step of the recipe chain")
         upstream = [locate(u)[0] for u in call.upstream]  # fingerprints suffice to look for it
-        with elsewhere.guard(key) if elsewhere is not None else contextlib.nullcontext():
-            found = cached_result(call, *upstream, options=ctx.options)
-            if found is not None:
-                located[key] = found, None
-                made.append(key)
-            elif elsewhere is not None and (held := elsewhere.find(call, upstream)) is not None:
-                located[key] = held
-            else:
-                inputs = [here(u) for u in call.upstream]
-                located[key] = (ctx.runner or run_step)(call, *inputs, options=ctx.options), None
-                made.append(key)
+        located[key] = _look(call, upstream) or (expected_result(call, *upstream), "missing")
         return located[key]
+
+    def _look(call, upstream: list[StepResult]) -> tuple[StepResult, str] | None:
+        found = cached_result(call, *upstream, options=ctx.options)
+        if found is not None:
+            made.append(call.key)
+            return found, "here"
+        return elsewhere.find(call, upstream) if elsewhere is not None else None
+
+    def here(key: str) -> StepResult:
+        """The result of ``key`` with files on this worker: copied from its holder, or made here."""
+        result, where = locate(key)
+        if where == "missing":
+            call = by_key[key]
+            with elsewhere.guard(key) if elsewhere is not None else contextlib.nullcontext():
+                # another worker may have made it while this one waited
+                found = _look(call, [locate(u)[0] for u in call.upstream])
+                if found is None:
+                    inputs = [here(u) for u in call.upstream]
+                    found = (ctx.runner or run_step)(call, *inputs, options=ctx.options), "here"
+                    made.append(key)
+            result, where = located[key] = found
+        if where != "here":
+            result = elsewhere.stage(result, where)
+            located[key] = result, "here"
+            made.append(key)
+        return result
 
     return here(outcome.key)

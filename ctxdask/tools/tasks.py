@@ -45,7 +45,8 @@ from ctxdask.tools.owner import write_owner
 from ctxdask.tools.recipe import Ref, StepCall
 from ctxdask.tools.runner import run
 
-__all__ = ["RunOptions", "StepResult", "cached_result", "run_step", "step_graph", "submit_steps", "work_root"]
+__all__ = ["RunOptions", "StepResult", "cached_result", "expected_result", "run_step", "step_graph", "submit_steps",
+           "work_root"]
 
 MANIFEST = "ctxdask-step.json"
 
@@ -245,6 +246,18 @@ def _publish(tmp: str, final: str) -> None:
         os.rename(final, aside)
         shutil.rmtree(aside, ignore_errors=True)
     os.rename(tmp, final)
+
+
+def expected_result(call: StepCall, *upstream: StepResult) -> StepResult:
+    """A result of ``call`` not made (yet): no files, but the fingerprint :func:`run_step` would give it.
+
+    Enough to look for the step's result, or a later step's, by fingerprint
+    (:func:`cached_result` reads only the fingerprints of upstream results).
+    """
+    _, identity = _resolve_inputs(call, {r.key: r for r in upstream})
+    return StepResult(key=call.key, step=call.step, program=call.program, workdir="",
+                      outputs={role: "" for role in call.outputs}, log_path="", returncode=0, duration=0.0,
+                      started="", host="", cached=False, fingerprint=_fingerprint(call, identity))
 
 
 def cached_result(call: StepCall, *upstream: StepResult, options: RunOptions | None = None) -> StepResult | None:

@@ -72,3 +72,27 @@ def test_local_scratch_of_dead_drivers_goes_once_their_output_folder_is_gone(tmp
     other.mkdir()
     assert remove_dead_local_scratch() == [str(gone)]
     assert os.path.isdir(mine) and kept.is_dir() and other.is_dir()  # a rerun on out-kept adopts its scratch
+
+
+def test_failed_attempts_go_once_their_step_is_done(tmp_path):
+    """An earlier run's failed attempts (their logs) stay while the step is not done, and go after."""
+    from ctxdask.batch.scratch import failed_attempts, remove_failed_attempts
+
+    for name in ("stereo_tile-A-B-003.failed", "ctxcal-C.failed", "ctxcal-D", "ctxcal-E.tmp-0123abcd"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.txt").write_text("x")
+    assert failed_attempts(str(tmp_path)) == ["ctxcal-C", "stereo_tile-A-B-003"]
+
+    class Inline:  # a client whose submit runs the clean-up here, on "worker w1"
+        def __init__(self):
+            self.where = []
+
+        def submit(self, fn, *args, workers, **kw):
+            self.where.append(workers)
+            return fn(*args)
+
+    client = Inline()
+    found = {"stereo_tile-A-B-003": {"w1"}, "ctxcal-C": {"w1"}}
+    assert remove_failed_attempts(client, found, {"stereo_tile-A-B-003", "ctxcal-D"}, str(tmp_path)) == [1]
+    assert client.where == [["w1"]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctxcal-C.failed", "ctxcal-D", "ctxcal-E.tmp-0123abcd"]

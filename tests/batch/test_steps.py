@@ -73,3 +73,63 @@ def test_steps_after_a_tiled_mosaic_carry_the_pairs_summing_modes():
     sub.mosaics_ready(pair, {key: (theirs, [], mosaic.render({"left": LEFT, "right": RIGHT}, {}))}, later)
     for call in later:
         assert state.tracked[call.key].task.params["summing"] == ((LEFT, 1), (RIGHT, 2))
+
+
+class _Holders:
+    """A cluster where worker ``w1`` holds some finished steps (steps.Elsewhere), recording what is asked."""
+
+    def __init__(self, held):
+        self.held, self.found, self.staged, self.guarded = dict(held), [], [], []
+
+    def find(self, call, upstream):
+        from ctxdask.tools.tasks import expected_result
+
+        if call.key not in self.held:
+            return None
+        expected = expected_result(call, *upstream)  # what the holder checks against its manifest
+        self.found.append(call.key)
+        return dataclasses.replace(expected, outputs={r: f"/w1/{call.key}/{r}" for r in expected.outputs}), "w1"
+
+    def stage(self, result, holder):
+        self.staged.append((result.key, holder))
+        return result
+
+    def guard(self, key):
+        import contextlib
+
+        self.guarded.append(key)
+        return contextlib.nullcontext()
+
+
+def test_a_lost_step_is_made_from_what_live_workers_hold_and_nothing_they_hold_is_made_again(tmp_path):
+    """ctxevenodd's worker died; w1 still holds spiceinit (and nothing else of the chain).
+
+    mroctx2isis is upstream of spiceinit but nowhere: it is not made, its fingerprint suffices
+    to find spiceinit on w1. spiceinit is copied (ctxcal, made here, reads it), ctxcal and
+    ctxevenodd are made here, each under the guard.
+    """
+    from ctxdask.tools.tasks import RunOptions, StepResult
+
+    edr = tmp_path / f"{LEFT}.IMG"
+    edr.write_bytes(b"EDR" * 100)
+    made = []
+
+    def runner(call, *upstream, options):
+        made.append((call.key, [u.key for u in upstream]))
+        return StepResult(key=call.key, step=call.step, program=call.program, workdir=str(tmp_path / call.key),
+                          outputs={r: str(tmp_path / call.key / r) for r in call.outputs}, log_path="", returncode=0,
+                          duration=0.0, started="", host="", cached=False, fingerprint=f"fp-{call.key}")
+
+    recipe = build_recipe(calibration="isis")
+    ctx = BatchContext(recipe=recipe, source=lambda pid, scratch: str(edr), runner=runner,
+                       options=RunOptions.from_config(work_dir=str(tmp_path / "work")),
+                       image_steps=tuple(s.name for s in recipe.image_steps))
+    holders = _Holders({f"spiceinit-{LEFT}": "w1"})
+    lost = Outcome(key=f"ctxevenodd-{LEFT}", step="ctxevenodd", subject=LEFT, status="done", info={"summing": 1})
+    keys: list[str] = []
+    result = rebuild(lost, ctx, "tcp://127.0.0.9:1", keys, holders)
+    assert result.key == f"ctxevenodd-{LEFT}"
+    assert made == [(f"ctxcal-{LEFT}", [f"spiceinit-{LEFT}"]), (f"ctxevenodd-{LEFT}", [f"ctxcal-{LEFT}"])]
+    assert holders.staged == [(f"spiceinit-{LEFT}", "w1")]
+    assert holders.guarded == [f"ctxevenodd-{LEFT}", f"ctxcal-{LEFT}"]
+    assert f"mroctx2isis-{LEFT}" not in keys  # never made, never copied: nothing of it to clean here
