@@ -205,5 +205,7 @@ def vanished(upstream: list[Outcome], me: str) -> bool:
     A worker restarted by its nanny loses its scratch while steps elsewhere on
     the host may still be reading it; such a step is run again on copies.
     """
-    return any(u.result is not None and u.worker and u.worker != me
+    # only inputs read where they were: another host's were copied, and their paths are not this host's
+    return any(u.result is not None and u.worker and u.worker != me and not u.at_driver
+               and host_of(u.worker) == host_of(me)
                and not all(os.path.exists(p) for p in u.result.outputs.values()) for u in upstream)

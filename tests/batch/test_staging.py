@@ -101,3 +101,26 @@ def test_a_result_whose_worker_has_gone_is_made_again_where_it_is_needed(tmp_pat
     assert result.key == last.key and result.workdir == str(tmp_path / "scratch" / last.key)
     assert os.path.getsize(result.outputs["cube"]) > 0
     assert made == [f"fetch-{pid}", f"mroctx2isis-{pid}", f"spiceinit-{pid}", last.key]
+
+
+def test_only_inputs_read_where_they_were_can_vanish(tmp_path):
+    """A step that failed is run again on copies only when an input it read in place (another
+    worker's scratch on this host) has gone; another host's inputs were copied, never read in place."""
+    from ctxdask.batch.model import Outcome
+    from ctxdask.batch.staging import vanished
+    from ctxdask.tools.tasks import StepResult
+
+    def made_on(worker, path):
+        result = StepResult(key="ctxcal-X", step="ctxcal", program="ctxcal", workdir=str(tmp_path),
+                            outputs={"cube": str(path)}, log_path="", returncode=0, duration=0.0, started="",
+                            host="", cached=False, fingerprint="f")
+        return Outcome(key="ctxcal-X", step="ctxcal", subject="X", status="done", worker=worker, result=result)
+
+    me = "tcp://127.0.0.2:4000"
+    present = tmp_path / "there.cub"
+    present.write_bytes(b"x")
+    gone = tmp_path / "gone.cub"
+    assert vanished([made_on("tcp://127.0.0.2:5000", gone)], me)  # this host, read in place, gone
+    assert not vanished([made_on("tcp://127.0.0.2:5000", present)], me)
+    assert not vanished([made_on("tcp://127.0.0.3:5000", gone)], me)  # another host: its paths are not ours
+    assert not vanished([made_on(me, gone)], me)
