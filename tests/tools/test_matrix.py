@@ -82,5 +82,5 @@ def test_matrix_chain_delivers_the_right_products(inputs, c, monkeypatch):
     monkeypatch.setenv("PATH", _asp_path())
     for k, v in ENV.items():
         monkeypatch.setenv(k, v)
-    chain = run_pair_chain(_recipe(c, inputs), make_inputs, c["calibration"])
+    chain = run_pair_chain(_recipe(c, inputs), inputs, c["calibration"])
     check_products(chain, c)

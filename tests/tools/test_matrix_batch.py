@@ -29,7 +29,7 @@ def test_whole_batch_delivers_the_pair(inputs, batch_client, c, tmp_path):
 
     mola = inputs["mola"]
     if c["pc_align"] and c["mode"] == "tiled":  # shots of the mosaic the tile stand-ins make for this pair
-        chain = run_pair_chain(_recipe(dict(c, pc_align=False, dem_geoid=False), inputs), make_inputs, c["calibration"])
+        chain = run_pair_chain(_recipe(dict(c, pc_align=False, dem_geoid=False), inputs), inputs, c["calibration"])
         mola = str(tmp_path / "mola.csv")
         write_mola_of(next(r.outputs["dem"] for k, r in chain["results"].items() if k.startswith("dem_mosaic-")),
                       mola)
