@@ -162,3 +162,44 @@ def pytest_runtest_setup(item):
             if name in required:
                 pytest.fail(f"{name} is required by CTXDASK_REQUIRE_TOOLS but is not installed")
             pytest.skip(f"{name} is not installed")
+
+
+#: the longest test files of a CI run (``pytest -n auto --dist loadfile`` on 2 cores, the seconds
+#: they took there), longest first; they are run first: when the queue of files runs dry, only
+#: short files are left, and no worker waits alone for a long one at the end. Files of the fault
+#: scenarios alternate with the multi-host ones so that two multi-host deployments (four dask
+#: processes each) seldom run at once.
+LONGEST_FIRST = [
+    "tests/multihost/test_batch_driver_killed.py",  # 231 s
+    "tests/batch/test_faults.py",  # 215 s
+    "tests/multihost/test_batch_worker_killed.py",  # 231 s
+    "tests/web/test_browser.py",  # 213 s
+    "tests/multihost/test_batch_workers_restarted.py",  # 214 s
+    "tests/batch/test_faults_signals.py",  # 213 s
+    "tests/multihost/test_batch.py",  # 202 s
+    "tests/batch/test_faults_driver_killed.py",  # 182 s
+    "tests/tools/test_matrix_batch.py",  # 146 s
+    "tests/batch/test_faults_ctrl_c.py",  # 165 s
+    "tests/batch/test_real_list.py",  # 138 s
+    "tests/tools/test_matrix_tiled_align.py",
+    "tests/batch/test_driver.py",  # 115 s
+    "tests/tools/test_matrix_tiled.py",
+    "tests/batch/test_tiles_driver.py",  # 81 s
+    "tests/tools/test_matrix.py",
+    "tests/test_cluster_deploy.py",  # 73 s
+    "tests/web/test_concurrency.py",  # 64 s
+    "tests/batch/test_staging.py",  # 60 s
+    "tests/commands/test_mistakes.py",  # 55 s
+    "tests/tools/test_tasks.py",  # 50 s
+    "tests/radiometry/test_flatbuild.py",  # 49 s
+    "tests/report/test_report.py",  # 48 s
+]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The files of :data:`LONGEST_FIRST` first, in its order; every file's tests stay together and
+    in order, the other files in collection order (pyproject.toml turns off pytest-xdist's own
+    reordering by number of tests, ``--no-loadscope-reorder``, which put these files last)."""
+    rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
+    order = {item: i for i, item in enumerate(items)}
+    items.sort(key=lambda item: (rank.get(item.nodeid.split("::")[0], len(rank)), order[item]))
