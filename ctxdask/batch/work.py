@@ -197,9 +197,11 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     info: dict[str, Any] = {"summing": task.params["summing"]} if "summing" in task.params else {}
     made: list[str] = []
     try:
-        results = [localize(u, ctx, worker, made) for u in upstream if u.result is not None]
+        held = _held_by_a_live_worker(task, ctx, upstream, worker, made)
+        results = [] if held is not None else [localize(u, ctx, worker, made) for u in upstream
+                                                 if u.result is not None]
         try:
-            result, info = _run(task, ctx, results, info)
+            result, info = (held, info) if held is not None else _run(task, ctx, results, info)
         except Exception:
             if not vanished(list(upstream), worker):
                 raise
@@ -222,6 +224,33 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
         log_path=(result.log_path or None) if result else None,
         result=result, info=info, files=files, made_here=tuple(made),
     )
+
+def _held_by_a_live_worker(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], me: str,
+                           made: list[str]) -> StepResult | None:
+    """A recipe step another live worker already made from the same inputs, copied here; else None.
+
+    The scheduler reruns a task whose result died with its worker (the result
+    of an image task, say, moved to a worker that was then killed); the steps
+    it ran are still in the scratch of the live worker that made them. Asked
+    (one broadcast to the workers) only when this worker has no finished
+    work dir of the step.
+    """
+    if task.kind != "recipe" or task.call is None:
+        return None
+    results = [u.result for u in upstream if u.result is not None]
+    try:
+        if not me or cached_result(task.call, *results, options=ctx.options) is not None:
+            return None  # not on a cluster, or here already: run_step reuses it
+    except (ValueError, OSError, KeyError):
+        return None
+    holders = LiveHolders(ctx, me)
+    found = holders.find(task.call, results)
+    if found is None:
+        return None
+    staged = holders.stage(*found)
+    made.append(task.key)
+    return staged
+
 
 def _reuse(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], base: Mapping) -> Outcome | None:
     """The Outcome of a step the database records as done, without running it; None when it must run.
