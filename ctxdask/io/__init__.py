@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import pathlib
-
-import xarray as xr
+from typing import TYPE_CHECKING
 
 from ctxdask.exceptions import OutputPathError
 from ctxdask.io.atomic import check_destination
+
+if TYPE_CHECKING:  # xarray is imported by the writers: reading a cube's label needs none of it
+    import xarray as xr
 
 __all__ = ["check_output", "write"]
 

@@ -36,6 +36,7 @@ __all__ = [
     "pixel_type",
     "decode_block",
     "encode_block",
+    "good_tile_size",
 ]
 
 
@@ -234,3 +235,18 @@ def encode_block(
         out[...] = encoded
         return out
     return encoded.astype(out_dtype, copy=False)
+
+
+def good_tile_size(dimension: int, itemsize: int) -> int:
+    """ISIS's tile edge for a new cube (``CubeTileHandler::findGoodSize``).
+
+    At most ``2048 / itemsize`` (1024 for SignedWord, 512 for Real): the whole
+    dimension if it fits, else its largest divisor above 128, else 128.
+    """
+    max_size = 2048 // itemsize
+    if dimension <= max_size:
+        return dimension
+    for size in range(max_size, 128, -1):
+        if dimension % size == 0:
+            return size
+    return 128

@@ -15,15 +15,17 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import numpy.typing as npt
 import pvl
 
 from ctxdask.exceptions import LabelError, TruncatedFileError, UnsupportedModeError
 from ctxdask.io.isis_pixels import PixelType, decode_block, pixel_type
+
+if TYPE_CHECKING:  # dask.array is imported where a lazy array is made: label and block readers need none of it
+    import dask.array as da
 
 __all__ = [
     "CubeLayout",
@@ -294,6 +296,8 @@ def read_cube(
     --------
     >>> flat = read_cube("ctxFlat_0001.cub")[0, 0].compute()  # doctest: +SKIP
     """
+    import dask.array as da
+
     layout = CubeLayout.from_label(path)
     dtype = np.dtype(dtype)
     step = int(chunk_lines or (layout.tile_lines if layout.tiled else 1024))

@@ -44,7 +44,7 @@ import xarray as xr
 
 from ctxdask.io.atomic import check_destination
 from ctxdask.io.blockstore import store_by_line_block
-from ctxdask.io.isis_pixels import PixelType, encode_block, pixel_type
+from ctxdask.io.isis_pixels import PixelType, encode_block, good_tile_size, pixel_type
 from ctxdask.radiometry.companding import check_bit_mode, decompand_block, decompand_dark_block
 
 __all__ = ["write_isis", "isis_label_groups", "good_tile_size", "dark_table_block"]
@@ -253,21 +253,6 @@ def isis_label_groups(attrs: Mapping[str, Any]) -> list[_Node]:
 
 
 # --------------------------------------------------------------------------- blocks
-
-
-def good_tile_size(dimension: int, itemsize: int) -> int:
-    """ISIS's tile edge for a new cube (``CubeTileHandler::findGoodSize``).
-
-    At most ``2048 / itemsize`` (1024 for SignedWord, 512 for Real): the whole
-    dimension if it fits, else its largest divisor above 128, else 128.
-    """
-    max_size = 2048 // itemsize
-    if dimension <= max_size:
-        return dimension
-    for size in range(max_size, 128, -1):
-        if dimension % size == 0:
-            return size
-    return 128
 
 
 def dark_table_block(dark: np.ndarray) -> np.ndarray:

@@ -282,9 +282,8 @@ def write_derived(src: Cube, path: str, data: np.ndarray, pixel_type: str, app: 
     :func:`ctxdask.io.isis_write.good_tile_size`); ``src``'s groups (then ``extra_groups``),
     ``NaifKeywords``, tables, original label and history plus an entry for ``app``.
     """
-    from ctxdask.io.isis_pixels import encode_block
+    from ctxdask.io.isis_pixels import encode_block, good_tile_size
     from ctxdask.io.isis_pixels import pixel_type as ptype_of
-    from ctxdask.io.isis_write import good_tile_size
 
     ptype = ptype_of(pixel_type)
     lines, samples = data.shape
