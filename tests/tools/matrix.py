@@ -214,3 +214,11 @@ def batch_cluster():
             yield client
     finally:
         os.environ["PATH"] = old
+
+
+def chain_delivers_the_right_products(inputs: dict, c: dict, monkeypatch) -> None:
+    """One matrix chain through the stand-ins (ASP 3.7 launchers first on PATH), then its products checked."""
+    monkeypatch.setenv("PATH", _asp_path())
+    for k, v in ENV.items():
+        monkeypatch.setenv(k, v)
+    check_products(run_pair_chain(_recipe(c, inputs), inputs, c["calibration"]), c)
