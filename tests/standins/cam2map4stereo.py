@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """ctxdask test stand-in for cam2map4stereo.py: NOT the real ISIS/ASP program (see _asp_mono.py)."""
+# follows NeoGeographyToolkit/StereoPipeline src/asp/Tools/cam2map4stereo.py at 55bf46022 (citations in _asp_mono.py)
 import os
 import sys
 
