@@ -178,7 +178,6 @@ class TiledPairs:
         self.plans: dict[str, Any] = {}
         self.state: dict[str, PairTiles] = {}
         self.calls: dict[str, dict[int, StepCall]] = {}
-        self.attempt_futures: dict[str, dict[int, Any]] = {}
         self.rows: dict[str, int] = {}  # dask key -> open tile_attempts row
         self.row_worker: dict[str, str] = {}
         self.deliveries: dict[Any, tuple[str, int | None, Outcome]] = {}
@@ -250,7 +249,8 @@ class TiledPairs:
         future = self.client.submit(run_tile, task, self.ctx, *(prep[s] for s in _PREP),
                                     *self.upstream.get(pair_id, ()), key=task.dask_key,
                                     pure=False, resources=dict(call.resources) or None, retries=0, **extra)
-        self.attempt_futures.setdefault(pair_id, {})[tile.index] = future
+        # held only until its outcome is handled: a tile whose outputs went home must not be made again
+        # when the worker holding its (now cleaned) result dies
         self.waiting[future] = ("tile", pair_id, task)
 
     def _workers(self) -> dict[str, dict]:
@@ -355,24 +355,26 @@ class TiledPairs:
         a later run submitting the same deterministic key must not get this run's (now cleaned) result."""
         self.prep.pop(pair_id, None)
         self.upstream.pop(pair_id, None)
-        if self.hooks is not None or not self.mosaics.get(pair_id):
-            self.attempt_futures.pop(pair_id, None)
 
     def _note_scratch(self, pair_id: str, outcome: Outcome) -> None:
         """Remember what a tile or mosaic left on its worker besides its delivered work dir."""
-        if not outcome.worker:
+        if outcome.worker and not outcome.ok:  # a failed attempt's work dir (<key>.failed, removed with the key)
+            self.scratch.setdefault(pair_id, {}).setdefault(outcome.worker, set()).add(outcome.key)
+        self._note_copies(pair_id, outcome.worker, outcome.made_here)
+
+    def _note_copies(self, pair_id: str, worker: str, made_here: Iterable[str]) -> None:
+        """Remember the inputs a task of the pair copied to (or made again on) ``worker``."""
+        if not worker:
             return
-        mine = self.scratch.setdefault(pair_id, {}).setdefault(outcome.worker, set())
-        if not outcome.ok:  # a failed attempt's work dir (<key>.failed, removed with the key)
-            mine.add(outcome.key)
+        mine = self.scratch.setdefault(pair_id, {}).setdefault(worker, set())
         others = []
-        for key in outcome.made_here:
+        for key in made_here:
             if pair_id in key:  # the pair's prep outputs and tiles: no other pair reads them
                 mine.update((key, os.path.join("staged", key)))
             else:
                 others.append(key)
         if others and self.hooks is not None and self.hooks.copies is not None:
-            self.hooks.copies(outcome.worker, others)
+            self.hooks.copies(worker, others)
         elif others:
             mine.update(p for key in others for p in (key, os.path.join("staged", key)))
 
@@ -398,6 +400,7 @@ class TiledPairs:
         state = PairTiles(pair_id, plan.tiles, self.policy, previous=previous, retry_failed=self.retry_failed)
         self.state[pair_id] = state
         self.plans[pair_id] = plan
+        self._note_copies(pair_id, plan.worker, plan.made_here)
         self.calls[pair_id] = {
             t.index: tile_call(self.recipe, t, left=pair.left, right=pair.right, left_cube=_cube(pair.left_cube),
                                right_cube=_cube(pair.right_cube), lowres_dem=self.lowres_dem, t_srs=plan.t_srs,
@@ -567,7 +570,7 @@ class TiledPairs:
 
             with contextlib.suppress(Exception):
                 wait(self.cleanups, timeout=30)
-        for held in (self.prep, self.upstream, self.attempt_futures, self.waiting):
+        for held in (self.prep, self.upstream, self.waiting):
             held.clear()
 
     def run(self, pairs: Iterable[TiledPair], *, timeout: float | None = None) -> list[TiledPair]:

@@ -84,6 +84,9 @@ class TilePlan:
     spacing: float
     #: tile index -> (xmin, ymin, xmax, ymax) in the map projection (for the tile map)
     footprints: Mapping[int, tuple[float, float, float, float]] = dataclasses.field(default_factory=dict)
+    #: the worker that planned, and the keys of the inputs it copied there (removed with the pair)
+    worker: str = ""
+    made_here: tuple[str, ...] = ()
 
 
 def plan_tiles(parse: Outcome, left_map: Outcome, ctx: BatchContext, *, t_srs: str | None = None,
@@ -109,7 +112,8 @@ def plan_tiles(parse: Outcome, left_map: Outcome, ctx: BatchContext, *, t_srs: s
         for t in tiles:
             (x0, x1), (y0, y1) = zip(src.transform * (t.x, t.y), src.transform * (t.x + t.width, t.y + t.height))
             feet[t.index] = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-    return TilePlan(tiles, t_srs or crs, float(spacing or pixel * DEFAULT_SPACING_FACTOR), feet)
+    return TilePlan(tiles, t_srs or crs, float(spacing or pixel * DEFAULT_SPACING_FACTOR), feet,
+                    worker=me, made_here=tuple(made))
 
 
 @dataclasses.dataclass(frozen=True)
