@@ -44,7 +44,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from ctxdask.batch import db as dbmod
 from ctxdask.batch import grades
@@ -143,10 +142,7 @@ class _Driver:
 
         state, submitter, results = self.state, self.submitter, self.results
         self.ac = as_completed()
-        # a task, not scattered data: a worker that joins or restarts can always get (or remake) it
-        context_future = self.client.submit(_identity, self.context, key=f"ctxdask-context-{self.topic}",
-                                            pure=False)
-        submitter.start(self.ac, context_future)
+        submitter.start(self.ac)
         self.client.subscribe_topic(self.topic, results.on_event)
         self.pusher.start()
         self.tiles.start()
@@ -229,7 +225,6 @@ class _Driver:
             t.future = None
         for group in self.state.groups.values():
             group.future = None
-        self.submitter.context_future = None
 
     def _results(self, batch: list) -> list[tuple]:
         """(future, result) of a batch of completed futures: one gather for all that finished."""
@@ -309,10 +304,6 @@ class _Driver:
             if not busy:
                 return
             time.sleep(0.2)
-
-
-def _identity(value: Any) -> Any:
-    return value
 
 
 def _executing(dask_worker) -> int:

@@ -43,7 +43,7 @@ class FileInfo:
 
 @dataclasses.dataclass(frozen=True)
 class BatchContext:
-    """What all tasks of a run share; sent to each worker once (a task of its own).
+    """What all tasks of a run share; each task carries it (one graph pickles it once).
 
     Attributes
     ----------

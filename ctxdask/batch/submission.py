@@ -105,15 +105,13 @@ class Submitter:
                 self.step_resources[step.name] = dict(step.resources)
                 for name, amount in step.resources.items():
                     self.image_resources[name] = max(amount, self.image_resources.get(name, 0))
-        self.context_future = None
         self.ac = None
         #: tiled pairs whose prep steps are queued: (pair, prep calls, later calls, image heads)
         self.tiled_ready: list[tuple[Pair, list[StepCall], list[StepCall], list[str]]] = []
 
-    def start(self, ac, context_future) -> None:
-        """Where futures go (an ``as_completed``) and the future of the run's shared context."""
+    def start(self, ac) -> None:
+        """Where futures go (an ``as_completed``)."""
         self.ac = ac
-        self.context_future = context_future
 
     # ---------------------------------------------------------------- tasks
     def task(self, key: str, step: str, kind: str, scope: str, subject: str, **kw) -> StepTask:
@@ -156,15 +154,18 @@ class Submitter:
             run = list(run)
             here = set(run)
             graph = {}
+            # the context goes inside each task, not as a task of its own: the scheduler sends a task to a
+            # worker holding its dependencies, so a context task would pile every image of a small batch
+            # on the one worker holding it (one graph pickles the shared object once)
             for key in run:
                 if key in state.groups:
-                    graph[key] = Task(key, run_image, state.groups[key].task, self.context_future)
+                    graph[key] = Task(key, run_image, state.groups[key].task, self.context)
                     continue
                 t = state.tracked[key]
                 # an image step is reached through its image task
                 deps = [TaskRef(d) if d in here else state.future_of(d)
                         for d in dict.fromkeys(state.tracked[u].group or u for u in t.upstream)]
-                graph[key] = Task(key, execute, t.task, self.context_future, *deps)
+                graph[key] = Task(key, execute, t.task, self.context, *deps)
             futures = self.client.get(graph, run, sync=False, resources=dict(resources) or None,
                                       retries=self.settings.retries, fifo_timeout="100 ms")
             for key, future in zip(run, futures):
@@ -302,7 +303,7 @@ class Submitter:
         for key, (task, upstream, call) in handed.items():
             t = state.tracked[key]
             t.task = dataclasses.replace(t.task, call=call, needs=task.needs)
-            t.future = self.client.submit(execute, t.task, self.context_future, *upstream, key=key, pure=False,
+            t.future = self.client.submit(execute, t.task, self.context, *upstream, key=key, pure=False,
                                           resources=dict(t.resources) or None)
             self.ac.add(t.future)
         self.db.pending_steps([(k, "pair", pair.pair_id, state.tracked[k].task.step) for k in handed], self.run_id)
@@ -335,7 +336,7 @@ class Submitter:
 
     def remake(self, outcome: Outcome) -> Outcome:
         """Make a step whose files were lost with their worker again, on a live worker (blocking)."""
-        future = self.client.submit(remake, outcome, self.context_future, key=f"remake-{outcome.key}",
+        future = self.client.submit(remake, outcome, self.context, key=f"remake-{outcome.key}",
                                     pure=False, resources=dict(self.state.tracked[outcome.key].resources) or None)
         try:
             return future.result()

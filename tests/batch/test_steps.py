@@ -59,7 +59,7 @@ def test_steps_after_a_tiled_mosaic_carry_the_pairs_summing_modes():
     ctx = BatchContext(recipe=recipe, source=None)
     sub = Submitter(_Client(), state, _Sink(), 1, chain=chain, context=ctx, settings=BatchSettings.from_config(),
                     done_keys=set(), known_summing={})
-    sub.start(_Sink(), None)
+    sub.start(_Sink())
     pair = Pair(LEFT, RIGHT)
     calls = recipe.pair_calls("-", "-", left_id=LEFT, right_id=RIGHT, mola="/mola.csv")
     mosaic = recipe.mosaic_steps[0]
