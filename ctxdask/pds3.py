@@ -23,7 +23,7 @@ from typing import Any
 import fsspec
 import pvl
 
-from ctxdask import filecheck
+from ctxdask import filecheck, pvltext
 from ctxdask.exceptions import (
     EmptyFileError,
     LabelError,
@@ -182,7 +182,7 @@ def read_label(source: str | os.PathLike, *, storage_options: dict | None = None
 def parse_label(text: str, *, source: str | None = None) -> pvl.PVLModule:
     """Parse label text with pvl, turning pvl's errors into :class:`LabelError`."""
     try:
-        return pvl.loads(text)
+        return pvltext.loads(text)
     except (pvl.exceptions.ParseError, pvl.exceptions.LexerError, ValueError) as exc:
         lineno, msg = getattr(exc, "lineno", None), getattr(exc, "msg", None)
         where = f" at line {lineno}" if lineno else ""

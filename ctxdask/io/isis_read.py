@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pvl
 
+from ctxdask import pvltext
 from ctxdask.exceptions import LabelError, TruncatedFileError, UnsupportedModeError
 from ctxdask.io.isis_pixels import PixelType, decode_block, pixel_type
 
@@ -77,7 +78,7 @@ def read_label(path: str | os.PathLike) -> pvl.PVLModule:
     """
     text = read_label_text(path)
     try:
-        return pvl.loads(text)
+        return pvltext.loads(text)
     except Exception as e:  # pvl raises several types for malformed text
         raise LabelError(path, f"the ISIS label does not parse: {e}") from e
 

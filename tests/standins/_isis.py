@@ -120,7 +120,7 @@ def mroctx2isis(argv: list[str], fault: str | None) -> None:
 
 
 def _mroctx2isis(ui: Ui, fault: str | None) -> None:
-    import pvl
+    from ctxdask import pvltext
 
     source = ui.get("FROM")
     msg = "File could not be opened."  # main.cpp:47-81: the message names the step that failed
@@ -128,7 +128,7 @@ def _mroctx2isis(ui: Ui, fault: str | None) -> None:
         with open(source, "rb") as f:
             head = f.read(1 << 20).decode("latin-1")
         end = re.search(r"^END[ \t]*\r?$", head, re.MULTILINE | re.IGNORECASE)  # Pvl reads to END
-        label = pvl.loads(head[: end.end()] if end else head)
+        label = pvltext.loads(head[: end.end()] if end else head)
         msg = "PVL Keyword [DATA_SET_ID] not found in label."
         data_set = " ".join(str(label["DATA_SET_ID"]).split())
         projected = "IMAGE_MAP_PROJECTION" in label

@@ -171,9 +171,9 @@ class Cube:
             from ctxdask.io.isis_read import read_label_text
 
             self.text = read_label_text(path)
-            import pvl
+            from ctxdask import pvltext
 
-            pvl.loads(self.text)  # what ctxdask and every other reader must accept
+            pvltext.loads(self.text)  # what ctxdask and every other reader must accept
             self.root = parse_label(self.text)
         except Exception as e:  # noqa: BLE001 - any failure is Message::FileOpen
             raise IsisError(IO, f"Unable to open [{path}].") from e
@@ -228,11 +228,10 @@ class Cube:
 
     def pixels(self) -> np.ndarray:
         """Band 1 as float64, special pixels as NaN."""
-        import pvl
-
+        from ctxdask import pvltext
         from ctxdask.io.isis_read import CubeLayout, read_block
 
-        layout = CubeLayout.from_label(self.path, pvl.loads(self.text))
+        layout = CubeLayout.from_label(self.path, pvltext.loads(self.text))
         expected = layout.start + layout.data_bytes
         if os.path.getsize(self.path) < expected:
             raise IsisError(IO, f"Unable to read cube [{self.path}]: the file is truncated.")

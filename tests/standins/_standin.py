@@ -179,13 +179,13 @@ def write_cube(path: str, groups: dict[str, dict], pixel_type: str = "SignedWord
 
 def read_cube_label(path: str) -> dict:
     """Read an ISIS cube label into plain dicts; exit like ISIS when it is not a cube."""
-    import pvl
+    from ctxdask import pvltext
 
     try:
         with open(path, "rb") as f:
             head = f.read(LABEL_BYTES)
         text = head.split(b"\0", 1)[0].decode("ascii")
-        label = pvl.loads(text)
+        label = pvltext.loads(text)
         cube = label["IsisCube"]
     except FileNotFoundError:
         _isis_error(f"Unable to open [{path}]: file does not exist")
