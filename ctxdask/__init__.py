@@ -1,14 +1,15 @@
 """ctxdask: mass processing of Mars Reconnaissance Orbiter CTX images with Dask.
 
 The public API is imported lazily (PEP 562) so that ``import ctxdask`` stays
-cheap on workers and in the command-line tool.
+cheap on workers, in the command-line tool and in every program a step starts.
+The settings (:mod:`ctxdask.config`, which imports dask) register their
+defaults when a module that reads them is imported.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from ctxdask import config as _config  # noqa: F401  (registers the "ctxdask" dask config defaults)
 from ctxdask.exceptions import CTXError, CTXWarning
 
 __version__ = "0.1.0"

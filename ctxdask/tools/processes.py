@@ -157,19 +157,32 @@ class ProcessTree:
         return {pid: proc.create_time() for pid, proc in self._seen.items()}
 
     def snapshot(self) -> None:
-        """Record the current descendants of the program (cheap; call it often)."""
-        parents = [self._root] if self._root is not None else []
-        # children of already-recorded descendants whose parent chain broke
-        parents += [p for p in self._seen.values() if _proc_alive(p)]
-        for parent in parents:
-            if not _proc_alive(parent):
-                continue  # also skips a pid reused by an unrelated process
-            try:
-                children = parent.children(recursive=True)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            for child in children:
-                self._seen.setdefault(child.pid, child)
+        """Record the current descendants of the program (cheap; call it often).
+
+        One scan of the process table finds everything still below the
+        program; another scan per recorded descendant that is no longer below
+        it (its parent exited, it was re-parented away) finds what that one
+        started. Usually there is none: a poll costs one scan, not one per
+        descendant.
+        """
+        below: set[int] = set()
+        if self._root is not None:
+            below = self._record_children(self._root)
+        for pid, proc in list(self._seen.items()):
+            if pid not in below:
+                below |= self._record_children(proc)
+
+    def _record_children(self, parent: psutil.Process) -> set[int]:
+        """Record every descendant of ``parent`` (none when it is gone); return their pids."""
+        if not _proc_alive(parent):
+            return set()  # also skips a pid reused by an unrelated process
+        try:
+            children = parent.children(recursive=True)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return set()
+        for child in children:
+            self._seen.setdefault(child.pid, child)
+        return {child.pid for child in children}
 
     def collect_marked(self) -> None:
         """Record every live process that carries the program's mark, wherever it is now.
