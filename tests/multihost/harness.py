@@ -80,7 +80,7 @@ def base_config(*, tiled: bool = True, tile_size: int = 16) -> dict:
     of stand-ins, small tiles, short deadlines and grace periods, fast downloads."""
     return {"ctxdask": {
         "tools": {
-            "calibration": "isis", "grace-period": 1, "watchdog-grace": 1, "poll-interval": 0.05,
+            "calibration": "isis", "grace-period": 1, "watchdog-grace": 1,
             "timeouts": {"stereo_tile": 60, "dem_mosaic": 60, "parallel_stereo": 120},
             "asp": {"stereo-mode": "tiled" if tiled else "monolithic", "tiles": {"size": tile_size, "padding": 4},
                     "dem-spacing": 12.0, "lowres-dem": str(HOME / DEM_NAME)},
