@@ -244,16 +244,14 @@ class Deliverer:
 
         With ``abandon``, also once the deliverer is stopped (a read that lands nothing by itself).
         """
-        from distributed import wait
-
         last = time.monotonic()
         while True:
             try:
-                wait([future], timeout=2.0)
-            except TimeoutError:  # distributed.wait raises when the time is up
+                # with a timeout also once done: the worker holding the result may die before it is
+                # gathered, and a read pinned to it then waits for a worker that never comes
+                return future.result(timeout=2.0)
+            except TimeoutError:
                 pass
-            if future.done():
-                return future.result()
             if abandon:
                 self._check_stop(outcome)
             live = self._workers_for(outcome)  # raises DeliveryLost when nobody can serve it

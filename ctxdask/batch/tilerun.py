@@ -531,6 +531,10 @@ class TiledPairs:
             for future in done:
                 kind, pair_id, extra = self.waiting.pop(future)
                 self._handle(kind, pair_id, extra, future)
+                if kind != "prep":  # (a pair's prep futures stay until the pair ends: retries read them)
+                    # handled: let the scheduler forget it now, not when the garbage collector finds the
+                    # Future, or a worker dying meanwhile has it made again (a tile run twice)
+                    future.release()
             for cf in ready:
                 pair_id = self.deliveries[cf][0]
                 self._delivered(cf)

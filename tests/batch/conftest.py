@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -32,6 +33,30 @@ def make_images(folder: pathlib.Path, ids, *, summing2=(), lines: int = 16) -> p
         if not path.exists():
             make_edr(path, lines=lines, line_samples=128, summing=2 if pid in summing2 else 1)
     return folder
+
+
+@contextlib.contextmanager
+def two_host_client(tmp_path: pathlib.Path, path: str, resources=({"stereo": 1}, {"stereo": 1})):
+    """A Client of two nannies, "a" on 127.0.0.1 and "b" on 127.0.0.2, with their own local folders
+    under ``tmp_path`` and the given worker resources; ``PATH`` is ``path`` and the project
+    importable while it is open."""
+    from distributed import Client, Nanny, Scheduler, SpecCluster
+
+    spec = {name: {"cls": Nanny, "options": {"host": host, "nthreads": 2, "resources": dict(res),
+                                             "local_directory": str(tmp_path / name)}}
+            for name, host, res in zip("ab", ("127.0.0.1", "127.0.0.2"), resources)}
+    old = os.environ["PATH"]
+    os.environ["PATH"] = path
+    sys.path.insert(0, ROOT)
+    try:
+        with SpecCluster(workers=spec, scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1",
+                                                                               "dashboard_address": ":0"}},
+                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            client.wait_for_workers(2)
+            yield client
+    finally:
+        os.environ["PATH"] = old
+        sys.path.remove(ROOT)
 
 
 def write_pairs(path: pathlib.Path, pairs, extra: str = "") -> pathlib.Path:

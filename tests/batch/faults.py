@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -49,3 +50,24 @@ def driver(tmp_path, *extra, sleep="0.4"):
 
 def started_steps(db) -> dict:
     return dict(query(db, "SELECT key, started FROM steps WHERE status = 'done'"))
+
+
+def interrupt(proc: subprocess.Popen, ready, sig: int, seconds: float = 120) -> str:
+    """Send ``sig`` to the driver ``proc`` once ``ready()`` holds; its output (the group killed if it
+    does not end, or ``ready`` never holds)."""
+    try:
+        if not wait_for(ready, seconds):
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(f"not ready in {seconds:g} s: {proc.communicate(timeout=30)[0][-3000:]}")
+        proc.send_signal(sig)
+        return proc.communicate(timeout=120)[0]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def assert_interrupted(db, proc: subprocess.Popen, output: str) -> None:
+    """The driver ended as interrupted (exit status 130), with nothing left running or pending."""
+    assert proc.returncode == 130, output[-3000:]
+    assert query(db, "SELECT status FROM runs") == [("interrupted",)]
+    assert query(db, "SELECT count(*) FROM steps WHERE status IN ('running', 'pending')") == [(0,)]

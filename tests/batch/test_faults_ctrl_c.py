@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 from .conftest import make_images, query, write_pairs
-from .faults import IMAGES, MARKS, PAIRS, driver, wait_for
+from .faults import IMAGES, MARKS, PAIRS, assert_interrupted, driver, interrupt
 
 # the other faults are in tests/batch/test_faults_*.py: files of their own, so that pytest-xdist
 # --dist loadfile spreads them over its workers
@@ -18,17 +17,9 @@ def test_ctrl_c_cancels_cleanly_and_the_next_run_resumes(tmp_path):
     write_pairs(tmp_path / "pairs.txt", PAIRS)
     db = tmp_path / "out" / "ctxdask-batch.sqlite"
     proc = driver(tmp_path, sleep="1.0")
-    try:
-        assert wait_for(lambda: query(db, "SELECT count(*) FROM steps WHERE status = 'running' "
-                                           "AND step = 'mroctx2isis'")[0][0] >= 1, 120)
-        proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=120)[0]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, output[-3000:]
-    assert query(db, "SELECT status FROM runs") == [("interrupted",)]
-    assert query(db, "SELECT count(*) FROM steps WHERE status IN ('running', 'pending')") == [(0,)]
+    output = interrupt(proc, lambda: query(db, "SELECT count(*) FROM steps WHERE status = 'running' "
+                                               "AND step = 'mroctx2isis'")[0][0] >= 1, signal.SIGINT)
+    assert_interrupted(db, proc, output)
     assert query(db, "SELECT count(*) FROM steps WHERE status = 'interrupted'")[0][0] >= 1
     assert query(db, "SELECT count(*) FROM pairs WHERE status = 'interrupted'")[0][0] >= 1
     rerun = driver(tmp_path, sleep="0")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
 
 from .conftest import make_images, query, write_pairs
-from .faults import IMAGES, MARKS, PAIRS, done_pairs, driver, wait_for
+from .faults import IMAGES, MARKS, PAIRS, assert_interrupted, done_pairs, driver, interrupt
 
 # the other faults are in tests/batch/test_faults_*.py: files of their own, so that pytest-xdist
 # --dist loadfile spreads them over its workers
@@ -29,18 +28,10 @@ def test_a_signal_mid_delivery_leaves_every_file_of_the_output_folder_listed(tmp
     # 2 kB chunks: every delivery takes many round trips, so the signal lands while some are in flight
     monkeypatch.setenv("DASK_CTXDASK__BATCH__CHUNK_SIZE", "2000")
     proc = driver(tmp_path, sleep="0.2")
-    try:
-        assert wait_for(lambda: query(db, "SELECT count(*) FROM steps WHERE status = 'running' AND "
-                                           "error = 'delivering results' AND step = 'pair_quality'")[0][0] >= 1,
-                         240), proc.communicate(timeout=5)[0][-3000:]
-        proc.send_signal(sig)
-        output = proc.communicate(timeout=120)[0]
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, output[-3000:]
-    assert query(db, "SELECT status FROM runs") == [("interrupted",)]
-    assert query(db, "SELECT count(*) FROM steps WHERE status IN ('running', 'pending')") == [(0,)]
+    output = interrupt(proc, lambda: query(db, "SELECT count(*) FROM steps WHERE status = 'running' AND "
+                                               "error = 'delivering results' AND step = 'pair_quality'")[0][0] >= 1,
+                       sig, 240)
+    assert_interrupted(db, proc, output)
     assert done_pairs(db) < len(PAIRS)
     assert unlisted(out) == []
     for path, size, sha in query(db, "SELECT path, size, sha256 FROM products"):

@@ -26,7 +26,7 @@ from ctxdask.batch.staging import localize
 from ctxdask.exceptions import ToolNotFoundError
 from ctxdask.tools.tasks import RunOptions, run_step
 
-from .conftest import IDS, make_images, query, write_pairs
+from .conftest import IDS, make_images, query, two_host_client, write_pairs
 from .tiled import ROOT, tiled_path, tiled_recipe, write_inputs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
@@ -136,39 +136,23 @@ def _scratch_entries(root: pathlib.Path) -> list[str]:
 
 
 def test_tiles_of_an_earlier_run_reach_the_mosaic_pushed_and_tile_scratch_goes(tmp_path):
-    from distributed import Client, Nanny, Scheduler, SpecCluster
-
     edr = make_images(tmp_path / "edr", PAIR)
     pairs = write_pairs(tmp_path / "pairs.txt", [PAIR])
     dem = write_inputs(tmp_path / "in")["dem"]
     out = (tmp_path / "out").resolve()
     log = tmp_path / "driver-paths.log"
     recipe = tiled_recipe(env={"CTXDASK_STANDIN_MAP_SIZE": "32x32"}, lowres_dem=dem)
-    spec = {name: {"cls": Nanny, "options": {"host": host, "nthreads": 2, "resources": {"stereo": 1},
-                                             "local_directory": str(tmp_path / name)}}
-            for name, host in [("a", "127.0.0.1"), ("b", "127.0.0.2")]}
-    old = os.environ["PATH"]
-    os.environ["PATH"] = tiled_path()
-    sys.path.insert(0, ROOT)
-    try:
-        with SpecCluster(workers=spec, scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1",
-                                                                               "dashboard_address": ":0"}},
-                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client, \
-                dask.config.set({"ctxdask.batch.chunk-size": 4096}):
-            client.wait_for_workers(2)
-            client.run(_watch_driver_folder, str(out), str(log))
-            # run 1: dem_mosaic is not installed: the tiles come home, the pair is skipped
-            first = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False,
-                              runner=functools.partial(_without, missing=("dem_mosaic", "dem_mosaic_ortho",
-                                                                           "dem_mosaic_error")))
-            tiles = query(out / "ctxdask-batch.sqlite", "SELECT status FROM tiles WHERE pair_id = ?", (PID,))
-            left_after_first = _scratch_entries(tmp_path)
-            # run 2 (a new driver, the same command): the mosaics need the tiles only the driver holds
-            second = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False)
-            left_after_second = _scratch_entries(tmp_path)
-    finally:
-        os.environ["PATH"] = old
-        sys.path.remove(ROOT)
+    with two_host_client(tmp_path, tiled_path()) as client, dask.config.set({"ctxdask.batch.chunk-size": 4096}):
+        client.run(_watch_driver_folder, str(out), str(log))
+        # run 1: dem_mosaic is not installed: the tiles come home, the pair is skipped
+        first = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False,
+                          runner=functools.partial(_without, missing=("dem_mosaic", "dem_mosaic_ortho",
+                                                                       "dem_mosaic_error")))
+        tiles = query(out / "ctxdask-batch.sqlite", "SELECT status FROM tiles WHERE pair_id = ?", (PID,))
+        left_after_first = _scratch_entries(tmp_path)
+        # run 2 (a new driver, the same command): the mosaics need the tiles only the driver holds
+        second = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False)
+        left_after_second = _scratch_entries(tmp_path)
     db = out / "ctxdask-batch.sqlite"
     assert first.pairs == {"skipped": 1} and tiles and set(tiles) == {("done",)}, first.failures
     # break 4: every tile work dir went as soon as its outputs were home (the skipped pair keeps the rest of

@@ -10,9 +10,6 @@ holds it, never made again.
 from __future__ import annotations
 
 import functools
-import logging
-import os
-import sys
 
 import pytest
 
@@ -22,7 +19,7 @@ from ctxdask.tools.recipe import build_recipe
 from ctxdask.tools.tasks import run_step
 
 from ..tools.conftest import standin_path
-from .conftest import IDS, ROOT, make_images, query, write_pairs
+from .conftest import IDS, make_images, query, two_host_client, write_pairs
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(600)]
 
@@ -37,37 +34,21 @@ def _without(call, *upstream, options, missing=()):
 
 
 def test_a_pair_skipped_for_a_missing_program_redoes_nothing_done_wherever_it_was_made(tmp_path):
-    from distributed import Client, Nanny, Scheduler, SpecCluster
-
     edr = make_images(tmp_path / "edr", IDS[:2])
     pairs = write_pairs(tmp_path / "pairs.txt", PAIRS)
     out = tmp_path / "out"
     db = out / "ctxdask-batch.sqlite"
-    spec = {name: {"cls": Nanny, "options": {"host": host, "nthreads": 2, "resources": resources,
-                                             "local_directory": str(tmp_path / name)}}
-            for name, host, resources in [("a", "127.0.0.1", {"cal_a": 1, "stereo": 1}),
-                                          ("b", "127.0.0.2", {"cal_b": 1, "stereo": 1})]}
     no_isis = functools.partial(_without, missing=("spiceinit",))
-    old = os.environ["PATH"]
-    os.environ["PATH"] = standin_path()
-    sys.path.insert(0, ROOT)
-    try:
-        with SpecCluster(workers=spec, scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1",
-                                                                               "dashboard_address": ":0"}},
-                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-            client.wait_for_workers(2)
-            # run 1: the images are calibrated on a (the only worker with cal_a)
-            first = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, runner=no_isis,
-                              recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_a": 1}}))
-            before = dict(query(db, "SELECT key, attempts FROM steps WHERE step = 'calibrate'"))
-            where = set(query(db, "SELECT DISTINCT substr(worker, 7, 9) FROM steps WHERE step = 'calibrate'"))
-            # run 2, the same pair list: the image tasks can only run on b (same keys, same fingerprints)
-            second = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, runner=no_isis,
-                               recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_b": 1}}))
-            spice = query(db, "SELECT substr(worker, 7, 9), attempts FROM steps WHERE step = 'spiceinit'")
-    finally:
-        os.environ["PATH"] = old
-        sys.path.remove(ROOT)
+    with two_host_client(tmp_path, standin_path(), ({"cal_a": 1, "stereo": 1}, {"cal_b": 1, "stereo": 1})) as client:
+        # run 1: the images are calibrated on a (the only worker with cal_a)
+        first = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, runner=no_isis,
+                          recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_a": 1}}))
+        before = dict(query(db, "SELECT key, attempts FROM steps WHERE step = 'calibrate'"))
+        where = set(query(db, "SELECT DISTINCT substr(worker, 7, 9) FROM steps WHERE step = 'calibrate'"))
+        # run 2, the same pair list: the image tasks can only run on b (same keys, same fingerprints)
+        second = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, runner=no_isis,
+                           recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_b": 1}}))
+        spice = query(db, "SELECT substr(worker, 7, 9), attempts FROM steps WHERE step = 'spiceinit'")
     assert first.pairs == {"skipped": 1}, first
     assert len(before) == 2 and set(before.values()) == {1} and where == {("127.0.0.1",)}
     assert second.pairs == {"skipped": 1}, second
