@@ -115,3 +115,39 @@ def test_a_failed_delivery_leaves_nothing_and_a_plain_rerun_redoes_only_that_ste
     assert after[f"pair_quality-{pair_id}"][1] == 2
     assert (out / "pairs" / pair_id / f"{pair_id}-colour-relief.tif").is_file()
     assert unlisted(out) == []
+
+
+class _UngatherableFuture:
+    """A finished read whose worker died before its result was gathered: ``result()`` without a
+    timeout never returns (the scheduler waits for the one worker the read is pinned to)."""
+
+    def __init__(self):
+        self.waited_forever = False
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout=None):
+        if timeout is None:
+            self.waited_forever = True
+            raise AssertionError("the result was awaited without a timeout: a real one would never come")
+        raise TimeoutError
+
+    def cancel(self) -> None:
+        pass
+
+
+def test_a_read_whose_worker_died_after_it_finished_is_given_up(cluster_client):
+    """The CI hang of test_worker_killed_mid_batch: a chunk read done on a worker that was killed
+    before the driver gathered it; the delivery gives up (lost: the step is made again) instead of
+    waiting for that worker forever."""
+    gone = "tcp://127.0.0.1:1"  # the dead worker: on this host, where live workers remain
+    outcome = Outcome(key="pair_quality-x", step="pair_quality", subject="x", status="done", worker=gone)
+    future = _UngatherableFuture()
+    deliverer = Deliverer(cluster_client, chunk_size=1000)
+    try:
+        with pytest.raises(delivery.DeliveryLost, match="left during delivery"):
+            deliverer._wait(future, outcome, [gone])
+    finally:
+        deliverer.shutdown()
+    assert not future.waited_forever
