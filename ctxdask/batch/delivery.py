@@ -52,7 +52,7 @@ from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 
 __all__ = ["DELIVERED_FOLDERS", "Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "DeliveryStopped",
-           "copy_into", "live_workers", "pull", "read_range", "remove_partials"]
+           "copy_into", "live_workers", "pull", "read_range", "remove_partials", "result_within"]
 
 #: the folders of the output folder that only the batch driver writes (under the database lock)
 DELIVERED_FOLDERS = ("images", "pairs")
@@ -77,6 +77,29 @@ class Delivered:
     path: str
     size: int
     sha256: str
+
+
+def result_within(future, seconds: float) -> Any:
+    """``future.result(timeout=seconds)``, where a wait cut short is a timeout too.
+
+    ``distributed.utils.sync`` keeps the awaited value in a local that it sets
+    only when the gather returns, and catches only ``Exception``: a gather
+    that ends in ``asyncio.CancelledError`` (a ``BaseException``; the key was
+    lost with its worker meanwhile) surfaces as ``UnboundLocalError``. No
+    result came, as with a timeout; a task that itself raised it (status
+    ``error``) still raises it.
+
+    Raises
+    ------
+    TimeoutError
+        No result within ``seconds``.
+    """
+    try:
+        return future.result(timeout=seconds)
+    except UnboundLocalError:
+        if future.status == "error":
+            raise
+        raise TimeoutError(f"no result within {seconds:g} s (the wait was cut short)") from None
 
 
 def live_workers(client) -> dict[str, dict]:
@@ -249,7 +272,7 @@ class Deliverer:
             try:
                 # with a timeout also once done: the worker holding the result may die before it is
                 # gathered, and a read pinned to it then waits for a worker that never comes
-                return future.result(timeout=2.0)
+                return result_within(future, 2.0)
             except TimeoutError:
                 pass
             if abandon:

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ctxdask.batch.delivery import live_workers, pull, read_range
+from ctxdask.batch.delivery import live_workers, pull, read_range, result_within
 from ctxdask.batch.model import BatchContext, Outcome, sha256_file
 from ctxdask.batch.push import receive
 from ctxdask.batch.scratch import held_results
@@ -90,7 +90,7 @@ def _result(client, future, producer: str) -> Any:
     """A pinned task's result, or :class:`ProducerGone` once its worker has left."""
     while True:
         try:
-            return future.result(timeout=2.0)
+            return result_within(future, 2.0)
         except TimeoutError:
             if producer not in live_workers(client):
                 future.cancel()
