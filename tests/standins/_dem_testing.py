@@ -1,7 +1,10 @@
 """Test helpers for DEM QA: the DEM stand-ins (known terrain) on PATH, MOLA shots of it.
 
 Import with ``sys.path`` pointing at tests/standins; a test module's fixture calls
-:func:`use_dem_standins` with its ``monkeypatch``."""
+:func:`use_dem_standins` with its ``monkeypatch``.
+
+It models no program: the stand-ins it puts on PATH follow ASP at 55bf46022
+(src/asp/Tools/point2dem.cc, src/asp/Tools/pc_align.cc; citations in :mod:`_asp_dem`)."""
 
 from __future__ import annotations
 

@@ -30,6 +30,13 @@ Behaviour on request, through environment variables:
     File to which every invocation appends one JSON line: program, argv, cwd.
 ``CTXDASK_STANDIN_SLEEP``
     Seconds to sleep before working (a slow but healthy program).
+
+This module models no program itself: it dispatches a launcher to its model and injects the
+faults above. The models cite their sources line by line: ISIS at 7ca57fa91
+(isis/src/mro/apps/mroctx2isis/main.cpp, ctxcal/ctxcal.cpp, ctxevenodd/main.cpp,
+isis/src/base/apps/spiceinit/spiceinit.cpp) in :mod:`_isis`; ASP at 55bf46022
+(src/asp/Tools/point2dem.cc, pc_align.cc, dem_geoid.cc, parallel_stereo, cam2map4stereo.py,
+stereo_parse.cc, dem_mosaic.cc) in :mod:`_asp_dem`, :mod:`_asp_mono` and :mod:`_standin_tiles`.
 """
 
 from __future__ import annotations
