@@ -75,3 +75,12 @@ def group_alive(pgid: int) -> list[int]:
         except (ProcessLookupError, PermissionError):
             pass
     return out
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """The configuration matrix's inputs (tests/tools/matrix.py: cubes, low-resolution DEMs), made
+    once per test module."""
+    from .matrix import make_inputs
+
+    return make_inputs(tmp_path_factory)

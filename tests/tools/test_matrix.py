@@ -40,15 +40,9 @@ from .matrix import (
     _id,
     _recipe,
     chain_delivers_the_right_products,
-    make_inputs,
 )
 
 MONOLITHIC_CHAINS = [c for c in MATRIX if c["mode"] == "monolithic"]
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return make_inputs(tmp_path_factory)
 
 
 # -------------------------------------------------------- one pipeline, proved

@@ -5,12 +5,7 @@ from __future__ import annotations
 import pytest
 import rasterio
 
-from .matrix import BATCHES, T_SRS, L, R, _id, _recipe, batch_cluster, make_inputs, run_pair_chain, write_mola_of
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return make_inputs(tmp_path_factory)
+from .matrix import BATCHES, T_SRS, L, R, _id, _recipe, batch_cluster, run_pair_chain, write_mola_of
 
 
 @pytest.fixture(scope="module")

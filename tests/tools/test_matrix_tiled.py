@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .matrix import MATRIX, _id, chain_delivers_the_right_products, make_inputs
+from .matrix import MATRIX, _id, chain_delivers_the_right_products
 
 TILED_CHAINS = [c for c in MATRIX if c["mode"] == "tiled" and not c["pc_align"]]
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return make_inputs(tmp_path_factory)
 
 
 # ----------------------------------------------------------------- the chains
