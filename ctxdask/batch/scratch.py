@@ -34,6 +34,10 @@ logger = logging.getLogger(__name__)
 #: work-dir name prefixes of the in-process steps (no manifest)
 _IN_PROCESS = ("fetch-", "quality-", "pair_quality-")
 
+#: work-dir names of tile attempts (``stereo_tile-<pair>-<index>``, tools.tiling)
+_TILE_PREFIX = "stereo_tile-"
+
+
 def clean_dead_scratch(work_dir: str | None = None) -> list[str]:
     """Remove the step work dirs that processes now dead left half-made in this worker's work root.
 
@@ -123,10 +127,13 @@ def find_copies(client, work_dir: str | None, keys) -> dict[str, set[str]]:
 
 
 def failed_attempts(work_dir: str | None = None) -> list[str]:
-    """Keys whose failed attempt's work dir (``<key>.failed``, its log) is in this worker's work root."""
+    """Keys whose failed attempt's work dir (``<key>.failed``, its log) is in this worker's work root,
+    and of the finished tile work dirs there (a driver killed between a tile's delivery and its
+    clean-up leaves one; once the tile is done its outputs are home)."""
     root = work_root(work_dir)
-    return sorted(name[:-len(".failed")] for name in os.listdir(root)
-                  if name.endswith(".failed") and os.path.isdir(os.path.join(root, name)))
+    names = [name for name in os.listdir(root) if os.path.isdir(os.path.join(root, name))]
+    return sorted({name[:-len(".failed")] for name in names if name.endswith(".failed")}
+                  | {name for name in names if name.startswith(_TILE_PREFIX) and "." not in name})
 
 
 def find_failed_attempts(client, work_dir: str | None) -> dict[str, set[str]]:
@@ -152,7 +159,9 @@ def remove_failed_attempts(client, found: dict[str, set[str]], done, work_dir: s
     by_worker: dict[str, list[str]] = {}
     for key in set(found) & set(done):
         for worker in found[key]:
-            by_worker.setdefault(worker, []).append(f"{key}.failed")
+            # a done tile's work dir goes too (remove_workdirs takes its .failed twin with it); a done
+            # step's stays, for reuse
+            by_worker.setdefault(worker, []).append(key if key.startswith(_TILE_PREFIX) else f"{key}.failed")
     return [client.submit(remove_workdirs, sorted(paths), work_dir, workers=[worker], allow_other_workers=False,
                           pure=False, priority=-10) for worker, paths in by_worker.items()]
 

@@ -96,3 +96,25 @@ def test_failed_attempts_go_once_their_step_is_done(tmp_path):
     assert remove_failed_attempts(client, found, {"stereo_tile-A-B-003", "ctxcal-D"}, str(tmp_path)) == [1]
     assert client.where == [["w1"]]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ctxcal-C.failed", "ctxcal-D", "ctxcal-E.tmp-0123abcd"]
+
+
+def test_a_done_tiles_work_dir_left_by_a_killed_driver_goes(tmp_path):
+    """Seen in CI: the driver was killed after a tile was delivered and recorded done but before its
+    work dir was removed; the rerun never runs that tile again, so the end of the rerun removes it.
+    A finished step's work dir stays (later steps reuse it)."""
+    from ctxdask.batch.scratch import failed_attempts, remove_failed_attempts
+    from ctxdask.tools.tasks import MANIFEST
+
+    for name in ("stereo_tile-A-B-000", "stereo_tile-A-B-001", "ctxcal-D", "stereo_tile-A-B-002.tmp-0123abcd"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MANIFEST).write_text("{}")
+    assert failed_attempts(str(tmp_path)) == ["stereo_tile-A-B-000", "stereo_tile-A-B-001"]
+
+    class Inline:
+        def submit(self, fn, *args, **kw):
+            return fn(*args)
+
+    found = {"stereo_tile-A-B-000": {"w1"}, "stereo_tile-A-B-001": {"w1"}}
+    assert remove_failed_attempts(Inline(), found, {"stereo_tile-A-B-000", "ctxcal-D"}, str(tmp_path)) == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ctxcal-D", "stereo_tile-A-B-001",
+                                                          "stereo_tile-A-B-002.tmp-0123abcd"]
