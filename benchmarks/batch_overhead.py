@@ -67,10 +67,10 @@ def main() -> int:
                                     deliver=[], progress=False)
             elapsed = time.perf_counter() - t0
         print(summary)
-        from ctxdask.batch.db import TrackingDB
+        from ctxdask.tracking import BatchView
 
-        with TrackingDB(summary.database, readonly=True) as db:
-            steps = db.conn.execute("SELECT count(*) FROM steps").fetchone()[0]
+        with BatchView(summary.database) as view:
+            steps = sum(view.counts("steps").values())
         ok = summary.ok
         print(f"\n{elapsed:.1f} s for {len(pairs)} pairs ({steps} steps, {len(summary.failures)} failed): "
               f"{len(pairs) / elapsed:.1f} pairs/s, {1000 * elapsed / len(pairs):.1f} ms per pair, "

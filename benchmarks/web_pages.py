@@ -1,6 +1,6 @@
 """Page load times of ``ctxdask serve`` on a batch of 1,540 pairs / 2,524 images (generated database).
 
-The database is written through the real :class:`ctxdask.batch.db.TrackingDB`
+The database is written through the real :class:`ctxdask.tracking.TrackingDB`
 (images, pairs, 9 steps per image and 4 per pair, QA rows with real metric
 keys and a 256-bin histogram, pair geometry, manual grades), then a real
 ``ctxdask serve`` process is started on 127.0.0.1 and each page is fetched over
@@ -37,10 +37,8 @@ def product_id(i: int) -> str:
 
 def make_database(out: pathlib.Path, n_images: int = 2524, n_pairs: int = 1540, seed: int = 0) -> pathlib.Path:
     """A tracking database of a big batch half-way through (done, failed, running, pending work)."""
-    from ctxdask.batch import grades
-    from ctxdask.batch.db import TrackingDB, now
-    from ctxdask.batch.geometry import SCHEMA
     from ctxdask.batch.pairlist import Pair
+    from ctxdask.tracking import TrackingDB, grades, now
 
     rng = random.Random(seed)
     ids = [product_id(i) for i in range(n_images)]
@@ -78,7 +76,6 @@ def make_database(out: pathlib.Path, n_images: int = 2524, n_pairs: int = 1540, 
                     db.upsert_step(f"{step}-{p.pair_id}", scope="pair", subject=p.pair_id, step=step, status=status,
                                    run_id=run, started=stamp)
                 db.set_subject("pairs", p.pair_id, status)
-        db.conn.executescript(SCHEMA)
         db.conn.executemany("INSERT INTO pair_geometry VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             [(p.pair_id, rng.random(), rng.uniform(0.3, 1), 100.0, rng.uniform(10, 60), 0.5, 0.1, 1.0)
                              for p in pairs])

@@ -1,7 +1,7 @@
 """Batch processing of stereo-pair lists on dask.distributed, with a tracking database.
 
 - :mod:`~ctxdask.batch.pairlist`: reading and checking pair lists (:func:`read_pairs`);
-- :mod:`~ctxdask.batch.db`: the SQLite tracking database (:class:`TrackingDB`);
+- :mod:`ctxdask.tracking`: the SQLite tracking database (:class:`TrackingDB`), which the batch writes;
 - :mod:`~ctxdask.batch.sources`: where EDRs come from (:class:`LocalEDRSource`);
 - :mod:`~ctxdask.batch.model`: the task and outcome types every batch module shares;
 - :mod:`~ctxdask.batch.work`: what runs on the workers (:func:`execute` -> :class:`Outcome`), with
@@ -30,10 +30,10 @@ Examples
 
 from __future__ import annotations
 
-from ctxdask.batch.db import TrackingDB
 from ctxdask.batch.driver import BatchSettings, BatchSummary, run_batch, select_steps
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, parse_pairs, read_pairs
 from ctxdask.batch.sources import LocalEDRSource
+from ctxdask.tracking import TrackingDB
 
 __all__ = [
     "BatchSettings",

@@ -191,10 +191,7 @@ def finish_pair(db, out_dir: pathlib.Path, pair_id: str, images: Iterable[str], 
     path = out_dir / "provenance.json"
     if not path.is_file():
         return
-    keys = list(keys)
-    marks = ",".join("?" * len(keys))
-    rows = db.rows(f"SELECT key, started, ended, exit_code, host, log_path FROM steps WHERE key IN ({marks})",
-                   keys) if keys else []
+    rows = db.step_rows(keys)
     edrs = {}
     if isinstance(source, LocalEDRSource):
         for pid in images:

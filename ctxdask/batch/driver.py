@@ -4,7 +4,7 @@
 job lives in a module of its own, imported in one direction:
 
 1. The pair list is read and checked (:mod:`~ctxdask.batch.pairlist`), the
-   tracking database opened (:mod:`~ctxdask.batch.db`) and locked, work a
+   tracking database opened (:mod:`ctxdask.tracking`) and locked, work a
    dead driver left in flight marked ``interrupted``, and what killed runs
    left cleaned up (:mod:`~ctxdask.batch.scratch`).
 2. Planning (:mod:`~ctxdask.batch.planning`): which pairs to work on, which
@@ -45,8 +45,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 
-from ctxdask.batch import db as dbmod
-from ctxdask.batch import grades
+from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.dem_products import write_batch_catalog
 from ctxdask.batch.model import BatchContext
@@ -58,6 +57,7 @@ from ctxdask.batch.planning import (
     Chain,
     Hold,
     Plan,
+    manual_hold,
     plan_run,
     select_steps,
 )
@@ -96,7 +96,7 @@ class _Driver:
     Not thread-safe; one per run.
     """
 
-    def __init__(self, client, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
+    def __init__(self, client, out: pathlib.Path, db: tracking.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
                  source: EDRSource, settings: BatchSettings, options: RunOptions, runner: Callable | None,
                  progress: bool, retry_failed: bool = False, stop: threading.Event | None = None):
         self.client = client
@@ -192,8 +192,7 @@ class _Driver:
 
             results.clean()
             done = [k for k, status in self.db.step_status().items() if status == "done"]
-            done += [f"stereo_tile-{r['pair_id']}-{r['tile_index']:03d}"
-                     for r in self.db.rows("SELECT pair_id, tile_index FROM tiles WHERE status = 'done'")]
+            done += [f"stereo_tile-{pair_id}-{index:03d}" for pair_id, index in self.db.done_tiles()]
             results.cleanups += remove_failed_attempts(self.client, self.failed_before, done, self.options.work_dir)
             with contextlib.suppress(Exception):
                 wait(results.cleanups, timeout=30)
@@ -268,7 +267,7 @@ class _Driver:
             self.client.cancel(self.state.in_flight())
         self._land_deliveries()
         self._wait_for_workers_idle()
-        stamp = dbmod.now()
+        stamp = tracking.now()
         with self.db.transaction():
             for key, t in self.state.tracked.items():
                 if (t.outcome is None or t.delivering) and (not t.task.reuse or t.since is not None):
@@ -424,7 +423,7 @@ def run_batch(
         (e.g. failed by hand), with the reason (:data:`ctxdask.batch.planning.Hold`).
     include_rejected : bool
         Also work on pairs and images whose current manual grade is ``fail``
-        (:mod:`ctxdask.batch.grades`); by default they are held back with the
+        (:mod:`ctxdask.tracking.grades`); by default they are held back with the
         grader's note.
 
     Returns
@@ -454,9 +453,9 @@ def run_batch(
                                               if k not in (*PRE_STEPS, QUALITY_STEP, PAIR_QUALITY_STEP)})
     image_steps, pair_steps = select_steps(recipe, steps, quality=settings.quality)
     src = make_source(edr_dir, source)
-    db_path = dbmod.database_path(db, out)
+    db_path = tracking.database_path(db, out)
 
-    with dbmod.lock_database(db_path), dbmod.TrackingDB(db_path) as tdb, \
+    with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, \
             _cluster(client, scheduler, local, settings) as (c, is_local), _stop_on_signals() as stop:
         tdb.interrupt_stale()
         work_dir = settings.scratch or (claim_local_scratch(out) if is_local else None)
@@ -476,7 +475,7 @@ def run_batch(
             tdb.record_rejected(run_id, pairlist.rejected)
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
             if not include_rejected:
-                hold = grades.manual_hold(tdb.conn, hold)
+                hold = manual_hold(tdb.manually_rejected(), hold)
             plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
             tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
             driver = _Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
@@ -492,7 +491,8 @@ def run_batch(
         tdb.end_run(run_id, "done" if status == "done" else "interrupted")
         if is_local and not settings.scratch and work_dir:
             release_local_scratch(work_dir)
-        report = tdb.report(failures=None)
+        with tracking.BatchView(db_path) as view:
+            report = view.status_report(failures=None)
         return BatchSummary(
             run_id=run_id, status=status, out=str(out), database=str(db_path),
             duration=time.monotonic() - t0, planned=len(plan.planned), already_done=plan.already_done,

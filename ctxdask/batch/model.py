@@ -18,11 +18,11 @@ from typing import Any, Literal
 
 from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall
 from ctxdask.tools.tasks import RunOptions, StepResult
+from ctxdask.tracking.status import Status
 
 __all__ = ["QUALITY_ROLES", "BatchContext", "FileInfo", "ImageTask", "Kind", "Outcome", "Status", "StepTask",
            "image_chain", "sha256_file"]
 
-Status = Literal["done", "failed", "timeout", "skipped", "interrupted"]
 Kind = Literal["fetch", "validate", "recipe", "quality", "pair_quality"]
 #: output roles delivered to the output folder even when their step is not in ``batch.deliver``
 QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief", "ortho_thumbnail", "stac",
@@ -187,7 +187,8 @@ class Outcome:
     Attributes
     ----------
     key, step, subject : str
-    status : {"done", "failed", "timeout", "skipped", "interrupted"}
+    status : Status
+        ``done``, ``failed``, ``timeout``, ``skipped`` or ``interrupted``.
     worker : str
         Address of the worker that ran it ('' when nothing ran).
     host : str
@@ -199,6 +200,8 @@ class Outcome:
         The log on the worker.
     error : str or None
         What went wrong (message and log tail), or why the step was skipped.
+    blocked_by : str or None
+        A skipped step: the key of the upstream step that did not succeed.
     result : StepResult or None
         For succeeded fetch and recipe steps, what downstream steps consume.
     info : dict
@@ -233,6 +236,7 @@ class Outcome:
     exit_code: int | None = None
     log_path: str | None = None
     error: str | None = None
+    blocked_by: str | None = None
     result: StepResult | None = None
     info: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     files: tuple[FileInfo, ...] = ()

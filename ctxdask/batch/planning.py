@@ -24,13 +24,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
-from ctxdask.batch.db import TrackingDB
 from ctxdask.batch.pairlist import Pair, PairList, Rejected
 from ctxdask.tools.recipe import Recipe
+from ctxdask.tracking import TrackingDB
 
-__all__ = ["PAIR_QUALITY_STEP", "PRE_STEPS", "QUALITY_STEP", "Chain", "Hold", "Plan", "plan_run", "select_steps"]
+__all__ = ["PAIR_QUALITY_STEP", "PRE_STEPS", "QUALITY_STEP", "Chain", "Hold", "Plan", "manual_hold", "plan_run",
+           "select_steps"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,26 @@ QUALITY_STEP, PAIR_QUALITY_STEP = "quality", "pair_quality"
 #: ``hold(pair) -> reason or None``: a reason not to work on a pair in this run (e.g. it or
 #: one of its images was failed by hand), or None to plan it as usual
 Hold = Callable[[Pair], "str | None"]
+
+
+def manual_hold(rejected: Mapping[str, str], then: Hold | None = None) -> Hold:
+    """A :data:`Hold` keeping back what people failed by hand.
+
+    ``rejected`` maps the images and pairs whose current manual grade is
+    ``fail`` to the reason (:meth:`ctxdask.tracking.TrackingDB.manually_rejected`).
+    A pair is held when it or either image is there; the reason names which and
+    carries the grader's note. ``then`` is another hook asked for the pairs this
+    one lets through.
+    """
+
+    def hold(pair: Pair) -> str | None:
+        for subject, what in ((pair.pair_id, "the pair"), (pair.left, f"image {pair.left}"),
+                              (pair.right, f"image {pair.right}")):
+            if subject in rejected:
+                return f"{what} {rejected[subject]} (run with --include-rejected to process it anyway)"
+        return then(pair) if then is not None else None
+
+    return hold
 
 
 def select_steps(recipe: Recipe, steps: Iterable[str] | None, *,
@@ -181,13 +202,11 @@ def plan_run(db: TrackingDB, pairs: PairList, chain: Chain, *, retry_failed: boo
     """
     status = db.step_status()
     plan = Plan(done_keys={key for key, state in status.items() if state == "done"})
-    plan.known_summing = summing = {r["product_id"]: r["summing"]
-                                    for r in db.rows("SELECT product_id, summing FROM images")}
+    plan.known_summing = summing = db.image_summing()
     # tiled stereo: a pair whose DEM has holes (failed tiles) is worked on again with retry_failed
     holed = set()
     if retry_failed and chain.recipe.mosaic_steps:
-        holed = {r["pair_id"] for r in db.rows("SELECT DISTINCT pair_id FROM tiles WHERE status IN "
-                                                "('failed', 'timeout', 'interrupted', 'pending', 'running')")}
+        holed = db.pairs_with_holes()
     image_state: dict[str, str | Exception] = {}
     for pid in pairs.images:
         try:

@@ -34,7 +34,7 @@ import traceback
 from collections.abc import Iterable
 from typing import Any
 
-from ctxdask.batch import db as dbmod
+from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer, DeliveryLost, DeliveryStopped
 from ctxdask.batch.dem_products import finish_pair
 from ctxdask.batch.model import Outcome, StepTask
@@ -43,7 +43,7 @@ from ctxdask.batch.planning import PAIR_QUALITY_STEP
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.scratch import remove_workdirs
 from ctxdask.batch.settings import BatchSettings
-from ctxdask.batch.state import PRIORITY, Group, RunState
+from ctxdask.batch.state import Group, RunState
 from ctxdask.batch.submission import Submitter
 from ctxdask.tools.tasks import RunOptions
 
@@ -80,7 +80,7 @@ class ResultHandler:
     deliverer : Deliverer
     """
 
-    def __init__(self, client, state: RunState, db: dbmod.TrackingDB, run_id: int, *, out: pathlib.Path,
+    def __init__(self, client, state: RunState, db: tracking.TrackingDB, run_id: int, *, out: pathlib.Path,
                  settings: BatchSettings, options: RunOptions, submitter: Submitter, deliverer: Deliverer):
         self.client = client
         self.state = state
@@ -119,12 +119,12 @@ class ResultHandler:
         t = tracked[key]
         if isinstance(result, Outcome):
             return result
-        base = dict(key=key, step=t.task.step, subject=t.task.subject, ended=dbmod.now())
+        base = dict(key=key, step=t.task.step, subject=t.task.subject, ended=tracking.now())
         failed_up = [u for u in t.upstream if tracked[u].future is not None
                      and tracked[u].future.status in ("error", "cancelled")]
         if failed_up or any(tracked[u].outcome is not None and not tracked[u].outcome.ok for u in t.upstream):
             up = (failed_up or list(t.upstream))[0]
-            return Outcome(**base, status="skipped", error=f"not run: {up} did not succeed")
+            return Outcome(**base, status="skipped", error=f"not run: {up} did not succeed", blocked_by=up)
         if future.status == "cancelled":
             if t.outcome is not None:  # already recorded (watchdog)
                 return t.outcome
@@ -153,9 +153,11 @@ class ResultHandler:
         missing = [m for m in group.members if m not in reported and state.tracked[m].outcome is None]
         if isinstance(result, list):
             first = next((o for o in outcomes if not o.ok), None)
-            why = (f"not run: {first.key} is {first.status}" if first is not None
-                   else "not run: not a step of this image's chain")
-            outcomes += [self.lost(m, "skipped", why) for m in missing]
+            if first is not None:
+                outcomes += [self.lost(m, "skipped", f"not run: {first.key} is {first.status}", first.key)
+                             for m in missing]
+            else:
+                outcomes += [self.lost(m, "skipped", "not run: not a step of this image's chain") for m in missing]
         else:
             outcomes += self._group_lost(group, future, result, missing)
         self.submitter.chain_rendered(pid, [o for o in outcomes if o.key in reported])
@@ -163,13 +165,13 @@ class ResultHandler:
             if state.tracked[o.key].future is not None:
                 self.handle(o.key, o)
 
-    def lost(self, key: str, status: str, error: str) -> Outcome:
-        """The Outcome of a step whose task ended without reporting it."""
+    def lost(self, key: str, status: str, error: str, blocked_by: str | None = None) -> Outcome:
+        """The Outcome of a step whose task ended without reporting it (``blocked_by``: the upstream to blame)."""
         t = self.state.tracked[key]
         if t.task.reuse and t.since is None:  # done before and never started here: its row stays as it is
             return Outcome(key=key, step=t.task.step, subject=t.task.subject, status="done", info={"reused": True})
-        return Outcome(key=key, step=t.task.step, subject=t.task.subject, status=status, ended=dbmod.now(),
-                       error=error)
+        return Outcome(key=key, step=t.task.step, subject=t.task.subject, status=status, ended=tracking.now(),
+                       error=error, blocked_by=blocked_by)
 
     def _group_lost(self, group: Group, future, result, missing: list[str]) -> list[Outcome]:
         """Outcomes of the steps of an image task that failed, was cancelled or lost its workers.
@@ -187,7 +189,7 @@ class ResultHandler:
         timed_out = next((m for m in group.members if tracked[m].outcome is not None
                           and tracked[m].outcome.status == "timeout"), None)
         if timed_out is not None:  # the watchdog cancelled the task
-            failure = self.lost(culprit, "skipped", f"not run: {timed_out} is timeout")
+            failure = self.lost(culprit, "skipped", f"not run: {timed_out} is timeout", timed_out)
         elif future.status == "cancelled":
             failure = self.lost(culprit, "interrupted", "cancelled")
         else:
@@ -199,7 +201,7 @@ class ResultHandler:
             elif m in announced:
                 out.append(self.lost(m, "interrupted", f"its result was lost with the image task: {failure.error}"))
             else:
-                out.append(self.lost(m, "skipped", f"not run: {culprit} is {failure.status}"))
+                out.append(self.lost(m, "skipped", f"not run: {culprit} is {failure.status}", culprit))
         return out
 
     # ------------------------------------------------------------ recording
@@ -212,7 +214,7 @@ class ResultHandler:
             status=status or outcome.status, worker=outcome.worker or None,
             host=outcome.host or None, started=outcome.started or None, ended=outcome.ended or None,
             duration=round(outcome.duration, 6), exit_code=outcome.exit_code, log_path=outcome.log_path,
-            error=error if error is not None else outcome.error,
+            error=error if error is not None else outcome.error, blocked_by=outcome.blocked_by,
         )
 
     def handle(self, key: str, outcome: Outcome) -> None:
@@ -360,7 +362,7 @@ class ResultHandler:
         if submitted and not state.keys_final(pair.pair_id):
             return
         bad = sorted(((i, s) for i, s in zip(pair.images, images) if s != "done"),
-                     key=lambda item: PRIORITY.index(item[1]) if item[1] in PRIORITY else len(PRIORITY))
+                     key=lambda item: tracking.Status.severity_of(item[1]))
         if bad:
             which, status = bad[0]
             side = "left" if which == pair.left else "right"
@@ -460,7 +462,7 @@ class ResultHandler:
             state.running.add(msg["key"])
             self.db.upsert_step(msg["key"], scope=t.task.scope, subject=t.task.subject, step=t.task.step,
                                 run_id=self.run_id, status="running", worker=msg.get("worker"),
-                                host=msg.get("host"), started=msg.get("started"), attempts="+1")
+                                host=msg.get("host"), started=msg.get("started"), count_attempt=True)
 
     def watchdog(self) -> None:
         """Give up on steps running ``watchdog-margin`` seconds past their deadline."""
@@ -473,7 +475,7 @@ class ResultHandler:
             limit = t.task.timeout + self.settings.watchdog_margin
             if now - t.since > limit:
                 outcome = Outcome(key=key, step=t.task.step, subject=t.task.subject, status="timeout",
-                                  ended=dbmod.now(), duration=now - t.since,
+                                  ended=tracking.now(), duration=now - t.since,
                                   error=f"{t.task.step} gave no result {limit:g} s after it started "
                                         f"(deadline {t.task.timeout:g} s); the driver gave up on it")
                 t.outcome = outcome

@@ -18,21 +18,9 @@ from typing import Any
 from ctxdask.batch.model import ImageTask, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
 from ctxdask.tools.recipe import StepCall
+from ctxdask.tracking.status import Status
 
-__all__ = ["PRIORITY", "Group", "RunState", "Tracked", "aggregate"]
-
-#: aggregate status of an image or pair: the first of these found among its steps wins
-PRIORITY = ("failed", "timeout", "interrupted", "skipped", "running", "pending")
-
-
-def aggregate(statuses: Iterable[str]) -> str:
-    """The status of an image or pair from those of its steps (``done`` when all are)."""
-    seen = set(statuses)
-    for status in PRIORITY:
-        if status in seen:
-            return status
-    return "done"
-
+__all__ = ["Group", "RunState", "Tracked"]
 
 @dataclasses.dataclass
 class Tracked:
@@ -133,7 +121,7 @@ class RunState:
     def subject_status(self, subject: str) -> tuple[str, str | None]:
         """Aggregate status of an image or pair, and the first error of that status."""
         outcomes = [self.tracked[k].outcome for k in self.subject_keys.get(subject, ())]
-        status = aggregate(o.status for o in outcomes)
+        status = Status.aggregate(o.status for o in outcomes)
         error = next((o.error for o in outcomes if o.status == status and o.error), None)
         return status, error
 

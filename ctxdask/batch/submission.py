@@ -31,8 +31,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 
-from ctxdask import config
-from ctxdask.batch import db as dbmod
+from ctxdask import config, tracking
 from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.batch.model import BatchContext, ImageTask, Outcome, StepTask, image_chain
 from ctxdask.batch.pairlist import Pair
@@ -81,7 +80,7 @@ class Submitter:
         is pulled from there rather than made again.
     """
 
-    def __init__(self, client, state: RunState, db: dbmod.TrackingDB, run_id: int, *, chain: Chain,
+    def __init__(self, client, state: RunState, db: tracking.TrackingDB, run_id: int, *, chain: Chain,
                  context: BatchContext, settings: BatchSettings, done_keys: set[str],
                  known_summing: Mapping[str, int | None], holders: Mapping[str, tuple[str, ...]] | None = None):
         self.client = client

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pathlib
 
-from ctxdask.batch import db as dbmod
+from ctxdask import tracking
 from ctxdask.batch.model import BatchContext, Outcome
 from ctxdask.batch.results import ResultHandler
 from ctxdask.batch.settings import BatchSettings
@@ -31,7 +31,7 @@ __all__ = ["NoTiles", "TileBridge", "tile_bridge"]
 class TileBridge:
     """The driver's side of tiled stereo (one per run, driver thread only)."""
 
-    def __init__(self, client, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *, state: RunState,
+    def __init__(self, client, out: pathlib.Path, db: tracking.TrackingDB, run_id: int, *, state: RunState,
                  submitter: Submitter, results: ResultHandler, context: BatchContext, options: RunOptions,
                  settings: BatchSettings, retry_failed: bool):
         self.state = state
@@ -82,7 +82,7 @@ class TileBridge:
 
     def _failed(self, pair_id: str, status: str, message: str) -> None:
         """No mosaic for the pair: its mosaic steps end with the tiles' verdict."""
-        stamp = dbmod.now()
+        stamp = tracking.now()
         for key in sorted(self.state.subject_keys.get(pair_id, set())):
             t = self.state.tracked[key]
             if t.future is None and t.outcome is None and t.task.step in self.runner.mosaic_names:
@@ -108,7 +108,7 @@ class NoTiles:
         pass
 
 
-def tile_bridge(client, out: pathlib.Path, db: dbmod.TrackingDB, run_id: int, *, submitter: Submitter,
+def tile_bridge(client, out: pathlib.Path, db: tracking.TrackingDB, run_id: int, *, submitter: Submitter,
                 **kwargs) -> TileBridge | NoTiles:
     """A :class:`TileBridge` when the run's recipe is in tiled stereo mode, else :class:`NoTiles`."""
     if submitter.recipe.tile_step is None:

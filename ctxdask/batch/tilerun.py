@@ -42,8 +42,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ctxdask import config
-from ctxdask.batch import db as dbmod
+from ctxdask import config, tracking
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.model import BatchContext, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
@@ -91,7 +90,7 @@ class TiledPair:
 
 
 def _utc() -> str:
-    return dbmod.now()
+    return tracking.now()
 
 
 def _cube(value: str | StepCall) -> str | Ref:
@@ -139,7 +138,7 @@ class TiledPairs:
         Run tiles that failed in an earlier run again.
     """
 
-    def __init__(self, client, recipe: Recipe, out: str | os.PathLike, db: dbmod.TrackingDB, *,
+    def __init__(self, client, recipe: Recipe, out: str | os.PathLike, db: tracking.TrackingDB, *,
                  run_id: int | None = None, policy: TilePolicy | None = None, options: RunOptions | None = None,
                  lowres_dem: str | None = None, retry_failed: bool = False, chunk_size: int = 8 * 1024 * 1024,
                  context: BatchContext | None = None, hooks: DriverHooks | None = None):
@@ -468,7 +467,8 @@ class TiledPairs:
                 self.db.upsert_step(value.key, scope="pair", subject=pair_id, step=extra, status=value.status,
                                     run_id=self.run_id, worker=value.worker, host=value.host,
                                     started=value.started, ended=value.ended, duration=value.duration,
-                                    exit_code=value.exit_code, log_path=value.log_path, error=value.error)
+                                    exit_code=value.exit_code, log_path=value.log_path, error=value.error,
+                                    blocked_by=value.blocked_by)
         elif kind == "plan":
             if isinstance(value, TilePlan):
                 self._plan_ready(pair_id, value)
@@ -607,9 +607,9 @@ def run_tiled_pairs(client, recipe: Recipe, pairs: Iterable[TiledPair | tuple[st
     """
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    db_path = dbmod.database_path(db, out)
+    db_path = tracking.database_path(db, out)
     pairs = [p if isinstance(p, TiledPair) else TiledPair(*p) for p in pairs]
-    with dbmod.lock_database(db_path), dbmod.TrackingDB(db_path) as tdb:
+    with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb:
         tdb.interrupt_stale()
         run_id = tdb.start_run(pairs_file="(tiled pairs)", out=str(out), settings={"mode": "tiled"})
         runner = TiledPairs(client, recipe, out, tdb, run_id=run_id, policy=policy, options=options,
@@ -623,7 +623,7 @@ def run_tiled_pairs(client, recipe: Recipe, pairs: Iterable[TiledPair | tuple[st
         return result
 
 
-def tile_rows(db: dbmod.TrackingDB, pair_id: str) -> list[dict]:
+def tile_rows(db: tracking.TrackingDB, pair_id: str) -> list[dict]:
     """The tiles of a pair with their attempts (for status, the report and the tile map)."""
     attempts: dict[int, list[dict]] = {}
     for row in db.tile_attempts(pair_id):

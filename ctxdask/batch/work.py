@@ -184,7 +184,7 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     if blocked:
         first = blocked[0]
         return Outcome(**base, status="skipped", started=utc(), ended=utc(),
-                       error=f"not run: {first.key} is {first.status}")
+                       error=f"not run: {first.key} is {first.status}", blocked_by=first.key)
     if task.reuse:
         reused = _reuse(task, ctx, upstream, base)
         if reused is not None:

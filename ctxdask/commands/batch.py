@@ -125,17 +125,17 @@ def skipped_lines(database: str) -> list[str]:
     Steps skipped because their program is not installed give their own reason;
     steps skipped because an earlier one did not succeed are counted together.
     """
-    from ctxdask.batch.db import TrackingDB
+    from ctxdask.tracking import BatchView
 
-    with TrackingDB(database, readonly=True) as db:
-        rows = db.rows("SELECT step, error FROM steps WHERE status = 'skipped' ORDER BY rowid")
+    with BatchView(database) as view:
+        rows = view.skipped_steps()
     if not rows:
         return []
     reasons: dict[str, tuple[int, str]] = {}
     downstream: dict[str, int] = {}
     for row in rows:
         reason = " ".join((row["error"] or "").split())
-        if reason.startswith("not run:"):
+        if row["blocked_by"]:
             downstream[row["step"]] = downstream.get(row["step"], 0) + 1
         else:
             count, first = reasons.get(row["step"], (0, reason))

@@ -81,13 +81,13 @@ def _print_quality(db, results: pathlib.Path) -> None:
     import json
 
     print("\nimage quality (computed with the native calibration, in the same pass):")
-    for row in db.rows("SELECT product_id, grade, reasons, thumbnail FROM quality ORDER BY product_id"):
+    for row in db.image_quality().values():
         reasons = json.loads(row["reasons"] or "[]")
         print(f"  {row['grade']:4s} {row['product_id']}{'' if reasons else ': all metrics within limits'}")
         for reason in reasons:  # every reason, not only the worst
             print(_wrap(reason, "       ", "         "))
         print(f"       thumbnail {results / row['thumbnail']}" if row["thumbnail"] else "       no thumbnail")
-    for row in db.rows("SELECT pair_id, stac FROM pair_quality ORDER BY pair_id"):
+    for row in db.pair_quality().values():
         print(f"  pair {row['pair_id']}: STAC item {results / row['stac']}")
 
 
@@ -124,11 +124,10 @@ def run(args: argparse.Namespace) -> int:
     summary = run_batch(pair_list, out / "results", edr_dir=edr_dir, local=args.workers, recipe=recipe,
                         deliver=["calibrate", "point2dem", "point2dem_aligned", "dem_geoid"])
     print(summary)
-    from ctxdask.batch.db import TrackingDB
+    from ctxdask.tracking import BatchView
 
-    with TrackingDB(summary.database, readonly=True) as db:
-        problems = db.rows("SELECT key, status, error FROM steps WHERE status NOT IN ('done', 'skipped') "
-                           "ORDER BY key")
+    with BatchView(summary.database) as db:
+        problems = db.unfinished_steps()
         if problems:
             print("\nsteps that did not succeed (ctxdask status shows the same at any time):")
         for row in problems:

@@ -49,15 +49,15 @@ def batch_edrs(folder: str | pathlib.Path, edr_dir: str | pathlib.Path | None = 
     Images whose EDR is not there are returned as the path they would have, so
     the build records them as unreadable instead of silently leaving them out.
     """
-    from ctxdask.batch.db import TrackingDB, database_path
     from ctxdask.catalog.download import cache_dir
     from ctxdask.exceptions import MissingFileError
+    from ctxdask.tracking import TrackingDB, database_path
 
     path = database_path(None, folder)
     if not path.is_file():
         raise MissingFileError(path, "no batch tracking database here (give the batch's --out folder)")
     with TrackingDB(path, readonly=True) as db:
-        ids = [row["product_id"] for row in db.rows("SELECT product_id FROM images ORDER BY product_id")]
+        ids = db.product_ids()
     where = pathlib.Path(edr_dir) if edr_dir else cache_dir()
     out = []
     for pid in ids:

@@ -14,15 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sqlite3
-
-    from ctxdask.exceptions import CTXError
     from ctxdask.report import build_report
 
-    try:
-        page = build_report(args.target, db=args.db, dest=args.out)
-    except sqlite3.DatabaseError as exc:
-        raise CTXError(args.db or args.target, f"not a ctxdask tracking database ({exc})") from None
+    page = build_report(args.target, db=args.db, dest=args.out)
     print(f"report written: {page}")
     print(f"open it offline: {page.resolve().as_uri()}")
     return 0

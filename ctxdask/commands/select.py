@@ -10,30 +10,25 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="DIR", help="a batch output folder")
     parser.add_argument("--where", default="", help='the rule, e.g. "status = done and manual != fail and '
-                                                    'convergence between 15 and 45" (see ctxdask.web.selection)')
+                                                    'convergence between 15 and 45" (see ctxdask.tracking.selection)')
     parser.add_argument("--db", default=None, help="tracking database (default DIR/ctxdask-batch.sqlite)")
     parser.add_argument("-o", "--out", default=None, metavar="FILE", help="write the pair list here (default stdout)")
     parser.add_argument("--scores", default=None, metavar="CSV", help="pair-finder scores to import first")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxdask.batch import geometry
-    from ctxdask.batch.db import database_path
-    from ctxdask.web import data, selection
+    from ctxdask.tracking import BatchView, database_path, geometry, open_existing, selection
 
     out = pathlib.Path(args.target).resolve()
-    db = database_path(args.db, out)
-    data.check_database(db)
+    db = open_existing(database_path(args.db, out))
     if args.scores:
         geometry.import_scores(db, args.scores)
-    conn = data.connect(db)
-    try:
-        rows = selection.select_pairs(conn, args.where)
-    except selection.SelectionError as exc:
-        print(f"ctxdask select: error: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        conn.close()
+    with BatchView(db) as view:
+        try:
+            rows = view.select_pairs(args.where)
+        except selection.SelectionError as exc:
+            print(f"ctxdask select: error: {exc}", file=sys.stderr)
+            return 2
     text = selection.pair_list_text(rows, where=args.where, source=str(out))
     if args.out:
         pathlib.Path(args.out).write_text(text)

@@ -25,12 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from ctxdask.batch.db import database_path
-    from ctxdask.web import ServeSettings, create_app, data, security
+    from ctxdask.tracking import database_path, open_existing
+    from ctxdask.web import ServeSettings, create_app, security
 
     out = pathlib.Path(args.target).resolve()
-    db = database_path(args.db, out)
-    data.check_database(db)
+    db = open_existing(database_path(args.db, out))
     _import_scores(db, args.scores, read_only=args.read_only)
     token = args.token or (None if security.is_loopback(args.host) else security.new_token())
     settings = ServeSettings(out=out, database=db, read_only=args.read_only, token=token)
@@ -51,13 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _import_scores(db: pathlib.Path, scores: str | None, *, read_only: bool) -> None:
-    import sqlite3
-
-    from ctxdask.batch import geometry
+    from ctxdask.tracking import geometry
 
     if scores is None:
-        with sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True) as conn:
-            found = geometry.default_scores(conn)
+        found = geometry.default_scores(db)
         if found is None:
             return
         scores = str(found)

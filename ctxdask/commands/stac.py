@@ -28,8 +28,8 @@ def run(args: argparse.Namespace) -> int:
         from ctxdask.commands import check_input_folder
 
         check_input_folder(target, "the batch folder")  # one line on stderr, exit 1 (a bad input)
-    from ctxdask.batch.db import DEFAULT_NAME
-    from ctxdask.batch.grades import stac_grades
+    from ctxdask.tracking import DEFAULT_NAME
+    from ctxdask.tracking.grades import stac_grades
 
     database = target / DEFAULT_NAME
     # the items carry the pairs' and images' current grades, automatic and manual (ctxdask serve)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
-import sqlite3
 
 from ctxdask.commands import count
 
@@ -21,20 +20,13 @@ def _fmt(counts: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ctxdask.batch.db import DEFAULT_NAME, TrackingDB
-    from ctxdask.exceptions import CTXError, MissingFileError
+    from ctxdask.tracking import DEFAULT_NAME, BatchView, open_existing
 
     target = pathlib.Path(args.target)
-    path = target / DEFAULT_NAME if target.is_dir() else target
-    if not path.is_file():
-        # the same problem, message and exit code as `ctxdask report`
-        raise MissingFileError(path, "no tracking database here; give the output folder of a "
-                                     "`ctxdask batch` run, or the database file")
-    try:
-        with TrackingDB(path, readonly=True) as db:
-            report = db.report(failures=args.failures or None)
-    except sqlite3.DatabaseError as exc:
-        raise CTXError(path, f"not a ctxdask tracking database ({exc})") from None
+    # the same problems, messages and exit codes as `ctxdask report`
+    path = open_existing(target / DEFAULT_NAME if target.is_dir() else target)
+    with BatchView(path) as view:
+        report = view.status_report(failures=args.failures or None)
     if args.json:
         print(json.dumps(report, indent=1, default=str))
         return 0

@@ -295,7 +295,7 @@ def rebuild_catalog(out_dir: str | os.PathLike, *, collection_id: str | None = N
     """Rebuild the catalog and collection of a batch folder from the items in ``pairs/*/``.
 
     ``extra_properties(item_id) -> dict`` adds properties to each item (the
-    current manual grades: :func:`ctxdask.batch.grades.stac_properties`).
+    current manual grades: :func:`ctxdask.tracking.grades.stac_properties`).
     Returns the catalog path and the number of items.
     """
     import pystac

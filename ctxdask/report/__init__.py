@@ -16,8 +16,8 @@ reasons: everything from the database) goes through :func:`html.escape`
 (Jinja2 ``finalize``), with Jinja2 autoescaping behind it; nothing from the
 database is ever marked safe.
 
-The quality tables (``quality``, ``pair_quality``) are optional: databases
-written before the batch stored QA results give a report without them.
+Batches run without quality assessment (or before it recorded anything) give a
+report without grades, thumbnails and DEM statistics.
 """
 
 from __future__ import annotations
@@ -29,22 +29,18 @@ import os
 import pathlib
 import re
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Mapping
 from typing import Any
 
-from ctxdask.batch.grades import current_grades, stac_properties
 from ctxdask.report.templating import environment, fmt_metric, seconds
 from ctxdask.tools.runner import read_tail
+from ctxdask.tracking import BatchView, Grade, Status, database_path, open_existing
 
 __all__ = ["ReportData", "build_report", "collect", "render"]
 
 #: statuses that mean something went wrong, listed first everywhere
-PROBLEM = ("failed", "timeout", "interrupted")
-#: display order of statuses: problems, then unfinished work, then done
-STATUS_ORDER = {s: i for i, s in enumerate((*PROBLEM, "running", "pending", "skipped", "done"))}
-GRADE_ORDER = {"fail": 0, "warn": 1, "pass": 2}
+PROBLEM = tuple(s for s in Status if s.problem)
 #: logs longer than this are copied as their last LOG_LIMIT bytes
 LOG_LIMIT = 1 << 20
 #: lines of a failed step's log shown inline
@@ -90,7 +86,7 @@ class ReportData:
     products : dict
         ``{"files": n, "bytes": n}`` delivered.
     has_quality : bool
-        Whether the database has the QA tables.
+        Whether quality assessment recorded anything.
     manual_grades : dict
         ``{"image"|"pair": {grade: n}}`` of the current manual grades.
     """
@@ -143,18 +139,6 @@ def _safe_name(text: str) -> str:
     """A file name made from ``text`` that cannot leave its folder or need quoting in a URL."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "file"
     return name[:150]
-
-
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-
-
-def _rows(conn: sqlite3.Connection, sql: str, params: tuple = ()) -> list[dict]:
-    return [dict(r) for r in conn.execute(sql, params)]
 
 
 def _tail(path: pathlib.Path, lines: int = TAIL_LINES) -> str:
@@ -226,23 +210,10 @@ def _log(files: _Files, step: Mapping[str, Any]) -> dict[str, Any]:
 _fmt_metric = fmt_metric
 
 
-def _status_rank(status: str | None) -> int:
-    return STATUS_ORDER.get(status or "", len(STATUS_ORDER))
+_status_rank = Status.rank_of
 
 
 # --------------------------------------------------------------------------- collect
-def _database(out_dir: pathlib.Path, db: str | os.PathLike | None) -> pathlib.Path:
-    """The tracking database file, which must exist."""
-    from ctxdask.batch.db import database_path
-    from ctxdask.exceptions import MissingFileError
-
-    path = database_path(db, pathlib.Path(out_dir).resolve())
-    if not path.is_file():
-        raise MissingFileError(path, "no tracking database here; give the output folder of a "
-                                     "`ctxdask batch` run, or the database with --db")
-    return path
-
-
 def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
             dest: str | os.PathLike | None = None) -> ReportData:
     """Read a batch's tracking database into :class:`ReportData`, copying files into ``dest``.
@@ -266,152 +237,120 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         ``dest`` is a file or a folder of other files.
     """
     out_dir = pathlib.Path(out_dir).resolve()
-    path = _database(out_dir, db)
+    path = open_existing(database_path(db, out_dir))
     dest = pathlib.Path(dest) if dest is not None else out_dir / "report"
     _prepare(dest)
     files = _Files(dest)
-    # read-only URI: the report never writes, and may run while a batch does
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        conn.execute("PRAGMA busy_timeout=10000")
-        tables = _tables(conn)
-        has_quality = "quality" in tables
-        has_pair_quality = "pair_quality" in tables
-        manual = current_grades(conn)
-        manual_counts: dict[str, dict[str, int]] = {}
-        for g in manual.values():
-            byvalue = manual_counts.setdefault(g["scope"], {})
-            byvalue[g["value"]] = byvalue.get(g["value"], 0) + 1
-
-        runs = _rows(conn, "SELECT * FROM runs ORDER BY id DESC")
+    # the read model's connection is read-only: the report may run while a batch writes
+    with BatchView(path) as view:
+        manual = view.current_grades()
+        runs = view.runs()
         for r in runs:
             r["duration"] = _span(r.get("started"), r.get("ended"))
             r["duration_text"] = _seconds(r["duration"])
-
-        counts = {}
-        for table in ("pairs", "images", "steps"):
-            rows = conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status").fetchall()
-            counts[table] = dict(sorted(((s, n) for s, n in rows), key=lambda sn: _status_rank(sn[0])))
-
-        step_times = _rows(conn, """
-            SELECT step, count(*) AS n,
-                   sum(status = 'done') AS done,
-                   sum(status IN ('failed', 'timeout', 'interrupted')) AS problems,
-                   sum(duration) AS total, avg(duration) AS mean, max(duration) AS longest
-            FROM steps GROUP BY step ORDER BY min(scope = 'pair'), min(started), step""")
+        counts = {table: view.counts(table) for table in ("pairs", "images", "steps")}
+        step_times = view.step_times()
         for s in step_times:
             s.update(total_text=_seconds(s["total"]), mean_text=_seconds(s["mean"]),
                      longest_text=_seconds(s["longest"]))
-
-        steps = _rows(conn, "SELECT * FROM steps ORDER BY started IS NULL, started, key")
         by_subject: dict[str, list[dict]] = {}
-        for s in steps:
+        failures = []
+        for s in view.all_steps():
             s["duration_text"] = _seconds(s.get("duration"))
             by_subject.setdefault(s["subject"], []).append(s)
-
-        failures = []
-        for s in sorted((s for s in steps if s["status"] in PROBLEM),
-                        key=lambda s: (_status_rank(s["status"]), s.get("ended") or "", s["key"])):
-            row = {**s, **_log(files, s), "tail": None}
-            if row["log_path"] and os.path.isfile(row["log_path"]):
-                try:
-                    row["tail"] = _tail(pathlib.Path(row["log_path"]))
-                except OSError:
-                    pass
-            failures.append(row)
-
-        pq: dict[str, dict] = {}
-        if has_pair_quality:
-            pq = {r["pair_id"]: r for r in _rows(conn, "SELECT * FROM pair_quality")}
-        pairs = []
-        for p in _rows(conn, "SELECT * FROM pairs"):
-            psteps = [{**s, **_log(files, s)} for s in by_subject.get(p["pair_id"], [])]
-            durations = [s["duration"] for s in psteps if s.get("duration") is not None]
-            q = pq.get(p["pair_id"], {})
-            stats = _json(q.get("statistics"), {})
-            thumbs = []
-            for column, label in (("hillshade", "hillshade"), ("colour_relief", "colour relief"),
-                                  ("ortho_thumbnail", "orthoimage")):
-                src = _thumb(files, out_dir, q.get(column), f"{p['pair_id']}_{column}")
-                if src:
-                    thumbs.append({"src": src, "label": label})
-            tile_map = _tile_map(conn, files, out_dir, p["pair_id"])
-            if tile_map:
-                thumbs.append(tile_map)
-            stac = _stac(files, out_dir, q.get("stac"), p["pair_id"],
-                         stac_properties(conn, p["pair_id"], p["left_id"], p["right_id"]))
-            pairs.append({**p, "steps": psteps, "step_time": sum(durations) if durations else None,
-                          "step_time_text": _seconds(sum(durations)) if durations else "–",
-                          "thumbs": thumbs, "stats": stats, "stac": stac,
-                          "problem": p["status"] in PROBLEM, "manual": manual.get(p["pair_id"])})
+            if s["status"] in PROBLEM:
+                failures.append(s)
+        failures = [_failure(files, s) for s in sorted(failures, key=lambda s: (
+            _status_rank(s["status"]), s.get("ended") or "", s["key"]))]
+        pair_quality = view.pair_quality()
+        pairs = [_pair_row(view, files, out_dir, p, by_subject, manual, pair_quality) for p in view.all_pairs()]
         pairs.sort(key=lambda p: (_status_rank(p["status"]), p.get("line") or 0, p["pair_id"]))
-
-        quality: dict[str, dict] = {}
-        if has_quality:
-            quality = {r["product_id"]: r for r in _rows(conn, "SELECT * FROM quality")}
-        image_cols = _columns(conn, "images")
-        images = []
-        grades: dict[str, int] = {}
-        for im in _rows(conn, "SELECT * FROM images"):
-            q = quality.get(im["product_id"], {})
-            metrics = _json(q.get("metrics"), {})
-            grade = q.get("grade")
-            if grade:
-                grades[grade] = grades.get(grade, 0) + 1
-            reasons = _json(q.get("reasons"), [])
-            if not isinstance(reasons, list):
-                reasons = [str(reasons)]
-            isteps = [{**s, **_log(files, s)} for s in by_subject.get(im["product_id"], [])]
-            images.append({
-                **{k: im.get(k) for k in image_cols},
-                "grade": grade, "reasons": [str(r) for r in reasons],
-                "metrics": [(label, _fmt_metric(metrics.get(key), fmt)) for key, label, fmt in IMAGE_METRICS],
-                "thumb": _thumb(files, out_dir, q.get("thumbnail"), f"{im['product_id']}_thumb"),
-                "steps": isteps,
-                "problem": im["status"] in PROBLEM or grade == "fail",
-                "manual": manual.get(im["product_id"]),
-            })
-        # processing failures, then failed grades, then warnings and unfinished work, then the rest
-        images.sort(key=lambda im: (0 if im["status"] in PROBLEM else 1 if im["grade"] == "fail" else
-                                    2 if im["grade"] == "warn" or im["status"] != "done" else 3,
-                                    _status_rank(im["status"]), GRADE_ORDER.get(im["grade"] or "", 3),
-                                    im["product_id"]))
-
-        rejected = []
-        if "rejected" in tables:
-            rejected = _rows(conn, "SELECT line, text, reason FROM rejected WHERE run_id = "
-                                   "(SELECT max(run_id) FROM rejected) ORDER BY line")
-        products = {"files": 0, "bytes": 0}
-        if "products" in tables:
-            products = dict(conn.execute(
-                "SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM products").fetchone())
-    finally:
-        conn.close()
-
+        quality = view.image_quality()
+        images = [_image_row(files, out_dir, im, quality.get(im["product_id"], {}), by_subject, manual)
+                  for im in view.all_images()]
+        rejected, products = view.rejected(), view.product_totals()
+        manual_counts = view.manual_grade_counts()
+        has_quality = view.has_quality()
+    grades: dict[str, int] = {}
+    for im in images:
+        if im["grade"]:
+            grades[im["grade"]] = grades.get(im["grade"], 0) + 1
+    # processing failures, then failed grades, then warnings and unfinished work, then the rest
+    images.sort(key=lambda im: (0 if im["status"] in PROBLEM else 1 if im["grade"] == "fail" else
+                                2 if im["grade"] == "warn" or im["status"] != "done" else 3,
+                                _status_rank(im["status"]), Grade.rank_of(im["grade"]), im["product_id"]))
     return ReportData(
         title=f"ctxdask batch report: {out_dir.name}",
         out_dir=str(out_dir), database=str(path),
         generated=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        runs=runs, counts=counts, grades=dict(sorted(grades.items(), key=lambda g: GRADE_ORDER.get(g[0], 3))),
+        runs=runs, counts=counts, grades=dict(sorted(grades.items(), key=lambda g: Grade.rank_of(g[0]))),
         step_times=step_times, failures=failures, pairs=pairs, images=images, rejected=rejected,
-        products=products, has_quality=has_quality or has_pair_quality,
-        manual_grades={scope: dict(sorted(c.items(), key=lambda g: GRADE_ORDER.get(g[0], 3)))
-                       for scope, c in sorted(manual_counts.items())},
+        products=products, has_quality=has_quality, manual_grades=manual_counts,
     )
 
 
-def _tile_map(conn: sqlite3.Connection, files: _Files, out_dir: pathlib.Path, pair_id: str) -> dict | None:
+def _failure(files: _Files, step: dict) -> dict:
+    """A failed step's row with its log copied and the log's tail."""
+    row = {**step, **_log(files, step), "tail": None}
+    if row["log_path"] and os.path.isfile(row["log_path"]):
+        try:
+            row["tail"] = _tail(pathlib.Path(row["log_path"]))
+        except OSError:
+            pass
+    return row
+
+
+def _pair_row(view: BatchView, files: _Files, out_dir: pathlib.Path, p: dict, by_subject: Mapping[str, list],
+              manual: Mapping[str, dict], pair_quality: Mapping[str, dict]) -> dict:
+    """One row of the pair table: steps with logs, step time, DEM thumbnails, tile map, STAC copy."""
+    psteps = [{**s, **_log(files, s)} for s in by_subject.get(p["pair_id"], [])]
+    durations = [s["duration"] for s in psteps if s.get("duration") is not None]
+    q = pair_quality.get(p["pair_id"], {})
+    thumbs = []
+    for column, label in (("hillshade", "hillshade"), ("colour_relief", "colour relief"),
+                          ("ortho_thumbnail", "orthoimage")):
+        src = _thumb(files, out_dir, q.get(column), f"{p['pair_id']}_{column}")
+        if src:
+            thumbs.append({"src": src, "label": label})
+    tile_map = _tile_map(view, files, out_dir, p["pair_id"])
+    if tile_map:
+        thumbs.append(tile_map)
+    stac = _stac(files, out_dir, q.get("stac"), p["pair_id"],
+                 view.stac_properties(p["pair_id"], p["left_id"], p["right_id"]))
+    return {**p, "steps": psteps, "step_time": sum(durations) if durations else None,
+            "step_time_text": _seconds(sum(durations)) if durations else "–",
+            "thumbs": thumbs, "stats": _json(q.get("statistics"), {}), "stac": stac,
+            "problem": p["status"] in PROBLEM, "manual": manual.get(p["pair_id"])}
+
+
+def _image_row(files: _Files, out_dir: pathlib.Path, im: dict, q: Mapping[str, Any], by_subject: Mapping[str, list],
+               manual: Mapping[str, dict]) -> dict:
+    """One row of the image table: grade, reasons, metrics, thumbnail, steps with logs."""
+    metrics = _json(q.get("metrics"), {})
+    grade = q.get("grade")
+    reasons = _json(q.get("reasons"), [])
+    if not isinstance(reasons, list):
+        reasons = [str(reasons)]
+    return {
+        **im,
+        "grade": grade, "reasons": [str(r) for r in reasons],
+        "metrics": [(label, _fmt_metric(metrics.get(key), fmt)) for key, label, fmt in IMAGE_METRICS],
+        "thumb": _thumb(files, out_dir, q.get("thumbnail"), f"{im['product_id']}_thumb"),
+        "steps": [{**s, **_log(files, s)} for s in by_subject.get(im["product_id"], [])],
+        "problem": im["status"] in PROBLEM or grade == "fail",
+        "manual": manual.get(im["product_id"]),
+    }
+
+
+def _tile_map(view: BatchView, files: _Files, out_dir: pathlib.Path, pair_id: str) -> dict | None:
     """Draw a tiled-stereo pair's tile map into the report (``None`` for monolithic pairs)."""
     from ctxdask.report.tilemap import tile_map_for_pair
 
     target = files._name("thumbs", _safe_name(f"{pair_id}_tiles"), ".png")
     try:
-        drawn = tile_map_for_pair(conn, out_dir, pair_id, target, size=480)
+        drawn = tile_map_for_pair(view, out_dir, pair_id, target, size=480)
     except (OSError, ValueError):
         return None  # an unreadable orthoimage or no tiles: the pair row still shows
-    finally:
-        conn.row_factory = sqlite3.Row
     if drawn is None:
         return None
     return {"src": drawn.relative_to(files.root).as_posix(), "label": "tile map"}

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from ctxdask.tracking import BatchView
 
 __all__ = ["OUTCOMES", "draw_tile_map", "tile_map_for_pair", "tile_outcome"]
 
@@ -154,32 +155,20 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
     return out
 
 
-def tile_map_for_pair(conn: sqlite3.Connection, out_dir: str | os.PathLike, pair_id: str,
+def tile_map_for_pair(view: BatchView, out_dir: str | os.PathLike, pair_id: str,
                       out: str | os.PathLike, *, size: int = 800) -> pathlib.Path | None:
-    """Draw the tile map of ``pair_id`` from a tracking database; None when it has no tiles.
+    """Draw the tile map of ``pair_id`` from a tracking database's view; None when it has no tiles.
 
     The orthoimage is the pair's delivered orthoimage mosaic or its COG
     (from the ``products`` table), when there is one.
     """
-    import json
-
-    conn.row_factory = sqlite3.Row
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if "tiles" not in names:
-        return None
-    rows = [dict(r) for r in conn.execute("SELECT * FROM tiles WHERE pair_id = ? ORDER BY tile_index", (pair_id,))]
+    rows = view.tiles(pair_id)
     if not rows:
         return None
     tiles = [{"index": r["tile_index"], "x": r["x"], "y": r["y"], "width": r["width"], "height": r["height"],
-              "footprint": json.loads(r["footprint"]) if r.get("footprint") else None,
-              "status": r["status"], "attempts": r["attempts"]} for r in rows]
-    ortho = None
-    if "products" in names:
-        # the orthoimage mosaic (results/out-DRG.tif) or its COG (<pair>-DRG.tif), not a tile's
-        hit = conn.execute("SELECT path FROM products WHERE subject = ? AND path LIKE '%DRG.tif' "
-                           "AND path NOT LIKE '%/tiles/%' ORDER BY delivered DESC LIMIT 1", (pair_id,)).fetchone()
-        if hit:
-            ortho = pathlib.Path(out_dir) / hit[0]
+             "footprint": r["footprint"], "status": r["status"], "attempts": r["attempts"]} for r in rows]
+    ortho_path = view.orthoimage_of(pair_id)
+    ortho = pathlib.Path(out_dir) / ortho_path if ortho_path else None
     done = sum(t["status"] == "done" for t in tiles)
     return draw_tile_map(tiles, out, ortho=ortho, size=size,
                          title=f"{pair_id}: {done}/{len(tiles)} tiles done")

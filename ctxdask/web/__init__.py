@@ -2,7 +2,7 @@
 
 - :mod:`~ctxdask.web.app`: the Starlette application (:func:`create_app`);
 - :mod:`~ctxdask.web.data`: what the pages show, read from the tracking database;
-- :mod:`~ctxdask.web.selection`: the filter language, compiled to parameterised SQL;
+- :mod:`~ctxdask.tracking.selection`: the filter language, compiled to parameterised SQL;
 - :mod:`~ctxdask.web.graphics`: thumbnail stretches, histogram and map shapes;
 - :mod:`~ctxdask.web.security`: token, Host check, CSRF and security headers.
 

@@ -1,8 +1,8 @@
 """The Starlette application of ``ctxdask serve``: routes from URLs to :mod:`ctxdask.web.data` and templates.
 
-Every page opens its own read-only connection to the tracking database, so
+Every page opens its own read-only view of the tracking database, so
 pages never hold a lock the driver waits for; grades are the only writes
-(:func:`ctxdask.batch.grades.add_grade`, WAL + busy timeout + retries).
+(:func:`ctxdask.tracking.grades.add_grade`, WAL + busy timeout + retries).
 Route handlers are plain functions: Starlette runs them in its thread pool.
 """
 
@@ -24,16 +24,15 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainT
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ctxdask.batch import grades
-from ctxdask.batch.db import STATUSES
-from ctxdask.report import PROBLEM
 from ctxdask.report.templating import environment
-from ctxdask.web import data, graphics, security, selection
+from ctxdask.tracking import BatchView, Grade, Status, database_path, grades, selection
+from ctxdask.web import data, graphics, security
 
 __all__ = ["ServeSettings", "create_app", "overview_html"]
 
 #: rows of a selection shown in the page (the download has them all)
 SELECTION_PREVIEW = 200
+PROBLEM_STATUSES = tuple(s for s in Status if s.problem)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,17 +83,12 @@ def overview_html(out: str | os.PathLike, *, db: str | os.PathLike | None = None
     """
     import html
 
-    from ctxdask.batch.db import database_path
-
     out = pathlib.Path(out).resolve()
-    conn = data.connect(database_path(db, out))
-    try:
-        ov = data.overview(conn)
-    finally:
-        conn.close()
+    with BatchView(database_path(db, out)) as view:
+        ov = data.overview(view)
     env = environment(("ctxdask.web", "templates"))
     page = env.get_template("notebook_overview.html.j2").render(
-        heading=f"ctxdask batch: {out.name}", out_dir=str(out), problem_statuses=PROBLEM, **ov)
+        heading=f"ctxdask batch: {out.name}", out_dir=str(out), problem_statuses=PROBLEM_STATUSES, **ov)
     return (f'<iframe class="ctxdask-overview" srcdoc="{html.escape(page, quote=True)}" '
             f'style="width: 100%; height: {int(height)}px; border: 1px solid #ddd"></iframe>')
 
@@ -111,16 +105,13 @@ def create_app(settings: ServeSettings) -> Starlette:
     except (KeyError, OSError):
         default_who = f"uid {os.getuid()}"
     common = {"out_dir": str(out), "database": str(db_path), "read_only": settings.read_only,
-              "statuses": STATUSES, "grade_values": list(grades.GRADES), "problem_statuses": PROBLEM,
+              "statuses": tuple(Status), "grade_values": list(Grade), "problem_statuses": PROBLEM_STATUSES,
               "interval_ms": int(settings.interval * 1000), "csrf": csrf, "who": default_who}
 
     @contextlib.contextmanager
     def db():
-        conn = data.connect(db_path)
-        try:
-            yield conn
-        finally:
-            conn.close()
+        with BatchView(db_path) as view:
+            yield view
 
     def page(template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         context = {**common, "title": context.get("heading", ""), **context}
@@ -133,13 +124,13 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     # ------------------------------------------------------------------ pages
     def overview(request: Request):
-        with db() as conn:
-            ov = data.overview(conn)
+        with db() as view:
+            ov = data.overview(view)
         return page("overview.html.j2", page="overview", nav="Overview", heading=f"ctxdask batch: {out.name}", **ov)
 
     def overview_json(request: Request):
-        with db() as conn:
-            ov = data.overview(conn)
+        with db() as view:
+            ov = data.overview(view)
         body = {k: ov[k] for k in ("generated", "counts", "rate_per_minute", "remaining", "eta", "failure_total",
                                    "grades", "manual_grades", "products")}
         body["running"] = [{k: r[k] for k in ("key", "step", "subject", "worker", "started", "elapsed")}
@@ -158,12 +149,12 @@ def create_app(settings: ServeSettings) -> Starlette:
         # a filter that does not parse shows the unfiltered table with the error (400), never a blank page
         params = {k: request.query_params.get(k, "") for k in fields}
         error = None
-        with db() as conn:
+        with db() as view:
             try:
-                t = table(conn, page=_page_number(request), **params)
+                t = table(view, page=_page_number(request), **params)
             except selection.SelectionError as exc:
                 error = f"filter not understood: {exc}"
-                t = table(conn, page=1, **{**params, "where": ""})
+                t = table(view, page=1, **{**params, "where": ""})
                 t["where"] = params["where"]
         t["params"] = params
         return page(template, page=nav.lower(), nav=nav, heading=heading, t=t, error=error,
@@ -179,8 +170,8 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     def image(request: Request, message: str | None = None, status_code: int = 200):
         pid = request.path_params["product_id"]
-        with db() as conn:
-            d = data.image_detail(conn, out, pid)
+        with db() as view:
+            d = data.image_detail(view, out, pid)
         if d is None:
             raise HTTPException(404, f"no image {pid!r} in this batch")
         return page("image.html.j2", page="image", nav="Images", heading=f"Image {pid}", d=d,
@@ -190,8 +181,8 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     def pair(request: Request, message: str | None = None, status_code: int = 200):
         pid = request.path_params["pair_id"]
-        with db() as conn:
-            d = data.pair_detail(conn, out, pid)
+        with db() as view:
+            d = data.pair_detail(view, out, pid)
         if d is None:
             raise HTTPException(404, f"no pair {pid!r} in this batch")
         return page("pair.html.j2", page="pair", nav="Pairs", heading=f"Pair {pid}", d=d, manual=d["manual"],
@@ -202,10 +193,9 @@ def create_app(settings: ServeSettings) -> Starlette:
         pid, stretch = request.path_params["product_id"], request.path_params["stretch"]
         if stretch not in graphics.STRETCHES:
             raise HTTPException(404, "unknown stretch")
-        with db() as conn:
-            row = conn.execute("SELECT thumbnail FROM quality WHERE product_id = ?", (pid,)).fetchone() \
-                if "quality" in selection.tables_of(conn) else None
-            path = data.file_listed(conn, out, data._rel(out, row[0]) or "") if row and row[0] else None
+        with db() as view:
+            thumbnail = view.thumbnail_of(pid)
+            path = data.file_listed(view, out, data.link(out, thumbnail) or "") if thumbnail else None
         if path is None:
             raise HTTPException(404, "no thumbnail")
         return Response(graphics.stretch_png(path, stretch), media_type="image/png")
@@ -213,16 +203,16 @@ def create_app(settings: ServeSettings) -> Starlette:
     def map_page(request: Request):
         colour = request.query_params.get("colour", "status")
         colour = colour if colour in ("status", "grade", "manual") else "status"
-        with db() as conn:
-            m = graphics.map_shapes(conn, out, colour)
+        with db() as view:
+            m = graphics.map_shapes(view, out, colour)
         return page("map.html.j2", page="map", nav="Map", heading=f"Map of {out.name}", m=m, colour=colour)
 
     def select_page(request: Request):
         where = request.query_params.get("where", "")
         error, rows = None, []
-        with db() as conn:
+        with db() as view:
             try:
-                rows = selection.select_pairs(conn, where)
+                rows = view.select_pairs(where)
             except selection.SelectionError as exc:
                 error = f"filter not understood: {exc}"
         return page("select.html.j2", page="select", nav="Selection", heading=f"Selection in {out.name}",
@@ -232,9 +222,9 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     def select_download(request: Request):
         where = request.query_params.get("where", "")
-        with db() as conn:
+        with db() as view:
             try:
-                rows = selection.select_pairs(conn, where)
+                rows = view.select_pairs(where)
             except selection.SelectionError as exc:
                 return PlainTextResponse(f"filter not understood: {exc}\n", status_code=400)
         text = selection.pair_list_text(rows, where=where, source=str(out))
@@ -242,8 +232,8 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     def files(request: Request):
         rel = request.path_params["path"]
-        with db() as conn:
-            path = data.file_listed(conn, out, rel)
+        with db() as view:
+            path = data.file_listed(view, out, rel)
         if path is None:
             raise HTTPException(404, "no such file in this batch")
         media = "text/plain; charset=utf-8" if path.suffix.lower() in (".log", ".txt") else None
@@ -251,14 +241,12 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     def stac(request: Request):
         pid = request.path_params["pair_id"]
-        with db() as conn:
-            row = conn.execute("SELECT q.stac, p.left_id, p.right_id FROM pair_quality q JOIN pairs p "
-                               "ON p.pair_id = q.pair_id WHERE q.pair_id = ?", (pid,)).fetchone() \
-                if "pair_quality" in selection.tables_of(conn) else None
-            path = data.file_listed(conn, out, data._rel(out, row[0]) or "") if row and row[0] else None
+        with db() as view:
+            row = view.stac_of(pid)
+            path = data.file_listed(view, out, data.link(out, row[0]) or "") if row else None
             if path is None:
                 raise HTTPException(404, "no STAC item for this pair")
-            extra = grades.stac_properties(conn, pid, row[1], row[2])
+            extra = view.stac_properties(pid, row[1], row[2])
         try:
             item = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -268,14 +256,12 @@ def create_app(settings: ServeSettings) -> Starlette:
 
     def tiles(request: Request):
         pid = request.path_params["pair_id"]
-        try:
-            from ctxdask.report.tilemap import tile_map_for_pair
-        except ImportError:  # a version without tiled stereo
-            raise HTTPException(404, "no tile maps in this version") from None
         import tempfile
 
-        with db() as conn, tempfile.TemporaryDirectory(prefix="ctxdask-tiles-") as tmp:
-            drawn = tile_map_for_pair(conn, out, pid, pathlib.Path(tmp) / "tiles.png", size=640)
+        from ctxdask.report.tilemap import tile_map_for_pair
+
+        with db() as view, tempfile.TemporaryDirectory(prefix="ctxdask-tiles-") as tmp:
+            drawn = tile_map_for_pair(view, out, pid, pathlib.Path(tmp) / "tiles.png", size=640)
             if drawn is None:
                 raise HTTPException(404, "this pair did not run by tile")
             return Response(pathlib.Path(drawn).read_bytes(), media_type="image/png")
@@ -297,9 +283,9 @@ def create_app(settings: ServeSettings) -> Starlette:
         try:
             await run_in_threadpool(grades.add_grade, db_path, scope, subject, str(form.get("value", "")),
                                     str(form.get("note", "")), who=str(form.get("who", "")).strip() or default_who)
+        except grades.UnknownSubjectError as exc:
+            raise HTTPException(404, str(exc)) from None
         except grades.GradeError as exc:
-            if "no " + scope in str(exc):
-                raise HTTPException(404, str(exc)) from None
             handler = image if scope == "image" else pair
             return await run_in_threadpool(handler, request, f"grade not saved: {exc}", 400)
         if "application/json" in request.headers.get("accept", ""):

@@ -11,13 +11,12 @@ import io
 import json
 import math
 import pathlib
-import sqlite3
 from typing import Any
 
 import numpy as np
 
-from ctxdask.batch.geometry import parse_footprint
-from ctxdask.web import selection
+from ctxdask.tracking import BatchView
+from ctxdask.tracking.geometry import parse_footprint
 
 __all__ = ["STRETCHES", "histogram_bars", "map_shapes", "stretch_png"]
 
@@ -93,33 +92,27 @@ def _stac_outline(out: pathlib.Path, rel: str | None) -> list[list[tuple[float, 
     return rings
 
 
-def map_shapes(conn: sqlite3.Connection, out: pathlib.Path, colour: str = "status") -> dict[str, Any]:
+def map_shapes(view: BatchView, out: pathlib.Path, colour: str = "status") -> dict[str, Any]:
     """Footprints of images and DEM outlines, projected (equirectangular) for an SVG.
 
     Returns ``{"images": [...], "dems": [...], "view": "x y w h", "grid": [...]}``;
     each shape has ``points`` (SVG text), ``id``, ``href`` and ``cls`` (a colour
     class from the status, automatic grade or manual grade).
     """
-    tables = selection.tables_of(conn)
     shapes, dems = [], []
-    if "image_geometry" in tables:
-        head = selection.with_clause(tables)
-        rows = conn.execute(f"{head} SELECT i.product_id, i.status, qi.grade, mi.value, gi.footprint "
-                            f"{selection.image_from()} WHERE gi.footprint IS NOT NULL").fetchall()
-        for pid, status, grade, manual, footprint in rows:
-            corners = parse_footprint(footprint)
-            if not corners:
-                continue
-            value = {"status": status, "grade": grade, "manual": manual}.get(colour, status)
-            prefix = "st" if colour == "status" else "gr"
-            shapes.append({"id": pid, "href": f"/image/{pid}", "corners": corners, "cls": f"{prefix}-{value or 'none'}",
-                           "label": f"{pid}: {colour} {value or 'none'}"})
-    if "pair_quality" in tables:
-        for pair_id, stac in conn.execute("SELECT q.pair_id, q.stac FROM pair_quality q "
-                                                  "JOIN pairs p ON p.pair_id = q.pair_id"):
-            for ring in _stac_outline(out, stac):
-                dems.append({"id": pair_id, "href": f"/pair/{pair_id}", "corners": ring, "cls": "dem",
-                             "label": f"DEM of {pair_id}"})
+    for row in view.footprints():
+        corners = parse_footprint(row["footprint"])
+        if not corners:
+            continue
+        pid = row["product_id"]
+        value = row[colour] if colour in ("status", "grade", "manual") else row["status"]
+        prefix = "st" if colour == "status" else "gr"
+        shapes.append({"id": pid, "href": f"/image/{pid}", "corners": corners, "cls": f"{prefix}-{value or 'none'}",
+                       "label": f"{pid}: {colour} {value or 'none'}"})
+    for pair_id, stac in view.stac_items():
+        for ring in _stac_outline(out, stac):
+            dems.append({"id": pair_id, "href": f"/pair/{pair_id}", "corners": ring, "cls": "dem",
+                         "label": f"DEM of {pair_id}"})
     for s in (*shapes, *dems):
         # one longitude convention (-180..180 east) for footprints (pair finder) and DEMs (STAC, 0..360)
         s["corners"] = [((x + 180.0) % 360.0 - 180.0, y) for x, y in s["corners"]]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ctxdask.batch.db import TrackingDB
 from ctxdask.batch.pairlist import read_pairs
-from ctxdask.batch.planning import Chain, plan_run, select_steps
+from ctxdask.batch.planning import Chain, manual_hold, plan_run, select_steps
 from ctxdask.tools.recipe import build_recipe
+from ctxdask.tracking import TrackingDB, grades
 
 from .conftest import IDS
 
@@ -57,3 +57,20 @@ def test_a_pair_planning_fails_on_is_failed_alone(tmp_path):
         (status, error), = db.conn.execute("SELECT status, error FROM pairs WHERE pair_id = ?",
                                            (pairs.pairs[0].pair_id,)).fetchall()
         assert status == "failed" and "cannot be planned: RuntimeError" in error
+
+
+def test_manual_hold_holds_pairs_failed_by_hand_or_with_an_image_failed(tmp_path):
+    a, b, c = IDS[:3]
+    pairs = read_pairs([(a, b), (a, c), (b, c)]).pairs
+    path = tmp_path / "t.sqlite"
+    with TrackingDB(path) as db:
+        db.register(pairs, [a, b, c])
+    grades.add_grade(path, "image", c, "fail", "clouds", who="ana")
+    grades.add_grade(path, "pair", f"{a}-{b}", "fail", "bad overlap", who="bo")
+    grades.add_grade(path, "pair", f"{a}-{b}", "pass", "overlap fine after all", who="bo")
+    with TrackingDB(path, readonly=True) as db:
+        hold = manual_hold(db.manually_rejected(), then=lambda pair: "other hook" if pair.left == a else None)
+    reasons = [hold(p) for p in pairs]
+    assert reasons[0] == "other hook"  # its latest manual grade is pass: the next hook decides
+    assert reasons[1].startswith(f"image {c} manually graded fail by ana") and "clouds" in reasons[1]
+    assert "--include-rejected" in reasons[2]

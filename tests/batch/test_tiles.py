@@ -115,7 +115,7 @@ def _run(client, tmp: pathlib.Path, faults: str = "", *, size: str = "64x48", ti
 
 
 def _db(tmp: pathlib.Path):
-    from ctxdask.batch.db import TrackingDB
+    from ctxdask.tracking import TrackingDB
 
     return TrackingDB(tmp / "out" / "ctxdask-batch.sqlite", readonly=True)
 
@@ -154,9 +154,10 @@ def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path):
         assert data[row, col] == -1500.0
     # and the tile map shows it
     from ctxdask.report.tilemap import tile_map_for_pair
+    from ctxdask.tracking import BatchView
 
-    png = tile_map_for_pair(sqlite3.connect(tmp_path / "out" / "ctxdask-batch.sqlite"), tmp_path / "out", PAIR,
-                            tmp_path / "map.png", size=400)
+    with BatchView(tmp_path / "out" / "ctxdask-batch.sqlite") as view:
+        png = tile_map_for_pair(view, tmp_path / "out", PAIR, tmp_path / "map.png", size=400)
     from PIL import Image
 
     image = np.asarray(Image.open(png).convert("RGB")).astype(int)
@@ -296,9 +297,9 @@ def test_retry_failed_reruns_failed_tiles_only(tiled_client, tmp_path):
 
 
 def test_status_shows_tile_progress_of_running_pairs(tmp_path, capsys):
-    from ctxdask.batch.db import TrackingDB
     from ctxdask.batch.pairlist import Pair
     from ctxdask.cli import main
+    from ctxdask.tracking import TrackingDB
 
     tiles = [Tile(i, 16 * i, 0, 16, 16, 4) for i in range(4)]
     with TrackingDB(tmp_path / "ctxdask-batch.sqlite") as db, db.transaction():

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from ctxdask.batch.db import DEFAULT_NAME, TrackingDB
 from ctxdask.cli import main
 from ctxdask.radiometry.flat import load_flat
 from ctxdask.testing import known_flat, make_edr
+from ctxdask.tracking import DEFAULT_NAME, TrackingDB
 
 FLAT = known_flat(seed=2)
 

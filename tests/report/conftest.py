@@ -56,7 +56,7 @@ def add_quality(out: pathlib.Path, edr: pathlib.Path) -> None:
     """Measure every readable image and every delivered DEM; store the rows like the batch will."""
     import ctxdask
     from ctxdask import quality
-    from ctxdask.batch.db import now
+    from ctxdask.tracking import now
 
     conn = sqlite3.connect(out / "ctxdask-batch.sqlite")
     with conn:

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from ctxdask.batch.db import TrackingDB
 from ctxdask.cli import main
 from ctxdask.exceptions import CTXError, MissingFileError
 from ctxdask.report import build_report, collect
+from ctxdask.tracking import TrackingDB
 
 from .conftest import BAD, BAD_PAIR, CRASH_PAIR, GOOD_PAIR, IDS, pair_id
 from .helpers import Page, copy_batch, execute
@@ -84,14 +84,15 @@ def test_every_database_string_is_escaped(batch_out, tmp_path):
     assert page.find("tr", "image")[0]["data-id"] == HOSTILE_ID
 
 
-def test_a_database_without_quality_tables(batch_out, tmp_path):
+def test_an_old_database_without_quality_tables(batch_out, tmp_path):
     out = copy_batch(batch_out, tmp_path / "out")
-    execute(out / "ctxdask-batch.sqlite", "DROP TABLE quality; DROP TABLE pair_quality;")
+    # the layout of a batch before QA was recorded: no such tables, no schema version (migrated on reading)
+    execute(out / "ctxdask-batch.sqlite", "DROP TABLE quality; DROP TABLE pair_quality; PRAGMA user_version = 0;")
     data = collect(out, dest=tmp_path / "rep")
     assert not data.has_quality and data.grades == {}
     assert all(im["grade"] is None and im["thumb"] is None for im in data.images)
     page = Page(build_report(out, dest=tmp_path / "rep").read_text())
-    assert "no quality tables in this database" in page.text
+    assert "no quality assessment recorded in this database" in page.text
     assert page.find("img") == [] and len(page.find("tr", "pair")) == 3
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from ctxdask.batch import read_pairs
-from ctxdask.batch.db import TrackingDB
+from ctxdask.tracking import TrackingDB
 
 from .conftest import BAD, CRASH_PAIR, GOOD_PAIR, IDS, pair_id, serving
 
@@ -158,8 +158,8 @@ def test_overview_html_for_notebooks_is_one_escaped_iframe(batch_copy):
 
 
 def test_stac_command_writes_the_grades_into_the_batch_catalog(batch_copy):
-    from ctxdask.batch import grades
     from ctxdask.cli import main
+    from ctxdask.tracking import grades
 
     good = pair_id(GOOD_PAIR)
     grades.add_grade(batch_copy / "ctxdask-batch.sqlite", "pair", good, "fail", "seams", who="ana")

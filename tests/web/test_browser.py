@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from ctxdask.batch import read_pairs
-from ctxdask.batch.geometry import import_scores
 from ctxdask.report import build_report
+from ctxdask.tracking.geometry import import_scores
 
 from ..tools.conftest import standin_path
 from .conftest import BAD, CRASH_PAIR, GOOD_PAIR, IDS, ROOT, console_errors, pair_id, serving
@@ -139,7 +139,7 @@ def test_every_page_renders_without_errors(browser, batch_copy, tmp_path):
 
 def test_overview_follows_a_running_batch(browser, tmp_path):
     """A stand-in batch runs in its own process; the open overview's counts change without a reload."""
-    from ctxdask.batch.db import TrackingDB
+    from ctxdask.tracking import TrackingDB
 
     from ..batch.conftest import make_images, write_pairs
     from ..tools.conftest import standin_path
@@ -273,7 +273,7 @@ def test_hostile_text_in_ids_labels_logs_and_notes_stays_text(browser, batch_cop
         conn.execute("UPDATE images SET validation = ? WHERE product_id = ?", (INJECTION, IDS[1]))
         conn.execute("UPDATE steps SET log_path = ?, status = 'running', worker = ? WHERE key = ?",
                      (str(log), INJECTION, f"validate-{IDS[1]}"))
-    from ctxdask.batch import grades
+    from ctxdask.tracking import grades
 
     grades.add_grade(db, "image", IDS[1], "warn", INJECTION, who=INJECTION)
     from urllib.parse import quote

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from ctxdask.batch import read_pairs
-from ctxdask.batch.db import TrackingDB
+from ctxdask.tracking import TrackingDB
 
 from ..batch.conftest import IDS, make_images, write_pairs
 from ..tools.conftest import standin_path

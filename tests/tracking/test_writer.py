@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from ctxdask.batch.db import DEFAULT_NAME, TrackingDB, database_path, lock_database
 from ctxdask.batch.pairlist import read_pairs
+from ctxdask.tracking import DEFAULT_NAME, BatchView, TrackingDB, database_path, lock_database
 
 A, B, C = "B01_009855_2626_XN_82N094W", "B01_010106_2627_XN_82N094W", "B01_009894_1665_XI_13S042W"
 
@@ -28,8 +28,8 @@ def test_wal_schema_and_status_constraint(tmp_path):
 def test_upsert_changes_only_given_columns_and_counts_attempts(tmp_path):
     with TrackingDB(tmp_path / "t.sqlite") as db:
         db.upsert_step("k", scope="pair", subject="s", step="point2dem", status="pending")
-        db.upsert_step("k", status="running", worker="tcp://w:1", attempts="+1")
-        db.upsert_step("k", status="failed", exit_code=3, error="boom", attempts="+1")
+        db.upsert_step("k", status="running", worker="tcp://w:1", count_attempt=True)
+        db.upsert_step("k", status="failed", exit_code=3, error="boom", count_attempt=True)
         row = db.rows("SELECT * FROM steps")[0]
     assert (row["status"], row["worker"], row["exit_code"], row["attempts"], row["step"]) == \
         ("failed", "tcp://w:1", 3, 2, "point2dem")
@@ -44,7 +44,8 @@ def test_register_keeps_existing_rows_and_report(tmp_path):
         run = db.start_run(pairs_file="p.txt", out=str(tmp_path))
         db.record_rejected(run, pl.rejected)
         db.upsert_step("validate-" + A, scope="image", subject=A, step="validate", status="failed", error="bad")
-        report = db.report()
+    with BatchView(tmp_path / "t.sqlite") as view:
+        report = view.status_report()
     assert report["pairs"] == {"done": 1, "pending": 1} and report["images"] == {"pending": 3}
     assert report["rejected"][0]["line"] == 3 and report["failure_count"] == 1
     assert report["steps"] == {"validate": {"failed": 1}}
@@ -62,7 +63,7 @@ def test_interrupt_stale_marks_in_flight_work(tmp_path):
 
 
 def _try_lock(path) -> str:
-    code = ("import sys\nfrom ctxdask.batch.db import lock_database\n"
+    code = ("import sys\nfrom ctxdask.tracking import lock_database\n"
             "try:\n    with lock_database(sys.argv[1]): print('locked')\n"
             "except RuntimeError as exc: print(exc)\n")
     return subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,

@@ -34,8 +34,8 @@ shadow_tip_distance gsd_ratio`` and the image fields above.
 
 Geometry (incidence, emission, phase, dates, overlap, convergence, screening
 scores) comes from the ``image_geometry`` / ``pair_geometry`` tables that
-:mod:`ctxdask.batch.geometry` fills from the pair finder's scores; on a
-database without them those fields are NULL and match nothing.
+:mod:`ctxdask.tracking.geometry` fills from the pair finder's scores; until
+they are imported those fields are NULL and match nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ import dataclasses
 import re
 from collections.abc import Iterator
 
-from ctxdask.batch.grades import CURRENT as _CURRENT_GRADES
+from ctxdask.tracking.grades import CURRENT as _CURRENT_GRADES
 
 __all__ = ["IMAGE_FIELDS", "PAIR_FIELDS", "SelectionError", "Query", "compile_images", "compile_pairs", "parse"]
 
@@ -331,30 +331,9 @@ def compile_pairs(text: str | None) -> Query:
 
 
 # ----------------------------------------------------------------------------- FROM clauses
-#: empty stand-ins for optional tables, so a query runs on any database version
-_EMPTY = {
-    "quality": "SELECT NULL AS product_id, NULL AS grade, NULL AS reasons, NULL AS metrics, NULL AS thumbnail "
-               "WHERE 0",
-    "manual_grades": "SELECT NULL AS id, NULL AS scope, NULL AS subject, NULL AS value, NULL AS note, "
-                     "NULL AS who, NULL AS at WHERE 0",
-    "image_geometry": "SELECT NULL AS product_id, NULL AS time, NULL AS orbit, NULL AS incidence, "
-                      "NULL AS emission, NULL AS phase, NULL AS center_lat, NULL AS center_lon, "
-                      "NULL AS footprint WHERE 0",
-    "pair_geometry": "SELECT NULL AS pair_id, NULL AS score, NULL AS iou, NULL AS overlap_km2, "
-                     "NULL AS convergence, NULL AS parallax_height, NULL AS shadow_tip_distance, "
-                     "NULL AS gsd_ratio WHERE 0",
-}
-
-
-def with_clause(tables: set[str]) -> str:
-    """``WITH q, mg, ig, pg AS (...)``: the optional tables, or empty stand-ins where missing."""
-    parts = [
-        f"q AS ({'SELECT * FROM quality' if 'quality' in tables else _EMPTY['quality']})",
-        f"mg AS ({_CURRENT_GRADES if 'manual_grades' in tables else _EMPTY['manual_grades']})",
-        f"ig AS ({'SELECT * FROM image_geometry' if 'image_geometry' in tables else _EMPTY['image_geometry']})",
-        f"pgeo AS ({'SELECT * FROM pair_geometry' if 'pair_geometry' in tables else _EMPTY['pair_geometry']})",
-    ]
-    return "WITH " + ", ".join(parts)
+#: the common table expressions image and pair queries join: QA, current manual grades, geometry
+WITH_CLAUSE = (f"WITH q AS (SELECT * FROM quality), mg AS ({_CURRENT_GRADES}), "
+               "ig AS (SELECT * FROM image_geometry), pgeo AS (SELECT * FROM pair_geometry)")
 
 
 def _image_joins(s: str) -> str:
@@ -376,14 +355,10 @@ def pair_from() -> str:
             " LEFT JOIN images r ON r.product_id = p.right_id" + _image_joins("r"))
 
 
-def tables_of(conn) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
-
-
 def select_pairs(conn, text: str | None) -> list[tuple[str, str, str]]:
     """``(pair_id, left, right)`` of the pairs matching ``text``, in pair-list order."""
     q = compile_pairs(text)
-    sql = (f"{with_clause(tables_of(conn))} SELECT p.pair_id, p.left_id, p.right_id {pair_from()} "
+    sql = (f"{WITH_CLAUSE} SELECT p.pair_id, p.left_id, p.right_id {pair_from()} "
            f"WHERE {q.sql} ORDER BY p.line IS NULL, p.line, p.pair_id")
     return [tuple(r) for r in conn.execute(sql, q.params)]
 

@@ -10,9 +10,8 @@ import time
 
 import pytest
 
-from ctxdask.batch import grades
-from ctxdask.batch.db import TrackingDB
 from ctxdask.batch.pairlist import read_pairs
+from ctxdask.tracking import BatchView, TrackingDB, connect_reader, grades
 
 A, B, C = "B01_009855_2626_XN_82N094W", "B01_010106_2627_XN_82N094W", "B01_009894_1665_XI_13S042W"
 
@@ -57,7 +56,7 @@ def test_bad_grades_are_refused_and_nothing_is_stored(db_path, scope, subject, v
 def test_older_database_without_the_table_reads_as_no_grades(tmp_path):
     path = tmp_path / "old.sqlite"
     sqlite3.connect(path).close()
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = connect_reader(path)  # migrated on opening: the table is there, empty
     assert grades.current_grades(conn) == {} and grades.manually_rejected(conn) == {} and grades.history(conn, A) == []
     conn.close()
 
@@ -65,8 +64,8 @@ def test_older_database_without_the_table_reads_as_no_grades(tmp_path):
 def test_status_report_shows_manual_grades(db_path):
     grades.add_grade(db_path, "image", A, "fail", "bad", who="ana")
     grades.add_grade(db_path, "image", B, "pass", who="ana")
-    with TrackingDB(db_path, readonly=True) as db:
-        report = db.report()
+    with BatchView(db_path) as view:
+        report = view.status_report()
     assert report["manual_grades"] == {"image": {"fail": 1, "pass": 1}}
     assert report["manually_rejected"][A].endswith(": bad")
     out = subprocess.run([sys.executable, "-m", "ctxdask", "status", str(db_path)], capture_output=True, text=True,
@@ -100,14 +99,3 @@ def test_grades_wait_for_a_writer_holding_the_lock(db_path):
         assert len(grades.history(conn, C)) == 20
 
 
-def test_manual_hold_holds_pairs_failed_by_hand_or_with_an_image_failed(db_path):
-    pairs = read_pairs([(A, B), (A, C), (B, C)]).pairs
-    grades.add_grade(db_path, "image", C, "fail", "clouds", who="ana")
-    grades.add_grade(db_path, "pair", f"{A}-{B}", "fail", "bad overlap", who="bo")
-    grades.add_grade(db_path, "pair", f"{A}-{B}", "pass", "overlap fine after all", who="bo")
-    with sqlite3.connect(db_path) as conn:
-        hold = grades.manual_hold(conn, then=lambda pair: "other hook" if pair.left == A else None)
-    reasons = [hold(p) for p in pairs]
-    assert reasons[0] == "other hook"  # its latest manual grade is pass: the next hook decides
-    assert reasons[1].startswith(f"image {C} manually graded fail by ana") and "clouds" in reasons[1]
-    assert "--include-rejected" in reasons[2]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pytest
 
-from ctxdask.batch import grades
-from ctxdask.batch.db import TrackingDB
-from ctxdask.batch.geometry import import_scores
 from ctxdask.batch.pairlist import read_pairs
-from ctxdask.web import selection
-from ctxdask.web.selection import SelectionError, compile_images, compile_pairs, select_pairs
+from ctxdask.tracking import TrackingDB, connect_reader, grades, selection
+from ctxdask.tracking.geometry import import_scores
+from ctxdask.tracking.selection import SelectionError, compile_images, compile_pairs, select_pairs
 
 A, B, C = "B01_009855_2626_XN_82N094W", "B01_010106_2627_XN_82N094W", "B02_019894_1665_XI_13S042W"
 
@@ -93,12 +92,13 @@ def test_selection_on_a_real_database(db, text, expected):
         assert [names[pid] for pid, _, _ in select_pairs(conn, text)] == expected
 
 
-def test_queries_run_on_a_database_without_optional_tables(tmp_path):
+def test_queries_run_on_an_old_database_without_optional_tables(tmp_path):
     path = tmp_path / "old.sqlite"
     with TrackingDB(path) as t:
         t.register(read_pairs([(A, B)]).pairs, [A, B])
-        t.conn.executescript("DROP TABLE quality; DROP TABLE manual_grades;")
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        # the layout of ctxdask 0.1 before a batch with QA or grading: no such tables, no version
+        t.conn.executescript("DROP TABLE quality; DROP TABLE manual_grades; PRAGMA user_version = 0;")
+    with contextlib.closing(connect_reader(path)) as conn:  # migrated on opening
         assert select_pairs(conn, "grade = pass or manual is null or convergence > 1") == [(f"{A}-{B}", A, B)]
 
 

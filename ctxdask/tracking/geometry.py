@@ -4,7 +4,7 @@
 overlap (IoU), convergence angle, parallax/height ratio, shadow-tip distance,
 and per image its incidence, emission and phase angles, time and footprint
 corners (:func:`ctxdask.catalog.pairs.find_pairs`). :func:`import_scores` copies
-them into two tables so the live pages can filter, sort and map by them::
+them into two tables (:mod:`ctxdask.tracking.schema`) so the live pages can filter, sort and map by them::
 
     image_geometry (product_id, time, orbit, incidence, emission, phase, gsd,
                     center_lat, center_lon, footprint)      footprint: "lon,lat lon,lat ..." east
@@ -20,20 +20,12 @@ import csv
 import math
 import os
 import pathlib
-import sqlite3
 
-__all__ = ["SCHEMA", "default_scores", "import_scores"]
+from ctxdask.tracking.connection import connect_writer
+from ctxdask.tracking.read import BatchView
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS image_geometry (
-    product_id TEXT PRIMARY KEY, time TEXT, orbit INTEGER, incidence REAL, emission REAL, phase REAL, gsd REAL,
-    center_lat REAL, center_lon REAL, footprint TEXT
-);
-CREATE TABLE IF NOT EXISTS pair_geometry (
-    pair_id TEXT PRIMARY KEY, score REAL, iou REAL, overlap_km2 REAL, convergence REAL, parallax_height REAL,
-    shadow_tip_distance REAL, gsd_ratio REAL
-);
-"""
+__all__ = ["default_scores", "import_scores", "parse_footprint"]
+
 _PAIR_COLUMNS = ("score", "iou", "overlap_km2", "convergence", "parallax_height", "shadow_tip_distance", "gsd_ratio")
 
 
@@ -57,15 +49,13 @@ def parse_footprint(text: str | None) -> list[tuple[float, float]]:
     return points if len(points) >= 3 else []
 
 
-def default_scores(conn: sqlite3.Connection) -> pathlib.Path | None:
+def default_scores(db: str | os.PathLike) -> pathlib.Path | None:
     """The scores CSV beside the last run's pair list (``pairs.txt`` -> ``pairs.csv``), if there is one."""
-    try:
-        row = conn.execute("SELECT pairs_file FROM runs ORDER BY id DESC LIMIT 1").fetchone()
-    except sqlite3.Error:
+    with BatchView(db) as view:
+        last = view.runs(limit=1)
+    if not last or not last[0]["pairs_file"]:
         return None
-    if not row or not row[0]:
-        return None
-    listing = pathlib.Path(row[0])
+    listing = pathlib.Path(last[0]["pairs_file"])
     for candidate in (listing.with_suffix(".csv"), listing.with_name(listing.name + ".csv")):
         if candidate != listing and candidate.is_file():
             return candidate
@@ -84,10 +74,8 @@ def import_scores(db: str | os.PathLike, scores: str | os.PathLike) -> tuple[int
         rows = list(csv.DictReader(f))
     if rows and not {"left", "right"} <= set(rows[0]):
         raise ValueError(f"{scores}: not a pair-finder scores CSV (no left/right columns)")
-    conn = sqlite3.connect(os.fspath(db), isolation_level=None, timeout=30)
+    conn = connect_writer(db, timeout=30)
     try:
-        conn.execute("PRAGMA busy_timeout=30000")
-        conn.executescript(SCHEMA)
         known = {r[0] for r in conn.execute("SELECT pair_id FROM pairs")}
         pairs, images = [], {}
         for r in rows:

@@ -1,90 +1,49 @@
 """Manual grades: a person's pass / warn / fail, with a note, on an image or a pair.
 
-They live in the tracking database in their own table, ``manual_grades``, one
-row per change (nothing is ever updated or deleted, so the history is the
-table)::
-
-    manual_grades (id, scope 'image'|'pair', subject, value 'pass'|'warn'|'fail',
-                   note, who, at)
-
-The current grade of a subject is its newest row. The batch driver obeys it: an
-image or pair whose current manual grade is ``fail`` is skipped by the next run
-(:func:`manually_rejected`) unless the run includes rejected work.
+One row per change in ``manual_grades`` (nothing is updated or deleted, so the
+history is the table); the current grade of a subject is its newest row. The
+batch driver obeys it: an image or pair whose current manual grade is ``fail``
+is held back by the next run (:func:`manually_rejected`) unless the run
+includes rejected work.
 
 Grades are written by ``ctxdask serve`` while a batch driver may be writing
-the same file. SQLite allows one writer at a time: the connection here uses
-WAL, a busy timeout, ``BEGIN IMMEDIATE`` (so the lock is taken before reading,
-never upgraded) and a few retries with back-off, so a grade waits for the
-driver's transaction instead of failing with "database is locked".
+the same file. SQLite allows one writer at a time: :func:`add_grade` takes
+the lock before reading (``BEGIN IMMEDIATE``, never an upgrade), waits out a
+busy timeout, and tries a few more times with back-off, so a grade waits for
+the driver's transaction instead of failing with "database is locked".
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import getpass
 import os
 import random
 import sqlite3
 import time
-from collections.abc import Iterator
 
-__all__ = ["GRADES", "SCOPES", "GradeError", "add_grade", "current_grades", "ensure_schema", "history",
-           "manually_rejected"]
+from ctxdask.tracking.connection import connect_reader, connect_writer, now
+from ctxdask.tracking.status import Grade, Scope
+
+__all__ = ["GRADES", "NOTE_LIMIT", "SCOPES", "GradeError", "UnknownSubjectError", "add_grade", "current_grades",
+           "history", "manually_rejected", "stac_grades", "stac_properties"]
 
 #: values a manual grade can take
-GRADES = ("pass", "warn", "fail")
-SCOPES = ("image", "pair")
+GRADES = tuple(Grade)
+SCOPES = tuple(Scope)
 #: note length kept (a grade note is a sentence or a paragraph, not a file)
 NOTE_LIMIT = 4000
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS manual_grades (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    scope TEXT NOT NULL CHECK (scope IN ('image', 'pair')),
-    subject TEXT NOT NULL,
-    value TEXT NOT NULL CHECK (value IN ({", ".join(f"'{g}'" for g in GRADES)})),
-    note TEXT NOT NULL DEFAULT '',
-    who TEXT NOT NULL DEFAULT '',
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS manual_grades_subject ON manual_grades (subject, id);
-"""
 
 #: the newest row of each subject, as a sub-query usable in joins
 CURRENT = ("SELECT g.* FROM manual_grades g JOIN (SELECT subject, max(id) AS id FROM manual_grades "
            "GROUP BY subject) last ON g.id = last.id")
 
 
-def now() -> str:
-    """The current UTC time, ISO 8601 (as :func:`ctxdask.batch.db.now`; this module is imported by it)."""
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
-
-
 class GradeError(ValueError):
-    """A grade that cannot be stored: unknown value, scope or subject."""
+    """A grade that cannot be stored: unknown value or scope."""
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the ``manual_grades`` table and index if missing (needs a writable connection)."""
-    conn.executescript(SCHEMA)
-
-
-def has_table(conn: sqlite3.Connection) -> bool:
-    """Whether the database has manual grades at all (older databases do not)."""
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'manual_grades'"
-                        ).fetchone() is not None
-
-
-@contextlib.contextmanager
-def _writer(path: str | os.PathLike, timeout: float) -> Iterator[sqlite3.Connection]:
-    conn = sqlite3.connect(os.fspath(path), isolation_level=None, timeout=timeout)
-    try:
-        conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode=WAL")
-        yield conn
-    finally:
-        conn.close()
+class UnknownSubjectError(GradeError):
+    """A grade for an image or pair the database does not list."""
 
 
 def add_grade(path: str | os.PathLike, scope: str, subject: str, value: str, note: str = "", *,
@@ -111,35 +70,40 @@ def add_grade(path: str | os.PathLike, scope: str, subject: str, value: str, not
     Raises
     ------
     GradeError
-        Unknown value, scope or subject.
+        Unknown value or scope.
+    UnknownSubjectError
+        The database does not list ``subject``.
     sqlite3.OperationalError
         The database stayed locked through every attempt.
     """
     if scope not in SCOPES:
-        raise GradeError(f"scope must be one of {SCOPES}, not {scope!r}")
+        raise GradeError(f"scope must be one of {tuple(str(s) for s in SCOPES)}, not {scope!r}")
     if value not in GRADES:
         raise GradeError(f"a grade is one of {', '.join(GRADES)}, not {value!r}")
     note = (note or "").strip()[:NOTE_LIMIT]
     who = (who or _login())[:200]
-    table, key = ("images", "product_id") if scope == "image" else ("pairs", "pair_id")
+    table, key = ("images", "product_id") if scope == Scope.IMAGE else ("pairs", "pair_id")
     delay = 0.05
     for attempt in range(attempts):
         try:
-            with _writer(path, timeout) as conn:
-                ensure_schema(conn)
+            conn = connect_writer(path, timeout=timeout)
+            try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     if conn.execute(f"SELECT 1 FROM {table} WHERE {key} = ?", (subject,)).fetchone() is None:
-                        raise GradeError(f"no {scope} {subject!r} in {path}")
+                        raise UnknownSubjectError(f"no {scope} {subject!r} in {path}")
                     stamp = now()
                     cur = conn.execute("INSERT INTO manual_grades (scope, subject, value, note, who, at) "
-                                       "VALUES (?, ?, ?, ?, ?, ?)", (scope, subject, value, note, who, stamp))
+                                       "VALUES (?, ?, ?, ?, ?, ?)", (str(scope), subject, str(value), note, who,
+                                                                     stamp))
                     conn.execute("COMMIT")
                 except BaseException:
                     conn.execute("ROLLBACK")
                     raise
-                return {"id": cur.lastrowid, "scope": scope, "subject": subject, "value": value, "note": note,
-                        "who": who, "at": stamp}
+            finally:
+                conn.close()
+            return {"id": cur.lastrowid, "scope": scope, "subject": subject, "value": value, "note": note,
+                    "who": who, "at": stamp}
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc) or attempt == attempts - 1:
                 raise
@@ -158,20 +122,25 @@ def _login() -> str:
 
 def current_grades(conn: sqlite3.Connection, scope: str | None = None) -> dict[str, dict]:
     """Subject -> its newest manual grade row (``value``, ``note``, ``who``, ``at``)."""
-    if not has_table(conn):
-        return {}
     sql, params = CURRENT, ()
     if scope is not None:
-        sql, params = f"SELECT * FROM ({CURRENT}) WHERE scope = ?", (scope,)
+        sql, params = f"SELECT * FROM ({CURRENT}) WHERE scope = ?", (str(scope),)
     cur = conn.execute(sql, params)
     names = [d[0] for d in cur.description]
     return {row[names.index("subject")]: dict(zip(names, row)) for row in cur}
 
 
+def grade_counts(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    """``{scope: {value: n}}`` of the current manual grades, scopes sorted, fail first."""
+    counts: dict[str, dict[str, int]] = {}
+    for g in current_grades(conn).values():
+        by_value = counts.setdefault(g["scope"], {})
+        by_value[g["value"]] = by_value.get(g["value"], 0) + 1
+    return {s: dict(sorted(c.items(), key=lambda g: Grade.rank_of(g[0]))) for s, c in sorted(counts.items())}
+
+
 def history(conn: sqlite3.Connection, subject: str) -> list[dict]:
     """Every manual grade of ``subject``, newest first."""
-    if not has_table(conn):
-        return []
     cur = conn.execute("SELECT * FROM manual_grades WHERE subject = ? ORDER BY id DESC", (subject,))
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur]
@@ -185,7 +154,7 @@ def manually_rejected(conn: sqlite3.Connection) -> dict[str, str]:
     """
     out = {}
     for subject, g in current_grades(conn).items():
-        if g["value"] == "fail":
+        if g["value"] == Grade.FAIL:
             reason = f"manually graded fail by {g['who'] or 'unknown'} at {g['at'][:19]}"
             out[subject] = f"{reason}: {g['note']}" if g["note"] else reason
     return out
@@ -200,10 +169,8 @@ def stac_properties(conn: sqlite3.Connection, pair_id: str, left: str, right: st
     and manual grade).
     """
     current = current_grades(conn)
-    auto = {}
-    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'quality'").fetchone():
-        auto = dict(conn.execute("SELECT product_id, grade FROM quality WHERE product_id IN (?, ?)", (left, right))
-                    .fetchall())
+    auto = dict(conn.execute("SELECT product_id, grade FROM quality WHERE product_id IN (?, ?)", (left, right))
+                .fetchall())
 
     def manual(subject: str) -> dict | None:
         g = current.get(subject)
@@ -214,31 +181,12 @@ def stac_properties(conn: sqlite3.Connection, pair_id: str, left: str, right: st
                                      for pid in (left, right)}}
 
 
-def manual_hold(conn: sqlite3.Connection, then=None):
-    """A planning hook (:data:`ctxdask.batch.planning.Hold`) holding back what people failed by hand.
-
-    A pair is held when its current manual grade is ``fail`` or either image's
-    is; the reason names which and carries the grader's note. ``then`` is
-    another hook asked for the pairs this one lets through.
-    """
-    rejected = manually_rejected(conn)
-
-    def hold(pair):
-        for subject, what in ((pair.pair_id, "the pair"), (pair.left, f"image {pair.left}"),
-                              (pair.right, f"image {pair.right}")):
-            if subject in rejected:
-                return f"{what} {rejected[subject]} (run with --include-rejected to process it anyway)"
-        return then(pair) if then is not None else None
-
-    return hold
-
-
 def stac_grades(db: str | os.PathLike):
     """``item_id -> properties`` for :func:`ctxdask.quality.stac.rebuild_catalog`: the grades of each pair.
 
     Items whose id is not a pair of the database get no extra properties.
     """
-    conn = sqlite3.connect(f"file:{os.fspath(db)}?mode=ro", uri=True)
+    conn = connect_reader(db)
     try:
         pairs = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT pair_id, left_id, right_id FROM pairs")}
         found = {pid: stac_properties(conn, pid, *lr) for pid, lr in pairs.items()}

@@ -6,9 +6,9 @@ import sqlite3
 
 import pytest
 
-from ctxdask.batch.db import TrackingDB
-from ctxdask.batch.geometry import default_scores, import_scores, parse_footprint
 from ctxdask.batch.pairlist import read_pairs
+from ctxdask.tracking import TrackingDB
+from ctxdask.tracking.geometry import default_scores, import_scores, parse_footprint
 
 A, B = "B01_009855_2626_XN_82N094W", "B01_010106_2627_XN_82N094W"
 
@@ -26,13 +26,11 @@ def test_import_and_default_location(tmp_path):
     with TrackingDB(db) as t:
         t.register(read_pairs(listing).pairs, [A, B])
         t.start_run(pairs_file=str(listing), out=str(tmp_path))
-    with sqlite3.connect(db) as conn:
-        assert default_scores(conn) is None
+    assert default_scores(db) is None
     scores = tmp_path / "pairs.csv"
     scores.write_text("left,right,score,iou,convergence,incidence_left,emission_right,time_left,footprint_left\n"
                       f'{A},{B},0.5,0.7,22.5,40,nan,2008-07-01T00:00:00,"-94,82 -93,82 -93,83 -94,83"\n')
-    with sqlite3.connect(db) as conn:
-        assert default_scores(conn) == scores
+    assert default_scores(db) == scores
     assert import_scores(db, scores) == (1, 2)
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT iou, convergence FROM pair_geometry").fetchone() == (0.7, 22.5)
