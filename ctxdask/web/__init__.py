@@ -1,6 +1,7 @@
 """``ctxdask serve``: a live web view of a batch, with manual grading, notes and rule-based selection.
 
 - :mod:`~ctxdask.web.app`: the Starlette application (:func:`create_app`);
+- :mod:`~ctxdask.web.routes`: the page handlers, one module per kind of page;
 - :mod:`~ctxdask.web.data`: what the pages show, read from the tracking database;
 - :mod:`~ctxdask.tracking.selection`: the filter language, compiled to parameterised SQL;
 - :mod:`~ctxdask.web.graphics`: thumbnail stretches, histogram and map shapes;

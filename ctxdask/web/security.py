@@ -19,7 +19,12 @@ import ipaddress
 import secrets
 import urllib.parse
 
-__all__ = ["Guard", "check_csrf", "is_loopback", "new_token"]
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.responses import PlainTextResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["LoopbackHostOnly", "RequireToken", "SecurityHeaders", "check_csrf", "is_loopback", "new_token"]
 
 COOKIE = "ctxdask_token"
 HEADERS = [
@@ -51,62 +56,80 @@ def _same(a: str | None, b: str) -> bool:
     return a is not None and hmac.compare_digest(a.encode(), b.encode())
 
 
-class Guard:
-    """ASGI middleware enforcing the token, the loopback Host and the security headers.
+def _deny(text: str) -> PlainTextResponse:
+    return PlainTextResponse(f"403 forbidden: {text}", status_code=403)
 
-    Parameters
-    ----------
-    app : ASGI app
-    token : str or None
-        Required on every request when given.
-    loopback_hosts : set of str, optional
-        Host names accepted in the ``Host`` header when there is no token.
-    """
 
-    def __init__(self, app, *, token: str | None, loopback_hosts: set[str] | None = None):
-        self.app, self.token, self.hosts = app, token, loopback_hosts
+class SecurityHeaders:
+    """ASGI middleware adding :data:`HEADERS` to every HTTP response (denials included: it wraps the others)."""
 
-    async def _deny(self, send, status: int, text: str) -> None:
-        body = text.encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode()), *HEADERS]})
-        await send({"type": "http.response.body", "body": body})
+    def __init__(self, app: ASGIApp):
+        self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        set_cookie = False
-        if self.token is not None:
-            query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            cookies = {}
-            for part in headers.get("cookie", "").split(";"):
-                name, _, value = part.strip().partition("=")
-                cookies[name] = value
-            auth = headers.get("authorization", "")
-            offered = [query.get("token", [None])[0], cookies.get(COOKIE),
-                       auth[6:].strip() if auth.lower().startswith("token ") else None]
-            if not any(_same(o, self.token) for o in offered):
-                return await self._deny(send, 403, "403 forbidden: this server needs its token "
-                                                   "(open the URL ctxdask serve printed)")
-            set_cookie = not _same(cookies.get(COOKIE), self.token)
-        elif self.hosts is not None:
-            host = headers.get("host", "")
-            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if name.strip("[]") not in self.hosts:
-                return await self._deny(send, 403, "403 forbidden: unexpected Host header")
 
-        async def send_with_headers(message):
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                extra = list(HEADERS)
-                if set_cookie:
-                    extra.append((b"set-cookie", f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict"
-                                  .encode()))
-                message = {**message, "headers": [*message.get("headers", []), *extra]}
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS:
+                    headers.append(name.decode(), value.decode())
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
+
+
+class RequireToken:
+    """ASGI middleware refusing (403) every request without the server's token.
+
+    The token may come as ``?token=``, the :data:`COOKIE` cookie or an
+    ``Authorization: token ...`` header; when it came any other way than the
+    cookie, the response sets the cookie (HttpOnly, SameSite=Strict) so the
+    token need not stay in URLs.
+    """
+
+    def __init__(self, app: ASGIApp, *, token: str):
+        self.app, self.token = app, token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        conn = HTTPConnection(scope)
+        auth = conn.headers.get("authorization", "")
+        offered = [conn.query_params.get("token"), conn.cookies.get(COOKIE),
+                   auth[6:].strip() if auth.lower().startswith("token ") else None]
+        if not any(_same(o, self.token) for o in offered):
+            return await _deny("this server needs its token (open the URL ctxdask serve printed)")(scope, receive, send)
+        if _same(conn.cookies.get(COOKIE), self.token):
+            return await self.app(scope, receive, send)
+
+        async def send_with_cookie(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append(
+                    "set-cookie", f"{COOKIE}={self.token}; Path=/; HttpOnly; SameSite=Strict")
+            await send(message)
+
+        return await self.app(scope, receive, send_with_cookie)
+
+
+class LoopbackHostOnly:
+    """ASGI middleware refusing (403) requests whose ``Host`` is not a loopback name (DNS rebinding).
+
+    Starlette's ``TrustedHostMiddleware`` answers 400 and cannot read an IPv6
+    ``Host: [::1]:port``; this answers 403 and can.
+    """
+
+    def __init__(self, app: ASGIApp, *, hosts: frozenset[str]):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name.strip("[]") not in self.hosts:
+                return await _deny("unexpected Host header")(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 def check_csrf(form_token: str | None, expected: str, origin: str | None, host: str | None) -> str | None:

@@ -1,0 +1,49 @@
+"""The map of footprints and DEMs, and rule-based selection of pairs (shown, or as a pair list)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse
+
+from ctxdask.tracking import selection
+from ctxdask.web import graphics
+from ctxdask.web.routes.common import out_dir, render, view
+
+__all__ = ["SELECTION_PREVIEW", "map_page", "select_download", "select_page"]
+
+#: rows of a selection shown in the page (the download has them all)
+SELECTION_PREVIEW = 200
+
+
+def map_page(request: Request) -> HTMLResponse:
+    colour = request.query_params.get("colour", "status")
+    colour = colour if colour in ("status", "grade", "manual") else "status"
+    with view(request) as v:
+        m = graphics.map_shapes(v, out_dir(request), colour)
+    return render(request, "map.html.j2", page="map", nav="Map", heading=f"Map of {out_dir(request).name}", m=m,
+                  colour=colour)
+
+
+def select_page(request: Request) -> HTMLResponse:
+    where = request.query_params.get("where", "")
+    error, rows = None, []
+    with view(request) as v:
+        try:
+            rows = v.select_pairs(where)
+        except selection.SelectionError as exc:
+            error = f"filter not understood: {exc}"
+    return render(request, "select.html.j2", status_code=200 if error is None else 400, page="select",
+                  nav="Selection", heading=f"Selection in {out_dir(request).name}", where=where, error=error,
+                  rows=rows[:SELECTION_PREVIEW], total=len(rows), pair_fields=sorted(selection.PAIR_FIELDS),
+                  image_fields=sorted(selection.IMAGE_FIELDS))
+
+
+def select_download(request: Request) -> PlainTextResponse:
+    where = request.query_params.get("where", "")
+    with view(request) as v:
+        try:
+            rows = v.select_pairs(where)
+        except selection.SelectionError as exc:
+            return PlainTextResponse(f"filter not understood: {exc}\n", status_code=400)
+    text = selection.pair_list_text(rows, where=where, source=str(out_dir(request)))
+    return PlainTextResponse(text, headers={"content-disposition": 'attachment; filename="selection.txt"'})
