@@ -23,8 +23,9 @@ from dask.base import tokenize
 from xarray.backends import BackendEntrypoint
 
 from ctxdask import accessor as _accessor  # noqa: F401  (registers the ds.ctx accessor)
-from ctxdask import config, rawio
+from ctxdask import rawio
 from ctxdask.edr import CTXBackendArray, EDRProduct, describe_edr, edr_dataset
+from ctxdask.settings import current as current_settings
 
 __all__ = ["CTXBackendEntrypoint", "open_edr"]
 
@@ -122,7 +123,7 @@ def open_edr(
     line_chunks = _line_chunks(chunks)
     if line_chunks is not None:
         product = describe_edr(source, storage_options=storage_options, allow_unsupported_mode=allow_unsupported_mode)
-        return _shared_read_dataset(product, line_chunks or int(config.get("chunk-lines")))
+        return _shared_read_dataset(product, line_chunks or current_settings().chunk_lines)
     with warnings.catch_warnings():
         # preferred_chunks are a default, not a storage layout: any line window of a raw
         # EDR is one contiguous read, so chunks that split them cost nothing extra

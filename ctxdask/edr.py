@@ -20,7 +20,7 @@ import xarray as xr
 from xarray.backends import BackendArray
 from xarray.core import indexing
 
-from ctxdask import __version__, config, rawio
+from ctxdask import __version__, rawio
 from ctxdask.exceptions import (
     LabelError,
     LabelInconsistentError,
@@ -30,6 +30,7 @@ from ctxdask.exceptions import (
 )
 from ctxdask.layout import LAYOUTS, EDRLayout
 from ctxdask.pds3 import Label, label_attrs, read_label
+from ctxdask.settings import current as current_settings
 from ctxdask.structure import EDR_DATA_SET_ID, Problem, check_structure, first_error, label_time
 
 __all__ = [
@@ -292,7 +293,7 @@ _DIMS = {
 def edr_dataset(product: EDRProduct, *, chunk_lines: int | None = None) -> xr.Dataset:
     """Build the lazy Dataset of DESIGN.md section 3 for a described EDR."""
     layout = product.layout
-    chunk_lines = int(chunk_lines or config.get("chunk-lines"))
+    chunk_lines = int(chunk_lines or current_settings().chunk_lines)
     variables = {}
     for name, columns in layout.regions.items():
         array = CTXBackendArray(

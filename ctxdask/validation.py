@@ -22,9 +22,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ctxdask import config
 from ctxdask.edr import EDRProduct, describe_edr
 from ctxdask.exceptions import CTXError, UnsupportedModeError
+from ctxdask.settings import current as current_settings
 
 __all__ = ["Finding", "ValidationReport", "validate", "line_ranges"]
 
@@ -121,10 +121,10 @@ def validate(
         Never raises for a bad product: every problem becomes a finding.
     """
     path = os.fspath(path)
-    checksum = checksum or config.get("validate.checksum")
+    checksum = checksum or current_settings().validate.checksum
     if checksum not in ("warn", "reject"):
         raise ValueError(f"checksum must be 'warn' or 'reject', not {checksum!r}")
-    block_lines = int(block_lines or config.get("validate.block-lines"))
+    block_lines = int(block_lines or current_settings().validate.block_lines)
     report = ValidationReport(path)
 
     try:

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ctxdask import config
+from ctxdask.settings import current as current_settings
 
 __all__ = ["BatchSettings"]
 
@@ -34,24 +34,9 @@ class BatchSettings:
     @classmethod
     def from_config(cls, **overrides: Any) -> BatchSettings:
         """Read ``ctxdask.batch.*`` now; ``overrides`` (field names, ``None`` ignored) win."""
-        b = config.get("batch", {}) or {}
-        values: dict[str, Any] = dict(
-            retries=int(b.get("retries", 2)),
-            timeouts={k: float(v) for k, v in (b.get("timeouts") or {}).items()},
-            watchdog_margin=float(b.get("watchdog-margin", 120)),
-            deliver=frozenset(b.get("deliver") or ()),
-            delivery=str(b.get("delivery", "transfer")),
-            chunk_size=int(b.get("chunk-size", cls.chunk_size)),
-            chunk_window=int(b.get("chunk-window", 4)),
-            delivery_threads=int(b.get("delivery-threads", 2)),
-            stall_timeout=float(b.get("stall-timeout", 300)),
-            scratch=b.get("scratch"),
-            local_workers=b.get("local-workers"),
-            local_threads=int(b.get("local-threads", 2)),
-            cleanup_scratch=bool(b.get("cleanup-scratch", True)),
-            progress=bool(b.get("progress", True)),
-            quality=bool(b.get("quality", True)),
-        )
+        b = current_settings().batch
+        values: dict[str, Any] = {f.name: getattr(b, f.name) for f in dataclasses.fields(cls)}
+        values["deliver"] = frozenset(values["deliver"])
         for name, value in overrides.items():
             if value is None:
                 continue

@@ -31,7 +31,7 @@ import dataclasses
 import itertools
 from collections.abc import Iterable, Mapping
 
-from ctxdask import config, tracking
+from ctxdask import tracking
 from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.batch.model import BatchContext, ImageTask, Outcome, StepTask, image_chain
 from ctxdask.batch.pairlist import Pair
@@ -40,6 +40,7 @@ from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.work import execute, remake, run_image
 from ctxdask.quality.alignment import mola_for_pair
+from ctxdask.settings import current as current_settings
 from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
 from ctxdask.tools.recipe import StepCall
 
@@ -255,7 +256,7 @@ class Submitter:
             return
         left, right = state.image_calls[pair.left], state.image_calls[pair.right]
         # MOLA shots for pc_align: tools.asp.mola-points, a file or a folder of per-pair CSVs
-        mola = mola_for_pair(config.get("tools.asp.mola-points", None), pair.pair_id, pair.left, pair.right) \
+        mola = mola_for_pair(current_settings().tools.asp.mola_points, pair.pair_id, pair.left, pair.right) \
             if self.recipe.settings.pc_align else None
         calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
                                        left_id=pair.left, right_id=pair.right, mola=mola)

@@ -42,13 +42,14 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ctxdask import config, tracking
+from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.model import BatchContext, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.push import Pusher, driver_outcome
 from ctxdask.batch.tiles import PairTiles, TileDecision, TilePlan, TilePolicy, TileTask, plan_tiles, run_tile
 from ctxdask.batch.work import execute
+from ctxdask.settings import current as current_settings
 from ctxdask.tools.recipe import TILED_PREP_STEPS, Recipe, Ref, StepCall
 from ctxdask.tools.tasks import RunOptions
 from ctxdask.tools.tiling import Tile, mosaic_calls, tile_call
@@ -186,7 +187,7 @@ class TiledPairs:
         #: failed attempts' work dirs and the copies its tiles and mosaics pulled
         self.scratch: dict[str, dict[str, set[str]]] = {}
         self.cleanups: list = []
-        self.cleanup = bool((config.get("batch", {}) or {}).get("cleanup-scratch", True))
+        self.cleanup = current_settings().batch.cleanup_scratch
         self.waiting: dict[Any, tuple[str, str, Any]] = {}  # future -> (kind, pair, extra)
 
     # ------------------------------------------------------------ submission

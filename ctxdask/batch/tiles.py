@@ -36,9 +36,9 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from ctxdask import config
 from ctxdask.batch.model import BatchContext, FileInfo, Outcome, StepTask, sha256_file
 from ctxdask.batch.work import execute
+from ctxdask.settings import current as current_settings
 from ctxdask.tools.runner import read_tail
 from ctxdask.tools.tiling import TRANSIENT, Tile, failure_kind, read_tile_list
 
@@ -67,8 +67,8 @@ class TilePolicy:
     @classmethod
     def from_config(cls, **overrides: Any) -> TilePolicy:
         """Read ``batch.tile-retries`` and ``batch.min-tile-fraction`` now."""
-        b = config.get("batch", {}) or {}
-        values = dict(retries=int(b.get("tile-retries", 2)), min_fraction=float(b.get("min-tile-fraction", 0.9)))
+        b = current_settings().batch
+        values = dict(retries=b.tile_retries, min_fraction=b.min_tile_fraction)
         values.update({k: v for k, v in overrides.items() if v is not None})
         if not 0.0 <= values["min_fraction"] <= 1.0:
             raise ValueError(f"batch.min-tile-fraction must be between 0 and 1, not {values['min_fraction']}")

@@ -63,11 +63,11 @@ from typing import Any, Literal
 
 import requests
 
-from ctxdask import config
 from ctxdask.catalog.errors import DownloadError, ProductNotFoundError, VerificationError
 from ctxdask.catalog.lookup import ProductLocator
 from ctxdask.exceptions import CTXError, CTXWarning
 from ctxdask.product_id import normalize_product_id
+from ctxdask.settings import current as current_settings
 
 try:  # POSIX advisory locks keep two local processes off the same partial file
     import fcntl
@@ -120,14 +120,10 @@ class DownloadSettings:
     @classmethod
     def from_config(cls, **overrides: Any) -> DownloadSettings:
         """Settings from the dask config, with keyword overrides (Python names)."""
-        conf = dict(config.get("catalog.download", {}) or {})
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            key = field.name.replace("_", "-")
-            if key in conf and conf[key] is not None:
-                values[field.name] = conf[key]
-        if values.get("checksum") is None:
-            values["checksum"] = config.get("validate.checksum", "warn")
+        settings = current_settings()
+        values: dict[str, Any] = {f.name: getattr(settings.catalog.download, f.name) for f in dataclasses.fields(cls)}
+        if values["checksum"] is None:  # null follows validate.checksum
+            values["checksum"] = settings.validate.checksum
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)
         settings.check()
@@ -176,7 +172,7 @@ class FetchResult:
 
 def cache_dir(path: str | os.PathLike | None = None) -> pathlib.Path:
     """The cache folder: ``path``, else ``ctxdask.catalog.cache-dir``, else ``~/.cache/ctxdask/edr``."""
-    chosen = path or config.get("catalog.cache-dir", None)
+    chosen = path or current_settings().catalog.cache_dir
     if chosen is None:
         chosen = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "ctxdask" / "edr"
     return pathlib.Path(os.path.expanduser(os.fspath(chosen)))

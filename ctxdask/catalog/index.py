@@ -42,11 +42,11 @@ import numpy as np
 import pandas as pd
 import pvl
 
-from ctxdask import config
 from ctxdask.catalog.errors import IndexFormatError
 from ctxdask.exceptions import CTXError, TruncatedFileError
 from ctxdask.pds3 import Label, parse_label, read_label
 from ctxdask.rawio import read_range, source_size
+from ctxdask.settings import current as current_settings
 
 __all__ = [
     "Column",
@@ -233,7 +233,7 @@ class IndexTable:
         mask_constants: bool = True,
     ) -> Iterator[pd.DataFrame]:
         """Yield DataFrames of at most ``chunk_rows`` rows, in table order."""
-        chunk_rows = int(chunk_rows or config.get("catalog.index-chunk-rows", 50_000))
+        chunk_rows = int(chunk_rows or current_settings().catalog.index_chunk_rows)
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be positive, not {chunk_rows}")
         for start in range(0, self.rows, chunk_rows):

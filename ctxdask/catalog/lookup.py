@@ -27,11 +27,11 @@ from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
-from ctxdask import config
 from ctxdask.catalog.errors import AmbiguousProductIdError, CatalogError, ProductNotFoundError
 from ctxdask.catalog.index import IndexTable, read_index
 from ctxdask.pds3 import Label
 from ctxdask.product_id import SHORT_ID_RE, InvalidProductIdError, normalize_product_id
+from ctxdask.settings import current as current_settings
 
 __all__ = ["ProductLocator", "product_url", "BadLine"]
 
@@ -72,9 +72,9 @@ def product_url(volume_id: str, file_specification_name: str, *, base: str | Non
     CatalogError
         The volume id or file name is not a plain relative name.
     """
-    base = (base or config.get("catalog.base-url")).rstrip("/")
+    base = (base or current_settings().catalog.base_url).rstrip("/")
     if lowercase_dirs is None:
-        lowercase_dirs = bool(config.get("catalog.lowercase-dirs", True))
+        lowercase_dirs = current_settings().catalog.lowercase_dirs
     volume = str(volume_id).strip()
     spec = str(file_specification_name).strip().replace("\\", "/")
     if not _VOLUME_RE.fullmatch(volume):
@@ -145,7 +145,7 @@ class ProductLocator:
         missing = [c for c in INDEX_COLUMNS if c not in frame.columns]
         if missing:
             raise CatalogError(source, f"the index lacks column(s) {', '.join(missing)}; cannot build URLs")
-        base = base or config.get("catalog.base-url")
+        base = base or current_settings().catalog.base_url
         urls: dict[str, str] = {}
         skipped: list[BadLine] = []
         for row, volume, spec, pid in zip(frame.index, frame["VOLUME_ID"], frame["FILE_SPECIFICATION_NAME"],

@@ -59,10 +59,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ctxdask import config
 from ctxdask.catalog.errors import CatalogError
 from ctxdask.catalog.index import IndexTable, read_index
 from ctxdask.pds3 import Label
+from ctxdask.settings import current as current_settings
 
 __all__ = ["PairCriteria", "PAIR_COLUMNS", "find_pairs", "image_geometry", "pair_metrics", "write_pairs"]
 
@@ -104,9 +104,8 @@ class PairCriteria:
     @classmethod
     def from_config(cls, **overrides: Any) -> PairCriteria:
         """Criteria from ``ctxdask.catalog.pairs``, with keyword overrides (Python names)."""
-        conf = dict(config.get("catalog.pairs", {}) or {})
-        values = {f.name: float(conf[f.name.replace("_", "-")]) for f in dataclasses.fields(cls)
-                  if conf.get(f.name.replace("_", "-")) is not None}
+        conf = current_settings().catalog.pairs
+        values = {f.name: float(getattr(conf, f.name)) for f in dataclasses.fields(cls)}
         values.update({k: float(v) for k, v in overrides.items() if v is not None})
         return cls(**values)
 

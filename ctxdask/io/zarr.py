@@ -10,9 +10,9 @@ import numpy as np
 import xarray as xr
 from dask.base import is_dask_collection
 
-from ctxdask import config
 from ctxdask.io.atomic import atomic_path, check_destination
 from ctxdask.io.blockstore import store_by_line_block
+from ctxdask.settings import current as current_settings
 
 __all__ = ["write_zarr", "compressors"]
 
@@ -76,7 +76,7 @@ def write_zarr(
     if not compress:
         compressor = None
     elif isinstance(compressor, str) and compressor == _SETTING:
-        compressor = config.get("zarr.compressor", None)
+        compressor = current_settings().zarr.compressor
     codecs = compressors(compressor, zarr_format)
     options = {
         "mode": "w",

@@ -20,8 +20,8 @@ import dask
 import numpy as np
 import xarray as xr
 
-from ctxdask import config
 from ctxdask.quality.errors import QualityError
+from ctxdask.settings import current as current_settings
 
 __all__ = [
     "DEFAULT_RAMP",
@@ -221,8 +221,8 @@ def hillshade(
     z = np.asarray(heights, dtype=np.float64)
     if z.ndim != 2 or min(z.shape) < 2:
         raise QualityError(None, f"a hillshade needs a 2-D grid of at least 2 x 2, not {z.shape}")
-    azimuth = float(config.get("quality.sun-azimuth") if azimuth is None else azimuth)
-    elevation = float(config.get("quality.sun-elevation") if elevation is None else elevation)
+    azimuth = float(current_settings().quality.sun_azimuth if azimuth is None else azimuth)
+    elevation = float(current_settings().quality.sun_elevation if elevation is None else elevation)
     d_row, d_col = np.gradient(z)
     dzdx = z_factor * d_col / spacing[0]
     dzdy = z_factor * d_row / spacing[1]
@@ -259,7 +259,7 @@ def colour_relief(
     if not finite.any():
         return rgba
     if limits is None:
-        q = config.get("quality.stretch-percentiles") if percentiles is None else percentiles
+        q = current_settings().quality.stretch_percentiles if percentiles is None else percentiles
         limits = tuple(np.percentile(z[finite], [float(q[0]), float(q[1])]))
     low, high = limits
     t = np.clip((z[finite] - low) / (high - low), 0.0, 1.0) if high > low else np.full(finite.sum(), 0.5)

@@ -35,11 +35,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ctxdask import config
 from ctxdask.io.atomic import atomic_path
 from ctxdask.quality.alignment import MolaPoints, PcAlignReport
 from ctxdask.quality.dem import open_dem
 from ctxdask.quality.grade import grade
+from ctxdask.settings import current as current_settings
 
 __all__ = ["DEMQA", "difference_statistics", "holes", "lazy_sample", "measure_dem", "points_in_crs",
            "sample_dem", "tilt", "write_residuals"]
@@ -254,7 +254,7 @@ def measure_dem(
     """
     heights = open_dem(dem, chunks=chunks)
     shape = tuple(heights.shape)
-    factor = _hole_factor(shape, int(config.get("quality.dem-holes.max-cells", 4_000_000)))
+    factor = _hole_factor(shape, current_settings().quality.dem_holes.max_cells)
     nodata = heights.isnull().data
     if factor > 1:
         # whole cells per chunk, so that no cell straddles two chunks
@@ -283,9 +283,9 @@ def measure_dem(
         "dem": os.fspath(dem), "shape": list(shape),
         "valid_fraction": float(done["valid"]) / (shape[0] * shape[1]) if shape[0] * shape[1] else 0.0,
     }
-    tile_pixels = int(config.get("quality.dem-holes.min-tile-pixels", 64))
+    tile_pixels = current_settings().quality.dem_holes.min_tile_pixels
     metrics["holes"] = holes(np.asarray(done["holes"]), factor, min_tile_pixels=tile_pixels,
-                             rectangularity=float(config.get("quality.dem-holes.rectangularity", 0.9)))
+                             rectangularity=current_settings().quality.dem_holes.rectangularity)
     arrays: dict[str, np.ndarray] = {}
     if x is not None:
         after_h = np.full(len(points), np.nan)
@@ -330,7 +330,7 @@ def measure_dem(
             "log_input_stats": last.input_stats, "log_output_stats": last.output_stats,
         }
     metrics = _finite(metrics)
-    limits = config.get("quality.dem-grade") if thresholds is None else thresholds
+    limits = current_settings().quality.dem_grade if thresholds is None else thresholds
     values = _grade_values(metrics)
     applicable = {k: v for k, v in (limits or {}).items() if k.replace("-", "_") in values}
     result = grade(values, applicable)

@@ -15,8 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ctxdask import config
 from ctxdask.quality.errors import QualityError
+from ctxdask.settings import current as current_settings
 
 __all__ = ["Grade", "grade"]
 
@@ -62,7 +62,7 @@ def grade(metrics: Any, thresholds: Mapping[str, Mapping[str, float | None] | No
         values are in the wrong order.
     """
     values = metrics.to_dict() if hasattr(metrics, "to_dict") else dict(metrics)
-    thresholds = config.get("quality.grade") if thresholds is None else thresholds
+    thresholds = current_settings().quality.grade if thresholds is None else thresholds
     found: list[tuple[int, str]] = []
     for name, limits in (thresholds or {}).items():
         if not limits:

@@ -75,10 +75,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ctxdask import __version__, config
+from ctxdask import __version__
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.thumbnail import thumbnail as _thumbnail
 from ctxdask.radiometry import companding
+from ctxdask.settings import current as current_settings
 from ctxdask.validation import line_ranges
 
 __all__ = [
@@ -370,9 +371,9 @@ def measure(
     companding.check_bit_mode(str(ds.attrs.get("SAMPLE_BIT_MODE_ID", "")), path=where)
     summing = int(ds.attrs.get("SAMPLING_FACTOR", 1))
     if contrast_percentiles is None:
-        contrast_percentiles = config.get("quality.contrast-percentiles")
+        contrast_percentiles = current_settings().quality.contrast_percentiles
     low, high = (float(v) for v in contrast_percentiles)
-    haze_q = float(config.get("quality.haze-percentile") if haze_percentile is None else haze_percentile)
+    haze_q = float(current_settings().quality.haze_percentile if haze_percentile is None else haze_percentile)
     if not 0 <= low < high <= 100 or not 0 <= haze_q <= 100:
         raise QualityError(where, f"percentiles must lie in 0..100 with low < high, not {low}, {high}, {haze_q}")
 

@@ -38,7 +38,6 @@ import numpy as np
 import xarray as xr
 from dask.utils import SerializableLock
 
-from ctxdask import config
 from ctxdask.quality.cog import to_cog
 from ctxdask.quality.dem import (
     _lazy_statistics,
@@ -50,6 +49,7 @@ from ctxdask.quality.dem import (
 )
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.thumbnail import thumbnail, write_png
+from ctxdask.settings import current as current_settings
 
 __all__ = ["pair_products", "relief_cog", "shade_cog"]
 
@@ -108,8 +108,8 @@ def shade_cog(heights: xr.DataArray, path: str | os.PathLike, *, scheduler: Any 
     rows = heights.sizes["y"]
     dx, dy = _spacing(tuple(transform)[:6], crs, rows)
     block = functools.partial(_shade_block, dx=dx, dy=dy, rows=rows,
-                              azimuth=float(config.get("quality.sun-azimuth")),
-                              elevation=float(config.get("quality.sun-elevation")))
+                              azimuth=current_settings().quality.sun_azimuth,
+                              elevation=current_settings().quality.sun_elevation)
     shaded = da.map_overlap(block, heights.data.astype(np.float32), depth=1, boundary=np.nan, dtype=np.uint8,
                             trim=True)
     # a fixed band description: rioxarray otherwise writes the dask array's random name into the header
@@ -234,7 +234,7 @@ def pair_products(
     pair_id = pair_id or (f"{left_id}_{right_id}" if left_id and right_id else pathlib.Path(dem).stem)
     if not _SAFE.fullmatch(pair_id):
         raise QualityError(str(dem), f"pair id {pair_id!r} is not a safe file name")
-    size = int(config.get("quality.dem-thumbnail-size") if size is None else size)
+    size = int(current_settings().quality.dem_thumbnail_size if size is None else size)
     start = _isotime(datetime)
     end = _isotime(end_datetime) if end_datetime is not None else None
 
@@ -262,7 +262,7 @@ def pair_products(
         files["hillshade"] = shade_cog(heights, out_dir / f"{pair_id}-hillshade.tif", scheduler=scheduler)
         finite = small_values[np.isfinite(small_values)]
         if finite.size:
-            q = config.get("quality.stretch-percentiles")
+            q = current_settings().quality.stretch_percentiles
             limits = tuple(float(v) for v in np.percentile(finite, [float(q[0]), float(q[1])]))
             files["colour_relief"] = relief_cog(heights, out_dir / f"{pair_id}-colour-relief.tif", limits,
                                                 scheduler=scheduler)

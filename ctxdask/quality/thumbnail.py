@@ -20,10 +20,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ctxdask import config
 from ctxdask.io.atomic import atomic_path
 from ctxdask.quality.errors import QualityError
 from ctxdask.radiometry import companding
+from ctxdask.settings import current as current_settings
 
 __all__ = ["cell_sums_block", "stretch", "thumbnail", "thumbnail_factor", "write_png"]
 
@@ -98,7 +98,7 @@ def thumbnail(image: xr.DataArray, size: int | None = None) -> xr.DataArray:
     """
     if image.ndim != 2:
         raise QualityError(None, f"a thumbnail needs a 2-D image, not dims {image.dims}")
-    size = int(config.get("quality.thumbnail-size") if size is None else size)
+    size = int(current_settings().quality.thumbnail_size if size is None else size)
     factor = thumbnail_factor(image.shape, size)
     grid = (math.ceil(image.shape[0] / factor), math.ceil(image.shape[1] / factor))
     # raw CTX bytes (open_edr marks them) are averaged as DN; any other array as it is
@@ -129,7 +129,7 @@ def stretch(values: np.ndarray, percentiles: Sequence[float] | None = None) -> n
     Returns uint8 with the same shape; non-finite values map to 0 (mask them
     separately). A constant image maps to mid-grey.
     """
-    low_q, high_q = config.get("quality.stretch-percentiles") if percentiles is None else percentiles
+    low_q, high_q = current_settings().quality.stretch_percentiles if percentiles is None else percentiles
     values = np.asarray(values, dtype=np.float64)
     finite = np.isfinite(values)
     out = np.zeros(values.shape, np.uint8)
@@ -171,7 +171,7 @@ def write_png(
     from PIL import Image
 
     values = np.asarray(image.values if isinstance(image, xr.DataArray) else image)
-    nan = config.get("quality.nan") if nan is None else nan
+    nan = current_settings().quality.nan if nan is None else nan
     if nan not in ("transparent", "black"):
         raise QualityError(str(path), f"nan must be 'transparent' or 'black', not {nan!r}")
     if values.ndim == 3 and values.shape[2] in (3, 4):

@@ -52,10 +52,10 @@ import numpy as np
 import xarray as xr
 from dask.sizeof import sizeof
 
-from ctxdask import config
 from ctxdask.exceptions import CTXError
 from ctxdask.radiometry.companding import SQROOT_TABLE, check_bit_mode
 from ctxdask.radiometry.flat import FlatError
+from ctxdask.settings import current as current_settings
 
 __all__ = [
     "CCD_PIXELS",
@@ -131,9 +131,8 @@ class FlatSettings:
     @classmethod
     def from_config(cls, **overrides: Any) -> FlatSettings:
         """Read ``ctxdask.flat.build`` now; ``overrides`` (field names, ``None`` ignored) win."""
-        conf = config.get("flat.build", {}) or {}
-        values = {f.name: conf[f.name.replace("_", "-")] for f in dataclasses.fields(cls)
-                  if f.name.replace("_", "-") in conf}
+        conf = current_settings().flat.build
+        values = {f.name: getattr(conf, f.name) for f in dataclasses.fields(cls)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
@@ -605,7 +604,7 @@ def _profile_graph(ds: xr.Dataset, settings: FlatSettings):
     image = ds.image.data
     dark = ds.dark.data
     if not isinstance(image, da.Array):
-        image = da.from_array(np.asarray(image), chunks=(int(config.get("chunk-lines")), -1))
+        image = da.from_array(np.asarray(image), chunks=(current_settings().chunk_lines, -1))
     image = image.rechunk({1: -1})
     dark = da.asarray(dark).rechunk({0: image.chunks[0], 1: -1})
     blocks = [dask.delayed(block_statistics, pure=True)(i, d)

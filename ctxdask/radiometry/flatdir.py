@@ -27,8 +27,8 @@ import re
 
 import numpy as np
 
-from ctxdask import config
 from ctxdask.radiometry.flat import FlatError
+from ctxdask.settings import current as current_settings
 
 __all__ = ["flat_for_image", "month_of"]
 
@@ -86,7 +86,7 @@ def flat_for_image(folder: str | os.PathLike, start_time, product_id: str | None
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise FlatError(folder, "flat folder not found (setting ctxdask.flat.dir must name a folder the workers see)")
-    gap = int(config.get("flat.max-month-gap", 1) if max_month_gap is None else max_month_gap)
+    gap = int(current_settings().flat.max_month_gap if max_month_gap is None else max_month_gap)
     month = month_of(start_time)
     months, phases, every = _index(folder)
     if month in months:

@@ -34,13 +34,13 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from ctxdask import config
 from ctxdask.exceptions import (
     ToolCancelledError,
     ToolFailedError,
     ToolNotFoundError,
     ToolTimeoutError,
 )
+from ctxdask.settings import current as current_settings
 from ctxdask.tools.cancel import task_cancel_check
 from ctxdask.tools.processes import ProcessTree, new_mark
 from ctxdask.tools.watchdog import Watchdog
@@ -232,10 +232,11 @@ def run(
         raise ValueError("argv is empty")
     if not (timeout and timeout > 0):
         raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-    grace = float(config.get("tools.grace-period", 10) if grace is None else grace)
-    poll = float(config.get("tools.poll-interval", 0.2) if poll_interval is None else poll_interval)
-    tail_lines = int(config.get("tools.log-tail-lines", 40) if tail_lines is None else tail_lines)
-    orphan_grace = min(grace, float(config.get("tools.watchdog-grace", 2)))
+    tools = current_settings().tools
+    grace = float(tools.grace_period if grace is None else grace)
+    poll = float(tools.poll_interval if poll_interval is None else poll_interval)
+    tail_lines = int(tools.log_tail_lines if tail_lines is None else tail_lines)
+    orphan_grace = min(grace, tools.watchdog_grace)
 
     cwd = os.fspath(cwd)
     if not os.path.isdir(cwd):

@@ -36,8 +36,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ctxdask import config
 from ctxdask.exceptions import ToolError, ToolFailedError
+from ctxdask.settings import current as current_settings
 from ctxdask.tools.cancel import task_cancel_check
 from ctxdask.tools.identity import content_identity
 from ctxdask.tools.outputs import check_output
@@ -69,12 +69,9 @@ class RunOptions:
     @classmethod
     def from_config(cls, **overrides: Any) -> RunOptions:
         """Read ``ctxdask.tools.*`` now; ``overrides`` replace fields."""
-        values = dict(
-            work_dir=config.get("tools.work-dir", None),
-            grace=float(config.get("tools.grace-period", 10)),
-            poll_interval=float(config.get("tools.poll-interval", 0.2)),
-            tail_lines=int(config.get("tools.log-tail-lines", 40)),
-        )
+        tools = current_settings().tools
+        values = dict(work_dir=tools.work_dir, grace=tools.grace_period, poll_interval=tools.poll_interval,
+                      tail_lines=tools.log_tail_lines)
         values.update(overrides)
         return cls(**values)
 

@@ -1,0 +1,384 @@
+"""The settings of ctxdask as one typed model, validated once from ``dask.config.get("ctxdask")``.
+
+Defaults live once, in ``ctxdask.yaml`` (registered by :mod:`ctxdask.config`);
+this module says what each value must be. :func:`current` reads the dask
+configuration as it is now (files, ``DASK_CTXDASK__...`` environment variables,
+``dask.config.set``) and checks every key at once, so a misspelt key or a
+wrong value fails with one line naming it and what it may be::
+
+    ctxdask.tools.asp.stereo-mode: 'tiles' is not one of 'monolithic', 'tiled', 'auto'
+
+Keys are the yaml's kebab-case (``stereo-mode``); the same key written with
+underscores (as a ``DASK_CTXDASK__TOOLS__ASP__STEREO_MODE`` environment variable
+makes it) is the same key. Mappings whose keys are names (step timeouts,
+worker resources, grade thresholds, environment variables) keep them as written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from ctxdask.exceptions import CTXError
+
+__all__ = ["Settings", "SettingsError", "current", "validate"]
+
+
+class SettingsError(CTXError, ValueError):
+    """A setting that is unknown, missing or of the wrong kind or value."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(None, f"ctxdask.{key}: {reason}")
+        self.key = key
+
+
+def _at_least(minimum: float) -> dict:
+    return {"min": minimum}
+
+
+# ----------------------------------------------------------------------------- the model
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ZarrSettings:
+    compressor: Mapping[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ValidateSettings:
+    checksum: Literal["warn", "reject"]
+    block_lines: int = dataclasses.field(metadata=_at_least(1))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlatBuildSettings:
+    method: Literal["median", "clipped-mean"]
+    clip_sigma: float
+    trim: float
+    max_trim: float
+    near_dark_dn: float
+    min_valid_lines: int
+    min_signal_dn: float
+    min_usable_columns: float
+    min_images: int = dataclasses.field(metadata=_at_least(1))
+    bins: int = dataclasses.field(metadata=_at_least(2))
+    ratio_range: tuple[float, float]
+    split_every: int = dataclasses.field(metadata=_at_least(2))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FlatSettings:
+    dir: str | None
+    max_month_gap: int
+    build: FlatBuildSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CatalogDownload:
+    semaphore: str
+    max_concurrent: int = dataclasses.field(metadata=_at_least(1))
+    requests_per_second: float = dataclasses.field(metadata=_at_least(0))
+    retries: int = dataclasses.field(metadata=_at_least(0))
+    backoff: float = dataclasses.field(metadata=_at_least(0))
+    backoff_max: float = dataclasses.field(metadata=_at_least(0))
+    connect_timeout: float = dataclasses.field(metadata=_at_least(0))
+    read_timeout: float = dataclasses.field(metadata=_at_least(0))
+    verify_attempts: int = dataclasses.field(metadata=_at_least(1))
+    checksum: Literal["warn", "reject"] | None
+    chunk_bytes: int = dataclasses.field(metadata=_at_least(1))
+    user_agent: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PairSearchSettings:
+    min_overlap: float
+    max_emission: float
+    min_incidence: float
+    max_incidence: float
+    max_phase: float
+    min_convergence: float
+    max_convergence: float
+    min_parallax_height: float
+    max_parallax_height: float
+    preferred_parallax_height: float
+    max_shadow_tip_distance: float
+    max_solar_azimuth_difference: float
+    max_gsd_ratio: float
+    max_solar_longitude_difference: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CatalogSettings:
+    base_url: str
+    lowercase_dirs: bool
+    cache_dir: str | None
+    index_chunk_rows: int = dataclasses.field(metadata=_at_least(1))
+    download: CatalogDownload
+    pairs: PairSearchSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IsisSettings:
+    spiceinit_web: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TileSize:
+    size: int = dataclasses.field(metadata=_at_least(1))
+    padding: int = dataclasses.field(metadata=_at_least(0))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AspSettings:
+    stereo_algorithm: str
+    subpixel_mode: int
+    stereo_default: Mapping[str, Any]
+    processes: int | None
+    threads: int | None
+    datum: str
+    dem_spacing: float | None
+    orthoimage: bool
+    errorimage: bool
+    pc_align: bool
+    mola_points: str | None
+    max_displacement: float | Literal["auto"] | None
+    mola_csv_format: str
+    dem_geoid: bool
+    geoid: str
+    stereo_mode: Literal["monolithic", "tiled", "auto"]
+    tiles: TileSize
+    lowres_dem: str | None
+    mapproject_tr: float | None
+    t_srs: str | None
+    corr_memory_limit_mb: int | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ToolsSettings:
+    grace_period: float = dataclasses.field(metadata=_at_least(0))
+    watchdog_grace: float = dataclasses.field(metadata=_at_least(0))
+    poll_interval: float = dataclasses.field(metadata=_at_least(0.001))
+    log_tail_lines: int = dataclasses.field(metadata=_at_least(0))
+    work_dir: str | None
+    calibration: Literal["native", "isis"]
+    native_calibrate: str
+    even_odd: bool
+    timeouts: Mapping[str, float]
+    resources: Mapping[str, Mapping[str, float]]
+    env: Mapping[str, str | None]
+    isis: IsisSettings
+    asp: AspSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class BatchSection:
+    retries: int = dataclasses.field(metadata=_at_least(0))
+    tile_retries: int = dataclasses.field(metadata=_at_least(0))
+    min_tile_fraction: float = dataclasses.field(metadata=_at_least(0))
+    timeouts: Mapping[str, float]
+    watchdog_margin: float
+    deliver: tuple[str, ...]
+    delivery: Literal["transfer", "shared"]
+    chunk_size: int = dataclasses.field(metadata=_at_least(1))
+    chunk_window: int = dataclasses.field(metadata=_at_least(1))
+    delivery_threads: int = dataclasses.field(metadata=_at_least(1))
+    stall_timeout: float
+    scratch: str | None
+    local_workers: int | None
+    local_threads: int = dataclasses.field(metadata=_at_least(1))
+    cleanup_scratch: bool
+    progress: bool
+    quality: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DemHoles:
+    max_cells: int = dataclasses.field(metadata=_at_least(1))
+    min_tile_pixels: int = dataclasses.field(metadata=_at_least(1))
+    rectangularity: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DemAlignment:
+    factor: float
+    floor: float
+    reruns: int = dataclasses.field(metadata=_at_least(0))
+
+
+#: grade thresholds: metric -> {"warn-above"|"fail-above"|"warn-below"|"fail-below": value or null}
+Thresholds = Mapping[str, Mapping[Literal["warn-above", "fail-above", "warn-below", "fail-below"], float | None]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class QualitySettings:
+    thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
+    dem_thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
+    stretch_percentiles: tuple[float, float]
+    nan: Literal["transparent", "black"]
+    contrast_percentiles: tuple[float, float]
+    haze_percentile: float
+    sun_azimuth: float
+    sun_elevation: float
+    dem_holes: DemHoles
+    dem_alignment: DemAlignment
+    dem_grade: Thresholds
+    grade: Thresholds
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every ctxdask setting, checked (see ``ctxdask.yaml`` for what each one does)."""
+
+    chunk_lines: int = dataclasses.field(metadata=_at_least(1))
+    zarr: ZarrSettings
+    validate: ValidateSettings
+    flat: FlatSettings
+    catalog: CatalogSettings
+    tools: ToolsSettings
+    batch: BatchSection
+    quality: QualitySettings
+
+
+# ----------------------------------------------------------------------------- validation
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(kind))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(kind))
+    if kind is type(None):
+        return "null"
+    if origin in (tuple,):
+        args = typing.get_args(kind)
+        return "a list" + (f" of {len(args)} numbers" if args and args[-1] is not Ellipsis else "")
+    if origin in (Mapping, dict) or dataclasses.is_dataclass(kind):
+        return "a mapping"
+    return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(kind, str(kind))
+
+
+def _convert(value: Any, kind: Any, key: str) -> Any:
+    """``value`` as ``kind`` (a type hint), or :class:`SettingsError` naming ``key``."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return value
+    if dataclasses.is_dataclass(kind):
+        return _section(value, kind, key)
+    if origin is Literal:
+        if value in typing.get_args(kind):
+            return value
+        if isinstance(value, str) and value.replace("_", "-") in typing.get_args(kind):  # an environment's spelling
+            return value.replace("_", "-")
+        raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(kind):
+            return None
+        for option in typing.get_args(kind):
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, key)
+            except SettingsError:
+                continue
+        raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, (list, tuple)) or (args[-1] is not Ellipsis and len(value) != len(args)):
+            raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
+        items = args[:-1] * len(value) if args[-1] is Ellipsis else args
+        return tuple(_convert(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, items)))
+    if origin in (Mapping, dict):
+        if not isinstance(value, Mapping):
+            raise SettingsError(key, f"{value!r} is not a mapping")
+        key_kind, value_kind = typing.get_args(kind)
+        return {_convert(k, key_kind, f"{key}.{k}"): _convert(v, value_kind, f"{key}.{k}") for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):  # environment variables
+            return value.lower() in ("true", "yes")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
+
+
+@functools.cache
+def _hints(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
+    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _section(value: Any, cls: type, key: str) -> Any:
+    """A dataclass section from a mapping with kebab- or snake-case keys; unknown keys refused."""
+    if not isinstance(value, Mapping):
+        raise SettingsError(key, f"{value!r} is not a mapping of settings")
+    hints, fields = _hints(cls)
+    given: dict[str, Any] = {}
+    for name, item in value.items():
+        field = str(name).replace("-", "_")
+        if field not in fields:
+            known = ", ".join(_kebab(f) for f in fields)
+            raise SettingsError(f"{key}.{name}" if key else str(name), f"unknown setting; known here: {known}")
+        if field in given and name != _kebab(field):
+            continue  # both spellings: the yaml's wins, as it does for dask.config.get
+        given[field] = item
+    out = {}
+    for name, field in fields.items():
+        where = f"{key}.{_kebab(name)}" if key else _kebab(name)
+        if name not in given:
+            raise SettingsError(where, "missing (ctxdask.yaml gives every setting a default: was it removed?)")
+        converted = _convert(given[name], hints[name], where)
+        minimum = field.metadata.get("min")
+        if minimum is not None and converted is not None and converted < minimum:
+            raise SettingsError(where, f"{converted!r} is below the least allowed, {minimum:g}")
+        out[name] = converted
+    return cls(**out)
+
+
+def validate(values: Mapping[str, Any]) -> Settings:
+    """:class:`Settings` from a mapping shaped like ``ctxdask.yaml``'s ``ctxdask`` section.
+
+    Raises
+    ------
+    SettingsError
+        The first key that is unknown, missing or has a value it may not have.
+    """
+    return _section(values, Settings, "")
+
+
+def current() -> Settings:
+    """The settings as dask's configuration holds them now, checked.
+
+    A configuration seen before is not checked again (keyed by its text, so a
+    ``dask.config.set`` of any value gives a fresh check).
+    """
+    import dask.config
+
+    import ctxdask.config  # noqa: F401 - registers the defaults
+
+    values = dask.config.get("ctxdask", default={})
+    text = repr(values)
+    found = _CHECKED.get(text)
+    if found is None:
+        found = validate(values)
+        if len(_CHECKED) >= 16:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[text] = found
+    return found
+
+
+#: configurations checked before (text -> Settings), oldest first
+_CHECKED: dict[str, Settings] = {}
