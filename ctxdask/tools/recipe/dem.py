@@ -19,9 +19,9 @@ orthoimage and error image are the mosaics' draped on the moved points
 
 from __future__ import annotations
 
-from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
+from ctxdask.tools.recipe.settings import RecipeSettings
 from ctxdask.tools.recipe.step import Input, Step, Upstream, flags
-from ctxdask.tools.recipe.stereo import MOLA, StereoStage
+from ctxdask.tools.recipe.stereo import MOLA, StereoStage, pair_step
 
 __all__ = ["alignment_steps", "areoid_step"]
 
@@ -35,18 +35,14 @@ _ALIGN_OUTPUTS = {"transform": "results/out-align-transform.txt",
 
 def _pc_align(s: RecipeSettings, stage: StereoStage) -> Step:
     """Native ``pc_align`` onto MOLA: max displacement from the data, a rerun when pc_align warns."""
-    timeout = step_timeout(s, "pc_align", 7200)
-    return Step(
-        name="pc_align",
+    return pair_step(
+        s, "pc_align", 7200, kind="native", callable="ctxdask.tools.align:align_to_mola",
         args=("{inputs[cloud]}", "{outputs[cloud]}", *flags("inputs", ("mola", "dem")),
               *flags("outputs", ("transform", "runs", "points"))),
         inputs={"cloud": stage.cloud, "mola": Input("mola.csv", MOLA), "dem": stage.unaligned},
         outputs={"cloud": "results/out-align-trans_reference.tif", **_ALIGN_OUTPUTS},
-        timeout=timeout, resources=step_resources(s, "pc_align"), scope="pair",
-        kind="native", callable="ctxdask.tools.align:align_to_mola",
         options={"csv_format": s.mola_csv_format, "datum": "D_MARS", "factor": s.alignment_factor,
-                 "floor": s.alignment_floor, "reruns": s.alignment_reruns,
-                 "max_displacement": s.max_displacement, "timeout": timeout},
+                 "floor": s.alignment_floor, "reruns": s.alignment_reruns, "max_displacement": s.max_displacement},
     )
 
 
@@ -62,14 +58,11 @@ def _point2dem_aligned(s: RecipeSettings, stage: StereoStage) -> Step:
         if stage.error_texture is not None:
             inputs["error_texture"] = stage.error_texture
         outputs["error"] = "results/out-align-IntersectionErr.tif"
-    timeout = step_timeout(s, "point2dem_aligned", 7200)
-    return Step(
-        name="point2dem_aligned",
+    return pair_step(
+        s, "point2dem_aligned", 7200, kind="native", callable="ctxdask.tools.align:grid_aligned",
         args=("{inputs[cloud]}", "{outputs[dem]}", *flags("inputs", [r for r in inputs if r != "cloud"]),
               *flags("outputs", [r for r in outputs if r != "dem"])),
-        inputs=inputs, outputs=outputs, timeout=timeout, resources=step_resources(s, "point2dem_aligned"),
-        scope="pair", kind="native", callable="ctxdask.tools.align:grid_aligned",
-        options={"datum": str(s.datum), "timeout": timeout},
+        inputs=inputs, outputs=outputs, options={"datum": str(s.datum)},
     )
 
 
@@ -86,6 +79,5 @@ def areoid_step(s: RecipeSettings, dem: Input) -> Step:
     """
     stem = dem.name.removesuffix(".tif")
     geoid = ("--geoid", str(s.geoid)) if s.geoid else ()
-    return Step(name="dem_geoid", program="dem_geoid", args=(*geoid, "{inputs[dem]}", "-o", stem),
-                inputs={"dem": dem}, outputs={"dem": f"{stem}-adj.tif"},
-                timeout=step_timeout(s, "dem_geoid", 1800), resources=step_resources(s, "dem_geoid"), scope="pair")
+    return pair_step(s, "dem_geoid", 1800, program="dem_geoid", args=(*geoid, "{inputs[dem]}", "-o", stem),
+                     inputs={"dem": dem}, outputs={"dem": f"{stem}-adj.tif"})

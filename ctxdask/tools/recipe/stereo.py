@@ -21,7 +21,7 @@ from typing import Any
 from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
 from ctxdask.tools.recipe.step import External, Input, Step, Upstream
 
-__all__ = ["LEFT", "MOLA", "RIGHT", "StereoStage", "monolithic_stage", "stereo_options"]
+__all__ = ["LEFT", "MOLA", "RIGHT", "StereoStage", "monolithic_stage", "pair_step", "stereo_options"]
 
 #: the pair's image cubes and the MOLA points, given by the caller of ``pair_calls``
 LEFT, RIGHT, MOLA = External("left"), External("right"), External("mola")
@@ -85,10 +85,18 @@ def stereo_options(s: RecipeSettings) -> tuple[tuple[str, ...], dict[str, str]]:
     return args, files
 
 
-def _pair_step(s: RecipeSettings, name: str, default_timeout: float, **fields) -> Step:
-    """A pair-scope step with its configured deadline and resources."""
-    return Step(name=name, timeout=step_timeout(s, name, default_timeout), resources=step_resources(s, name),
-                scope="pair", **fields)
+def pair_step(s: RecipeSettings, name: str, default_timeout: float, *,
+              fallback_resources: Mapping[str, float] | None = None, **fields) -> Step:
+    """A pair-scope step with its configured deadline and resources (``fallback_resources`` where none are set).
+
+    A native step also gets its deadline among its options: the callable runs
+    the ASP program itself and gives it that deadline.
+    """
+    timeout = step_timeout(s, name, default_timeout)
+    if fields.get("kind") == "native":
+        fields["options"] = {**fields.get("options", {}), "timeout": timeout}
+    resources = step_resources(s, name) or dict(fallback_resources or {})
+    return Step(name=name, timeout=timeout, resources=resources, scope="pair", **fields)
 
 
 def _point2dem(s: RecipeSettings, cloud: Input, texture: Input) -> Step:
@@ -109,7 +117,7 @@ def _point2dem(s: RecipeSettings, cloud: Input, texture: Input) -> Step:
         outputs["error"] = "results/out-IntersectionErr.tif"
     # texture files follow the point clouds on the command line
     args += [f"{{inputs[{role}]}}" for role in inputs]
-    return _pair_step(s, "point2dem", 7200, program="point2dem", args=tuple(args), inputs=inputs, outputs=outputs)
+    return pair_step(s, "point2dem", 7200, program="point2dem", args=tuple(args), inputs=inputs, outputs=outputs)
 
 
 def monolithic_stage(s: RecipeSettings) -> StereoStage:
@@ -119,12 +127,12 @@ def monolithic_stage(s: RecipeSettings) -> StereoStage:
         stereo_args += ("--processes", str(int(s.processes)))
     if s.threads:
         stereo_args += ("--threads-multiprocess", str(int(s.threads)))
-    cam2map = _pair_step(
+    cam2map = pair_step(
         s, "cam2map4stereo", 7200, program="cam2map4stereo.py", args=("{inputs[left]}", "{inputs[right]}"),
         inputs={"left": Input("{left}.cal.cub", LEFT), "right": Input("{right}.cal.cub", RIGHT)},
         # cam2map4stereo.py names its outputs <first dot-part>.map.cub
         outputs={"left": "{left}.map.cub", "right": "{right}.map.cub"})
-    stereo = _pair_step(
+    stereo = pair_step(
         s, "parallel_stereo", 43200, program="parallel_stereo",
         args=(*stereo_args, "{inputs[left]}", "{inputs[right]}", "results/out"),
         inputs={"left": Input("{left}.map.cub", Upstream("cam2map4stereo", "left")),

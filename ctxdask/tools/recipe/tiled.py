@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
 from ctxdask.tools.recipe.step import External, Input, Step, Upstream, flags
-from ctxdask.tools.recipe.stereo import LEFT, RIGHT, StereoStage, stereo_options
+from ctxdask.tools.recipe.stereo import LEFT, RIGHT, StereoStage, pair_step, stereo_options
 
 __all__ = ["CORR_MEMORY_SHARE", "LOWRES_DEM", "TILED_PREP_STEPS", "tiled_stage"]
 
@@ -44,42 +44,38 @@ _STEREO_INPUTS = {"left": Input("{left}.map.tif", Upstream("mapproject_left", "m
 #: images, cameras, output prefix, and the mapprojection DEM
 _POSITIONAL = ("{inputs[left]}", "{inputs[right]}", "{inputs[left_cam]}", "{inputs[right_cam]}",
                "results/out", "--dem", "{inputs[dem]}")
+#: a tile is a stereo run: it takes a "stereo" slot of a worker unless tools.resources.stereo_tile says otherwise
+_TILE_RESOURCES = {"stereo": 1}
 #: the dem_mosaic steps: (name, output role, file suffix)
 _MOSAICS = (("dem_mosaic", "dem", "DEM"), ("dem_mosaic_ortho", "ortho", "DRG"),
             ("dem_mosaic_error", "error", "IntersectionErr"))
 
 
-def _native(s: RecipeSettings, name: str, callable: str, timeout: float, resources, **fields) -> Step:
-    """A native pair step; the callable gets its deadline too (it runs the ASP program itself)."""
-    options = {**fields.pop("options", {}), "timeout": timeout}
-    return Step(name=name, timeout=timeout, resources=resources, scope="pair", kind="native", callable=callable,
-                options=options, **fields)
-
-
 def _grid(s: RecipeSettings) -> Step:
     """The common map grid of both images (:func:`ctxdask.tools.mapgrid.common_grid`)."""
-    return _native(s, "mapproject_grid", "ctxdask.tools.mapgrid:common_grid",
-                   step_timeout(s, "mapproject_grid", 600), step_resources(s, "mapproject_grid"),
-                   args=("{inputs[left]}", "{outputs[grid]}", *flags("inputs", ("right", "dem"))),
-                   inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM},
-                   outputs={"grid": "{pair}.grid.json"}, options={"t_srs": s.t_srs, "tr": s.mapproject_tr})
+    return pair_step(s, "mapproject_grid", 600, kind="native", callable="ctxdask.tools.mapgrid:common_grid",
+                     args=("{inputs[left]}", "{outputs[grid]}", *flags("inputs", ("right", "dem"))),
+                     inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM},
+                     outputs={"grid": "{pair}.grid.json"}, options={"t_srs": s.t_srs, "tr": s.mapproject_tr})
 
 
 def _on_grid(s: RecipeSettings, side: str) -> Step:
-    """``mapproject`` of one image onto the low-resolution DEM on the common grid."""
-    name = f"mapproject_{side}"
-    return _native(s, name, "ctxdask.tools.mapgrid:mapproject_on_grid",
-                   step_timeout(s, name, step_timeout(s, "mapproject", 3600)),
-                   step_resources(s, name) or step_resources(s, "mapproject"),
-                   args=("{inputs[image]}", "{outputs[map]}", *flags("inputs", ("grid", "dem"))),
-                   inputs={"image": _CAMS[f"{side}_cam"], "dem": _DEM,
-                           "grid": Input("{pair}.grid.json", Upstream("mapproject_grid", "grid"))},
-                   outputs={"map": f"{{{side}}}.map.tif"})
+    """``mapproject`` of one image onto the low-resolution DEM on the common grid.
+
+    Its deadline and resources default to those set for ``mapproject`` (both sides).
+    """
+    return pair_step(s, f"mapproject_{side}", step_timeout(s, "mapproject", 3600),
+                     fallback_resources=step_resources(s, "mapproject"),
+                     kind="native", callable="ctxdask.tools.mapgrid:mapproject_on_grid",
+                     args=("{inputs[image]}", "{outputs[map]}", *flags("inputs", ("grid", "dem"))),
+                     inputs={"image": _CAMS[f"{side}_cam"], "dem": _DEM,
+                             "grid": Input("{pair}.grid.json", Upstream("mapproject_grid", "grid"))},
+                     outputs={"map": f"{{{side}}}.map.tif"})
 
 
 def _tile(s: RecipeSettings, stereo_args: tuple[str, ...], files: dict[str, str]) -> Step:
     """The ``stereo_tile`` template: one tile from preprocessing through its DEM."""
-    resources = step_resources(s, "stereo_tile") or {"stereo": 1}
+    resources = step_resources(s, "stereo_tile") or _TILE_RESOURCES
     corr = s.corr_memory_mb
     if corr is None and resources.get("memory_mb"):
         corr = int(float(resources["memory_mb"]) * CORR_MEMORY_SHARE)
@@ -97,36 +93,31 @@ def _tile(s: RecipeSettings, stereo_args: tuple[str, ...], files: dict[str, str]
     inputs = {**_STEREO_INPUTS, "tiles": Input("results/out-distTileList.txt", Upstream("stereo_parse", "tiles")),
               "left_stats": Input("results/out-{left}.map-stats.tif", Upstream("stereo_stats", "left_stats")),
               "right_stats": Input("results/out-{right}.map-stats.tif", Upstream("stereo_stats", "right_stats"))}
-    return Step(name="stereo_tile", program="stereo_tile", args=(*args, *stereo_args, *_POSITIONAL), inputs=inputs,
-                outputs=outputs, timeout=step_timeout(s, "stereo_tile", 7200), resources=resources, scope="pair",
-                files=files)
+    return pair_step(s, "stereo_tile", 7200, fallback_resources=_TILE_RESOURCES, program="stereo_tile",
+                     args=(*args, *stereo_args, *_POSITIONAL), inputs=inputs, outputs=outputs, files=files)
 
 
 def _mosaic(s: RecipeSettings, name: str, role: str, suffix: str) -> Step:
     """``dem_mosaic`` of one output of the tiles (its inputs and list file come with the tiles)."""
-    return Step(name=name, program="dem_mosaic",
-                args=("--dem-list", f"{suffix}-tiles.txt", "-o", f"{{outputs[{role}]}}"),
-                outputs={role: f"results/out-{suffix}.tif"}, timeout=step_timeout(s, name, 3600),
-                resources=step_resources(s, name), scope="pair")
+    return pair_step(s, name, 3600, program="dem_mosaic",
+                     args=("--dem-list", f"{suffix}-tiles.txt", "-o", f"{{outputs[{role}]}}"),
+                     outputs={role: f"results/out-{suffix}.tif"})
 
 
 def tiled_stage(s: RecipeSettings) -> StereoStage:
     """The prep steps (:data:`TILED_PREP_STEPS`), the tile template and the mosaics."""
     stereo_args, files = stereo_options(s)
-    parse = Step(name="stereo_parse", program="stereo_parse",
-                 args=(*stereo_args, *_POSITIONAL, "--stereo-dist-tile-params", str(int(s.tile_size)),
-                       str(int(s.tile_padding))),
-                 inputs=_STEREO_INPUTS, outputs={"tiles": "results/out-distTileList.txt"},
-                 timeout=step_timeout(s, "stereo_parse", 600), resources=step_resources(s, "stereo_parse"),
-                 scope="pair", files=files)
+    parse = pair_step(s, "stereo_parse", 600, program="stereo_parse",
+                      args=(*stereo_args, *_POSITIONAL, "--stereo-dist-tile-params", str(int(s.tile_size)),
+                            str(int(s.tile_padding))),
+                      inputs=_STEREO_INPUTS, outputs={"tiles": "results/out-distTileList.txt"}, files=files)
     # gather_stats names them <prefix>-<image stem>-stats.tif (src/asp/Core/ImageUtils.cc)
-    stats = Step(name="stereo_stats", program="stereo_pprc",
-                 args=(*stereo_args, *_POSITIONAL, "--stop-after-stats",
-                       *(("--threads", str(int(s.threads))) if s.threads else ())),
-                 inputs=_STEREO_INPUTS, outputs={"left_stats": "results/out-{left}.map-stats.tif",
-                                                 "right_stats": "results/out-{right}.map-stats.tif"},
-                 timeout=step_timeout(s, "stereo_stats", 1800), resources=step_resources(s, "stereo_stats"),
-                 scope="pair", files=files)
+    stats = pair_step(s, "stereo_stats", 1800, program="stereo_pprc",
+                      args=(*stereo_args, *_POSITIONAL, "--stop-after-stats",
+                            *(("--threads", str(int(s.threads))) if s.threads else ())),
+                      inputs=_STEREO_INPUTS, outputs={"left_stats": "results/out-{left}.map-stats.tif",
+                                                      "right_stats": "results/out-{right}.map-stats.tif"},
+                      files=files)
     wanted = {"dem": True, "ortho": s.orthoimage, "error": s.errorimage}
     # pc_align reads a DEM as a cloud (docs/tools/pc_align.rst): align the mosaic
     dem = Input("results/out-DEM.tif", Upstream("dem_mosaic", "dem"))
