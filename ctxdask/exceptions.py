@@ -28,6 +28,7 @@ __all__ = [
     "NotAFileError",
     "NotCTXError",
     "OutputPathError",
+    "RecipeError",
     "TruncatedFileError",
     "UnsupportedModeError",
     "UnityFlatWarning",
@@ -108,6 +109,10 @@ class TruncatedFileError(CTXError, ValueError):
 
 class ChecksumError(CTXError, ValueError):
     """The label CHECKSUM does not match the image bytes (when configured to reject)."""
+
+
+class RecipeError(CTXError, ValueError):
+    """A recipe whose steps do not fit together: an input no step produces, or steps that wait on each other."""
 
 
 class ToolError(CTXError, RuntimeError):

@@ -4,7 +4,7 @@
 :class:`distributed.Client`, all interleaved on the cluster:
 
 1. the prep steps of each pair (``mapproject`` x 2, ``stereo_parse``,
-   ``stereo_stats``; :func:`ctxdask.tools.recipe._tiled_pair_steps`), one
+   ``stereo_stats``; :func:`ctxdask.tools.recipe.tiled.tiled_stage`), one
    task each with the step's deterministic key, through
    :func:`ctxdask.batch.work.execute`;
 2. the tile plan (:func:`~ctxdask.batch.tiles.plan_tiles`), then one task per

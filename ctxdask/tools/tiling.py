@@ -3,7 +3,7 @@
 ASP 3.7 (2026) runs every stereo stage on one tile with ``stereo_tile
 --tile-index i``; ``stereo_dist`` drives the tiles over SSH with GNU Parallel.
 ctxdask runs the same programs as dask tasks (the prep steps are in
-:func:`ctxdask.tools.recipe._tiled_pair_steps`). What this module relies on, as
+:func:`ctxdask.tools.recipe.tiled.tiled_stage`). What this module relies on, as
 read in NeoGeographyToolkit/StereoPipeline:
 
 Tile list (``src/asp/Core/StereoTiling.cc``, ``produceDistTileList``; read by
@@ -59,6 +59,7 @@ from typing import Literal
 
 from ctxdask.exceptions import CTXError
 from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall, check_product_id
+from ctxdask.tools.recipe.step import resolve_sources
 
 __all__ = ["OUTPUT_PREFIX", "TILE_LIST_SUFFIX", "FailureKind", "Tile", "TileListError", "asp_errors",
            "failure_kind", "mosaic_calls", "point2dem_options", "read_tile_list", "tile_call", "tile_key"]
@@ -192,18 +193,8 @@ def _names(left: str, right: str) -> dict[str, str]:
 
 def _sources(recipe: Recipe, left: str, right: str, left_cube: str | Ref, right_cube: str | Ref,
              lowres_dem: str) -> dict[str, str | Ref]:
-    names = _names(left, right)
-    keys = {s.name: s.key_for(names) for s in recipe.pair_steps}
-    out: dict[str, str | Ref] = {}
-    for role, (_, src) in recipe.tile_step.inputs.items():
-        if src in ("left", "right"):
-            out[role] = left_cube if src == "left" else right_cube
-        elif src == "lowres_dem":
-            out[role] = lowres_dem
-        else:
-            step, out_role = src.split(":")
-            out[role] = Ref(keys[step], out_role)
-    return out
+    external = {"left": left_cube, "right": right_cube, "lowres_dem": lowres_dem}
+    return resolve_sources(recipe.tile_step, recipe.pair_keys(_names(left, right)), external)
 
 
 def tile_call(recipe: Recipe, tile: Tile, *, left: str, right: str, left_cube: str | Ref, right_cube: str | Ref,

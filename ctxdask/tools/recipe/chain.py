@@ -1,0 +1,191 @@
+"""The CTX chain for given settings: the stages composed, checked once, and rendered per image and pair.
+
+A :class:`Recipe` is two tuples of :class:`~ctxdask.tools.recipe.step.Step`:
+the image steps, run once per image (:mod:`~ctxdask.tools.recipe.image`), and
+the pair steps, run once per stereo pair (:mod:`~ctxdask.tools.recipe.stereo`
+or :mod:`~ctxdask.tools.recipe.tiled`, then :mod:`~ctxdask.tools.recipe.dem`).
+Nothing here runs anything: :meth:`Recipe.image_calls` and
+:meth:`Recipe.pair_calls` render the templates for concrete product ids into
+:class:`~ctxdask.tools.recipe.step.StepCall` objects, which
+:func:`ctxdask.tools.tasks.run_step` executes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from ctxdask.product_id import check_product_id
+from ctxdask.tools.recipe.dem import alignment_steps, areoid_step
+from ctxdask.tools.recipe.graph import check_graph
+from ctxdask.tools.recipe.image import image_stage
+from ctxdask.tools.recipe.settings import RecipeSettings
+from ctxdask.tools.recipe.step import Ref, Step, StepCall, Upstream, resolve_sources
+from ctxdask.tools.recipe.stereo import StereoStage, monolithic_stage
+from ctxdask.tools.recipe.tiled import tiled_stage
+
+__all__ = ["IMAGE_EXTERNAL", "PAIR_EXTERNAL", "Recipe", "build_recipe", "pair_stages"]
+
+#: the files the caller gives: to image_calls, and to pair_calls (tile_call gives the same but mola)
+IMAGE_EXTERNAL = ("edr",)
+PAIR_EXTERNAL = ("left", "right", "mola", "lowres_dem")
+
+
+def pair_stages(s: RecipeSettings) -> tuple[StereoStage, tuple[Step, ...]]:
+    """The stereo stage for ``tools.asp.stereo-mode``, and the pair steps: stereo, alignment, areoid."""
+    stereo = tiled_stage(s) if s.stereo_mode == "tiled" else monolithic_stage(s)
+    steps, dem = list(stereo.steps), stereo.dem
+    if s.pc_align:
+        aligned, dem = alignment_steps(s, stereo)
+        steps += aligned
+    if s.dem_geoid:
+        steps.append(areoid_step(s, dem))
+    return stereo, tuple(steps)
+
+
+class Recipe:
+    """The CTX chain for given settings.
+
+    Parameters
+    ----------
+    settings : RecipeSettings
+
+    Attributes
+    ----------
+    image_steps, pair_steps : tuple of Step
+        The chain, in order.
+    tile_step : Step or None
+        Tiled mode: the per-tile template (rendered by :mod:`ctxdask.tools.tiling`).
+    mosaic_steps : tuple of Step
+        Tiled mode: the mosaics of the tiles' outputs.
+
+    Raises
+    ------
+    RecipeError
+        When a step reads an output no step of its scope produces, or steps wait on each other.
+    """
+
+    def __init__(self, settings: RecipeSettings):
+        self.settings = settings
+        self.image_steps: tuple[Step, ...] = image_stage(settings)
+        stereo, self.pair_steps = pair_stages(settings)
+        self.tile_step: Step | None = stereo.tile
+        self.mosaic_steps: tuple[Step, ...] = stereo.mosaics
+        check_graph(self.image_steps, scope="image", external=IMAGE_EXTERNAL)
+        tiled = (self.tile_step,) if self.tile_step is not None else ()
+        # a mosaic reads its role from every tile; tiling.mosaic_calls adds those inputs per pair
+        mosaic_reads = {m.name: [Upstream(self.tile_step.name, role) for role in m.outputs]
+                        for m in self.mosaic_steps}
+        check_graph((*self.pair_steps, *tiled, *self.mosaic_steps), scope="pair", external=PAIR_EXTERNAL,
+                    extra=mosaic_reads)
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        """All steps, image steps first."""
+        return self.image_steps + self.pair_steps
+
+    def programs(self) -> dict[str, list[str]]:
+        """Executable -> names of the steps that run it (native steps need ``python``)."""
+        out: dict[str, list[str]] = {}
+        for step in self.steps:
+            out.setdefault(step.program or "python", []).append(step.name)
+        return out
+
+    def __repr__(self) -> str:
+        names = " -> ".join(s.name for s in self.image_steps)
+        pairs = " -> ".join(s.name for s in self.pair_steps)
+        return f"<Recipe image: {names} | pair: {pairs}>"
+
+    # ---------------------------------------------------------------- rendering
+    def image_calls(self, product_id: str, edr: str, *, summing: int | None = None) -> list[StepCall]:
+        """Render the image steps for one EDR.
+
+        Parameters
+        ----------
+        product_id : str
+            The product id (validated by :func:`check_product_id`).
+        edr : str
+            Path of the EDR on the worker.
+        summing : int, optional
+            SAMPLING_FACTOR of the image. Summing-2 images skip the even/odd
+            correction, which ISIS defines for summing 1 only.
+        """
+        names = {"id": check_product_id(product_id)}
+        skip_evenodd = summing == 2 or not self.settings.even_odd
+        keys = {step.name: step.key_for(names) for step in self.image_steps}
+        calls: list[StepCall] = []
+        for step in self.image_steps:
+            if step.name == "ctxevenodd" and skip_evenodd:
+                continue
+            if step.kind == "native" and skip_evenodd:
+                step = dataclasses.replace(step, options={**step.options, "even_odd": False})
+            calls.append(step.render(names, resolve_sources(step, keys, {"edr": edr}), env=self.settings.env))
+        return calls
+
+    def pair_calls(
+        self,
+        left: StepCall | str,
+        right: StepCall | str,
+        *,
+        left_id: str | None = None,
+        right_id: str | None = None,
+        mola: str | None = None,
+        lowres_dem: str | None = None,
+    ) -> list[StepCall]:
+        """Render the pair steps.
+
+        Parameters
+        ----------
+        left, right : StepCall or str
+            The last image call of each image (its ``cube`` output is used), or a
+            path to an existing level-1, spiceinit-ed cube.
+        left_id, right_id : str, optional
+            Product ids; taken from the image calls when those are given.
+        mola : str, optional
+            MOLA point file (CSV) for ``pc_align``; required when it is enabled.
+        lowres_dem : str, optional
+            Tiled mode: the low-resolution DEM to mapproject onto (default:
+            setting ``tools.asp.lowres-dem``). The tile and mosaic steps are
+            rendered by :mod:`ctxdask.tools.tiling`; steps after the mosaic
+            refer to it by its deterministic key.
+        """
+        lid, lsrc = _side(left, left_id, "left")
+        rid, rsrc = _side(right, right_id, "right")
+        names = {"left": check_product_id(lid), "right": check_product_id(rid), "pair": f"{lid}-{rid}"}
+        if self.settings.pc_align and not mola:
+            raise ValueError("pc_align is enabled (tools.asp.pc-align) but no MOLA point file was given")
+        lowres_dem = lowres_dem or self.settings.lowres_dem
+        if self.tile_step is not None and not lowres_dem:
+            raise ValueError("tiled stereo needs a low-resolution DEM to mapproject onto (MOLA MEGDR or the "
+                             "MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
+        keys = self.pair_keys(names)
+        external = {"left": lsrc, "right": rsrc, "mola": mola, "lowres_dem": lowres_dem}
+        return [step.render(names, resolve_sources(step, keys, external), env=self.settings.env)
+                for step in self.pair_steps]
+
+    def pair_keys(self, names: Mapping[str, str]) -> dict[str, str]:
+        """Step name -> task key of every pair-scope step but the tiles (the mosaics' keys are fixed too)."""
+        return {step.name: step.key_for(names) for step in (*self.pair_steps, *self.mosaic_steps)}
+
+
+def _side(value: StepCall | str, product_id: str | None, which: str) -> tuple[str, str | Ref]:
+    """(product id, cube source) of one side of a pair: an image chain's last call, or a cube path."""
+    if isinstance(value, StepCall):
+        return (product_id or value.names["id"]), Ref(value.key, "cube")
+    if product_id is None:
+        raise ValueError(f"{which}_id is needed when {which} is a path")
+    return product_id, value
+
+
+def build_recipe(**overrides: Any) -> Recipe:
+    """Build the CTX recipe from the current settings plus per-run ``overrides``.
+
+    Examples
+    --------
+    >>> recipe = build_recipe(timeouts={"parallel_stereo": 3600}, calibration="native")
+    >>> [s.name for s in recipe.image_steps]
+    ['calibrate', 'spiceinit']
+    """
+    return Recipe(RecipeSettings.from_config(**overrides))

@@ -1,0 +1,145 @@
+"""The stereo stage's shape and its monolithic form: map projection, ``parallel_stereo``, ``point2dem``.
+
+The commands follow the ASP documentation's CTX example (``docs/examples/ctx.rst``)::
+
+    cam2map4stereo.py L.cal.cub R.cal.cub               -> L.map.cub R.map.cub
+    parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
+        L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
+    point2dem -r mars [--tr S] [--t_srs P] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
+
+The tiled form is :mod:`ctxdask.tools.recipe.tiled`; both return a
+:class:`StereoStage`, which also names the files the alignment and areoid
+stages read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
+from ctxdask.tools.recipe.step import External, Input, Step, Upstream
+
+__all__ = ["LEFT", "MOLA", "RIGHT", "StereoStage", "monolithic_stage", "pair_step", "stereo_options"]
+
+#: the pair's image cubes and the MOLA points, given by the caller of ``pair_calls``
+LEFT, RIGHT, MOLA = External("left"), External("right"), External("mola")
+
+
+@dataclasses.dataclass(frozen=True)
+class StereoStage:
+    """The pair steps from the image cubes to the DEM, and what the later stages read of them.
+
+    Attributes
+    ----------
+    steps : tuple of Step
+        The pair steps in order (tiled: the steps before the tiles).
+    tile : Step or None
+        Tiled: the per-tile ``stereo_tile`` template.
+    mosaics : tuple of Step
+        Tiled: the ``dem_mosaic`` templates (their inputs are the tiles' outputs).
+    dem : Input
+        The DEM, as the areoid step reads it.
+    cloud : Input
+        What ``pc_align`` moves onto MOLA.
+    unaligned : Input
+        The DEM ``pc_align`` measures against and whose grid the aligned DEM keeps.
+    texture : Input or None
+        With ``orthoimage``: the image draped on the aligned DEM.
+    error_texture : Input or None
+        Tiled with ``errorimage``: the error image draped on the aligned DEM.
+    """
+
+    steps: tuple[Step, ...]
+    dem: Input
+    cloud: Input
+    unaligned: Input
+    texture: Input | None = None
+    error_texture: Input | None = None
+    tile: Step | None = None
+    mosaics: tuple[Step, ...] = ()
+
+
+def _stereo_default_text(options: Mapping[str, Any]) -> str:
+    lines = ["# stereo.default written by ctxdask (settings tools.asp.stereo-default)"]
+    for key, value in options.items():
+        if value is True:
+            lines.append(key)
+        elif value is False or value is None:
+            continue
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{key} {' '.join(str(v) for v in value)}")
+        else:
+            lines.append(f"{key} {value}")
+    return "\n".join(lines) + "\n"
+
+
+def stereo_options(s: RecipeSettings) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The options every stereo program of a pair takes, and the files they name (``stereo.default``)."""
+    args: tuple[str, ...] = ("--stereo-algorithm", str(s.stereo_algorithm), "--subpixel-mode", str(s.subpixel_mode))
+    files = {}
+    if s.stereo_default:
+        files["stereo.default"] = _stereo_default_text(s.stereo_default)
+        args += ("--stereo-file", "stereo.default")
+    return args, files
+
+
+def pair_step(s: RecipeSettings, name: str, default_timeout: float, *,
+              fallback_resources: Mapping[str, float] | None = None, **fields) -> Step:
+    """A pair-scope step with its configured deadline and resources (``fallback_resources`` where none are set).
+
+    A native step also gets its deadline among its options: the callable runs
+    the ASP program itself and gives it that deadline.
+    """
+    timeout = step_timeout(s, name, default_timeout)
+    if fields.get("kind") == "native":
+        fields["options"] = {**fields.get("options", {}), "timeout": timeout}
+    resources = step_resources(s, name) or dict(fallback_resources or {})
+    return Step(name=name, timeout=timeout, resources=resources, scope="pair", **fields)
+
+
+def _point2dem(s: RecipeSettings, cloud: Input, texture: Input) -> Step:
+    """``point2dem`` of the whole pair's cloud: the DEM, and the orthoimage and error image if asked for."""
+    args = ["-r", str(s.datum)]
+    if s.dem_spacing:
+        args += ["--tr", f"{float(s.dem_spacing):g}"]
+    if s.t_srs:
+        args += ["--t_srs", str(s.t_srs)]
+    inputs = {"cloud": cloud}
+    outputs = {"dem": "results/out-DEM.tif"}
+    if s.orthoimage:
+        args.append("--orthoimage")
+        inputs["texture"] = texture
+        outputs["ortho"] = "results/out-DRG.tif"
+    if s.errorimage:
+        args.append("--errorimage")
+        outputs["error"] = "results/out-IntersectionErr.tif"
+    # texture files follow the point clouds on the command line
+    args += [f"{{inputs[{role}]}}" for role in inputs]
+    return pair_step(s, "point2dem", 7200, program="point2dem", args=tuple(args), inputs=inputs, outputs=outputs)
+
+
+def monolithic_stage(s: RecipeSettings) -> StereoStage:
+    """``cam2map4stereo.py``, ``parallel_stereo`` over the whole pair, ``point2dem``."""
+    stereo_args, files = stereo_options(s)
+    if s.processes:
+        stereo_args += ("--processes", str(int(s.processes)))
+    if s.threads:
+        stereo_args += ("--threads-multiprocess", str(int(s.threads)))
+    cam2map = pair_step(
+        s, "cam2map4stereo", 7200, program="cam2map4stereo.py", args=("{inputs[left]}", "{inputs[right]}"),
+        inputs={"left": Input("{left}.cal.cub", LEFT), "right": Input("{right}.cal.cub", RIGHT)},
+        # cam2map4stereo.py names its outputs <first dot-part>.map.cub
+        outputs={"left": "{left}.map.cub", "right": "{right}.map.cub"})
+    stereo = pair_step(
+        s, "parallel_stereo", 43200, program="parallel_stereo",
+        args=(*stereo_args, "{inputs[left]}", "{inputs[right]}", "results/out"),
+        inputs={"left": Input("{left}.map.cub", Upstream("cam2map4stereo", "left")),
+                "right": Input("{right}.map.cub", Upstream("cam2map4stereo", "right"))},
+        outputs={"pc": "results/out-PC.tif", "aligned_left": "results/out-L.tif"}, files=files)
+    cloud = Input("results/out-PC.tif", Upstream("parallel_stereo", "pc"))
+    texture = Input("results/out-L.tif", Upstream("parallel_stereo", "aligned_left"))
+    dem = Input("results/out-DEM.tif", Upstream("point2dem", "dem"))
+    return StereoStage(steps=(cam2map, stereo, _point2dem(s, cloud, texture)), dem=dem, cloud=cloud, unaligned=dem,
+                       texture=texture if s.orthoimage else None)

@@ -1,0 +1,133 @@
+"""The tiled stereo stage: ASP's distributed stereo, run by ctxdask instead of ``stereo_dist``.
+
+``stereo_dist`` (src/asp/Tools/stereo_dist in NeoGeographyToolkit/StereoPipeline)
+drives its tiles with GNU Parallel over SSH on shared storage; ctxdask runs
+the same programs itself: ``mapproject`` of both images onto the
+low-resolution DEM on one explicit grid (``--t_srs --tr --t_projwin``, the
+finer pixel size and the footprints' intersection, chosen by querying both
+cameras as ``stereo_dist`` does: :mod:`ctxdask.tools.mapgrid`; ``--ref-map``
+would leave the right image in another projection), ``stereo_parse
+--stereo-dist-tile-params SIZE PAD`` (the tile list,
+``<prefix>-distTileList.txt``), ``stereo_pprc --stop-after-stats`` (the
+statistics every tile reuses), then one ``stereo_tile --tile-index i``
+per tile (entry point 0 to stop point 8: preprocessing through point2dem)
+and ``dem_mosaic`` of the tiles' DEMs, orthoimages and error images.
+
+The tile and mosaic steps are templates, rendered per pair by
+:mod:`ctxdask.tools.tiling` once the tile list is known.
+"""
+
+from __future__ import annotations
+
+from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
+from ctxdask.tools.recipe.step import External, Input, Step, Upstream, flags
+from ctxdask.tools.recipe.stereo import LEFT, RIGHT, StereoStage, pair_step, stereo_options
+
+__all__ = ["CORR_MEMORY_SHARE", "LOWRES_DEM", "TILED_PREP_STEPS", "tiled_stage"]
+
+#: tiled stereo: the pair steps before the tiles, in order
+TILED_PREP_STEPS = ("mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
+#: the name of the low-resolution DEM in every tiled step's work dir: mapproject records the DEM
+#: argument as given (DEM_FILE) and stereo_parse/stereo_pprc/stereo_tile require their --dem to be that
+#: same string (src/asp/Sessions/StereoSession.cc:148-160), so it is one relative name on every worker
+LOWRES_DEM = "lowres-dem.tif"
+
+#: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
+#: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
+CORR_MEMORY_SHARE = 0.8
+
+_DEM = Input(LOWRES_DEM, External("lowres_dem"))
+_CAMS = {"left_cam": Input("{left}.cal.cub", LEFT), "right_cam": Input("{right}.cal.cub", RIGHT)}
+#: what every stereo program of the pair reads: the map images, the cameras (ISIS cubes carry them), the DEM
+_STEREO_INPUTS = {"left": Input("{left}.map.tif", Upstream("mapproject_left", "map")),
+                  "right": Input("{right}.map.tif", Upstream("mapproject_right", "map")), **_CAMS, "dem": _DEM}
+#: images, cameras, output prefix, and the mapprojection DEM
+_POSITIONAL = ("{inputs[left]}", "{inputs[right]}", "{inputs[left_cam]}", "{inputs[right_cam]}",
+               "results/out", "--dem", "{inputs[dem]}")
+#: a tile is a stereo run: it takes a "stereo" slot of a worker unless tools.resources.stereo_tile says otherwise
+_TILE_RESOURCES = {"stereo": 1}
+#: the dem_mosaic steps: (name, output role, file suffix)
+_MOSAICS = (("dem_mosaic", "dem", "DEM"), ("dem_mosaic_ortho", "ortho", "DRG"),
+            ("dem_mosaic_error", "error", "IntersectionErr"))
+
+
+def _grid(s: RecipeSettings) -> Step:
+    """The common map grid of both images (:func:`ctxdask.tools.mapgrid.common_grid`)."""
+    return pair_step(s, "mapproject_grid", 600, kind="native", callable="ctxdask.tools.mapgrid:common_grid",
+                     args=("{inputs[left]}", "{outputs[grid]}", *flags("inputs", ("right", "dem"))),
+                     inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM},
+                     outputs={"grid": "{pair}.grid.json"}, options={"t_srs": s.t_srs, "tr": s.mapproject_tr})
+
+
+def _on_grid(s: RecipeSettings, side: str) -> Step:
+    """``mapproject`` of one image onto the low-resolution DEM on the common grid.
+
+    Its deadline and resources default to those set for ``mapproject`` (both sides).
+    """
+    return pair_step(s, f"mapproject_{side}", step_timeout(s, "mapproject", 3600),
+                     fallback_resources=step_resources(s, "mapproject"),
+                     kind="native", callable="ctxdask.tools.mapgrid:mapproject_on_grid",
+                     args=("{inputs[image]}", "{outputs[map]}", *flags("inputs", ("grid", "dem"))),
+                     inputs={"image": _CAMS[f"{side}_cam"], "dem": _DEM,
+                             "grid": Input("{pair}.grid.json", Upstream("mapproject_grid", "grid"))},
+                     outputs={"map": f"{{{side}}}.map.tif"})
+
+
+def _tile(s: RecipeSettings, stereo_args: tuple[str, ...], files: dict[str, str]) -> Step:
+    """The ``stereo_tile`` template: one tile from preprocessing through its DEM."""
+    resources = step_resources(s, "stereo_tile") or _TILE_RESOURCES
+    corr = s.corr_memory_mb
+    if corr is None and resources.get("memory_mb"):
+        corr = int(float(resources["memory_mb"]) * CORR_MEMORY_SHARE)
+    args = ["--tile-index", "{tile_index}", "--entry-point", "0", "--stop-point", "8",
+            "--point2dem-options", "{point2dem_options}"]
+    if corr:
+        args += ["--corr-memory-limit-mb", str(int(corr))]
+    if s.threads:
+        args += ["--threads", str(int(s.threads))]
+    outputs = {"dem": "{tile_prefix}-DEM.tif"}
+    if s.orthoimage:
+        outputs["ortho"] = "{tile_prefix}-DRG.tif"
+    if s.errorimage:
+        outputs["error"] = "{tile_prefix}-IntersectionErr.tif"
+    inputs = {**_STEREO_INPUTS, "tiles": Input("results/out-distTileList.txt", Upstream("stereo_parse", "tiles")),
+              "left_stats": Input("results/out-{left}.map-stats.tif", Upstream("stereo_stats", "left_stats")),
+              "right_stats": Input("results/out-{right}.map-stats.tif", Upstream("stereo_stats", "right_stats"))}
+    return pair_step(s, "stereo_tile", 7200, fallback_resources=_TILE_RESOURCES, program="stereo_tile",
+                     args=(*args, *stereo_args, *_POSITIONAL), inputs=inputs, outputs=outputs, files=files)
+
+
+def _mosaic(s: RecipeSettings, name: str, role: str, suffix: str) -> Step:
+    """``dem_mosaic`` of one output of the tiles (its inputs and list file come with the tiles)."""
+    return pair_step(s, name, 3600, program="dem_mosaic",
+                     args=("--dem-list", f"{suffix}-tiles.txt", "-o", f"{{outputs[{role}]}}"),
+                     outputs={role: f"results/out-{suffix}.tif"})
+
+
+def tiled_stage(s: RecipeSettings) -> StereoStage:
+    """The prep steps (:data:`TILED_PREP_STEPS`), the tile template and the mosaics."""
+    stereo_args, files = stereo_options(s)
+    parse = pair_step(s, "stereo_parse", 600, program="stereo_parse",
+                      args=(*stereo_args, *_POSITIONAL, "--stereo-dist-tile-params", str(int(s.tile_size)),
+                            str(int(s.tile_padding))),
+                      inputs=_STEREO_INPUTS, outputs={"tiles": "results/out-distTileList.txt"}, files=files)
+    # gather_stats names them <prefix>-<image stem>-stats.tif (src/asp/Core/ImageUtils.cc)
+    stats = pair_step(s, "stereo_stats", 1800, program="stereo_pprc",
+                      args=(*stereo_args, *_POSITIONAL, "--stop-after-stats",
+                            *(("--threads", str(int(s.threads))) if s.threads else ())),
+                      inputs=_STEREO_INPUTS, outputs={"left_stats": "results/out-{left}.map-stats.tif",
+                                                      "right_stats": "results/out-{right}.map-stats.tif"},
+                      files=files)
+    wanted = {"dem": True, "ortho": s.orthoimage, "error": s.errorimage}
+    # pc_align reads a DEM as a cloud (docs/tools/pc_align.rst): align the mosaic
+    dem = Input("results/out-DEM.tif", Upstream("dem_mosaic", "dem"))
+    return StereoStage(
+        steps=(_grid(s), _on_grid(s, "left"), _on_grid(s, "right"), parse, stats),
+        tile=_tile(s, stereo_args, files),
+        mosaics=tuple(_mosaic(s, *m) for m in _MOSAICS if wanted[m[1]]),
+        dem=dem, cloud=dem, unaligned=Input("results/out-DEM-mosaic.tif", Upstream("dem_mosaic", "dem")),
+        texture=Input("results/out-DRG.tif", Upstream("dem_mosaic_ortho", "ortho")) if s.orthoimage else None,
+        # the mosaic's 3-band cloud has no error: drape the error mosaic
+        error_texture=(Input("results/out-IntersectionErr.tif", Upstream("dem_mosaic_error", "error"))
+                       if s.errorimage else None),
+    )
