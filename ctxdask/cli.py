@@ -28,6 +28,7 @@ from ctxdask.exceptions import CTXError
 _COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("ctxdask.commands.batch", "run a stereo-pair list on a dask cluster, tracked in a database"),
     "calibrate": ("ctxdask.commands.calibrate", "decompand and calibrate an EDR to an ISIS cube, GeoTIFF or zarr"),
+    "config": ("ctxdask.commands.config", "print the settings in force and where each comes from"),
     "demo": ("ctxdask.commands.demo", "run the main job on sample data it generates (LocalCluster)"),
     "doctor": ("ctxdask.tools.doctor", "report the ISIS/ASP programs found and what the batch can do"),
     "fetch": ("ctxdask.commands.fetch", "download CTX EDRs politely into a cache, resumed and verified"),

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ctxdask import config
+from ctxdask.settings import current as current_settings
 
 __all__ = ["RecipeSettings", "step_resources", "step_timeout"]
 
@@ -59,44 +59,21 @@ class RecipeSettings:
         ``timeouts`` and ``resources`` overrides are merged into the configured
         mappings (so ``timeouts={"parallel_stereo": 600}`` changes one step).
         """
-        tools = config.get("tools", {}) or {}
-        isis = tools.get("isis", {}) or {}
-        asp = tools.get("asp", {}) or {}
-        align = config.get("quality.dem-alignment", {}) or {}
+        settings = current_settings()
+        tools, asp, align = settings.tools, settings.tools.asp, settings.quality.dem_alignment
         values: dict[str, Any] = dict(
-            calibration=tools.get("calibration", "native"),
-            native_calibrate=tools.get("native-calibrate", cls.native_calibrate),
-            even_odd=bool(tools.get("even-odd", True)),
-            timeouts={k: float(v) for k, v in (tools.get("timeouts") or {}).items()},
-            resources={k: dict(v) for k, v in (tools.get("resources") or {}).items()},
-            env=dict(tools.get("env") or {}),
-            spiceinit_web=bool(isis.get("spiceinit-web", False)),
-            stereo_algorithm=asp.get("stereo-algorithm", "asp_mgm"),
-            subpixel_mode=int(asp.get("subpixel-mode", 9)),
-            stereo_default=dict(asp.get("stereo-default") or {}),
-            processes=asp.get("processes"),
-            threads=asp.get("threads"),
-            datum=asp.get("datum", "mars"),
-            dem_spacing=asp.get("dem-spacing"),
-            orthoimage=bool(asp.get("orthoimage", True)),
-            errorimage=bool(asp.get("errorimage", True)),
-            pc_align=bool(asp.get("pc-align", False)),
-            max_displacement=(None if asp.get("max-displacement") in (None, "auto")
-                              else float(asp.get("max-displacement"))),
-            alignment_factor=float(align.get("factor", 3.0)),
-            alignment_floor=float(align.get("floor", 10.0)),
-            alignment_reruns=int(align.get("reruns", 2)),
-            mola_csv_format=asp.get("mola-csv-format", cls.mola_csv_format),
-            dem_geoid=bool(asp.get("dem-geoid", False)),
-            geoid=asp.get("geoid", "MOLA"),
-            stereo_mode=asp.get("stereo-mode", "monolithic"),
-            tile_size=int((asp.get("tiles") or {}).get("size", 2048)),
-            tile_padding=int((asp.get("tiles") or {}).get("padding", 256)),
-            lowres_dem=asp.get("lowres-dem"),
-            mapproject_tr=asp.get("mapproject-tr"),
-            t_srs=asp.get("t-srs"),
-            corr_memory_mb=asp.get("corr-memory-limit-mb"),
-            flat_dir=config.get("flat.dir", None),
+            calibration=tools.calibration, native_calibrate=tools.native_calibrate, even_odd=tools.even_odd,
+            timeouts=dict(tools.timeouts), resources={k: dict(v) for k, v in tools.resources.items()},
+            env=dict(tools.env), spiceinit_web=tools.isis.spiceinit_web,
+            stereo_algorithm=asp.stereo_algorithm, subpixel_mode=asp.subpixel_mode,
+            stereo_default=dict(asp.stereo_default), processes=asp.processes, threads=asp.threads, datum=asp.datum,
+            dem_spacing=asp.dem_spacing, orthoimage=asp.orthoimage, errorimage=asp.errorimage, pc_align=asp.pc_align,
+            max_displacement=None if asp.max_displacement in (None, "auto") else asp.max_displacement,
+            alignment_factor=align.factor, alignment_floor=align.floor, alignment_reruns=align.reruns,
+            mola_csv_format=asp.mola_csv_format, dem_geoid=asp.dem_geoid, geoid=asp.geoid,
+            stereo_mode=asp.stereo_mode, tile_size=asp.tiles.size, tile_padding=asp.tiles.padding,
+            lowres_dem=asp.lowres_dem, mapproject_tr=asp.mapproject_tr, t_srs=asp.t_srs,
+            corr_memory_mb=asp.corr_memory_limit_mb, flat_dir=settings.flat.dir,
         )
         for name in ("timeouts", "resources"):
             if name in overrides:
