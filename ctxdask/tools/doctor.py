@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; exit 0 when the whole configured chain can run, else 1."""
-    settings = RecipeSettings.from_config()
+    settings = RecipeSettings.from_config().resolved()
     programs, isis = survey()
     caps = capabilities(programs, isis, settings)
     standins = [p.name for p in programs.values() if p.standin]

@@ -67,7 +67,7 @@ class Recipe:
     """
 
     def __init__(self, settings: RecipeSettings):
-        self.settings = settings
+        self.settings = settings = settings.resolved()  # stereo-mode auto: what is installed decides
         self.image_steps: tuple[Step, ...] = image_stage(settings)
         stereo, self.pair_steps = pair_stages(settings)
         self.tile_step: Step | None = stereo.tile

@@ -89,14 +89,21 @@ class RecipeSettings:
         if values["stereo_mode"] not in ("monolithic", "tiled", "auto"):
             raise ValueError("tools.asp.stereo-mode must be 'monolithic', 'tiled' or 'auto', "
                              f"not {values['stereo_mode']!r}")
-        if values["stereo_mode"] == "auto":
-            # ASP 3.7 (2026) brought stereo_tile; older ASP has only parallel_stereo. Tiles need
-            # images mapprojected onto a low-resolution DEM: without one configured, monolithic
-            import shutil
-
-            tiled = shutil.which("stereo_tile", path=(values["env"] or {}).get("PATH")) and values["lowres_dem"]
-            values["stereo_mode"] = "tiled" if tiled else "monolithic"
         return cls(**values)
+
+    def resolved(self) -> RecipeSettings:
+        """These settings with ``stereo_mode`` ``auto`` decided by what is installed here.
+
+        ASP 3.7 (2026) brought ``stereo_tile``; older ASP has only
+        ``parallel_stereo``. Tiles need images mapprojected onto a
+        low-resolution DEM: without one configured, monolithic.
+        """
+        if self.stereo_mode != "auto":
+            return self
+        import shutil
+
+        tiled = shutil.which("stereo_tile", path=(self.env or {}).get("PATH")) and self.lowres_dem
+        return dataclasses.replace(self, stereo_mode="tiled" if tiled else "monolithic")
 
 
 def step_timeout(settings: RecipeSettings, name: str, default: float) -> float:
