@@ -23,6 +23,9 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
+# importing the settings registers the defaults (ctxdask.yaml) with dask, before any
+# dask.config.set of a ctxdask key: one made first would be undone with the whole namespace
+from ctxdask import config
 from ctxdask.exceptions import CTXError
 
 __all__ = ["Settings", "SettingsError", "current", "validate"]
@@ -365,8 +368,6 @@ def current() -> Settings:
     A configuration seen before is not checked again (keyed by its text, so a
     ``dask.config.set`` of any value gives a fresh check).
     """
-    from ctxdask import config
-
     # keys spelt as the yaml spells them (an environment variable's stereo_mode is stereo-mode)
     values = config.current()
     text = repr(values)
@@ -423,8 +424,6 @@ def origins(settings: Settings | None = None) -> dict[str, tuple[Any, str]]:
     """
     import dask.config
 
-    from ctxdask.config import DEFAULTS
-
     settings = settings or current()
     files = []
     for path in dask.config.paths:
@@ -435,7 +434,7 @@ def origins(settings: Settings | None = None) -> dict[str, tuple[Any, str]]:
     for key, value in leaves(settings).items():
         dotted = f"ctxdask.{key}"
         source = "code"
-        found, default = _lookup(DEFAULTS, dotted)
+        found, default = _lookup(config.DEFAULTS, dotted)
         if found and _same(default, value):
             source = "default"
         for path, loaded in files:

@@ -140,3 +140,15 @@ def test_a_configuration_seen_before_is_not_checked_again(monkeypatch):
     with dask.config.set({"ctxdask.batch.retries": 9}):
         current()
     assert calls == [1]
+
+
+def test_a_setting_made_right_after_importing_a_module_is_undone_alone():
+    """The defaults are registered when a module that reads settings is imported, not at the first read:
+    a ``dask.config.set`` of a ctxdask key before then would, when undone, take the namespace with it."""
+    code = ("import dask, ctxdask.edr\n"
+            "with dask.config.set({'ctxdask.batch.chunk-size': 1000}):\n"
+            "    pass\n"
+            "from ctxdask.settings import current\n"
+            "print(current().chunk_lines, current().batch.chunk_size)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["4096", "8388608"], out.stderr
