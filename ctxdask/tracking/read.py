@@ -23,6 +23,13 @@ from ctxdask.tracking.status import Grade, Status, sql_list
 __all__ = ["BatchView", "decode_json"]
 
 _PROBLEM = sql_list(s for s in Status if s.problem)
+#: what the image and pair tables show (aliases of selection.image_from / pair_from)
+_IMAGE_COLUMNS = ("i.product_id, i.status, i.error, i.summing, i.lines, qi.grade, qi.metrics, qi.thumbnail, "
+                  "mi.value AS manual, mi.note AS manual_note, mi.who AS manual_who, gi.incidence, gi.emission, "
+                  "gi.time")
+_PAIR_COLUMNS = ("p.pair_id, p.left_id, p.right_id, p.line, p.status, p.error, mp.value AS manual, "
+                 "mp.note AS manual_note, ql.grade AS left_grade, qr.grade AS right_grade, ml.value AS left_manual, "
+                 "mr.value AS right_manual, pg.iou AS overlap, pg.convergence, pg.score")
 #: the product columns of pair_quality that name files
 PAIR_FILES = ("stac", "hillshade", "colour_relief", "ortho_thumbnail")
 
@@ -323,31 +330,26 @@ class BatchView:
                                                     "JOIN pairs p ON p.pair_id = q.pair_id")]
 
     # -------------------------------------------------------- filtered tables
+    def _page(self, query: selection.Query, columns: str, source: str, order: str, limit: int,
+              offset: int) -> tuple[int, list[dict]]:
+        head = f"{selection.WITH_CLAUSE} SELECT"
+        total = self.conn.execute(f"{head} count(*) {source} WHERE {query.sql}", query.params).fetchone()[0]
+        rows = self._rows(f"{head} {columns} {source} WHERE {query.sql} ORDER BY {order} LIMIT ? OFFSET ?",
+                          (*query.params, limit, offset))
+        return total, rows
+
     def image_page(self, text: str, order: str, limit: int, offset: int) -> tuple[int, list[dict]]:
         """``(total, rows)`` of the images matching filter ``text`` (:mod:`.selection`), one page.
 
         ``order`` is an ORDER BY expression built from :data:`selection.IMAGE_FIELDS` (never input).
         """
-        q = selection.compile_images(text)
-        total = self.conn.execute(f"{selection.WITH_CLAUSE} SELECT count(*) {selection.image_from()} "
-                                  f"WHERE {q.sql}", q.params).fetchone()[0]
-        rows = self._rows(f"{selection.WITH_CLAUSE} SELECT i.product_id, i.status, i.error, i.summing, i.lines, "
-                          f"qi.grade, qi.metrics, qi.thumbnail, mi.value AS manual, mi.note AS manual_note, "
-                          f"mi.who AS manual_who, gi.incidence, gi.emission, gi.time {selection.image_from()} "
-                          f"WHERE {q.sql} ORDER BY {order}, i.product_id LIMIT ? OFFSET ?", (*q.params, limit, offset))
-        return total, rows
+        return self._page(selection.compile_images(text), _IMAGE_COLUMNS, selection.image_from(),
+                          f"{order}, i.product_id", limit, offset)
 
     def pair_page(self, text: str, order: str, limit: int, offset: int) -> tuple[int, list[dict]]:
         """``(total, rows)`` of the pairs matching filter ``text``, one page (see :meth:`image_page`)."""
-        q = selection.compile_pairs(text)
-        total = self.conn.execute(f"{selection.WITH_CLAUSE} SELECT count(*) {selection.pair_from()} "
-                                  f"WHERE {q.sql}", q.params).fetchone()[0]
-        rows = self._rows(f"{selection.WITH_CLAUSE} SELECT p.pair_id, p.left_id, p.right_id, p.line, p.status, "
-                          f"p.error, mp.value AS manual, mp.note AS manual_note, ql.grade AS left_grade, "
-                          f"qr.grade AS right_grade, ml.value AS left_manual, mr.value AS right_manual, "
-                          f"pg.iou AS overlap, pg.convergence, pg.score {selection.pair_from()} WHERE {q.sql} "
-                          f"ORDER BY {order}, p.pair_id LIMIT ? OFFSET ?", (*q.params, limit, offset))
-        return total, rows
+        return self._page(selection.compile_pairs(text), _PAIR_COLUMNS, selection.pair_from(),
+                          f"{order}, p.pair_id", limit, offset)
 
     def select_pairs(self, text: str | None) -> list[tuple[str, str, str]]:
         """``(pair_id, left, right)`` of the pairs matching ``text``, in pair-list order."""

@@ -52,10 +52,7 @@ class Status(enum.StrEnum):
     @classmethod
     def rank_of(cls, text: str | None) -> int:
         """:attr:`rank` of a stored value; an unknown or missing one goes last."""
-        try:
-            return cls(text).rank
-        except ValueError:
-            return len(_DISPLAY)
+        return _position(_DISPLAY, text)
 
     @property
     def severity(self) -> int:
@@ -65,10 +62,7 @@ class Status(enum.StrEnum):
     @classmethod
     def severity_of(cls, text: str | None) -> int:
         """:attr:`severity` of a stored value; an unknown or missing one counts as least bad."""
-        try:
-            return cls(text).severity
-        except ValueError:
-            return len(_SEVERITY)
+        return _position(_SEVERITY, text)
 
     @classmethod
     def aggregate(cls, statuses: Iterable[str]) -> Status:
@@ -77,6 +71,11 @@ class Status(enum.StrEnum):
         The most severe wins: one failed step makes its subject failed.
         """
         return min((cls(s) for s in statuses), key=lambda s: s.severity, default=cls.DONE)
+
+
+def _position(order: tuple, text: str | None) -> int:
+    """Where ``text`` stands in ``order`` (a tuple of members, which equal their text); after it when absent."""
+    return order.index(text) if text in order else len(order)
 
 
 _FINAL = frozenset({Status.DONE, Status.FAILED, Status.TIMEOUT})
@@ -112,10 +111,7 @@ class Grade(enum.StrEnum):
     @classmethod
     def rank_of(cls, text: str | None) -> int:
         """:attr:`rank` of a stored value; an unknown or missing one goes last."""
-        try:
-            return cls(text).rank
-        except ValueError:
-            return 3
+        return _position((Grade.FAIL, Grade.WARN, Grade.PASS), text)
 
 
 class Scope(enum.StrEnum):
