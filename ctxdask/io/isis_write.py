@@ -42,10 +42,10 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ctxdask.companding import check_bit_mode, decompand_block, decompand_dark_block
 from ctxdask.io.atomic import check_destination
 from ctxdask.io.blockstore import store_by_line_block
 from ctxdask.io.isis_pixels import PixelType, encode_block, good_tile_size, pixel_type
-from ctxdask.radiometry.companding import check_bit_mode, decompand_block, decompand_dark_block
 
 __all__ = ["write_isis", "isis_label_groups", "good_tile_size", "dark_table_block"]
 

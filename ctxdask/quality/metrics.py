@@ -75,10 +75,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ctxdask import __version__, config
+from ctxdask import __version__, companding, config
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.thumbnail import thumbnail as _thumbnail
-from ctxdask.radiometry import companding
 from ctxdask.validation import line_ranges
 
 __all__ = [

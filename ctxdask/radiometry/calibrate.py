@@ -27,9 +27,9 @@ from dask.base import clone_key, tokenize
 from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 
-from ctxdask import __version__
+from ctxdask import __version__, companding
 from ctxdask.exceptions import CTXError, UnityFlatWarning
-from ctxdask.radiometry import companding, solar
+from ctxdask.radiometry import solar
 from ctxdask.radiometry.flat import Flat, flat_for_samples, load_flat
 from ctxdask.radiometry.flatdir import flat_for_image
 

@@ -53,8 +53,8 @@ import xarray as xr
 from dask.sizeof import sizeof
 
 from ctxdask import config
+from ctxdask.companding import SQROOT_TABLE, check_bit_mode
 from ctxdask.exceptions import CTXError
-from ctxdask.radiometry.companding import SQROOT_TABLE, check_bit_mode
 from ctxdask.radiometry.flat import FlatError
 
 __all__ = [
