@@ -22,12 +22,11 @@ from typing import Literal
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask._task_spec import DataNode, Task, TaskRef, convert_legacy_graph
 from dask.base import clone_key, tokenize
-from dask.core import flatten
 from dask.highlevelgraph import HighLevelGraph
 
 from ctxdask import __version__, companding
+from ctxdask.daskcompat import DataNode, Task, TaskRef, keys_of, task_graph
 from ctxdask.exceptions import CTXError, UnityFlatWarning
 from ctxdask.radiometry import solar
 from ctxdask.radiometry.flat import Flat, flat_for_samples, load_flat
@@ -370,10 +369,10 @@ def _clone_after(array: da.Array, blocker: da.Array) -> da.Array:
     with ``substitute``, so nothing is shared with the statistics pass.
     Keys are deterministic: the same ``array`` and ``blocker`` give the same clone.
     """
-    graph = convert_legacy_graph(dict(array.__dask_graph__()))
+    graph = task_graph(array.__dask_graph__())
     seed = tokenize(array.name, blocker.name)
     renamed = {key: clone_key(key, seed) for key in graph}
-    (wait_for,) = flatten(blocker.__dask_keys__())
+    (wait_for,) = keys_of(blocker)
     data = {key for key, node in graph.items() if isinstance(node, DataNode)}
     layer = {}
     for key, node in graph.items():
