@@ -16,6 +16,8 @@ What is used, and why:
   :mod:`ctxdask.batch.submission` sends as one ``update-graph`` message.
 - ``dask.core.flatten``: the keys of a collection's nested key lists
   (:func:`keys_of`).
+- ``dask.base.get_scheduler`` (not in ``dask.base.__all__``): the distributed
+  client dask computes with, if any (:func:`active_client`).
 - ``distributed.worker.thread_state`` and ``Worker.state``: the key of the
   task the calling thread runs, whether the worker still wants its result and
   how many tasks it is running (:func:`current_task_key`,
@@ -57,8 +59,8 @@ from typing import Any
 from dask._task_spec import DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
 from dask.core import flatten
 
-__all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "current_task_key", "executing_count", "keys_of",
-           "live_workers", "result_within", "task_graph", "worker_task_state"]
+__all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "active_client", "current_task_key", "executing_count",
+           "keys_of", "live_workers", "result_within", "task_graph", "worker_task_state"]
 
 
 def task_graph(graph: Mapping) -> dict[Hashable, GraphNode]:
@@ -91,6 +93,18 @@ def keys_of(collection) -> list[Hashable]:
         The keys of ``collection.__dask_keys__()``, nesting removed.
     """
     return list(flatten(collection.__dask_keys__()))
+
+
+def active_client():
+    """The ``distributed.Client`` dask computes with now; None for a local scheduler or without distributed."""
+    from dask.base import get_scheduler
+
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    client = getattr(get_scheduler(), "__self__", None)  # a distributed scheduler is ``Client.get``
+    return client if isinstance(client, Client) else None
 
 
 def current_task_key() -> Hashable | None:
@@ -135,7 +149,9 @@ def live_workers(client) -> dict[str, dict]:
     client : distributed.Client
         A connected client.
     """
-    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
+    # no n_workers argument: before distributed 2025.4 the handler takes none and lists every
+    # worker; since then its default, -1, lists every worker too
+    return client.sync(client.scheduler.identity)["workers"]
 
 
 def result_within(future, seconds: float) -> Any:

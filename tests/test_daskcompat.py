@@ -98,6 +98,12 @@ def test_worker_helpers_inside_a_task(client):
     assert sum(client.run(daskcompat.executing_count).values()) == 0
 
 
+def test_the_active_client_is_the_one_dask_computes_with(client):
+    assert daskcompat.active_client() is client
+    with dask.config.set(scheduler="sync"):
+        assert daskcompat.active_client() is None
+
+
 def test_live_workers_are_the_schedulers(client):
     workers = daskcompat.live_workers(client)
     assert set(workers) == set(client.scheduler_info()["workers"]) and len(workers) == 1
@@ -153,7 +159,7 @@ def test_the_distributed_bug_result_within_works_around_is_still_there():
 _INTERNAL_MODULES = {"dask.core", "distributed.utils", "distributed.utils_comm", "distributed.core",
                      "distributed.worker_state_machine", "distributed.comm", "distributed.protocol"}
 #: private names of otherwise public modules
-_INTERNAL_NAMES = {("distributed.worker", "thread_state")}
+_INTERNAL_NAMES = {("distributed.worker", "thread_state"), ("dask.base", "get_scheduler")}
 #: attributes of a worker's state machine and the scheduler's RPC handlers (``.scheduler.address`` is public)
 _INTERNAL_ATTRIBUTES = {("state", "tasks"), ("state", "executing"), ("scheduler", "identity")}
 
