@@ -12,8 +12,23 @@ What is used, and why:
 - ``dask._task_spec`` (:class:`Task`, :class:`TaskRef`, :class:`DataNode`,
   :class:`GraphNode`, ``convert_legacy_graph``): graphs built from task
   objects, which :mod:`ctxdask.io.blockstore` fuses per line block,
-  :mod:`ctxdask.radiometry.calibrate` clones, and
+  :func:`clone_after` clones (for :mod:`ctxdask.radiometry.calibrate`), and
   :mod:`ctxdask.batch.submission` sends as one ``update-graph`` message.
+- :func:`clone_after` works around a bug of
+  ``dask.graph_manipulation.bind`` (dask 2026.8.0): the clone of a
+  materialized layer keeps the references inside its ``Task`` values, so it
+  still depends on the original keys, which are not even in its graph::
+
+      import numpy as np
+      import dask.array as da
+      from dask._task_spec import convert_legacy_graph
+      from dask.graph_manipulation import bind
+
+      y = (da.from_array(np.arange(8), chunks=4) + 1)[1:]
+      z = bind(y, da.zeros(1).sum())
+      graph = convert_legacy_graph(dict(z.__dask_graph__()))
+      graph[(z.name, 0)].dependencies <= graph.keys()
+      # False: it needs ('add-<token of y's graph>', 0), not the clone's 'add-...'
 - ``dask.core.flatten``: the keys of a collection's nested key lists
   (:func:`keys_of`).
 - ``dask.base.get_scheduler`` (not in ``dask.base.__all__``): the distributed
@@ -59,8 +74,59 @@ from typing import Any
 from dask._task_spec import DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
 from dask.core import flatten
 
-__all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "active_client", "current_task_key", "executing_count",
-           "keys_of", "live_workers", "result_within", "task_graph", "worker_task_state"]
+__all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "active_client", "clone_after", "current_task_key",
+           "executing_count", "keys_of", "live_workers", "result_within", "task_graph", "worker_task_state"]
+
+
+def clone_after(array, blocker):
+    """A copy of ``array``'s whole graph under new keys, whose source tasks wait for ``blocker``.
+
+    What ``dask.graph_manipulation.bind(array, blocker)`` is meant to do (see
+    the module docstring for why it is not used): with ``bind`` the "clone" of
+    a slice still points at the original read tasks, so dask reads once and
+    keeps every raw block in memory until ``blocker`` is known. Here every node
+    is rebuilt with ``substitute``, so nothing is shared with the original.
+    Keys are deterministic: the same ``array`` and ``blocker`` give the same clone.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+        What to compute again.
+    blocker : dask.array.Array
+        A single-chunk array the clone's sources wait for.
+
+    Returns
+    -------
+    dask.array.Array
+        Equal to ``array``, computed from scratch once ``blocker`` is.
+    """
+    import dask.array as da
+    from dask.base import clone_key, tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    graph = task_graph(array.__dask_graph__())
+    seed = tokenize(array.name, blocker.name)
+    renamed = {key: clone_key(key, seed) for key in graph}
+    (wait_for,) = keys_of(blocker)
+    data = {key for key, node in graph.items() if isinstance(node, DataNode)}
+    layer = {}
+    for key, node in graph.items():
+        new_key = renamed[key]
+        cloned = node.substitute(renamed, key=new_key)
+        if not isinstance(node, DataNode) and node.dependencies <= data:
+            # a source (a file read): starts only once the blocker exists. Each read waits
+            # on its own; binding the shared data nodes instead makes all reads siblings of
+            # one task, and dask then runs them all before the work that consumes them
+            cloned = Task(new_key, _first, cloned.substitute({}, key=None), TaskRef(wait_for))
+        layer[new_key] = cloned
+    name = clone_key(array.name, seed)  # tuple keys (name, i, j) were renamed the same way
+    hlg = HighLevelGraph.from_collections(name, layer, dependencies=[blocker])
+    return da.Array(hlg, name, chunks=array.chunks, dtype=array.dtype, meta=array._meta)
+
+
+def _first(value, *after):
+    """``value``; the other arguments only order the task after theirs."""
+    return value
 
 
 def task_graph(graph: Mapping) -> dict[Hashable, GraphNode]:

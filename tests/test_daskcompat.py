@@ -77,6 +77,36 @@ def test_a_hand_built_layer_computes_as_a_collection():
     assert delayed.compute(scheduler="sync") == 21
 
 
+def _task_graph_of(array):
+    return daskcompat.task_graph(array.__dask_graph__())
+
+
+def test_clone_after_recomputes_everything_after_the_blocker():
+    source = da.from_array(np.arange(12.0).reshape(3, 4), chunks=(1, 4))
+    array = (source + 1)[:, 1:]
+    blocker = da.from_array(np.ones(1), chunks=1).sum()
+    clone = daskcompat.clone_after(array, blocker)
+    np.testing.assert_array_equal(clone.compute(scheduler="sync"), array.compute(scheduler="sync"))
+    graph = _task_graph_of(clone)
+    assert not set(graph) & set(dict(array.__dask_graph__())), "the clone shares a key with the original"
+    assert all(node.dependencies <= graph.keys() for node in graph.values())
+    # every read waits for the blocker; the same inputs give the same clone
+    (wait_for,) = daskcompat.keys_of(blocker)
+    reads = [node for node in graph.values() if wait_for in node.dependencies]
+    assert len(reads) == source.numblocks[0]
+    assert daskcompat.clone_after(array, blocker).name == clone.name
+
+
+def test_the_dask_bug_clone_after_works_around_is_still_there():
+    """The module docstring's reproducer. When this fails, ``bind`` clones properly: use it instead."""
+    from dask.graph_manipulation import bind
+
+    y = (da.from_array(np.arange(8), chunks=4) + 1)[1:]
+    z = bind(y, da.zeros(1).sum())
+    graph = _task_graph_of(z)
+    assert not graph[(z.name, 0)].dependencies <= graph.keys()
+
+
 def test_no_task_key_outside_a_worker_task():
     assert daskcompat.current_task_key() is None
 
