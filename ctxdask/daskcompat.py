@@ -1,11 +1,12 @@
 """The one place that uses dask's and distributed's private API.
 
-ctxdask builds some graphs node by node and works around a distributed bug;
-both rely on things dask does not promise to keep. They are all here, so that a
+ctxdask builds some graphs node by node and works around a dask bug and a
+distributed bug; both rely on things dask does not promise to keep. They are all here, so that a
 new dask release breaks this module and ``tests/test_daskcompat.py``, not code
 scattered over the package. ``pyproject.toml`` bounds dask and distributed to
 the releases that test was run against (``tests/test_dask_matrix.py`` runs it
-on the oldest and the newest of them).
+on the oldest and the newest of them; both bugs below are there in both,
+2025.1.0 and 2026.8.0, and a test fails once a release fixes one).
 
 What is used, and why:
 
@@ -15,7 +16,7 @@ What is used, and why:
   :func:`clone_after` clones (for :mod:`ctxdask.radiometry.calibrate`), and
   :mod:`ctxdask.batch.submission` sends as one ``update-graph`` message.
 - :func:`clone_after` works around a bug of
-  ``dask.graph_manipulation.bind`` (dask 2026.8.0): the clone of a
+  ``dask.graph_manipulation.bind``: the clone of a
   materialized layer keeps the references inside its ``Task`` values, so it
   still depends on the original keys, which are not even in its graph::
 
@@ -29,6 +30,8 @@ What is used, and why:
       graph = convert_legacy_graph(dict(z.__dask_graph__()))
       graph[(z.name, 0)].dependencies <= graph.keys()
       # False: it needs ('add-<token of y's graph>', 0), not the clone's 'add-...'
+
+  It also reads ``Array._meta`` to build the clone.
 - ``dask.core.flatten``: the keys of a collection's nested key lists
   (:func:`keys_of`).
 - ``dask.base.get_scheduler`` (not in ``dask.base.__all__``): the distributed
