@@ -84,7 +84,7 @@ def sample():
         peak[0] = max(peak[0], tree_rss())
         time.sleep(0.02)
 
-from ctxdask.radiometry.companding import SQROOT_TABLE
+from ctxdask.companding import SQROOT_TABLE
 from ctxdask.radiometry import solar
 from ctxdask.edr import describe_edr
 flat = np.load(os.path.join(os.path.dirname(out), "flat.npy"))

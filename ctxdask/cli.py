@@ -23,24 +23,28 @@ import warnings
 from ctxdask import __version__
 from ctxdask.commands import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 from ctxdask.exceptions import CTXError
+from ctxdask.extras import MissingExtraError, extra_providing, missing, require
 
-# command name -> (module, one-line help). Add a command with one line here.
-_COMMANDS: dict[str, tuple[str, str]] = {
-    "batch": ("ctxdask.commands.batch", "run a stereo-pair list on a dask cluster, tracked in a database"),
-    "calibrate": ("ctxdask.commands.calibrate", "decompand and calibrate an EDR to an ISIS cube, GeoTIFF or zarr"),
-    "config": ("ctxdask.commands.config", "print the settings in force and where each comes from"),
-    "demo": ("ctxdask.commands.demo", "run the main job on sample data it generates (LocalCluster)"),
-    "doctor": ("ctxdask.tools.doctor", "report the ISIS/ASP programs found and what the batch can do"),
-    "fetch": ("ctxdask.commands.fetch", "download CTX EDRs politely into a cache, resumed and verified"),
-    "flat": ("ctxdask.commands.flat", "build detector flat fields from a stack of EDRs (per month or all)"),
-    "info": ("ctxdask.commands.info", "summarise CTX EDRs from their labels"),
-    "pairs": ("ctxdask.commands.pairs", "find and rank stereo pairs in a PDS cumulative index"),
-    "report": ("ctxdask.commands.report", "write a static HTML report of a batch: summary, pairs, QA thumbnails"),
-    "select": ("ctxdask.commands.select", "write the pairs of a batch chosen by rules as a pair list"),
-    "serve": ("ctxdask.commands.serve", "a live web view of a batch: progress, tables, map, manual grades"),
-    "stac": ("ctxdask.commands.stac", "rebuild a batch folder's STAC catalog (self-contained) and validate it offline"),
-    "status": ("ctxdask.commands.status", "summarise a batch's tracking database and its failures"),
-    "validate": ("ctxdask.commands.validate", "check CTX EDRs: label, size, checksum, lost lines"),
+# command name -> (module, the extra it needs or None, one-line help). Add a command with one line here.
+_COMMANDS: dict[str, tuple[str, str | None, str]] = {
+    "batch": ("ctxdask.commands.batch", "batch", "run a stereo-pair list on a dask cluster, tracked in a database"),
+    "calibrate": ("ctxdask.commands.calibrate", None,
+                "decompand and calibrate an EDR to an ISIS cube, GeoTIFF or zarr"),
+    "config": ("ctxdask.commands.config", None, "print the settings in force and where each comes from"),
+    "demo": ("ctxdask.commands.demo", "batch", "run the main job on sample data it generates (LocalCluster)"),
+    "doctor": ("ctxdask.tools.doctor", "batch", "report the ISIS/ASP programs found and what the batch can do"),
+    "fetch": ("ctxdask.commands.fetch", "batch", "download CTX EDRs politely into a cache, resumed and verified"),
+    "flat": ("ctxdask.commands.flat", "batch", "build detector flat fields from a stack of EDRs (per month or all)"),
+    "info": ("ctxdask.commands.info", None, "summarise CTX EDRs from their labels"),
+    "pairs": ("ctxdask.commands.pairs", "batch", "find and rank stereo pairs in a PDS cumulative index"),
+    "report": ("ctxdask.commands.report", "batch",
+                "write a static HTML report of a batch: summary, pairs, QA thumbnails"),
+    "select": ("ctxdask.commands.select", None, "write the pairs of a batch chosen by rules as a pair list"),
+    "serve": ("ctxdask.commands.serve", "web", "a live web view of a batch: progress, tables, map, manual grades"),
+    "stac": ("ctxdask.commands.stac", "products",
+                "rebuild a batch folder's STAC catalog (self-contained) and validate it offline"),
+    "status": ("ctxdask.commands.status", None, "summarise a batch's tracking database and its failures"),
+    "validate": ("ctxdask.commands.validate", None, "check CTX EDRs: label, size, checksum, lost lines"),
 }
 
 _DEBUG_HELP = "show the full traceback of an unexpected error (also: CTXDASK_DEBUG=1)"
@@ -56,13 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ctxdask {__version__}")
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in _COMMANDS.items():
-        module = importlib.import_module(module_name)
+    for name, (module_name, extra, help_text) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        if extra and missing(extra):
+            # listed all the same: running it says which extra to install (main)
+            p.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+            p.set_defaults(_module=None, _extra=extra, _parser=p)
+            continue
+        module = importlib.import_module(module_name)
         module.add_arguments(p)
         # also after the sub-command; SUPPRESS keeps a --debug given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
-        p.set_defaults(_module=module, _parser=p)
+        p.set_defaults(_module=module, _extra=extra, _parser=p)
     return parser
 
 
@@ -87,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"ctxdask {args.command}"
     with _one_line_warnings():
         try:
+            if args._module is None:
+                require(args._extra, prefix)
             return int(args._module.run(args) or 0)
         except KeyboardInterrupt:
             print(f"{prefix}: interrupted", file=sys.stderr)
@@ -97,6 +108,19 @@ def main(argv: list[str] | None = None) -> int:
             command.print_usage(sys.stderr)
             print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
             return EXIT_USAGE
+        except MissingExtraError as exc:
+            if debug:
+                raise
+            print(_one_line(str(exc)), file=sys.stderr)
+            return EXIT_ERROR
+        except ModuleNotFoundError as exc:
+            # an optional dependency the command reached only now (calibrate --scheduler: distributed)
+            extra = extra_providing(exc.name or "")
+            if debug or extra is None:
+                raise
+            print(f"{prefix} needs the '{extra}' extra: pip install 'ctxdask[{extra}]' (not installed: {exc.name})",
+                  file=sys.stderr)
+            return EXIT_ERROR
         except CTXError as exc:
             # an expected, explained failure: one clear line, no traceback
             if debug:

@@ -11,6 +11,10 @@ so no ISIS/ASP program outlives the worker that started it.
 
 from __future__ import annotations
 
+from ctxdask.extras import require
+
+require("batch", "ctxdask.cluster (connect)")
+
 import logging
 import os
 from typing import Any

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from ctxdask.companding import SQROOT_TABLE, compand_block
 from ctxdask.edr import EDRLayout
 from ctxdask.product_id import is_product_id
-from ctxdask.radiometry.companding import SQROOT_TABLE, compand_block
 
 __all__ = [
     "DEFAULT_LINE_SAMPLES",

@@ -172,7 +172,7 @@ def test_a_command_that_cannot_be_imported_is_one_line(monkeypatch, capsys):
     import ctxdask.cli as cli
 
     monkeypatch.delenv("CTXDASK_DEBUG", raising=False)
-    monkeypatch.setitem(cli._COMMANDS, "broken", ("ctxdask.commands.no_such_module", "a broken command"))
+    monkeypatch.setitem(cli._COMMANDS, "broken", ("ctxdask.commands.no_such_module", None, "a broken command"))
     assert main(["info", "x.IMG"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("ctxdask: error: the commands cannot be loaded: ModuleNotFoundError: ")

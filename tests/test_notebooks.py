@@ -14,9 +14,9 @@ import sys
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra: pip install -e '.[test]'")
-nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra: pip install -e '.[test]'")
-pytest.importorskip("ipykernel", reason="ipykernel is in the test extra: pip install -e '.[test]'")
+nbformat = pytest.importorskip("nbformat", reason="nbformat is in the test extra: pip install -e '.[all,test]'")
+nbclient = pytest.importorskip("nbclient", reason="nbclient is in the test extra: pip install -e '.[all,test]'")
+pytest.importorskip("ipykernel", reason="ipykernel is in the test extra: pip install -e '.[all,test]'")
 
 NOTEBOOKS = sorted((pathlib.Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 #: seconds a notebook should take (about 30 on an idle 2-core machine); a cell may take twice

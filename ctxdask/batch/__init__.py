@@ -30,6 +30,10 @@ Examples
 
 from __future__ import annotations
 
+from ctxdask.extras import require
+
+require("batch", "ctxdask.batch")
+
 from ctxdask.batch.driver import BatchSettings, BatchSummary, run_batch, select_steps
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, parse_pairs, read_pairs
 from ctxdask.batch.sources import LocalEDRSource

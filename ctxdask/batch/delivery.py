@@ -48,11 +48,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ctxdask.batch.model import FileInfo, Outcome
+from ctxdask.daskcompat import live_workers, result_within
 from ctxdask.exceptions import CTXError
 from ctxdask.io.atomic import atomic_path
 
 __all__ = ["DELIVERED_FOLDERS", "Delivered", "Deliverer", "DeliveryError", "DeliveryLost", "DeliveryStopped",
-           "copy_into", "live_workers", "pull", "read_range", "remove_partials", "result_within"]
+           "copy_into", "pull", "read_range", "remove_partials"]
 
 #: the folders of the output folder that only the batch driver writes (under the database lock)
 DELIVERED_FOLDERS = ("images", "pairs")
@@ -77,39 +78,6 @@ class Delivered:
     path: str
     size: int
     sha256: str
-
-
-def result_within(future, seconds: float) -> Any:
-    """``future.result(timeout=seconds)``, where a wait cut short is a timeout too.
-
-    ``distributed.utils.sync`` keeps the awaited value in a local that it sets
-    only when the gather returns, and catches only ``Exception``: a gather
-    that ends in ``asyncio.CancelledError`` (a ``BaseException``; the key was
-    lost with its worker meanwhile) surfaces as ``UnboundLocalError``. No
-    result came, as with a timeout; a task that itself raised it (status
-    ``error``) still raises it.
-
-    Raises
-    ------
-    TimeoutError
-        No result within ``seconds``.
-    """
-    try:
-        return future.result(timeout=seconds)
-    except UnboundLocalError:
-        if future.status == "error":
-            raise
-        raise TimeoutError(f"no result within {seconds:g} s (the wait was cut short)") from None
-
-
-def live_workers(client) -> dict[str, dict]:
-    """Address -> info of the workers the scheduler knows now.
-
-    Asks the scheduler directly: ``Client.scheduler_info()`` returns a cache
-    that the client's periodic refresh may replace, at any moment, with a
-    copy that lists no workers.
-    """
-    return client.sync(client.scheduler.identity, n_workers=-1)["workers"]
 
 
 def remove_partials(out: str | os.PathLike) -> list[str]:

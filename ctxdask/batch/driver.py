@@ -79,6 +79,7 @@ from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
 from ctxdask.batch.summary import BatchSummary
 from ctxdask.batch.tilebridge import tile_bridge
+from ctxdask.daskcompat import executing_count
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
@@ -297,16 +298,12 @@ class _Driver:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline:
             try:
-                busy = sum(self.client.run(_executing).values())
+                busy = sum(self.client.run(executing_count).values())
             except Exception:  # noqa: BLE001 - the cluster may be going away
                 return
             if not busy:
                 return
             time.sleep(0.2)
-
-
-def _executing(dask_worker) -> int:
-    return len(dask_worker.state.executing)
 
 
 # -------------------------------------------------------------- public API

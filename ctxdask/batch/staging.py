@@ -33,11 +33,12 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from ctxdask.batch.delivery import live_workers, pull, read_range, result_within
+from ctxdask.batch.delivery import pull, read_range
 from ctxdask.batch.model import BatchContext, Outcome, sha256_file
 from ctxdask.batch.push import receive
 from ctxdask.batch.scratch import held_results
 from ctxdask.batch.steps import rebuild
+from ctxdask.daskcompat import live_workers, result_within
 from ctxdask.exceptions import CTXError
 from ctxdask.tools.tasks import StepResult, cached_result, work_root
 

@@ -39,6 +39,7 @@ from ctxdask.batch.planning import PAIR_QUALITY_STEP, QUALITY_STEP, Chain
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.work import execute, remake, run_image
+from ctxdask.daskcompat import Task, TaskRef
 from ctxdask.quality.alignment import mola_for_pair
 from ctxdask.settings import current as current_settings
 from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
@@ -139,8 +140,6 @@ class Submitter:
         ``Client.submit`` (about 1 ms each): the driver's main cost at
         thousands of pairs.
         """
-        from dask._task_spec import Task, TaskRef
-
         state = self.state
         queued, state.queued = state.queued, []
         if not queued:

@@ -254,7 +254,7 @@ class TiledPairs:
         self.waiting[future] = ("tile", pair_id, task)
 
     def _workers(self) -> dict[str, dict]:
-        from ctxdask.batch.delivery import live_workers
+        from ctxdask.daskcompat import live_workers
 
         return live_workers(self.client)
 

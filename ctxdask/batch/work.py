@@ -302,8 +302,8 @@ def _held_elsewhere(task: StepTask, ctx: BatchContext, upstream: list[StepResult
     """
     from distributed import worker_client
 
-    from ctxdask.batch.delivery import live_workers
     from ctxdask.batch.staging import ProducerGone, _result, stage
+    from ctxdask.daskcompat import live_workers
 
     for holder in task.held_by:
         if holder == me:

@@ -11,6 +11,10 @@ Submodules are imported on first use, so ``import ctxdask.catalog`` stays cheap.
 
 from __future__ import annotations
 
+from ctxdask.extras import require
+
+require("batch", "ctxdask.catalog")
+
 import importlib
 
 _LAZY = {

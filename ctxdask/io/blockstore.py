@@ -26,11 +26,11 @@ from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask._task_spec import DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
 from dask.base import tokenize
-from dask.core import flatten
 from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
+
+from ctxdask.daskcompat import DataNode, GraphNode, Task, TaskRef, keys_of, task_graph
 
 __all__ = ["store_by_line_block"]
 
@@ -75,7 +75,7 @@ def store_by_line_block(
     names = [n for n in sources if sources[n].size]
     # the graphs as built, merged: dask's own fusion would give each array its own fused copy of
     # a read it shares with the others, and the per-block fusion below covers what it does
-    graph = convert_legacy_graph(dict(HighLevelGraph.merge(*(sources[n].__dask_graph__() for n in names))))
+    graph = task_graph(HighLevelGraph.merge(*(sources[n].__dask_graph__() for n in names)))
     pieces = _pieces_by_block({n: sources[n] for n in names}, line_axes)
     token = tokenize(sorted((n, sources[n].name, line_axes[n]) for n in names))
     name = f"store-lines-{token}"
@@ -121,7 +121,7 @@ def _pieces_by_block(sources, line_axes) -> dict[int, list[tuple[Hashable, str, 
     for n, source in sources.items():
         axis = line_axes[n]
         bounds = [np.cumsum((0, *chunks)) for chunks in source.chunks]
-        for key in flatten(source.__dask_keys__()):
+        for key in keys_of(source):
             index = key[1:]
             region = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, index, strict=True))
             pieces[_NO_LINE_AXIS if axis is None else index[axis]].append((key, n, region))

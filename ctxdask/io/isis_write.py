@@ -42,10 +42,11 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ctxdask.companding import check_bit_mode, decompand_block, decompand_dark_block
+from ctxdask.daskcompat import active_client
 from ctxdask.io.atomic import check_destination
 from ctxdask.io.blockstore import store_by_line_block
 from ctxdask.io.isis_pixels import PixelType, encode_block, good_tile_size, pixel_type
-from ctxdask.radiometry.companding import check_bit_mode, decompand_block, decompand_dark_block
 
 __all__ = ["write_isis", "isis_label_groups", "good_tile_size", "dark_table_block"]
 
@@ -337,11 +338,8 @@ def _writers_sharing(path: pathlib.Path) -> list | None:
     client sees this very file (same device and inode); ``None`` otherwise:
     blocks then come back to this process to be written.
     """
-    from dask.base import get_scheduler
-    from distributed import Client
-
-    client = getattr(get_scheduler(), "__self__", None)  # a distributed scheduler is ``Client.get``
-    if not isinstance(client, Client):
+    client = active_client()
+    if client is None:
         return []
     here = os.stat(path)
     seen = client.run(_file_identity, str(path))

@@ -22,6 +22,10 @@ thresholds, thumbnail size, stretch) under ``ctxdask.quality`` in ``ctxdask.yaml
 
 from __future__ import annotations
 
+from ctxdask.extras import require
+
+require("products", "ctxdask.quality")
+
 from ctxdask.quality.dem import DEMStatistics, colour_relief, dem_statistics, hillshade, open_dem
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.grade import Grade, grade

@@ -75,10 +75,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from ctxdask import __version__
+from ctxdask import __version__, companding
 from ctxdask.quality.errors import QualityError
 from ctxdask.quality.thumbnail import thumbnail as _thumbnail
-from ctxdask.radiometry import companding
 from ctxdask.settings import current as current_settings
 from ctxdask.validation import line_ranges
 

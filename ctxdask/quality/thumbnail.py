@@ -20,9 +20,9 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ctxdask import companding
 from ctxdask.io.atomic import atomic_path
 from ctxdask.quality.errors import QualityError
-from ctxdask.radiometry import companding
 from ctxdask.settings import current as current_settings
 
 __all__ = ["cell_sums_block", "stretch", "thumbnail", "thumbnail_factor", "write_png"]

@@ -22,14 +22,11 @@ from typing import Literal
 import dask.array as da
 import numpy as np
 import xarray as xr
-from dask._task_spec import DataNode, Task, TaskRef, convert_legacy_graph
-from dask.base import clone_key, tokenize
-from dask.core import flatten
-from dask.highlevelgraph import HighLevelGraph
 
-from ctxdask import __version__
+from ctxdask import __version__, companding
+from ctxdask.daskcompat import clone_after
 from ctxdask.exceptions import CTXError, UnityFlatWarning
-from ctxdask.radiometry import companding, solar
+from ctxdask.radiometry import solar
 from ctxdask.radiometry.flat import Flat, flat_for_samples, load_flat
 from ctxdask.radiometry.flatdir import flat_for_image
 
@@ -198,7 +195,7 @@ def even_odd_correct(ds: xr.Dataset) -> xr.Dataset:
         # the input is read a second time instead of every block waiting in memory
         corrected = da.map_blocks(
             _apply_even_odd,
-            _clone_after(image.data, offset_data),
+            clone_after(image.data, offset_data),
             offset_data,
             parity=parity.values,
             dtype=np.float32,
@@ -357,43 +354,6 @@ def _apply_even_odd(block: np.ndarray, offset, *, parity: np.ndarray, block_info
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _clone_after(array: da.Array, blocker: da.Array) -> da.Array:
-    """A copy of ``array``'s whole graph under new keys, whose source tasks wait for ``blocker``.
-
-    What ``dask.graph_manipulation.bind(array, blocker)`` is meant to do. ``bind``
-    (dask 2026.8) renames the keys of materialized layers but not the references
-    inside their ``Task`` values, so the "clone" of a slice
-    still points at the original read tasks: dask then reads once and keeps every
-    raw block in memory until the offset is known. Here every node is rebuilt
-    with ``substitute``, so nothing is shared with the statistics pass.
-    Keys are deterministic: the same ``array`` and ``blocker`` give the same clone.
-    """
-    graph = convert_legacy_graph(dict(array.__dask_graph__()))
-    seed = tokenize(array.name, blocker.name)
-    renamed = {key: clone_key(key, seed) for key in graph}
-    (wait_for,) = flatten(blocker.__dask_keys__())
-    data = {key for key, node in graph.items() if isinstance(node, DataNode)}
-    layer = {}
-    for key, node in graph.items():
-        new_key = renamed[key]
-        cloned = node.substitute(renamed, key=new_key)
-        if not isinstance(node, DataNode) and node.dependencies <= data:
-            # a source (a file read): starts only once the blocker exists. Each read waits
-            # on its own; binding the shared data nodes instead makes all reads siblings of
-            # one task, and dask then runs them all before the work that consumes them
-            cloned = Task(new_key, _first, cloned.substitute({}, key=None), TaskRef(wait_for))
-        layer[new_key] = cloned
-    name = clone_key(array.name, seed)  # tuple keys (name, i, j) were renamed the same way
-    hlg = HighLevelGraph.from_collections(name, layer, dependencies=[blocker])
-    return da.Array(hlg, name, chunks=array.chunks, dtype=array.dtype, meta=array._meta)
-
-
-def _first(value, *after):
-    """``value``; the other arguments only order the task after theirs."""
-    return value
-
 
 
 def _map(func, array: xr.DataArray) -> xr.DataArray:

@@ -52,8 +52,8 @@ import numpy as np
 import xarray as xr
 from dask.sizeof import sizeof
 
+from ctxdask.companding import SQROOT_TABLE, check_bit_mode
 from ctxdask.exceptions import CTXError
-from ctxdask.radiometry.companding import SQROOT_TABLE, check_bit_mode
 from ctxdask.radiometry.flat import FlatError
 from ctxdask.settings import current as current_settings
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from ctxdask import __version__
+from ctxdask.extras import require
 from ctxdask.io.atomic import atomic_path
 from ctxdask.radiometry.flatbuild import FlatResult
 
@@ -38,7 +39,13 @@ def plot_flat(result: FlatResult, path: str | os.PathLike, *, reference: np.ndar
         The PNG to write.
     reference : ndarray, optional
         A known flat to overlay (tests, synthetic data).
+
+    Raises
+    ------
+    ctxdask.extras.MissingExtraError
+        Without the ``products`` extra (matplotlib).
     """
+    require("products", "the flat QA plot")
     import matplotlib
 
     matplotlib.use("Agg", force=False)

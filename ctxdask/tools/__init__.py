@@ -15,6 +15,10 @@
 
 from __future__ import annotations
 
+from ctxdask.extras import require
+
+require("batch", "ctxdask.tools")
+
 from ctxdask.tools.recipe import Recipe, RecipeSettings, Step, StepCall, build_recipe
 from ctxdask.tools.runner import RunResult, run
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, step_graph, submit_steps

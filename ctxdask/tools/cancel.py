@@ -20,6 +20,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from ctxdask.daskcompat import current_task_key, worker_task_state
+
 __all__ = ["EventCancelled", "WorkerTaskCancelled", "any_of", "task_cancel_check"]
 
 logger = logging.getLogger(__name__)
@@ -37,14 +39,12 @@ class WorkerTaskCancelled:
 
     def __init__(self):
         from distributed import get_worker
-        from distributed.worker import thread_state
 
         self.worker = get_worker()
-        self.key = thread_state.key
+        self.key = current_task_key()
 
     def __call__(self) -> bool:
-        ts = self.worker.state.tasks.get(self.key)
-        return ts is None or ts.state not in _WANTED
+        return worker_task_state(self.worker, self.key) not in _WANTED
 
 
 class EventCancelled:
@@ -94,10 +94,7 @@ def task_cancel_check(event: str | None = None, interval: float = 2.0) -> Callab
     Returns ``None`` outside a dask worker task (and no event).
     """
     try:
-        from distributed.worker import thread_state
-
-        in_task = getattr(thread_state, "key", None) is not None
-        worker_check = WorkerTaskCancelled() if in_task else None
-    except (ImportError, ValueError):
+        worker_check = WorkerTaskCancelled() if current_task_key() is not None else None
+    except ValueError:  # a task key, but not on a worker (dask's local schedulers)
         worker_check = None
     return any_of(worker_check, EventCancelled(event, interval) if event else None)

@@ -13,6 +13,10 @@ Templates live in ``templates/`` and extend the static report's shared ones
 
 from __future__ import annotations
 
+from ctxdask.extras import require
+
+require("web", "ctxdask.web")
+
 from ctxdask.web.app import ServeSettings, create_app, overview_html
 
 __all__ = ["ServeSettings", "create_app", "overview_html"]

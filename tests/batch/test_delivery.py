@@ -151,22 +151,3 @@ def test_a_read_whose_worker_died_after_it_finished_is_given_up(cluster_client):
     finally:
         deliverer.shutdown()
     assert not future.waited_forever
-
-
-class _CutShort:
-    """A future whose wait ends as distributed's ``sync`` ends it when the gather is cancelled."""
-
-    def __init__(self, status: str):
-        self.status = status
-
-    def result(self, timeout=None):
-        raise UnboundLocalError("cannot access local variable 'result' where it is not associated with a value")
-
-
-def test_a_wait_cut_short_is_a_timeout_and_a_task_error_stays_an_error():
-    """Seen in CI: a chunk's worker died while its result was being gathered, and the delivery failed
-    with distributed's UnboundLocalError instead of finding the worker gone."""
-    with pytest.raises(TimeoutError, match="cut short"):
-        delivery.result_within(_CutShort("finished"), 2.0)
-    with pytest.raises(UnboundLocalError):
-        delivery.result_within(_CutShort("error"), 2.0)

@@ -13,11 +13,11 @@ import pytest
 import xarray as xr
 from dask.callbacks import Callback
 
+from ctxdask.companding import compand_block, decompand_block, decompand_dark_block
 from ctxdask.exceptions import UnsupportedModeError
 from ctxdask.io import isis_read as ir
 from ctxdask.io import isis_write as iw
 from ctxdask.io.isis_write import good_tile_size, write_isis
-from ctxdask.radiometry.companding import compand_block, decompand_block, decompand_dark_block
 
 rasterio = pytest.importorskip("rasterio")
 

@@ -11,11 +11,11 @@ import pytest
 import xarray as xr
 
 import ctxdask
+from ctxdask.companding import SQROOT_INVERSE, SQROOT_TABLE
 from ctxdask.edr import EDRLayout
 from ctxdask.exceptions import UnsupportedModeError
 from ctxdask.quality import QualityError, QualityMetrics, measure
 from ctxdask.quality.metrics import hist_percentile
-from ctxdask.radiometry.companding import SQROOT_INVERSE, SQROOT_TABLE
 from ctxdask.testing import make_edr, synthetic_lines
 
 LINES, WIDTH, CHUNK = 300, 512, 64

@@ -12,8 +12,8 @@ import xarray as xr
 from PIL import Image
 
 import ctxdask
+from ctxdask.companding import SQROOT_TABLE
 from ctxdask.quality import Grade, QualityError, grade, measure, stretch, thumbnail, write_png
-from ctxdask.radiometry.companding import SQROOT_TABLE
 from ctxdask.testing import make_edr
 
 

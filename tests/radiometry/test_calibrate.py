@@ -20,10 +20,10 @@ import xarray as xr
 from dask.core import flatten
 
 import ctxdask
+from ctxdask.companding import SQROOT_TABLE, compand_block
 from ctxdask.exceptions import CTXError, UnityFlatWarning, UnsupportedModeError
 from ctxdask.radiometry import solar
 from ctxdask.radiometry.calibrate import CalibrationError, calibrate, decompand, even_odd_correct
-from ctxdask.radiometry.companding import SQROOT_TABLE, compand_block
 from ctxdask.radiometry.flat import FlatError
 from ctxdask.testing import make_edr
 

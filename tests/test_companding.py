@@ -1,4 +1,4 @@
-"""Tests of ctxdask.radiometry.companding."""
+"""Tests of ctxdask.companding."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import dask.array as da
 import numpy as np
 import pytest
 
+from ctxdask import companding as cp
 from ctxdask.exceptions import CTXError, UnsupportedModeError
-from ctxdask.radiometry import companding as cp
 
 
 def _sis_table(reference_dir) -> list[int]:
