@@ -103,6 +103,25 @@ def get(key: str, default: Any = _MISSING) -> Any:
     return _spelt(value, _schema(key))
 
 
+def default(key: str) -> Any:
+    """The default of setting ``ctxdask.<key>`` as ``ctxdask.yaml`` gives it (a copy: safe to change).
+
+    For code that needs a default where no configuration is read (a dataclass
+    field), so that every default is written once, in the yaml.
+
+    Raises
+    ------
+    KeyError
+        The yaml has no such setting.
+    """
+    import copy
+
+    value: Any = DEFAULTS["ctxdask"]
+    for part in key.split("."):
+        value = value[part]
+    return copy.deepcopy(value)
+
+
 def current() -> dict:
     """Every ``ctxdask`` setting as it is now (for provenance records), spelt as the yaml."""
     return _spelt(dask.config.get("ctxdask", default={}), DEFAULTS["ctxdask"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 
 import dask.config
@@ -206,3 +207,29 @@ def test_native_calibration_gets_the_flat_folder_setting(tmp_path):
     native = recipe.image_calls(LEFT, "/d/l.IMG")[0]
     assert native.options == {"even_odd": True, "flat": str(tmp_path)}
     assert recipe.image_calls(LEFT, "/d/l.IMG", summing=2)[0].options["flat"] == str(tmp_path)
+
+
+def test_recipe_settings_defaults_are_the_yaml_ones():
+    """Every default is written once, in ctxdask.yaml: the bare settings are the configured ones.
+
+    (In a fresh process: the tests' own configuration here sets some.)"""
+    import subprocess
+    import sys
+
+    code = ("from ctxdask.tools.recipe import RecipeSettings\n"
+            "print(RecipeSettings() == RecipeSettings.from_config(), RecipeSettings().stereo_algorithm)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.stdout.split() == ["True", "asp_mgm"], out.stderr
+
+
+def test_a_step_without_a_deadline_is_named():
+    import dataclasses
+
+    from ctxdask.exceptions import RecipeError
+    from ctxdask.tools.recipe import Recipe, RecipeSettings
+
+    settings = RecipeSettings()
+    timeouts = {k: v for k, v in settings.timeouts.items() if k != "ctxcal"}
+    with pytest.raises(RecipeError, match=r"no deadline for recipe step 'ctxcal': set tools.timeouts.ctxcal"):
+        Recipe(dataclasses.replace(settings, calibration="isis", timeouts=timeouts))

@@ -36,7 +36,7 @@ _ALIGN_OUTPUTS = {"transform": "results/out-align-transform.txt",
 def _pc_align(s: RecipeSettings, stage: StereoStage) -> Step:
     """Native ``pc_align`` onto MOLA: max displacement from the data, a rerun when pc_align warns."""
     return pair_step(
-        s, "pc_align", 7200, kind="native", callable="ctxdask.tools.align:align_to_mola",
+        s, "pc_align", kind="native", callable="ctxdask.tools.align:align_to_mola",
         args=("{inputs[cloud]}", "{outputs[cloud]}", *flags("inputs", ("mola", "dem")),
               *flags("outputs", ("transform", "runs", "points"))),
         inputs={"cloud": stage.cloud, "mola": Input("mola.csv", MOLA), "dem": stage.unaligned},
@@ -59,7 +59,7 @@ def _point2dem_aligned(s: RecipeSettings, stage: StereoStage) -> Step:
             inputs["error_texture"] = stage.error_texture
         outputs["error"] = "results/out-align-IntersectionErr.tif"
     return pair_step(
-        s, "point2dem_aligned", 7200, kind="native", callable="ctxdask.tools.align:grid_aligned",
+        s, "point2dem_aligned", kind="native", callable="ctxdask.tools.align:grid_aligned",
         args=("{inputs[cloud]}", "{outputs[dem]}", *flags("inputs", [r for r in inputs if r != "cloud"]),
               *flags("outputs", [r for r in outputs if r != "dem"])),
         inputs=inputs, outputs=outputs, options={"datum": str(s.datum)},
@@ -79,5 +79,5 @@ def areoid_step(s: RecipeSettings, dem: Input) -> Step:
     """
     stem = dem.name.removesuffix(".tif")
     geoid = ("--geoid", str(s.geoid)) if s.geoid else ()
-    return pair_step(s, "dem_geoid", 1800, program="dem_geoid", args=(*geoid, "{inputs[dem]}", "-o", stem),
+    return pair_step(s, "dem_geoid", program="dem_geoid", args=(*geoid, "{inputs[dem]}", "-o", stem),
                      inputs={"dem": dem}, outputs={"dem": f"{stem}-adj.tif"})

@@ -27,15 +27,15 @@ EDR = External("edr")
 NATIVE_QUALITY_OUTPUTS = {"quality": "{id}.quality.json", "thumbnail": "{id}.thumb.png"}
 
 
-def _program(s: RecipeSettings, name: str, default_timeout: float, **fields) -> Step:
+def _program(s: RecipeSettings, name: str, **fields) -> Step:
     """An image-scope program step named as its program, with its configured deadline and resources."""
-    return Step(name=name, program=name, timeout=step_timeout(s, name, default_timeout),
+    return Step(name=name, program=name, timeout=step_timeout(s, name),
                 resources=step_resources(s, name), **fields)
 
 
 def _spiceinit(s: RecipeSettings, cube: Input) -> Step:
     """``spiceinit`` on its own copy of ``cube`` (it writes the SPICE tables into the cube)."""
-    return _program(s, "spiceinit", 900, args=("from={inputs[cube]}", *(("web=yes",) if s.spiceinit_web else ())),
+    return _program(s, "spiceinit", args=("from={inputs[cube]}", *(("web=yes",) if s.spiceinit_web else ())),
                     inputs={"cube": cube}, outputs={"cube": cube.name}, copy_inputs=frozenset({"cube"}))
 
 
@@ -49,7 +49,7 @@ def native_image_steps(s: RecipeSettings) -> list[Step]:
         args += flags("outputs", NATIVE_QUALITY_OUTPUTS)
     calibrate = Step(
         name="calibrate", args=args, inputs={"edr": Input("{id}.IMG", EDR)}, outputs=outputs,
-        timeout=step_timeout(s, "calibrate", 1800), resources=step_resources(s, "calibrate"),
+        timeout=step_timeout(s, "calibrate"), resources=step_resources(s, "calibrate"),
         kind="native", callable=s.native_calibrate,
         # a flat folder reaches ctxdask.calibrate, which picks the image's month from it
         options={"even_odd": s.even_odd, **({"flat": str(s.flat_dir)} if s.flat_dir else {})},
@@ -61,12 +61,12 @@ def isis_image_steps(s: RecipeSettings) -> list[Step]:
     """``mroctx2isis``, ``spiceinit``, ``ctxcal`` and ``ctxevenodd`` (skipped when rendered for summing 2)."""
     one_to_one = ("from={inputs[cube]}", "to={outputs[cube]}")
     return [
-        _program(s, "mroctx2isis", 900, args=("from={inputs[edr]}", "to={outputs[cube]}"),
+        _program(s, "mroctx2isis", args=("from={inputs[edr]}", "to={outputs[cube]}"),
                  inputs={"edr": Input("{id}.IMG", EDR)}, outputs={"cube": "{id}.cub"}),
         _spiceinit(s, Input("{id}.cub", Upstream("mroctx2isis", "cube"))),
-        _program(s, "ctxcal", 900, args=one_to_one, inputs={"cube": Input("{id}.cub", Upstream("spiceinit", "cube"))},
+        _program(s, "ctxcal", args=one_to_one, inputs={"cube": Input("{id}.cub", Upstream("spiceinit", "cube"))},
                  outputs={"cube": "{id}.cal.cub"}),
-        _program(s, "ctxevenodd", 900, args=one_to_one,
+        _program(s, "ctxevenodd", args=one_to_one,
                  inputs={"cube": Input("{id}.cal.cub", Upstream("ctxcal", "cube"))},
                  outputs={"cube": "{id}.lev1eo.cub"}),
     ]

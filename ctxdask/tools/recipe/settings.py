@@ -6,51 +6,63 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from ctxdask import config
+from ctxdask.exceptions import RecipeError
 from ctxdask.settings import current as current_settings
 
 __all__ = ["RecipeSettings", "step_resources", "step_timeout"]
+
+
+def _yaml(key: str) -> Any:
+    """A field whose default is the yaml's (``ctxdask.yaml``: every default is written there once)."""
+    value = config.default(key)
+    if isinstance(value, dict):
+        return dataclasses.field(default_factory=lambda: config.default(key))
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
 class RecipeSettings:
     """The ``tools`` settings a recipe is built from (read once, on the client).
 
-    Build it with :meth:`from_config`; the fields mirror ``ctxdask.yaml``.
+    Build it with :meth:`from_config`; the fields mirror ``ctxdask.yaml``, and
+    their defaults are the yaml's.
     """
 
-    calibration: Literal["isis", "native"] = "native"
-    native_calibrate: str = "ctxdask.tools.native:calibrate_to_cube"
-    even_odd: bool = True
-    timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    resources: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
-    env: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
-    spiceinit_web: bool = False
-    stereo_algorithm: str = "asp_mgm"
-    subpixel_mode: int = 9
-    stereo_default: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    processes: int | None = None
-    threads: int | None = None
-    datum: str = "mars"
-    dem_spacing: float | None = None
-    orthoimage: bool = True
-    errorimage: bool = True
-    pc_align: bool = False
+    calibration: Literal["isis", "native"] = _yaml("tools.calibration")
+    native_calibrate: str = _yaml("tools.native-calibrate")
+    even_odd: bool = _yaml("tools.even-odd")
+    timeouts: Mapping[str, float] = _yaml("tools.timeouts")
+    resources: Mapping[str, Mapping[str, float]] = _yaml("tools.resources")
+    env: Mapping[str, str | None] = _yaml("tools.env")
+    spiceinit_web: bool = _yaml("tools.isis.spiceinit-web")
+    stereo_algorithm: str = _yaml("tools.asp.stereo-algorithm")
+    subpixel_mode: int = _yaml("tools.asp.subpixel-mode")
+    stereo_default: Mapping[str, Any] = _yaml("tools.asp.stereo-default")
+    processes: int | None = _yaml("tools.asp.processes")
+    threads: int | None = _yaml("tools.asp.threads")
+    datum: str = _yaml("tools.asp.datum")
+    dem_spacing: float | None = _yaml("tools.asp.dem-spacing")
+    orthoimage: bool = _yaml("tools.asp.orthoimage")
+    errorimage: bool = _yaml("tools.asp.errorimage")
+    pc_align: bool = _yaml("tools.asp.pc-align")
+    #: None: from the data (``auto``)
     max_displacement: float | None = None
-    alignment_factor: float = 3.0
-    alignment_floor: float = 10.0
-    alignment_reruns: int = 2
-    mola_csv_format: str = "1:lon 2:lat 3:radius_km"
-    dem_geoid: bool = False
-    geoid: str | None = "MOLA"
-    stereo_mode: Literal["monolithic", "tiled", "auto"] = "monolithic"
-    tile_size: int = 2048
-    tile_padding: int = 256
-    lowres_dem: str | None = None
-    mapproject_tr: float | None = None
-    t_srs: str | None = None
-    corr_memory_mb: int | None = None
+    alignment_factor: float = _yaml("quality.dem-alignment.factor")
+    alignment_floor: float = _yaml("quality.dem-alignment.floor")
+    alignment_reruns: int = _yaml("quality.dem-alignment.reruns")
+    mola_csv_format: str = _yaml("tools.asp.mola-csv-format")
+    dem_geoid: bool = _yaml("tools.asp.dem-geoid")
+    geoid: str | None = _yaml("tools.asp.geoid")
+    stereo_mode: Literal["monolithic", "tiled", "auto"] = _yaml("tools.asp.stereo-mode")
+    tile_size: int = _yaml("tools.asp.tiles.size")
+    tile_padding: int = _yaml("tools.asp.tiles.padding")
+    lowres_dem: str | None = _yaml("tools.asp.lowres-dem")
+    mapproject_tr: float | None = _yaml("tools.asp.mapproject-tr")
+    t_srs: str | None = _yaml("tools.asp.t-srs")
+    corr_memory_mb: int | None = _yaml("tools.asp.corr-memory-limit-mb")
     #: folder of monthly flats for the native calibration (setting ``flat.dir``)
-    flat_dir: str | None = None
+    flat_dir: str | None = _yaml("flat.dir")
 
     @classmethod
     def from_config(cls, **overrides: Any) -> RecipeSettings:
@@ -106,9 +118,18 @@ class RecipeSettings:
         return dataclasses.replace(self, stereo_mode="tiled" if tiled else "monolithic")
 
 
-def step_timeout(settings: RecipeSettings, name: str, default: float) -> float:
-    """The deadline of step ``name``: setting ``tools.timeouts.<name>``, else ``default``."""
-    return settings.timeouts.get(name, default)
+def step_timeout(settings: RecipeSettings, name: str, family: str | None = None) -> float:
+    """The deadline of step ``name``: setting ``tools.timeouts.<name>`` (else ``<family>``: one for both sides).
+
+    Raises
+    ------
+    RecipeError
+        No deadline is configured (every step of the recipe has one in ``ctxdask.yaml``).
+    """
+    for key in (name, family):
+        if key is not None and key in settings.timeouts:
+            return float(settings.timeouts[key])
+    raise RecipeError(None, f"no deadline for recipe step {name!r}: set tools.timeouts.{family or name}")
 
 
 def step_resources(settings: RecipeSettings, name: str) -> dict[str, float]:

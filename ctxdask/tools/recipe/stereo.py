@@ -85,17 +85,16 @@ def stereo_options(s: RecipeSettings) -> tuple[tuple[str, ...], dict[str, str]]:
     return args, files
 
 
-def pair_step(s: RecipeSettings, name: str, default_timeout: float, *,
-              fallback_resources: Mapping[str, float] | None = None, **fields) -> Step:
-    """A pair-scope step with its configured deadline and resources (``fallback_resources`` where none are set).
+def pair_step(s: RecipeSettings, name: str, *, family: str | None = None, **fields) -> Step:
+    """A pair-scope step with its configured deadline and resources (``family``'s where it has none of its own).
 
     A native step also gets its deadline among its options: the callable runs
     the ASP program itself and gives it that deadline.
     """
-    timeout = step_timeout(s, name, default_timeout)
+    timeout = step_timeout(s, name, family)
     if fields.get("kind") == "native":
         fields["options"] = {**fields.get("options", {}), "timeout": timeout}
-    resources = step_resources(s, name) or dict(fallback_resources or {})
+    resources = step_resources(s, name) or (step_resources(s, family) if family else {})
     return Step(name=name, timeout=timeout, resources=resources, scope="pair", **fields)
 
 
@@ -117,7 +116,7 @@ def _point2dem(s: RecipeSettings, cloud: Input, texture: Input) -> Step:
         outputs["error"] = "results/out-IntersectionErr.tif"
     # texture files follow the point clouds on the command line
     args += [f"{{inputs[{role}]}}" for role in inputs]
-    return pair_step(s, "point2dem", 7200, program="point2dem", args=tuple(args), inputs=inputs, outputs=outputs)
+    return pair_step(s, "point2dem", program="point2dem", args=tuple(args), inputs=inputs, outputs=outputs)
 
 
 def monolithic_stage(s: RecipeSettings) -> StereoStage:
@@ -128,12 +127,12 @@ def monolithic_stage(s: RecipeSettings) -> StereoStage:
     if s.threads:
         stereo_args += ("--threads-multiprocess", str(int(s.threads)))
     cam2map = pair_step(
-        s, "cam2map4stereo", 7200, program="cam2map4stereo.py", args=("{inputs[left]}", "{inputs[right]}"),
+        s, "cam2map4stereo", program="cam2map4stereo.py", args=("{inputs[left]}", "{inputs[right]}"),
         inputs={"left": Input("{left}.cal.cub", LEFT), "right": Input("{right}.cal.cub", RIGHT)},
         # cam2map4stereo.py names its outputs <first dot-part>.map.cub
         outputs={"left": "{left}.map.cub", "right": "{right}.map.cub"})
     stereo = pair_step(
-        s, "parallel_stereo", 43200, program="parallel_stereo",
+        s, "parallel_stereo", program="parallel_stereo",
         args=(*stereo_args, "{inputs[left]}", "{inputs[right]}", "results/out"),
         inputs={"left": Input("{left}.map.cub", Upstream("cam2map4stereo", "left")),
                 "right": Input("{right}.map.cub", Upstream("cam2map4stereo", "right"))},

@@ -19,7 +19,7 @@ The tile and mosaic steps are templates, rendered per pair by
 
 from __future__ import annotations
 
-from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
+from ctxdask.tools.recipe.settings import RecipeSettings, step_resources
 from ctxdask.tools.recipe.step import External, Input, Step, Upstream, flags
 from ctxdask.tools.recipe.stereo import LEFT, RIGHT, StereoStage, pair_step, stereo_options
 
@@ -45,7 +45,6 @@ _STEREO_INPUTS = {"left": Input("{left}.map.tif", Upstream("mapproject_left", "m
 _POSITIONAL = ("{inputs[left]}", "{inputs[right]}", "{inputs[left_cam]}", "{inputs[right_cam]}",
                "results/out", "--dem", "{inputs[dem]}")
 #: a tile is a stereo run: it takes a "stereo" slot of a worker unless tools.resources.stereo_tile says otherwise
-_TILE_RESOURCES = {"stereo": 1}
 #: the dem_mosaic steps: (name, output role, file suffix)
 _MOSAICS = (("dem_mosaic", "dem", "DEM"), ("dem_mosaic_ortho", "ortho", "DRG"),
             ("dem_mosaic_error", "error", "IntersectionErr"))
@@ -53,7 +52,7 @@ _MOSAICS = (("dem_mosaic", "dem", "DEM"), ("dem_mosaic_ortho", "ortho", "DRG"),
 
 def _grid(s: RecipeSettings) -> Step:
     """The common map grid of both images (:func:`ctxdask.tools.mapgrid.common_grid`)."""
-    return pair_step(s, "mapproject_grid", 600, kind="native", callable="ctxdask.tools.mapgrid:common_grid",
+    return pair_step(s, "mapproject_grid", kind="native", callable="ctxdask.tools.mapgrid:common_grid",
                      args=("{inputs[left]}", "{outputs[grid]}", *flags("inputs", ("right", "dem"))),
                      inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM},
                      outputs={"grid": "{pair}.grid.json"}, options={"t_srs": s.t_srs, "tr": s.mapproject_tr})
@@ -64,9 +63,8 @@ def _on_grid(s: RecipeSettings, side: str) -> Step:
 
     Its deadline and resources default to those set for ``mapproject`` (both sides).
     """
-    return pair_step(s, f"mapproject_{side}", step_timeout(s, "mapproject", 3600),
-                     fallback_resources=step_resources(s, "mapproject"),
-                     kind="native", callable="ctxdask.tools.mapgrid:mapproject_on_grid",
+    return pair_step(s, f"mapproject_{side}", family="mapproject", kind="native",
+                     callable="ctxdask.tools.mapgrid:mapproject_on_grid",
                      args=("{inputs[image]}", "{outputs[map]}", *flags("inputs", ("grid", "dem"))),
                      inputs={"image": _CAMS[f"{side}_cam"], "dem": _DEM,
                              "grid": Input("{pair}.grid.json", Upstream("mapproject_grid", "grid"))},
@@ -75,7 +73,7 @@ def _on_grid(s: RecipeSettings, side: str) -> Step:
 
 def _tile(s: RecipeSettings, stereo_args: tuple[str, ...], files: dict[str, str]) -> Step:
     """The ``stereo_tile`` template: one tile from preprocessing through its DEM."""
-    resources = step_resources(s, "stereo_tile") or _TILE_RESOURCES
+    resources = step_resources(s, "stereo_tile")
     corr = s.corr_memory_mb
     if corr is None and resources.get("memory_mb"):
         corr = int(float(resources["memory_mb"]) * CORR_MEMORY_SHARE)
@@ -93,13 +91,13 @@ def _tile(s: RecipeSettings, stereo_args: tuple[str, ...], files: dict[str, str]
     inputs = {**_STEREO_INPUTS, "tiles": Input("results/out-distTileList.txt", Upstream("stereo_parse", "tiles")),
               "left_stats": Input("results/out-{left}.map-stats.tif", Upstream("stereo_stats", "left_stats")),
               "right_stats": Input("results/out-{right}.map-stats.tif", Upstream("stereo_stats", "right_stats"))}
-    return pair_step(s, "stereo_tile", 7200, fallback_resources=_TILE_RESOURCES, program="stereo_tile",
+    return pair_step(s, "stereo_tile", program="stereo_tile",
                      args=(*args, *stereo_args, *_POSITIONAL), inputs=inputs, outputs=outputs, files=files)
 
 
 def _mosaic(s: RecipeSettings, name: str, role: str, suffix: str) -> Step:
     """``dem_mosaic`` of one output of the tiles (its inputs and list file come with the tiles)."""
-    return pair_step(s, name, 3600, program="dem_mosaic",
+    return pair_step(s, name, family="dem_mosaic", program="dem_mosaic",
                      args=("--dem-list", f"{suffix}-tiles.txt", "-o", f"{{outputs[{role}]}}"),
                      outputs={role: f"results/out-{suffix}.tif"})
 
@@ -107,12 +105,12 @@ def _mosaic(s: RecipeSettings, name: str, role: str, suffix: str) -> Step:
 def tiled_stage(s: RecipeSettings) -> StereoStage:
     """The prep steps (:data:`TILED_PREP_STEPS`), the tile template and the mosaics."""
     stereo_args, files = stereo_options(s)
-    parse = pair_step(s, "stereo_parse", 600, program="stereo_parse",
+    parse = pair_step(s, "stereo_parse", program="stereo_parse",
                       args=(*stereo_args, *_POSITIONAL, "--stereo-dist-tile-params", str(int(s.tile_size)),
                             str(int(s.tile_padding))),
                       inputs=_STEREO_INPUTS, outputs={"tiles": "results/out-distTileList.txt"}, files=files)
     # gather_stats names them <prefix>-<image stem>-stats.tif (src/asp/Core/ImageUtils.cc)
-    stats = pair_step(s, "stereo_stats", 1800, program="stereo_pprc",
+    stats = pair_step(s, "stereo_stats", program="stereo_pprc",
                       args=(*stereo_args, *_POSITIONAL, "--stop-after-stats",
                             *(("--threads", str(int(s.threads))) if s.threads else ())),
                       inputs=_STEREO_INPUTS, outputs={"left_stats": "results/out-{left}.map-stats.tif",
