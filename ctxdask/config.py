@@ -122,6 +122,35 @@ def default(key: str) -> Any:
     return copy.deepcopy(value)
 
 
+def default_field(key: str) -> Any:
+    """A dataclass field defaulting to the yaml's ``ctxdask.<key>``.
+
+    A list becomes a tuple (frozen settings); a mapping is copied per instance.
+    """
+    import dataclasses
+
+    value = default(key)
+    if isinstance(value, dict):
+        return dataclasses.field(default_factory=lambda: default(key))
+    return dataclasses.field(default=tuple(value) if isinstance(value, list) else value)
+
+
+def defaults_from(section: str):
+    """Class decorator (under ``@dataclass``): fields without a default take the yaml's under ``ctxdask.<section>``.
+
+    A field ``max_month_gap`` reads ``<section>.max-month-gap``; fields the
+    yaml does not have must give their own default.
+    """
+
+    def decorate(cls):
+        for name in cls.__dict__.get("__annotations__", {}):
+            if name not in cls.__dict__:
+                setattr(cls, name, default_field(f"{section}.{name.replace('_', '-')}"))
+        return cls
+
+    return decorate
+
+
 def current() -> dict:
     """Every ``ctxdask`` setting as it is now (for provenance records), spelt as the yaml."""
     return _spelt(dask.config.get("ctxdask", default={}), DEFAULTS["ctxdask"])

@@ -6,30 +6,32 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from ctxdask import config
 from ctxdask.settings import current as current_settings
 
 __all__ = ["BatchSettings"]
 
 
 @dataclasses.dataclass(frozen=True)
+@config.defaults_from("batch")
 class BatchSettings:
-    """The ``batch`` settings, read once on the driver (see ``ctxdask.yaml``)."""
+    """The ``batch`` settings, read once on the driver (defaults: ``ctxdask.yaml``)."""
 
-    retries: int = 2
-    timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    watchdog_margin: float = 120.0
+    retries: int
+    timeouts: Mapping[str, float]
+    watchdog_margin: float
     deliver: frozenset[str] = frozenset()
-    delivery: str = "transfer"
-    chunk_size: int = 8 * 1024 * 1024
-    chunk_window: int = 4
-    delivery_threads: int = 2
-    stall_timeout: float = 300.0
-    scratch: str | None = None
-    local_workers: int | None = None
-    local_threads: int = 2
-    cleanup_scratch: bool = True
-    progress: bool = True
-    quality: bool = True
+    delivery: str
+    chunk_size: int
+    chunk_window: int
+    delivery_threads: int
+    stall_timeout: float
+    scratch: str | None
+    local_workers: int | None
+    local_threads: int
+    cleanup_scratch: bool
+    progress: bool
+    quality: bool
 
     @classmethod
     def from_config(cls, **overrides: Any) -> BatchSettings:

@@ -63,6 +63,7 @@ from typing import Any, Literal
 
 import requests
 
+from ctxdask import config
 from ctxdask.catalog.errors import DownloadError, ProductNotFoundError, VerificationError
 from ctxdask.catalog.lookup import ProductLocator
 from ctxdask.exceptions import CTXError, CTXWarning
@@ -97,6 +98,7 @@ class DownloadWarning(CTXWarning):
 
 
 @dataclasses.dataclass(frozen=True)
+@config.defaults_from("catalog.download")
 class DownloadSettings:
     """How downloads behave; read from ``ctxdask.catalog.download`` at call time.
 
@@ -104,18 +106,19 @@ class DownloadSettings:
     changes how it downloads. See ``ctxdask.yaml`` for the meaning of each field.
     """
 
-    semaphore: str = "ctxdask-downloads"
-    max_concurrent: int = 2
-    requests_per_second: float = 1.0
-    retries: int = 6
-    backoff: float = 2.0
-    backoff_max: float = 120.0
-    connect_timeout: float = 20.0
-    read_timeout: float = 120.0
-    verify_attempts: int = 3
-    checksum: Literal["warn", "reject"] = "warn"
-    chunk_bytes: int = 1 << 20
-    user_agent: str = "ctxdask"
+    semaphore: str
+    max_concurrent: int
+    requests_per_second: float
+    retries: int
+    backoff: float
+    backoff_max: float
+    connect_timeout: float
+    read_timeout: float
+    verify_attempts: int
+    #: null in catalog.download: follows validate.checksum
+    checksum: Literal["warn", "reject"] = config.default_field("validate.checksum")
+    chunk_bytes: int
+    user_agent: str
 
     @classmethod
     def from_config(cls, **overrides: Any) -> DownloadSettings:

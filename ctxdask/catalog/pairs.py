@@ -59,6 +59,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ctxdask import config
 from ctxdask.catalog.errors import CatalogError
 from ctxdask.catalog.index import IndexTable, read_index
 from ctxdask.pds3 import Label
@@ -83,23 +84,24 @@ _REQUIRED = ["PRODUCT_ID", "EMISSION_ANGLE", "INCIDENCE_ANGLE", "CENTER_LONGITUD
 
 
 @dataclasses.dataclass(frozen=True)
+@config.defaults_from("catalog.pairs")
 class PairCriteria:
     """Limits a stereo pair must meet; angles in degrees. See the module docstring for sources."""
 
-    min_overlap: float = 0.3
-    max_emission: float = 45.0
-    min_incidence: float = 5.0
-    max_incidence: float = 80.0
-    max_phase: float = 150.0
-    min_convergence: float = 10.0
-    max_convergence: float = 60.0
-    min_parallax_height: float = 0.1
-    max_parallax_height: float = 1.0
-    preferred_parallax_height: float = 0.4
-    max_shadow_tip_distance: float = 2.58
-    max_solar_azimuth_difference: float = 30.0
-    max_gsd_ratio: float = 2.5
-    max_solar_longitude_difference: float = 45.0
+    min_overlap: float
+    max_emission: float
+    min_incidence: float
+    max_incidence: float
+    max_phase: float
+    min_convergence: float
+    max_convergence: float
+    min_parallax_height: float
+    max_parallax_height: float
+    preferred_parallax_height: float
+    max_shadow_tip_distance: float
+    max_solar_azimuth_difference: float
+    max_gsd_ratio: float
+    max_solar_longitude_difference: float
 
     @classmethod
     def from_config(cls, **overrides: Any) -> PairCriteria:

@@ -52,6 +52,7 @@ import numpy as np
 import xarray as xr
 from dask.sizeof import sizeof
 
+from ctxdask import config
 from ctxdask.companding import SQROOT_TABLE, check_bit_mode
 from ctxdask.exceptions import CTXError
 from ctxdask.radiometry.flat import FlatError
@@ -83,6 +84,7 @@ Method = Literal["median", "clipped-mean"]
 
 
 @dataclasses.dataclass(frozen=True)
+@config.defaults_from("flat.build")
 class FlatSettings:
     """How flats are built (``ctxdask.flat.build`` in ``ctxdask.yaml``).
 
@@ -115,18 +117,18 @@ class FlatSettings:
         Fan-in of the tree reductions.
     """
 
-    method: Method = "median"
-    clip_sigma: float = 3.0
-    trim: float = 0.1
-    max_trim: float = 0.7
-    near_dark_dn: float = 20.0
-    min_valid_lines: int = 256
-    min_signal_dn: float = 50.0
-    min_usable_columns: float = 0.5
-    min_images: int = 5
-    bins: int = 1000
-    ratio_range: tuple[float, float] = (0.5, 1.5)
-    split_every: int = 8
+    method: Method
+    clip_sigma: float
+    trim: float
+    max_trim: float
+    near_dark_dn: float
+    min_valid_lines: int
+    min_signal_dn: float
+    min_usable_columns: float
+    min_images: int
+    bins: int
+    ratio_range: tuple[float, float]
+    split_every: int
 
     @classmethod
     def from_config(cls, **overrides: Any) -> FlatSettings:
