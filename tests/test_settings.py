@@ -128,7 +128,7 @@ def test_the_source_of_each_value(tmp_path):
     assert shown["batch.quality"] == {"value": True, "source": "default"}
     with dask.config.set({"ctxdask.batch.local-threads": 7}):
         assert settings.origins()["batch.local-threads"] == (7, "code")
-    assert _ctxdask("config", "batch.nothing").returncode == 1
+    assert _ctxdask("config", "batch.nothing").returncode == 2
 
 
 def test_a_configuration_seen_before_is_not_checked_again(monkeypatch):

@@ -7,20 +7,20 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("prefix", nargs="?", default="",
+    parser.add_argument("prefix", metavar="KEY", nargs="?", default="",
                         help="only the settings under this key, e.g. tools.asp or batch.retries")
     parser.add_argument("--json", action="store_true", help="print {key: {value, source}} as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    from ctxdask.commands import UsageError
     from ctxdask.settings import origins
 
     prefix = args.prefix.removeprefix("ctxdask.").replace("_", "-")
     shown = {k: v for k, v in origins().items()
              if not prefix or k == prefix or k.startswith(prefix + ".")}
     if not shown:
-        print(f"ctxdask config: no setting {args.prefix!r} (ctxdask config lists them all)")
-        return 1
+        raise UsageError(f"KEY {args.prefix!r}: no such setting (ctxdask config lists them all)")
     if args.json:
         print(json.dumps({k: {"value": v, "source": s} for k, (v, s) in shown.items()}, indent=1, default=str))
         return 0

@@ -177,6 +177,7 @@ def _table() -> dict[str, list[Mistake]]:
             m(("flat", "--out", "f"), 2, "ctxdask flat", "no EDRs given"),
             m(("nosuchcommand",), 2, "nosuchcommand", "invalid choice"),
             m(("doctor", "extra"), 2, "extra", "unrecognized arguments"),
+            m(("config", "batch.retriess"), 2, "batch.retriess", "no such setting"),
         ],
     }
 
