@@ -40,6 +40,11 @@ class Status(enum.StrEnum):
         return self in _PROBLEM
 
     @property
+    def ended(self) -> bool:
+        """The step came to an end this run keeps (done, failed, timeout or skipped; not interrupted)."""
+        return self in _FINAL or self is Status.SKIPPED
+
+    @property
     def in_flight(self) -> bool:
         """Work was handed out and has not come back (a dead driver's leftovers)."""
         return self in (Status.PENDING, Status.RUNNING)

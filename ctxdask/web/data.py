@@ -56,7 +56,7 @@ def overview(view: BatchView) -> dict[str, Any]:
     for name in view.step_names():  # chain order
         step_counts = dict(sorted(by_step.get(name, {}).items(), key=lambda sn: Status.rank_of(sn[0])))
         total = sum(step_counts.values())
-        finished = sum(n for st, n in step_counts.items() if st not in ("pending", "running", "interrupted"))
+        finished = sum(n for st, n in step_counts.items() if Status(st).ended)
         steps.append({"step": name, "counts": step_counts, "total": total,
                       "done_pct": round(100.0 * step_counts.get("done", 0) / total, 1) if total else 0.0,
                       "finished_pct": round(100.0 * finished / total, 1) if total else 0.0})
@@ -68,7 +68,7 @@ def overview(view: BatchView) -> dict[str, Any]:
     if run and _time(run["started"]) and run["status"] == "running":
         window = min(window, max((now - _time(run["started"])).total_seconds(), 1.0))
     rate = recent / window * 60.0  # steps a minute
-    remaining = sum(counts["steps"].get(s, 0) for s in ("pending", "running"))
+    remaining = sum(n for s, n in counts["steps"].items() if Status(s).in_flight)
     eta = remaining / rate * 60.0 if rate > 0 and remaining else None
 
     failures = view.failure_groups()

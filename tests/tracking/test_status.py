@@ -13,6 +13,7 @@ def test_final_problem_and_in_flight():
     assert {s for s in Status if s.final} == {"done", "failed", "timeout"}
     assert {s for s in Status if s.problem} == {"failed", "timeout", "interrupted"}
     assert {s for s in Status if s.in_flight} == {"pending", "running"}
+    assert {s for s in Status if s.ended} == {"done", "failed", "timeout", "skipped"}
 
 
 def test_display_order_puts_problems_first_and_done_last():
