@@ -23,6 +23,7 @@ from ctxdask.tracking.status import Grade, Status, sql_list
 __all__ = ["BatchView", "decode_json"]
 
 _PROBLEM = sql_list(s for s in Status if s.problem)
+_FINAL = sql_list(s for s in Status if s.final)
 #: what the image and pair tables show (aliases of selection.image_from / pair_from)
 _IMAGE_COLUMNS = ("i.product_id, i.status, i.error, i.summing, i.lines, qi.grade, qi.metrics, qi.thumbnail, "
                   "mi.value AS manual, mi.note AS manual_note, mi.who AS manual_who, gi.incidence, gi.emission, "
@@ -125,8 +126,8 @@ class BatchView:
 
     def finished_since(self, stamp: str) -> int:
         """Steps that ended done, failed or timed out at or after ``stamp`` (ISO text)."""
-        return self.conn.execute("SELECT count(*) FROM steps WHERE ended >= ? AND status IN ('done', 'failed', "
-                                 "'timeout')", (stamp,)).fetchone()[0]
+        return self.conn.execute(f"SELECT count(*) FROM steps WHERE ended >= ? AND status IN ({_FINAL})",
+                                 (stamp,)).fetchone()[0]
 
     def running(self, limit: int = 200) -> list[dict]:
         """Steps running now, oldest first."""

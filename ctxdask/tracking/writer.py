@@ -25,7 +25,7 @@ from typing import Any
 
 from ctxdask.tracking.connection import connect_reader, connect_writer, now
 from ctxdask.tracking.grades import manually_rejected
-from ctxdask.tracking.status import AttemptStatus, Status
+from ctxdask.tracking.status import AttemptStatus, Status, sql_list
 
 __all__ = ["STEP_FIELDS", "TrackingDB"]
 
@@ -36,6 +36,9 @@ _SUBJECT_FIELDS = ("status", "error", "summing", "lines", "validation", "output_
 _TILE_FIELDS = ("status", "failure_kind", "error", "outputs", "sha256")
 _ATTEMPT_FIELDS = ("status", "ended", "duration", "failure_kind", "exit_code", "log_path", "error")
 _SUBJECT_TABLES = {"images": "product_id", "pairs": "pair_id"}
+_IN_FLIGHT = sql_list(s for s in Status if s.in_flight)
+#: a tile in one of these leaves a hole in its pair's DEM (skipped tiles do not exist)
+_NOT_DONE_TILE = sql_list(s for s in Status if s not in (Status.DONE, Status.SKIPPED))
 
 
 def _checked(fields: Mapping[str, Any], allowed: tuple[str, ...], table: str) -> None:
@@ -123,14 +126,14 @@ class TrackingDB:
             stamp = now()
             self.conn.execute("UPDATE runs SET status = 'interrupted', ended = ?, "
                               "error = 'the driver stopped without closing the run' "
-                              "WHERE status IN ('running', 'pending')", (stamp,))
+                              f"WHERE status IN ({_IN_FLIGHT})", (stamp,))
             cur = self.conn.execute(
                 "UPDATE steps SET status = 'interrupted', updated = ?, "
                 "error = coalesce(error, 'the driver stopped while this step was in flight') "
-                "WHERE status IN ('running', 'pending')", (stamp,))
+                f"WHERE status IN ({_IN_FLIGHT})", (stamp,))
             for table in ("images", "pairs", "tiles"):
                 self.conn.execute(f"UPDATE {table} SET status = 'interrupted', updated = ? "
-                                  "WHERE status IN ('running', 'pending')", (stamp,))
+                                  f"WHERE status IN ({_IN_FLIGHT})", (stamp,))
             self.conn.execute("UPDATE tile_attempts SET status = 'interrupted', ended = ?, "
                               "error = coalesce(error, 'the driver stopped while this tile ran') "
                               "WHERE status = 'running'", (stamp,))
@@ -279,8 +282,7 @@ class TrackingDB:
     def pairs_with_holes(self) -> set[str]:
         """Pairs with a tile not done (tiled stereo): their DEMs have holes a retry may fill."""
         return {r[0] for r in self.conn.execute(
-            "SELECT DISTINCT pair_id FROM tiles WHERE status IN ('failed', 'timeout', 'interrupted', 'pending', "
-            "'running')")}
+            f"SELECT DISTINCT pair_id FROM tiles WHERE status IN ({_NOT_DONE_TILE})")}
 
     def done_tiles(self) -> list[tuple[str, int]]:
         """``(pair_id, tile_index)`` of every tile done."""
