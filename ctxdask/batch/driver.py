@@ -78,7 +78,6 @@ from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
 from ctxdask.batch.summary import BatchSummary
-from ctxdask.batch.tilebridge import tile_bridge
 from ctxdask.daskcompat import executing_count
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
@@ -127,10 +126,7 @@ class _Driver:
                                    window=settings.chunk_window, threads=settings.delivery_threads,
                                    stall_timeout=settings.stall_timeout, remake=self.submitter.remake)
         self.results = ResultHandler(client, self.state, db, run_id, out=out, settings=settings, options=options,
-                                     submitter=self.submitter, deliverer=self.deliverer)
-        self.tiles = tile_bridge(client, out, db, run_id, state=self.state, submitter=self.submitter,
-                                 results=self.results, context=self.context, options=options, settings=settings,
-                                 retry_failed=retry_failed)
+                                     submitter=self.submitter, deliverer=self.deliverer, retry_failed=retry_failed)
         self.ac = None
         self.progress: Progress | None = None
 
@@ -146,7 +142,6 @@ class _Driver:
         submitter.start(self.ac)
         self.client.subscribe_topic(self.topic, results.on_event)
         self.pusher.start()
-        self.tiles.start()
         state.open_pairs(planned)
         self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
                                                     dashboard=getattr(self.client, "dashboard_link", None),
@@ -166,7 +161,6 @@ class _Driver:
                 tick = time.monotonic()
                 batch = self.ac.next_batch(block=False)
                 done_deliveries = [cf for cf in results.deliveries if cf.done()]
-                self.tiles.poll()  # tiles retried, decided, mosaics handed back (batch/tilebridge.py)
                 if not batch and not done_deliveries and results.events.empty() and tick < next_watch \
                         and not state.queued:
                     continue
@@ -180,13 +174,12 @@ class _Driver:
                         results.watchdog()
                         next_watch = time.monotonic() + 1.0
                     submitter.flush()
-                    self.tiles.attach_ready()
                 results.clean()
                 self.progress.set_running(self.running_count())
                 if not state.pair_open and not results.deliveries:
                     break
                 if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open \
-                        and not self.tiles.busy and not state.queued:
+                        and not state.queued:
                     self._stuck()
             # let the last scratch clean-ups finish before a LocalCluster goes away
             from distributed import wait
@@ -200,11 +193,9 @@ class _Driver:
             write_batch_catalog(self.db, results.out)
             return "done"
         except KeyboardInterrupt:
-            self.tiles.stop(cancel=True)
             self._interrupt()
             return "interrupted"
         finally:
-            self.tiles.stop()
             self.progress.close()
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
@@ -221,7 +212,7 @@ class _Driver:
         """
         if self.ac is not None:
             self.ac.clear()
-        for t in self.state.tracked.values():
+        for t in (*self.state.tracked.values(), *self.state.tiles.values()):
             t.future = None
         for group in self.state.groups.values():
             group.future = None
@@ -262,6 +253,8 @@ class _Driver:
         """Stop everything in flight and record it as interrupted."""
         from distributed import Event
 
+        with self.db.transaction():  # tile attempts in flight end interrupted; tiles landing now send nothing
+            self.results.tiles.interrupt()
         with contextlib.suppress(Exception):
             Event(self.options.cancel_event, client=self.client).set()
         with contextlib.suppress(Exception):

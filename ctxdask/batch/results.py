@@ -16,10 +16,10 @@ announces each step's start (``running``, worker, start time,
 - The watchdog gives up on a step ``watchdog-margin`` seconds past its
   deadline (in-process steps and workers that stopped answering).
 
-Where tiled stereo plugs in: futures that are neither an image task nor a
-tracked step belong to the tile bookkeeping; :meth:`ResultHandler.dispatch`
-is where they are routed to it, and a tiled pair ends through
-:meth:`ResultHandler.check_pair` like any other.
+:meth:`ResultHandler.dispatch` goes by the type of the finished task: an
+image task, a step, or tiled stereo's tile plan and tile attempts, which go
+to the tile bookkeeping (:mod:`~ctxdask.batch.tilework`); a tiled pair ends
+through :meth:`ResultHandler.check_pair` like any other.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer, DeliveryLost, DeliveryStopped
 from ctxdask.batch.dem_products import finish_pair
-from ctxdask.batch.model import Outcome, StepTask
+from ctxdask.batch.model import ImageTask, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP
 from ctxdask.batch.progress import Progress
@@ -45,6 +45,8 @@ from ctxdask.batch.scratch import remove_workdirs
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState
 from ctxdask.batch.submission import Submitter
+from ctxdask.batch.tiles import TilePlanTask, TileTask
+from ctxdask.batch.tilework import TileWork
 from ctxdask.tools.tasks import RunOptions
 
 __all__ = ["ResultHandler", "error_text", "pair_dir"]
@@ -78,10 +80,13 @@ class ResultHandler:
     submitter : Submitter
         To let pairs go once their images are through.
     deliverer : Deliverer
+    retry_failed : bool
+        Tiled stereo: run tiles that failed in an earlier run again.
     """
 
     def __init__(self, client, state: RunState, db: tracking.TrackingDB, run_id: int, *, out: pathlib.Path,
-                 settings: BatchSettings, options: RunOptions, submitter: Submitter, deliverer: Deliverer):
+                 settings: BatchSettings, options: RunOptions, submitter: Submitter, deliverer: Deliverer,
+                 retry_failed: bool = False):
         self.client = client
         self.state = state
         self.db = db
@@ -98,20 +103,42 @@ class ResultHandler:
         self.claimed: dict[str, str] = {}
         #: images with a pair that did not end done: their scratch stays for the rerun to reuse
         self.keep_images: set[str] = set()
-        #: worker -> work dirs to remove, sent as one task per worker per pass of the result loop
-        self.to_clean: dict[str, list[str]] = {}
         self.cleanups: list = []
         self.progress: Progress | None = None
+        self.tiles = TileWork(client, state, db, run_id, out=out, submitter=submitter, deliverer=deliverer,
+                              deliveries=self.deliveries, settings=settings, options=options,
+                              retry_failed=retry_failed)
+        self._handlers = {ImageTask: self.handle_group, StepTask: self._step, TilePlanTask: self._tile_plan,
+                          TileTask: self._tile_attempt}
 
     # ------------------------------------------------------------- dispatch
     def dispatch(self, future, result) -> None:
-        """Record a finished future: an image task's Outcomes, or one step's."""
-        key = future.key
-        state = self.state
-        if key in state.groups and state.groups[key].future is not None:
-            self.handle_group(key, future, result)
-        elif key in state.tracked and state.tracked[key].future is not None:
-            self.handle(key, self.outcome_of(key, future, result))
+        """Record a finished future by the type of its task (one whose future was released: nothing)."""
+        task = self.state.task_of(future.key)
+        if task is not None:
+            self._handlers[type(task)](future.key, future, result)
+
+    def _step(self, key: str, future, result) -> None:
+        self.handle(key, self.outcome_of(key, future, result))
+
+    def _tile_plan(self, key: str, future, result) -> None:
+        t = self.state.tiles.pop(key)
+        t.future = None
+        future.release()
+        self._end(self.tiles.planned(t.task, result))
+
+    def _tile_attempt(self, key: str, future, result) -> None:
+        t = self.state.tiles[key]
+        # handled: let the scheduler forget it now, not when the garbage collector finds the future, or a
+        # worker dying meanwhile has it made again (a tile run twice; its work dir may be cleaned already)
+        t.future = None
+        future.release()
+        self._end(self.tiles.attempt_done(t, result))
+
+    def _end(self, outcomes: Iterable[Outcome]) -> None:
+        """Record steps that ended without running (a tiled pair's mosaics without enough tiles)."""
+        for o in outcomes:
+            self.handle(o.key, o)
 
     def outcome_of(self, key: str, future, result) -> Outcome:
         """The Outcome a finished future stands for (errors and cancellations included)."""
@@ -231,10 +258,8 @@ class ResultHandler:
         for holder in self.submitter.holders.get(key, ()):
             if holder != outcome.worker:
                 state.copies.setdefault(key, set()).add(holder)
-        for made in outcome.made_here:
-            state.copies.setdefault(made, set()).add(outcome.worker)
-            if made not in state.tracked:  # e.g. a tile a mosaic had pushed: goes with this subject
-                state.loose_copies.setdefault(t.task.subject, set()).add(made)
+        # e.g. a tile a mosaic had pushed: goes with this subject
+        state.note_copies(t.task.subject, outcome.worker, outcome.made_here)
         if outcome.reused:  # finished by an earlier run: its row, products and quality records stand
             self.check_subjects(t.task)
             return
@@ -310,6 +335,9 @@ class ResultHandler:
         it again, reusing what is done before it.
         """
         key = self.deliveries.pop(cf)
+        if key in self.state.tiles:  # a good tile's files
+            self._end(self.tiles.delivered(self.state.tiles[key], cf))
+            return
         t = self.state.tracked[key]
         t.delivering = False
         o = t.outcome
@@ -414,7 +442,7 @@ class ResultHandler:
         if not (clean and self.settings.cleanup_scratch):
             return
         for worker, paths in by_worker.items():
-            self.to_clean.setdefault(worker, []).extend(paths)
+            state.to_clean.setdefault(worker, []).extend(paths)
 
     def release_copies(self, keys: Iterable[str], *, clean: bool = True) -> None:
         """Forget (with ``clean``, remove) the copies of results the run does not track as steps (tiles)."""
@@ -424,15 +452,15 @@ class ResultHandler:
                 by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
         if clean and self.settings.cleanup_scratch:
             for worker, paths in by_worker.items():
-                self.to_clean.setdefault(worker, []).extend(paths)
+                self.state.to_clean.setdefault(worker, []).extend(paths)
 
     def clean(self) -> None:
         """Remove released work dirs: one task per worker for everything released since the last call."""
-        for worker, paths in self.to_clean.items():
+        for worker, paths in self.state.to_clean.items():
             # preferred on the worker that made them; elsewhere the paths simply do not exist
             self.cleanups.append(self.client.submit(remove_workdirs, paths, self.options.work_dir, workers=[worker],
                                                     allow_other_workers=True, pure=False, priority=-10))
-        self.to_clean = {}
+        self.state.to_clean.clear()
         self.cleanups = [f for f in self.cleanups if not f.done()]
 
     # ----------------------------------------------------- events, watchdog
@@ -448,6 +476,9 @@ class ResultHandler:
                 msg = self.events.get_nowait()
             except queue.Empty:
                 return
+            if msg.get("tile"):  # a tile attempt started (tiles.run_tile)
+                self.tiles.started(msg)
+                continue
             t = state.tracked.get(msg.get("key"))
             group = state.groups.get(msg.get("group") or "")
             if t is None and group is not None and group.future is not None:

@@ -6,7 +6,10 @@ records how they ended). Only the driver's thread touches it.
 
 An image's steps run as one dask task (:class:`Group`); each step is still a
 :class:`Tracked` of its own, with the key of its database row. A pair's steps
-are one task each.
+are one task each. Tiled stereo adds a pair's tile plan and its tile attempts
+(:class:`~ctxdask.batch.tiles.TilePlanTask`, :class:`~ctxdask.batch.tiles.TileTask`),
+tracked under their dask keys in :attr:`RunState.tiles`: they are rows of the
+``tiles``/``tile_attempts`` tables, not of ``steps``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,12 @@ __all__ = ["Group", "RunState", "Tracked"]
 
 @dataclasses.dataclass
 class Tracked:
-    """One step of the run: its task, its future and, once known, its Outcome."""
+    """One task of the run: its task, its future and, once known, its Outcome.
 
-    task: StepTask
+    ``task`` is a :class:`StepTask`, or in :attr:`RunState.tiles` a tile plan or tile attempt.
+    """
+
+    task: StepTask | Any
     upstream: tuple[str, ...]
     future: Any = None
     resources: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -81,6 +87,12 @@ class RunState:
     loose_copies : dict
         Pair id -> keys of results that are not steps of the run (tiles)
         copied to workers for its steps; removed with the pair.
+    tiles : dict
+        Dask key -> :class:`Tracked` tile plan or tile attempt, until handled
+        (a good tile's until its files are home).
+    to_clean : dict
+        Worker -> work dirs to remove, sent as one task per worker per pass of
+        the result loop.
     """
 
     tracked: dict[str, Tracked] = dataclasses.field(default_factory=dict)
@@ -100,6 +112,8 @@ class RunState:
     copies: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     queued: list[str] = dataclasses.field(default_factory=list)
     loose_copies: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    tiles: dict[str, Tracked] = dataclasses.field(default_factory=dict)
+    to_clean: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def open_pairs(self, pairs: Iterable[Pair]) -> None:
         """Take the planned pairs in: open, and counted against their images."""
@@ -112,6 +126,27 @@ class RunState:
     def future_of(self, key: str):
         """The future of a task key (an image task's or a step's)."""
         return self.groups[key].future if key in self.groups else self.tracked[key].future
+
+    def task_of(self, key: str):
+        """The task a live future of ``key`` runs (None once released or unknown)."""
+        for table in (self.groups, self.tracked, self.tiles):
+            entry = table.get(key)
+            if entry is not None and entry.future is not None:
+                return entry.task
+        return None
+
+    def note_copies(self, subject: str, worker: str, keys: Iterable[str]) -> None:
+        """``worker`` holds copies of ``keys``' outputs (pulled or made again for ``subject``'s task).
+
+        Removed with their step; those of results the run does not track as
+        steps (tiles) with ``subject``.
+        """
+        if not worker:
+            return
+        for key in keys:
+            self.copies.setdefault(key, set()).add(worker)
+            if key not in self.tracked:
+                self.loose_copies.setdefault(subject, set()).add(key)
 
     def keys_final(self, subject: str) -> bool:
         """Whether every step of an image or pair has ended (and its files are home)."""
@@ -127,5 +162,5 @@ class RunState:
 
     def in_flight(self) -> list:
         """Futures of the tasks that have not ended."""
-        return list({t.future.key: t.future for t in self.tracked.values()
+        return list({t.future.key: t.future for t in (*self.tracked.values(), *self.tiles.values())
                      if t.future is not None and t.outcome is None}.values())
