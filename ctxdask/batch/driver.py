@@ -49,6 +49,7 @@ from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.dem_products import write_batch_catalog
 from ctxdask.batch.model import BatchContext
+from ctxdask.batch.outcomes import error_text
 from ctxdask.batch.pairlist import Pair, PairList, read_pairs
 from ctxdask.batch.planning import (
     PAIR_QUALITY_STEP,
@@ -63,7 +64,7 @@ from ctxdask.batch.planning import (
 )
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.push import Pusher
-from ctxdask.batch.results import ResultHandler, error_text
+from ctxdask.batch.results import ResultHandler
 from ctxdask.batch.scratch import (
     claim_local_scratch,
     clean_after_dead_runs,

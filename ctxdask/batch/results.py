@@ -30,7 +30,6 @@ import os
 import pathlib
 import queue
 import time
-import traceback
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,25 +37,21 @@ from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer, DeliveryLost, DeliveryStopped
 from ctxdask.batch.dem_products import finish_pair
 from ctxdask.batch.model import ImageTask, Outcome, StepTask
+from ctxdask.batch.outcomes import error_text, group_outcomes, outcome_of
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.scratch import remove_workdirs
 from ctxdask.batch.settings import BatchSettings
-from ctxdask.batch.state import Group, RunState
+from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
 from ctxdask.batch.tiles import TilePlanTask, TileTask
 from ctxdask.batch.tilework import TileWork
 from ctxdask.tools.tasks import RunOptions
 
-__all__ = ["ResultHandler", "error_text", "pair_dir"]
+__all__ = ["ResultHandler", "pair_dir"]
 
 logger = logging.getLogger(__name__)
-
-
-def error_text(exc: BaseException) -> str:
-    """``Type: message`` of an exception, on one line where it can be."""
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 def pair_dir(out: pathlib.Path, subject: str, scope: str) -> pathlib.Path:
@@ -119,7 +114,7 @@ class ResultHandler:
             self._handlers[type(task)](future.key, future, result)
 
     def _step(self, key: str, future, result) -> None:
-        self.handle(key, self.outcome_of(key, future, result))
+        self.handle(key, outcome_of(self.state, key, future, result, self.settings.retries))
 
     def _tile_plan(self, key: str, future, result) -> None:
         t = self.state.tiles.pop(key)
@@ -140,96 +135,22 @@ class ResultHandler:
         for o in outcomes:
             self.handle(o.key, o)
 
-    def outcome_of(self, key: str, future, result) -> Outcome:
-        """The Outcome a finished future stands for (errors and cancellations included)."""
-        tracked = self.state.tracked
-        t = tracked[key]
-        if isinstance(result, Outcome):
-            return result
-        base = dict(key=key, step=t.task.step, subject=t.task.subject, ended=tracking.now())
-        failed_up = [u for u in t.upstream if tracked[u].future is not None
-                     and tracked[u].future.status in ("error", "cancelled")]
-        if failed_up or any(tracked[u].outcome is not None and not tracked[u].outcome.ok for u in t.upstream):
-            up = (failed_up or list(t.upstream))[0]
-            return Outcome(**base, status="skipped", error=f"not run: {up} did not succeed", blocked_by=up)
-        if future.status == "cancelled":
-            if t.outcome is not None:  # already recorded (watchdog)
-                return t.outcome
-            return Outcome(**base, status="interrupted", error="cancelled")
-        exc = result
-        name = type(exc).__name__
-        if name == "KilledWorker":
-            why = (f"the workers running this step died {exc.args[0] if exc.args else ''} times "
-                   "(out of memory? a crash in a library?); see the worker logs")
-            return Outcome(**base, status="failed", error=why)
-        return Outcome(**base, status="failed",
-                       error=f"{error_text(exc)} (after {self.settings.retries} retries)")
-
     def handle_group(self, key: str, future, result) -> None:
         """Record the Outcomes of an image task, one per step, and let its pairs go."""
         state = self.state
         group = state.groups[key]
         pid = group.task.subject
-        outcomes = list(result) if isinstance(result, list) else []
-        for o in outcomes:
+        reported = list(result) if isinstance(result, list) else []
+        for o in reported:
             if o.key not in state.tracked:  # rendered on the worker, announced late or not at all
                 self.submitter.member(group, StepTask(key=o.key, step=o.step, kind="recipe", scope="image",
                                                       subject=pid, timeout=0.0,
                                                       params={"summing": o.info.get("summing")}))
-        reported = {o.key for o in outcomes}
-        missing = [m for m in group.members if m not in reported and state.tracked[m].outcome is None]
-        if isinstance(result, list):
-            first = next((o for o in outcomes if not o.ok), None)
-            if first is not None:
-                outcomes += [self.lost(m, "skipped", f"not run: {first.key} is {first.status}", first.key)
-                             for m in missing]
-            else:
-                outcomes += [self.lost(m, "skipped", "not run: not a step of this image's chain") for m in missing]
-        else:
-            outcomes += self._group_lost(group, future, result, missing)
-        self.submitter.chain_rendered(pid, [o for o in outcomes if o.key in reported])
+        outcomes = reported + group_outcomes(state, group, future, result, reported, self.settings.retries)
+        self.submitter.chain_rendered(pid, reported)
         for o in outcomes:
             if state.tracked[o.key].future is not None:
                 self.handle(o.key, o)
-
-    def lost(self, key: str, status: str, error: str, blocked_by: str | None = None) -> Outcome:
-        """The Outcome of a step whose task ended without reporting it (``blocked_by``: the upstream to blame)."""
-        t = self.state.tracked[key]
-        if t.task.reuse and t.since is None:  # done before and never started here: its row stays as it is
-            return Outcome(key=key, step=t.task.step, subject=t.task.subject, status="done", info={"reused": True})
-        return Outcome(key=key, step=t.task.step, subject=t.task.subject, status=status, ended=tracking.now(),
-                       error=error, blocked_by=blocked_by)
-
-    def _group_lost(self, group: Group, future, result, missing: list[str]) -> list[Outcome]:
-        """Outcomes of the steps of an image task that failed, was cancelled or lost its workers.
-
-        The step that was running (the last announced) takes the task's
-        failure; those announced before it finished but their results are
-        lost (``interrupted``: the next run redoes them, cheaply through their
-        manifests); the rest are ``skipped``.
-        """
-        if not missing:
-            return []
-        tracked = self.state.tracked
-        announced = [m for m in missing if tracked[m].since is not None]
-        culprit = announced[-1] if announced else next((m for m in missing if not tracked[m].task.reuse), missing[0])
-        timed_out = next((m for m in group.members if tracked[m].outcome is not None
-                          and tracked[m].outcome.status == "timeout"), None)
-        if timed_out is not None:  # the watchdog cancelled the task
-            failure = self.lost(culprit, "skipped", f"not run: {timed_out} is timeout", timed_out)
-        elif future.status == "cancelled":
-            failure = self.lost(culprit, "interrupted", "cancelled")
-        else:
-            failure = self.outcome_of(culprit, future, result)
-        out = []
-        for m in missing:
-            if m == culprit:
-                out.append(failure)
-            elif m in announced:
-                out.append(self.lost(m, "interrupted", f"its result was lost with the image task: {failure.error}"))
-            else:
-                out.append(self.lost(m, "skipped", f"not run: {culprit} is {failure.status}", culprit))
-        return out
 
     # ------------------------------------------------------------ recording
     def record(self, outcome: Outcome, status: str | None = None, error: str | None = None) -> None:
