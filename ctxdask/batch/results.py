@@ -333,48 +333,17 @@ class ResultHandler:
         self.progress.finish_pair(status)
         # a pair that did not end done keeps its work (and its images'): the run that finishes it reuses
         # every step done here and makes only what failed (a plain rerun, or --retry-failed)
-        done = status == "done"
-        self.release(state.subject_keys.get(pair.pair_id, ()), clean=done)
-        self.release_copies(state.loose_copies.pop(pair.pair_id, ()), clean=done)
+        done, clean = status == "done", self.settings.cleanup_scratch
+        state.release([*state.subject_keys.get(pair.pair_id, ()), *state.loose_copies.pop(pair.pair_id, ())],
+                      clean=clean and done)
         for pid in pair.images:
             state.image_refs[pid] -= 1
             if not done:
                 self.keep_images.add(pid)
             if state.image_refs[pid] == 0:
-                self.release(state.subject_keys.get(pid, ()), clean=pid not in self.keep_images)
+                state.release(state.subject_keys.get(pid, ()), clean=clean and pid not in self.keep_images)
 
     # -------------------------------------------------------------- scratch
-    def release(self, keys: Iterable[str], *, clean: bool = True) -> None:
-        """Drop futures of finished work and (with ``clean``) remove its scratch on the workers."""
-        state = self.state
-        by_worker: dict[str, list[str]] = {}
-        for key in keys:
-            t = state.tracked[key]
-            o = t.outcome
-            if o is not None and o.worker:
-                # a step reused without a result (an in-process one): its key, relative to the worker's work root
-                by_worker.setdefault(o.worker, []).append(o.result.workdir if o.result is not None else key)
-            t.future = None
-            if t.group is not None and t.group in state.groups:
-                state.groups.pop(t.group).future = None
-            for worker in state.copies.pop(key, ()):
-                # copies pulled or remade on other workers: paths relative to their own work root
-                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
-        if not (clean and self.settings.cleanup_scratch):
-            return
-        for worker, paths in by_worker.items():
-            state.to_clean.setdefault(worker, []).extend(paths)
-
-    def release_copies(self, keys: Iterable[str], *, clean: bool = True) -> None:
-        """Forget (with ``clean``, remove) the copies of results the run does not track as steps (tiles)."""
-        by_worker: dict[str, list[str]] = {}
-        for key in keys:
-            for worker in self.state.copies.pop(key, ()):
-                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
-        if clean and self.settings.cleanup_scratch:
-            for worker, paths in by_worker.items():
-                self.state.to_clean.setdefault(worker, []).extend(paths)
-
     def clean(self) -> None:
         """Remove released work dirs: one task per worker for everything released since the last call."""
         for worker, paths in self.state.to_clean.items():

@@ -15,6 +15,7 @@ tracked under their dask keys in :attr:`RunState.tiles`: they are rows of the
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -159,6 +160,30 @@ class RunState:
         status = Status.aggregate(o.status for o in outcomes)
         error = next((o.error for o in outcomes if o.status == status and o.error), None)
         return status, error
+
+    def release(self, keys: Iterable[str], *, clean: bool) -> None:
+        """Drop the futures of finished steps; with ``clean``, queue their scratch for removal.
+
+        Their work dirs go, and the copies other workers pulled or made again
+        of them, as of any result ``keys`` names that is not a step (tiles).
+        """
+        by_worker: dict[str, list[str]] = {}
+        for key in keys:
+            t = self.tracked.get(key)
+            if t is not None:
+                o = t.outcome
+                if o is not None and o.worker:
+                    # a step reused without a result (an in-process one): its key, relative to the work root
+                    by_worker.setdefault(o.worker, []).append(o.result.workdir if o.result is not None else key)
+                t.future = None
+                if t.group is not None and t.group in self.groups:
+                    self.groups.pop(t.group).future = None
+            for worker in self.copies.pop(key, ()):
+                # copies pulled or remade on other workers: paths relative to their own work root
+                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
+        if clean:
+            for worker, paths in by_worker.items():
+                self.to_clean.setdefault(worker, []).extend(paths)
 
     def in_flight(self) -> list:
         """Futures of the tasks that have not ended."""

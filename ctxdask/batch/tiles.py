@@ -4,10 +4,10 @@ A pair in tiled mode (``tools.asp.stereo-mode``, :mod:`ctxdask.tools.tiling`)
 runs as prep steps, then one dask task per tile, then mosaics. This module
 holds the pieces that do not depend on how they are scheduled:
 
-:func:`plan_tiles` (worker)
+:class:`TilePlanTask`, :func:`plan_tiles` (worker)
     Reads the tile list ``stereo_parse`` wrote and the left map image's
     projection and pixel size (what every tile's ``--point2dem-options`` needs).
-:func:`run_tile` (worker)
+:class:`TileTask`, :func:`run_tile` (worker)
     One attempt at one tile: announces itself, stages the pair's map images,
     statistics and tile list through the batch's staging
     (:func:`ctxdask.batch.work.execute`: pulled once per worker over the dask
@@ -21,10 +21,15 @@ holds the pieces that do not depend on how they are scheduled:
     runs are skipped; failed ones only with ``retry_failed``), what to do with
     each outcome (:class:`TilePolicy`: a timeout, a death by signal or a silent
     crash is retried up to ``retries`` more times, on another worker when there
-    is one; an error ASP explains is final), and the verdict
-    (:class:`TileDecision`): the pair gets a DEM from its good tiles when they
-    are at least ``min_fraction`` of its tiles, with the holes recorded;
-    otherwise it fails listing the failed tiles and why.
+    is one; an error ASP explains is final).
+:func:`decide` (driver)
+    The verdict (:class:`TileDecision`), a function of how the tiles ended:
+    the pair gets a DEM from its good tiles when they are at least
+    ``min_fraction`` of its tiles, with the holes recorded; otherwise it fails
+    listing the failed tiles and why.
+
+The driver sends the tasks and keeps the books in
+:mod:`~ctxdask.batch.submission` and :mod:`~ctxdask.batch.tilework`.
 """
 
 from __future__ import annotations
