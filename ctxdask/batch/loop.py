@@ -37,7 +37,7 @@ from ctxdask.batch.planning import Chain, Plan
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.push import Pusher
 from ctxdask.batch.results import ResultHandler
-from ctxdask.batch.scratch import find_copies, find_failed_attempts, find_holders, remove_failed_attempts
+from ctxdask.batch.scratch import find_copies, find_failed_attempts, find_holders, remove_failed_attempts, remove_strays
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource
 from ctxdask.batch.state import RunState
@@ -153,6 +153,9 @@ class Driver:
             results.cleanups += remove_failed_attempts(self.client, self.failed_before, done, self.options.work_dir)
             with contextlib.suppress(Exception):
                 wait(results.cleanups, timeout=30)
+            if state.cleaned:  # what tasks made again after a worker died left elsewhere
+                with contextlib.suppress(Exception):
+                    wait(remove_strays(self.client, self.options.work_dir, state.cleaned), timeout=30)
             write_batch_catalog(self.db, results.out)
             return "done"
         except KeyboardInterrupt:

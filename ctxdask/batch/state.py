@@ -94,6 +94,8 @@ class RunState:
     to_clean : dict
         Worker -> work dirs to remove, sent as one task per worker per pass of
         the result loop.
+    cleaned : set
+        Keys whose scratch was released for removal.
     """
 
     tracked: dict[str, Tracked] = dataclasses.field(default_factory=dict)
@@ -115,6 +117,7 @@ class RunState:
     loose_copies: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     tiles: dict[str, Tracked] = dataclasses.field(default_factory=dict)
     to_clean: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    cleaned: set[str] = dataclasses.field(default_factory=set)
 
     def open_pairs(self, pairs: Iterable[Pair]) -> None:
         """Take the planned pairs in: open, and counted against their images."""
@@ -168,6 +171,7 @@ class RunState:
         of them, as of any result ``keys`` names that is not a step (tiles).
         """
         by_worker: dict[str, list[str]] = {}
+        keys = list(keys)
         for key in keys:
             t = self.tracked.get(key)
             if t is not None:
@@ -182,6 +186,7 @@ class RunState:
                 # copies pulled or remade on other workers: paths relative to their own work root
                 by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
         if clean:
+            self.cleaned.update(keys)
             for worker, paths in by_worker.items():
                 self.to_clean.setdefault(worker, []).extend(paths)
 
