@@ -53,12 +53,10 @@ class TileWork:
 
     Parameters
     ----------
-    client : distributed.Client
-    state : RunState
-    db : TrackingDB
-    run_id : int
-    out : pathlib.Path
+    client, state, db, run_id, out
+        The run's client, RunState, tracking database, run id and output folder.
     submitter : Submitter
+        Sends the tile attempts and, once the tiles are decided, the mosaics.
     deliverer : Deliverer
         The run's one Deliverer.
     deliveries : dict
