@@ -370,7 +370,13 @@ class Submitter:
         self.submit(task, upstream=[k for k, _ in inputs.values()])
 
     def remake(self, outcome: Outcome) -> Outcome:
-        """Make a step whose files were lost with their worker again, on a live worker (blocking)."""
+        """Make a step whose files were lost with their worker again, on a live worker (blocking).
+
+        A tile is not made again here: its delivery is lost, and the next run
+        runs it again (a tile's attempts are the tile bookkeeping's to count).
+        """
+        if outcome.key not in self.state.tracked:
+            raise ValueError(f"{outcome.key} is a tile, run again by the next run")
         future = self.client.submit(remake, outcome, self.context, key=f"remake-{outcome.key}",
                                     pure=False, resources=dict(self.state.tracked[outcome.key].resources) or None)
         try:
