@@ -5,8 +5,8 @@ A batch of ``--pairs`` pairs, each of ``--tiles`` tiles whose stand-in
 LocalCluster of 2 and of 4 worker processes (``stereo=1`` each: one
 correlator per worker, as on office machines):
 
-* ``tiled``: :func:`ctxdask.batch.tilerun.run_tiled_pairs` (prep, one task per
-  tile, mosaics);
+* ``tiled``: :func:`ctxdask.batch.run_batch` in tiled mode on stand-in EDRs
+  (images, prep, one task per tile, mosaics);
 * ``monolithic`` (the baseline, measured in the same run): one stand-in
   ``parallel_stereo`` per pair sleeping ``tiles x tile-seconds`` — the pair's
   whole correlation on the one worker it landed on.
@@ -14,10 +14,11 @@ correlator per worker, as on office machines):
 Figures: wall time; worker-slot utilisation of the correlation phase, busy
 time / (slots x wall), busy time being the sum of the correlation tasks'
 durations and wall the span from the first start to the last end; the
-driver's CPU time per tile attempt while the tiled run went, divided by
-attempts: of its loop (``time.thread_time`` of the main thread) and of the
-whole process (``time.process_time``: with a LocalCluster the scheduler and
-the delivery threads run in it too). Then one mad tile: tile 0 of
+driver's CPU time per tile attempt while the tiled run went (the whole
+batch's: its images and mosaics too), divided by attempts: of its loop
+(``time.thread_time`` of the main thread) and of the whole process
+(``time.process_time``: with a LocalCluster the scheduler and the delivery
+threads run in it too). Then one mad tile: tile 0 of
 the first pair hangs on its first attempt until its deadline
 (``--deadline``); the extra busy time against the clean run should be about
 that deadline, the tile costing its deadline plus one retry, not the pair.
@@ -47,10 +48,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ctxdask.batch.tilerun import run_tiled_pairs  # noqa: E402
-from ctxdask.batch.tiles import TilePolicy  # noqa: E402
 from ctxdask.tools.tasks import RunOptions, run_step  # noqa: E402
-from tests.batch.tiled import fast_options, local_cluster, tiled_path, tiled_recipe, write_inputs  # noqa: E402
+from tests.batch.tiled import local_cluster, run_tiled, tiled_path, write_inputs  # noqa: E402
 
 IDS = ["P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W", "B10_013341_1010_XN_79S172W",
        "D10_031011_1864_XI_06N201W", "P01_001472_2212_XI_41N009W", "P01_001473_2479_XI_67N185W"]
@@ -73,16 +72,12 @@ def _pairs(n: int) -> list[tuple[str, str]]:
 
 def tiled(client, folder: pathlib.Path, pairs, *, tiles: int, seconds: float, slots: int, faults: str = "",
           deadline: float = 60.0) -> dict:
-    inputs = write_inputs(folder / "in", pairs)
     env = {"CTXDASK_STANDIN_TILE_SLEEP": str(seconds), "CTXDASK_STANDIN_MAP_SIZE": f"{16 * tiles}x16",
            "CTXDASK_STANDIN_TILE_FAULTS": faults, "CTXDASK_STANDIN_TILE_COUNTS": str(folder / "counts")}
     cpu0, loop0, t0 = time.process_time(), time.thread_time(), time.monotonic()
-    done = run_tiled_pairs(client, tiled_recipe(env=env), [(a, b, inputs["cubes"][a], inputs["cubes"][b])
-                                                          for a, b in pairs],
-                           folder / "out", lowres_dem=inputs["dem"], options=fast_options(folder / "scratch", deadline),
-                           policy=TilePolicy(retries=2, min_fraction=0.9))
+    summary = run_tiled(client, folder, env=env, pairs=pairs, tile_timeout=deadline, retries=2, min_fraction=0.9)
     wall, cpu, loop = time.monotonic() - t0, time.process_time() - cpu0, time.thread_time() - loop0
-    assert all(p.status == "done" for p in done), [p.error for p in done]
+    assert summary.pairs == {"done": len(pairs)}, summary.failures
     with sqlite3.connect(folder / "out" / "ctxdask-batch.sqlite") as conn:
         rows = conn.execute("SELECT started, ended, duration, pair_id, tile_index, attempt "
                             "FROM tile_attempts").fetchall()

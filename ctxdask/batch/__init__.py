@@ -11,14 +11,17 @@
 - :mod:`~ctxdask.batch.scratch`: work dirs, and what dead runs left behind;
 - :mod:`~ctxdask.batch.settings`: :class:`BatchSettings`;
 - :mod:`~ctxdask.batch.planning`: the chain and which pairs a run works on;
-- :mod:`~ctxdask.batch.state`, :mod:`~ctxdask.batch.submission`, :mod:`~ctxdask.batch.results`:
-  the driver's bookkeeping, task submission and result handling;
+- :mod:`~ctxdask.batch.tiles`: stereo by tile, the tile plan and attempt tasks, retry policy and verdict;
+- :mod:`~ctxdask.batch.state`, :mod:`~ctxdask.batch.submission`, :mod:`~ctxdask.batch.tilework`,
+  :mod:`~ctxdask.batch.outcomes`, :mod:`~ctxdask.batch.results`: the driver's bookkeeping, task
+  submission, the tiles' bookkeeping, and result handling;
 - :mod:`~ctxdask.batch.progress`: the progress bar;
-- :mod:`~ctxdask.batch.driver`: :func:`run_batch`, the driver's loop (``ctxdask batch``).
+- :mod:`~ctxdask.batch.loop`: the driver's one loop;
+- :mod:`~ctxdask.batch.driver`: :func:`run_batch` (``ctxdask batch``).
 
 Imports go one way, from the types up to the driver (tests/batch/test_imports.py checks it):
-``model`` -> ``delivery``, ``steps`` -> ``staging`` -> ``work`` -> ``state``/``planning`` ->
-``submission`` -> ``results`` -> ``driver``.
+``model`` -> ``delivery``, ``steps`` -> ``staging`` -> ``work`` -> ``tiles`` -> ``state``/``planning`` ->
+``submission`` -> ``tilework`` -> ``results`` -> ``loop`` -> ``driver``.
 
 Examples
 --------

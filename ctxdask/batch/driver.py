@@ -12,10 +12,11 @@ job lives in a module of its own, imported in one direction:
 3. Submission (:mod:`~ctxdask.batch.submission`): one dask task per image,
    then one per pair step once both images are through, with deterministic
    keys and worker resources; steps done before are reused.
-4. The loop here: results arrive through :class:`distributed.as_completed`
-   and go to result handling (:mod:`~ctxdask.batch.results`) in one database
-   transaction per pass; results are brought home
-   (:mod:`~ctxdask.batch.delivery`) before a step counts as done.
+4. The loop (:mod:`~ctxdask.batch.loop`): results arrive through
+   :class:`distributed.as_completed` and go to result handling
+   (:mod:`~ctxdask.batch.results`) in one database transaction per pass;
+   results are brought home (:mod:`~ctxdask.batch.delivery`) before a step
+   counts as done.
 5. Ctrl-C (or SIGTERM) asks the loop to stop at its next pass (a second one
    stops at once): everything in flight is cancelled (running programs are
    stopped through the tasks' cancel check), deliveries are abandoned or
@@ -46,265 +47,29 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 
 from ctxdask import tracking
-from ctxdask.batch.delivery import Deliverer
-from ctxdask.batch.dem_products import write_batch_catalog
-from ctxdask.batch.model import BatchContext
-from ctxdask.batch.pairlist import Pair, PairList, read_pairs
+from ctxdask.batch.loop import Driver
+from ctxdask.batch.outcomes import error_text
+from ctxdask.batch.pairlist import PairList, read_pairs
 from ctxdask.batch.planning import (
     PAIR_QUALITY_STEP,
     PRE_STEPS,
     QUALITY_STEP,
     Chain,
     Hold,
-    Plan,
     manual_hold,
     plan_run,
     select_steps,
 )
-from ctxdask.batch.progress import Progress
-from ctxdask.batch.push import Pusher
-from ctxdask.batch.results import ResultHandler, error_text
-from ctxdask.batch.scratch import (
-    claim_local_scratch,
-    clean_after_dead_runs,
-    find_copies,
-    find_failed_attempts,
-    find_holders,
-    release_local_scratch,
-    remove_failed_attempts,
-)
+from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, release_local_scratch
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
-from ctxdask.batch.state import RunState
-from ctxdask.batch.submission import Submitter
 from ctxdask.batch.summary import BatchSummary
-from ctxdask.batch.tilebridge import tile_bridge
-from ctxdask.daskcompat import executing_count
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
 __all__ = ["BatchSettings", "BatchSummary", "run_batch", "select_steps"]
 
 logger = logging.getLogger(__name__)
-
-#: seconds between two passes of the result loop
-_TICK = 0.05
-
-
-class _Driver:
-    """One run: the submitter and the result handler around one shared state, and the loop.
-
-    Not thread-safe; one per run.
-    """
-
-    def __init__(self, client, out: pathlib.Path, db: tracking.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
-                 source: EDRSource, settings: BatchSettings, options: RunOptions, runner: Callable | None,
-                 progress: bool, retry_failed: bool = False, stop: threading.Event | None = None):
-        self.client = client
-        self.stop = stop or threading.Event()
-        self.db = db
-        self.plan = plan
-        self.options = options
-        self.show_progress = progress
-        self.topic = f"ctxdask-batch-{uuid.uuid4().hex[:12]}"
-        self.state = RunState()
-        # copies an earlier, unfinished run pulled of steps that are done: removed with those steps
-        self.state.copies.update(find_copies(client, options.work_dir, plan.done_keys))
-        # failed attempts (their logs) an earlier run left: removed at the end if their step is done by then
-        self.failed_before = find_failed_attempts(client, options.work_dir)
-        # delivered files only the driver holds (tiles home) go to the workers that read them
-        self.pusher = Pusher(client, out, chunk_size=settings.chunk_size, window=settings.chunk_window,
-                             threads=settings.delivery_threads)
-        self.context = BatchContext(
-            recipe=chain.recipe, source=source, options=options, image_steps=tuple(chain.recipe_image),
-            deliver=frozenset(settings.deliver), topic=self.topic, runner=runner,
-            chunk_size=settings.chunk_size, window=settings.chunk_window, timeouts=dict(settings.timeouts),
-            push_topic=self.pusher.topic)
-        self.submitter = Submitter(client, self.state, db, run_id, chain=chain, context=self.context,
-                                   settings=settings, done_keys=plan.done_keys, known_summing=plan.known_summing,
-                                   holders=find_holders(client, options.work_dir, plan.done_keys))
-        self.deliverer = Deliverer(client, mode=settings.delivery, chunk_size=settings.chunk_size,
-                                   window=settings.chunk_window, threads=settings.delivery_threads,
-                                   stall_timeout=settings.stall_timeout, remake=self.submitter.remake)
-        self.results = ResultHandler(client, self.state, db, run_id, out=out, settings=settings, options=options,
-                                     submitter=self.submitter, deliverer=self.deliverer)
-        self.tiles = tile_bridge(client, out, db, run_id, state=self.state, submitter=self.submitter,
-                                 results=self.results, context=self.context, options=options, settings=settings,
-                                 retry_failed=retry_failed)
-        self.ac = None
-        self.progress: Progress | None = None
-
-    def running_count(self) -> int:
-        return len(self.state.running)
-
-    # ---------------------------------------------------------------- loop
-    def run(self, planned: list[Pair]) -> str:
-        from distributed import as_completed
-
-        state, submitter, results = self.state, self.submitter, self.results
-        self.ac = as_completed()
-        submitter.start(self.ac)
-        self.client.subscribe_topic(self.topic, results.on_event)
-        self.pusher.start()
-        self.tiles.start()
-        state.open_pairs(planned)
-        self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
-                                                    dashboard=getattr(self.client, "dashboard_link", None),
-                                                    enabled=self.show_progress)
-        try:
-            with self.db.transaction():
-                for pid in state.pairs_of:
-                    submitter.submit_image(pid)
-                submitter.flush()
-            next_watch = time.monotonic() + 1.0
-            tick = time.monotonic()
-            while state.pair_open or results.deliveries:
-                if self.stop.is_set():  # Ctrl-C or SIGTERM: stop here, between two passes
-                    raise KeyboardInterrupt
-                # one pass per tick at most: results, events and database commits come in batches
-                time.sleep(max(0.0, tick + _TICK - time.monotonic()))
-                tick = time.monotonic()
-                batch = self.ac.next_batch(block=False)
-                done_deliveries = [cf for cf in results.deliveries if cf.done()]
-                self.tiles.poll()  # tiles retried, decided, mosaics handed back (batch/tilebridge.py)
-                if not batch and not done_deliveries and results.events.empty() and tick < next_watch \
-                        and not state.queued:
-                    continue
-                with self.db.transaction():
-                    results.drain_events()
-                    for future, result in self._results(batch):
-                        results.dispatch(future, result)
-                    for cf in done_deliveries:
-                        results.delivered(cf)
-                    if time.monotonic() >= next_watch:
-                        results.watchdog()
-                        next_watch = time.monotonic() + 1.0
-                    submitter.flush()
-                    self.tiles.attach_ready()
-                results.clean()
-                self.progress.set_running(self.running_count())
-                if not state.pair_open and not results.deliveries:
-                    break
-                if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open \
-                        and not self.tiles.busy and not state.queued:
-                    self._stuck()
-            # let the last scratch clean-ups finish before a LocalCluster goes away
-            from distributed import wait
-
-            results.clean()
-            done = [k for k, status in self.db.step_status().items() if status == "done"]
-            done += [f"stereo_tile-{pair_id}-{index:03d}" for pair_id, index in self.db.done_tiles()]
-            results.cleanups += remove_failed_attempts(self.client, self.failed_before, done, self.options.work_dir)
-            with contextlib.suppress(Exception):
-                wait(results.cleanups, timeout=30)
-            write_batch_catalog(self.db, results.out)
-            return "done"
-        except KeyboardInterrupt:
-            self.tiles.stop(cancel=True)
-            self._interrupt()
-            return "interrupted"
-        finally:
-            self.tiles.stop()
-            self.progress.close()
-            with contextlib.suppress(Exception):
-                self.client.unsubscribe_topic(self.topic)
-            self.pusher.stop()
-            self.deliverer.shutdown(cancel=True)
-            self._release_futures()
-
-    def _release_futures(self) -> None:
-        """Let the scheduler forget every task of this run now, not when the garbage collector gets to it.
-
-        Keys are deterministic: a task the scheduler still knows when the
-        next run on the same cluster submits its key is run from the old
-        spec (an image task telling its steps to run again instead of reusing them).
-        """
-        if self.ac is not None:
-            self.ac.clear()
-        for t in self.state.tracked.values():
-            t.future = None
-        for group in self.state.groups.values():
-            group.future = None
-
-    def _results(self, batch: list) -> list[tuple]:
-        """(future, result) of a batch of completed futures: one gather for all that finished."""
-        finished = [f for f in batch if f.status == "finished"]
-        try:
-            values = self.client.gather(finished, errors="skip") if finished else []
-        except Exception:  # noqa: BLE001 - lost between completion and gather; ask one by one
-            values = None
-        if values is None or len(values) != len(finished):
-            return [(f, self._one_result(f)) for f in batch]
-        out = list(zip(finished, values))
-        out += [(f, self._one_result(f)) for f in batch if f.status != "finished"]
-        return out
-
-    @staticmethod
-    def _one_result(future):
-        if future.status == "finished":
-            try:
-                return future.result(timeout=60)
-            except Exception as exc:  # noqa: BLE001
-                return exc
-        if future.status == "cancelled":
-            return None
-        return future.exception()
-
-    def _stuck(self) -> None:
-        """Nothing in flight but pairs still open: a bookkeeping error; close them as failed."""
-        for pair in list(self.state.pair_open.values()):
-            logger.error("pair %s has no work in flight; marking it failed", pair.pair_id)
-            self.db.set_subject("pairs", pair.pair_id, "failed", "internal error: no work left in flight")
-            del self.state.pair_open[pair.pair_id]
-            self.progress.finish_pair("failed")
-
-    def _interrupt(self) -> None:
-        """Stop everything in flight and record it as interrupted."""
-        from distributed import Event
-
-        with contextlib.suppress(Exception):
-            Event(self.options.cancel_event, client=self.client).set()
-        with contextlib.suppress(Exception):
-            self.client.cancel(self.state.in_flight())
-        self._land_deliveries()
-        self._wait_for_workers_idle()
-        stamp = tracking.now()
-        with self.db.transaction():
-            for key, t in self.state.tracked.items():
-                if (t.outcome is None or t.delivering) and (not t.task.reuse or t.since is not None):
-                    self.db.upsert_step(key, status="interrupted", ended=stamp,
-                                        error="the batch was interrupted (Ctrl-C)")
-            for pid, status in self.state.image_status.items():
-                if status == "running":
-                    self.db.set_subject("images", pid, "interrupted", "the batch was interrupted")
-            for pair_id in self.state.pair_open:
-                self.db.set_subject("pairs", pair_id, "interrupted", "the batch was interrupted")
-
-    def _land_deliveries(self) -> None:
-        """End every delivery and record those that completed (their files are in the output folder).
-
-        A delivery whose files were all home lands them; one still
-        transferring is abandoned and leaves nothing (:meth:`Deliverer.stop`).
-        Recorded like any other, the completed ones make their steps ``done``.
-        """
-        self.deliverer.stop()
-        with self.db.transaction():
-            for cf in list(self.results.deliveries):
-                self.results.delivered(cf)
-
-    def _wait_for_workers_idle(self, seconds: float | None = None) -> None:
-        """Give cancelled programs time to be stopped by their tasks' cancel checks."""
-        grace = (self.options.grace or 10.0) + 5.0 if seconds is None else seconds
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
-            try:
-                busy = sum(self.client.run(executing_count).values())
-            except Exception:  # noqa: BLE001 - the cluster may be going away
-                return
-            if not busy:
-                return
-            time.sleep(0.2)
-
 
 # -------------------------------------------------------------- public API
 @contextlib.contextmanager
@@ -475,7 +240,7 @@ def run_batch(
                 hold = manual_hold(tdb.manually_rejected(), hold)
             plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
             tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
-            driver = _Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
+            driver = Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
                              options=options, runner=runner, progress=settings.progress, retry_failed=retry_failed,
                              stop=stop)
             status = driver.run(plan.planned)

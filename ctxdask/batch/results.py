@@ -16,10 +16,10 @@ announces each step's start (``running``, worker, start time,
 - The watchdog gives up on a step ``watchdog-margin`` seconds past its
   deadline (in-process steps and workers that stopped answering).
 
-Where tiled stereo plugs in: futures that are neither an image task nor a
-tracked step belong to the tile bookkeeping; :meth:`ResultHandler.dispatch`
-is where they are routed to it, and a tiled pair ends through
-:meth:`ResultHandler.check_pair` like any other.
+:meth:`ResultHandler.dispatch` goes by the type of the finished task: an
+image task, a step, or tiled stereo's tile plan and tile attempts, which go
+to the tile bookkeeping (:mod:`~ctxdask.batch.tilework`); a tiled pair ends
+through :meth:`ResultHandler.check_pair` like any other.
 """
 
 from __future__ import annotations
@@ -30,31 +30,28 @@ import os
 import pathlib
 import queue
 import time
-import traceback
 from collections.abc import Iterable
 from typing import Any
 
 from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer, DeliveryLost, DeliveryStopped
 from ctxdask.batch.dem_products import finish_pair
-from ctxdask.batch.model import Outcome, StepTask
+from ctxdask.batch.model import ImageTask, Outcome, StepTask
+from ctxdask.batch.outcomes import error_text, group_outcomes, outcome_of
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.scratch import remove_workdirs
 from ctxdask.batch.settings import BatchSettings
-from ctxdask.batch.state import Group, RunState
+from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
+from ctxdask.batch.tiles import TilePlanTask, TileTask
+from ctxdask.batch.tilework import TileWork
 from ctxdask.tools.tasks import RunOptions
 
-__all__ = ["ResultHandler", "error_text", "pair_dir"]
+__all__ = ["ResultHandler", "pair_dir"]
 
 logger = logging.getLogger(__name__)
-
-
-def error_text(exc: BaseException) -> str:
-    """``Type: message`` of an exception, on one line where it can be."""
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
 def pair_dir(out: pathlib.Path, subject: str, scope: str) -> pathlib.Path:
@@ -78,10 +75,13 @@ class ResultHandler:
     submitter : Submitter
         To let pairs go once their images are through.
     deliverer : Deliverer
+    retry_failed : bool
+        Tiled stereo: run tiles that failed in an earlier run again.
     """
 
     def __init__(self, client, state: RunState, db: tracking.TrackingDB, run_id: int, *, out: pathlib.Path,
-                 settings: BatchSettings, options: RunOptions, submitter: Submitter, deliverer: Deliverer):
+                 settings: BatchSettings, options: RunOptions, submitter: Submitter, deliverer: Deliverer,
+                 retry_failed: bool = False):
         self.client = client
         self.state = state
         self.db = db
@@ -98,111 +98,59 @@ class ResultHandler:
         self.claimed: dict[str, str] = {}
         #: images with a pair that did not end done: their scratch stays for the rerun to reuse
         self.keep_images: set[str] = set()
-        #: worker -> work dirs to remove, sent as one task per worker per pass of the result loop
-        self.to_clean: dict[str, list[str]] = {}
         self.cleanups: list = []
         self.progress: Progress | None = None
+        self.tiles = TileWork(client, state, db, run_id, out=out, submitter=submitter, deliverer=deliverer,
+                              deliveries=self.deliveries, settings=settings, options=options,
+                              retry_failed=retry_failed)
+        self._handlers = {ImageTask: self.handle_group, StepTask: self._step, TilePlanTask: self._tile_plan,
+                          TileTask: self._tile_attempt}
 
     # ------------------------------------------------------------- dispatch
     def dispatch(self, future, result) -> None:
-        """Record a finished future: an image task's Outcomes, or one step's."""
-        key = future.key
-        state = self.state
-        if key in state.groups and state.groups[key].future is not None:
-            self.handle_group(key, future, result)
-        elif key in state.tracked and state.tracked[key].future is not None:
-            self.handle(key, self.outcome_of(key, future, result))
+        """Record a finished future by the type of its task (one whose future was released: nothing)."""
+        task = self.state.task_of(future.key)
+        if task is not None:
+            self._handlers[type(task)](future.key, future, result)
 
-    def outcome_of(self, key: str, future, result) -> Outcome:
-        """The Outcome a finished future stands for (errors and cancellations included)."""
-        tracked = self.state.tracked
-        t = tracked[key]
-        if isinstance(result, Outcome):
-            return result
-        base = dict(key=key, step=t.task.step, subject=t.task.subject, ended=tracking.now())
-        failed_up = [u for u in t.upstream if tracked[u].future is not None
-                     and tracked[u].future.status in ("error", "cancelled")]
-        if failed_up or any(tracked[u].outcome is not None and not tracked[u].outcome.ok for u in t.upstream):
-            up = (failed_up or list(t.upstream))[0]
-            return Outcome(**base, status="skipped", error=f"not run: {up} did not succeed", blocked_by=up)
-        if future.status == "cancelled":
-            if t.outcome is not None:  # already recorded (watchdog)
-                return t.outcome
-            return Outcome(**base, status="interrupted", error="cancelled")
-        exc = result
-        name = type(exc).__name__
-        if name == "KilledWorker":
-            why = (f"the workers running this step died {exc.args[0] if exc.args else ''} times "
-                   "(out of memory? a crash in a library?); see the worker logs")
-            return Outcome(**base, status="failed", error=why)
-        return Outcome(**base, status="failed",
-                       error=f"{error_text(exc)} (after {self.settings.retries} retries)")
+    def _step(self, key: str, future, result) -> None:
+        self.handle(key, outcome_of(self.state, key, future, result, self.settings.retries))
+
+    def _tile_plan(self, key: str, future, result) -> None:
+        t = self.state.tiles.pop(key)
+        t.future = None
+        future.release()
+        self._end(self.tiles.planned(t.task, result))
+
+    def _tile_attempt(self, key: str, future, result) -> None:
+        t = self.state.tiles[key]
+        # handled: let the scheduler forget it now, not when the garbage collector finds the future, or a
+        # worker dying meanwhile has it made again (a tile run twice; its work dir may be cleaned already)
+        t.future = None
+        future.release()
+        self._end(self.tiles.attempt_done(t, result))
+
+    def _end(self, outcomes: Iterable[Outcome]) -> None:
+        """Record steps that ended without running (a tiled pair's mosaics without enough tiles)."""
+        for o in outcomes:
+            self.handle(o.key, o)
 
     def handle_group(self, key: str, future, result) -> None:
         """Record the Outcomes of an image task, one per step, and let its pairs go."""
         state = self.state
         group = state.groups[key]
         pid = group.task.subject
-        outcomes = list(result) if isinstance(result, list) else []
-        for o in outcomes:
+        reported = list(result) if isinstance(result, list) else []
+        for o in reported:
             if o.key not in state.tracked:  # rendered on the worker, announced late or not at all
                 self.submitter.member(group, StepTask(key=o.key, step=o.step, kind="recipe", scope="image",
                                                       subject=pid, timeout=0.0,
                                                       params={"summing": o.info.get("summing")}))
-        reported = {o.key for o in outcomes}
-        missing = [m for m in group.members if m not in reported and state.tracked[m].outcome is None]
-        if isinstance(result, list):
-            first = next((o for o in outcomes if not o.ok), None)
-            if first is not None:
-                outcomes += [self.lost(m, "skipped", f"not run: {first.key} is {first.status}", first.key)
-                             for m in missing]
-            else:
-                outcomes += [self.lost(m, "skipped", "not run: not a step of this image's chain") for m in missing]
-        else:
-            outcomes += self._group_lost(group, future, result, missing)
-        self.submitter.chain_rendered(pid, [o for o in outcomes if o.key in reported])
+        outcomes = reported + group_outcomes(state, group, future, result, reported, self.settings.retries)
+        self.submitter.chain_rendered(pid, reported)
         for o in outcomes:
             if state.tracked[o.key].future is not None:
                 self.handle(o.key, o)
-
-    def lost(self, key: str, status: str, error: str, blocked_by: str | None = None) -> Outcome:
-        """The Outcome of a step whose task ended without reporting it (``blocked_by``: the upstream to blame)."""
-        t = self.state.tracked[key]
-        if t.task.reuse and t.since is None:  # done before and never started here: its row stays as it is
-            return Outcome(key=key, step=t.task.step, subject=t.task.subject, status="done", info={"reused": True})
-        return Outcome(key=key, step=t.task.step, subject=t.task.subject, status=status, ended=tracking.now(),
-                       error=error, blocked_by=blocked_by)
-
-    def _group_lost(self, group: Group, future, result, missing: list[str]) -> list[Outcome]:
-        """Outcomes of the steps of an image task that failed, was cancelled or lost its workers.
-
-        The step that was running (the last announced) takes the task's
-        failure; those announced before it finished but their results are
-        lost (``interrupted``: the next run redoes them, cheaply through their
-        manifests); the rest are ``skipped``.
-        """
-        if not missing:
-            return []
-        tracked = self.state.tracked
-        announced = [m for m in missing if tracked[m].since is not None]
-        culprit = announced[-1] if announced else next((m for m in missing if not tracked[m].task.reuse), missing[0])
-        timed_out = next((m for m in group.members if tracked[m].outcome is not None
-                          and tracked[m].outcome.status == "timeout"), None)
-        if timed_out is not None:  # the watchdog cancelled the task
-            failure = self.lost(culprit, "skipped", f"not run: {timed_out} is timeout", timed_out)
-        elif future.status == "cancelled":
-            failure = self.lost(culprit, "interrupted", "cancelled")
-        else:
-            failure = self.outcome_of(culprit, future, result)
-        out = []
-        for m in missing:
-            if m == culprit:
-                out.append(failure)
-            elif m in announced:
-                out.append(self.lost(m, "interrupted", f"its result was lost with the image task: {failure.error}"))
-            else:
-                out.append(self.lost(m, "skipped", f"not run: {culprit} is {failure.status}", culprit))
-        return out
 
     # ------------------------------------------------------------ recording
     def record(self, outcome: Outcome, status: str | None = None, error: str | None = None) -> None:
@@ -231,10 +179,8 @@ class ResultHandler:
         for holder in self.submitter.holders.get(key, ()):
             if holder != outcome.worker:
                 state.copies.setdefault(key, set()).add(holder)
-        for made in outcome.made_here:
-            state.copies.setdefault(made, set()).add(outcome.worker)
-            if made not in state.tracked:  # e.g. a tile a mosaic had pushed: goes with this subject
-                state.loose_copies.setdefault(t.task.subject, set()).add(made)
+        # e.g. a tile a mosaic had pushed: goes with this subject
+        state.note_copies(t.task.subject, outcome.worker, outcome.made_here)
         if outcome.reused:  # finished by an earlier run: its row, products and quality records stand
             self.check_subjects(t.task)
             return
@@ -310,6 +256,9 @@ class ResultHandler:
         it again, reusing what is done before it.
         """
         key = self.deliveries.pop(cf)
+        if key in self.state.tiles:  # a good tile's files
+            self._end(self.tiles.delivered(self.state.tiles[key], cf))
+            return
         t = self.state.tracked[key]
         t.delivering = False
         o = t.outcome
@@ -384,55 +333,24 @@ class ResultHandler:
         self.progress.finish_pair(status)
         # a pair that did not end done keeps its work (and its images'): the run that finishes it reuses
         # every step done here and makes only what failed (a plain rerun, or --retry-failed)
-        done = status == "done"
-        self.release(state.subject_keys.get(pair.pair_id, ()), clean=done)
-        self.release_copies(state.loose_copies.pop(pair.pair_id, ()), clean=done)
+        done, clean = status == "done", self.settings.cleanup_scratch
+        state.release([*state.subject_keys.get(pair.pair_id, ()), *state.loose_copies.pop(pair.pair_id, ())],
+                      clean=clean and done)
         for pid in pair.images:
             state.image_refs[pid] -= 1
             if not done:
                 self.keep_images.add(pid)
             if state.image_refs[pid] == 0:
-                self.release(state.subject_keys.get(pid, ()), clean=pid not in self.keep_images)
+                state.release(state.subject_keys.get(pid, ()), clean=clean and pid not in self.keep_images)
 
     # -------------------------------------------------------------- scratch
-    def release(self, keys: Iterable[str], *, clean: bool = True) -> None:
-        """Drop futures of finished work and (with ``clean``) remove its scratch on the workers."""
-        state = self.state
-        by_worker: dict[str, list[str]] = {}
-        for key in keys:
-            t = state.tracked[key]
-            o = t.outcome
-            if o is not None and o.worker:
-                # a step reused without a result (an in-process one): its key, relative to the worker's work root
-                by_worker.setdefault(o.worker, []).append(o.result.workdir if o.result is not None else key)
-            t.future = None
-            if t.group is not None and t.group in state.groups:
-                state.groups.pop(t.group).future = None
-            for worker in state.copies.pop(key, ()):
-                # copies pulled or remade on other workers: paths relative to their own work root
-                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
-        if not (clean and self.settings.cleanup_scratch):
-            return
-        for worker, paths in by_worker.items():
-            self.to_clean.setdefault(worker, []).extend(paths)
-
-    def release_copies(self, keys: Iterable[str], *, clean: bool = True) -> None:
-        """Forget (with ``clean``, remove) the copies of results the run does not track as steps (tiles)."""
-        by_worker: dict[str, list[str]] = {}
-        for key in keys:
-            for worker in self.state.copies.pop(key, ()):
-                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
-        if clean and self.settings.cleanup_scratch:
-            for worker, paths in by_worker.items():
-                self.to_clean.setdefault(worker, []).extend(paths)
-
     def clean(self) -> None:
         """Remove released work dirs: one task per worker for everything released since the last call."""
-        for worker, paths in self.to_clean.items():
+        for worker, paths in self.state.to_clean.items():
             # preferred on the worker that made them; elsewhere the paths simply do not exist
             self.cleanups.append(self.client.submit(remove_workdirs, paths, self.options.work_dir, workers=[worker],
                                                     allow_other_workers=True, pure=False, priority=-10))
-        self.to_clean = {}
+        self.state.to_clean.clear()
         self.cleanups = [f for f in self.cleanups if not f.done()]
 
     # ----------------------------------------------------- events, watchdog
@@ -448,6 +366,9 @@ class ResultHandler:
                 msg = self.events.get_nowait()
             except queue.Empty:
                 return
+            if msg.get("tile"):  # a tile attempt started (tiles.run_tile)
+                self.tiles.started(msg)
+                continue
             t = state.tracked.get(msg.get("key"))
             group = state.groups.get(msg.get("group") or "")
             if t is None and group is not None and group.future is not None:

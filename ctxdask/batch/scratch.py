@@ -27,7 +27,7 @@ from ctxdask.tools.tasks import work_root
 
 __all__ = ["claim_local_scratch", "clean_after_dead_runs", "clean_dead_scratch", "failed_attempts", "find_copies",
            "find_failed_attempts", "find_holders", "held_copies", "held_results", "release_local_scratch",
-           "remove_dead_local_scratch", "remove_failed_attempts", "remove_workdirs"]
+           "remove_dead_local_scratch", "remove_failed_attempts", "remove_strays", "remove_workdirs"]
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +180,25 @@ def find_holders(client, work_dir: str | None, keys) -> dict[str, tuple[str, ...
             if name in keys:
                 found.setdefault(name, []).append(worker)
     return {key: tuple(workers) for key, workers in found.items()}
+
+
+def remove_strays(client, work_dir: str | None, keys) -> list:
+    """Remove what live workers still hold of ``keys``, whose scratch the run cleaned; return the futures.
+
+    When a worker dies, dask makes the results it held again for the
+    futures the driver still holds; the driver has its Outcome already and
+    never hears of the new one, nor of the work dir or copies it left on
+    another worker. Asked once at the end of a run, after its own clean-ups.
+    """
+    by_worker: dict[str, list[str]] = {}
+    for key, workers in find_copies(client, work_dir, keys).items():
+        for worker in workers:
+            by_worker.setdefault(worker, []).append(os.path.join("staged", key))
+    for key, workers in find_holders(client, work_dir, keys).items():
+        for worker in workers:
+            by_worker.setdefault(worker, []).append(key)
+    return [client.submit(remove_workdirs, sorted(paths), work_dir, workers=[worker], allow_other_workers=False,
+                          pure=False, priority=-10) for worker, paths in by_worker.items()]
 
 
 _LOCAL_SCRATCH = "ctxdask-scratch-"

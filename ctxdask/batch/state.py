@@ -6,12 +6,16 @@ records how they ended). Only the driver's thread touches it.
 
 An image's steps run as one dask task (:class:`Group`); each step is still a
 :class:`Tracked` of its own, with the key of its database row. A pair's steps
-are one task each.
+are one task each. Tiled stereo adds a pair's tile plan and its tile attempts
+(:class:`~ctxdask.batch.tiles.TilePlanTask`, :class:`~ctxdask.batch.tiles.TileTask`),
+tracked under their dask keys in :attr:`RunState.tiles`: they are rows of the
+``tiles``/``tile_attempts`` tables, not of ``steps``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,9 +28,12 @@ __all__ = ["Group", "RunState", "Tracked"]
 
 @dataclasses.dataclass
 class Tracked:
-    """One step of the run: its task, its future and, once known, its Outcome."""
+    """One task of the run: its task, its future and, once known, its Outcome.
 
-    task: StepTask
+    ``task`` is a :class:`StepTask`, or in :attr:`RunState.tiles` a tile plan or tile attempt.
+    """
+
+    task: StepTask | Any
     upstream: tuple[str, ...]
     future: Any = None
     resources: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -81,6 +88,14 @@ class RunState:
     loose_copies : dict
         Pair id -> keys of results that are not steps of the run (tiles)
         copied to workers for its steps; removed with the pair.
+    tiles : dict
+        Dask key -> :class:`Tracked` tile plan or tile attempt, until handled
+        (a good tile's until its files are home).
+    to_clean : dict
+        Worker -> work dirs to remove, sent as one task per worker per pass of
+        the result loop.
+    cleaned : set
+        Keys whose scratch was released for removal.
     """
 
     tracked: dict[str, Tracked] = dataclasses.field(default_factory=dict)
@@ -100,6 +115,9 @@ class RunState:
     copies: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     queued: list[str] = dataclasses.field(default_factory=list)
     loose_copies: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    tiles: dict[str, Tracked] = dataclasses.field(default_factory=dict)
+    to_clean: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    cleaned: set[str] = dataclasses.field(default_factory=set)
 
     def open_pairs(self, pairs: Iterable[Pair]) -> None:
         """Take the planned pairs in: open, and counted against their images."""
@@ -113,6 +131,27 @@ class RunState:
         """The future of a task key (an image task's or a step's)."""
         return self.groups[key].future if key in self.groups else self.tracked[key].future
 
+    def task_of(self, key: str):
+        """The task a live future of ``key`` runs (None once released or unknown)."""
+        for table in (self.groups, self.tracked, self.tiles):
+            entry = table.get(key)
+            if entry is not None and entry.future is not None:
+                return entry.task
+        return None
+
+    def note_copies(self, subject: str, worker: str, keys: Iterable[str]) -> None:
+        """``worker`` holds copies of ``keys``' outputs (pulled or made again for ``subject``'s task).
+
+        Removed with their step; those of results the run does not track as
+        steps (tiles) with ``subject``.
+        """
+        if not worker:
+            return
+        for key in keys:
+            self.copies.setdefault(key, set()).add(worker)
+            if key not in self.tracked:
+                self.loose_copies.setdefault(subject, set()).add(key)
+
     def keys_final(self, subject: str) -> bool:
         """Whether every step of an image or pair has ended (and its files are home)."""
         return all(self.tracked[k].outcome is not None and not self.tracked[k].delivering
@@ -125,7 +164,33 @@ class RunState:
         error = next((o.error for o in outcomes if o.status == status and o.error), None)
         return status, error
 
+    def release(self, keys: Iterable[str], *, clean: bool) -> None:
+        """Drop the futures of finished steps; with ``clean``, queue their scratch for removal.
+
+        Their work dirs go, and the copies other workers pulled or made again
+        of them, as of any result ``keys`` names that is not a step (tiles).
+        """
+        by_worker: dict[str, list[str]] = {}
+        keys = list(keys)
+        for key in keys:
+            t = self.tracked.get(key)
+            if t is not None:
+                o = t.outcome
+                if o is not None and o.worker:
+                    # a step reused without a result (an in-process one): its key, relative to the work root
+                    by_worker.setdefault(o.worker, []).append(o.result.workdir if o.result is not None else key)
+                t.future = None
+                if t.group is not None and t.group in self.groups:
+                    self.groups.pop(t.group).future = None
+            for worker in self.copies.pop(key, ()):
+                # copies pulled or remade on other workers: paths relative to their own work root
+                by_worker.setdefault(worker, []).extend([key, os.path.join("staged", key)])
+        if clean:
+            self.cleaned.update(keys)
+            for worker, paths in by_worker.items():
+                self.to_clean.setdefault(worker, []).extend(paths)
+
     def in_flight(self) -> list:
         """Futures of the tasks that have not ended."""
-        return list({t.future.key: t.future for t in self.tracked.values()
+        return list({t.future.key: t.future for t in (*self.tracked.values(), *self.tiles.values())
                      if t.future is not None and t.outcome is None}.values())

@@ -18,17 +18,20 @@ located on the worker and its row is left as it is.
 Tasks are queued and sent by :meth:`Submitter.flush`, one ``update-graph``
 per run of equal resources.
 
-Where tiled stereo plugs in: :meth:`Submitter.submit_pair` is where a pair's
-work is built once its images are through; a pair whose recipe runs stereo by
-tile hands its prep, tile and mosaic tasks to the tile bookkeeping there
-instead of one task per pair step (their futures go to the same
-``as_completed``; see :mod:`~ctxdask.batch.results` for the other end).
+Tiled stereo: a pair's prep steps go as above, followed by its tile plan
+(:class:`~ctxdask.batch.tiles.TilePlanTask`); its mosaic steps are tracked from
+then on but sent only once the tiles are decided (:meth:`Submitter.submit_mosaics`),
+and each tile attempt is sent on its own (:meth:`Submitter.submit_tile`: a
+run-tagged key, no dask retries, away from the workers it failed on). Every
+future goes to the one ``as_completed`` of the driver
+(:mod:`~ctxdask.batch.tilework` decides on the tiles).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import itertools
+import uuid
 from collections.abc import Iterable, Mapping
 
 from ctxdask import tracking
@@ -38,14 +41,18 @@ from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP, QUALITY_STEP, Chain
 from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState, Tracked
+from ctxdask.batch.tiles import TilePlanTask, TileTask, plan_tiles, run_tile
 from ctxdask.batch.work import execute, remake, run_image
-from ctxdask.daskcompat import Task, TaskRef
+from ctxdask.daskcompat import Task, TaskRef, live_workers
 from ctxdask.quality.alignment import mola_for_pair
 from ctxdask.settings import current as current_settings
 from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
 from ctxdask.tools.recipe import StepCall
 
 __all__ = ["Submitter", "Unavailable"]
+
+#: what runs each type of task sent through a graph (an image task: run_image, without upstream)
+_RUN = {StepTask: execute, TilePlanTask: plan_tiles}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +114,11 @@ class Submitter:
                 for name, amount in step.resources.items():
                     self.image_resources[name] = max(amount, self.image_resources.get(name, 0))
         self.ac = None
-        #: tiled pairs whose prep steps are queued: (pair, prep calls, later calls, image heads)
-        self.tiled_ready: list[tuple[Pair, list[StepCall], list[StepCall], list[str]]] = []
+        #: tiled pairs -> the steps after their mosaics (sent with them)
+        self.later: dict[str, list[StepCall]] = {}
+        # tile keys name the run: a client keeps finished results under their keys for a while, and an
+        # earlier run's result (or failure) must never stand in for this run's task
+        self.run_tag = uuid.uuid4().hex[:12]
 
     def start(self, ac) -> None:
         """Where futures go (an ``as_completed``)."""
@@ -145,11 +155,11 @@ class Submitter:
         if not queued:
             return
 
-        def resources_of(key):
-            return tuple(sorted((state.groups[key] if key in state.groups else state.tracked[key]).resources.items()))
+        def entry(key):
+            return state.groups.get(key) or state.tracked.get(key) or state.tiles[key]
 
         # runs of consecutive tasks with the same resources keep upstream tasks first
-        for resources, run in itertools.groupby(queued, key=resources_of):
+        for resources, run in itertools.groupby(queued, key=lambda k: tuple(sorted(entry(k).resources.items()))):
             run = list(run)
             here = set(run)
             graph = {}
@@ -160,22 +170,21 @@ class Submitter:
                 if key in state.groups:
                     graph[key] = Task(key, run_image, state.groups[key].task, self.context)
                     continue
-                t = state.tracked[key]
+                t = entry(key)
                 # an image step is reached through its image task
                 deps = [TaskRef(d) if d in here else state.future_of(d)
                         for d in dict.fromkeys(state.tracked[u].group or u for u in t.upstream)]
-                graph[key] = Task(key, execute, t.task, self.context, *deps)
+                graph[key] = Task(key, _RUN[type(t.task)], t.task, self.context, *deps)
             futures = self.client.get(graph, run, sync=False, resources=dict(resources) or None,
                                       retries=self.settings.retries, fifo_timeout="100 ms")
             for key, future in zip(run, futures):
+                entry(key).future = future
                 if key in state.groups:
-                    state.groups[key].future = future
                     for member in state.groups[key].members:
                         state.tracked[member].future = future
-                else:
-                    state.tracked[key].future = future
             self.ac.update(futures)
-        steps = [k for key in queued for k in (state.groups[key].members if key in state.groups else (key,))]
+        steps = [k for key in queued if key not in state.tiles
+                 for k in (state.groups[key].members if key in state.groups else (key,))]
         # steps done before keep their rows: they are reused, not run
         self.db.pending_steps([(k, state.tracked[k].task.scope, state.tracked[k].task.subject,
                                 state.tracked[k].task.step)
@@ -273,48 +282,75 @@ class Submitter:
             self._submit_pair_quality(pair, calls)
 
     def _submit_tiled_pair(self, pair: Pair, calls: list[StepCall], summing: tuple, heads: list[str]) -> None:
-        """Tiled stereo: queue the prep steps; the driver hands the pair to its tile runner once they are sent.
+        """Tiled stereo: queue the prep steps and the tile plan that reads them.
 
         The mosaics are tracked from now on (so the pair stays open) and sent
-        when the tiles are through (:meth:`mosaics_ready`), with the steps that
+        when the tiles are decided (:meth:`submit_mosaics`), with the steps that
         read them.
         """
         state = self.state
-        prep = [c for c in calls if c.step in TILE_PREP]
-        for call in prep:
+        prep = {c.step: c for c in calls if c.step in TILE_PREP}
+        for call in prep.values():
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})
             self.submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
         names = {"left": pair.left, "right": pair.right}
-        for step in self.recipe.mosaic_steps:
-            if step.name in self.recipe_pair:
-                key = step.key_for(names)
-                task = self.task(key, step.name, "recipe", "pair", pair.pair_id, timeout=step.timeout,
-                                 params={"summing": summing})
-                state.tracked[key] = Tracked(task, (), None, dict(step.resources))
-                state.subject_keys.setdefault(pair.pair_id, set()).add(key)
-        later = [c for c in calls if c.step not in TILE_PREP]
-        self.tiled_ready.append((pair, prep, later, heads))
+        mosaics = [step for step in self.recipe.mosaic_steps if step.name in self.recipe_pair]
+        for step in mosaics:
+            key = step.key_for(names)
+            task = self.task(key, step.name, "recipe", "pair", pair.pair_id, timeout=step.timeout,
+                             params={"summing": summing})
+            state.tracked[key] = Tracked(task, (), None, dict(step.resources))
+            state.subject_keys.setdefault(pair.pair_id, set()).add(key)
+        if not mosaics or not {"stereo_parse", "mapproject_left"} <= prep.keys():
+            return  # the selected chain ends before the tiles
+        self.later[pair.pair_id] = [c for c in calls if c.step not in TILE_PREP]
+        s = self.recipe.settings
+        key = f"tile_plan-{pair.pair_id}-{self.run_tag}"
+        plan = TilePlanTask(key, pair.pair_id, t_srs=s.t_srs, spacing=s.dem_spacing)
+        state.tiles[key] = Tracked(plan, (prep["stereo_parse"].key, prep["mapproject_left"].key))
+        state.queued.append(key)
 
-    def mosaics_ready(self, pair: Pair, handed: Mapping[str, tuple], later: list[StepCall]) -> None:
-        """Send a tiled pair's mosaics (from the tile runner), then queue what reads them."""
+    def submit_tile(self, task: TileTask, avoid: Iterable[str] = ()) -> None:
+        """Send one tile attempt now, on a worker it has not failed on when there is one.
+
+        No dask retries: the tile bookkeeping retries by failure kind. The
+        restriction is loose (any worker when no other has the resources).
+        """
+        state, call = self.state, task.step.call
+        avoid, extra = set(avoid), {}
+        if avoid:
+            others = [w for w, info in live_workers(self.client).items()
+                      if w not in avoid and all(info.get("resources", {}).get(r, 0) >= n
+                                                for r, n in call.resources.items())]
+            if others:
+                extra = dict(workers=others, allow_other_workers=True)
+        upstream = [state.future_of(k) for k in dict.fromkeys(state.tracked[u].group or u for u in call.upstream)]
+        future = self.client.submit(run_tile, task, self.context, *upstream, key=task.dask_key, pure=False,
+                                    resources=dict(call.resources) or None, retries=0, **extra)
+        state.tiles[task.dask_key] = Tracked(task, tuple(call.upstream), future, dict(call.resources))
+        self.ac.add(future)
+
+    def submit_mosaics(self, pair: Pair, calls: list[StepCall], upstream: list[Outcome]) -> None:
+        """Send a tiled pair's mosaics of its good tiles (``upstream``), then queue what reads them."""
         state = self.state
-        for key, (task, upstream, call) in handed.items():
-            t = state.tracked[key]
-            t.task = dataclasses.replace(t.task, call=call, needs=task.needs)
-            t.future = self.client.submit(execute, t.task, self.context, *upstream, key=key, pure=False,
+        for call in calls:
+            t = state.tracked[call.key]
+            t.task = dataclasses.replace(t.task, call=call, needs=tuple(o.key for o in upstream))
+            t.future = self.client.submit(execute, t.task, self.context, *upstream, key=call.key, pure=False,
                                           resources=dict(t.resources) or None)
             self.ac.add(t.future)
-        self.db.pending_steps([(k, "pair", pair.pair_id, state.tracked[k].task.step) for k in handed], self.run_id)
-        # the pair's summing modes, as its own tracked steps carry them (the tile runner's tasks carry
-        # none): a step after the mosaic whose files are lost is made again from them (steps.rebuild)
+        self.db.pending_steps([(c.key, "pair", pair.pair_id, c.step) for c in calls], self.run_id)
+        # the pair's summing modes, as its own tracked steps carry them: a step after the mosaic whose
+        # files are lost is made again from them (steps.rebuild)
         summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
+        later = self.later.pop(pair.pair_id, [])
         for call in later:
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})
             self.submit(task, upstream=list(call.upstream), resources=call.resources)
         if PAIR_QUALITY_STEP in self.chain.pair_steps:
-            self._submit_pair_quality(pair, [handed[k][2] for k in handed] + later)
+            self._submit_pair_quality(pair, [*calls, *later])
 
     def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
         """The pair's products (ctxdask.batch.dem_products) from the steps that make them."""
@@ -334,7 +370,13 @@ class Submitter:
         self.submit(task, upstream=[k for k, _ in inputs.values()])
 
     def remake(self, outcome: Outcome) -> Outcome:
-        """Make a step whose files were lost with their worker again, on a live worker (blocking)."""
+        """Make a step whose files were lost with their worker again, on a live worker (blocking).
+
+        A tile is not made again here: its delivery is lost, and the next run
+        runs it again (a tile's attempts are the tile bookkeeping's to count).
+        """
+        if outcome.key not in self.state.tracked:
+            raise ValueError(f"{outcome.key} is a tile, run again by the next run")
         future = self.client.submit(remake, outcome, self.context, key=f"remake-{outcome.key}",
                                     pure=False, resources=dict(self.state.tracked[outcome.key].resources) or None)
         try:

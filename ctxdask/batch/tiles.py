@@ -4,10 +4,10 @@ A pair in tiled mode (``tools.asp.stereo-mode``, :mod:`ctxdask.tools.tiling`)
 runs as prep steps, then one dask task per tile, then mosaics. This module
 holds the pieces that do not depend on how they are scheduled:
 
-:func:`plan_tiles` (worker)
+:class:`TilePlanTask`, :func:`plan_tiles` (worker)
     Reads the tile list ``stereo_parse`` wrote and the left map image's
     projection and pixel size (what every tile's ``--point2dem-options`` needs).
-:func:`run_tile` (worker)
+:class:`TileTask`, :func:`run_tile` (worker)
     One attempt at one tile: announces itself, stages the pair's map images,
     statistics and tile list through the batch's staging
     (:func:`ctxdask.batch.work.execute`: pulled once per worker over the dask
@@ -21,10 +21,15 @@ holds the pieces that do not depend on how they are scheduled:
     runs are skipped; failed ones only with ``retry_failed``), what to do with
     each outcome (:class:`TilePolicy`: a timeout, a death by signal or a silent
     crash is retried up to ``retries`` more times, on another worker when there
-    is one; an error ASP explains is final), and the verdict
-    (:class:`TileDecision`): the pair gets a DEM from its good tiles when they
-    are at least ``min_fraction`` of its tiles, with the holes recorded;
-    otherwise it fails listing the failed tiles and why.
+    is one; an error ASP explains is final).
+:func:`decide` (driver)
+    The verdict (:class:`TileDecision`), a function of how the tiles ended:
+    the pair gets a DEM from its good tiles when they are at least
+    ``min_fraction`` of its tiles, with the holes recorded; otherwise it fails
+    listing the failed tiles and why.
+
+The driver sends the tasks and keeps the books in
+:mod:`~ctxdask.batch.submission` and :mod:`~ctxdask.batch.tilework`.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from ctxdask.settings import current as current_settings
 from ctxdask.tools.runner import read_tail
 from ctxdask.tools.tiling import TRANSIENT, Tile, failure_kind, read_tile_list
 
-__all__ = ["PairTiles", "TileDecision", "TilePlan", "TilePolicy", "TileTask", "plan_tiles", "run_tile"]
+__all__ = ["PairTiles", "TileDecision", "TilePlan", "TilePlanTask", "TilePolicy", "TileTask", "decide", "plan_tiles",
+           "run_tile"]
 
 #: multiple of the map-projected pixel size used as DEM spacing when tools.asp.dem-spacing is unset
 #: (ASP's guidance: a DEM about 3x coarser than the images, docs/tools/point2dem.rst post spacing)
@@ -77,7 +83,11 @@ class TilePolicy:
 
 @dataclasses.dataclass(frozen=True)
 class TilePlan:
-    """A pair's tiles and the grid their DEMs share (made by :func:`plan_tiles` on a worker)."""
+    """A pair's tiles and the grid their DEMs share (made by :func:`plan_tiles` on a worker).
+
+    ``blocked_by`` names the prep step that did not succeed (with its
+    ``blocked_status``): then there are no tiles, and the pair no mosaic.
+    """
 
     tiles: tuple[Tile, ...]
     t_srs: str | None
@@ -87,14 +97,29 @@ class TilePlan:
     #: the worker that planned, and the keys of the inputs it copied there (removed with the pair)
     worker: str = ""
     made_here: tuple[str, ...] = ()
+    blocked_by: str | None = None
+    blocked_status: str | None = None
 
 
-def plan_tiles(parse: Outcome, left_map: Outcome, ctx: BatchContext, *, t_srs: str | None = None,
-               spacing: float | None = None) -> TilePlan:
+@dataclasses.dataclass(frozen=True)
+class TilePlanTask:
+    """Planning the tiles of one pair, as sent to a worker (:func:`plan_tiles`).
+
+    ``key`` is the dask key (``tile_plan-<pair>-<run token>``); ``t_srs`` and
+    ``spacing`` (settings ``tools.asp.t-srs`` and ``dem-spacing``) win over
+    what the left map image says.
+    """
+
+    key: str
+    pair_id: str
+    t_srs: str | None = None
+    spacing: float | None = None
+
+
+def plan_tiles(task: TilePlanTask, ctx: BatchContext, parse: Outcome, left_map: Outcome) -> TilePlan:
     """Read the tile list of ``stereo_parse`` and the left map image's grid (runs on a worker).
 
-    ``t_srs`` and ``spacing`` (settings ``tools.asp.t-srs`` and
-    ``dem-spacing``) win over what the map image says.
+    A prep step that did not succeed gives an empty plan naming it (``blocked_by``).
     """
     import rasterio
 
@@ -102,7 +127,7 @@ def plan_tiles(parse: Outcome, left_map: Outcome, ctx: BatchContext, *, t_srs: s
 
     if not (parse.ok and left_map.ok):
         bad = parse if not parse.ok else left_map
-        raise RuntimeError(f"{bad.key} is {bad.status}: no tiles to plan")
+        return TilePlan((), None, 0.0, blocked_by=bad.key, blocked_status=bad.status)
     me, made = _worker_address(), []
     tiles = read_tile_list(localize(parse, ctx, me, made).outputs["tiles"])
     with rasterio.open(localize(left_map, ctx, me, made).outputs["map"]) as src:
@@ -112,7 +137,7 @@ def plan_tiles(parse: Outcome, left_map: Outcome, ctx: BatchContext, *, t_srs: s
         for t in tiles:
             (x0, x1), (y0, y1) = zip(src.transform * (t.x, t.y), src.transform * (t.x + t.width, t.y + t.height))
             feet[t.index] = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-    return TilePlan(tiles, t_srs or crs, float(spacing or pixel * DEFAULT_SPACING_FACTOR), feet,
+    return TilePlan(tiles, task.t_srs or crs, float(task.spacing or pixel * DEFAULT_SPACING_FACTOR), feet,
                     worker=me, made_here=tuple(made))
 
 
@@ -307,17 +332,33 @@ class PairTiles:
 
     def decision(self) -> TileDecision:
         """The verdict (call when :attr:`finished`)."""
-        done = tuple(sorted(i for i, s in self.state.items() if s == "done"))
-        holes = {i: self.reason.get(i, self.state[i]) for i in sorted(self.tiles) if self.state[i] != "done"}
-        total = len(self.tiles)
-        ok = total > 0 and len(done) / total >= self.policy.min_fraction
-        if not holes:
-            message = f"all {total} tiles done"
-        elif ok:
-            message = (f"{len(done)}/{total} tiles done; DEM with holes at tiles "
-                       + ", ".join(str(i) for i in holes))
-        else:
-            listed = "; ".join(f"tile {i} ({self.tiles[i].name}): {why}" for i, why in holes.items())
-            message = (f"{len(holes)} of {total} tiles failed, fewer than batch.min-tile-fraction "
-                       f"{self.policy.min_fraction:g} succeeded: {listed}")
-        return TileDecision(ok, total, done, holes, message)
+        return decide(self.tiles, {i: (s, self.reason.get(i, s)) for i, s in self.state.items()}, self.policy)
+
+
+def decide(tiles: Mapping[int, Tile], ends: Mapping[int, tuple[str, str]], policy: TilePolicy) -> TileDecision:
+    """The verdict on a pair from how its tiles ended.
+
+    Parameters
+    ----------
+    tiles : mapping
+        Index -> Tile, every tile of the pair.
+    ends : mapping
+        Index -> (state, why): ``done``, ``failed`` or ``timeout`` and, for the
+        latter two, the reason recorded (a tile missing here counts as failed).
+    policy : TilePolicy
+        ``min_fraction``: the share of good tiles a DEM needs.
+    """
+    state = {i: ends.get(i, ("failed", "no outcome"))[0] for i in tiles}
+    done = tuple(sorted(i for i, s in state.items() if s == "done"))
+    holes = {i: ends.get(i, (None, "no outcome"))[1] or state[i] for i in sorted(tiles) if state[i] != "done"}
+    total = len(tiles)
+    ok = total > 0 and len(done) / total >= policy.min_fraction
+    if not holes:
+        message = f"all {total} tiles done"
+    elif ok:
+        message = f"{len(done)}/{total} tiles done; DEM with holes at tiles " + ", ".join(str(i) for i in holes)
+    else:
+        listed = "; ".join(f"tile {i} ({tiles[i].name}): {why}" for i, why in holes.items())
+        message = (f"{len(holes)} of {total} tiles failed, fewer than batch.min-tile-fraction "
+                   f"{policy.min_fraction:g} succeeded: {listed}")
+    return TileDecision(ok, total, done, holes, message)

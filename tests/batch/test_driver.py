@@ -222,12 +222,12 @@ def test_a_list_without_usable_pairs_is_an_error_naming_the_reasons(tmp_path, ca
 
 
 def test_an_exception_in_the_driver_ends_the_run_row_with_the_error(tmp_path, cluster_client, monkeypatch):
-    from ctxdask.batch import driver
+    from ctxdask.batch import loop
 
     def broken(self, *args):
         raise RuntimeError("a bug in the driver")
 
-    monkeypatch.setattr(driver._Driver, "run", broken)
+    monkeypatch.setattr(loop.Driver, "run", broken)
     pairs = write_pairs(tmp_path / "pairs.txt", [P1])
     with pytest.raises(RuntimeError, match="a bug in the driver"):
         run_batch(pairs, tmp_path / "out", edr_dir=make_images(tmp_path / "edr", P1), client=cluster_client,

@@ -50,8 +50,8 @@ def test_a_pair_step_without_summing_modes_is_refused_never_rendered_as_an_image
 
 
 def test_steps_after_a_tiled_mosaic_carry_the_pairs_summing_modes():
-    """The tile runner's mosaic tasks carry no params: the later steps' summing came from them (None),
-    so remaking a lost pc_align rendered an image chain for the pair id (InvalidProductIdError)."""
+    """Mosaic tasks built without params gave the later steps their summing (None), so remaking a lost
+    pc_align rendered an image chain for the pair id (InvalidProductIdError)."""
     recipe = build_recipe(stereo_mode="tiled", pc_align=True, lowres_dem="/dem.tif")
     chain = Chain(recipe, ("fetch", "validate"), tuple(s.name for s in (*recipe.pair_steps, *recipe.mosaic_steps)))
     state = RunState()
@@ -67,10 +67,10 @@ def test_steps_after_a_tiled_mosaic_carry_the_pairs_summing_modes():
     mine = StepTask(key=key, step=mosaic.name, kind="recipe", scope="pair", subject=PAIR, timeout=1.0,
                     params={"summing": ((LEFT, 1), (RIGHT, 2))})
     state.tracked[key] = Tracked(mine, ())
-    theirs = dataclasses.replace(mine, params={})  # as TiledPairs._submit_mosaics builds it
     later = [c for c in calls if c.step in ("pc_align", "point2dem_aligned")]
     assert later
-    sub.mosaics_ready(pair, {key: (theirs, [], mosaic.render({"left": LEFT, "right": RIGHT}, {}))}, later)
+    sub.later[PAIR] = later
+    sub.submit_mosaics(pair, [mosaic.render({"left": LEFT, "right": RIGHT}, {})], [])
     for call in later:
         assert state.tracked[call.key].task.params["summing"] == ((LEFT, 1), (RIGHT, 2))
 

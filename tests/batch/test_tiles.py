@@ -1,9 +1,9 @@
-"""Tiled stereo: retry by failure kind, the pair's verdict, and runs on a multi-process LocalCluster.
+"""Tiled stereo: retry by failure kind, the pair's verdict, and batches on a multi-process LocalCluster.
 
-The cluster tests use the ASP 3.7 stand-ins (``tests/standins/asp37``); faults
-reach ``stereo_tile`` through the recipe's environment
-(``CTXDASK_STANDIN_TILE_FAULTS``), attempts are counted across processes in a
-counter folder.
+The cluster tests run ``run_batch`` in tiled mode on stand-in EDRs with the
+ASP 3.7 stand-ins (``tests/standins/asp37``); faults reach ``stereo_tile``
+through the recipe's environment (``CTXDASK_STANDIN_TILE_FAULTS``), attempts
+are counted across processes in a counter folder.
 """
 
 from __future__ import annotations
@@ -21,12 +21,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from ctxdask.batch.tilerun import run_tiled_pairs, tile_rows
-from ctxdask.batch.tiles import PairTiles, TilePolicy
+from ctxdask.batch.tiles import PairTiles, TilePolicy, decide
 from ctxdask.batch.work import Outcome
 from ctxdask.tools.tiling import Tile
 
-from .tiled import LEFT, RIGHT, ROOT, fast_options, local_cluster, tiled_path, tiled_recipe, write_inputs
+from .tiled import LEFT, RIGHT, ROOT, local_cluster, pair_end, prepare, run_tiled, tiled_path
 
 PAIR = f"{LEFT}-{RIGHT}"
 
@@ -82,6 +81,25 @@ def test_earlier_runs_done_and_failed_tiles():
     assert [t.index for t in again.to_run()] == [1, 2]
 
 
+def test_decide_is_a_function_of_how_the_tiles_ended():
+    tiles = {i: Tile(i, 16 * i, 0, 16, 16, 4) for i in range(10)}
+    ends = {i: ("done", "done") for i in range(10)}
+    assert decide(tiles, ends, TilePolicy(min_fraction=0.9)).message == "all 10 tiles done"
+    ends[4] = ("timeout", "timeout: 30 s")
+    holed = decide(tiles, ends, TilePolicy(min_fraction=0.9))
+    assert holed.ok and holed.done == (0, 1, 2, 3, 5, 6, 7, 8, 9) and holed.holes == {4: "timeout: 30 s"}
+    assert holed.message == "9/10 tiles done; DEM with holes at tiles 4"
+    ends[5] = ("failed", "error: no matches")
+    short = decide(tiles, ends, TilePolicy(min_fraction=0.9))
+    assert not short.ok and short.fraction == 0.8
+    assert short.message.startswith("2 of 10 tiles failed, fewer than batch.min-tile-fraction 0.9 succeeded: ")
+    assert f"tile 5 ({tiles[5].name}): error: no matches" in short.message
+    # a tile with no end at all is a hole, never a good tile; a pair without tiles gets no DEM
+    del ends[9]
+    assert 9 in decide(tiles, ends, TilePolicy(min_fraction=0.0)).holes
+    assert not decide({}, {}, TilePolicy(min_fraction=0.0)).ok
+
+
 # --------------------------------------------------------------- cluster
 @pytest.fixture(scope="module")
 def tiled_client():
@@ -101,17 +119,14 @@ def tiled_client():
 
 def _run(client, tmp: pathlib.Path, faults: str = "", *, size: str = "64x48", tile_timeout: float = 30.0,
          policy: TilePolicy | None = None, retry_failed: bool = False, extra_env: dict | None = None):
-    inputs = write_inputs(tmp / "in") if not (tmp / "in").exists() else {
-        "cubes": {p: str(tmp / "in" / f"{p}.cal.cub") for p in (LEFT, RIGHT)}, "dem": str(tmp / "in" / "mola_megdr.tif")}
+    """A tiled batch of the pair (``run_batch``); how the pair ended, from the database."""
     env = {"CTXDASK_STANDIN_TILE_FAULTS": faults, "CTXDASK_STANDIN_TILE_COUNTS": str(tmp / "counts"),
            "CTXDASK_STANDIN_MAP_SIZE": size, "CTXDASK_STANDIN_TILE_STARTED": str(tmp / "started.txt"),
            **(extra_env or {})}
-    (pair,) = run_tiled_pairs(client, tiled_recipe(env=env), [(LEFT, RIGHT, inputs["cubes"][LEFT],
-                                                                inputs["cubes"][RIGHT])],
-                              tmp / "out", lowres_dem=inputs["dem"], options=fast_options(tmp / "scratch", tile_timeout),
-                              policy=policy or TilePolicy(retries=2, min_fraction=0.9), retry_failed=retry_failed,
-                              timeout=240)
-    return pair
+    policy = policy or TilePolicy(retries=2, min_fraction=0.9)
+    run_tiled(client, tmp, env=env, tile_timeout=tile_timeout, retries=policy.retries,
+              min_fraction=policy.min_fraction, retry_failed=retry_failed)
+    return pair_end(tmp / "out", PAIR)
 
 
 def _db(tmp: pathlib.Path):
@@ -120,11 +135,19 @@ def _db(tmp: pathlib.Path):
     return TrackingDB(tmp / "out" / "ctxdask-batch.sqlite", readonly=True)
 
 
-def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path):
+def tile_rows(db, pair_id: str) -> list[dict]:
+    """The tiles of a pair with their attempts."""
+    attempts: dict[int, list[dict]] = {}
+    for row in db.tile_attempts(pair_id):
+        attempts.setdefault(row["tile_index"], []).append(row)
+    return [{**row, "attempt_rows": attempts.get(row["tile_index"], [])} for row in db.tiles(pair_id)]
+
+
+def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path, capsys):
     # the deadline leaves healthy stand-in tiles (~2 s on a loaded 2-core machine) ample room
     pair = _run(tiled_client, tmp_path, "5:hang@1,7:crash", tile_timeout=8.0)
     assert pair.status == "done", pair.error
-    assert pair.decision.total == 12 and len(pair.decision.done) == 11 and set(pair.decision.holes) == {7}
+    assert pair.total == 12 and len(pair.done) == 11 and set(pair.holes) == {7}
     with _db(tmp_path) as db:
         rows = {r["tile_index"]: r for r in tile_rows(db, PAIR)}
         table = "\n".join(str((a["tile_index"], a["attempt"], a["worker"], a["status"], a["failure_kind"],
@@ -138,7 +161,7 @@ def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path):
         assert all(len(r["attempt_rows"]) == 1 for i, r in rows.items() if i not in (5, 7)), table
         workers = {a["worker"] for r in rows.values() for a in r["attempt_rows"]}
         assert len(workers) == 2, "the tiles of one pair ran on both workers"
-        assert db.rows("SELECT status, error FROM pairs")[0]["error"] == "11/12 tiles done; DEM with holes at tiles 7"
+        assert db.rows("SELECT status FROM pairs")[0]["status"] == "done"
         # every done tile's outputs are home, checksummed
         products = {r["path"]: r["sha256"] for r in db.rows("SELECT path, sha256 FROM products")}
         for r in rows.values():
@@ -171,6 +194,11 @@ def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path):
     html = build_report(tmp_path / "out").read_text()
     assert "tile map" in html and f"{PAIR}_tiles.png" in html
     assert (tmp_path / "out" / "report" / "files" / "thumbs" / f"{PAIR}_tiles.png").is_file()
+    # the pair's record says where the holes are
+    from ctxdask.cli import main
+
+    assert main(["status", str(tmp_path / "out")]) == 0
+    assert f"{PAIR}: DEM from 11/12 tiles (holes recorded)" in capsys.readouterr().out
 
 
 def test_three_of_four_tiles_failing_fails_the_pair(tiled_client, tmp_path):
@@ -232,25 +260,21 @@ def test_worker_killed_mid_tile_reruns_only_that_tile(tiled_client, tmp_path):
 
 
 DRIVER = textwrap.dedent("""
-    import os, sys, pathlib
+    import sys, pathlib
     sys.path.insert(0, {root!r})
     from distributed import Client
-    from tests.batch.tiled import LEFT, RIGHT, fast_options, local_cluster, tiled_recipe
-    from ctxdask.batch.tilerun import run_tiled_pairs
-    from ctxdask.batch.tiles import TilePolicy
+    from tests.batch.tiled import local_cluster, run_tiled
     if __name__ == "__main__":
         tmp = pathlib.Path({tmp!r})
-        env = {{"CTXDASK_STANDIN_TILE_SLEEP": "1.5", "CTXDASK_STANDIN_TILE_STARTED": str(tmp / "started.txt")}}
+        env = {{"CTXDASK_STANDIN_TILE_SLEEP": "1.5", "CTXDASK_STANDIN_TILE_STARTED": str(tmp / "started.txt"),
+               "CTXDASK_STANDIN_MAP_SIZE": "64x48"}}
         with local_cluster(2) as cluster, Client(cluster) as client:
-            run_tiled_pairs(client, tiled_recipe(env=env), [(LEFT, RIGHT, str(tmp / "in" / f"{{LEFT}}.cal.cub"),
-                            str(tmp / "in" / f"{{RIGHT}}.cal.cub"))], tmp / "out",
-                            lowres_dem=str(tmp / "in" / "mola_megdr.tif"), options=fast_options(tmp / "scratch"),
-                            policy=TilePolicy())
+            run_tiled(client, tmp, env=env)
 """)
 
 
 def test_driver_killed_mid_pair_rerun_does_not_redo_done_tiles(tiled_client, tmp_path):
-    write_inputs(tmp_path / "in")
+    prepare(tmp_path)
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(root=ROOT, tmp=str(tmp_path)))
     db_path = tmp_path / "out" / "ctxdask-batch.sqlite"
@@ -275,7 +299,7 @@ def test_driver_killed_mid_pair_rerun_does_not_redo_done_tiles(tiled_client, tmp
         done_before = sorted(r[0] for r in conn.execute("SELECT tile_index FROM tiles WHERE status = 'done'"))
     assert len(done_before) < 12
     pair = _run(tiled_client, tmp_path)
-    assert pair.status == "done" and len(pair.decision.done) == 12, pair.error
+    assert pair.status == "done" and len(pair.done) == 12, pair.error
     with _db(tmp_path) as db:
         for i in done_before:  # done and delivered before the kill: not run again
             assert [a["status"] for a in db.tile_attempts(PAIR, i)] == ["done"]
@@ -286,11 +310,11 @@ def test_driver_killed_mid_pair_rerun_does_not_redo_done_tiles(tiled_client, tmp
 
 def test_retry_failed_reruns_failed_tiles_only(tiled_client, tmp_path):
     first = _run(tiled_client, tmp_path, "1:fail", size="32x32", policy=TilePolicy(min_fraction=0.5))
-    assert first.status == "done" and set(first.decision.holes) == {1}
+    assert first.status == "done" and set(first.holes) == {1}
     again = _run(tiled_client, tmp_path, "", size="32x32")  # a plain rerun leaves the failed tile alone
-    assert set(again.decision.holes) == {1}
+    assert set(again.holes) == {1}
     fixed = _run(tiled_client, tmp_path, "", size="32x32", retry_failed=True)
-    assert fixed.status == "done" and not fixed.decision.holes
+    assert fixed.status == "done" and not fixed.holes
     with _db(tmp_path) as db:
         counts = {i: [a["status"] for a in db.tile_attempts(PAIR, i)] for i in range(4)}
     assert counts == {0: ["done"], 1: ["failed", "done"], 2: ["done"], 3: ["done"]}

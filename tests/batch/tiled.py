@@ -1,4 +1,4 @@
-"""Helpers for the tiled-stereo tests: the ASP 3.7 stand-ins on PATH, inputs, a recipe."""
+"""Helpers for the tiled-stereo tests: the ASP 3.7 stand-ins on PATH, inputs, a recipe, a tiled batch."""
 
 from __future__ import annotations
 
@@ -6,13 +6,16 @@ import logging
 import os
 import pathlib
 import sys
+import types
 
+import dask
 import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from ctxdask.batch import run_batch
+from ctxdask.testing import make_edr
 from ctxdask.tools.recipe import build_recipe
-from ctxdask.tools.tasks import RunOptions
 
 from ..tools.conftest import STANDINS, standin_path
 
@@ -53,14 +56,52 @@ def tiled_recipe(*, tile_size: int = 16, env: dict | None = None, **overrides):
                         env=dict(env or {}), **overrides)
 
 
-def fast_options(work_dir: pathlib.Path, tile_timeout: float = 30.0) -> RunOptions:
-    return RunOptions(work_dir=str(work_dir), grace=1.0, poll_interval=0.05, tail_lines=40,
-                      timeouts={"stereo_tile": tile_timeout})
-
-
 def local_cluster(n_workers: int = 2, threads: int = 2):
     """A LocalCluster of ``n_workers`` processes with stereo=1 whose workers see the ASP 3.7 stand-ins."""
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=n_workers, threads_per_worker=threads, processes=True,
                         resources={"stereo": 1}, dashboard_address=":0", silence_logs=logging.ERROR)
+
+
+#: the mosaics' own rasters are delivered too (the tests read the DEM mosaic's holes)
+MOSAICS = ("dem_mosaic", "dem_mosaic_ortho", "dem_mosaic_error")
+
+
+def prepare(folder: pathlib.Path, pairs=((LEFT, RIGHT),)) -> dict:
+    """Stand-in EDRs in ``folder/edr``, the pair list ``folder/pairs.txt`` and the low-resolution DEM (once)."""
+    edr = folder / "edr"
+    edr.mkdir(parents=True, exist_ok=True)
+    for pid in {p for pair in pairs for p in pair}:
+        if not (edr / f"{pid}.IMG").exists():
+            make_edr(edr / f"{pid}.IMG", lines=16, line_samples=128)
+    listing = folder / "pairs.txt"
+    listing.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    dem = folder / "in" / "mola_megdr.tif"
+    if not dem.exists():
+        write_inputs(folder / "in", pairs)
+    return {"edr": edr, "pairs": listing, "dem": str(dem)}
+
+
+def run_tiled(client, folder: pathlib.Path, *, env: dict, pairs=((LEFT, RIGHT),), tile_timeout: float = 30.0,
+              retries: int = 2, min_fraction: float = 0.9, retry_failed: bool = False):
+    """``run_batch`` of ``pairs`` in tiled mode on stand-in EDRs: output ``folder/out``, scratch ``folder/scratch``."""
+    inputs = prepare(folder, pairs)
+    with dask.config.set({"ctxdask.batch.tile-retries": retries, "ctxdask.batch.min-tile-fraction": min_fraction,
+                          "ctxdask.tools.grace-period": 1, "ctxdask.tools.poll-interval": 0.05}):
+        return run_batch(inputs["pairs"], folder / "out", edr_dir=inputs["edr"], client=client, progress=False,
+                         retry_failed=retry_failed, scratch=folder / "scratch", deliver=MOSAICS,
+                         recipe=tiled_recipe(env=env, lowres_dem=inputs["dem"]), timeouts={"stereo_tile": tile_timeout})
+
+
+def pair_end(out: pathlib.Path, pair_id: str) -> types.SimpleNamespace:
+    """How a tiled pair ended, from the database: ``status``, ``error`` and its tiles' ``total``, ``done``
+    (indexes) and ``holes`` (index -> why)."""
+    from ctxdask.tracking import TrackingDB
+
+    with TrackingDB(out / "ctxdask-batch.sqlite", readonly=True) as db:
+        (row,) = db.rows("SELECT status, error FROM pairs WHERE pair_id = ?", (pair_id,))
+        tiles = db.tiles(pair_id)
+    return types.SimpleNamespace(status=row["status"], error=row["error"], total=len(tiles),
+                                 done=tuple(t["tile_index"] for t in tiles if t["status"] == "done"),
+                                 holes={t["tile_index"]: t["error"] for t in tiles if t["status"] != "done"})
