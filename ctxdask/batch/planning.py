@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ctxdask.batch.pairlist import Pair, PairList, Rejected
 from ctxdask.tools.recipe import Recipe
-from ctxdask.tracking import TrackingDB
+from ctxdask.tracking import Status, TrackingDB
 
 __all__ = ["PAIR_QUALITY_STEP", "PRE_STEPS", "QUALITY_STEP", "Chain", "Hold", "Plan", "manual_hold", "plan_run",
            "select_steps"]
@@ -40,6 +40,9 @@ PRE_STEPS = ("fetch", "validate")
 #: the batch's own quality steps: per image (when the recipe's calibration does not
 #: measure quality itself) after validation, per pair after the DEM
 QUALITY_STEP, PAIR_QUALITY_STEP = "quality", "pair_quality"
+
+#: final statuses other than done: left alone by a plain rerun, redone with retry_failed
+_GAVE_UP = frozenset(s for s in Status if s.final and s != Status.DONE)
 
 #: ``hold(pair) -> reason or None``: a reason not to work on a pair in this run (e.g. it or
 #: one of its images was failed by hand), or None to plan it as usual
@@ -215,7 +218,7 @@ def plan_run(db: TrackingDB, pairs: PairList, chain: Chain, *, retry_failed: boo
             image_state[pid] = exc
             continue
         image_state[pid] = ("done" if states == {"done"} else
-                            "blocked" if states & {"failed", "timeout"} and not retry_failed else "todo")
+                            "blocked" if states & _GAVE_UP and not retry_failed else "todo")
     for pair in pairs:
         try:
             bad = next((image_state[i] for i in pair.images if isinstance(image_state[i], Exception)), None)
@@ -231,7 +234,7 @@ def plan_run(db: TrackingDB, pairs: PairList, chain: Chain, *, retry_failed: boo
             plan.already_done += 1
         elif reason:
             plan.held.append(Rejected(pair.line, pair.pair_id, reason))
-        elif not retry_failed and ("blocked" in images or own & {"failed", "timeout"}):
+        elif not retry_failed and ("blocked" in images or own & _GAVE_UP):
             plan.waiting += 1
         else:
             plan.planned.append(pair)
