@@ -16,12 +16,13 @@ worker resources, grade thresholds, environment variables) keep them as written.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 # importing the settings registers the defaults (ctxdask.yaml) with dask, before any
 # dask.config.set of a ctxdask key: one made first would be undone with the whole namespace
@@ -41,207 +42,6 @@ class SettingsError(CTXError, ValueError):
 
 def _at_least(minimum: float) -> dict:
     return {"min": minimum}
-
-
-# ----------------------------------------------------------------------------- the model
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ZarrSettings:
-    compressor: Mapping[str, Any] | None
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ValidateSettings:
-    checksum: Literal["warn", "reject"]
-    block_lines: int = dataclasses.field(metadata=_at_least(1))
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FlatBuildSettings:
-    method: Literal["median", "clipped-mean"]
-    clip_sigma: float
-    trim: float
-    max_trim: float
-    near_dark_dn: float
-    min_valid_lines: int
-    min_signal_dn: float
-    min_usable_columns: float
-    min_images: int = dataclasses.field(metadata=_at_least(1))
-    bins: int = dataclasses.field(metadata=_at_least(2))
-    ratio_range: tuple[float, float]
-    split_every: int = dataclasses.field(metadata=_at_least(2))
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FlatSettings:
-    dir: str | None
-    max_month_gap: int
-    build: FlatBuildSettings
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CatalogDownload:
-    semaphore: str
-    max_concurrent: int = dataclasses.field(metadata=_at_least(1))
-    requests_per_second: float = dataclasses.field(metadata=_at_least(0))
-    retries: int = dataclasses.field(metadata=_at_least(0))
-    backoff: float = dataclasses.field(metadata=_at_least(0))
-    backoff_max: float = dataclasses.field(metadata=_at_least(0))
-    connect_timeout: float = dataclasses.field(metadata=_at_least(0))
-    read_timeout: float = dataclasses.field(metadata=_at_least(0))
-    verify_attempts: int = dataclasses.field(metadata=_at_least(1))
-    checksum: Literal["warn", "reject"] | None
-    chunk_bytes: int = dataclasses.field(metadata=_at_least(1))
-    user_agent: str
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PairSearchSettings:
-    min_overlap: float
-    max_emission: float
-    min_incidence: float
-    max_incidence: float
-    max_phase: float
-    min_convergence: float
-    max_convergence: float
-    min_parallax_height: float
-    max_parallax_height: float
-    preferred_parallax_height: float
-    max_shadow_tip_distance: float
-    max_solar_azimuth_difference: float
-    max_gsd_ratio: float
-    max_solar_longitude_difference: float
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class CatalogSettings:
-    base_url: str
-    lowercase_dirs: bool
-    cache_dir: str | None
-    index_chunk_rows: int = dataclasses.field(metadata=_at_least(1))
-    download: CatalogDownload
-    pairs: PairSearchSettings
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class IsisSettings:
-    spiceinit_web: bool
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TileSize:
-    size: int = dataclasses.field(metadata=_at_least(1))
-    padding: int = dataclasses.field(metadata=_at_least(0))
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class AspSettings:
-    stereo_algorithm: str
-    subpixel_mode: int
-    stereo_default: Mapping[str, Any]
-    processes: int | None
-    threads: int | None
-    datum: str
-    dem_spacing: float | None
-    orthoimage: bool
-    errorimage: bool
-    pc_align: bool
-    mola_points: str | None
-    max_displacement: float | Literal["auto"] | None
-    mola_csv_format: str
-    dem_geoid: bool
-    geoid: str
-    stereo_mode: Literal["monolithic", "tiled", "auto"]
-    tiles: TileSize
-    lowres_dem: str | None
-    mapproject_tr: float | None
-    t_srs: str | None
-    corr_memory_limit_mb: int | None
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ToolsSettings:
-    grace_period: float = dataclasses.field(metadata=_at_least(0))
-    watchdog_grace: float = dataclasses.field(metadata=_at_least(0))
-    poll_interval: float = dataclasses.field(metadata=_at_least(0.001))
-    log_tail_lines: int = dataclasses.field(metadata=_at_least(0))
-    work_dir: str | None
-    calibration: Literal["native", "isis"]
-    native_calibrate: str
-    even_odd: bool
-    timeouts: Mapping[str, float]
-    resources: Mapping[str, Mapping[str, float]]
-    env: Mapping[str, str | None]
-    isis: IsisSettings
-    asp: AspSettings
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class BatchSection:
-    retries: int = dataclasses.field(metadata=_at_least(0))
-    tile_retries: int = dataclasses.field(metadata=_at_least(0))
-    min_tile_fraction: float = dataclasses.field(metadata=_at_least(0))
-    timeouts: Mapping[str, float]
-    watchdog_margin: float
-    deliver: tuple[str, ...]
-    delivery: Literal["transfer", "shared"]
-    chunk_size: int = dataclasses.field(metadata=_at_least(1))
-    chunk_window: int = dataclasses.field(metadata=_at_least(1))
-    delivery_threads: int = dataclasses.field(metadata=_at_least(1))
-    stall_timeout: float
-    scratch: str | None
-    local_workers: int | None
-    local_threads: int = dataclasses.field(metadata=_at_least(1))
-    cleanup_scratch: bool
-    progress: bool
-    quality: bool
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DemHoles:
-    max_cells: int = dataclasses.field(metadata=_at_least(1))
-    min_tile_pixels: int = dataclasses.field(metadata=_at_least(1))
-    rectangularity: float
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class DemAlignment:
-    factor: float
-    floor: float
-    reruns: int = dataclasses.field(metadata=_at_least(0))
-
-
-#: grade thresholds: metric -> {"warn-above"|"fail-above"|"warn-below"|"fail-below": value or null}
-Thresholds = Mapping[str, Mapping[Literal["warn-above", "fail-above", "warn-below", "fail-below"], float | None]]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class QualitySettings:
-    thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
-    dem_thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
-    stretch_percentiles: tuple[float, float]
-    nan: Literal["transparent", "black"]
-    contrast_percentiles: tuple[float, float]
-    haze_percentile: float
-    sun_azimuth: float
-    sun_elevation: float
-    dem_holes: DemHoles
-    dem_alignment: DemAlignment
-    dem_grade: Thresholds
-    grade: Thresholds
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Every ctxdask setting, checked (see ``ctxdask.yaml`` for what each one does)."""
-
-    chunk_lines: int = dataclasses.field(metadata=_at_least(1))
-    zarr: ZarrSettings
-    validate: ValidateSettings
-    flat: FlatSettings
-    catalog: CatalogSettings
-    tools: ToolsSettings
-    batch: BatchSection
-    quality: QualitySettings
 
 
 # ----------------------------------------------------------------------------- validation
@@ -349,6 +149,325 @@ def _section(value: Any, cls: type, key: str) -> Any:
             raise SettingsError(where, f"{converted!r} is below the least allowed, {minimum:g}")
         out[name] = converted
     return cls(**out)
+
+
+
+# ----------------------------------------------------------------------------- sections
+class Section:
+    """Base of the model's sections: defaults from the yaml, built from the settings, checked.
+
+    A section's fields default to ``ctxdask.yaml``'s values, so ``PairSearchSettings()``
+    is the shipped configuration. Domain code subclasses a section to add behaviour
+    (methods, a ``__post_init__`` check) without writing its fields again, and builds
+    it with :meth:`from_config` or :meth:`from_settings`.
+    """
+
+    #: dotted (snake-case) path of the section in the model ("" for the whole model)
+    path: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        """Checks beyond type and range that a subclass adds (raise :class:`SettingsError`)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, /, **overrides: Any) -> Self:
+        """This section of ``settings``, with ``overrides`` (field names) checked like the yaml.
+
+        ``None`` overrides are ignored (an option not given); a mapping override is
+        merged into the configured mapping (``timeouts={"stereo": 600}`` changes one step).
+
+        Raises
+        ------
+        SettingsError
+            An override of the wrong kind or value, named by its key.
+        TypeError
+            An override that is no field of the section.
+        """
+        base: Any = settings
+        for part in cls.path.split(".") if cls.path else ():
+            base = getattr(base, part)
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls)}
+        for name, value in overrides.items():
+            if name not in values:
+                raise TypeError(f"{cls.__name__} has no setting {name!r}; it has {', '.join(values)}")
+            if value is None:
+                continue
+            if isinstance(values[name], Mapping) and isinstance(value, Mapping):
+                value = {**values[name], **value}
+            values[name] = value
+        return _section(values, cls, cls.path)
+
+    @classmethod
+    def from_config(cls, **overrides: Any) -> Self:
+        """This section of the configuration as it is now (:func:`current`), with ``overrides``."""
+        return cls.from_settings(current(), **overrides)
+
+
+def _section_at(path: str):
+    """Class decorator (under ``@dataclass``): the section at ``path``, its fields defaulting to the yaml's."""
+
+    def decorate(cls: type) -> type:
+        cls.path = path
+        hints = typing.get_type_hints(cls)
+        for name in cls.__dict__.get("__annotations__", {}):
+            if typing.get_origin(hints[name]) is ClassVar:
+                continue
+            key = f"{path}.{name}" if path else name
+            metadata = getattr(cls.__dict__.get(name), "metadata", {})
+            kind = hints[name]
+            if dataclasses.is_dataclass(kind):
+                setattr(cls, name, dataclasses.field(default_factory=kind, metadata=metadata))
+                continue
+            value = _convert(config.default(_kebab(key)), kind, _kebab(key))
+            if isinstance(value, Mapping):
+                setattr(cls, name, dataclasses.field(default_factory=functools.partial(copy.deepcopy, value),
+                                                     metadata=metadata))
+            else:
+                setattr(cls, name, dataclasses.field(default=value, metadata=metadata))
+        return cls
+
+    return decorate
+
+
+# ----------------------------------------------------------------------------- the model
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("zarr")
+class ZarrSettings(Section):
+    compressor: Mapping[str, Any] | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("validate")
+class ValidateSettings(Section):
+    checksum: Literal["warn", "reject"]
+    block_lines: int = dataclasses.field(metadata=_at_least(1))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("flat.build")
+class FlatBuildSettings(Section):
+    method: Literal["median", "clipped-mean"]
+    clip_sigma: float
+    trim: float
+    max_trim: float
+    near_dark_dn: float
+    min_valid_lines: int
+    min_signal_dn: float
+    min_usable_columns: float
+    min_images: int = dataclasses.field(metadata=_at_least(1))
+    bins: int = dataclasses.field(metadata=_at_least(2))
+    ratio_range: tuple[float, float]
+    split_every: int = dataclasses.field(metadata=_at_least(2))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("flat")
+class FlatSettings(Section):
+    dir: str | None
+    max_month_gap: int
+    build: FlatBuildSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("catalog.download")
+class CatalogDownload(Section):
+    semaphore: str
+    max_concurrent: int = dataclasses.field(metadata=_at_least(1))
+    requests_per_second: float = dataclasses.field(metadata=_at_least(0))
+    retries: int = dataclasses.field(metadata=_at_least(0))
+    backoff: float = dataclasses.field(metadata=_at_least(0))
+    backoff_max: float = dataclasses.field(metadata=_at_least(0))
+    connect_timeout: float = dataclasses.field(metadata=_at_least(0))
+    read_timeout: float = dataclasses.field(metadata=_at_least(0))
+    verify_attempts: int = dataclasses.field(metadata=_at_least(1))
+    checksum: Literal["warn", "reject"] | None
+    chunk_bytes: int = dataclasses.field(metadata=_at_least(1))
+    user_agent: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("catalog.pairs")
+class PairSearchSettings(Section):
+    min_overlap: float
+    max_emission: float
+    min_incidence: float
+    max_incidence: float
+    max_phase: float
+    min_convergence: float
+    max_convergence: float
+    min_parallax_height: float
+    max_parallax_height: float
+    preferred_parallax_height: float
+    max_shadow_tip_distance: float
+    max_solar_azimuth_difference: float
+    max_gsd_ratio: float
+    max_solar_longitude_difference: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("catalog")
+class CatalogSettings(Section):
+    base_url: str
+    lowercase_dirs: bool
+    cache_dir: str | None
+    index_chunk_rows: int = dataclasses.field(metadata=_at_least(1))
+    download: CatalogDownload
+    pairs: PairSearchSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("tools.isis")
+class IsisSettings(Section):
+    spiceinit_web: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("tools.asp.tiles")
+class TileSize(Section):
+    size: int = dataclasses.field(metadata=_at_least(1))
+    padding: int = dataclasses.field(metadata=_at_least(0))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("tools.asp")
+class AspSettings(Section):
+    stereo_algorithm: str
+    subpixel_mode: int
+    stereo_default: Mapping[str, Any]
+    processes: int | None
+    threads: int | None
+    datum: str
+    dem_spacing: float | None
+    orthoimage: bool
+    errorimage: bool
+    pc_align: bool
+    mola_points: str | None
+    max_displacement: float | Literal["auto"] | None
+    mola_csv_format: str
+    dem_geoid: bool
+    geoid: str
+    stereo_mode: Literal["monolithic", "tiled", "auto"]
+    tiles: TileSize
+    lowres_dem: str | None
+    mapproject_tr: float | None
+    t_srs: str | None
+    corr_memory_limit_mb: int | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("tools")
+class ToolsSettings(Section):
+    grace_period: float = dataclasses.field(metadata=_at_least(0))
+    watchdog_grace: float = dataclasses.field(metadata=_at_least(0))
+    poll_interval: float = dataclasses.field(metadata=_at_least(0.001))
+    log_tail_lines: int = dataclasses.field(metadata=_at_least(0))
+    work_dir: str | None
+    calibration: Literal["native", "isis"]
+    native_calibrate: str
+    even_odd: bool
+    timeouts: Mapping[str, float]
+    resources: Mapping[str, Mapping[str, float]]
+    env: Mapping[str, str | None]
+    isis: IsisSettings
+    asp: AspSettings
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("batch")
+class BatchSection(Section):
+    retries: int = dataclasses.field(metadata=_at_least(0))
+    tile_retries: int = dataclasses.field(metadata=_at_least(0))
+    min_tile_fraction: float = dataclasses.field(metadata=_at_least(0))
+    timeouts: Mapping[str, float]
+    watchdog_margin: float
+    deliver: tuple[str, ...]
+    delivery: Literal["transfer", "shared"]
+    chunk_size: int = dataclasses.field(metadata=_at_least(1))
+    chunk_window: int = dataclasses.field(metadata=_at_least(1))
+    delivery_threads: int = dataclasses.field(metadata=_at_least(1))
+    stall_timeout: float
+    scratch: str | None
+    local_workers: int | None
+    local_threads: int = dataclasses.field(metadata=_at_least(1))
+    cleanup_scratch: bool
+    progress: bool
+    quality: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("quality.dem_holes")
+class DemHoles(Section):
+    max_cells: int = dataclasses.field(metadata=_at_least(1))
+    min_tile_pixels: int = dataclasses.field(metadata=_at_least(1))
+    rectangularity: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("quality.dem_alignment")
+class DemAlignment(Section):
+    factor: float
+    floor: float
+    reruns: int = dataclasses.field(metadata=_at_least(0))
+
+
+#: grade thresholds: metric -> {"warn-above"|"fail-above"|"warn-below"|"fail-below": value or null}
+Thresholds = Mapping[str, Mapping[Literal["warn-above", "fail-above", "warn-below", "fail-below"], float | None]]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("quality")
+class QualitySettings(Section):
+    thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
+    dem_thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
+    stretch_percentiles: tuple[float, float]
+    nan: Literal["transparent", "black"]
+    contrast_percentiles: tuple[float, float]
+    haze_percentile: float
+    sun_azimuth: float
+    sun_elevation: float
+    dem_holes: DemHoles
+    dem_alignment: DemAlignment
+    dem_grade: Thresholds
+    grade: Thresholds
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("")
+class Settings(Section):
+    """Every ctxdask setting, checked (see ``ctxdask.yaml`` for what each one does)."""
+
+    chunk_lines: int = dataclasses.field(metadata=_at_least(1))
+    zarr: ZarrSettings
+    validate: ValidateSettings
+    flat: FlatSettings
+    catalog: CatalogSettings
+    tools: ToolsSettings
+    batch: BatchSection
+    quality: QualitySettings
+
+    def override(self, changes: Mapping[str, Any]) -> Settings:
+        """These settings with ``changes`` (dotted keys, ``{"batch.retries": 3}``), checked.
+
+        A key may go into a mapping of names (``"tools.timeouts.parallel_stereo"``);
+        a mapping given whole replaces the configured one.
+
+        Raises
+        ------
+        SettingsError
+            A key that is unknown or a value it may not have, named.
+        """
+        tree = dataclasses.asdict(self)
+        for dotted, value in changes.items():
+            parts = dotted.split(".")
+            node = tree
+            for depth, part in enumerate(parts):
+                match = next((k for k in node if str(k).replace("_", "-") == part.replace("_", "-")), part)
+                if depth == len(parts) - 1:
+                    node[match] = value
+                else:  # an unknown key is named, with the known ones, by the check below
+                    node = node.setdefault(match, {})
+                    if not isinstance(node, dict):
+                        raise SettingsError(".".join(parts[:depth + 1]), f"{node!r} has no setting {parts[depth + 1]!r}")
+        return validate(tree)
 
 
 def validate(values: Mapping[str, Any]) -> Settings:
