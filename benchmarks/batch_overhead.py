@@ -63,8 +63,8 @@ def main() -> int:
             t0 = time.perf_counter()
             # quality steps are real work (image metrics, DEM products), not driver overhead
             with dask.config.set({"ctxdask.batch.quality": False}):
-                summary = run_batch(pairs, tmp / "out", edr_dir=tmp / "edr", client=client, runner=noop_runner,
-                                    deliver=[], progress=False)
+                summary = run_batch(pairs, tmp / "out", source=tmp / "edr", client=client, runner=noop_runner,
+                                    settings={"batch.deliver": [], "batch.progress": False})
             elapsed = time.perf_counter() - t0
         print(summary)
         from ctxdask.tracking import BatchView

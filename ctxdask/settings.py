@@ -391,6 +391,12 @@ class BatchSection(Section):
     cleanup_scratch: bool
     progress: bool
     quality: bool
+    # what a run does, and where (at the yaml's top of the section)
+    scheduler: str | None
+    database: str | None
+    retry_failed: bool
+    steps: tuple[str, ...] | None
+    include_rejected: bool
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -466,7 +472,8 @@ class Settings(Section):
                 else:  # an unknown key is named, with the known ones, by the check below
                     node = node.setdefault(match, {})
                     if not isinstance(node, dict):
-                        raise SettingsError(".".join(parts[:depth + 1]), f"{node!r} has no setting {parts[depth + 1]!r}")
+                        where = ".".join(parts[:depth + 1])
+                        raise SettingsError(where, f"{node!r} has no setting {parts[depth + 1]!r}")
         return validate(tree)
 
 

@@ -119,8 +119,9 @@ def test_tls_cluster_from_scripts_survives_a_killed_worker(tmp_path):
             killer = threading.Thread(target=kill_one_worker_when_busy)
             killer.start()
             # slow, healthy stand-ins (the ISIS chain) so the kill lands while steps run
-            summary = run_batch(pairs, out, edr_dir=edr, client=client, scratch=scratch, progress=False,
-                                recipe=build_recipe(calibration="isis", env={"CTXDASK_STANDIN_SLEEP": "0.3"}))
+            summary = run_batch(pairs, out, source=edr, client=client,
+                                recipe=build_recipe(calibration="isis", env={"CTXDASK_STANDIN_SLEEP": "0.3"}),
+                                settings={"batch.scratch": str(scratch), "batch.progress": False})
             killer.join()
             assert len(client.scheduler_info()["workers"]) == 1  # the victim really died
         assert summary.ok, summary

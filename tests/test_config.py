@@ -139,9 +139,9 @@ def test_tools_settings_from_the_environment(tmp_path):
 def test_batch_settings_from_the_environment(tmp_path):
     got = _fresh("""
         import dataclasses, json
-        from ctxdask.batch.settings import BatchSettings
+        from ctxdask.settings import BatchSection
         from ctxdask.batch.tiles import TilePolicy
-        b = BatchSettings.from_config()
+        b = BatchSection.from_config()
         print(json.dumps({"tiles": dataclasses.asdict(TilePolicy.from_config()), "window": b.chunk_window,
                           "threads": b.delivery_threads, "timeouts": dict(b.timeouts),
                           "cleanup": b.cleanup_scratch}))

@@ -152,3 +152,57 @@ def test_a_setting_made_right_after_importing_a_module_is_undone_alone():
             "print(current().chunk_lines, current().batch.chunk_size)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["4096", "8388608"], out.stderr
+
+
+def _sections(model: Any, path: str = ""):
+    """(path, section) of every section of ``model``, the whole model first."""
+    yield path, model
+    for field in dataclasses.fields(model):
+        value = getattr(model, field.name)
+        if dataclasses.is_dataclass(value):
+            yield from _sections(value, f"{path}.{field.name}" if path else field.name)
+
+
+def test_every_section_defaults_to_the_yaml_and_knows_where_it_sits():
+    model = validate(DEFAULTS["ctxdask"])
+    found = list(_sections(model))
+    assert len(found) == 16
+    for path, section in found:
+        assert type(section)() == section, path  # written once, in ctxdask.yaml
+        assert type(section).path == path
+
+
+def test_a_section_is_built_from_the_settings_with_checked_overrides():
+    batch = settings.BatchSection.from_config(retries=5, progress=None, timeouts={"fetch": 60})
+    assert batch.retries == 5 and batch.progress is True  # None: an option not given
+    assert batch.timeouts == {"fetch": 60.0, "validate": 1800.0, "quality": 1800.0, "pair_quality": 1800.0}
+    with pytest.raises(SettingsError, match=r"^ctxdask\.batch\.retries: -1 is below the least allowed, 0$"):
+        settings.BatchSection.from_config(retries=-1)
+    with pytest.raises(TypeError, match="BatchSection has no setting 'retriess'"):
+        settings.BatchSection.from_config(retriess=1)
+
+    class Checked(settings.TileSize):  # a domain class: the section's fields, its own rule
+        def __post_init__(self):
+            if self.padding >= self.size:
+                raise SettingsError(self.path + ".padding", "must be less than the tile size")
+
+    assert Checked.from_config(size=64, padding=8).size == 64 and isinstance(Checked.from_config(), Checked)
+    with pytest.raises(SettingsError, match="tools.asp.tiles.padding: must be less"):
+        Checked.from_config(size=8, padding=8)
+
+
+def test_settings_changed_by_dotted_keys():
+    base = current()
+    changed = base.override({"batch.retry-failed": True, "batch.steps": ["validate"],
+                             "tools.timeouts.parallel_stereo": 60, "tools.env.PATH": "/opt/asp/bin"})
+    assert changed.batch.retry_failed is True and changed.batch.steps == ("validate",)
+    assert changed.tools.timeouts["parallel_stereo"] == 60.0
+    assert changed.tools.timeouts["point2dem"] == base.tools.timeouts["point2dem"]  # one entry, not the mapping
+    assert changed.tools.env == {**base.tools.env, "PATH": "/opt/asp/bin"}
+    assert base == current()  # settings are values: the configuration is untouched
+    with pytest.raises(SettingsError, match=r"^ctxdask\.batch\.retry-failed: 'yes please' is not true or false$"):
+        base.override({"batch.retry_failed": "yes please"})
+    with pytest.raises(SettingsError, match=r"^ctxdask\.bach: unknown setting; known here: chunk-lines, zarr"):
+        base.override({"bach.retries": 1})
+    with pytest.raises(SettingsError, match=r"^ctxdask\.batch\.retries: 2 has no setting 'max'$"):
+        base.override({"batch.retries.max": 1})

@@ -9,7 +9,6 @@
   from other workers);
 - :mod:`~ctxdask.batch.delivery`: bringing results home over the dask connection;
 - :mod:`~ctxdask.batch.scratch`: work dirs, and what dead runs left behind;
-- :mod:`~ctxdask.batch.settings`: :class:`BatchSettings`;
 - :mod:`~ctxdask.batch.planning`: the chain and which pairs a run works on;
 - :mod:`~ctxdask.batch.tiles`: stereo by tile, the tile plan and attempt tasks, retry policy and verdict;
 - :mod:`~ctxdask.batch.state`, :mod:`~ctxdask.batch.submission`, :mod:`~ctxdask.batch.tilework`,
@@ -26,7 +25,7 @@ Imports go one way, from the types up to the driver (tests/batch/test_imports.py
 Examples
 --------
 >>> from ctxdask.batch import run_batch                       # doctest: +SKIP
->>> summary = run_batch("pairs.txt", "results", edr_dir="edr", local=4)  # doctest: +SKIP
+>>> summary = run_batch("pairs.txt", "results", source="edr")  # doctest: +SKIP
 >>> summary.pairs                                             # doctest: +SKIP
 {'done': 1538, 'failed': 2}
 """
@@ -37,13 +36,12 @@ from ctxdask.extras import require
 
 require("batch", "ctxdask.batch")
 
-from ctxdask.batch.driver import BatchSettings, BatchSummary, run_batch, select_steps
+from ctxdask.batch.driver import BatchSummary, run_batch, select_steps
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, parse_pairs, read_pairs
 from ctxdask.batch.sources import LocalEDRSource
 from ctxdask.tracking import TrackingDB
 
 __all__ = [
-    "BatchSettings",
     "BatchSummary",
     "LocalEDRSource",
     "Pair",

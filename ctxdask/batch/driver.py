@@ -45,15 +45,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ctxdask import tracking
 from ctxdask.batch.loop import Driver
 from ctxdask.batch.outcomes import error_text
 from ctxdask.batch.pairlist import PairList, read_pairs
 from ctxdask.batch.planning import (
-    PAIR_QUALITY_STEP,
-    PRE_STEPS,
-    QUALITY_STEP,
     Chain,
     Hold,
     manual_hold,
@@ -61,31 +59,32 @@ from ctxdask.batch.planning import (
     select_steps,
 )
 from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, release_local_scratch
-from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource, make_source
 from ctxdask.batch.summary import BatchSummary
+from ctxdask.settings import BatchSection, Settings
+from ctxdask.settings import current as current_settings
 from ctxdask.tools.recipe import Recipe, build_recipe
 from ctxdask.tools.tasks import RunOptions
 
-__all__ = ["BatchSettings", "BatchSummary", "run_batch", "select_steps"]
+__all__ = ["BatchSummary", "run_batch", "select_steps"]
 
 logger = logging.getLogger(__name__)
 
 # -------------------------------------------------------------- public API
 @contextlib.contextmanager
-def _cluster(client, scheduler: str | None, local: int | None, settings: BatchSettings):
-    """Yield (client, is_local): the given client, one to ``scheduler``, or a LocalCluster."""
+def _cluster(client, batch: BatchSection):
+    """Yield (client, is_local): the given client, one to ``batch.scheduler``, or a LocalCluster."""
     if client is not None:
         yield client, False
         return
     from distributed import Client, LocalCluster
 
-    if scheduler:
-        with Client(scheduler) as c:
+    if batch.scheduler:
+        with Client(batch.scheduler) as c:
             yield c, False
         return
-    n = local or settings.local_workers or os.cpu_count() or 1
-    with LocalCluster(n_workers=int(n), threads_per_worker=settings.local_threads, processes=True,
+    n = batch.local_workers or os.cpu_count() or 1
+    with LocalCluster(n_workers=int(n), threads_per_worker=batch.local_threads, processes=True,
                       resources={"stereo": 1}, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
         yield c, True
@@ -121,26 +120,21 @@ def run_batch(
     pairs: str | os.PathLike | PairList | Iterable[tuple[str, str]],
     out: str | os.PathLike,
     *,
-    edr_dir: str | os.PathLike | None = None,
-    source: EDRSource | None = None,
+    settings: Settings | Mapping[str, Any] | None = None,
     client=None,
-    scheduler: str | None = None,
-    local: int | None = None,
-    db: str | os.PathLike | None = None,
-    retry_failed: bool = False,
-    steps: Iterable[str] | None = None,
-    timeouts: Mapping[str, float] | None = None,
+    source: EDRSource | str | os.PathLike | None = None,
     recipe: Recipe | None = None,
     runner: Callable | None = None,
-    deliver: Iterable[str] | None = None,
-    delivery: str | None = None,
-    retries: int | None = None,
-    progress: bool | None = None,
-    scratch: str | os.PathLike | None = None,
     hold: Hold | None = None,
-    include_rejected: bool = False,
 ) -> BatchSummary:
     """Run a stereo-pair list through the CTX chain on a dask cluster.
+
+    Everything that decides how the batch runs is a setting (``ctxdask config``
+    lists them, ``ctxdask.yaml`` explains them): the cluster (``batch.scheduler``,
+    ``batch.local-workers``), the database (``batch.database``), what to run
+    (``batch.steps``, ``batch.retry-failed``, ``batch.include-rejected``), deadlines
+    (``tools.timeouts``, ``batch.timeouts``), delivery and the recipe's options
+    (``tools.*``). The remaining arguments are code, not settings.
 
     Parameters
     ----------
@@ -149,44 +143,27 @@ def run_batch(
     out : path
         Output folder: delivered products (``pairs/<L>-<R>/``,
         ``images/<id>/``) and, by default, the tracking database.
-    edr_dir : path, optional
-        Folder of EDRs (``<PRODUCT_ID>.IMG`` any case, or ``.IMG.bz2``/``.gz``).
-    source : callable, optional
-        Another EDR source, ``source(product_id, scratch) -> path`` (see
-        :mod:`ctxdask.batch.sources`); wins over ``edr_dir``.
+    settings : Settings or mapping, optional
+        The settings (:class:`ctxdask.settings.Settings`); a mapping of dotted
+        keys (``{"batch.retry-failed": True}``) changes the current ones. Default:
+        the configuration as it is now (:func:`ctxdask.settings.current`).
     client : distributed.Client, optional
-        Use this cluster. Otherwise ``scheduler`` (an address), otherwise a
-        LocalCluster of ``local`` worker processes (each with ``stereo=1``).
-    db : path or URL, optional
-        Tracking database (default ``<out>/ctxdask-batch.sqlite``).
-    retry_failed : bool
-        Run failed and timed-out steps again (a plain rerun leaves them).
-    steps : list of str, optional
-        Run the chain only up to the last step named (``["validate"]``).
-    timeouts : mapping, optional
-        Step name -> seconds, overriding ``tools.timeouts`` / ``batch.timeouts``.
+        Use this cluster instead of the one ``batch.scheduler`` names or a LocalCluster.
+    source : path or callable, optional
+        A folder of EDRs (``<PRODUCT_ID>.IMG`` any case, or ``.IMG.bz2``/``.gz``),
+        or another EDR source, ``source(product_id, scratch) -> path`` (see
+        :mod:`ctxdask.batch.sources`).
     recipe : Recipe, optional
-        Default :func:`ctxdask.tools.recipe.build_recipe` with ``timeouts``.
+        Another chain than :func:`ctxdask.tools.recipe.build_recipe` of ``settings``
+        (its steps keep their own deadlines).
     runner : callable, optional
         Replaces :func:`ctxdask.tools.tasks.run_step` for recipe steps on the
         workers (tests, benchmarks, custom executors).
-    deliver : list of str, optional
-        Steps whose outputs are brought home (default ``batch.deliver``).
-    delivery : {"transfer", "shared"}, optional
-    retries : int, optional
-        dask retries of transient errors (default ``batch.retries``).
-    progress : bool, optional
-        Show the progress bar (default ``batch.progress``).
-    scratch : path, optional
-        Root of step work dirs (default: see ``batch.scratch`` and
-        ``tools.work-dir``).
     hold : callable, optional
         ``hold(pair) -> reason or None``: pairs to leave alone in this run
         (e.g. failed by hand), with the reason (:data:`ctxdask.batch.planning.Hold`).
-    include_rejected : bool
-        Also work on pairs and images whose current manual grade is ``fail``
-        (:mod:`ctxdask.tracking.grades`); by default they are held back with the
-        grader's note.
+        Pairs and images whose manual grade is ``fail`` are held too, unless
+        ``batch.include-rejected`` (:mod:`ctxdask.tracking.grades`).
 
     Returns
     -------
@@ -197,52 +174,55 @@ def run_batch(
     ------
     EmptyPairListError
         The list has no usable pair; the message gives each rejected line's reason.
+    StepSelectionError
+        ``batch.steps`` names a step the chain does not have.
+    SettingsError
+        A setting of the wrong kind or value, named.
         (Any other exception ends the run's database row as ``failed`` with its text.)
 
     Examples
     --------
-    >>> summary = run_batch("pairs.txt", "results", edr_dir="edr", local=4)  # doctest: +SKIP
+    >>> summary = run_batch("pairs.txt", "results", source="edr",
+    ...                     settings={"batch.local-workers": 4})  # doctest: +SKIP
     >>> print(summary)  # doctest: +SKIP
     """
     t0 = time.monotonic()
-    out = pathlib.Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
     pairlist = read_pairs(pairs).require_pairs()  # nothing usable: an error with the reasons
-    settings = BatchSettings.from_config(retries=retries, timeouts=dict(timeouts or {}) or None,
-                                         deliver=deliver, delivery=delivery, progress=progress,
-                                         scratch=os.fspath(scratch) if scratch else None)
-    recipe = recipe or build_recipe(timeouts={k: v for k, v in (timeouts or {}).items()
-                                              if k not in (*PRE_STEPS, QUALITY_STEP, PAIR_QUALITY_STEP)})
-    image_steps, pair_steps = select_steps(recipe, steps, quality=settings.quality)
-    src = make_source(edr_dir, source)
-    db_path = tracking.database_path(db, out)
+    if not isinstance(settings, Settings):
+        settings = current_settings().override(settings or {})
+    batch = settings.batch
+    recipe = recipe or build_recipe(settings)
+    image_steps, pair_steps = select_steps(recipe, batch.steps, quality=batch.quality)
+    src = make_source(source)
+    out = pathlib.Path(out).resolve()  # made once the request is known to be good
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = tracking.database_path(batch.database, out)
 
     with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, \
-            _cluster(client, scheduler, local, settings) as (c, is_local), _stop_on_signals() as stop:
+            _cluster(client, batch) as (c, is_local), _stop_on_signals() as stop:
         tdb.interrupt_stale()
-        work_dir = settings.scratch or (claim_local_scratch(out) if is_local else None)
+        work_dir = batch.scratch or (claim_local_scratch(out) if is_local else None)
         clean_after_dead_runs(c, out, work_dir)
-        options = RunOptions.from_config(cancel_event=f"ctxdask-batch-cancel-{uuid.uuid4().hex[:12]}",
-                                         timeouts=dict(timeouts or {}),
-                                         **({"work_dir": work_dir} if work_dir else {}))
+        options = RunOptions.from_settings(settings, cancel_event=f"ctxdask-batch-cancel-{uuid.uuid4().hex[:12]}",
+                                           **({"work_dir": work_dir} if work_dir else {}))
         dashboard = getattr(c, "dashboard_link", "") or ""
         tdb.register(pairlist.pairs, pairlist.images)
         run_id = tdb.start_run(
             pairs_file=pairlist.source, out=str(out), scheduler=str(getattr(c, "scheduler", "") and
                                                                c.scheduler.address),
             dashboard=dashboard,
-            settings={"steps": image_steps + pair_steps, "retry_failed": retry_failed,
-                      "batch": dataclasses.asdict(settings), "work_dir": options.work_dir})
+            settings={"steps": image_steps + pair_steps, "retry_failed": batch.retry_failed,
+                      "batch": dataclasses.asdict(batch), "work_dir": options.work_dir})
         try:
             tdb.record_rejected(run_id, pairlist.rejected)
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
-            if not include_rejected:
+            if not batch.include_rejected:
                 hold = manual_hold(tdb.manually_rejected(), hold)
-            plan = plan_run(tdb, pairlist, chain, retry_failed=retry_failed, hold=hold)
+            plan = plan_run(tdb, pairlist, chain, retry_failed=batch.retry_failed, hold=hold)
             tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
-            driver = Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=settings,
-                             options=options, runner=runner, progress=settings.progress, retry_failed=retry_failed,
-                             stop=stop)
+            driver = Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=batch,
+                            options=options, runner=runner, progress=batch.progress, retry_failed=batch.retry_failed,
+                            stop=stop)
             status = driver.run(plan.planned)
         except BaseException as exc:
             # whatever stops the driver ends its run row with the reason, never left 'running'
@@ -251,7 +231,7 @@ def run_batch(
                             error_text(exc))
             raise
         tdb.end_run(run_id, "done" if status == "done" else "interrupted")
-        if is_local and not settings.scratch and work_dir:
+        if is_local and not batch.scratch and work_dir:
             release_local_scratch(work_dir)
         with tracking.BatchView(db_path) as view:
             report = view.status_report(failures=None)

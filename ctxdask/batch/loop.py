@@ -38,11 +38,11 @@ from ctxdask.batch.progress import Progress
 from ctxdask.batch.push import Pusher
 from ctxdask.batch.results import ResultHandler
 from ctxdask.batch.scratch import find_copies, find_failed_attempts, find_holders, remove_failed_attempts, remove_strays
-from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.sources import EDRSource
 from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
 from ctxdask.daskcompat import executing_count
+from ctxdask.settings import BatchSection
 from ctxdask.tools.tasks import RunOptions
 
 __all__ = ["Driver"]
@@ -60,7 +60,7 @@ class Driver:
     """
 
     def __init__(self, client, out: pathlib.Path, db: tracking.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
-                 source: EDRSource, settings: BatchSettings, options: RunOptions, runner: Callable | None,
+                 source: EDRSource, settings: BatchSection, options: RunOptions, runner: Callable | None,
                  progress: bool, retry_failed: bool = False, stop: threading.Event | None = None):
         self.client = client
         self.stop = stop or threading.Event()

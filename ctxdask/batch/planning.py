@@ -30,7 +30,8 @@ from ctxdask.batch.pairlist import Pair, PairList, Rejected
 from ctxdask.tools.recipe import Recipe
 from ctxdask.tracking import Status, TrackingDB
 
-__all__ = ["PAIR_QUALITY_STEP", "PRE_STEPS", "QUALITY_STEP", "Chain", "Hold", "Plan", "manual_hold", "plan_run",
+__all__ = ["PAIR_QUALITY_STEP", "PRE_STEPS", "QUALITY_STEP", "Chain", "Hold", "Plan", "StepSelectionError",
+           "manual_hold", "plan_run",
            "select_steps"]
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,10 @@ def manual_hold(rejected: Mapping[str, str], then: Hold | None = None) -> Hold:
     return hold
 
 
+class StepSelectionError(ValueError):
+    """A step selection (``batch.steps``, ``--steps``) that names no step of the chain."""
+
+
 def select_steps(recipe: Recipe, steps: Iterable[str] | None, *,
                  quality: bool = True) -> tuple[list[str], list[str]]:
     """Image and pair step names to run for a ``--steps`` selection.
@@ -83,8 +88,8 @@ def select_steps(recipe: Recipe, steps: Iterable[str] | None, *,
 
     Raises
     ------
-    ValueError
-        A name that is not a step of the chain.
+    StepSelectionError
+        A name that is not a step of the chain, or none at all.
     """
     measured = any("quality" in s.outputs for s in recipe.image_steps)
     own = () if measured or not quality else (QUALITY_STEP,)
@@ -102,9 +107,9 @@ def select_steps(recipe: Recipe, steps: Iterable[str] | None, *,
     wanted = [s for s in steps]
     unknown = [s for s in wanted if s not in chain]
     if unknown:
-        raise ValueError(f"unknown steps {unknown}; the chain is {' -> '.join(chain)}")
+        raise StepSelectionError(f"unknown steps {unknown}; the chain is {' -> '.join(chain)}")
     if not wanted:
-        raise ValueError("no steps selected")
+        raise StepSelectionError("no steps selected")
     last = max(chain.index(s) for s in wanted)
     return [s for s in image if chain.index(s) <= last], [s for s in pair if chain.index(s) <= last]
 

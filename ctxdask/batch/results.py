@@ -42,11 +42,11 @@ from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP
 from ctxdask.batch.progress import Progress
 from ctxdask.batch.scratch import remove_workdirs
-from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
 from ctxdask.batch.tiles import TilePlanTask, TileTask
 from ctxdask.batch.tilework import TileWork
+from ctxdask.settings import BatchSection
 from ctxdask.tools.tasks import RunOptions
 
 __all__ = ["ResultHandler", "pair_dir"]
@@ -70,7 +70,7 @@ class ResultHandler:
     run_id : int
     out : pathlib.Path
         The output folder.
-    settings : BatchSettings
+    settings : BatchSection
     options : RunOptions
     submitter : Submitter
         To let pairs go once their images are through.
@@ -80,7 +80,7 @@ class ResultHandler:
     """
 
     def __init__(self, client, state: RunState, db: tracking.TrackingDB, run_id: int, *, out: pathlib.Path,
-                 settings: BatchSettings, options: RunOptions, submitter: Submitter, deliverer: Deliverer,
+                 settings: BatchSection, options: RunOptions, submitter: Submitter, deliverer: Deliverer,
                  retry_failed: bool = False):
         self.client = client
         self.state = state

@@ -161,16 +161,16 @@ class CatalogSource:
                      cache=self.cache, settings=self.settings).path
 
 
-def make_source(edr_dir: str | os.PathLike | None = None, source: EDRSource | None = None) -> EDRSource:
-    """The source a batch uses: ``source`` if given, else the folder ``edr_dir``.
+def make_source(source: EDRSource | str | os.PathLike | None) -> EDRSource:
+    """The source a batch uses: ``source`` itself, or the folder of EDRs it names.
 
     Raises
     ------
     ValueError
-        Neither is given.
+        No source is given.
     """
-    if source is not None:
-        return source
-    if edr_dir is None:
+    if source is None:
         raise ValueError("no EDR source: give --edr-dir (a folder of EDRs) or a download source")
-    return LocalEDRSource(os.path.abspath(os.fspath(edr_dir)))
+    if isinstance(source, (str, os.PathLike)):
+        return LocalEDRSource(os.path.abspath(os.fspath(source)))
+    return source

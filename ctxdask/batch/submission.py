@@ -39,12 +39,12 @@ from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.batch.model import BatchContext, ImageTask, Outcome, StepTask, image_chain
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP, QUALITY_STEP, Chain
-from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.tiles import TilePlanTask, TileTask, plan_tiles, run_tile
 from ctxdask.batch.work import execute, remake, run_image
 from ctxdask.daskcompat import Task, TaskRef, live_workers
 from ctxdask.quality.alignment import mola_for_pair
+from ctxdask.settings import BatchSection
 from ctxdask.settings import current as current_settings
 from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
 from ctxdask.tools.recipe import StepCall
@@ -78,7 +78,7 @@ class Submitter:
     run_id : int
     chain : Chain
     context : BatchContext
-    settings : BatchSettings
+    settings : BatchSection
     done_keys : set of str
         Steps recorded done (reused, never made again).
     known_summing : mapping
@@ -90,7 +90,7 @@ class Submitter:
     """
 
     def __init__(self, client, state: RunState, db: tracking.TrackingDB, run_id: int, *, chain: Chain,
-                 context: BatchContext, settings: BatchSettings, done_keys: set[str],
+                 context: BatchContext, settings: BatchSection, done_keys: set[str],
                  known_summing: Mapping[str, int | None], holders: Mapping[str, tuple[str, ...]] | None = None):
         self.client = client
         self.state = state

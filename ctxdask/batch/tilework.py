@@ -32,10 +32,10 @@ from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.model import Outcome, StepTask
 from ctxdask.batch.push import driver_outcome
-from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import RunState, Tracked
 from ctxdask.batch.submission import Submitter
 from ctxdask.batch.tiles import PairTiles, TilePlan, TilePlanTask, TilePolicy, TileTask
+from ctxdask.settings import BatchSection
 from ctxdask.tools.recipe import Ref, StepCall
 from ctxdask.tools.tasks import RunOptions
 from ctxdask.tools.tiling import mosaic_calls, tile_call
@@ -61,14 +61,14 @@ class TileWork:
         The run's one Deliverer.
     deliveries : dict
         The run's deliveries in flight (future -> key): tile deliveries join them.
-    settings : BatchSettings
+    settings : BatchSection
     options : RunOptions
     retry_failed : bool
         Run tiles that failed in an earlier run again.
     """
 
     def __init__(self, client, state: RunState, db: tracking.TrackingDB, run_id: int, *, out: pathlib.Path,
-                 submitter: Submitter, deliverer: Deliverer, deliveries: dict, settings: BatchSettings,
+                 submitter: Submitter, deliverer: Deliverer, deliveries: dict, settings: BatchSection,
                  options: RunOptions, retry_failed: bool = False):
         self.client = client
         self.state = state

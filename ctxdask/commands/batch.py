@@ -61,9 +61,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also process pairs and images failed by hand (ctxdask serve); default: skip them")
 
 
+def settings_from(args: argparse.Namespace):
+    """The settings of a ``ctxdask batch`` command line: the configuration, changed by its options.
+
+    A ``--timeout`` of an in-process step (``batch.timeouts``: fetch, validate,
+    quality ...) sets that deadline; any other step's is ``tools.timeouts``.
+    """
+    from ctxdask.settings import current
+
+    settings = current()
+    changes = {
+        "batch.scheduler": args.scheduler, "batch.local-workers": args.local, "batch.database": args.db,
+        "batch.steps": [s for item in args.steps for s in item.split(",") if s] if args.steps else None,
+        "batch.deliver": args.deliver, "batch.delivery": args.delivery, "tools.calibration": args.calibration,
+        "batch.retry-failed": args.retry_failed or None, "batch.include-rejected": args.include_rejected or None,
+        "batch.progress": False if args.no_progress else None,
+    }
+    for step, seconds in args.timeout:
+        section = "batch" if step in settings.batch.timeouts else "tools"
+        changes[f"{section}.timeouts.{step}"] = seconds
+    return settings.override({key: value for key, value in changes.items() if value is not None})
+
+
 def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
-    from ctxdask.batch.driver import select_steps
+    from ctxdask.batch.planning import StepSelectionError
     from ctxdask.commands import (
         EXIT_ERROR,
         EXIT_INTERRUPTED,
@@ -74,7 +96,6 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder,
     )
     from ctxdask.exceptions import CTXError
-    from ctxdask.tools.recipe import build_recipe
 
     check_input(args.pairs, "the pair list")
     check_output_folder(args.out, "the output folder (--out)")
@@ -82,29 +103,16 @@ def run(args: argparse.Namespace) -> int:
         check_input(args.url_list, "the URL list (--url-list)")
     if args.edr_dir:
         check_input_folder(args.edr_dir, "the EDR folder (--edr-dir)")
-    timeouts = dict(args.timeout)
-    source = None
+    source = args.edr_dir
     if args.url_list:
         from ctxdask.batch.sources import CatalogSource
         from ctxdask.catalog.lookup import ProductLocator
 
         source = CatalogSource(ProductLocator.from_url_list(args.url_list))
-    steps = [s for item in args.steps for s in item.split(",") if s] if args.steps else None
-    overrides = {"calibration": args.calibration} if args.calibration else {}
-    recipe = build_recipe(timeouts={k: v for k, v in timeouts.items() if k not in ("fetch", "validate")},
-                          **overrides)
-    if steps is not None:
-        try:
-            select_steps(recipe, steps)
-        except ValueError as exc:
-            raise UsageError(f"--steps: {exc}") from None
     try:
-        summary = run_batch(
-            args.pairs, args.out, edr_dir=args.edr_dir, source=source, scheduler=args.scheduler, local=args.local,
-            db=args.db, retry_failed=args.retry_failed, steps=steps, timeouts=timeouts, recipe=recipe,
-            deliver=args.deliver, delivery=args.delivery, progress=False if args.no_progress else None,
-            include_rejected=args.include_rejected,
-        )
+        summary = run_batch(args.pairs, args.out, settings=settings_from(args), source=source)
+    except StepSelectionError as exc:
+        raise UsageError(f"--steps: {exc}") from None
     except CTXError:
         raise
     except (ValueError, RuntimeError) as exc:

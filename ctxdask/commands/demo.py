@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from ctxdask.batch import run_batch
     from ctxdask.commands.batch import skipped_lines
     from ctxdask.exceptions import OutputPathError
+    from ctxdask.settings import current
     from ctxdask.tools.recipe import build_recipe
     from ctxdask.validation import validate
 
@@ -115,14 +116,14 @@ def run(args: argparse.Namespace) -> int:
         for finding in report.warnings:
             print(_wrap(finding.message, f"      warning {finding.check}: "))
 
-    recipe = build_recipe(calibration="native")
-    recipe.settings = recipe.settings.__class__(**{**recipe.settings.__dict__,
-                                                   "env": {**recipe.settings.env,
-                                                           "PATH": _real_programs_path(recipe)}})
+    settings = current().override({
+        "tools.calibration": "native", "batch.local-workers": args.workers,
+        "batch.deliver": ["calibrate", "point2dem", "point2dem_aligned", "dem_geoid"]})
+    settings = settings.override({"tools.env.PATH": _real_programs_path(build_recipe(settings))})
+    recipe = build_recipe(settings)
     print(f"\nbatch of {len(PAIRS)} pairs on a LocalCluster with {args.workers} worker processes "
           f"(recipe {recipe}):")
-    summary = run_batch(pair_list, out / "results", edr_dir=edr_dir, local=args.workers, recipe=recipe,
-                        deliver=["calibrate", "point2dem", "point2dem_aligned", "dem_geoid"])
+    summary = run_batch(pair_list, out / "results", settings=settings, source=edr_dir)
     print(summary)
     from ctxdask.tracking import BatchView
 

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ctxdask.exceptions import ToolError, ToolFailedError
+from ctxdask.settings import Settings
 from ctxdask.settings import current as current_settings
 from ctxdask.tools.cancel import task_cancel_check
 from ctxdask.tools.identity import content_identity
@@ -67,13 +68,18 @@ class RunOptions:
     timeouts: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, **overrides: Any) -> RunOptions:
-        """Read ``ctxdask.tools.*`` now; ``overrides`` replace fields."""
-        tools = current_settings().tools
+    def from_settings(cls, settings: Settings, **overrides: Any) -> RunOptions:
+        """The runner's part of ``settings`` (``tools.*``); ``overrides`` replace fields."""
+        tools = settings.tools
         values = dict(work_dir=tools.work_dir, grace=tools.grace_period, poll_interval=tools.poll_interval,
                       tail_lines=tools.log_tail_lines)
         values.update(overrides)
         return cls(**values)
+
+    @classmethod
+    def from_config(cls, **overrides: Any) -> RunOptions:
+        """Read ``ctxdask.tools.*`` now; ``overrides`` replace fields."""
+        return cls.from_settings(current_settings(), **overrides)
 
 
 @dataclasses.dataclass(frozen=True)

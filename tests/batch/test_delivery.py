@@ -99,7 +99,8 @@ def test_a_failed_delivery_leaves_nothing_and_a_plain_rerun_redoes_only_that_ste
     # one scratch folder for both workers: whichever of them runs a step again finds what is done
     # (reuse across workers with their own scratch is tested with the multi-host harness)
     scratch = tmp_path / "scratch"
-    first = run_batch(pairs, out, edr_dir=edr, client=cluster_client, progress=False, scratch=scratch)
+    first = run_batch(pairs, out, source=edr, client=cluster_client,
+                      settings={"batch.progress": False, "batch.scratch": str(scratch)})
     db = out / "ctxdask-batch.sqlite"
     assert failed and first.pairs == {"interrupted": 1}, first
     (status, error), = query(db, "SELECT status, error FROM steps WHERE key = ?", (f"pair_quality-{pair_id}",))
@@ -108,7 +109,8 @@ def test_a_failed_delivery_leaves_nothing_and_a_plain_rerun_redoes_only_that_ste
     assert unlisted(out) == []
     before = {k: (s, a) for k, s, a in query(db, "SELECT key, started, attempts FROM steps WHERE status = 'done'")}
 
-    again = run_batch(pairs, out, edr_dir=edr, client=cluster_client, progress=False, scratch=scratch)
+    again = run_batch(pairs, out, source=edr, client=cluster_client,
+                      settings={"batch.progress": False, "batch.scratch": str(scratch)})
     assert again.ok and again.planned == 1, again
     after = {k: (s, a) for k, s, a in query(db, "SELECT key, started, attempts FROM steps")}
     assert {k: (before[k], after[k]) for k in before if after[k] != before[k]} == {}  # nothing done was made again

@@ -64,7 +64,8 @@ def test_aligned_batch_delivers_cogs_qa_provenance_and_a_catalog(tmp_path, clust
     recipe = build_recipe(pc_align=True, dem_geoid=True, env={"CTXDASK_STANDIN_SURFACE": json.dumps(spec)})
     out = tmp_path / "out"
     with dask.config.set({"ctxdask.tools.asp.mola-points": str(folder)}):
-        summary = run_batch(pairs, out, edr_dir=edr, client=cluster_client, recipe=recipe, progress=False)
+        summary = run_batch(pairs, out, source=edr, client=cluster_client, recipe=recipe,
+                            settings={"batch.progress": False})
     db = out / "ctxdask-batch.sqlite"
     bad_id = f"{NO_MOLA[0]}-{NO_MOLA[1]}"
     assert statuses(db, "pairs") == {good_id: "done", bad_id: "failed"}

@@ -34,8 +34,8 @@ def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, c
     recipe = build_recipe(env={"CTXDASK_STANDIN_CALLS": str(calls)})
     # 1 kB chunks: every product crosses the dask connection in several pieces
     with dask.config.set({"ctxdask.batch.chunk-size": 1000}):
-        summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, recipe=recipe,
-                            progress=False)
+        summary = run_batch(pairs, tmp_path / "out", source=edr, client=cluster_client, recipe=recipe,
+                            settings={"batch.progress": False})
     assert summary.ok, summary
     assert summary.pairs == {"done": 3} and summary.images == {"done": 4}
     assert [(r.line, r.text) for r in summary.rejected] == [(4, "M")]
@@ -70,7 +70,8 @@ def test_full_chain_delivers_checksummed_products_and_reruns_nothing(tmp_path, c
     _check_quality(tmp_path / "out", db, IDS, [P1, P2, P3])
 
     before = query(db, "SELECT key, started FROM steps")
-    again = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, recipe=recipe, progress=False)
+    again = run_batch(pairs, tmp_path / "out", source=edr, client=cluster_client, recipe=recipe,
+                      settings={"batch.progress": False})
     assert again.planned == 0 and again.already_done == 3 and again.ok
     assert len(_calls(calls)) == len(programs)  # nothing ran again
     assert query(db, "SELECT key, started FROM steps") == before
@@ -109,9 +110,10 @@ def test_hang_crash_and_invalid_edr_are_recorded_and_the_batch_goes_on(tmp_path,
     faults = {f"parallel_stereo-{_pid(P1)}": "hang", f"point2dem-{_pid(P2)}": "crash"}
     # one scratch folder for both workers: a rerun on either finds the work done before
     scratch = tmp_path / "scratch"
-    summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client,
+    summary = run_batch(pairs, tmp_path / "out", source=edr, client=cluster_client,
                         runner=functools.partial(faulty_runner, faults=faults),
-                        timeouts={"parallel_stereo": 3}, progress=False, scratch=scratch)
+                        settings={"tools.timeouts.parallel_stereo": 3, "batch.progress": False,
+                                  "batch.scratch": str(scratch)})
     assert not summary.ok and summary.status == "done"
     db = tmp_path / "out" / "ctxdask-batch.sqlite"
     steps, pairs_status = statuses(db), statuses(db, "pairs")
@@ -132,12 +134,13 @@ def test_hang_crash_and_invalid_edr_are_recorded_and_the_batch_goes_on(tmp_path,
     # a plain rerun leaves failures alone; --retry-failed reruns them and only them (break 11): every
     # step recorded done, upstream of a failure or not, keeps its start time and attempt count
     done_before = query(db, "SELECT key, started FROM steps WHERE subject = ?", (_pid(P3),))
-    again = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, progress=False, scratch=scratch)
+    again = run_batch(pairs, tmp_path / "out", source=edr, client=cluster_client,
+                      settings={"batch.progress": False, "batch.scratch": str(scratch)})
     assert again.planned == 0 and again.waiting == 3
     done = dict((k, (s, a)) for k, s, a in query(db, "SELECT key, started, attempts FROM steps WHERE status = 'done'"))
     path.write_bytes(make_images(tmp_path / "fixed", [bad]).joinpath(f"{bad}.IMG").read_bytes())
-    retried = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client, retry_failed=True,
-                        progress=False, scratch=scratch)
+    retried = run_batch(pairs, tmp_path / "out", source=edr, client=cluster_client,
+                        settings={"batch.retry-failed": True, "batch.progress": False, "batch.scratch": str(scratch)})
     assert retried.ok and retried.planned == 3, retried
     assert query(db, "SELECT key, started FROM steps WHERE subject = ?", (_pid(P3),)) == done_before
     after = dict((k, (s, a)) for k, s, a in query(db, "SELECT key, started, attempts FROM steps"))
@@ -149,12 +152,14 @@ def test_steps_subset_and_shared_delivery(tmp_path, cluster_client):
     edr = make_images(tmp_path / "edr", IDS[:3])
     pairs = write_pairs(tmp_path / "pairs.txt", [P1, P2])
     out = tmp_path / "out"
-    first = run_batch(pairs, out, edr_dir=edr, client=cluster_client, steps=["validate"], progress=False)
+    first = run_batch(pairs, out, source=edr, client=cluster_client,
+                      settings={"batch.steps": ["validate"], "batch.progress": False})
     assert first.ok and first.pairs == {"done": 2}
     assert set(query(out / "ctxdask-batch.sqlite", "SELECT DISTINCT step FROM steps")) == {("fetch",), ("validate",)}
     # the whole chain later: the pairs are not done for it, so they run; validated images rerun cheaply
-    full = run_batch(pairs, out, edr_dir=edr, client=cluster_client, delivery="shared",
-                     deliver=["point2dem", "ctxcal"], progress=False)
+    full = run_batch(pairs, out, source=edr, client=cluster_client,
+                     settings={"batch.delivery": "shared", "batch.deliver": ["point2dem", "ctxcal"],
+                               "batch.progress": False})
     assert full.ok and full.planned == 2
     cal = out / "images" / IDS[0] / f"{IDS[0]}.cal.cub"
     assert cal.is_file() and (out / "pairs" / _pid(P2) / "results" / "out-DEM.tif").is_file()
@@ -165,7 +170,8 @@ def test_steps_subset_and_shared_delivery(tmp_path, cluster_client):
 def test_unknown_step_is_refused(tmp_path, cluster_client):
     pairs = write_pairs(tmp_path / "pairs.txt", [P1])
     with pytest.raises(ValueError, match="unknown steps"):
-        run_batch(pairs, tmp_path / "out", edr_dir=tmp_path, client=cluster_client, steps=["stereo"])
+        run_batch(pairs, tmp_path / "out", source=tmp_path, client=cluster_client,
+                  settings={"batch.steps": ["stereo"]})
 
 
 def test_image_chain_runs_as_one_task_and_stops_at_the_first_failed_step(tmp_path, cluster_client):
@@ -173,8 +179,8 @@ def test_image_chain_runs_as_one_task_and_stops_at_the_first_failed_step(tmp_pat
     edr = make_images(tmp_path / "edr", IDS[:2])
     pairs = write_pairs(tmp_path / "pairs.txt", [P1])
     faults = {f"spiceinit-{IDS[1]}": "crash"}
-    summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=cluster_client,
-                        runner=functools.partial(faulty_runner, faults=faults), progress=False)
+    summary = run_batch(pairs, tmp_path / "out", source=edr, client=cluster_client,
+                        runner=functools.partial(faulty_runner, faults=faults), settings={"batch.progress": False})
     assert not summary.ok and summary.pairs == {"failed": 1}
     db = tmp_path / "out" / "ctxdask-batch.sqlite"
     steps = statuses(db)
@@ -198,8 +204,8 @@ def test_one_bad_line_never_stops_the_batch(tmp_path, cluster_client):
     wide = IDS[2].replace("013341", "０１３３４１")  # full-width digits: str.isdigit() says yes
     path = tmp_path / "pairs.txt"
     path.write_bytes(b"\xef\xbb\xbf" + f"{P1[0]} {P1[1]}\n{IDS[0]} {wide}\n{P2[0]} {P2[1]}\n".encode())
-    summary = run_batch(path, tmp_path / "out", edr_dir=edr, client=cluster_client, steps=["validate"],
-                        progress=False)
+    summary = run_batch(path, tmp_path / "out", source=edr, client=cluster_client,
+                        settings={"batch.steps": ["validate"], "batch.progress": False})
     assert summary.ok and summary.pairs == {"done": 2}, summary
     assert [r.line for r in summary.rejected] == [2] and "only ASCII" in summary.rejected[0].reason
     db = tmp_path / "out" / "ctxdask-batch.sqlite"
@@ -214,7 +220,7 @@ def test_a_list_without_usable_pairs_is_an_error_naming_the_reasons(tmp_path, ca
     path = tmp_path / "pairs.txt"
     path.write_text(f"M\n{IDS[0]} {IDS[0]}\n")
     with pytest.raises(EmptyPairListError, match=r"all 2 lines were rejected: line 1: expected two .*line 2: a pair needs"):
-        run_batch(path, tmp_path / "out", edr_dir=tmp_path)
+        run_batch(path, tmp_path / "out", source=tmp_path)
     assert main(["batch", str(path), "--out", str(tmp_path / "out"), "--edr-dir", str(tmp_path),
                  "--no-progress"]) != 0
     text = capsys.readouterr().err  # errors go to stderr
@@ -230,7 +236,7 @@ def test_an_exception_in_the_driver_ends_the_run_row_with_the_error(tmp_path, cl
     monkeypatch.setattr(loop.Driver, "run", broken)
     pairs = write_pairs(tmp_path / "pairs.txt", [P1])
     with pytest.raises(RuntimeError, match="a bug in the driver"):
-        run_batch(pairs, tmp_path / "out", edr_dir=make_images(tmp_path / "edr", P1), client=cluster_client,
-                  progress=False)
+        run_batch(pairs, tmp_path / "out", source=make_images(tmp_path / "edr", P1), client=cluster_client,
+                  settings={"batch.progress": False})
     (status, ended, error), = query(tmp_path / "out" / "ctxdask-batch.sqlite", "SELECT status, ended, error FROM runs")
     assert status == "failed" and ended and "RuntimeError: a bug in the driver" in error

@@ -44,7 +44,8 @@ def test_worker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path):
             killer.start()
             # default scratch, each worker's own dir: what the dead worker made goes with it, and
             # is pulled from elsewhere or made again where it is needed
-            summary = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False)
+            summary = run_batch(pairs, out, source=edr, client=client, recipe=recipe,
+                                settings={"batch.progress": False})
             killer.join()
             assert victim not in client.run(os.getpid).values()  # it really died (and was replaced)
     finally:

@@ -145,13 +145,14 @@ def test_tiles_of_an_earlier_run_reach_the_mosaic_pushed_and_tile_scratch_goes(t
     with two_host_client(tmp_path, tiled_path()) as client, dask.config.set({"ctxdask.batch.chunk-size": 4096}):
         client.run(_watch_driver_folder, str(out), str(log))
         # run 1: dem_mosaic is not installed: the tiles come home, the pair is skipped
-        first = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False,
+        first = run_batch(pairs, out, source=edr, client=client, recipe=recipe,
                           runner=functools.partial(_without, missing=("dem_mosaic", "dem_mosaic_ortho",
-                                                                       "dem_mosaic_error")))
+                                                                       "dem_mosaic_error")),
+                          settings={"batch.progress": False})
         tiles = query(out / "ctxdask-batch.sqlite", "SELECT status FROM tiles WHERE pair_id = ?", (PID,))
         left_after_first = _scratch_entries(tmp_path)
         # run 2 (a new driver, the same command): the mosaics need the tiles only the driver holds
-        second = run_batch(pairs, out, edr_dir=edr, client=client, recipe=recipe, progress=False)
+        second = run_batch(pairs, out, source=edr, client=client, recipe=recipe, settings={"batch.progress": False})
         left_after_second = _scratch_entries(tmp_path)
     db = out / "ctxdask-batch.sqlite"
     assert first.pairs == {"skipped": 1} and tiles and set(tiles) == {("done",)}, first.failures

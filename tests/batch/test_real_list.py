@@ -22,8 +22,8 @@ def test_real_pair_list_completes_with_a_correct_database(tmp_path, cluster_clie
     # pairs. A stand-in program per pair step would mean thousands of Python
     # subprocesses (minutes on 2 cores); the whole chain with every stand-in runs in
     # test_driver.py on a few pairs.
-    summary = run_batch(source, tmp_path / "out", edr_dir=edr, client=cluster_client, steps=["validate"],
-                        progress=False)
+    summary = run_batch(source, tmp_path / "out", source=edr, client=cluster_client,
+                        settings={"batch.steps": ["validate"], "batch.progress": False})
     assert summary.ok, summary
     assert [(r.line, r.text) for r in summary.rejected] == [(1209, "M"), (1210, "M")]
     db = tmp_path / "out" / "ctxdask-batch.sqlite"

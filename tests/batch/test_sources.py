@@ -55,7 +55,7 @@ def test_missing_and_damaged_files(tmp_path, edr_bytes):
 
 def test_no_source_is_an_error():
     with pytest.raises(ValueError, match="--edr-dir"):
-        make_source(None, None)
+        make_source(None)
 
 
 def test_catalog_source_downloads_into_the_cache(tmp_path, http_server):

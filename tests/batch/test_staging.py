@@ -43,8 +43,8 @@ def test_pair_steps_pull_image_cubes_from_another_host_once_and_verified(tmp_pat
                          silence_logs=logging.ERROR) as cluster, Client(cluster) as client, \
                 dask.config.set({"ctxdask.batch.cleanup-scratch": False, "ctxdask.batch.chunk-size": 4096}):
             client.wait_for_workers(2)
-            summary = run_batch(pairs, tmp_path / "out", edr_dir=edr, client=client, recipe=recipe,
-                                progress=False)
+            summary = run_batch(pairs, tmp_path / "out", source=edr, client=client, recipe=recipe,
+                                settings={"batch.progress": False})
             # worker dirs go when the cluster closes: look at the scratch now
             staged = sorted((tmp_path / "b").rglob("staged/*/*.cub"))
             copies = {p.parent.name: (p.read_bytes(), json.loads(p.with_name(p.name + ".staged.json").read_text()),

@@ -9,11 +9,11 @@ import pytest
 from ctxdask.batch.model import BatchContext, Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import Chain
-from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import RunState, Tracked
 from ctxdask.batch.steps import rebuild
 from ctxdask.batch.submission import Submitter
 from ctxdask.product_id import InvalidProductIdError
+from ctxdask.settings import BatchSection
 from ctxdask.tools.recipe import build_recipe
 
 from .conftest import IDS
@@ -57,7 +57,7 @@ def test_steps_after_a_tiled_mosaic_carry_the_pairs_summing_modes():
     state = RunState()
     state.summing = {LEFT: 1, RIGHT: 2}
     ctx = BatchContext(recipe=recipe, source=None)
-    sub = Submitter(_Client(), state, _Sink(), 1, chain=chain, context=ctx, settings=BatchSettings.from_config(),
+    sub = Submitter(_Client(), state, _Sink(), 1, chain=chain, context=ctx, settings=BatchSection.from_config(),
                     done_keys=set(), known_summing={})
     sub.start(_Sink())
     pair = Pair(LEFT, RIGHT)

@@ -45,8 +45,9 @@ def test_batch_runs_tiles_as_tasks_and_retries_only_failed_tiles(tmp_path, tiled
     out = tmp_path / "out"
     db = out / "ctxdask-batch.sqlite"
     with dask.config.set({"ctxdask.batch.min-tile-fraction": 0.8, "ctxdask.tools.grace-period": 1}):
-        summary = run_batch(pairs, out, edr_dir=edr, client=tiled_client, progress=False,
-                            recipe=tiled_recipe(env=env, lowres_dem=dem), timeouts={"stereo_tile": 10})
+        summary = run_batch(pairs, out, source=edr, client=tiled_client,
+                            recipe=tiled_recipe(env=env, lowres_dem=dem, timeouts={"stereo_tile": 10}),
+                            settings={"batch.progress": False})
     assert summary.ok, summary
     assert summary.pairs == {"done": 2}
     for pair in (P1, P2):
@@ -70,14 +71,14 @@ def test_batch_runs_tiles_as_tasks_and_retries_only_failed_tiles(tmp_path, tiled
     assert f"{_pid(P1)}: DEM from 7/8 tiles (holes recorded)" in capsys.readouterr().out
 
     attempts = query(db, "SELECT count(*) FROM tile_attempts")[0][0]
-    again = run_batch(pairs, out, edr_dir=edr, client=tiled_client, progress=False,
-                      recipe=tiled_recipe(env=env, lowres_dem=dem))
+    again = run_batch(pairs, out, source=edr, client=tiled_client, recipe=tiled_recipe(env=env, lowres_dem=dem),
+                      settings={"batch.progress": False})
     assert again.planned == 0 and again.already_done == 2
     assert query(db, "SELECT count(*) FROM tile_attempts")[0][0] == attempts
 
     fixed_env = {**env, "CTXDASK_STANDIN_TILE_FAULTS": ""}
-    fixed = run_batch(pairs, out, edr_dir=edr, client=tiled_client, progress=False, retry_failed=True,
-                      recipe=tiled_recipe(env=fixed_env, lowres_dem=dem))
+    fixed = run_batch(pairs, out, source=edr, client=tiled_client, recipe=tiled_recipe(env=fixed_env, lowres_dem=dem),
+                      settings={"batch.progress": False, "batch.retry-failed": True})
     assert fixed.ok and fixed.planned == 2, fixed.failures
     for pair in (P1, P2):
         rows = query(db, "SELECT tile_index, status FROM tile_attempts WHERE pair_id = ? ORDER BY id", (_pid(pair),))

@@ -17,10 +17,10 @@ import pytest
 from ctxdask.batch.delivery import Delivered
 from ctxdask.batch.model import Outcome, StepTask
 from ctxdask.batch.pairlist import Pair
-from ctxdask.batch.settings import BatchSettings
 from ctxdask.batch.state import RunState, Tracked
 from ctxdask.batch.tiles import TilePlan, TilePlanTask
 from ctxdask.batch.tilework import TileWork
+from ctxdask.settings import BatchSection
 from ctxdask.tools.recipe import build_recipe
 from ctxdask.tools.tasks import RunOptions, StepResult
 from ctxdask.tools.tiling import Tile
@@ -79,7 +79,7 @@ def work(tmp_path):
     def make(min_fraction: float) -> TileWork:
         with dask.config.set({"ctxdask.batch.min-tile-fraction": min_fraction, "ctxdask.batch.tile-retries": 1}):
             return TileWork(None, state, db, 1, out=tmp_path / "out", submitter=_Submitter(recipe),
-                            deliverer=_Deliverer(), deliveries=deliveries, settings=BatchSettings.from_config(),
+                            deliverer=_Deliverer(), deliveries=deliveries, settings=BatchSection.from_config(),
                             options=RunOptions(work_dir=str(tmp_path / "scratch")))
 
     with db.transaction():  # as the driver's loop writes: one transaction per pass

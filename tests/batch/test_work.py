@@ -41,13 +41,15 @@ def test_a_pair_skipped_for_a_missing_program_redoes_nothing_done_wherever_it_wa
     no_isis = functools.partial(_without, missing=("spiceinit",))
     with two_host_client(tmp_path, standin_path(), ({"cal_a": 1, "stereo": 1}, {"cal_b": 1, "stereo": 1})) as client:
         # run 1: the images are calibrated on a (the only worker with cal_a)
-        first = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, runner=no_isis,
-                          recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_a": 1}}))
+        first = run_batch(pairs, out, source=edr, client=client, runner=no_isis,
+                          recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_a": 1}}),
+                          settings={"batch.progress": False})
         before = dict(query(db, "SELECT key, attempts FROM steps WHERE step = 'calibrate'"))
         where = set(query(db, "SELECT DISTINCT substr(worker, 7, 9) FROM steps WHERE step = 'calibrate'"))
         # run 2, the same pair list: the image tasks can only run on b (same keys, same fingerprints)
-        second = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, runner=no_isis,
-                           recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_b": 1}}))
+        second = run_batch(pairs, out, source=edr, client=client, runner=no_isis,
+                           recipe=build_recipe(calibration="native", resources={"calibrate": {"cal_b": 1}}),
+                           settings={"batch.progress": False})
         spice = query(db, "SELECT substr(worker, 7, 9), attempts FROM steps WHERE step = 'spiceinit'")
     assert first.pairs == {"skipped": 1}, first
     assert len(before) == 2 and set(before.values()) == {1} and where == {("127.0.0.1",)}

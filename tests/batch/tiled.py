@@ -89,9 +89,10 @@ def run_tiled(client, folder: pathlib.Path, *, env: dict, pairs=((LEFT, RIGHT),)
     inputs = prepare(folder, pairs)
     with dask.config.set({"ctxdask.batch.tile-retries": retries, "ctxdask.batch.min-tile-fraction": min_fraction,
                           "ctxdask.tools.grace-period": 1, "ctxdask.tools.poll-interval": 0.05}):
-        return run_batch(inputs["pairs"], folder / "out", edr_dir=inputs["edr"], client=client, progress=False,
-                         retry_failed=retry_failed, scratch=folder / "scratch", deliver=MOSAICS,
-                         recipe=tiled_recipe(env=env, lowres_dem=inputs["dem"]), timeouts={"stereo_tile": tile_timeout})
+        return run_batch(inputs["pairs"], folder / "out", source=inputs["edr"], client=client,
+                         recipe=tiled_recipe(env=env, lowres_dem=inputs["dem"], timeouts={"stereo_tile": tile_timeout}),
+                         settings={"batch.progress": False, "batch.retry-failed": retry_failed,
+                                   "batch.scratch": str(folder / "scratch"), "batch.deliver": MOSAICS})
 
 
 def pair_end(out: pathlib.Path, pair_id: str) -> types.SimpleNamespace:

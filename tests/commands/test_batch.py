@@ -97,3 +97,29 @@ def test_the_default_run_delivers_dem_products_through_the_standins(tmp_path):
             with rasterio.open(folder / name) as src:
                 assert src.crs is not None and src.width > 0, name
         assert (folder / "qa_metrics.json").is_file() and (folder / f"{pair}.stac.json").is_file()
+
+
+def test_the_command_line_only_builds_settings(tmp_path):
+    """Every option of ``ctxdask batch`` is a setting; ``--timeout`` goes where the step's deadline lives."""
+    import argparse
+
+    from ctxdask.commands.batch import add_arguments, settings_from
+    from ctxdask.settings import current
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    plain = settings_from(parser.parse_args(["pairs.txt", "--out", "o", "--edr-dir", "e"]))
+    assert plain == current()
+    args = parser.parse_args(["pairs.txt", "--out", "o", "--edr-dir", "e", "--local", "3", "--db", "t.sqlite",
+                              "--retry-failed", "--steps", "fetch,validate", "--timeout", "validate=2m",
+                              "--timeout", "stereo_tile=1h", "--calibration", "isis", "--deliver", "point2dem",
+                              "--delivery", "shared", "--no-progress", "--include-rejected"])
+    batch = settings_from(args).batch
+    assert (batch.local_workers, batch.database, batch.retry_failed, batch.steps) == (3, "t.sqlite", True,
+                                                                                     ("fetch", "validate"))
+    assert (batch.deliver, batch.delivery, batch.progress, batch.include_rejected) == (("point2dem",), "shared",
+                                                                                       False, True)
+    assert batch.timeouts["validate"] == 120.0 and "stereo_tile" not in batch.timeouts
+    tools = settings_from(args).tools
+    assert tools.timeouts["stereo_tile"] == 3600.0 and tools.calibration == "isis"
+    assert "validate" not in tools.timeouts

@@ -102,10 +102,10 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
         # point2dem's raw rasters come home too (add_quality measures them like the batch does)
         with dask.config.set({"ctxdask.batch.deliver": ["point2dem"]}), LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-            summary = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, scratch=root / "scratch",
-                                recipe=build_recipe(calibration="isis"),  # the ISIS chain, through the stand-ins
+            summary = run_batch(pairs, out, source=edr, client=client, recipe=build_recipe(calibration="isis"),
                                 runner=functools.partial(faulty_runner,
-                                                         faults={f"point2dem-{pair_id(CRASH_PAIR)}": "crash"}))
+                                                         faults={f"point2dem-{pair_id(CRASH_PAIR)}": "crash"}),
+                                settings={"batch.progress": False, "batch.scratch": str(root / "scratch")})
     finally:
         os.environ["PATH"] = old
     assert summary.pairs == {"done": 1, "failed": 2}, summary

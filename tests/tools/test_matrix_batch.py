@@ -32,8 +32,8 @@ def test_whole_batch_delivers_the_pair(inputs, batch_client, c, tmp_path):
     pairs = tmp_path / "pairs.txt"
     pairs.write_text(f"{L} {R}\n")
     with dask.config.set({"ctxdask.tools.asp.mola-points": mola}):
-        summary = run_batch(pairs, out, edr_dir=inputs["dir"], client=batch_client, recipe=_recipe(c, inputs),
-                            progress=False)
+        summary = run_batch(pairs, out, source=inputs["dir"], client=batch_client, recipe=_recipe(c, inputs),
+                            settings={"batch.progress": False})
     folder = out / "pairs" / f"{L}-{R}"
     assert summary.pairs == {"done": 1}, sorted(p.name for p in out.rglob("*.failed"))
     dem = folder / f"{L}-{R}-DEM.tif"

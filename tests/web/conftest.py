@@ -43,10 +43,10 @@ def batch_out(tmp_path_factory) -> pathlib.Path:
     try:
         with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, resources={"stereo": 1},
                           dashboard_address=":0", silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
-            summary = run_batch(pairs, out, edr_dir=edr, client=client, progress=False, scratch=root / "scratch",
-                                recipe=build_recipe(calibration="isis"),
+            summary = run_batch(pairs, out, source=edr, client=client, recipe=build_recipe(calibration="isis"),
                                 runner=functools.partial(faulty_runner,
-                                                         faults={f"point2dem-{pair_id(CRASH_PAIR)}": "crash"}))
+                                                         faults={f"point2dem-{pair_id(CRASH_PAIR)}": "crash"}),
+                                settings={"batch.progress": False, "batch.scratch": str(root / "scratch")})
     finally:
         os.environ["PATH"] = old
     assert summary.pairs == {"done": 1, "failed": 2}, summary
