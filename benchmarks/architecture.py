@@ -10,6 +10,9 @@ Prints:
 * lines of SQL outside ``ctxdask/tracking`` (string constants with an SQL
   statement keyword; target 0) and modules importing ``sqlite3`` outside it;
 * ``config.get(`` calls outside the settings module (target 0);
+* settings classes outside the settings model whose fields copy a section of
+  ``ctxdask.yaml`` (three or more fields, 70 % of them or more its keys),
+  and how many fields they copy (target 0);
 * the largest module of ``ctxdask/batch`` (target: about 400 lines at most);
 * modules loaded by ``import ctxdask.tracking`` and by ``import ctxdask`` +
   ``ctxdask.io`` (fresh interpreter; ctxdask's and all);
@@ -25,6 +28,8 @@ import re
 import subprocess
 import sys
 import tomllib
+
+import yaml
 
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE\s+FROM|CREATE\s+(TABLE|INDEX)|ALTER\s+TABLE|PRAGMA|DROP\s+TABLE)\b")
 SETTINGS_MODULES = {"ctxdask/config.py", "ctxdask/settings.py"}
@@ -52,6 +57,38 @@ def imports_sqlite(path: pathlib.Path) -> bool:
         if isinstance(node, ast.ImportFrom) and node.module == "sqlite3":
             return True
     return False
+
+
+def yaml_sections(root: pathlib.Path) -> dict[str, set[str]]:
+    """Dotted section -> its keys (snake case), for every mapping of the checkout's ``ctxdask.yaml``."""
+    out: dict[str, set[str]] = {}
+
+    def walk(tree: dict, path: str) -> None:
+        out[path] = {str(k).replace("-", "_") for k in tree}
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                walk(value, f"{path}.{key}" if path else str(key))
+
+    walk(yaml.safe_load((root / "ctxdask" / "ctxdask.yaml").read_text())["ctxdask"], "")
+    return out
+
+
+def copied_fields(path: pathlib.Path, sections: dict[str, set[str]]) -> list[tuple[str, str, int]]:
+    """``(class, section, fields)`` of each class in ``path`` whose own fields copy a yaml section's keys."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.ClassDef):
+            continue
+        names = {item.target.id for item in node.body if isinstance(item, ast.AnnAssign)
+                 and isinstance(item.target, ast.Name) and "ClassVar" not in ast.unparse(item.annotation)}
+        if len(names) < 3:
+            continue
+        # a flattened copy spans several sections: count the keys of all of them it names
+        keys = {key for section in sections.values() for key in section}
+        best = max(sections, key=lambda k: len(names & sections[k]))
+        if len(names & keys) >= 0.7 * len(names) and len(names & sections[best]) >= 3:
+            found.append((node.name, best, len(names & keys)))
+    return found
 
 
 def loaded_modules(root: pathlib.Path, statement: str) -> tuple[int, int]:
@@ -85,6 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     gets = {rel[f]: n for f in files if rel[f] not in SETTINGS_MODULES
             and (n := f.read_text().count("config.get("))}
     print(f"config.get( calls outside the settings module: {sum(gets.values())} in {len(gets)} modules")
+    sections = yaml_sections(root)
+    copies = [(rel[f], *c) for f in files if rel[f] not in SETTINGS_MODULES for c in copied_fields(f, sections)]
+    print(f"settings classes copying fields of ctxdask.yaml: {len(copies)}, {sum(c[3] for c in copies)} fields"
+          + (f" ({', '.join(f'{c[1]} ({c[0]}, {c[3]} of {c[2]})' for c in copies)})" if copies else ""))
     batch = sorted(((len(f.read_text().splitlines()), rel[f]) for f in files if rel[f].startswith("ctxdask/batch/")),
                    reverse=True)
     print(f"largest batch module: {batch[0][1]} {batch[0][0]} lines" if batch else "no batch package")

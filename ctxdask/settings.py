@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Literal, Self
 from ctxdask import config
 from ctxdask.exceptions import CTXError
 
-__all__ = ["Settings", "SettingsError", "current", "validate"]
+__all__ = ["Section", "Settings", "SettingsError", "as_dict", "current", "validate"]
 
 
 class SettingsError(CTXError, ValueError):
@@ -527,6 +527,24 @@ def leaves(settings: Settings) -> dict[str, Any]:
 
     walk(settings, "")
     return out
+
+
+def as_dict(settings: Settings | None = None) -> dict[str, Any]:
+    """The settings (default :func:`current`) as ``ctxdask.yaml`` spells them: nested, kebab-case, lists.
+
+    For records that must say what was in force (provenance, the run's row).
+    """
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {_kebab(f.name): plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+
+    return plain(settings or current())
 
 
 def _lookup(tree: Any, key: str) -> tuple[bool, Any]:

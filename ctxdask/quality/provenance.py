@@ -23,8 +23,9 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ctxdask import __version__, config
+from ctxdask import __version__
 from ctxdask.io.atomic import atomic_path
+from ctxdask.settings import as_dict
 
 __all__ = ["build_provenance", "complete_provenance", "edr_record", "file_sha256", "processing_properties",
            "step_records", "write_provenance"]
@@ -130,7 +131,7 @@ def build_provenance(
     mola : path, optional
         The MOLA shots used for alignment.
     settings : mapping, optional
-        ctxdask settings in force (default: :func:`ctxdask.config.current`).
+        ctxdask settings in force (default: :func:`ctxdask.settings.as_dict` of the current ones).
     env : mapping, optional
         Environment of the programs (to find their versions).
     versions : mapping, optional
@@ -147,7 +148,7 @@ def build_provenance(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "ctxdask": {"version": __version__, "python": platform.python_version(),
                     "settings": json.loads(json.dumps(settings if settings is not None
-                                                      else config.current(), default=str))},
+                                                      else as_dict(), default=str))},
         "steps": steps,
         "programs": all_versions,
         "hosts": sorted({s["host"] for s in steps if s.get("host")} | {socket.gethostname()}),
