@@ -43,6 +43,7 @@ from typing import Any, Literal
 
 from ctxdask.batch.model import BatchContext, FileInfo, Outcome, StepTask, sha256_file
 from ctxdask.batch.work import execute
+from ctxdask.settings import BatchSection, Settings, SettingsError
 from ctxdask.settings import current as current_settings
 from ctxdask.tools.runner import read_tail
 from ctxdask.tools.tiling import TRANSIENT, Tile, failure_kind, read_tile_list
@@ -55,6 +56,10 @@ __all__ = ["PairTiles", "TileDecision", "TilePlan", "TilePlanTask", "TilePolicy"
 DEFAULT_SPACING_FACTOR = 3.0
 
 
+#: the batch settings as ctxdask.yaml ships them (the defaults of :class:`TilePolicy`)
+_SHIPPED = BatchSection()
+
+
 @dataclasses.dataclass(frozen=True)
 class TilePolicy:
     """How tiles are retried and when a pair with failed tiles still yields a DEM.
@@ -62,23 +67,31 @@ class TilePolicy:
     Attributes
     ----------
     retries : int
-        More attempts after a transient failure (timeout, signal, silent crash).
+        More attempts after a transient failure (timeout, signal, silent crash);
+        setting ``batch.tile-retries``.
     min_fraction : float
-        Fraction of a pair's tiles that must succeed for the pair to get a DEM.
+        Fraction of a pair's tiles that must succeed for the pair to get a DEM;
+        setting ``batch.min-tile-fraction``.
     """
 
-    retries: int = 2
-    min_fraction: float = 0.9
+    retries: int = _SHIPPED.tile_retries
+    min_fraction: float = _SHIPPED.min_tile_fraction
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise SettingsError("batch.min-tile-fraction", f"must be between 0 and 1, not {self.min_fraction}")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, /, *, retries: int | None = None,
+                      min_fraction: float | None = None) -> TilePolicy:
+        """The policy of ``settings.batch``; overrides (``None`` ignored) checked like the yaml."""
+        b = BatchSection.from_settings(settings, tile_retries=retries, min_tile_fraction=min_fraction)
+        return cls(retries=b.tile_retries, min_fraction=b.min_tile_fraction)
 
     @classmethod
     def from_config(cls, **overrides: Any) -> TilePolicy:
         """Read ``batch.tile-retries`` and ``batch.min-tile-fraction`` now."""
-        b = current_settings().batch
-        values = dict(retries=b.tile_retries, min_fraction=b.min_tile_fraction)
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        if not 0.0 <= values["min_fraction"] <= 1.0:
-            raise ValueError(f"batch.min-tile-fraction must be between 0 and 1, not {values['min_fraction']}")
-        return cls(**values)
+        return cls.from_settings(current_settings(), **overrides)
 
 
 @dataclasses.dataclass(frozen=True)

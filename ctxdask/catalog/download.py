@@ -59,15 +59,15 @@ import threading
 import time
 import warnings
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Self
 
 import requests
 
-from ctxdask import config
 from ctxdask.catalog.errors import DownloadError, ProductNotFoundError, VerificationError
 from ctxdask.catalog.lookup import ProductLocator
 from ctxdask.exceptions import CTXError, CTXWarning
 from ctxdask.product_id import normalize_product_id
+from ctxdask.settings import CatalogDownload, Settings, SettingsError, ValidateSettings
 from ctxdask.settings import current as current_settings
 
 try:  # POSIX advisory locks keep two local processes off the same partial file
@@ -97,51 +97,28 @@ class DownloadWarning(CTXWarning):
     """A download succeeded with a caveat (e.g. a CHECKSUM mismatch confirmed by two downloads)."""
 
 
-@dataclasses.dataclass(frozen=True)
-@config.defaults_from("catalog.download")
-class DownloadSettings:
+class DownloadSettings(CatalogDownload):
     """How downloads behave; read from ``ctxdask.catalog.download`` at call time.
 
     Passed to workers as a task argument, so a worker's own configuration never
     changes how it downloads. See ``ctxdask.yaml`` for the meaning of each field.
+    ``checksum`` is never null here: null in ``catalog.download`` follows
+    ``validate.checksum`` (:meth:`from_settings`; built bare, the yaml's).
     """
 
-    semaphore: str
-    max_concurrent: int
-    requests_per_second: float
-    retries: int
-    backoff: float
-    backoff_max: float
-    connect_timeout: float
-    read_timeout: float
-    verify_attempts: int
-    #: null in catalog.download: follows validate.checksum
-    checksum: Literal["warn", "reject"] = config.default_field("validate.checksum")
-    chunk_bytes: int
-    user_agent: str
+    def __post_init__(self) -> None:
+        if self.checksum is None:  # null follows validate.checksum: with no settings at hand, the yaml's
+            object.__setattr__(self, "checksum", ValidateSettings().checksum)
+        if self.requests_per_second <= 0:
+            raise SettingsError("catalog.download.requests-per-second",
+                                f"must be positive, not {self.requests_per_second}")
 
     @classmethod
-    def from_config(cls, **overrides: Any) -> DownloadSettings:
-        """Settings from the dask config, with keyword overrides (Python names)."""
-        settings = current_settings()
-        values: dict[str, Any] = {f.name: getattr(settings.catalog.download, f.name) for f in dataclasses.fields(cls)}
-        if values["checksum"] is None:  # null follows validate.checksum
-            values["checksum"] = settings.validate.checksum
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = cls(**values)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Raise ValueError for settings that cannot work."""
-        if self.max_concurrent < 1:
-            raise ValueError(f"max-concurrent must be at least 1, not {self.max_concurrent}")
-        if self.requests_per_second <= 0:
-            raise ValueError(f"requests-per-second must be positive, not {self.requests_per_second}")
-        if self.retries < 0 or self.verify_attempts < 1:
-            raise ValueError("retries must be >= 0 and verify-attempts >= 1")
-        if self.checksum not in ("warn", "reject"):
-            raise ValueError(f"checksum must be 'warn' or 'reject', not {self.checksum!r}")
+    def from_settings(cls, settings: Settings, /, **overrides: Any) -> Self:
+        """As :meth:`Section.from_settings`; a null ``checksum`` follows ``settings.validate.checksum``."""
+        if overrides.get("checksum") is None and settings.catalog.download.checksum is None:
+            overrides["checksum"] = settings.validate.checksum
+        return super().from_settings(settings, **overrides)
 
     @property
     def request_interval(self) -> float:

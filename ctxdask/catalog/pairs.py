@@ -48,7 +48,6 @@ the smaller product id), the order the batch keeps.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import tempfile
@@ -59,11 +58,10 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ctxdask import config
 from ctxdask.catalog.errors import CatalogError
 from ctxdask.catalog.index import IndexTable, read_index
 from ctxdask.pds3 import Label
-from ctxdask.settings import current as current_settings
+from ctxdask.settings import PairSearchSettings
 
 __all__ = ["PairCriteria", "PAIR_COLUMNS", "find_pairs", "image_geometry", "pair_metrics", "write_pairs"]
 
@@ -83,33 +81,8 @@ _REQUIRED = ["PRODUCT_ID", "EMISSION_ANGLE", "INCIDENCE_ANGLE", "CENTER_LONGITUD
              *[f"{c}_{x}" for c in CORNERS for x in ("LONGITUDE", "LATITUDE")]]
 
 
-@dataclasses.dataclass(frozen=True)
-@config.defaults_from("catalog.pairs")
-class PairCriteria:
+class PairCriteria(PairSearchSettings):
     """Limits a stereo pair must meet; angles in degrees. See the module docstring for sources."""
-
-    min_overlap: float
-    max_emission: float
-    min_incidence: float
-    max_incidence: float
-    max_phase: float
-    min_convergence: float
-    max_convergence: float
-    min_parallax_height: float
-    max_parallax_height: float
-    preferred_parallax_height: float
-    max_shadow_tip_distance: float
-    max_solar_azimuth_difference: float
-    max_gsd_ratio: float
-    max_solar_longitude_difference: float
-
-    @classmethod
-    def from_config(cls, **overrides: Any) -> PairCriteria:
-        """Criteria from ``ctxdask.catalog.pairs``, with keyword overrides (Python names)."""
-        conf = current_settings().catalog.pairs
-        values = {f.name: float(getattr(conf, f.name)) for f in dataclasses.fields(cls)}
-        values.update({k: float(v) for k, v in overrides.items() if v is not None})
-        return cls(**values)
 
 
 # -- per-image geometry ------------------------------------------------------------------------

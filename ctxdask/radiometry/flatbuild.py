@@ -44,7 +44,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import dask
 import dask.array as da
@@ -52,10 +52,10 @@ import numpy as np
 import xarray as xr
 from dask.sizeof import sizeof
 
-from ctxdask import config
 from ctxdask.companding import SQROOT_TABLE, check_bit_mode
 from ctxdask.exceptions import CTXError
 from ctxdask.radiometry.flat import FlatError
+from ctxdask.settings import FlatBuildSettings, SettingsError
 from ctxdask.settings import current as current_settings
 
 __all__ = [
@@ -83,9 +83,7 @@ Method = Literal["median", "clipped-mean"]
 # -- settings --------------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-@config.defaults_from("flat.build")
-class FlatSettings:
+class FlatSettings(FlatBuildSettings):
     """How flats are built (``ctxdask.flat.build`` in ``ctxdask.yaml``).
 
     Attributes
@@ -117,45 +115,24 @@ class FlatSettings:
         Fan-in of the tree reductions.
     """
 
-    method: Method
-    clip_sigma: float
-    trim: float
-    max_trim: float
-    near_dark_dn: float
-    min_valid_lines: int
-    min_signal_dn: float
-    min_usable_columns: float
-    min_images: int
-    bins: int
-    ratio_range: tuple[float, float]
-    split_every: int
+    def __post_init__(self) -> None:
+        """Raise :class:`~ctxdask.settings.SettingsError` for settings that cannot work.
 
-    @classmethod
-    def from_config(cls, **overrides: Any) -> FlatSettings:
-        """Read ``ctxdask.flat.build`` now; ``overrides`` (field names, ``None`` ignored) win."""
-        conf = current_settings().flat.build
-        values = {f.name: getattr(conf, f.name) for f in dataclasses.fields(cls)}
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown flat settings: {sorted(unknown)}")
-        if "ratio_range" in values:
-            values["ratio_range"] = tuple(float(v) for v in values["ratio_range"])
-        settings = cls(**values)
-        settings.check()
-        return settings
-
-    def check(self) -> None:
-        """Raise ``ValueError`` for settings that cannot work."""
-        if self.method not in ("median", "clipped-mean"):
-            raise ValueError(f"flat method must be 'median' or 'clipped-mean', not {self.method!r}")
+        Also when built directly or with :func:`dataclasses.replace` (as :func:`build_flat`'s
+        ``method`` and ``min_images`` are), which the configuration's checks do not see.
+        """
+        if self.method not in get_args(Method):
+            raise SettingsError("flat.build.method",
+                                f"{self.method!r} is not one of {', '.join(map(repr, get_args(Method)))}")
         if not 0 <= self.trim < 0.5:
-            raise ValueError(f"trim must be in [0, 0.5), not {self.trim}")
+            raise SettingsError("flat.build.trim", f"must be in [0, 0.5), not {self.trim}")
         lo, hi = self.ratio_range
-        if not 0 < lo < 1 < hi or self.bins < 10:
-            raise ValueError(f"ratio_range must bracket 1 and bins be >= 10, got {self.ratio_range}, {self.bins}")
-        if self.min_images < 1 or self.split_every < 2:
-            raise ValueError("min_images must be >= 1 and split_every >= 2")
+        if not 0 < lo < 1 < hi:
+            raise SettingsError("flat.build.ratio-range", f"must bracket 1, not {self.ratio_range}")
+        for name, least in (("bins", 10), ("min_images", 1), ("split_every", 2)):
+            if getattr(self, name) < least:
+                raise SettingsError(f"flat.build.{name.replace('_', '-')}",
+                                    f"must be at least {least}, not {getattr(self, name)}")
 
 
 # -- per block ------------------------------------------------------------------------------------
@@ -677,7 +654,6 @@ def build_flat(
     settings = dataclasses.replace(settings, **{k: v for k, v in
                                                 {"method": method, "min_images": min_images}.items()
                                                 if v is not None})
-    settings.check()
     groups: dict[str, list[xr.Dataset]] = {}
     unreadable: list[dict] = []
     for item in datasets:
