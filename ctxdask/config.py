@@ -106,8 +106,8 @@ def get(key: str, default: Any = _MISSING) -> Any:
 def default(key: str) -> Any:
     """The default of setting ``ctxdask.<key>`` as ``ctxdask.yaml`` gives it (a copy: safe to change).
 
-    For code that needs a default where no configuration is read (a dataclass
-    field), so that every default is written once, in the yaml.
+    For code that needs a default where no configuration is read (the settings
+    model's fields), so that every default is written once, in the yaml.
 
     Raises
     ------
@@ -120,35 +120,6 @@ def default(key: str) -> Any:
     for part in key.split("."):
         value = value[part]
     return copy.deepcopy(value)
-
-
-def default_field(key: str) -> Any:
-    """A dataclass field defaulting to the yaml's ``ctxdask.<key>``.
-
-    A list becomes a tuple (frozen settings); a mapping is copied per instance.
-    """
-    import dataclasses
-
-    value = default(key)
-    if isinstance(value, dict):
-        return dataclasses.field(default_factory=lambda: default(key))
-    return dataclasses.field(default=tuple(value) if isinstance(value, list) else value)
-
-
-def defaults_from(section: str):
-    """Class decorator (under ``@dataclass``): fields without a default take the yaml's under ``ctxdask.<section>``.
-
-    A field ``max_month_gap`` reads ``<section>.max-month-gap``; fields the
-    yaml does not have must give their own default.
-    """
-
-    def decorate(cls):
-        for name in cls.__dict__.get("__annotations__", {}):
-            if name not in cls.__dict__:
-                setattr(cls, name, default_field(f"{section}.{name.replace('_', '-')}"))
-        return cls
-
-    return decorate
 
 
 def current() -> dict:

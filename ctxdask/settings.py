@@ -44,6 +44,14 @@ def _at_least(minimum: float) -> dict:
     return {"min": minimum}
 
 
+def _between(low: float, high: float, *, high_included: bool = True) -> dict:
+    return {"min": low, "max": high} if high_included else {"min": low, "below": high}
+
+
+def _above(bound: float) -> dict:
+    return {"above": bound}
+
+
 # ----------------------------------------------------------------------------- validation
 def _kebab(name: str) -> str:
     return name.replace("_", "-")
@@ -71,7 +79,7 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
     if kind is Any:
         return value
     if dataclasses.is_dataclass(kind):
-        return _section(value, kind, key)
+        return value if isinstance(value, kind) else _section(value, kind, key)
     if origin is Literal:
         if value in typing.get_args(kind):
             return value
@@ -143,12 +151,25 @@ def _section(value: Any, cls: type, key: str) -> Any:
         where = f"{key}.{_kebab(name)}" if key else _kebab(name)
         if name not in given:
             raise SettingsError(where, "missing (ctxdask.yaml gives every setting a default: was it removed?)")
-        converted = _convert(given[name], hints[name], where)
-        minimum = field.metadata.get("min")
-        if minimum is not None and converted is not None and converted < minimum:
-            raise SettingsError(where, f"{converted!r} is below the least allowed, {minimum:g}")
-        out[name] = converted
+        out[name] = _checked(given[name], hints[name], field, where)
     return cls(**out)
+
+
+def _checked(value: Any, kind: Any, field: dataclasses.Field, where: str) -> Any:
+    """``value`` converted to ``kind`` and inside the field's range, or :class:`SettingsError`."""
+    value = _convert(value, kind, where)
+    if value is None:
+        return value
+    bounds = field.metadata
+    if "min" in bounds and value < bounds["min"]:
+        raise SettingsError(where, f"{value!r} is below the least allowed, {bounds['min']:g}")
+    if "max" in bounds and value > bounds["max"]:
+        raise SettingsError(where, f"{value!r} is above the most allowed, {bounds['max']:g}")
+    if "above" in bounds and value <= bounds["above"]:
+        raise SettingsError(where, f"{value!r} must be more than {bounds['above']:g}")
+    if "below" in bounds and value >= bounds["below"]:
+        raise SettingsError(where, f"{value!r} must be less than {bounds['below']:g}")
+    return value
 
 
 
@@ -157,16 +178,28 @@ class Section:
     """Base of the model's sections: defaults from the yaml, built from the settings, checked.
 
     A section's fields default to ``ctxdask.yaml``'s values, so ``PairSearchSettings()``
-    is the shipped configuration. Domain code subclasses a section to add behaviour
-    (methods, a ``__post_init__`` check) without writing its fields again, and builds
-    it with :meth:`from_config` or :meth:`from_settings`.
+    is the shipped configuration. However it is made (from the configuration,
+    directly, by :func:`dataclasses.replace`), every field is checked: its kind,
+    its range, then the rules a subclass adds in :meth:`check`. Domain code
+    subclasses a section to add behaviour without writing its fields again, and
+    builds it with :meth:`from_config` or :meth:`from_settings`.
     """
 
     #: dotted (snake-case) path of the section in the model ("" for the whole model)
     path: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        """Checks beyond type and range that a subclass adds (raise :class:`SettingsError`)."""
+        hints, fields = _hints(type(self))
+        for name, field in fields.items():
+            value = getattr(self, name)
+            where = f"{self.path}.{_kebab(name)}" if self.path else _kebab(name)
+            checked = _checked(value, hints[name], field, where)
+            if checked is not value:  # 3 -> 3.0, a list -> a tuple: the model's kinds
+                object.__setattr__(self, name, checked)
+        self.check()
+
+    def check(self) -> None:
+        """Rules beyond kind and range that a subclass adds (raise :class:`SettingsError`)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, /, **overrides: Any) -> Self:
@@ -247,14 +280,14 @@ class ValidateSettings(Section):
 class FlatBuildSettings(Section):
     method: Literal["median", "clipped-mean"]
     clip_sigma: float
-    trim: float
+    trim: float = dataclasses.field(metadata=_between(0, 0.5, high_included=False))
     max_trim: float
     near_dark_dn: float
     min_valid_lines: int
     min_signal_dn: float
     min_usable_columns: float
     min_images: int = dataclasses.field(metadata=_at_least(1))
-    bins: int = dataclasses.field(metadata=_at_least(2))
+    bins: int = dataclasses.field(metadata=_at_least(10))
     ratio_range: tuple[float, float]
     split_every: int = dataclasses.field(metadata=_at_least(2))
 
@@ -272,7 +305,7 @@ class FlatSettings(Section):
 class CatalogDownload(Section):
     semaphore: str
     max_concurrent: int = dataclasses.field(metadata=_at_least(1))
-    requests_per_second: float = dataclasses.field(metadata=_at_least(0))
+    requests_per_second: float = dataclasses.field(metadata=_above(0))
     retries: int = dataclasses.field(metadata=_at_least(0))
     backoff: float = dataclasses.field(metadata=_at_least(0))
     backoff_max: float = dataclasses.field(metadata=_at_least(0))
@@ -376,7 +409,7 @@ class ToolsSettings(Section):
 class BatchSection(Section):
     retries: int = dataclasses.field(metadata=_at_least(0))
     tile_retries: int = dataclasses.field(metadata=_at_least(0))
-    min_tile_fraction: float = dataclasses.field(metadata=_at_least(0))
+    min_tile_fraction: float = dataclasses.field(metadata=_between(0, 1))
     timeouts: Mapping[str, float]
     watchdog_margin: float
     deliver: tuple[str, ...]

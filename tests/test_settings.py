@@ -88,7 +88,7 @@ def _other(kind: Any, value: Any) -> Any:
     if kind is int:
         return (value or 0) + 3
     if kind is float:
-        return (value or 0.0) + 0.5
+        return (value or 0.0) * 0.5 + 0.01  # inside every range: fractions stay fractions
     if kind is str:
         return f"{value or ''}x"
     if kind is Any:
@@ -206,3 +206,13 @@ def test_settings_changed_by_dotted_keys():
         base.override({"bach.retries": 1})
     with pytest.raises(SettingsError, match=r"^ctxdask\.batch\.retries: 2 has no setting 'max'$"):
         base.override({"batch.retries.max": 1})
+
+
+def test_a_section_made_directly_or_replaced_is_checked_too():
+    with pytest.raises(SettingsError, match=r"^ctxdask\.tools\.asp\.tiles\.size: 0 is below the least allowed, 1$"):
+        settings.TileSize(size=0)
+    with pytest.raises(SettingsError, match=r"^ctxdask\.batch\.min-tile-fraction: 1\.5 is above the most allowed, 1$"):
+        dataclasses.replace(settings.BatchSection(), min_tile_fraction=1.5)
+    with pytest.raises(SettingsError, match=r"^ctxdask\.catalog\.download\.requests-per-second: 0\.0 must be more "):
+        settings.CatalogDownload(requests_per_second=0)
+    assert settings.TileSize(size=64.0).size == 64 and isinstance(settings.TileSize(size=64.0).size, int)

@@ -67,7 +67,7 @@ from ctxdask.catalog.errors import DownloadError, ProductNotFoundError, Verifica
 from ctxdask.catalog.lookup import ProductLocator
 from ctxdask.exceptions import CTXError, CTXWarning
 from ctxdask.product_id import normalize_product_id
-from ctxdask.settings import CatalogDownload, Settings, SettingsError, ValidateSettings
+from ctxdask.settings import CatalogDownload, Settings, ValidateSettings
 from ctxdask.settings import current as current_settings
 
 try:  # POSIX advisory locks keep two local processes off the same partial file
@@ -106,12 +106,9 @@ class DownloadSettings(CatalogDownload):
     ``validate.checksum`` (:meth:`from_settings`; built bare, the yaml's).
     """
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.checksum is None:  # null follows validate.checksum: with no settings at hand, the yaml's
             object.__setattr__(self, "checksum", ValidateSettings().checksum)
-        if self.requests_per_second <= 0:
-            raise SettingsError("catalog.download.requests-per-second",
-                                f"must be positive, not {self.requests_per_second}")
 
     @classmethod
     def from_settings(cls, settings: Settings, /, **overrides: Any) -> Self:

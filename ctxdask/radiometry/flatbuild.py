@@ -44,7 +44,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import dask
 import dask.array as da
@@ -115,24 +115,11 @@ class FlatSettings(FlatBuildSettings):
         Fan-in of the tree reductions.
     """
 
-    def __post_init__(self) -> None:
-        """Raise :class:`~ctxdask.settings.SettingsError` for settings that cannot work.
-
-        Also when built directly or with :func:`dataclasses.replace` (as :func:`build_flat`'s
-        ``method`` and ``min_images`` are), which the configuration's checks do not see.
-        """
-        if self.method not in get_args(Method):
-            raise SettingsError("flat.build.method",
-                                f"{self.method!r} is not one of {', '.join(map(repr, get_args(Method)))}")
-        if not 0 <= self.trim < 0.5:
-            raise SettingsError("flat.build.trim", f"must be in [0, 0.5), not {self.trim}")
+    def check(self) -> None:
+        """The ratio bins must bracket 1 (the model checks each field's kind and range)."""
         lo, hi = self.ratio_range
         if not 0 < lo < 1 < hi:
             raise SettingsError("flat.build.ratio-range", f"must bracket 1, not {self.ratio_range}")
-        for name, least in (("bins", 10), ("min_images", 1), ("split_every", 2)):
-            if getattr(self, name) < least:
-                raise SettingsError(f"flat.build.{name.replace('_', '-')}",
-                                    f"must be at least {least}, not {getattr(self, name)}")
 
 
 # -- per block ------------------------------------------------------------------------------------
