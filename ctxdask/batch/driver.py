@@ -73,20 +73,28 @@ logger = logging.getLogger(__name__)
 # -------------------------------------------------------------- public API
 @contextlib.contextmanager
 def _cluster(client, batch: BatchSection):
-    """Yield (client, is_local): the given client, one to ``batch.scheduler``, or a LocalCluster."""
+    """Yield (client, is_local): the given client, one to ``batch.scheduler``, or a LocalCluster.
+
+    A cluster the batch connects to itself gets what :func:`ctxdask.cluster.connect`
+    gives: the packages checked alike on every worker, and running programs
+    stopped when their worker shuts down.
+    """
     if client is not None:
         yield client, False
         return
     from distributed import Client, LocalCluster
 
+    from ctxdask.cluster import StopProgramsOnShutdown, connect
+
     if batch.scheduler:
-        with Client(batch.scheduler) as c:
+        with connect(batch.scheduler) as c:
             yield c, False
         return
     n = batch.local_workers or os.cpu_count() or 1
     with LocalCluster(n_workers=int(n), threads_per_worker=batch.local_threads, processes=True,
                       resources={"stereo": 1}, dashboard_address=":0",
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
+        c.register_plugin(StopProgramsOnShutdown())
         yield c, True
 
 

@@ -172,6 +172,22 @@ def test_unknown_step_is_refused(tmp_path, cluster_client):
     with pytest.raises(ValueError, match="unknown steps"):
         run_batch(pairs, tmp_path / "out", source=tmp_path, client=cluster_client,
                   settings={"batch.steps": ["stereo"]})
+    assert not (tmp_path / "out").exists()  # refused before anything is made
+
+
+def test_a_scheduler_named_by_the_settings_is_connected_as_ctxdask_connects(tmp_path, cluster_client):
+    """``batch.scheduler``: versions checked, and programs stopped with their worker (the plugin)."""
+    edr = make_images(tmp_path / "edr", P1)
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1])
+    database = tmp_path / "elsewhere" / "tracking.sqlite"
+    database.parent.mkdir()
+    summary = run_batch(pairs, tmp_path / "out", source=edr,
+                        settings={"batch.scheduler": cluster_client.scheduler.address, "batch.progress": False,
+                                  "batch.steps": ["validate"], "batch.database": str(database)})
+    assert summary.ok and summary.database == str(database) and database.is_file()
+    assert not (tmp_path / "out" / "ctxdask-batch.sqlite").exists()
+    plugins = cluster_client.run(lambda dask_worker: "ctxdask-stop-programs" in dask_worker.plugins)
+    assert set(plugins.values()) == {True}
 
 
 def test_image_chain_runs_as_one_task_and_stops_at_the_first_failed_step(tmp_path, cluster_client):
