@@ -118,13 +118,13 @@ def test_tools_settings_from_the_environment(tmp_path):
     got = _fresh("""
         import json
         import dask
-        from ctxdask.tools.recipe import RecipeSettings
-        s = RecipeSettings.from_config()
+        from ctxdask.tools.recipe import build_recipe
+        s = build_recipe().settings.tools
         with dask.config.set({"ctxdask.tools.asp.stereo-mode": "monolithic"}):
-            overridden = RecipeSettings.from_config().stereo_mode
-        print(json.dumps({"mode": s.stereo_mode, "web": s.spiceinit_web, "timeouts": s.timeouts,
-                          "memory": s.corr_memory_mb, "algorithm": s.stereo_algorithm,
-                          "tile": s.tile_size, "geoid": s.geoid, "even_odd": s.even_odd,
+            overridden = build_recipe().settings.tools.asp.stereo_mode
+        print(json.dumps({"mode": s.asp.stereo_mode, "web": s.isis.spiceinit_web, "timeouts": s.timeouts,
+                          "memory": s.asp.corr_memory_limit_mb, "algorithm": s.asp.stereo_algorithm,
+                          "tile": s.asp.tiles.size, "geoid": s.asp.geoid, "even_odd": s.even_odd,
                           "resources": s.resources, "set": overridden}))
     """, tmp_path, DASK_CTXDASK__TOOLS__ASP__STEREO_MODE="tiled", DASK_CTXDASK__TOOLS__ISIS__SPICEINIT_WEB="true",
         DASK_CTXDASK__TOOLS__TIMEOUTS__PARALLEL_STEREO="600", DASK_CTXDASK__TOOLS__ASP__CORR_MEMORY_LIMIT_MB="2048",

@@ -265,7 +265,7 @@ class Submitter:
         left, right = state.image_calls[pair.left], state.image_calls[pair.right]
         # MOLA shots for pc_align: tools.asp.mola-points, a file or a folder of per-pair CSVs
         mola = mola_for_pair(current_settings().tools.asp.mola_points, pair.pair_id, pair.left, pair.right) \
-            if self.recipe.settings.pc_align else None
+            if self.recipe.settings.tools.asp.pc_align else None
         calls = self.recipe.pair_calls(left[-1] if left else "-", right[-1] if right else "-",
                                        left_id=pair.left, right_id=pair.right, mola=mola)
         self.db.set_subject("pairs", pair.pair_id, "pending")
@@ -305,7 +305,7 @@ class Submitter:
         if not mosaics or not {"stereo_parse", "mapproject_left"} <= prep.keys():
             return  # the selected chain ends before the tiles
         self.later[pair.pair_id] = [c for c in calls if c.step not in TILE_PREP]
-        s = self.recipe.settings
+        s = self.recipe.settings.tools.asp
         key = f"tile_plan-{pair.pair_id}-{self.run_tag}"
         plan = TilePlanTask(key, pair.pair_id, t_srs=s.t_srs, spacing=s.dem_spacing)
         state.tiles[key] = Tracked(plan, (prep["stereo_parse"].key, prep["mapproject_left"].key))

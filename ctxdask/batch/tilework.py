@@ -113,9 +113,10 @@ class TileWork:
                                                 retry_failed=self.retry_failed)
         self.state.note_copies(pair_id, result.worker, result.made_here)
         recipe, (left, right) = self.submitter.recipe, (self._cube(pair.left), self._cube(pair.right))
+        lowres_dem = recipe.settings.tools.asp.lowres_dem
         self.calls[pair_id] = {
             t.index: tile_call(recipe, t, left=pair.left, right=pair.right, left_cube=left, right_cube=right,
-                               lowres_dem=recipe.settings.lowres_dem, t_srs=result.t_srs, spacing=result.spacing)
+                               lowres_dem=lowres_dem, t_srs=result.t_srs, spacing=result.spacing)
             for t in result.tiles}
         for tile in tiles.to_run():
             self._submit(pair_id, tile.index)

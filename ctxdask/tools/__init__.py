@@ -19,13 +19,12 @@ from ctxdask.extras import require
 
 require("batch", "ctxdask.tools")
 
-from ctxdask.tools.recipe import Recipe, RecipeSettings, Step, StepCall, build_recipe
+from ctxdask.tools.recipe import Recipe, Step, StepCall, build_recipe
 from ctxdask.tools.runner import RunResult, run
 from ctxdask.tools.tasks import RunOptions, StepResult, run_step, step_graph, submit_steps
 
 __all__ = [
     "Recipe",
-    "RecipeSettings",
     "RunOptions",
     "RunResult",
     "Step",

@@ -7,8 +7,9 @@ import dataclasses
 import json
 import sys
 
+from ctxdask.settings import Settings, current
 from ctxdask.tools.discovery import ASP_PROGRAMS, ISIS_PROGRAMS, IsisEnvironment, ProgramInfo, survey
-from ctxdask.tools.recipe import RecipeSettings
+from ctxdask.tools.recipe.settings import resolved
 
 __all__ = ["TILED_PROGRAMS", "add_arguments", "capabilities", "run", "stereo_modes"]
 
@@ -29,8 +30,9 @@ def stereo_modes(programs: dict[str, ProgramInfo]) -> list[str]:
 
 
 def capabilities(programs: dict[str, ProgramInfo], isis: IsisEnvironment,
-                 settings: RecipeSettings) -> list[tuple[str, bool, str]]:
+                 settings: Settings) -> list[tuple[str, bool, str]]:
     """(what, possible, why) for each part of the batch, given the programs found."""
+    tools = settings.tools
 
     def have(*names: str) -> tuple[bool, str]:
         missing = [n for n in names if not programs[n].found]
@@ -41,10 +43,10 @@ def capabilities(programs: dict[str, ProgramInfo], isis: IsisEnvironment,
     ok, why = have("mroctx2isis", "ctxcal", "ctxevenodd")
     caps.append(("calibrate with ISIS (mroctx2isis, ctxcal, ctxevenodd)", ok, why))
     ok, why = have("spiceinit")
-    if ok and not isis.mro_data and not settings.spiceinit_web:
+    if ok and not isis.mro_data and not tools.isis.spiceinit_web:
         ok, why = False, "no MRO kernels under ISISDATA; set tools.isis.spiceinit-web: true"
-    caps.append(("attach SPICE (spiceinit" + (" web=yes)" if settings.spiceinit_web else ")"), ok, why))
-    if settings.stereo_mode == "tiled":
+    caps.append(("attach SPICE (spiceinit" + (" web=yes)" if tools.isis.spiceinit_web else ")"), ok, why))
+    if tools.asp.stereo_mode == "tiled":
         ok, why = have(*TILED_PROGRAMS)
         caps.append(("tiled stereo DEMs and orthoimages, one dask task per tile (ASP 3.7+: "
                      + ", ".join(TILED_PROGRAMS) + ")", ok, why))
@@ -66,7 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; exit 0 when the whole configured chain can run, else 1."""
-    settings = RecipeSettings.from_config().resolved()
+    settings = resolved(current())  # stereo-mode auto: as a recipe built here decides it
+    tools = settings.tools
     programs, isis = survey()
     caps = capabilities(programs, isis, settings)
     standins = [p.name for p in programs.values() if p.standin]
@@ -76,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             "programs": {n: dataclasses.asdict(p) for n, p in programs.items()},
             "isis": dataclasses.asdict(isis) | {"problems": isis.problems},
             "capabilities": [{"what": w, "ok": ok, "why": why} for w, ok, why in caps],
-            "stereo_modes": stereo_modes(programs), "stereo_mode": settings.stereo_mode,
+            "stereo_modes": stereo_modes(programs), "stereo_mode": tools.asp.stereo_mode,
             "standins": standins,
             "ok": all_ok,
         }, sys.stdout, indent=2)
@@ -99,14 +102,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"  ISISDATA  {isis.isisdata or '(not set)'}", file=out)
     for problem in isis.problems:
         print(f"  ! {problem}", file=out)
-    print(f"Recipe: calibration={settings.calibration}, stereo {settings.stereo_algorithm} "
-          f"subpixel-mode {settings.subpixel_mode}", file=out)
+    print(f"Recipe: calibration={tools.calibration}, stereo {tools.asp.stereo_algorithm} "
+          f"subpixel-mode {tools.asp.subpixel_mode}", file=out)
     modes = stereo_modes(programs)
     print(f"Stereo modes the installed ASP allows: {', '.join(modes) or 'none'}; configured: "
-          f"{settings.stereo_mode} (tools.asp.stereo-mode)"
+          f"{tools.asp.stereo_mode} (tools.asp.stereo-mode)"
           + ("" if "tiled" in modes else "; tiled stereo needs ASP 3.7+ (stereo_tile)")
           + ("; tiled stereo needs tools.asp.lowres-dem (MOLA MEGDR or the HRSC/MOLA blend)"
-             if "tiled" in modes and not settings.lowres_dem else ""), file=out)
+             if "tiled" in modes and not tools.asp.lowres_dem else ""), file=out)
     print("This machine can:", file=out)
     for what, ok, why in caps:
         print(f"  [{'yes' if ok else 'NO '}] {what}: {why}", file=out)

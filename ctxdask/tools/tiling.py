@@ -176,7 +176,7 @@ def tile_key(left: str, right: str, index: int) -> str:
 
 def point2dem_options(recipe: Recipe, *, t_srs: str | None, spacing: float) -> str:
     """The ``--point2dem-options`` string every tile gets (always with ``--tr``)."""
-    s = recipe.settings
+    s = recipe.settings.tools.asp
     args = ["-r", str(s.datum), "--tr", f"{float(spacing):g}"]
     if t_srs:
         args += ["--t_srs", t_srs]
@@ -210,7 +210,7 @@ def tile_call(recipe: Recipe, tile: Tile, *, left: str, right: str, left_cube: s
     names = {**_names(left, right), "tile_index": str(tile.index), "tile_prefix": tile.prefix(),
              "point2dem_options": point2dem_options(recipe, t_srs=t_srs, spacing=spacing)}
     call = recipe.tile_step.render(names, _sources(recipe, left, right, left_cube, right_cube, lowres_dem),
-                                   env=recipe.settings.env)
+                                   env=recipe.settings.tools.env)
     return dataclasses.replace(call, key=tile_key(left, right, tile.index))
 
 
@@ -233,7 +233,7 @@ def mosaic_calls(recipe: Recipe, *, left: str, right: str, tiles: Iterable[tuple
         inputs = {f"tile{tile.index:03d}": StagedInput(f"{tile.prefix()}-{suffix}.tif", Ref(key, role))
                   for tile, key in tiles}
         listing = "".join(f"{i.name}\n" for i in inputs.values())
-        call = step.render(names, {}, env=recipe.settings.env)
+        call = step.render(names, {}, env=recipe.settings.tools.env)
         list_name = call.argv[call.argv.index("--dem-list") + 1]
         calls.append(dataclasses.replace(call, inputs=inputs, files={**call.files, list_name: listing}))
     return calls

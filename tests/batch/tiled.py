@@ -14,6 +14,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from ctxdask.batch import run_batch
+from ctxdask.settings import current
 from ctxdask.testing import make_edr
 from ctxdask.tools.recipe import build_recipe
 
@@ -51,9 +52,9 @@ def write_inputs(folder: pathlib.Path, pairs=((LEFT, RIGHT),)) -> dict:
 
 
 def tiled_recipe(*, tile_size: int = 16, env: dict | None = None, **overrides):
-    """The recipe in tiled mode with small tiles and the stand-in environment."""
-    return build_recipe(stereo_mode="tiled", tile_size=tile_size, tile_padding=4, dem_spacing=12.0,
-                        env=dict(env or {}), **overrides)
+    """The recipe in tiled mode with small tiles and the stand-in environment (``overrides``: keywords of build_recipe)."""
+    small_tiles = current().override({"tools.asp.tiles": {"size": tile_size, "padding": 4}})
+    return build_recipe(small_tiles, stereo_mode="tiled", dem_spacing=12.0, env=dict(env or {}), **overrides)
 
 
 def local_cluster(n_workers: int = 2, threads: int = 2):

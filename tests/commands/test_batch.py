@@ -11,8 +11,9 @@ import yaml
 
 import ctxdask
 from ctxdask.cli import main
+from ctxdask.settings import Settings
 from ctxdask.testing import make_edr
-from ctxdask.tools.recipe import RecipeSettings, build_recipe
+from ctxdask.tools.recipe import build_recipe
 
 IDS = ["P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W"]
 
@@ -21,7 +22,7 @@ def test_native_calibration_is_the_default():
     """Without ISIS the images are still calibrated: native is the default (it matches ISIS)."""
     packaged = yaml.safe_load(open(os.path.join(os.path.dirname(ctxdask.__file__), "ctxdask.yaml")))
     assert packaged["ctxdask"]["tools"]["calibration"] == "native"
-    assert RecipeSettings().calibration == "native"
+    assert Settings().tools.calibration == "native"
     recipe = build_recipe()
     assert recipe.image_steps[0].name == "calibrate" and "ctxcal" not in recipe.programs()
     assert build_recipe(calibration="isis").image_steps[0].name == "mroctx2isis"

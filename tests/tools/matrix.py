@@ -14,6 +14,7 @@ import rasterio
 from rasterio.transform import from_origin
 
 from ctxdask.batch.dem_products import pair_product_inputs
+from ctxdask.settings import current
 from ctxdask.testing import make_edr
 from ctxdask.tools.recipe import build_recipe
 from ctxdask.tools.tasks import RunOptions, run_step
@@ -53,8 +54,8 @@ def _asp_path() -> str:
 
 def _recipe(c: dict, inputs: dict):
     return build_recipe(
+        current().override({"tools.asp.tiles": {"size": TILE, "padding": 4}}),
         calibration=c["calibration"], stereo_mode=c["mode"], pc_align=c["pc_align"], dem_geoid=c["dem_geoid"],
-        tile_size=TILE, tile_padding=4,
         lowres_dem=inputs["dems"][c["lowres"]] if c["lowres"] else None,
         t_srs=T_SRS if c["t_srs"] else None, env={**ENV, "PATH": _asp_path()})
 
@@ -121,7 +122,7 @@ def run_pair_chain(recipe, inputs: dict, calibration: str) -> dict:
         left_map = next(r for k, r in results.items() if k.startswith("mapproject_left"))
         with rasterio.open(left_map.outputs["map"]) as src:
             crs, pixel = src.crs.to_wkt(), abs(src.res[0])
-        s = recipe.settings
+        s = recipe.settings.tools.asp
         t_srs, spacing = s.t_srs or crs, float(s.dem_spacing or pixel * 3)  # batch/tiles.py plan_tiles
         done = []
         for tile in read_tile_list(parse.outputs["tiles"]):

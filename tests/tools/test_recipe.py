@@ -8,8 +8,10 @@ import shlex
 import dask.config
 import pytest
 
+from ctxdask.settings import Settings, SettingsError, current
 from ctxdask.tools.native import load_callable
-from ctxdask.tools.recipe import RecipeSettings, Ref, build_recipe, check_product_id
+from ctxdask.tools.recipe import Ref, build_recipe, check_product_id
+from ctxdask.tools.recipe import settings as recipe_settings
 
 # The ASP documentation's CTX example (docs/examples/ctx.rst) with its short product names
 LEFT, RIGHT = "P02_001981_1823", "P03_002258_1817"
@@ -47,9 +49,17 @@ def asp_options(argv) -> tuple[dict, list]:
     return opts, pos
 
 
+def without_stereo_file() -> Settings:
+    """The configured settings with no stereo.default option set (the documented commands pass none).
+
+    A mapping keyword is merged into the configured mapping, so the empty one is given whole.
+    """
+    return current().override({"tools.asp.stereo-default": {}})
+
+
 @pytest.fixture
 def doc_recipe():
-    return build_recipe(calibration="isis", even_odd=False, spiceinit_web=True, stereo_default={})
+    return build_recipe(without_stereo_file(), calibration="isis", even_odd=False, spiceinit_web=True)
 
 
 def test_image_steps_match_the_documented_isis_commands(doc_recipe):
@@ -85,7 +95,7 @@ def test_pair_steps_match_the_documented_asp_commands(doc_recipe):
 
 
 def test_alignment_and_geoid_steps():
-    recipe = build_recipe(pc_align=True, dem_geoid=True, dem_spacing=18, stereo_default={})
+    recipe = build_recipe(without_stereo_file(), pc_align=True, dem_geoid=True, dem_spacing=18)
     calls = {c.step: c for c in recipe.pair_calls("/x/l.cub", "/x/r.cub", left_id=LEFT,
                                                     right_id=RIGHT, mola="/m/mola.csv")}
     pc = calls["pc_align"]
@@ -136,11 +146,44 @@ def test_settings_are_read_at_call_time_and_overridable():
     assert steps["parallel_stereo"].timeout == 123 and steps["point2dem"].timeout == 7
     assert steps["cam2map4stereo"].timeout == 7200  # untouched default from ctxdask.yaml
     assert "3" in steps["parallel_stereo"].args
-    assert build_recipe().settings.subpixel_mode == 9  # outside the context: the default again
+    assert build_recipe().settings.tools.asp.subpixel_mode == 9  # outside the context: the default again
     with pytest.raises(TypeError, match="unknown"):
         build_recipe(no_such_setting=1)
-    with pytest.raises(ValueError, match="isis"):
+    with pytest.raises(TypeError, match="'retries' is unknown"):  # batch.retries: not a setting the recipe reads
+        build_recipe(retries=3)
+    with pytest.raises(SettingsError, match="isis"):
         build_recipe(calibration="gdal")
+
+
+def test_keywords_name_the_model_settings_the_recipe_reads():
+    """A keyword is the field name of one setting under tools, quality.dem-alignment or flat.dir."""
+    known = recipe_settings.keywords()
+    assert known["stereo_mode"] == ("tools.asp.stereo_mode",) and known["size"] == ("tools.asp.tiles.size",)
+    assert known["factor"] == ("quality.dem_alignment.factor",) and known["dir"] == ("flat.dir",)
+    assert known["spiceinit_web"] == ("tools.isis.spiceinit_web",) and "method" not in known  # flat.build: not read
+    recipe = build_recipe(factor=4.0, corr_memory_limit_mb=1024, stereo_mode="tiled", lowres_dem="/m.tif")
+    assert recipe.settings.quality.dem_alignment.factor == 4.0
+    assert recipe.settings.tools.asp.corr_memory_limit_mb == 1024
+
+
+def test_a_keyword_naming_several_settings_is_refused(monkeypatch):
+    both = recipe_settings.keywords(("tools", "batch"))
+    assert both["timeouts"] == ("tools.timeouts", "batch.timeouts")
+    monkeypatch.setattr(recipe_settings, "keywords", lambda: both)
+    with pytest.raises(TypeError, match=r"'timeouts' is ambiguous: tools.timeouts or batch.timeouts"):
+        build_recipe(timeouts={"ctxcal": 5})
+
+
+def test_mapping_keywords_are_merged_and_given_settings_are_used():
+    with dask.config.set({"ctxdask.tools.env": {"ISISROOT": "/isis"}, "ctxdask.tools.asp.subpixel-mode": 3}):
+        recipe = build_recipe(env={"PATH": "/bin"}, resources={"ctxcal": {"cal": 1}})
+        shipped = build_recipe(Settings(), calibration="isis")  # the settings given, not the configuration
+    assert recipe.settings.tools.env == {"ISISROOT": "/isis", "PATH": "/bin"}
+    assert recipe.settings.tools.resources["ctxcal"] == {"cal": 1}
+    assert recipe.settings.tools.resources["parallel_stereo"] == {"stereo": 1}
+    assert shipped.settings.tools.asp.subpixel_mode == 9 and shipped.settings.tools.env == {}
+    assert shipped.image_calls(LEFT, "/e")[0].env == {}
+    assert recipe.image_calls(LEFT, "/e")[0].env == {"ISISROOT": "/isis", "PATH": "/bin"}
 
 
 def test_native_calibration_replaces_the_isis_programs():
@@ -193,8 +236,8 @@ def test_unsafe_product_ids_never_reach_argv(bad):
 def test_settings_object_pickles():
     import pickle
 
-    s = RecipeSettings.from_config(timeouts={"ctxcal": 5})
-    assert pickle.loads(pickle.dumps(s)) == s
+    s = build_recipe(timeouts={"ctxcal": 5}).settings
+    assert s.tools.timeouts["ctxcal"] == 5 and pickle.loads(pickle.dumps(s)) == s
     call = build_recipe().image_calls(LEFT, "/e")[0]
     assert pickle.loads(pickle.dumps(call)) == call
 
@@ -216,20 +259,20 @@ def test_recipe_settings_defaults_are_the_yaml_ones():
     import subprocess
     import sys
 
-    code = ("from ctxdask.tools.recipe import RecipeSettings\n"
-            "print(RecipeSettings() == RecipeSettings.from_config(), RecipeSettings().stereo_algorithm)")
+    code = ("from ctxdask.settings import Settings, current\n"
+            "from ctxdask.tools.recipe import build_recipe\n"
+            "print(Settings() == current(), build_recipe(Settings()).settings == build_recipe().settings,\n"
+            "      build_recipe().settings.tools.asp.stereo_algorithm)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
-    assert out.stdout.split() == ["True", "asp_mgm"], out.stderr
+    assert out.stdout.split() == ["True", "True", "asp_mgm"], out.stderr
 
 
 def test_a_step_without_a_deadline_is_named():
-    import dataclasses
-
     from ctxdask.exceptions import RecipeError
-    from ctxdask.tools.recipe import Recipe, RecipeSettings
+    from ctxdask.tools.recipe import Recipe
 
-    settings = RecipeSettings()
-    timeouts = {k: v for k, v in settings.timeouts.items() if k != "ctxcal"}
+    settings = Settings()
+    timeouts = {k: v for k, v in settings.tools.timeouts.items() if k != "ctxcal"}
     with pytest.raises(RecipeError, match=r"no deadline for recipe step 'ctxcal': set tools.timeouts.ctxcal"):
-        Recipe(dataclasses.replace(settings, calibration="isis", timeouts=timeouts))
+        Recipe(settings.override({"tools.calibration": "isis", "tools.timeouts": timeouts}))

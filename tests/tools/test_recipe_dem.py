@@ -21,6 +21,7 @@ import rasterio
 from pyproj import Transformer
 
 from ctxdask.batch.dem_products import pair_product_inputs
+from ctxdask.settings import current
 from ctxdask.tools.recipe import Ref, StagedInput, build_recipe
 from ctxdask.tools.tasks import RunOptions, run_step
 
@@ -191,8 +192,9 @@ def test_tiled_chain_with_pc_align_through_the_tiled_stand_ins(tmp_path, monkeyp
     monkeypatch.setenv("PATH", os.pathsep.join([str(ASP37), standin_path()]))
     given = write_inputs(tmp_path / "in")
     cubes, mola = given["cubes"], tmp_path / "mola.csv"
-    recipe = build_recipe(stereo_mode="tiled", tile_size=16, tile_padding=4, dem_spacing=12.0, pc_align=True,
-                          dem_geoid=True, stereo_default={}, env={"PATH": os.environ["PATH"]})
+    small_tiles = current().override({"tools.asp.tiles": {"size": 16, "padding": 4}, "tools.asp.stereo-default": {}})
+    recipe = build_recipe(small_tiles, stereo_mode="tiled", dem_spacing=12.0, pc_align=True, dem_geoid=True,
+                          env={"PATH": os.environ["PATH"]})
     calls = recipe.pair_calls(cubes[LEFT], cubes[RIGHT], left_id=LEFT, right_id=RIGHT, mola=str(mola),
                               lowres_dem=given["dem"])
     options = RunOptions(work_dir=str(tmp_path / "work"), grace=1.0, poll_interval=0.05, tail_lines=40)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ctxdask.exceptions import CTXError, RecipeError
-from ctxdask.tools.recipe import External, Input, Recipe, RecipeSettings, Step, Upstream
+from ctxdask.settings import Settings
+from ctxdask.tools.recipe import External, Input, Recipe, Step, Upstream
 from ctxdask.tools.recipe import chain as recipe_chain
 from ctxdask.tools.recipe.graph import check_graph
 
@@ -63,7 +64,8 @@ def test_inputs_given_at_render_time_are_checked_too():
 
 
 def test_the_recipe_is_checked_when_built(monkeypatch):
-    settings = RecipeSettings(dem_geoid=True, pc_align=True, stereo_mode="tiled")
+    settings = Settings().override({"tools.asp.dem-geoid": True, "tools.asp.pc-align": True,
+                                    "tools.asp.stereo-mode": "tiled"})
     Recipe(settings)
     wrong = step("dem_geoid", {"dem": Upstream("point2dem", "dem")})  # tiled: no point2dem, the mosaic is the DEM
     monkeypatch.setattr(recipe_chain, "areoid_step", lambda s, dem: wrong)

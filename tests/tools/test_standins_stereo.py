@@ -16,6 +16,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
+from ctxdask.settings import current
 from ctxdask.tools.recipe import build_recipe
 from ctxdask.tools.tasks import RunOptions, run_step
 
@@ -276,8 +277,8 @@ def test_tiled_prep_steps_pass_stereo_parse_and_pprc(asp, tmp_path, dem_kind, t_
     dem = asp.dir / "dem.tif"
     if dem_kind == "eqc":
         _eqc_dem(dem)
-    recipe = build_recipe(stereo_mode="tiled", tile_size=16, tile_padding=4, t_srs=t_srs, stereo_default={},
-                          env={"PATH": os.environ["PATH"]})
+    small_tiles = current().override({"tools.asp.tiles": {"size": 16, "padding": 4}, "tools.asp.stereo-default": {}})
+    recipe = build_recipe(small_tiles, stereo_mode="tiled", t_srs=t_srs, env={"PATH": os.environ["PATH"]})
     calls = recipe.pair_calls(str(asp.dir / L_CUB), str(asp.dir / R_CUB), left_id=LEFT, right_id=RIGHT,
                               lowres_dem=str(dem))
     options = RunOptions(work_dir=str(tmp_path / "work"), grace=1.0, poll_interval=0.05, tail_lines=40)

@@ -115,7 +115,7 @@ def test_auto_mode_follows_stereo_tile_on_path(monkeypatch, tmp_path):
     prog = tmp_path / "stereo_tile"
     prog.write_text("#!/bin/sh\nexit 0\n")
     prog.chmod(0o755)
-    assert build_recipe(stereo_mode="auto").settings.stereo_mode == "monolithic"  # no low-resolution DEM
-    assert build_recipe(stereo_mode="auto", lowres_dem="/m.tif").settings.stereo_mode == "tiled"
+    assert build_recipe(stereo_mode="auto").settings.tools.asp.stereo_mode == "monolithic"  # no low-resolution DEM
+    assert build_recipe(stereo_mode="auto", lowres_dem="/m.tif").settings.tools.asp.stereo_mode == "tiled"
     with pytest.raises(ValueError, match="stereo-mode"):
         build_recipe(stereo_mode="fast")

@@ -3,12 +3,15 @@
 A :class:`Recipe` is two tuples of :class:`Step`: the image steps, run once per
 image (ingest, SPICE, calibration), and the pair steps, run once per stereo pair
 (map projection, correlation, DEM, optional alignment to MOLA and areoid
-heights). Each stage has its builder, a function of the settings:
+heights). Each stage has its builder, a function of the settings
+(:class:`ctxdask.settings.Settings`, the one typed model; :func:`build_recipe`
+takes it, or the configuration now, with keyword changes):
 
 - :mod:`~ctxdask.tools.recipe.step`: the step template (keyword fields), its
   inputs (:class:`Upstream` outputs, :class:`External` files) and the
   :class:`StepCall` it renders to;
-- :mod:`~ctxdask.tools.recipe.settings`: :class:`RecipeSettings` (``tools.*``);
+- :mod:`~ctxdask.tools.recipe.settings`: the settings a recipe reads (``tools.*``,
+  ``quality.dem-alignment.*``, ``flat.dir``), the keyword changes, ``auto`` decided here;
 - :mod:`~ctxdask.tools.recipe.image`: the image stage, ISIS or native calibration;
 - :mod:`~ctxdask.tools.recipe.stereo` and :mod:`~ctxdask.tools.recipe.tiled`:
   the stereo stage, monolithic (``parallel_stereo``) or tiled (``stereo_tile``);
@@ -23,7 +26,6 @@ from __future__ import annotations
 from ctxdask.product_id import check_product_id
 from ctxdask.tools.recipe.chain import Recipe, build_recipe
 from ctxdask.tools.recipe.image import NATIVE_QUALITY_OUTPUTS
-from ctxdask.tools.recipe.settings import RecipeSettings
 from ctxdask.tools.recipe.step import External, Input, Ref, StagedInput, Step, StepCall, Upstream
 from ctxdask.tools.recipe.tiled import LOWRES_DEM, TILED_PREP_STEPS
 
@@ -34,7 +36,6 @@ __all__ = [
     "Input",
     "Ref",
     "Recipe",
-    "RecipeSettings",
     "Step",
     "StepCall",
     "StagedInput",

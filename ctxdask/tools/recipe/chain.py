@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctxdask.product_id import check_product_id
+from ctxdask.settings import Settings, current
 from ctxdask.tools.recipe.dem import alignment_steps, areoid_step
 from ctxdask.tools.recipe.graph import check_graph
 from ctxdask.tools.recipe.image import image_stage
-from ctxdask.tools.recipe.settings import RecipeSettings
+from ctxdask.tools.recipe.settings import resolved, with_changes
 from ctxdask.tools.recipe.step import Ref, Step, StepCall, Upstream, resolve_sources
 from ctxdask.tools.recipe.stereo import StereoStage, monolithic_stage
 from ctxdask.tools.recipe.tiled import tiled_stage
@@ -32,14 +33,15 @@ IMAGE_EXTERNAL = ("edr",)
 PAIR_EXTERNAL = ("left", "right", "mola", "lowres_dem")
 
 
-def pair_stages(s: RecipeSettings) -> tuple[StereoStage, tuple[Step, ...]]:
+def pair_stages(s: Settings) -> tuple[StereoStage, tuple[Step, ...]]:
     """The stereo stage for ``tools.asp.stereo-mode``, and the pair steps: stereo, alignment, areoid."""
-    stereo = tiled_stage(s) if s.stereo_mode == "tiled" else monolithic_stage(s)
+    asp = s.tools.asp
+    stereo = tiled_stage(s) if asp.stereo_mode == "tiled" else monolithic_stage(s)
     steps, dem = list(stereo.steps), stereo.dem
-    if s.pc_align:
+    if asp.pc_align:
         aligned, dem = alignment_steps(s, stereo)
         steps += aligned
-    if s.dem_geoid:
+    if asp.dem_geoid:
         steps.append(areoid_step(s, dem))
     return stereo, tuple(steps)
 
@@ -49,10 +51,13 @@ class Recipe:
 
     Parameters
     ----------
-    settings : RecipeSettings
+    settings : ctxdask.settings.Settings
+        The settings it reads (:data:`~ctxdask.tools.recipe.settings.RECIPE_SETTINGS`).
 
     Attributes
     ----------
+    settings : ctxdask.settings.Settings
+        The settings given, :func:`~ctxdask.tools.recipe.settings.resolved` here.
     image_steps, pair_steps : tuple of Step
         The chain, in order.
     tile_step : Step or None
@@ -66,8 +71,8 @@ class Recipe:
         When a step reads an output no step of its scope produces, or steps wait on each other.
     """
 
-    def __init__(self, settings: RecipeSettings):
-        self.settings = settings = settings.resolved()  # stereo-mode auto: what is installed decides
+    def __init__(self, settings: Settings):
+        self.settings = settings = resolved(settings)  # stereo-mode auto: what is installed decides
         self.image_steps: tuple[Step, ...] = image_stage(settings)
         stereo, self.pair_steps = pair_stages(settings)
         self.tile_step: Step | None = stereo.tile
@@ -112,8 +117,8 @@ class Recipe:
             SAMPLING_FACTOR of the image. Summing-2 images skip the even/odd
             correction, which ISIS defines for summing 1 only.
         """
-        names = {"id": check_product_id(product_id)}
-        skip_evenodd = summing == 2 or not self.settings.even_odd
+        names, tools = {"id": check_product_id(product_id)}, self.settings.tools
+        skip_evenodd = summing == 2 or not tools.even_odd
         keys = {step.name: step.key_for(names) for step in self.image_steps}
         calls: list[StepCall] = []
         for step in self.image_steps:
@@ -121,7 +126,7 @@ class Recipe:
                 continue
             if step.kind == "native" and skip_evenodd:
                 step = dataclasses.replace(step, options={**step.options, "even_odd": False})
-            calls.append(step.render(names, resolve_sources(step, keys, {"edr": edr}), env=self.settings.env))
+            calls.append(step.render(names, resolve_sources(step, keys, {"edr": edr}), env=tools.env))
         return calls
 
     def pair_calls(
@@ -154,15 +159,16 @@ class Recipe:
         lid, lsrc = _side(left, left_id, "left")
         rid, rsrc = _side(right, right_id, "right")
         names = {"left": check_product_id(lid), "right": check_product_id(rid), "pair": f"{lid}-{rid}"}
-        if self.settings.pc_align and not mola:
+        tools = self.settings.tools
+        if tools.asp.pc_align and not mola:
             raise ValueError("pc_align is enabled (tools.asp.pc-align) but no MOLA point file was given")
-        lowres_dem = lowres_dem or self.settings.lowres_dem
+        lowres_dem = lowres_dem or tools.asp.lowres_dem
         if self.tile_step is not None and not lowres_dem:
             raise ValueError("tiled stereo needs a low-resolution DEM to mapproject onto (MOLA MEGDR or the "
                              "MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
         keys = self.pair_keys(names)
         external = {"left": lsrc, "right": rsrc, "mola": mola, "lowres_dem": lowres_dem}
-        return [step.render(names, resolve_sources(step, keys, external), env=self.settings.env)
+        return [step.render(names, resolve_sources(step, keys, external), env=tools.env)
                 for step in self.pair_steps]
 
     def pair_keys(self, names: Mapping[str, str]) -> dict[str, str]:
@@ -179,8 +185,27 @@ def _side(value: StepCall | str, product_id: str | None, which: str) -> tuple[st
     return product_id, value
 
 
-def build_recipe(**overrides: Any) -> Recipe:
-    """Build the CTX recipe from the current settings plus per-run ``overrides``.
+def build_recipe(settings: Settings | None = None, /, **changes: Any) -> Recipe:
+    """Build the CTX recipe from ``settings`` (default: the configuration now) with ``changes``.
+
+    Parameters
+    ----------
+    settings : ctxdask.settings.Settings, optional
+        Default :func:`ctxdask.settings.current`.
+    **changes
+        Each the field name of one setting the recipe reads (``calibration``,
+        ``stereo_mode``, ``lowres_dem``, ``timeouts``, ...; see
+        :func:`~ctxdask.tools.recipe.settings.with_changes`). A mapping is merged
+        into the configured one.
+
+    Raises
+    ------
+    TypeError
+        A change that names no setting the recipe reads, or several.
+    ctxdask.settings.SettingsError
+        A change to a value its setting may not have.
+    RecipeError
+        A recipe whose steps do not fit together (a step without a deadline).
 
     Examples
     --------
@@ -188,4 +213,4 @@ def build_recipe(**overrides: Any) -> Recipe:
     >>> [s.name for s in recipe.image_steps]
     ['calibrate', 'spiceinit']
     """
-    return Recipe(RecipeSettings.from_config(**overrides))
+    return Recipe(with_changes(current() if settings is None else settings, changes))

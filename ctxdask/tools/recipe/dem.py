@@ -19,7 +19,7 @@ orthoimage and error image are the mosaics' draped on the moved points
 
 from __future__ import annotations
 
-from ctxdask.tools.recipe.settings import RecipeSettings
+from ctxdask.settings import Settings
 from ctxdask.tools.recipe.step import Input, Step, Upstream, flags
 from ctxdask.tools.recipe.stereo import MOLA, StereoStage, pair_step
 
@@ -33,28 +33,30 @@ _ALIGN_OUTPUTS = {"transform": "results/out-align-transform.txt",
                   "points": "results/out-align-mola.csv"}
 
 
-def _pc_align(s: RecipeSettings, stage: StereoStage) -> Step:
+def _pc_align(s: Settings, stage: StereoStage) -> Step:
     """Native ``pc_align`` onto MOLA: max displacement from the data, a rerun when pc_align warns."""
+    asp, align = s.tools.asp, s.quality.dem_alignment
     return pair_step(
         s, "pc_align", kind="native", callable="ctxdask.tools.align:align_to_mola",
         args=("{inputs[cloud]}", "{outputs[cloud]}", *flags("inputs", ("mola", "dem")),
               *flags("outputs", ("transform", "runs", "points"))),
         inputs={"cloud": stage.cloud, "mola": Input("mola.csv", MOLA), "dem": stage.unaligned},
         outputs={"cloud": "results/out-align-trans_reference.tif", **_ALIGN_OUTPUTS},
-        options={"csv_format": s.mola_csv_format, "datum": "D_MARS", "factor": s.alignment_factor,
-                 "floor": s.alignment_floor, "reruns": s.alignment_reruns, "max_displacement": s.max_displacement},
+        options={"csv_format": asp.mola_csv_format, "datum": "D_MARS", "factor": align.factor,
+                 "floor": align.floor, "reruns": align.reruns, "max_displacement": asp.max_displacement},
     )
 
 
-def _point2dem_aligned(s: RecipeSettings, stage: StereoStage) -> Step:
+def _point2dem_aligned(s: Settings, stage: StereoStage) -> Step:
     """Native ``point2dem`` of the moved cloud on the unaligned DEM's projection and grid size."""
+    asp = s.tools.asp
     inputs = {"cloud": Input("results/out-align-trans_reference.tif", Upstream("pc_align", "cloud")),
               "like": stage.unaligned}
     outputs = {"dem": "results/out-align-DEM.tif"}
-    if s.orthoimage:
+    if asp.orthoimage:
         inputs["texture"] = stage.texture
         outputs["ortho"] = "results/out-align-DRG.tif"
-    if s.errorimage:
+    if asp.errorimage:
         if stage.error_texture is not None:
             inputs["error_texture"] = stage.error_texture
         outputs["error"] = "results/out-align-IntersectionErr.tif"
@@ -62,22 +64,22 @@ def _point2dem_aligned(s: RecipeSettings, stage: StereoStage) -> Step:
         s, "point2dem_aligned", kind="native", callable="ctxdask.tools.align:grid_aligned",
         args=("{inputs[cloud]}", "{outputs[dem]}", *flags("inputs", [r for r in inputs if r != "cloud"]),
               *flags("outputs", [r for r in outputs if r != "dem"])),
-        inputs=inputs, outputs=outputs, options={"datum": str(s.datum)},
+        inputs=inputs, outputs=outputs, options={"datum": str(asp.datum)},
     )
 
 
-def alignment_steps(s: RecipeSettings, stage: StereoStage) -> tuple[list[Step], Input]:
+def alignment_steps(s: Settings, stage: StereoStage) -> tuple[list[Step], Input]:
     """``pc_align`` and the aligned DEM's ``point2dem``, and the aligned DEM as the next stage reads it."""
     return ([_pc_align(s, stage), _point2dem_aligned(s, stage)],
             Input("results/out-align-DEM.tif", Upstream("point2dem_aligned", "dem")))
 
 
-def areoid_step(s: RecipeSettings, dem: Input) -> Step:
+def areoid_step(s: Settings, dem: Input) -> Step:
     """``dem_geoid`` of ``dem`` (heights above the areoid) with an explicit output prefix.
 
     Without ``-o`` the output is ``./<stem>-adj.tif`` (dem_geoid.cc:248-249, 489).
     """
-    stem = dem.name.removesuffix(".tif")
-    geoid = ("--geoid", str(s.geoid)) if s.geoid else ()
+    stem, geoid = dem.name.removesuffix(".tif"), s.tools.asp.geoid
+    geoid = ("--geoid", str(geoid)) if geoid else ()
     return pair_step(s, "dem_geoid", program="dem_geoid", args=(*geoid, "{inputs[dem]}", "-o", stem),
                      inputs={"dem": dem}, outputs={"dem": f"{stem}-adj.tif"})

@@ -16,7 +16,8 @@ metrics and thumbnail in the same pass (outputs ``quality`` and ``thumbnail``).
 
 from __future__ import annotations
 
-from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
+from ctxdask.settings import Settings, ToolsSettings
+from ctxdask.tools.recipe.settings import step_resources, step_timeout
 from ctxdask.tools.recipe.step import External, Input, Step, Upstream, flags
 
 __all__ = ["EDR", "NATIVE_QUALITY_OUTPUTS", "image_stage", "isis_image_steps", "native_image_steps"]
@@ -27,37 +28,39 @@ EDR = External("edr")
 NATIVE_QUALITY_OUTPUTS = {"quality": "{id}.quality.json", "thumbnail": "{id}.thumb.png"}
 
 
-def _program(s: RecipeSettings, name: str, **fields) -> Step:
+def _program(s: Settings, name: str, **fields) -> Step:
     """An image-scope program step named as its program, with its configured deadline and resources."""
     return Step(name=name, program=name, timeout=step_timeout(s, name),
                 resources=step_resources(s, name), **fields)
 
 
-def _spiceinit(s: RecipeSettings, cube: Input) -> Step:
+def _spiceinit(s: Settings, cube: Input) -> Step:
     """``spiceinit`` on its own copy of ``cube`` (it writes the SPICE tables into the cube)."""
-    return _program(s, "spiceinit", args=("from={inputs[cube]}", *(("web=yes",) if s.spiceinit_web else ())),
+    web = ("web=yes",) if s.tools.isis.spiceinit_web else ()
+    return _program(s, "spiceinit", args=("from={inputs[cube]}", *web),
                     inputs={"cube": cube}, outputs={"cube": cube.name}, copy_inputs=frozenset({"cube"}))
 
 
-def native_image_steps(s: RecipeSettings) -> list[Step]:
+def native_image_steps(s: Settings) -> list[Step]:
     """The native calibration step, then ``spiceinit`` on its level-1 cube."""
+    tools, flat = s.tools, s.flat.dir
     args: tuple[str, ...] = ("{inputs[edr]}", "{outputs[cube]}")
     outputs = {"cube": "{id}.cal.cub"}
-    if s.native_calibrate == RecipeSettings.native_calibrate:
-        # the default callable measures quality in the same pass over the EDR
+    if tools.native_calibrate == ToolsSettings.native_calibrate:
+        # the default callable (the yaml's) measures quality in the same pass over the EDR
         outputs.update(NATIVE_QUALITY_OUTPUTS)
         args += flags("outputs", NATIVE_QUALITY_OUTPUTS)
     calibrate = Step(
         name="calibrate", args=args, inputs={"edr": Input("{id}.IMG", EDR)}, outputs=outputs,
         timeout=step_timeout(s, "calibrate"), resources=step_resources(s, "calibrate"),
-        kind="native", callable=s.native_calibrate,
+        kind="native", callable=tools.native_calibrate,
         # a flat folder reaches ctxdask.calibrate, which picks the image's month from it
-        options={"even_odd": s.even_odd, **({"flat": str(s.flat_dir)} if s.flat_dir else {})},
+        options={"even_odd": tools.even_odd, **({"flat": str(flat)} if flat else {})},
     )
     return [calibrate, _spiceinit(s, Input("{id}.cal.cub", Upstream("calibrate", "cube")))]
 
 
-def isis_image_steps(s: RecipeSettings) -> list[Step]:
+def isis_image_steps(s: Settings) -> list[Step]:
     """``mroctx2isis``, ``spiceinit``, ``ctxcal`` and ``ctxevenodd`` (skipped when rendered for summing 2)."""
     one_to_one = ("from={inputs[cube]}", "to={outputs[cube]}")
     return [
@@ -72,6 +75,6 @@ def isis_image_steps(s: RecipeSettings) -> list[Step]:
     ]
 
 
-def image_stage(s: RecipeSettings) -> tuple[Step, ...]:
+def image_stage(s: Settings) -> tuple[Step, ...]:
     """The image steps for the ``tools.calibration`` setting, in order."""
-    return tuple(native_image_steps(s) if s.calibration == "native" else isis_image_steps(s))
+    return tuple(native_image_steps(s) if s.tools.calibration == "native" else isis_image_steps(s))

@@ -18,7 +18,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ctxdask.tools.recipe.settings import RecipeSettings, step_resources, step_timeout
+from ctxdask.settings import Settings
+from ctxdask.tools.recipe.settings import step_resources, step_timeout
 from ctxdask.tools.recipe.step import External, Input, Step, Upstream
 
 __all__ = ["LEFT", "MOLA", "RIGHT", "StereoStage", "monolithic_stage", "pair_step", "stereo_options"]
@@ -75,17 +76,18 @@ def _stereo_default_text(options: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stereo_options(s: RecipeSettings) -> tuple[tuple[str, ...], dict[str, str]]:
+def stereo_options(s: Settings) -> tuple[tuple[str, ...], dict[str, str]]:
     """The options every stereo program of a pair takes, and the files they name (``stereo.default``)."""
-    args: tuple[str, ...] = ("--stereo-algorithm", str(s.stereo_algorithm), "--subpixel-mode", str(s.subpixel_mode))
+    asp = s.tools.asp
+    args: tuple[str, ...] = ("--stereo-algorithm", str(asp.stereo_algorithm), "--subpixel-mode", str(asp.subpixel_mode))
     files = {}
-    if s.stereo_default:
-        files["stereo.default"] = _stereo_default_text(s.stereo_default)
+    if asp.stereo_default:
+        files["stereo.default"] = _stereo_default_text(asp.stereo_default)
         args += ("--stereo-file", "stereo.default")
     return args, files
 
 
-def pair_step(s: RecipeSettings, name: str, *, family: str | None = None, **fields) -> Step:
+def pair_step(s: Settings, name: str, *, family: str | None = None, **fields) -> Step:
     """A pair-scope step with its configured deadline and resources (``family``'s where it has none of its own).
 
     A native step also gets its deadline among its options: the callable runs
@@ -98,20 +100,21 @@ def pair_step(s: RecipeSettings, name: str, *, family: str | None = None, **fiel
     return Step(name=name, timeout=timeout, resources=resources, scope="pair", **fields)
 
 
-def _point2dem(s: RecipeSettings, cloud: Input, texture: Input) -> Step:
+def _point2dem(s: Settings, cloud: Input, texture: Input) -> Step:
     """``point2dem`` of the whole pair's cloud: the DEM, and the orthoimage and error image if asked for."""
-    args = ["-r", str(s.datum)]
-    if s.dem_spacing:
-        args += ["--tr", f"{float(s.dem_spacing):g}"]
-    if s.t_srs:
-        args += ["--t_srs", str(s.t_srs)]
+    asp = s.tools.asp
+    args = ["-r", str(asp.datum)]
+    if asp.dem_spacing:
+        args += ["--tr", f"{float(asp.dem_spacing):g}"]
+    if asp.t_srs:
+        args += ["--t_srs", str(asp.t_srs)]
     inputs = {"cloud": cloud}
     outputs = {"dem": "results/out-DEM.tif"}
-    if s.orthoimage:
+    if asp.orthoimage:
         args.append("--orthoimage")
         inputs["texture"] = texture
         outputs["ortho"] = "results/out-DRG.tif"
-    if s.errorimage:
+    if asp.errorimage:
         args.append("--errorimage")
         outputs["error"] = "results/out-IntersectionErr.tif"
     # texture files follow the point clouds on the command line
@@ -119,13 +122,14 @@ def _point2dem(s: RecipeSettings, cloud: Input, texture: Input) -> Step:
     return pair_step(s, "point2dem", program="point2dem", args=tuple(args), inputs=inputs, outputs=outputs)
 
 
-def monolithic_stage(s: RecipeSettings) -> StereoStage:
+def monolithic_stage(s: Settings) -> StereoStage:
     """``cam2map4stereo.py``, ``parallel_stereo`` over the whole pair, ``point2dem``."""
+    asp = s.tools.asp
     stereo_args, files = stereo_options(s)
-    if s.processes:
-        stereo_args += ("--processes", str(int(s.processes)))
-    if s.threads:
-        stereo_args += ("--threads-multiprocess", str(int(s.threads)))
+    if asp.processes:
+        stereo_args += ("--processes", str(int(asp.processes)))
+    if asp.threads:
+        stereo_args += ("--threads-multiprocess", str(int(asp.threads)))
     cam2map = pair_step(
         s, "cam2map4stereo", program="cam2map4stereo.py", args=("{inputs[left]}", "{inputs[right]}"),
         inputs={"left": Input("{left}.cal.cub", LEFT), "right": Input("{right}.cal.cub", RIGHT)},
@@ -141,4 +145,4 @@ def monolithic_stage(s: RecipeSettings) -> StereoStage:
     texture = Input("results/out-L.tif", Upstream("parallel_stereo", "aligned_left"))
     dem = Input("results/out-DEM.tif", Upstream("point2dem", "dem"))
     return StereoStage(steps=(cam2map, stereo, _point2dem(s, cloud, texture)), dem=dem, cloud=cloud, unaligned=dem,
-                       texture=texture if s.orthoimage else None)
+                       texture=texture if asp.orthoimage else None)

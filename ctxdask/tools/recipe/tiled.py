@@ -19,7 +19,8 @@ The tile and mosaic steps are templates, rendered per pair by
 
 from __future__ import annotations
 
-from ctxdask.tools.recipe.settings import RecipeSettings, step_resources
+from ctxdask.settings import Settings
+from ctxdask.tools.recipe.settings import step_resources
 from ctxdask.tools.recipe.step import External, Input, Step, Upstream, flags
 from ctxdask.tools.recipe.stereo import LEFT, RIGHT, StereoStage, pair_step, stereo_options
 
@@ -50,15 +51,16 @@ _MOSAICS = (("dem_mosaic", "dem", "DEM"), ("dem_mosaic_ortho", "ortho", "DRG"),
             ("dem_mosaic_error", "error", "IntersectionErr"))
 
 
-def _grid(s: RecipeSettings) -> Step:
+def _grid(s: Settings) -> Step:
     """The common map grid of both images (:func:`ctxdask.tools.mapgrid.common_grid`)."""
+    asp = s.tools.asp
     return pair_step(s, "mapproject_grid", kind="native", callable="ctxdask.tools.mapgrid:common_grid",
                      args=("{inputs[left]}", "{outputs[grid]}", *flags("inputs", ("right", "dem"))),
                      inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM},
-                     outputs={"grid": "{pair}.grid.json"}, options={"t_srs": s.t_srs, "tr": s.mapproject_tr})
+                     outputs={"grid": "{pair}.grid.json"}, options={"t_srs": asp.t_srs, "tr": asp.mapproject_tr})
 
 
-def _on_grid(s: RecipeSettings, side: str) -> Step:
+def _on_grid(s: Settings, side: str) -> Step:
     """``mapproject`` of one image onto the low-resolution DEM on the common grid.
 
     Its deadline and resources default to those set for ``mapproject`` (both sides).
@@ -71,22 +73,22 @@ def _on_grid(s: RecipeSettings, side: str) -> Step:
                      outputs={"map": f"{{{side}}}.map.tif"})
 
 
-def _tile(s: RecipeSettings, stereo_args: tuple[str, ...], files: dict[str, str]) -> Step:
+def _tile(s: Settings, stereo_args: tuple[str, ...], files: dict[str, str]) -> Step:
     """The ``stereo_tile`` template: one tile from preprocessing through its DEM."""
-    resources = step_resources(s, "stereo_tile")
-    corr = s.corr_memory_mb
+    asp, resources = s.tools.asp, step_resources(s, "stereo_tile")
+    corr = asp.corr_memory_limit_mb
     if corr is None and resources.get("memory_mb"):
         corr = int(float(resources["memory_mb"]) * CORR_MEMORY_SHARE)
     args = ["--tile-index", "{tile_index}", "--entry-point", "0", "--stop-point", "8",
             "--point2dem-options", "{point2dem_options}"]
     if corr:
         args += ["--corr-memory-limit-mb", str(int(corr))]
-    if s.threads:
-        args += ["--threads", str(int(s.threads))]
+    if asp.threads:
+        args += ["--threads", str(int(asp.threads))]
     outputs = {"dem": "{tile_prefix}-DEM.tif"}
-    if s.orthoimage:
+    if asp.orthoimage:
         outputs["ortho"] = "{tile_prefix}-DRG.tif"
-    if s.errorimage:
+    if asp.errorimage:
         outputs["error"] = "{tile_prefix}-IntersectionErr.tif"
     inputs = {**_STEREO_INPUTS, "tiles": Input("results/out-distTileList.txt", Upstream("stereo_parse", "tiles")),
               "left_stats": Input("results/out-{left}.map-stats.tif", Upstream("stereo_stats", "left_stats")),
@@ -95,28 +97,29 @@ def _tile(s: RecipeSettings, stereo_args: tuple[str, ...], files: dict[str, str]
                      args=(*args, *stereo_args, *_POSITIONAL), inputs=inputs, outputs=outputs, files=files)
 
 
-def _mosaic(s: RecipeSettings, name: str, role: str, suffix: str) -> Step:
+def _mosaic(s: Settings, name: str, role: str, suffix: str) -> Step:
     """``dem_mosaic`` of one output of the tiles (its inputs and list file come with the tiles)."""
     return pair_step(s, name, family="dem_mosaic", program="dem_mosaic",
                      args=("--dem-list", f"{suffix}-tiles.txt", "-o", f"{{outputs[{role}]}}"),
                      outputs={role: f"results/out-{suffix}.tif"})
 
 
-def tiled_stage(s: RecipeSettings) -> StereoStage:
+def tiled_stage(s: Settings) -> StereoStage:
     """The prep steps (:data:`TILED_PREP_STEPS`), the tile template and the mosaics."""
+    asp = s.tools.asp
     stereo_args, files = stereo_options(s)
     parse = pair_step(s, "stereo_parse", program="stereo_parse",
-                      args=(*stereo_args, *_POSITIONAL, "--stereo-dist-tile-params", str(int(s.tile_size)),
-                            str(int(s.tile_padding))),
+                      args=(*stereo_args, *_POSITIONAL, "--stereo-dist-tile-params", str(int(asp.tiles.size)),
+                            str(int(asp.tiles.padding))),
                       inputs=_STEREO_INPUTS, outputs={"tiles": "results/out-distTileList.txt"}, files=files)
     # gather_stats names them <prefix>-<image stem>-stats.tif (src/asp/Core/ImageUtils.cc)
     stats = pair_step(s, "stereo_stats", program="stereo_pprc",
                       args=(*stereo_args, *_POSITIONAL, "--stop-after-stats",
-                            *(("--threads", str(int(s.threads))) if s.threads else ())),
+                            *(("--threads", str(int(asp.threads))) if asp.threads else ())),
                       inputs=_STEREO_INPUTS, outputs={"left_stats": "results/out-{left}.map-stats.tif",
                                                       "right_stats": "results/out-{right}.map-stats.tif"},
                       files=files)
-    wanted = {"dem": True, "ortho": s.orthoimage, "error": s.errorimage}
+    wanted = {"dem": True, "ortho": asp.orthoimage, "error": asp.errorimage}
     # pc_align reads a DEM as a cloud (docs/tools/pc_align.rst): align the mosaic
     dem = Input("results/out-DEM.tif", Upstream("dem_mosaic", "dem"))
     return StereoStage(
@@ -124,8 +127,8 @@ def tiled_stage(s: RecipeSettings) -> StereoStage:
         tile=_tile(s, stereo_args, files),
         mosaics=tuple(_mosaic(s, *m) for m in _MOSAICS if wanted[m[1]]),
         dem=dem, cloud=dem, unaligned=Input("results/out-DEM-mosaic.tif", Upstream("dem_mosaic", "dem")),
-        texture=Input("results/out-DRG.tif", Upstream("dem_mosaic_ortho", "ortho")) if s.orthoimage else None,
+        texture=Input("results/out-DRG.tif", Upstream("dem_mosaic_ortho", "ortho")) if asp.orthoimage else None,
         # the mosaic's 3-band cloud has no error: drape the error mosaic
         error_texture=(Input("results/out-IntersectionErr.tif", Upstream("dem_mosaic_error", "error"))
-                       if s.errorimage else None),
+                       if asp.errorimage else None),
     )
