@@ -195,13 +195,14 @@ def run_batch(
     >>> print(summary)  # doctest: +SKIP
     """
     t0 = time.monotonic()
-    pairlist = read_pairs(pairs).require_pairs()  # nothing usable: an error with the reasons
+    # the request is checked before the data: settings, the steps they select, the source
     if not isinstance(settings, Settings):
         settings = current_settings().override(settings or {})
     batch = settings.batch
     recipe = recipe or build_recipe(settings)
     image_steps, pair_steps = select_steps(recipe, batch.steps, quality=batch.quality)
     src = make_source(source)
+    pairlist = read_pairs(pairs).require_pairs()  # nothing usable: an error with the reasons
     out = pathlib.Path(out).resolve()  # made once the request is known to be good
     out.mkdir(parents=True, exist_ok=True)
     db_path = tracking.database_path(batch.database, out)

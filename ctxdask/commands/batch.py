@@ -41,24 +41,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--edr-dir", help="folder of EDRs: <PRODUCT_ID>.IMG in any case, or .IMG.bz2/.gz")
     source.add_argument("--url-list", help="download EDRs (catalog downloader): a file with one product URL a line")
+    # every option below is a setting (named in its help): the command line only builds settings
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="a running dask scheduler (tcp://host:8786)")
-    where.add_argument("--local", metavar="N", type=positive_int, help="start a LocalCluster of N worker processes")
-    parser.add_argument("--db", help="tracking database: a path or sqlite:/// URL (default: in --out)")
-    parser.add_argument("--retry-failed", action="store_true", help="run failed and timed-out steps again")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="a running dask scheduler (tcp://host:8786; batch.scheduler)")
+    where.add_argument("--local", metavar="N", type=positive_int,
+                       help="start a LocalCluster of N worker processes (batch.local-workers)")
+    parser.add_argument("--db", help="tracking database: a path or sqlite:/// URL (default: in --out; "
+                                     "batch.database)")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run failed and timed-out steps again (batch.retry-failed)")
     parser.add_argument("--steps", nargs="+", metavar="STEP",
-                        help="run the chain only up to the last of these steps (e.g. validate)")
+                        help="run the chain only up to the last of these steps (e.g. validate; batch.steps)")
     parser.add_argument("--timeout", action="append", type=_timeout, default=[], metavar="STEP=DURATION",
-                        help="deadline of a step, e.g. parallel_stereo=6h (repeatable)")
+                        help="deadline of a step, e.g. parallel_stereo=6h (repeatable; tools.timeouts, or "
+                             "batch.timeouts for fetch, validate and the quality steps)")
     parser.add_argument("--calibration", choices=("isis", "native"),
                         help="image calibration: ctxdask's native one (the default, tools.calibration: it matches "
                              "ISIS ctxcal) or the ISIS programs mroctx2isis, ctxcal, ctxevenodd")
-    parser.add_argument("--deliver", nargs="+", metavar="STEP", help="steps whose outputs come home")
+    parser.add_argument("--deliver", nargs="+", metavar="STEP",
+                        help="steps whose raw outputs come home (batch.deliver)")
     parser.add_argument("--delivery", choices=("transfer", "shared"),
-                        help="transfer over the dask connection, or copy into a shared output folder")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+                        help="transfer over the dask connection, or copy into a shared output folder "
+                             "(batch.delivery)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch.progress)")
     parser.add_argument("--include-rejected", action="store_true",
-                        help="also process pairs and images failed by hand (ctxdask serve); default: skip them")
+                        help="also process pairs and images failed by hand (ctxdask serve); default: skip them "
+                             "(batch.include-rejected)")
 
 
 def settings_from(args: argparse.Namespace):
