@@ -32,7 +32,11 @@ import tomllib
 import yaml
 
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE\s+FROM|CREATE\s+(TABLE|INDEX)|ALTER\s+TABLE|PRAGMA|DROP\s+TABLE)\b")
-SETTINGS_MODULES = {"ctxdask/config.py", "ctxdask/settings.py"}
+SETTINGS_MODULES = {"ctxdask/config.py", "ctxdask/settings.py"}  # the settings' home before it was a package
+
+
+def in_settings(rel: str) -> bool:
+    return rel in SETTINGS_MODULES or rel.startswith("ctxdask/settings/")
 
 
 def sql_lines(path: pathlib.Path) -> int:
@@ -119,11 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     sqlite_users = [rel[f] for f in outside if imports_sqlite(f)]
     print(f"modules importing sqlite3 outside ctxdask/tracking: {len(sqlite_users)}"
           + (f" ({', '.join(sqlite_users)})" if sqlite_users else ""))
-    gets = {rel[f]: n for f in files if rel[f] not in SETTINGS_MODULES
+    gets = {rel[f]: n for f in files if not in_settings(rel[f])
             and (n := f.read_text().count("config.get("))}
     print(f"config.get( calls outside the settings module: {sum(gets.values())} in {len(gets)} modules")
     sections = yaml_sections(root)
-    copies = [(rel[f], *c) for f in files if rel[f] not in SETTINGS_MODULES for c in copied_fields(f, sections)]
+    copies = [(rel[f], *c) for f in files if not in_settings(rel[f]) for c in copied_fields(f, sections)]
     print(f"settings classes copying fields of ctxdask.yaml: {len(copies)}, {sum(c[3] for c in copies)} fields"
           + (f" ({', '.join(f'{c[1]} ({c[0]}, {c[3]} of {c[2]})' for c in copies)})" if copies else ""))
     batch = sorted(((len(f.read_text().splitlines()), rel[f]) for f in files if rel[f].startswith("ctxdask/batch/")),

@@ -134,7 +134,7 @@ def test_the_source_of_each_value(tmp_path):
 def test_a_configuration_seen_before_is_not_checked_again(monkeypatch):
     current()
     calls = []
-    monkeypatch.setattr(settings, "validate", lambda values: calls.append(1) or Settings)
+    monkeypatch.setattr(settings.model, "validate", lambda values: calls.append(1) or Settings)
     current()
     assert calls == []
     with dask.config.set({"ctxdask.batch.retries": 9}):

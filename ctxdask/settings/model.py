@@ -1,17 +1,8 @@
-"""The settings of ctxdask as one typed model, validated once from ``dask.config.get("ctxdask")``.
+"""The model: every setting of ``ctxdask.yaml`` as a typed, frozen section, and reading it from dask.
 
-Defaults live once, in ``ctxdask.yaml`` (registered by :mod:`ctxdask.config`);
-this module says what each value must be. :func:`current` reads the dask
-configuration as it is now (files, ``DASK_CTXDASK__...`` environment variables,
-``dask.config.set``) and checks every key at once, so a misspelt key or a
-wrong value fails with one line naming it and what it may be::
-
-    ctxdask.tools.asp.stereo-mode: 'tiles' is not one of 'monolithic', 'tiled', 'auto'
-
-Keys are the yaml's kebab-case (``stereo-mode``); the same key written with
-underscores (as a ``DASK_CTXDASK__TOOLS__ASP__STEREO_MODE`` environment variable
-makes it) is the same key. Mappings whose keys are names (step timeouts,
-worker resources, grade thresholds, environment variables) keep them as written.
+Each section (:class:`Section`) is a dataclass whose fields default to the yaml's
+values and are checked however the section is made. :func:`current` reads dask's
+configuration as it is now and checks it whole, once per configuration.
 """
 
 from __future__ import annotations
@@ -19,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
-import types
 import typing
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal, Self
@@ -27,150 +17,19 @@ from typing import Any, ClassVar, Literal, Self
 # importing the settings registers the defaults (ctxdask.yaml) with dask, before any
 # dask.config.set of a ctxdask key: one made first would be undone with the whole namespace
 from ctxdask import config
-from ctxdask.exceptions import CTXError
+from ctxdask.settings.checks import (
+    SettingsError,
+    _above,
+    _at_least,
+    _between,
+    _checked,
+    _convert,
+    _hints,
+    _kebab,
+    _section,
+)
 
-__all__ = ["Section", "Settings", "SettingsError", "as_dict", "current", "validate"]
-
-
-class SettingsError(CTXError, ValueError):
-    """A setting that is unknown, missing or of the wrong kind or value."""
-
-    def __init__(self, key: str, reason: str):
-        super().__init__(None, f"ctxdask.{key}: {reason}")
-        self.key = key
-
-
-def _at_least(minimum: float) -> dict:
-    return {"min": minimum}
-
-
-def _between(low: float, high: float, *, high_included: bool = True) -> dict:
-    return {"min": low, "max": high} if high_included else {"min": low, "below": high}
-
-
-def _above(bound: float) -> dict:
-    return {"above": bound}
-
-
-# ----------------------------------------------------------------------------- validation
-def _kebab(name: str) -> str:
-    return name.replace("_", "-")
-
-
-def _describe(kind: Any) -> str:
-    origin = typing.get_origin(kind)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(kind))
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in typing.get_args(kind))
-    if kind is type(None):
-        return "null"
-    if origin in (tuple,):
-        args = typing.get_args(kind)
-        return "a list" + (f" of {len(args)} numbers" if args and args[-1] is not Ellipsis else "")
-    if origin in (Mapping, dict) or dataclasses.is_dataclass(kind):
-        return "a mapping"
-    return {int: "a whole number", float: "a number", bool: "true or false", str: "text"}.get(kind, str(kind))
-
-
-def _convert(value: Any, kind: Any, key: str) -> Any:
-    """``value`` as ``kind`` (a type hint), or :class:`SettingsError` naming ``key``."""
-    origin = typing.get_origin(kind)
-    if kind is Any:
-        return value
-    if dataclasses.is_dataclass(kind):
-        return value if isinstance(value, kind) else _section(value, kind, key)
-    if origin is Literal:
-        if value in typing.get_args(kind):
-            return value
-        if isinstance(value, str) and value.replace("_", "-") in typing.get_args(kind):  # an environment's spelling
-            return value.replace("_", "-")
-        raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(kind):
-            return None
-        for option in typing.get_args(kind):
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, key)
-            except SettingsError:
-                continue
-        raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
-    if origin is tuple:
-        args = typing.get_args(kind)
-        if not isinstance(value, (list, tuple)) or (args[-1] is not Ellipsis and len(value) != len(args)):
-            raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
-        items = args[:-1] * len(value) if args[-1] is Ellipsis else args
-        return tuple(_convert(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, items)))
-    if origin in (Mapping, dict):
-        if not isinstance(value, Mapping):
-            raise SettingsError(key, f"{value!r} is not a mapping")
-        key_kind, value_kind = typing.get_args(kind)
-        return {_convert(k, key_kind, f"{key}.{k}"): _convert(v, value_kind, f"{key}.{k}") for k, v in value.items()}
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):  # environment variables
-            return value.lower() in ("true", "yes")
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif kind is str:
-        if isinstance(value, str):
-            return value
-    raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
-
-
-@functools.cache
-def _hints(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field]]:
-    return typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)}
-
-
-def _section(value: Any, cls: type, key: str) -> Any:
-    """A dataclass section from a mapping with kebab- or snake-case keys; unknown keys refused."""
-    if not isinstance(value, Mapping):
-        raise SettingsError(key, f"{value!r} is not a mapping of settings")
-    hints, fields = _hints(cls)
-    given: dict[str, Any] = {}
-    for name, item in value.items():
-        field = str(name).replace("-", "_")
-        if field not in fields:
-            known = ", ".join(_kebab(f) for f in fields)
-            raise SettingsError(f"{key}.{name}" if key else str(name), f"unknown setting; known here: {known}")
-        if field in given and name != _kebab(field):
-            continue  # both spellings: the yaml's wins, as it does for dask.config.get
-        given[field] = item
-    out = {}
-    for name, field in fields.items():
-        where = f"{key}.{_kebab(name)}" if key else _kebab(name)
-        if name not in given:
-            raise SettingsError(where, "missing (ctxdask.yaml gives every setting a default: was it removed?)")
-        out[name] = _checked(given[name], hints[name], field, where)
-    return cls(**out)
-
-
-def _checked(value: Any, kind: Any, field: dataclasses.Field, where: str) -> Any:
-    """``value`` converted to ``kind`` and inside the field's range, or :class:`SettingsError`."""
-    value = _convert(value, kind, where)
-    if value is None:
-        return value
-    bounds = field.metadata
-    if "min" in bounds and value < bounds["min"]:
-        raise SettingsError(where, f"{value!r} is below the least allowed, {bounds['min']:g}")
-    if "max" in bounds and value > bounds["max"]:
-        raise SettingsError(where, f"{value!r} is above the most allowed, {bounds['max']:g}")
-    if "above" in bounds and value <= bounds["above"]:
-        raise SettingsError(where, f"{value!r} must be more than {bounds['above']:g}")
-    if "below" in bounds and value >= bounds["below"]:
-        raise SettingsError(where, f"{value!r} must be less than {bounds['below']:g}")
-    return value
-
+__all__ = ["Section", "Settings", "current", "validate"]
 
 
 # ----------------------------------------------------------------------------- sections
@@ -541,93 +400,3 @@ def current() -> Settings:
 
 #: configurations checked before (text -> Settings), oldest first
 _CHECKED: dict[str, Settings] = {}
-
-
-# ----------------------------------------------------------------------------- where values come from
-def leaves(settings: Settings) -> dict[str, Any]:
-    """Every setting as ``{"tools.asp.stereo-mode": value}`` (mappings of names opened one level down)."""
-    out: dict[str, Any] = {}
-
-    def walk(value: Any, key: str) -> None:
-        if dataclasses.is_dataclass(value):
-            for field in dataclasses.fields(value):
-                walk(getattr(value, field.name), f"{key}.{_kebab(field.name)}" if key else _kebab(field.name))
-        elif isinstance(value, Mapping) and value:
-            for name, item in value.items():
-                out[f"{key}.{name}"] = item
-        else:
-            out[key] = list(value) if isinstance(value, tuple) else value
-
-    walk(settings, "")
-    return out
-
-
-def as_dict(settings: Settings | None = None) -> dict[str, Any]:
-    """The settings (default :func:`current`) as ``ctxdask.yaml`` spells them: nested, kebab-case, lists.
-
-    For records that must say what was in force (provenance, the run's row).
-    """
-
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {_kebab(f.name): plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
-        if isinstance(value, Mapping):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, tuple):
-            return [plain(v) for v in value]
-        return value
-
-    return plain(settings or current())
-
-
-def _lookup(tree: Any, key: str) -> tuple[bool, Any]:
-    """``(found, value)`` of dotted ``key`` in a nested mapping, ``-`` and ``_`` alike."""
-    for part in key.split("."):
-        if not isinstance(tree, Mapping):
-            return False, None
-        match = next((k for k in tree if str(k).replace("_", "-") == part.replace("_", "-")), None)
-        if match is None:
-            return False, None
-        tree = tree[match]
-    return True, tree
-
-
-def origins(settings: Settings | None = None) -> dict[str, tuple[Any, str]]:
-    """Every setting's value and where it came from, in dask's order of precedence.
-
-    ``"default"`` (``ctxdask.yaml``), ``"file <path>"`` (a dask config file),
-    ``"environment DASK_CTXDASK__..."`` or ``"code"`` (``dask.config.set``, or
-    an argument of a program that set it).
-    """
-    import dask.config
-
-    settings = settings or current()
-    files = []
-    for path in dask.config.paths:
-        for loaded in dask.config.collect_yaml([path]):
-            files.append((path, loaded))
-    env = dask.config.collect_env()
-    out = {}
-    for key, value in leaves(settings).items():
-        dotted = f"ctxdask.{key}"
-        source = "code"
-        found, default = _lookup(config.DEFAULTS, dotted)
-        if found and _same(default, value):
-            source = "default"
-        for path, loaded in files:
-            found, given = _lookup(loaded, dotted)
-            if found and _same(given, value):
-                source = f"file {path}"
-        found, given = _lookup(env, dotted)
-        if found and _same(given, value):
-            source = "environment DASK_" + "__".join(p.upper().replace("-", "_") for p in dotted.split("."))
-        out[key] = (value, source)
-    return out
-
-
-def _same(given: Any, value: Any) -> bool:
-    if isinstance(given, (list, tuple)) and isinstance(value, (list, tuple)):
-        return list(given) == list(value)
-    if isinstance(given, Mapping) and isinstance(value, Mapping):
-        return {str(k): v for k, v in given.items()} == {str(k): v for k, v in value.items()}
-    return given == value
