@@ -216,3 +216,11 @@ def test_a_section_made_directly_or_replaced_is_checked_too():
     with pytest.raises(SettingsError, match=r"^ctxdask\.catalog\.download\.requests-per-second: 0\.0 must be more "):
         settings.CatalogDownload(requests_per_second=0)
     assert settings.TileSize(size=64.0).size == 64 and isinstance(settings.TileSize(size=64.0).size, int)
+
+
+def test_a_list_of_names_from_the_environment_may_be_written_with_commas():
+    out = _ctxdask("config", "batch", "--json", env={"DASK_CTXDASK__BATCH__STEPS": "fetch, validate",
+                                                     "DASK_CTXDASK__BATCH__DELIVER": "point2dem"})
+    shown = json.loads(out.stdout)
+    assert shown["batch.steps"]["value"] == ["fetch", "validate"]
+    assert shown["batch.deliver"]["value"] == ["point2dem"]

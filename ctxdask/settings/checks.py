@@ -85,6 +85,8 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
     if origin is tuple:
         args = typing.get_args(kind)
+        if isinstance(value, str) and args == (str, Ellipsis):  # an environment's "fetch,validate"
+            value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, (list, tuple)) or (args[-1] is not Ellipsis and len(value) != len(args)):
             raise SettingsError(key, f"{value!r} is not {_describe(kind)}")
         items = args[:-1] * len(value) if args[-1] is Ellipsis else args
