@@ -278,7 +278,7 @@ def bundle_adjust(argv: list[str], fault: str | None) -> None:
     datum = MARS if o["datum"].lower() in ("", "d_mars", "mars") else o["datum"]
     _apply_fault(fault)
     stems = [adjust.file_name("", image)[1:-len(".adjust")] for image in images]
-    for image, stem in zip(images, stems):
+    for stem in stems:
         _write(f"{prefix}-{stem}-stats.tif", np.array([[[0.0, 0.2, 0.1, 0.05, 0.0, 0.2]]], dtype="float32"))
     pairs = [(a, b) for a in range(len(images)) for b in range(a + 1, len(images))]
     for a, b in pairs:
