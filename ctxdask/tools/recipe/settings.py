@@ -8,7 +8,7 @@ This module adds what the model leaves to the recipe:
   :func:`~ctxdask.tools.recipe.build_recipe` (``calibration="isis"``,
   ``timeouts={"parallel_stereo": 600}``), each the field name of one setting
   the recipe reads, applied with :meth:`Settings.override <ctxdask.settings.Settings.override>`;
-- :func:`resolved`: ``stereo-mode: auto`` decided by what is installed here, and
+- :func:`resolved`: ``stereo-mode: auto`` and ``bundle-adjust: auto`` decided by what is installed here, and
   ``max-displacement: auto`` as ``None``; done when a recipe is built, not when the
   settings are checked (the same configuration means different things on different machines);
 - :func:`step_timeout` and :func:`step_resources`: a step's deadline and dask resources.
@@ -89,21 +89,26 @@ def with_changes(settings: Settings, changes: Mapping[str, Any]) -> Settings:
 
 
 def resolved(settings: Settings) -> Settings:
-    """``settings`` with ``tools.asp.stereo-mode`` ``auto`` decided here and ``max-displacement`` ``auto`` as ``None``.
+    """``settings`` with ``tools.asp.stereo-mode`` and ``bundle-adjust`` ``auto`` decided here, ``max-displacement``
+    ``auto`` as ``None``.
 
     ASP 3.7 (2026) brought ``stereo_tile``; older ASP has only
     ``parallel_stereo``. Tiles need images mapprojected onto a low-resolution
-    DEM: without one configured, monolithic. The alignment step takes ``None``
+    DEM: without one configured, monolithic. Bundle adjustment is on when
+    ``bundle_adjust`` is installed. The alignment step takes ``None``
     for a displacement measured from the data.
     """
+    import shutil
+
     asp, fixed = settings.tools.asp, {}
+    path = (settings.tools.env or {}).get("PATH")
     if asp.max_displacement == "auto":
         fixed["max_displacement"] = None
     if asp.stereo_mode == "auto":
-        import shutil
-
-        tiled = shutil.which("stereo_tile", path=(settings.tools.env or {}).get("PATH")) and asp.lowres_dem
+        tiled = shutil.which("stereo_tile", path=path) and asp.lowres_dem
         fixed["stereo_mode"] = "tiled" if tiled else "monolithic"
+    if asp.bundle_adjust == "auto":
+        fixed["bundle_adjust"] = shutil.which("bundle_adjust", path=path) is not None
     if not fixed:
         return settings
     tools = dataclasses.replace(settings.tools, asp=dataclasses.replace(asp, **fixed))
