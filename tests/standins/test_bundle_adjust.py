@@ -5,18 +5,13 @@ Citations: tests/standins/_asp_ba.py (bundle_adjust) and _asp_adjust.py (how pro
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-
 import pytest
 import rasterio
 
 from ctxdask.quality.bundle import bundle_adjust_summary, read_pointmap, read_residual_stats
 from ctxdask.quality.errors import QualityError
 
-from ..batch.tiled import ASP37, LEFT, RIGHT, write_inputs
-from ..tools.conftest import standin_path
+from ..batch.tiled import LEFT, RIGHT, asp_runner
 
 L_CUB, R_CUB = f"{LEFT}.cal.cub", f"{RIGHT}.cal.cub"
 L_MAP, R_MAP = f"{LEFT}.map.tif", f"{RIGHT}.map.tif"
@@ -33,18 +28,7 @@ OUTPUTS = {f"run-{name}" for name in (
 @pytest.fixture
 def asp(tmp_path, monkeypatch):
     """Run a stand-in (ASP 3.7 on PATH) in a folder holding two spiceinit-ed cubes and ``dem.tif``."""
-    monkeypatch.setenv("PATH", os.pathsep.join([str(ASP37), standin_path()]))
-    for var in ("CTXDASK_STANDIN_FAULT", "CTXDASK_STANDIN_FAULT_PROGRAMS", "CTXDASK_STANDIN_CALLS"):
-        monkeypatch.delenv(var, raising=False)
-    inputs = write_inputs(tmp_path)
-    shutil.copy(inputs["dem"], tmp_path / "dem.tif")
-
-    def run(*argv, **env):
-        return subprocess.run([str(a) for a in argv], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, **env}, timeout=120)
-
-    run.dir = tmp_path
-    return run
+    return asp_runner(tmp_path, monkeypatch)
 
 
 def _ba(asp, *extra, prefix="ba/run", **env):
