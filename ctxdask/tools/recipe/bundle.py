@@ -34,7 +34,8 @@ from typing import Any
 
 from ctxdask.exceptions import RecipeError
 from ctxdask.settings import Settings
-from ctxdask.tools.recipe.step import External, Input, Step, Upstream
+from ctxdask.tools.recipe.settings import pair_step
+from ctxdask.tools.recipe.step import LEFT, LOWRES, LOWRES_DEM, RIGHT, Input, Step, Upstream
 
 __all__ = ["PREFIX", "RESIDUAL_FILES", "STEP", "adjust_inputs", "adjusted", "bundle_adjust_step", "prefix_args"]
 
@@ -80,15 +81,12 @@ def _options(options: Mapping[str, Any]) -> tuple[str, ...]:
 
 def bundle_adjust_step(s: Settings) -> Step:
     """``bundle_adjust`` of the pair's two level-1 cubes (see the module docstring)."""
-    from ctxdask.tools.recipe.stereo import LEFT, RIGHT, pair_step
-    from ctxdask.tools.recipe.tiled import LOWRES_DEM
-
     asp = s.tools.asp
     args = list(_options(asp.bundle_adjust_options))
     inputs = {"left": Input("{left}.cal.cub", LEFT), "right": Input("{right}.cal.cub", RIGHT)}
     if asp.heights_from_dem:
         # docs/bundle_adjustment.rst:340-388; the uncertainty is required with it (BundleAdjustParse.cc:415-418)
-        inputs["dem"] = Input(LOWRES_DEM, External("lowres_dem"))
+        inputs["dem"] = Input(LOWRES_DEM, LOWRES)
         args += ["--heights-from-dem", "{inputs[dem]}", "--heights-from-dem-uncertainty",
                  f"{float(asp.heights_from_dem_uncertainty):g}"]
     outputs = {"left_adjust": _adjust("left"), "right_adjust": _adjust("right"), **RESIDUAL_FILES}

@@ -22,9 +22,10 @@ from ctxdask.tools.recipe.bundle import bundle_adjust_step
 from ctxdask.tools.recipe.dem import alignment_steps, areoid_step
 from ctxdask.tools.recipe.graph import check_graph
 from ctxdask.tools.recipe.image import image_stage
+from ctxdask.tools.recipe.monolithic import monolithic_stage
 from ctxdask.tools.recipe.settings import resolved, with_changes
 from ctxdask.tools.recipe.step import Ref, Step, StepCall, Upstream, resolve_sources
-from ctxdask.tools.recipe.stereo import StereoStage, monolithic_stage
+from ctxdask.tools.recipe.stereo import StereoStage
 from ctxdask.tools.recipe.tiled import tiled_stage
 
 __all__ = ["IMAGE_EXTERNAL", "PAIR_EXTERNAL", "Recipe", "build_recipe", "pair_stages"]

@@ -11,7 +11,8 @@ This module adds what the model leaves to the recipe:
 - :func:`resolved`: ``stereo-mode: auto`` and ``bundle-adjust: auto`` decided by what is installed here, and
   ``max-displacement: auto`` as ``None``; done when a recipe is built, not when the
   settings are checked (the same configuration means different things on different machines);
-- :func:`step_timeout` and :func:`step_resources`: a step's deadline and dask resources.
+- :func:`step_timeout` and :func:`step_resources`: a step's deadline and dask resources, and
+  :func:`pair_step`, a pair step made with them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any
 
 from ctxdask.exceptions import RecipeError
 from ctxdask.settings import Settings
+from ctxdask.tools.recipe.step import Step
 
-__all__ = ["RECIPE_SETTINGS", "keywords", "resolved", "step_resources", "step_timeout", "with_changes"]
+__all__ = ["RECIPE_SETTINGS", "keywords", "pair_step", "resolved", "step_resources", "step_timeout", "with_changes"]
 
 #: the settings (dotted field paths of the model; a section stands for all of its settings) a recipe reads
 RECIPE_SETTINGS = ("tools", "quality.dem_alignment", "flat.dir")
@@ -133,3 +135,16 @@ def step_timeout(settings: Settings, name: str, family: str | None = None) -> fl
 def step_resources(settings: Settings, name: str) -> dict[str, float]:
     """The dask worker resources of step ``name`` (setting ``tools.resources.<name>``; empty if unset)."""
     return dict(settings.tools.resources.get(name, {}))
+
+
+def pair_step(s: Settings, name: str, *, family: str | None = None, **fields) -> Step:
+    """A pair-scope step with its configured deadline and resources (``family``'s where it has none of its own).
+
+    A native step also gets its deadline among its options: the callable runs
+    the ASP program itself and gives it that deadline.
+    """
+    timeout = step_timeout(s, name, family)
+    if fields.get("kind") == "native":
+        fields["options"] = {**fields.get("options", {}), "timeout": timeout}
+    resources = step_resources(s, name) or (step_resources(s, family) if family else {})
+    return Step(name=name, timeout=timeout, resources=resources, scope="pair", **fields)

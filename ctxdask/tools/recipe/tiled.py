@@ -24,25 +24,20 @@ from __future__ import annotations
 
 from ctxdask.settings import Settings
 from ctxdask.tools.recipe.bundle import PREFIX, adjusted
-from ctxdask.tools.recipe.settings import step_resources
-from ctxdask.tools.recipe.step import External, Input, Step, Upstream, flags
-from ctxdask.tools.recipe.stereo import LEFT, RIGHT, StereoStage, pair_step, stereo_options
+from ctxdask.tools.recipe.settings import pair_step, step_resources
+from ctxdask.tools.recipe.step import LEFT, LOWRES, LOWRES_DEM, RIGHT, Input, Step, Upstream, flags
+from ctxdask.tools.recipe.stereo import StereoStage, stereo_options
 
 __all__ = ["CORR_MEMORY_SHARE", "LOWRES_DEM", "TILED_PREP_STEPS", "mapprojected_stereo", "tiled_stage"]
 
 #: tiled stereo: the pair steps before the tiles, in order (bundle_adjust when the pair is adjusted)
 TILED_PREP_STEPS = ("bundle_adjust", "mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse",
                     "stereo_stats")
-#: the name of the low-resolution DEM in every tiled step's work dir: mapproject records the DEM
-#: argument as given (DEM_FILE) and stereo_parse/stereo_pprc/stereo_tile require their --dem to be that
-#: same string (src/asp/Sessions/StereoSession.cc:148-160), so it is one relative name on every worker
-LOWRES_DEM = "lowres-dem.tif"
-
 #: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
 #: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
 CORR_MEMORY_SHARE = 0.8
 
-_DEM = Input(LOWRES_DEM, External("lowres_dem"))
+_DEM = Input(LOWRES_DEM, LOWRES)  # one relative name on every worker (ctxdask.tools.recipe.step.LOWRES_DEM)
 _CAMS = {"left_cam": Input("{left}.cal.cub", LEFT), "right_cam": Input("{right}.cal.cub", RIGHT)}
 #: what every stereo program of the pair reads: the map images, the cameras (ISIS cubes carry them), the DEM
 _STEREO_INPUTS = {"left": Input("{left}.map.tif", Upstream("mapproject_left", "map")),
