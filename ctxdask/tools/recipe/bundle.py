@@ -10,7 +10,7 @@ The USGS CTX DTM archive bundle-adjusts each pair before stereo, and ASP recomme
            ba/run-{initial,final}_residuals_{stats.txt,pointmap.csv}, ...
 
 (options: setting ``tools.asp.bundle-adjust-options``, by default the documentation's for ISIS
-cameras, ``docs/tools/bundle_adjust.rst``:33-46). ``bundle_adjust`` names each adjustment
+cameras, ``docs/tools/bundle_adjust.rst``:29-46). ``bundle_adjust`` names each adjustment
 ``<prefix>-<camera file name up to its last dot>.adjust`` (``bundle_adjust_file_name``,
 ``src/asp/Core/BaseCameraUtils.cc``:34-57; an ISIS cube is its own camera), and every program
 given ``--bundle-adjust-prefix <prefix>`` looks for that same name (``load_adjusted_model``,

@@ -11,7 +11,7 @@ With bundle adjustment (:mod:`ctxdask.tools.recipe.bundle`) ``cam2map4stereo.py`
 used (``docs/examples/ctx.rst``:86-89: ISIS ``cam2map`` knows no ``.adjust``): with a
 low-resolution DEM the images are mapprojected onto it as in tiled mode, and
 ``parallel_stereo L.map.tif R.map.tif L.cal.cub R.cal.cub results/out --dem DEM``; without
-one, ``parallel_stereo L.cal.cub R.cal.cub results/out`` (``docs/bundle_adjustment.rst``:96-101)
+one, ``parallel_stereo L.cal.cub R.cal.cub results/out`` (``docs/bundle_adjustment.rst``:109-114)
 with ASP's own alignment of unprojected images (``--alignment-method affineepipolar``,
 ``src/asp/Core/StereoSettings.cc``:111) where ``stereo-default`` asks for none. Both get
 ``--bundle-adjust-prefix`` and the ``.adjust`` files.
