@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ctxdask.tools.recipe import StepCall
+from ctxdask.tools.recipe.bundle import RESIDUAL_FILES
+from ctxdask.tools.recipe.bundle import STEP as BUNDLE_ADJUST
 from ctxdask.tools.tasks import StepResult
 
 __all__ = ["CATALOG_KEY", "OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs",
@@ -43,6 +45,8 @@ OUTPUT_ROLES = {
 #: product -> pair_products keyword
 _KEYWORDS = {"dem": "dem", "ortho": "ortho", "error": "error", "dem_areoid": "dem_areoid",
              "dem_before": "dem_before", "mola": "mola", "pc_align_errors": "pc_align_errors"}
+#: products named ba_<role>: bundle_adjust's residual files (ctxdask.quality.bundle)
+_BA = "ba_"
 
 
 def _inputs(params: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
@@ -101,6 +105,7 @@ def _step_records(params: Mapping[str, Any], by_key: Mapping[str, StepResult]) -
 def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
                        by_key: Mapping[str, StepResult]) -> tuple[dict[str, str], dict[str, Any]]:
     """Make the pair's products in ``workdir``; return ``(outputs by role, info for the driver)``."""
+    from ctxdask.quality.bundle import bundle_adjust_summary
     from ctxdask.quality.pair import pair_products
     from ctxdask.quality.provenance import build_provenance
 
@@ -120,13 +125,15 @@ def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
                 if os.path.isfile(os.path.join(folder, r["log"]))]
     provenance = build_provenance(_step_records(params, by_key), pair_id=pair_id, mola=paths.get("mola"),
                                   edrs=params.get("edrs") or {})
+    residuals = {p.removeprefix(_BA): path for p, path in paths.items() if p.startswith(_BA)}
+    adjustment = bundle_adjust_summary(residuals) if residuals else None
     # this worker thread is the step: its own two threads compute, never the cluster; passed to each
     # compute, since a process-wide dask.config.set would change the scheduler of other tasks on this worker
     with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix=f"pair_quality-{pair_id}") as pool:
         products = pair_products(
             workdir, datetime=params["datetime"], end_datetime=params.get("end_datetime"), pair_id=pair_id,
             left_id=params.get("left"), right_id=params.get("right"), pc_align_runs=runs, provenance=provenance,
-            scheduler=pool, **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
+            bundle_adjust=adjustment, scheduler=pool, **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
         )
     outputs = {OUTPUT_ROLES[name]: str(path) for name, path in products["files"].items() if name in OUTPUT_ROLES}
     info = {"statistics": products["statistics"].to_dict(), "qa": products["qa"].to_dict(),
@@ -141,7 +148,8 @@ def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]
     ran; in tiled stereo the ``dem_mosaic`` of the tiles), its orthoimage and
     error come with it (tiled: their own mosaics); ``dem_geoid`` gives the
     areoid DEM; with pc_align, the first point2dem's DEM is the one before
-    alignment, and pc_align's runs, end errors and MOLA copy are kept.
+    alignment, and pc_align's runs, end errors and MOLA copy are kept; with
+    bundle adjustment, its residual files (``ba_<role>``).
     """
     calls = list(calls)
     # tiled stereo (ctxdask.tools.tiling): dem_mosaic makes the DEM, orthoimage and error, one each
@@ -167,6 +175,9 @@ def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]
         for product, role in (("runs", "runs"), ("pc_align_errors", "end_errors"), ("mola", "points")):
             if role in align.outputs:
                 inputs[product] = (align.key, role)
+    adjust = next((c for c in calls if c.step == BUNDLE_ADJUST), None)
+    for role in RESIDUAL_FILES if adjust is not None else ():
+        inputs[f"{_BA}{role}"] = (adjust.key, role)
     return inputs
 
 

@@ -304,7 +304,7 @@ class Submitter:
             state.subject_keys.setdefault(pair.pair_id, set()).add(key)
         if not mosaics or not {"stereo_parse", "mapproject_left"} <= prep.keys():
             return  # the selected chain ends before the tiles
-        self.later[pair.pair_id] = [c for c in calls if c.step not in TILE_PREP]
+        self.later[pair.pair_id] = calls  # the steps after the mosaics, and the prep steps the pair's QA reads
         s = self.recipe.settings.tools.asp
         key = f"tile_plan-{pair.pair_id}-{self.run_tag}"
         plan = TilePlanTask(key, pair.pair_id, t_srs=s.t_srs, spacing=s.dem_spacing)
@@ -344,13 +344,14 @@ class Submitter:
         # the pair's summing modes, as its own tracked steps carry them: a step after the mosaic whose
         # files are lost is made again from them (steps.rebuild)
         summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
-        later = self.later.pop(pair.pair_id, [])
+        pair_calls = self.later.pop(pair.pair_id, [])
+        later = [c for c in pair_calls if c.step not in TILE_PREP]
         for call in later:
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})
             self.submit(task, upstream=list(call.upstream), resources=call.resources)
         if PAIR_QUALITY_STEP in self.chain.pair_steps:
-            self._submit_pair_quality(pair, [*calls, *later])
+            self._submit_pair_quality(pair, [*calls, *pair_calls])
 
     def _submit_pair_quality(self, pair: Pair, calls: list[StepCall]) -> None:
         """The pair's products (ctxdask.batch.dem_products) from the steps that make them."""

@@ -179,6 +179,7 @@ def pair_products(
     csv_format: str = "1:lon 2:lat 3:radius_km",
     pc_align_runs: Sequence[Mapping[str, Any]] = (),
     pc_align_errors: str | os.PathLike | None = None,
+    bundle_adjust: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     pair_id: str | None = None,
     left_id: str | None = None,
@@ -203,6 +204,9 @@ def pair_products(
         MOLA shots (``csv_format``) to measure against.
     pc_align_runs : sequence of mapping
         The records of :func:`ctxdask.tools.align.align_to_mola` (with ``log`` paths).
+    bundle_adjust : mapping, optional
+        The pair's bundle adjustment residuals (:func:`ctxdask.quality.bundle.bundle_adjust_summary`):
+        recorded in ``qa_metrics.json`` and the provenance as ``bundle_adjust``.
     provenance : mapping, optional
         The record of :func:`ctxdask.quality.provenance.build_provenance`.
     full_resolution : bool
@@ -279,6 +283,8 @@ def pair_products(
                              pc_align=reports, max_displacements=[r["max_displacement"] for r in pc_align_runs],
                              scheduler=scheduler)
     qa.metrics["dem"] = _relative(files["dem"], out_dir)
+    if bundle_adjust is not None:
+        qa.metrics["bundle_adjust"] = dict(bundle_adjust)
     files["qa_metrics"] = qa.write(out_dir / "qa_metrics.json")
     if arrays:
         files["residuals"] = write_residuals(arrays, out_dir / f"{pair_id}-residuals.csv")
@@ -290,6 +296,8 @@ def pair_products(
     props: dict[str, Any] = dict(properties or {})
     if provenance is not None:
         provenance = _relative_provenance(provenance, out_dir, mola_copy if mola is not None else None)
+        if bundle_adjust is not None:
+            provenance = {**provenance, "bundle_adjust": dict(bundle_adjust)}
         files["provenance"] = write_provenance(provenance, out_dir / "provenance.json")
         props.update(processing_properties(provenance))
     if left_id:

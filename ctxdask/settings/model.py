@@ -243,6 +243,10 @@ class AspSettings(Section):
     mapproject_tr: float | None
     t_srs: str | None
     corr_memory_limit_mb: int | None
+    bundle_adjust: bool | Literal["auto"]
+    bundle_adjust_options: Mapping[str, Any]
+    heights_from_dem: bool
+    heights_from_dem_uncertainty: float = dataclasses.field(metadata=_above(0))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

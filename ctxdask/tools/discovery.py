@@ -18,10 +18,10 @@ __all__ = ["ISIS_PROGRAMS", "ASP_PROGRAMS", "ProgramInfo", "IsisEnvironment", "f
 #: ISIS applications of the CTX chain, and those cam2map4stereo.py calls
 ISIS_PROGRAMS = ("mroctx2isis", "spiceinit", "ctxcal", "ctxevenodd", "cam2map", "camrange", "getkey")
 #: ASP programs of the CTX chain (the monolithic stereo, then the tiled one of ASP 3.7+)
-ASP_PROGRAMS = ("cam2map4stereo.py", "parallel_stereo", "point2dem", "pc_align", "dem_geoid",
+ASP_PROGRAMS = ("cam2map4stereo.py", "parallel_stereo", "point2dem", "pc_align", "dem_geoid", "bundle_adjust",
                 "mapproject", "mapproject_single", "stereo_parse", "stereo_pprc", "stereo_tile", "dem_mosaic")
 #: ASP programs that answer --version
-_ASP_VERSIONED = {"parallel_stereo", "point2dem", "pc_align", "dem_geoid", "stereo_tile", "dem_mosaic"}
+_ASP_VERSIONED = {"parallel_stereo", "point2dem", "pc_align", "dem_geoid", "stereo_tile", "dem_mosaic", "bundle_adjust"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -50,12 +50,18 @@ def capabilities(programs: dict[str, ProgramInfo], isis: IsisEnvironment,
         ok, why = have(*TILED_PROGRAMS)
         caps.append(("tiled stereo DEMs and orthoimages, one dask task per tile (ASP 3.7+: "
                      + ", ".join(TILED_PROGRAMS) + ")", ok, why))
+    elif tools.asp.bundle_adjust is True:  # no cam2map4stereo.py (ctxdask.tools.recipe.stereo)
+        maps = ("mapproject", "mapproject_single") if tools.asp.lowres_dem else ()
+        stereo = ["parallel_stereo", "point2dem", *maps]
+        caps.append((f"stereo DEMs and orthoimages of adjusted cameras ({', '.join(stereo)})", *have(*stereo)))
     else:
         stereo = list(MONOLITHIC_PROGRAMS)
         if programs["cam2map4stereo.py"].found and not programs["cam2map4stereo.py"].standin:
             stereo += ["cam2map", "camrange", "getkey"]  # what the real script calls
         ok, why = have(*stereo)
         caps.append(("stereo DEMs and orthoimages (cam2map4stereo.py, parallel_stereo, point2dem)", ok, why))
+    if tools.asp.bundle_adjust is True:
+        caps.insert(-1, ("bundle-adjust each pair before stereo (bundle_adjust)", *have("bundle_adjust")))
     caps.append(("align DEMs to MOLA (pc_align)", *have("pc_align")))
     caps.append(("areoid heights (dem_geoid)", *have("dem_geoid")))
     return caps
@@ -68,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the report; exit 0 when the whole configured chain can run, else 1."""
-    settings = resolved(current())  # stereo-mode auto: as a recipe built here decides it
+    settings = resolved(current())  # stereo-mode and bundle-adjust auto: as a recipe built here decides them
     tools = settings.tools
     programs, isis = survey()
     caps = capabilities(programs, isis, settings)

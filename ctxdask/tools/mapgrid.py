@@ -31,6 +31,14 @@ step): ``mapproject`` records that string as ``DEM_FILE`` in the map images
 (``src/asp/Camera/MapprojectImage.cc``:243) and the stereo programs require
 it to equal their ``--dem`` (``src/asp/Sessions/StereoSession.cc``:148-160),
 whichever worker runs them.
+
+With bundle adjustment both take ``bundle_adjust_prefix``: every query and
+``mapproject`` run gets ``--bundle-adjust-prefix`` (``mapproject_single.cc``:90,
+167; the ``mapproject`` wrapper passes it on to its query and tiles, as it does
+every option it does not know, ``src/asp/Tools/mapproject``:309-340), so the grid
+is chosen on the adjusted footprints and the map images record the prefix
+(``MapprojectImage.cc``:215-217). The prefix is relative to the step's work dir,
+where the recipe stages the ``.adjust`` files (:mod:`ctxdask.tools.recipe.bundle`).
 """
 
 from __future__ import annotations
@@ -47,10 +55,15 @@ _QUERY_KEYS = ("image_width", "image_height", "pixel_size", "proj_box_xmin", "pr
                "proj_box_xmax", "proj_box_ymax")
 
 
-def query_argv(dem: str, image: str, output: str, t_srs: str | None = None) -> list[str]:
+def query_argv(dem: str, image: str, output: str, t_srs: str | None = None,
+               bundle_adjust_prefix: str | None = None) -> list[str]:
     """``mapproject_single --query-projection --write-wkt`` (``queryMapproject``, asp_dist_utils.py:155-164)."""
     return ["mapproject_single", "--query-projection", "--write-wkt", dem, image, output,
-            *(["--t_srs", t_srs] if t_srs else [])]
+            *(["--t_srs", t_srs] if t_srs else []), *_adjusted(bundle_adjust_prefix)]
+
+
+def _adjusted(prefix: str | None) -> list[str]:
+    return ["--bundle-adjust-prefix", prefix] if prefix else []
 
 
 def parse_query(text: str, source: str = "mapproject_single") -> dict[str, str]:
@@ -75,7 +88,8 @@ def _query(argv: list[str], cwd: str, log: str, timeout: float, env) -> dict[str
 
 
 def common_grid(left: str, destination: str, *, right: str, dem: str, t_srs: str | None = None,
-                tr: float | None = None, timeout: float = 3600.0, env: dict[str, Any] | None = None) -> dict:
+                tr: float | None = None, bundle_adjust_prefix: str | None = None, timeout: float = 3600.0,
+                env: dict[str, Any] | None = None) -> dict:
     """Choose the pair's common projection, grid size and extent (``runMapprojection`` steps 1-5).
 
     Parameters
@@ -90,6 +104,8 @@ def common_grid(left: str, destination: str, *, right: str, dem: str, t_srs: str
         ``tools.asp.t-srs``: used for the left query and for both images.
     tr : float, optional
         ``tools.asp.mapproject-tr``: the grid size instead of the finer queried one.
+    bundle_adjust_prefix : str, optional
+        Query the adjusted cameras (relative to the work dir).
 
     Raises
     ------
@@ -98,11 +114,12 @@ def common_grid(left: str, destination: str, *, right: str, dem: str, t_srs: str
     """
     cwd = os.getcwd()
     rel = lambda p: os.path.relpath(p, cwd)  # noqa: E731 - the names the programs record
-    lq = _query(query_argv(rel(dem), rel(left), "left_query.tif", t_srs), cwd, "query-left.log", timeout, env)
+    ba = bundle_adjust_prefix
+    lq = _query(query_argv(rel(dem), rel(left), "left_query.tif", t_srs, ba), cwd, "query-left.log", timeout, env)
     with open(os.path.join(cwd, lq["projection_wkt_file"]), encoding="utf-8") as f:
         left_wkt = f.read().strip()
-    rq = _query(query_argv(rel(dem), rel(right), "right_query.tif", left_wkt), cwd, "query-right.log", timeout,
-                env)
+    rq = _query(query_argv(rel(dem), rel(right), "right_query.tif", left_wkt, ba), cwd, "query-right.log",
+                timeout, env)
     boxes = [[float(q[f"proj_box_{k}"]) for k in ("xmin", "ymin", "xmax", "ymax")] for q in (lq, rq)]
     box = [max(boxes[0][0], boxes[1][0]), max(boxes[0][1], boxes[1][1]),
            min(boxes[0][2], boxes[1][2]), min(boxes[0][3], boxes[1][3])]
@@ -117,20 +134,21 @@ def common_grid(left: str, destination: str, *, right: str, dem: str, t_srs: str
     return grid
 
 
-def mapproject_argv(grid: dict, dem: str, image: str, output: str) -> list[str]:
+def mapproject_argv(grid: dict, dem: str, image: str, output: str,
+                    bundle_adjust_prefix: str | None = None) -> list[str]:
     """``mapproject`` with the pair's explicit grid (asp_dist_utils.py:265-278)."""
     return ["mapproject", "--t_srs", str(grid["t_srs"]), "--tr", repr(float(grid["tr"])), "--t_projwin",
-            *(repr(float(v)) for v in grid["t_projwin"]), dem, image, output]
+            *(repr(float(v)) for v in grid["t_projwin"]), *_adjusted(bundle_adjust_prefix), dem, image, output]
 
 
-def mapproject_on_grid(image: str, destination: str, *, grid: str, dem: str, timeout: float = 3600.0,
-                       env: dict[str, Any] | None = None) -> None:
-    """Map-project ``image`` onto the common grid written by :func:`common_grid`."""
+def mapproject_on_grid(image: str, destination: str, *, grid: str, dem: str, bundle_adjust_prefix: str | None = None,
+                       timeout: float = 3600.0, env: dict[str, Any] | None = None) -> None:
+    """Map-project ``image`` onto the common grid written by :func:`common_grid` (with its adjustment, if given)."""
     from ctxdask.tools.runner import run
 
     with open(grid, encoding="utf-8") as f:
         spec = json.load(f)
     cwd = os.getcwd()
     argv = mapproject_argv(spec, os.path.relpath(dem, cwd), os.path.relpath(image, cwd),
-                           os.path.relpath(destination, cwd))
+                           os.path.relpath(destination, cwd), bundle_adjust_prefix)
     run(argv, cwd, timeout, env=env, log="mapproject.log")

@@ -278,6 +278,31 @@ def pair_detail(view: BatchView, out: pathlib.Path, pair_id: str) -> dict[str, A
         "statistics": decode_json(pq.get("statistics"), {}), "stac": link(out, pq.get("stac")),
         # stereo ran by tile: the tile map is drawn on request (ctxdask.report.tilemap, /pair/<id>/tiles.png)
         "pictures": [p for p in pictures if p["src"]], "tile_map": found["has_tiles"],
-        "products": _linked(out, found["products"]),
+        "products": _linked(out, found["products"]), "bundle_adjust": _bundle_adjust(out, found["products"]),
         "steps": _steps(view, out, pair_id), "manual": current.get(pair_id), "history": found["history"],
     }
+
+
+def _bundle_adjust(out: pathlib.Path, products: list[dict]) -> dict[str, Any] | None:
+    """The pair's bundle adjustment residuals, as its delivered ``qa_metrics.json`` records them (else None).
+
+    ``{"cameras": [{"image", "initial": {...}, "final": {...}}], "initial_mean_px", "final_mean_px",
+    "improvement"}``, each stage ``{"mean_px", "median_px", "count"}`` (:mod:`ctxdask.quality.bundle`).
+    """
+    import json
+
+    listed = next((p["path"] for p in products if str(p["path"]).endswith("qa_metrics.json")), None)
+    path = pathlib.Path(listed) if listed else None
+    if path is not None and not path.is_absolute():
+        path = out / path
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))["bundle_adjust"] if path else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not record:
+        return None
+    stages = {when: {c["image"]: c for c in record[when]["cameras"]} for when in ("initial", "final")}
+    cameras = [{"image": image, "initial": cam, "final": stages["final"].get(image, {})}
+               for image, cam in stages["initial"].items()]
+    return {"cameras": cameras, "initial_mean_px": record["initial"].get("mean_px"),
+            "final_mean_px": record["final"].get("mean_px"), "improvement": record.get("improvement")}

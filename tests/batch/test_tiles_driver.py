@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -57,9 +58,13 @@ def test_batch_runs_tiles_as_tasks_and_retries_only_failed_tiles(tmp_path, tiled
         assert [(i, s) for i, s, _ in tiles] == [(i, "failed" if i == 6 else "done") for i in range(8)]
         assert dict((i, n) for i, _, n in tiles)[3] == 2  # the mad tile: a timeout, then done
         steps = dict(query(db, "SELECT step, status FROM steps WHERE subject = ?", (pid,)))
-        assert steps == {s: "done" for s in ("mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse",
-                                             "stereo_stats",
+        # bundle_adjust: the stand-ins' bundle_adjust is on PATH, so tools.asp.bundle-adjust auto is on
+        assert steps == {s: "done" for s in ("bundle_adjust", "mapproject_grid", "mapproject_left", "mapproject_right",
+                                             "stereo_parse", "stereo_stats",
                                              "dem_mosaic", "dem_mosaic_ortho", "dem_mosaic_error", "pair_quality")}
+        # the QA step of a tiled pair reads the prep step's residuals too
+        qa = json.loads((out / "pairs" / pid / "qa_metrics.json").read_text())["bundle_adjust"]
+        assert qa["final"]["mean_px"] < qa["initial"]["mean_px"]
         dems = query(db, "SELECT path FROM products WHERE subject = ? AND path LIKE '%-DEM.tif' "
                          "AND path NOT LIKE '%/tiles/%'", (pid,))
         assert dems and all((out / p).is_file() or os.path.isfile(p) for p, in dems)  # the mosaic's COG

@@ -51,6 +51,28 @@ def write_inputs(folder: pathlib.Path, pairs=((LEFT, RIGHT),)) -> dict:
     return {"cubes": cubes, "dem": str(dem)}
 
 
+def asp_runner(folder: pathlib.Path, monkeypatch):
+    """Run an ASP 3.7 stand-in in ``folder``, which holds two spiceinit-ed cubes and a lon/lat DEM ``dem.tif``.
+
+    Returns ``run(*argv, **env)`` (a CompletedProcess; ``run.dir`` is the folder).
+    """
+    import shutil
+    import subprocess
+
+    monkeypatch.setenv("PATH", tiled_path())
+    for var in ("CTXDASK_STANDIN_FAULT", "CTXDASK_STANDIN_FAULT_PROGRAMS", "CTXDASK_STANDIN_CALLS",
+                "CTXDASK_STANDIN_TILE_FAULTS", "CTXDASK_STANDIN_MAP_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    shutil.copy(write_inputs(folder)["dem"], folder / "dem.tif")
+
+    def run(*argv, **env):
+        return subprocess.run([str(a) for a in argv], cwd=folder, capture_output=True, text=True,
+                              env={**os.environ, **env}, timeout=120)
+
+    run.dir = folder
+    return run
+
+
 def tiled_recipe(*, tile_size: int = 16, env: dict | None = None, **overrides):
     """The recipe in tiled mode with small tiles and the stand-in environment (``overrides``: keywords of build_recipe)."""
     small_tiles = current().override({"tools.asp.tiles": {"size": tile_size, "padding": 4}})

@@ -19,8 +19,11 @@ NOT THE REAL PROGRAMS. They follow NeoGeographyToolkit/StereoPipeline at 55bf460
     ``proj_box_*`` (pixel centres), ``model_occlusion`` and, with ``--write-wkt``,
     writes ``<output>.wkt`` and prints ``projection_wkt_file`` (:585-629). The written
     GeoTIFF records ``DEM_FILE`` (the DEM argument as given), ``INPUT_IMAGE_FILE``,
-    ``CAMERA_FILE``, ``CAMERA_MODEL_TYPE`` and ``BUNDLE_ADJUST_PREFIX`` in its metadata
-    (src/asp/Camera/MapprojectImage.cc:215-243); ``--t_pixelwin`` crops it.
+    ``CAMERA_FILE``, ``CAMERA_MODEL_TYPE``, ``BUNDLE_ADJUST_PREFIX`` (``NONE`` without one) and the
+    adjustment read (``ADJUSTMENT_QUATERNION``, ``ADJUSTMENT_TRANSLATION``) in its metadata
+    (src/asp/Camera/MapprojectImage.cc:215-243); ``--t_pixelwin`` crops it. With
+    ``--bundle-adjust-prefix`` the camera is adjusted (:167, :455; the ``.adjust`` file as
+    :mod:`_asp_adjust` finds it, a missing one stops the program).
 ``mapproject`` (src/asp/Tools/mapproject)
     Its own options (argparse, :245-307) and ``parse_known_args``: everything else goes
     to ``mapproject_single --parse-options`` (:309-340), whose failure is
@@ -51,6 +54,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import _asp_adjust as adjust  # noqa: E402
 import _asp_options as po  # noqa: E402
 from _standin import _apply_fault, read_cube_label  # noqa: E402
 
@@ -224,6 +228,9 @@ def mapproject_single(argv: list[str], fault: str | None) -> None:
                 po.fail("The reference map has no georeference.")
             opts["t_srs"], opts["tr"] = ref.crs.to_wkt(), ref.transform.a
     read_cube_label(camera or image)  # the ISIS session loads the camera from the cube
+    # session->camera_model (:455) adjusts it with --bundle-adjust-prefix (:167, _asp_adjust)
+    ba_prefix = values.get("bundle-adjust-prefix", [""])[0]
+    shift, rotation = adjust.load(ba_prefix, image, camera) if ba_prefix else ([0.0] * 3, [1.0, 0.0, 0.0, 0.0])
     grid = target_grid(opts, dem, image)
     _apply_fault(fault)
     gsd, (xmin, ymin, xmax, ymax) = grid["gsd"], grid["box"]
@@ -254,8 +261,10 @@ def mapproject_single(argv: list[str], fault: str | None) -> None:
                        dtype="float32", crs=crs, transform=transform, nodata=nodata) as dst:
         dst.write(pixels)
         if "no-geoheader-info" not in values:
-            dst.update_tags(BUNDLE_ADJUST_PREFIX="NONE", CAMERA_MODEL_TYPE="isis", INPUT_IMAGE_FILE=image,
-                            CAMERA_FILE=camera, DEM_FILE=dem)
+            dst.update_tags(BUNDLE_ADJUST_PREFIX=ba_prefix or "NONE", CAMERA_MODEL_TYPE="isis",
+                            INPUT_IMAGE_FILE=image, CAMERA_FILE=camera, DEM_FILE=dem,
+                            ADJUSTMENT_QUATERNION=",".join(f"{v:.17g}" for v in rotation),
+                            ADJUSTMENT_TRANSLATION=",".join(f"{v:.17g}" for v in shift))
 
 
 def _run_and_parse(argv: list[str]) -> dict[str, list[str]]:

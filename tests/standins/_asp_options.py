@@ -21,6 +21,10 @@ a ``Vector2``/``Vector2i``, 3 for a ``Vector3``, 4 for a ``BBox2``/``BBox2i``, e
 ``DEM_MOSAIC``
     src/asp/Core/DemMosaicParse.cc:40-200 (with ``--tif-tile-size`` instead of
     ``--tile-size`` in the GDAL options).
+``BUNDLE_ADJUST``
+    ``handleBaArgs`` (src/asp/Sessions/BundleAdjustParse.cc:752-1295; ``GdalWriteOptionsDescription``,
+    :1297, is added by ``_asp_dem.parse_options``); the ``vw::Vector2``/``Vector2i`` fields take 2
+    tokens, the ``BBox2`` ones 4 (src/asp/Camera/BundleAdjustOptions.h:57-64).
 """
 
 from __future__ import annotations
@@ -99,6 +103,36 @@ DEM_MOSAIC = {
     "help,h": 0,
 }
 
+
+BUNDLE_ADJUST = dict(item.rsplit(":", 1) for item in """
+output-prefix,o:1 session-type,t:1 image-list:1 camera-list:1 datum:1 semi-major-axis:1 semi-minor-axis:1
+csv-format:1 csv-srs:1 ip-detect-method:1 ip-per-tile:1 ip-per-image:1 ip-num-ransac-iterations:1
+ip-inlier-factor:1 ip-uniqueness-threshold:1 epipolar-threshold:1 ip-triangulation-max-error:1 ip-nodata-radius:1
+nodata-value:1 individually-normalize:0 ip-match-radius:1 flann-method:1 save-vwip:0 min-matches:1
+max-pairwise-matches:1 matches-per-tile:1 matches-per-tile-params:2 overlap-limit:1 overlap-list:1
+auto-overlap-params:1 auto-overlap-buffer:1 match-first-to-last:0 position-filter-dist:1 enable-rough-homography:0
+skip-rough-homography:0 enable-tri-ip-filter:0 disable-tri-ip-filter:0 no-datum:0 force-reuse-match-files:0
+skip-matching:0 matches-as-txt:0 match-files-prefix:1 clean-match-files-prefix:1 isis-cnet:1 nvm:1
+output-cnet-type:1 no-poses-from-nvm:0 save-cnet-as-gcp:0 cost-function:1 robust-threshold:1 num-iterations:1
+parameter-tolerance:1 num-passes:1 num-random-passes:1 save-intermediate-cameras:0 remove-outliers-params:1
+elevation-limit:2 lon-lat-limit:4 max-gcp-reproj-err:1 gcp-robust-threshold:1 min-triangulation-angle:1
+max-triangulation-angle:1 forced-triangulation-distance:1 proj-win:4 proj-str:1 tri-weight:1 tri-robust-threshold:1
+camera-position-uncertainty:1 camera-position-uncertainty-power:1 orbital-group-list:1 camera-position-weight:1
+camera-position-robust-threshold:1 rotation-weight:1 camera-weight:1 heights-from-dem:1 heights-from-dem-list:1
+heights-from-dem-uncertainty:1 heights-from-dem-robust-threshold:1 weight-image:1 reference-terrain:1
+reference-terrain-weight:1 max-num-reference-points:1 disparity-list:1 max-disp-error:1 fix-gcp-xyz:0
+use-lon-lat-height-gcp-error:0 solve-intrinsics:0 intrinsics-to-float:1 intrinsics-to-share:1 intrinsics-limits:1
+min-distortion:1 fixed-distortion-indices:1 inline-adjustments:0 input-adjustments-prefix:1 initial-transform:1
+apply-initial-transform-only:0 fixed-camera-indices:1 fixed-image-list:1 camera-positions:1 init-camera-using-gcp:0
+transform-cameras-with-shared-gcp:0 transform-cameras-using-gcp:0 disable-pinhole-gcp-init:0
+update-isis-cubes-with-csm-state:0 save-adjusted-rpc:0 mapprojected-data:1 mapprojected-data-list:1 mapproj-dem:1
+accept-provided-mapproj-dem:0 propagate-errors:0 horizontal-stddev:1 bathy-plane:1 bathy-plane-list:1
+bathy-mask-list:1 refraction-index:1 approximate-pinhole-intrinsics:0 ip-side-filter-percent:1 normalize-ip-tiles:0
+num-obalog-scales:1 max-iterations:1 overlap-exponent:1 csv-proj4:1 num-parallel-jobs:1 job-id:1
+stop-after-statistics:0 stop-after-matching:0 calc-normalization-bounds:0 calc-ip:0 ip-debug-images:0
+query-num-image-pairs:0
+""".split())
+BUNDLE_ADJUST = {name: int(n) for name, n in BUNDLE_ADJUST.items()}
 
 class ArgumentErr(Exception):
     """vw::ArgumentErr: printed by ASP_STANDARD_CATCHES as ``ERROR: ...`` on stdout, exit 1."""

@@ -2,7 +2,8 @@
 
 THESE ARE NOT THE REAL PROGRAMS. The ISIS ones (``mroctx2isis``, ``spiceinit``, ``ctxcal``,
 ``ctxevenodd``) live in :mod:`_isis`, built from ISIS's source; ``cam2map4stereo.py`` and
-``parallel_stereo`` in :mod:`_asp_mono`, the distributed-stereo ones (``asp37/``) in
+``parallel_stereo`` in :mod:`_asp_mono`, ``bundle_adjust`` in :mod:`_asp_ba` (how the
+others find its ``.adjust`` files: :mod:`_asp_adjust`), the distributed-stereo ones (``asp37/``) in
 :mod:`_standin_tiles`, all built from ASP's source. Each other executable
 in this folder (``point2dem``, ``pc_align``, ``dem_geoid``) has the
 command-line contract of the real program (ISIS ``key=value`` parameters, ASP
@@ -36,7 +37,8 @@ faults above. The models cite their sources line by line: ISIS at 7ca57fa91
 (isis/src/mro/apps/mroctx2isis/main.cpp, ctxcal/ctxcal.cpp, ctxevenodd/main.cpp,
 isis/src/base/apps/spiceinit/spiceinit.cpp) in :mod:`_isis`; ASP at 55bf46022
 (src/asp/Tools/point2dem.cc, pc_align.cc, dem_geoid.cc, parallel_stereo, cam2map4stereo.py,
-stereo_parse.cc, dem_mosaic.cc) in :mod:`_asp_dem`, :mod:`_asp_mono` and :mod:`_standin_tiles`.
+stereo_parse.cc, dem_mosaic.cc, bundle_adjust.cc) in :mod:`_asp_dem`, :mod:`_asp_mono`,
+:mod:`_standin_tiles` and :mod:`_asp_ba`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,11 @@ Stereo session (``stereo_parse``, ``stereo_pprc``; src/asp/Tools/stereo.cc)
     (src/asp/Sessions/StereoSession.cc:134-160, unless
     ``--accept-provided-mapproj-dem``), its camera is loaded from the recorded
     ``CAMERA_FILE``/``INPUT_IMAGE_FILE`` (:121-131, :171-204) and the DEM must exist
-    (:265-271). Then ``validateStereoOptions`` (stereo.cc:1220-1380): the images
+    (:265-271); a map image whose ``BUNDLE_ADJUST_PREFIX`` is not ``NONE`` needs that
+    prefix's ``.adjust`` of its camera (:160-205). With ``--bundle-adjust-prefix`` (refused
+    with ``--alignment-method epipolar``, stereo.cc:1044-1047) the cameras are adjusted
+    (stereo.cc:1188-1190; the file as :mod:`_asp_adjust` finds it, a missing one stops the
+    program). Then ``validateStereoOptions`` (stereo.cc:1220-1380): the images
     must be map-projected, "The left and right images must use the same
     projection" (WKT equality, :1265-1266) and the same ground resolution (:1269-1280).
 ``stereo_parse --stereo-dist-tile-params SIZE PAD``
@@ -98,6 +102,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
+import _asp_adjust  # noqa: E402
 import _asp_map  # noqa: E402
 import _asp_options as po  # noqa: E402
 import _standin  # noqa: E402
@@ -157,6 +162,23 @@ def _open(path: str):
 
 
 # ----------------------------------------------------------- stereo session
+def _mapprojection_adjustment(tags: dict, image: str, camera: str) -> None:
+    """The camera that undoes a map projection, with the adjustment its ``BUNDLE_ADJUST_PREFIX`` records.
+
+    ``read_mapproj_header_session`` (src/asp/Sessions/StereoSession.cc:160-164: ``NONE`` is
+    none) and ``read_mapproj_cam`` (:169-205): a failed load is tried again in a new session,
+    then is "Failed to load the camera model from ..." with both messages.
+    """
+    prefix = tags.get("BUNDLE_ADJUST_PREFIX", "NONE")
+    if prefix in ("", "NONE"):
+        return
+    try:
+        _asp_adjust.resolve(prefix, image, camera)
+    except _asp_adjust.MissingAdjustment as exc:
+        po.fail(f"Failed to load the camera model from {camera} for image: {image}.\nFirst error message: {exc}\n"
+                f"\nSecond error message: {exc}\n")
+
+
 def _stereo_file(path: str) -> dict[str, list[str]]:
     """``parse_asp_config_file``: ``key value...`` lines, keys being stereo options; a missing
     file means default settings (src/asp/Core/StereoSettingsParse.cc:131-143)."""
@@ -214,6 +236,8 @@ def _stereo_session(prog: str, argv: list[str]) -> dict:
     cameras = files[2:] if len(files) == 4 else []
     if len(images) < 2:
         po.fail("Missing the input files and/or output prefix.")
+    if values.get("bundle-adjust-prefix", [""])[0] and values.get("alignment-method", [""])[0] == "epipolar":
+        po.fail("Error: Epipolar alignment does not support using a bundle adjust prefix.")  # stereo.cc:1044-1047
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     left, right = (_open(p) for p in images)
     mapprojected = bool(input_dem) and bool(left["wkt"]) and bool(right["wkt"])
@@ -236,8 +260,15 @@ def _stereo_session(prog: str, argv: list[str]) -> dict:
             if not os.path.exists(cam_file):
                 po.fail(f"Failed to load the camera model from {cam_file} for image: {recorded}.")
             read_cube_label(cam_file)
+            _mapprojection_adjustment(info["tags"], recorded, cam_file)
         if not os.path.exists(input_dem):
             po.fail(f"StereoSession: DEM '{input_dem}' does not exist.")
+    # the triangulation cameras (stereo.cc:1188-1190, StereoSession.cc:391-433), adjusted with
+    # --bundle-adjust-prefix; a missing .adjust is an InputErr there, not caught
+    ba_prefix = values.get("bundle-adjust-prefix", [""])[0]
+    if ba_prefix:
+        for image, info, camera in zip(images, (left, right), cameras or ["", ""]):
+            _asp_adjust.load(ba_prefix, image, camera, info["tags"])
     # validateStereoOptions
     if input_dem and not (left["wkt"] and right["wkt"]):
         po.fail(f"The images are not map-projected, cannot use the provided DEM: {input_dem}")

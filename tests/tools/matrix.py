@@ -57,7 +57,8 @@ def _recipe(c: dict, inputs: dict):
         current().override({"tools.asp.tiles": {"size": TILE, "padding": 4}}),
         calibration=c["calibration"], stereo_mode=c["mode"], pc_align=c["pc_align"], dem_geoid=c["dem_geoid"],
         lowres_dem=inputs["dems"][c["lowres"]] if c["lowres"] else None,
-        t_srs=T_SRS if c["t_srs"] else None, env={**ENV, "PATH": _asp_path()})
+        t_srs=T_SRS if c["t_srs"] else None, bundle_adjust=c.get("bundle_adjust", "auto"),
+        env={**ENV, "PATH": _asp_path()})
 
 
 def make_inputs(tmp_path_factory):

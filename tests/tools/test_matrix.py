@@ -59,11 +59,23 @@ def test_calibration_does_not_change_the_pair_chain(c, tmp_path):
 def test_monolithic_chain_ignores_the_lowres_dem(tmp_path):
     inputs = {"dems": {"lonlat": "/d/a.tif", "projected": "/d/b.tif"}}
     for c in MONOLITHIC:
-        c = dict(c, calibration="native")
+        c = dict(c, calibration="native", bundle_adjust=False)
         variants = {tuple((x.key, x.argv) for x in _recipe(dict(c, lowres=d), inputs).pair_calls(
             "/c/L.cub", "/c/R.cub", left_id=L, right_id=R, mola="/m.csv"))
             for d in (None, "lonlat", "projected")}
         assert len(variants) == 1
+
+
+def test_monolithic_chain_of_adjusted_cameras_maps_onto_the_lowres_dem_when_there_is_one(tmp_path):
+    """cam2map4stereo.py cannot use adjustments; mapproject can (docs/examples/ctx.rst:86-89)."""
+    inputs = {"dems": {"lonlat": "/d/a.tif", "projected": "/d/b.tif"}}
+    for c in MONOLITHIC:
+        c = dict(c, calibration="native", bundle_adjust=True)
+        steps = {d: [x.step for x in _recipe(dict(c, lowres=d), inputs).pair_calls(
+            "/c/L.cub", "/c/R.cub", left_id=L, right_id=R, mola="/m.csv")] for d in (None, "lonlat", "projected")}
+        assert steps[None][:2] == ["bundle_adjust", "parallel_stereo"]
+        assert steps["lonlat"] == steps["projected"] == ["bundle_adjust", "mapproject_grid", "mapproject_left",
+                                                         "mapproject_right", *steps[None][1:]]
 
 
 # ----------------------------------------------------------------- the chains

@@ -22,7 +22,7 @@ from pyproj import Transformer
 
 from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.settings import current
-from ctxdask.tools.recipe import Ref, StagedInput, build_recipe
+from ctxdask.tools.recipe import TILED_PREP_STEPS, Ref, StagedInput, build_recipe
 from ctxdask.tools.tasks import RunOptions, run_step
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "standins"))
@@ -204,8 +204,8 @@ def test_tiled_chain_with_pc_align_through_the_tiled_stand_ins(tmp_path, monkeyp
         done[call.key] = run_step(call, *(done[k] for k in call.upstream), options=options)
         return done[call.key]
 
-    prep = {c.step: run(c) for c in calls if c.step in ("mapproject_grid", "mapproject_left", "mapproject_right",
-                                                         "stereo_parse", "stereo_stats")}
+    # bundle_adjust too (the stand-ins' one is on PATH): the tiles read its .adjust files
+    prep = {c.step: run(c) for c in calls if c.step in TILED_PREP_STEPS}
     with rasterio.open(prep["mapproject_left"].outputs["map"]) as src:
         t_srs = src.crs.to_wkt()  # as plan_tiles: the left map's projection, the recipe's --tr
     tiles = read_tile_list(prep["stereo_parse"].outputs["tiles"])

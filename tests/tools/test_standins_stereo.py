@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -17,11 +16,10 @@ import rasterio
 from rasterio.transform import from_origin
 
 from ctxdask.settings import current
-from ctxdask.tools.recipe import build_recipe
+from ctxdask.tools.recipe import TILED_PREP_STEPS, build_recipe
 from ctxdask.tools.tasks import RunOptions, run_step
 
-from ..batch.tiled import ASP37, LEFT, RIGHT, write_inputs
-from .conftest import standin_path
+from ..batch.tiled import LEFT, RIGHT, asp_runner
 
 L_MAP, R_MAP = f"{LEFT}.map.tif", f"{RIGHT}.map.tif"
 L_CUB, R_CUB = f"{LEFT}.cal.cub", f"{RIGHT}.cal.cub"
@@ -31,19 +29,7 @@ EQC = "+proj=eqc +lat_ts=0 +lat_0=0 +lon_0=0 +x_0=0 +y_0=0 +R=3396190 +units=m +
 @pytest.fixture
 def asp(tmp_path, monkeypatch):
     """Run an ASP 3.7 stand-in in a folder holding two cubes and a lon/lat DEM ``dem.tif``."""
-    monkeypatch.setenv("PATH", os.pathsep.join([str(ASP37), standin_path()]))
-    for var in ("CTXDASK_STANDIN_FAULT", "CTXDASK_STANDIN_CALLS", "CTXDASK_STANDIN_TILE_FAULTS",
-                "CTXDASK_STANDIN_MAP_SIZE"):
-        monkeypatch.delenv(var, raising=False)
-    inputs = write_inputs(tmp_path)
-    shutil.copy(inputs["dem"], tmp_path / "dem.tif")
-
-    def run(*argv, **env):
-        return subprocess.run([str(a) for a in argv], cwd=tmp_path, capture_output=True, text=True,
-                              env={**os.environ, **env}, timeout=120)
-
-    run.dir = tmp_path
-    return run
+    return asp_runner(tmp_path, monkeypatch)
 
 
 def _eqc_dem(path):
@@ -284,7 +270,7 @@ def test_tiled_prep_steps_pass_stereo_parse_and_pprc(asp, tmp_path, dem_kind, t_
     options = RunOptions(work_dir=str(tmp_path / "work"), grace=1.0, poll_interval=0.05, tail_lines=40)
     results = {}
     for call in calls:
-        if call.step in ("mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats"):
+        if call.step in TILED_PREP_STEPS:  # bundle_adjust too: the stand-ins' one is on PATH
             results[call.key] = run_step(call, *(results[k] for k in call.upstream), options=options)
     by_step = {r.key.split("-")[0]: r for r in results.values()}
     tiles = by_step["stereo_parse"].outputs["tiles"]

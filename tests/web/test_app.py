@@ -63,6 +63,9 @@ def test_pages_show_the_batch(batch_copy):
             assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
         pair = c.get(f"/pair/{pair_id(GOOD_PAIR)}")
         assert pair.status_code == 200 and "DEM hillshade" in pair.text and "/files/" in pair.text
+        # the stand-ins' bundle_adjust ran (tools.asp.bundle-adjust auto): its residuals, from qa_metrics.json
+        adjusted = pair.text[pair.text.index('id="bundle-adjust"'):]
+        assert f"{GOOD_PAIR[0]}.cal.cub" in adjusted and " px after" in adjusted
         for src in re.findall(r'<img class="thumb" src="(/files/[^"]+)"', pair.text):
             assert c.get(src).status_code == 200
         crashed = c.get(f"/pair/{pair_id(CRASH_PAIR)}").text

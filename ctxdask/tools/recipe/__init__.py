@@ -13,8 +13,11 @@ takes it, or the configuration now, with keyword changes):
 - :mod:`~ctxdask.tools.recipe.settings`: the settings a recipe reads (``tools.*``,
   ``quality.dem-alignment.*``, ``flat.dir``), the keyword changes, ``auto`` decided here;
 - :mod:`~ctxdask.tools.recipe.image`: the image stage, ISIS or native calibration;
-- :mod:`~ctxdask.tools.recipe.stereo` and :mod:`~ctxdask.tools.recipe.tiled`:
-  the stereo stage, monolithic (``parallel_stereo``) or tiled (``stereo_tile``);
+- :mod:`~ctxdask.tools.recipe.stereo`: the stereo stage's shape and shared parts; its
+  forms :mod:`~ctxdask.tools.recipe.monolithic` (``parallel_stereo``) and
+  :mod:`~ctxdask.tools.recipe.tiled` (``stereo_tile``);
+- :mod:`~ctxdask.tools.recipe.bundle`: bundle adjustment before stereo, and the
+  ``.adjust`` files every later step that takes cameras reads;
 - :mod:`~ctxdask.tools.recipe.dem`: alignment to MOLA and areoid heights;
 - :mod:`~ctxdask.tools.recipe.graph`: the dependency check made once per recipe;
 - :mod:`~ctxdask.tools.recipe.chain`: :class:`Recipe`, which composes the

@@ -18,12 +18,14 @@ from typing import Any
 
 from ctxdask.product_id import check_product_id
 from ctxdask.settings import Settings, current
+from ctxdask.tools.recipe.bundle import bundle_adjust_step
 from ctxdask.tools.recipe.dem import alignment_steps, areoid_step
 from ctxdask.tools.recipe.graph import check_graph
 from ctxdask.tools.recipe.image import image_stage
+from ctxdask.tools.recipe.monolithic import monolithic_stage
 from ctxdask.tools.recipe.settings import resolved, with_changes
 from ctxdask.tools.recipe.step import Ref, Step, StepCall, Upstream, resolve_sources
-from ctxdask.tools.recipe.stereo import StereoStage, monolithic_stage
+from ctxdask.tools.recipe.stereo import StereoStage
 from ctxdask.tools.recipe.tiled import tiled_stage
 
 __all__ = ["IMAGE_EXTERNAL", "PAIR_EXTERNAL", "Recipe", "build_recipe", "pair_stages"]
@@ -34,10 +36,13 @@ PAIR_EXTERNAL = ("left", "right", "mola", "lowres_dem")
 
 
 def pair_stages(s: Settings) -> tuple[StereoStage, tuple[Step, ...]]:
-    """The stereo stage for ``tools.asp.stereo-mode``, and the pair steps: stereo, alignment, areoid."""
+    """The stereo stage for ``tools.asp.stereo-mode``, and the pair steps: [bundle adjustment,] stereo,
+    alignment, areoid."""
     asp = s.tools.asp
     stereo = tiled_stage(s) if asp.stereo_mode == "tiled" else monolithic_stage(s)
     steps, dem = list(stereo.steps), stereo.dem
+    if asp.bundle_adjust is True:
+        steps.insert(0, bundle_adjust_step(s))
     if asp.pc_align:
         aligned, dem = alignment_steps(s, stereo)
         steps += aligned
@@ -166,6 +171,9 @@ class Recipe:
         if self.tile_step is not None and not lowres_dem:
             raise ValueError("tiled stereo needs a low-resolution DEM to mapproject onto (MOLA MEGDR or the "
                              "MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
+        if tools.asp.bundle_adjust is True and tools.asp.heights_from_dem and not lowres_dem:
+            raise ValueError("tools.asp.heights-from-dem constrains bundle adjustment to the low-resolution DEM: "
+                             "set tools.asp.lowres-dem")
         keys = self.pair_keys(names)
         external = {"left": lsrc, "right": rsrc, "mola": mola, "lowres_dem": lowres_dem}
         return [step.render(names, resolve_sources(step, keys, external), env=tools.env)

@@ -8,10 +8,11 @@ This module adds what the model leaves to the recipe:
   :func:`~ctxdask.tools.recipe.build_recipe` (``calibration="isis"``,
   ``timeouts={"parallel_stereo": 600}``), each the field name of one setting
   the recipe reads, applied with :meth:`Settings.override <ctxdask.settings.Settings.override>`;
-- :func:`resolved`: ``stereo-mode: auto`` decided by what is installed here, and
+- :func:`resolved`: ``stereo-mode: auto`` and ``bundle-adjust: auto`` decided by what is installed here, and
   ``max-displacement: auto`` as ``None``; done when a recipe is built, not when the
   settings are checked (the same configuration means different things on different machines);
-- :func:`step_timeout` and :func:`step_resources`: a step's deadline and dask resources.
+- :func:`step_timeout` and :func:`step_resources`: a step's deadline and dask resources, and
+  :func:`pair_step`, a pair step made with them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from typing import Any
 
 from ctxdask.exceptions import RecipeError
 from ctxdask.settings import Settings
+from ctxdask.tools.recipe.step import Step
 
-__all__ = ["RECIPE_SETTINGS", "keywords", "resolved", "step_resources", "step_timeout", "with_changes"]
+__all__ = ["RECIPE_SETTINGS", "keywords", "pair_step", "resolved", "step_resources", "step_timeout", "with_changes"]
 
 #: the settings (dotted field paths of the model; a section stands for all of its settings) a recipe reads
 RECIPE_SETTINGS = ("tools", "quality.dem_alignment", "flat.dir")
@@ -89,21 +91,26 @@ def with_changes(settings: Settings, changes: Mapping[str, Any]) -> Settings:
 
 
 def resolved(settings: Settings) -> Settings:
-    """``settings`` with ``tools.asp.stereo-mode`` ``auto`` decided here and ``max-displacement`` ``auto`` as ``None``.
+    """``settings`` with ``tools.asp.stereo-mode`` and ``bundle-adjust`` ``auto`` decided here, ``max-displacement``
+    ``auto`` as ``None``.
 
     ASP 3.7 (2026) brought ``stereo_tile``; older ASP has only
     ``parallel_stereo``. Tiles need images mapprojected onto a low-resolution
-    DEM: without one configured, monolithic. The alignment step takes ``None``
+    DEM: without one configured, monolithic. Bundle adjustment is on when
+    ``bundle_adjust`` is installed. The alignment step takes ``None``
     for a displacement measured from the data.
     """
+    import shutil
+
     asp, fixed = settings.tools.asp, {}
+    path = (settings.tools.env or {}).get("PATH")
     if asp.max_displacement == "auto":
         fixed["max_displacement"] = None
     if asp.stereo_mode == "auto":
-        import shutil
-
-        tiled = shutil.which("stereo_tile", path=(settings.tools.env or {}).get("PATH")) and asp.lowres_dem
+        tiled = shutil.which("stereo_tile", path=path) and asp.lowres_dem
         fixed["stereo_mode"] = "tiled" if tiled else "monolithic"
+    if asp.bundle_adjust == "auto":
+        fixed["bundle_adjust"] = shutil.which("bundle_adjust", path=path) is not None
     if not fixed:
         return settings
     tools = dataclasses.replace(settings.tools, asp=dataclasses.replace(asp, **fixed))
@@ -128,3 +135,16 @@ def step_timeout(settings: Settings, name: str, family: str | None = None) -> fl
 def step_resources(settings: Settings, name: str) -> dict[str, float]:
     """The dask worker resources of step ``name`` (setting ``tools.resources.<name>``; empty if unset)."""
     return dict(settings.tools.resources.get(name, {}))
+
+
+def pair_step(s: Settings, name: str, *, family: str | None = None, **fields) -> Step:
+    """A pair-scope step with its configured deadline and resources (``family``'s where it has none of its own).
+
+    A native step also gets its deadline among its options: the callable runs
+    the ASP program itself and gives it that deadline.
+    """
+    timeout = step_timeout(s, name, family)
+    if fields.get("kind") == "native":
+        fields["options"] = {**fields.get("options", {}), "timeout": timeout}
+    resources = step_resources(s, name) or (step_resources(s, family) if family else {})
+    return Step(name=name, timeout=timeout, resources=resources, scope="pair", **fields)

@@ -18,6 +18,11 @@ from collections.abc import Mapping
 from typing import Any, Literal, NamedTuple
 
 __all__ = [
+    "LEFT",
+    "LOWRES",
+    "LOWRES_DEM",
+    "MOLA",
+    "RIGHT",
     "External",
     "Input",
     "Ref",
@@ -47,6 +52,14 @@ class External(NamedTuple):
 
     def __str__(self) -> str:
         return self.name
+
+
+#: the files the caller gives the pair steps: the image cubes, the MOLA points, the low-resolution DEM
+LEFT, RIGHT, MOLA, LOWRES = External("left"), External("right"), External("mola"), External("lowres_dem")
+#: the name of the low-resolution DEM in every pair step's work dir: mapproject records the DEM
+#: argument as given (DEM_FILE) and stereo_parse/stereo_pprc/stereo_tile require their --dem to be that
+#: same string (src/asp/Sessions/StereoSession.cc:148-160), so it is one relative name on every worker
+LOWRES_DEM = "lowres-dem.tif"
 
 
 class Input(NamedTuple):

@@ -1,13 +1,9 @@
-"""The stereo stage's shape and its monolithic form: map projection, ``parallel_stereo``, ``point2dem``.
+"""The stereo stage's shape, and what its two forms share: stereo options, pair steps, ``point2dem``.
 
-The commands follow the ASP documentation's CTX example (``docs/examples/ctx.rst``)::
-
-    cam2map4stereo.py L.cal.cub R.cal.cub               -> L.map.cub R.map.cub
-    parallel_stereo --stereo-algorithm asp_mgm --subpixel-mode 9 \\
-        L.map.cub R.map.cub results/out                 -> results/out-PC.tif, -L.tif
-    point2dem -r mars [--tr S] [--t_srs P] --orthoimage --errorimage results/out-PC.tif results/out-L.tif
-
-The tiled form is :mod:`ctxdask.tools.recipe.tiled`; both return a
+A stereo stage turns the pair's level-1 cubes into a DEM: monolithic
+(:mod:`ctxdask.tools.recipe.monolithic`: ``parallel_stereo`` of the whole pair,
+then ``point2dem``) or tiled (:mod:`ctxdask.tools.recipe.tiled`: one
+``stereo_tile`` per tile, then ``dem_mosaic``). Both return a
 :class:`StereoStage`, which also names the files the alignment and areoid
 stages read.
 """
@@ -19,13 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from ctxdask.settings import Settings
-from ctxdask.tools.recipe.settings import step_resources, step_timeout
-from ctxdask.tools.recipe.step import External, Input, Step, Upstream
+from ctxdask.tools.recipe.settings import pair_step
+from ctxdask.tools.recipe.step import LEFT, MOLA, RIGHT, Input, Step
 
-__all__ = ["LEFT", "MOLA", "RIGHT", "StereoStage", "monolithic_stage", "pair_step", "stereo_options"]
-
-#: the pair's image cubes and the MOLA points, given by the caller of ``pair_calls``
-LEFT, RIGHT, MOLA = External("left"), External("right"), External("mola")
+__all__ = ["LEFT", "MOLA", "RIGHT", "StereoStage", "pair_step", "point2dem_step", "stereo_options"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,21 +80,8 @@ def stereo_options(s: Settings) -> tuple[tuple[str, ...], dict[str, str]]:
     return args, files
 
 
-def pair_step(s: Settings, name: str, *, family: str | None = None, **fields) -> Step:
-    """A pair-scope step with its configured deadline and resources (``family``'s where it has none of its own).
-
-    A native step also gets its deadline among its options: the callable runs
-    the ASP program itself and gives it that deadline.
-    """
-    timeout = step_timeout(s, name, family)
-    if fields.get("kind") == "native":
-        fields["options"] = {**fields.get("options", {}), "timeout": timeout}
-    resources = step_resources(s, name) or (step_resources(s, family) if family else {})
-    return Step(name=name, timeout=timeout, resources=resources, scope="pair", **fields)
-
-
-def _point2dem(s: Settings, cloud: Input, texture: Input) -> Step:
-    """``point2dem`` of the whole pair's cloud: the DEM, and the orthoimage and error image if asked for."""
+def point2dem_step(s: Settings, cloud: Input, texture: Input) -> Step:
+    """Monolithic ``point2dem`` of the pair's cloud: the DEM, and the orthoimage and error image if asked for."""
     asp = s.tools.asp
     args = ["-r", str(asp.datum)]
     if asp.dem_spacing:
@@ -120,29 +100,3 @@ def _point2dem(s: Settings, cloud: Input, texture: Input) -> Step:
     # texture files follow the point clouds on the command line
     args += [f"{{inputs[{role}]}}" for role in inputs]
     return pair_step(s, "point2dem", program="point2dem", args=tuple(args), inputs=inputs, outputs=outputs)
-
-
-def monolithic_stage(s: Settings) -> StereoStage:
-    """``cam2map4stereo.py``, ``parallel_stereo`` over the whole pair, ``point2dem``."""
-    asp = s.tools.asp
-    stereo_args, files = stereo_options(s)
-    if asp.processes:
-        stereo_args += ("--processes", str(int(asp.processes)))
-    if asp.threads:
-        stereo_args += ("--threads-multiprocess", str(int(asp.threads)))
-    cam2map = pair_step(
-        s, "cam2map4stereo", program="cam2map4stereo.py", args=("{inputs[left]}", "{inputs[right]}"),
-        inputs={"left": Input("{left}.cal.cub", LEFT), "right": Input("{right}.cal.cub", RIGHT)},
-        # cam2map4stereo.py names its outputs <first dot-part>.map.cub
-        outputs={"left": "{left}.map.cub", "right": "{right}.map.cub"})
-    stereo = pair_step(
-        s, "parallel_stereo", program="parallel_stereo",
-        args=(*stereo_args, "{inputs[left]}", "{inputs[right]}", "results/out"),
-        inputs={"left": Input("{left}.map.cub", Upstream("cam2map4stereo", "left")),
-                "right": Input("{right}.map.cub", Upstream("cam2map4stereo", "right"))},
-        outputs={"pc": "results/out-PC.tif", "aligned_left": "results/out-L.tif"}, files=files)
-    cloud = Input("results/out-PC.tif", Upstream("parallel_stereo", "pc"))
-    texture = Input("results/out-L.tif", Upstream("parallel_stereo", "aligned_left"))
-    dem = Input("results/out-DEM.tif", Upstream("point2dem", "dem"))
-    return StereoStage(steps=(cam2map, stereo, _point2dem(s, cloud, texture)), dem=dem, cloud=cloud, unaligned=dem,
-                       texture=texture if asp.orthoimage else None)

@@ -14,30 +14,30 @@ per tile (entry point 0 to stop point 8: preprocessing through point2dem)
 and ``dem_mosaic`` of the tiles' DEMs, orthoimages and error images.
 
 The tile and mosaic steps are templates, rendered per pair by
-:mod:`ctxdask.tools.tiling` once the tile list is known.
+:mod:`ctxdask.tools.tiling` once the tile list is known. With bundle adjustment
+(:mod:`ctxdask.tools.recipe.bundle`) every one of these steps that takes cameras
+(the grid queries, ``mapproject``, ``stereo_parse``, ``stereo_pprc``, ``stereo_tile``)
+gets the ``.adjust`` files and ``--bundle-adjust-prefix``.
 """
 
 from __future__ import annotations
 
 from ctxdask.settings import Settings
-from ctxdask.tools.recipe.settings import step_resources
-from ctxdask.tools.recipe.step import External, Input, Step, Upstream, flags
-from ctxdask.tools.recipe.stereo import LEFT, RIGHT, StereoStage, pair_step, stereo_options
+from ctxdask.tools.recipe.bundle import PREFIX, adjusted
+from ctxdask.tools.recipe.settings import pair_step, step_resources
+from ctxdask.tools.recipe.step import LEFT, LOWRES, LOWRES_DEM, RIGHT, Input, Step, Upstream, flags
+from ctxdask.tools.recipe.stereo import StereoStage, stereo_options
 
-__all__ = ["CORR_MEMORY_SHARE", "LOWRES_DEM", "TILED_PREP_STEPS", "tiled_stage"]
+__all__ = ["CORR_MEMORY_SHARE", "LOWRES_DEM", "TILED_PREP_STEPS", "mapprojected_stereo", "tiled_stage"]
 
-#: tiled stereo: the pair steps before the tiles, in order
-TILED_PREP_STEPS = ("mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse", "stereo_stats")
-#: the name of the low-resolution DEM in every tiled step's work dir: mapproject records the DEM
-#: argument as given (DEM_FILE) and stereo_parse/stereo_pprc/stereo_tile require their --dem to be that
-#: same string (src/asp/Sessions/StereoSession.cc:148-160), so it is one relative name on every worker
-LOWRES_DEM = "lowres-dem.tif"
-
+#: tiled stereo: the pair steps before the tiles, in order (bundle_adjust when the pair is adjusted)
+TILED_PREP_STEPS = ("bundle_adjust", "mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse",
+                    "stereo_stats")
 #: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
 #: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
 CORR_MEMORY_SHARE = 0.8
 
-_DEM = Input(LOWRES_DEM, External("lowres_dem"))
+_DEM = Input(LOWRES_DEM, LOWRES)  # one relative name on every worker (ctxdask.tools.recipe.step.LOWRES_DEM)
 _CAMS = {"left_cam": Input("{left}.cal.cub", LEFT), "right_cam": Input("{right}.cal.cub", RIGHT)}
 #: what every stereo program of the pair reads: the map images, the cameras (ISIS cubes carry them), the DEM
 _STEREO_INPUTS = {"left": Input("{left}.map.tif", Upstream("mapproject_left", "map")),
@@ -51,13 +51,21 @@ _MOSAICS = (("dem_mosaic", "dem", "DEM"), ("dem_mosaic_ortho", "ortho", "DRG"),
             ("dem_mosaic_error", "error", "IntersectionErr"))
 
 
+def _adjusted_native(s: Settings) -> tuple[dict[str, Input], dict[str, str]]:
+    """A native mapproject step's ``.adjust`` inputs and ``bundle_adjust_prefix`` option (empty: not adjusted)."""
+    inputs, args = adjusted(s)
+    return inputs, ({"bundle_adjust_prefix": PREFIX} if args else {})
+
+
 def _grid(s: Settings) -> Step:
     """The common map grid of both images (:func:`ctxdask.tools.mapgrid.common_grid`)."""
     asp = s.tools.asp
+    adjust, prefix = _adjusted_native(s)
     return pair_step(s, "mapproject_grid", kind="native", callable="ctxdask.tools.mapgrid:common_grid",
                      args=("{inputs[left]}", "{outputs[grid]}", *flags("inputs", ("right", "dem"))),
-                     inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM},
-                     outputs={"grid": "{pair}.grid.json"}, options={"t_srs": asp.t_srs, "tr": asp.mapproject_tr})
+                     inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM, **adjust},
+                     outputs={"grid": "{pair}.grid.json"},
+                     options={"t_srs": asp.t_srs, "tr": asp.mapproject_tr, **prefix})
 
 
 def _on_grid(s: Settings, side: str) -> Step:
@@ -65,15 +73,30 @@ def _on_grid(s: Settings, side: str) -> Step:
 
     Its deadline and resources default to those set for ``mapproject`` (both sides).
     """
+    adjust, prefix = _adjusted_native(s)
     return pair_step(s, f"mapproject_{side}", family="mapproject", kind="native",
                      callable="ctxdask.tools.mapgrid:mapproject_on_grid",
                      args=("{inputs[image]}", "{outputs[map]}", *flags("inputs", ("grid", "dem"))),
                      inputs={"image": _CAMS[f"{side}_cam"], "dem": _DEM,
-                             "grid": Input("{pair}.grid.json", Upstream("mapproject_grid", "grid"))},
-                     outputs={"map": f"{{{side}}}.map.tif"})
+                             "grid": Input("{pair}.grid.json", Upstream("mapproject_grid", "grid")),
+                             **({f"{side}_adjust": adjust[f"{side}_adjust"]} if adjust else {})},
+                     outputs={"map": f"{{{side}}}.map.tif"}, options=prefix)
 
 
-def _tile(s: Settings, stereo_args: tuple[str, ...], files: dict[str, str]) -> Step:
+def mapprojected_stereo(s: Settings) -> tuple[tuple[Step, ...], dict[str, Input], tuple[str, ...]]:
+    """The map projection steps, and what a stereo program of the map images reads and is given.
+
+    Returns the three mapproject steps, the stereo inputs (map images, cameras, DEM and,
+    when adjusted, the ``.adjust`` files) and the positional arguments with ``--dem`` (and
+    ``--bundle-adjust-prefix``).
+    """
+    adjust, prefix = adjusted(s)
+    steps = (_grid(s), _on_grid(s, "left"), _on_grid(s, "right"))
+    return steps, {**_STEREO_INPUTS, **adjust}, (*_POSITIONAL, *prefix)
+
+
+def _tile(s: Settings, stereo_args: tuple[str, ...], files: dict[str, str], reads: dict[str, Input],
+          positional: tuple[str, ...]) -> Step:
     """The ``stereo_tile`` template: one tile from preprocessing through its DEM."""
     asp, resources = s.tools.asp, step_resources(s, "stereo_tile")
     corr = asp.corr_memory_limit_mb
@@ -90,11 +113,11 @@ def _tile(s: Settings, stereo_args: tuple[str, ...], files: dict[str, str]) -> S
         outputs["ortho"] = "{tile_prefix}-DRG.tif"
     if asp.errorimage:
         outputs["error"] = "{tile_prefix}-IntersectionErr.tif"
-    inputs = {**_STEREO_INPUTS, "tiles": Input("results/out-distTileList.txt", Upstream("stereo_parse", "tiles")),
+    inputs = {**reads, "tiles": Input("results/out-distTileList.txt", Upstream("stereo_parse", "tiles")),
               "left_stats": Input("results/out-{left}.map-stats.tif", Upstream("stereo_stats", "left_stats")),
               "right_stats": Input("results/out-{right}.map-stats.tif", Upstream("stereo_stats", "right_stats"))}
     return pair_step(s, "stereo_tile", program="stereo_tile",
-                     args=(*args, *stereo_args, *_POSITIONAL), inputs=inputs, outputs=outputs, files=files)
+                     args=(*args, *stereo_args, *positional), inputs=inputs, outputs=outputs, files=files)
 
 
 def _mosaic(s: Settings, name: str, role: str, suffix: str) -> Step:
@@ -108,23 +131,24 @@ def tiled_stage(s: Settings) -> StereoStage:
     """The prep steps (:data:`TILED_PREP_STEPS`), the tile template and the mosaics."""
     asp = s.tools.asp
     stereo_args, files = stereo_options(s)
+    mapping, reads, positional = mapprojected_stereo(s)
     parse = pair_step(s, "stereo_parse", program="stereo_parse",
-                      args=(*stereo_args, *_POSITIONAL, "--stereo-dist-tile-params", str(int(asp.tiles.size)),
+                      args=(*stereo_args, *positional, "--stereo-dist-tile-params", str(int(asp.tiles.size)),
                             str(int(asp.tiles.padding))),
-                      inputs=_STEREO_INPUTS, outputs={"tiles": "results/out-distTileList.txt"}, files=files)
+                      inputs=reads, outputs={"tiles": "results/out-distTileList.txt"}, files=files)
     # gather_stats names them <prefix>-<image stem>-stats.tif (src/asp/Core/ImageUtils.cc)
     stats = pair_step(s, "stereo_stats", program="stereo_pprc",
-                      args=(*stereo_args, *_POSITIONAL, "--stop-after-stats",
+                      args=(*stereo_args, *positional, "--stop-after-stats",
                             *(("--threads", str(int(asp.threads))) if asp.threads else ())),
-                      inputs=_STEREO_INPUTS, outputs={"left_stats": "results/out-{left}.map-stats.tif",
-                                                      "right_stats": "results/out-{right}.map-stats.tif"},
+                      inputs=reads, outputs={"left_stats": "results/out-{left}.map-stats.tif",
+                                             "right_stats": "results/out-{right}.map-stats.tif"},
                       files=files)
     wanted = {"dem": True, "ortho": asp.orthoimage, "error": asp.errorimage}
     # pc_align reads a DEM as a cloud (docs/tools/pc_align.rst): align the mosaic
     dem = Input("results/out-DEM.tif", Upstream("dem_mosaic", "dem"))
     return StereoStage(
-        steps=(_grid(s), _on_grid(s, "left"), _on_grid(s, "right"), parse, stats),
-        tile=_tile(s, stereo_args, files),
+        steps=(*mapping, parse, stats),
+        tile=_tile(s, stereo_args, files, reads, positional),
         mosaics=tuple(_mosaic(s, *m) for m in _MOSAICS if wanted[m[1]]),
         dem=dem, cloud=dem, unaligned=Input("results/out-DEM-mosaic.tif", Upstream("dem_mosaic", "dem")),
         texture=Input("results/out-DRG.tif", Upstream("dem_mosaic_ortho", "ortho")) if asp.orthoimage else None,
