@@ -21,6 +21,10 @@ finished work dir here, else from a live worker that holds it
 (:class:`LiveHolders`: asked by key, checked by fingerprint, copied as above),
 and made here only when no live worker has it, one worker at a time
 (a cluster-wide lock per step), so nothing a live worker holds is made again.
+A step run in the normal course of its task takes the same lock
+(:func:`made_alone`): the scheduler may rerun a lost image task on one worker
+while a pair step on another rebuilds that image's steps, and the one that
+comes second waits, then copies what the first made.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from ctxdask.daskcompat import live_workers, result_within
 from ctxdask.exceptions import CTXError
 from ctxdask.tools.tasks import StepResult, cached_result, work_root
 
-__all__ = ["LiveHolders", "ProducerGone", "file_digest", "host_of", "localize", "stage", "vanished"]
+__all__ = ["LiveHolders", "ProducerGone", "file_digest", "host_of", "localize", "made_alone", "stage", "vanished"]
 
 _STAMP = ".staged.json"
 _locks: dict[str, threading.Lock] = {}
@@ -168,8 +172,29 @@ class LiveHolders:
         """A cluster-wide lock on making ``key`` in this run (released if this worker dies: a lease)."""
         from distributed import Lock, worker_client
 
-        with worker_client(), Lock(f"ctxdask-make-{self.ctx.topic}-{key}"):
+        with worker_client(), Lock(_lock_name(self.ctx, key)):
             yield
+
+
+def _lock_name(ctx: BatchContext, key: str) -> str:
+    return f"ctxdask-make-{ctx.topic}-{key}"
+
+
+@contextlib.contextmanager
+def made_alone(ctx: BatchContext, key: str, me: str) -> Iterator[None]:
+    """Held while worker ``me`` looks for ``key`` on the live workers and, not finding it, makes it.
+
+    The lock of :meth:`LiveHolders.guard`, taken without seceding: the task
+    keeps its slot while it waits (it waits for the very step it would run).
+    Outside a cluster (``me`` empty) nothing is taken.
+    """
+    if not me:
+        yield
+        return
+    from distributed import Lock
+
+    with Lock(_lock_name(ctx, key)):
+        yield
 
 
 def localize(outcome: Outcome, ctx: BatchContext, me: str, made: list[str], *, borrow: bool = True) -> StepResult:

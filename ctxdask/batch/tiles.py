@@ -221,7 +221,7 @@ def run_tile(task: TileTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
     _announce(task, ctx.topic, worker, started)
     # execute() announces steps for the step table; a tile is tracked in its own table
-    outcome = execute(task.step, dataclasses.replace(ctx, topic=None), *upstream)
+    outcome = execute(task.step, dataclasses.replace(ctx, topic=None), *upstream, alone=False)
     info = {**outcome.info, "pair": task.pair_id, "index": task.tile.index, "attempt": task.attempt,
             "bbox": task.tile.bbox}
     if outcome.ok:

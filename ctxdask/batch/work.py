@@ -52,6 +52,7 @@ gone with its scratch does it run again, as a new attempt.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -74,7 +75,7 @@ from ctxdask.batch.model import (
     sha256_file,
 )
 from ctxdask.batch.scratch import clean_dead_scratch, remove_workdirs
-from ctxdask.batch.staging import LiveHolders, localize, vanished
+from ctxdask.batch.staging import LiveHolders, localize, made_alone, vanished
 from ctxdask.batch.steps import InvalidEDRError, fetch, pair_quality, quality, rebuild, start_time, utc, validate
 from ctxdask.exceptions import (
     CTXError,
@@ -151,7 +152,7 @@ def _needed(task: StepTask, upstream: tuple) -> list[Outcome]:
     return [by_key[k] for k in task.needs if k in by_key]
 
 def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome],
-            group: str | None = None) -> Outcome:
+            group: str | None = None, alone: bool = True) -> Outcome:
     """Run one batch step on a worker and say how it ended.
 
     Parameters
@@ -164,6 +165,10 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
         the result of a whole image, of which ``task.needs`` are taken.
     group : str, optional
         Key of the :class:`ImageTask` this step runs in (told to the driver).
+    alone : bool
+        A recipe step is made by one worker of the cluster at a time
+        (:func:`~ctxdask.batch.staging.made_alone`); a tile is not (a hedged
+        duplicate runs beside its original).
 
     Returns
     -------
@@ -196,18 +201,20 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     result: StepResult | None = None
     info: dict[str, Any] = {"summing": task.params["summing"]} if "summing" in task.params else {}
     made: list[str] = []
+    alone = made_alone(ctx, task.key, worker) if alone and task.kind == "recipe" else contextlib.nullcontext()
     try:
-        held = _held_by_a_live_worker(task, ctx, upstream, worker, made)
-        results = [] if held is not None else [localize(u, ctx, worker, made) for u in upstream
-                                                 if u.result is not None]
-        try:
-            result, info = (held, info) if held is not None else _run(task, ctx, results, info)
-        except Exception:
-            if not vanished(list(upstream), worker):
-                raise
-            # inputs read in another worker's scratch went with it: once more, on copies
-            results = [localize(u, ctx, worker, made, borrow=False) for u in upstream if u.result is not None]
-            result, info = _run(task, ctx, results, info)
+        with alone:
+            held = _held_by_a_live_worker(task, ctx, upstream, worker, made)
+            results = [] if held is not None else [localize(u, ctx, worker, made) for u in upstream
+                                                     if u.result is not None]
+            try:
+                result, info = (held, info) if held is not None else _run(task, ctx, results, info)
+            except Exception:
+                if not vanished(list(upstream), worker):
+                    raise
+                # inputs read in another worker's scratch went with it: once more, on copies
+                results = [localize(u, ctx, worker, made, borrow=False) for u in upstream if u.result is not None]
+                result, info = _run(task, ctx, results, info)
         files = _files(task.step in ctx.deliver, result) if result is not None else ()
     except Exception as exc:
         if isinstance(exc, OSError) and not isinstance(exc, (CTXError, TimeoutError)):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import pathlib
 
 import dask
 import pytest
@@ -124,3 +125,62 @@ def test_only_inputs_read_where_they_were_can_vanish(tmp_path):
     assert not vanished([made_on("tcp://127.0.0.2:5000", present)], me)
     assert not vanished([made_on("tcp://127.0.0.3:5000", gone)], me)  # another host: its paths are not ours
     assert not vanished([made_on(me, gone)], me)
+
+
+def _rebuild_there(outcome, ctx):
+    from distributed import get_worker
+
+    from ctxdask.batch.staging import localize
+
+    made: list[str] = []
+    return localize(outcome, ctx, get_worker().address, made), made
+
+
+def test_a_step_rebuilt_on_one_worker_is_not_made_again_by_a_rerun_of_its_image_on_another(tmp_path,
+                                                                                            cluster_client):
+    """The race of a lost image task: its worker died; the scheduler reruns the image task on worker B
+    while a pair step on worker A, missing the image's cube, rebuilds the chain. B reaches ctxcal while
+    A makes it: B waits for A (the same lock), then copies what A made. Each program runs once."""
+    import time
+
+    from ctxdask.batch.model import ImageTask, StepTask
+    from ctxdask.batch.sources import LocalEDRSource
+    from ctxdask.batch.work import BatchContext, Outcome, image_chain, run_image
+    from ctxdask.tools.tasks import RunOptions, StepResult
+
+    pid = IDS[2]  # summing 2: mroctx2isis, spiceinit, ctxcal
+    edr = make_images(tmp_path / "edr", [pid], summing2={pid})
+    calls = tmp_path / "calls.jsonl"
+    recipe = build_recipe(env={"CTXDASK_STANDIN_CALLS": str(calls), "CTXDASK_STANDIN_SLEEP": "3"})
+    steps = tuple(s.name for s in recipe.image_steps)
+    last = image_chain(recipe, pid, 2, steps)[-1]
+    source = LocalEDRSource(str(edr))
+    # no tools.work-dir: each worker has its own scratch, as on two machines
+    ctx = BatchContext(recipe=recipe, source=source, image_steps=steps, topic="ctxdask-test-race",
+                       options=RunOptions.from_config(work_dir=None))
+    gone = str(tmp_path / "gone" / last.key)
+    lost = Outcome(last.key, last.step, pid, "done", worker="tcp://127.0.0.9:1", info={"summing": 2},
+                   result=StepResult(last.key, last.step, "ctxcal", gone, {"cube": f"{gone}/{pid}.cal.cub"}, "", 0,
+                                     0.0, "", "elsewhere", False, "0"))
+    a, b = sorted(cluster_client.scheduler_info()["workers"])
+    rebuilding = cluster_client.submit(_rebuild_there, lost, ctx, workers=[a], pure=False)
+
+    def programs():
+        return [json.loads(line)["program"] for line in calls.read_text().splitlines()] if calls.exists() else []
+
+    deadline = time.monotonic() + 60
+    while "ctxcal" not in programs():  # A is making ctxcal (it sleeps 3 s)
+        assert time.monotonic() < deadline and not rebuilding.done(), programs()
+        time.sleep(0.05)
+    head = (StepTask(f"fetch-{pid}", "fetch", "fetch", "image", pid, 60.0, source=ctx.source_for(pid)),
+            StepTask(f"validate-{pid}", "validate", "validate", "image", pid, 60.0))
+    rerun = cluster_client.submit(run_image, ImageTask(f"image-{pid}", pid, head, frozenset(), {}), ctx,
+                                  workers=[b], pure=False)
+    outcomes = rerun.result(timeout=120)
+    (rebuilt, made_on_a) = rebuilding.result(timeout=120)
+    assert all(o.ok for o in outcomes), [(o.key, o.status, o.error) for o in outcomes]
+    assert programs() == ["mroctx2isis", "spiceinit", "ctxcal"]  # once each, all on A
+    assert made_on_a[-1] == last.key and rebuilt.key == last.key
+    # B copied A's ctxcal: the same bytes
+    cube = next(o for o in outcomes if o.key == last.key).result.outputs["cube"]
+    assert pathlib.Path(cube).read_bytes() == pathlib.Path(rebuilt.outputs["cube"]).read_bytes()
