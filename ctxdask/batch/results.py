@@ -242,7 +242,7 @@ class ResultHandler:
                                 thumbnail=delivered(os.path.relpath(thumb, o.result.workdir) if thumb else None))
         elif task.kind == PAIR_QUALITY_STEP:
             files = o.info.get("files", {})
-            self.db.set_pair_quality(task.subject, statistics=o.info.get("statistics", {}),
+            self.db.set_pair_quality(task.subject, statistics=o.info.get("statistics", {}), qa=o.info.get("qa"),
                                      **{role: delivered(files.get(role)) for role in
                                         ("stac", "hillshade", "colour_relief", "ortho_thumbnail")})
 

@@ -7,7 +7,7 @@ database from before versioning (``user_version`` 0: the layout of ctxdask
 0.1, with a ``meta`` row ``schema = 1``) gets migration 1, which is idempotent
 on it; a database from a newer ctxdask is refused rather than misread.
 
-Tables (version 2)
+Tables (version 3)
 ------------------
 ``runs``
     One row per driver run: start/end, status, host, pid, pair list, settings.
@@ -26,8 +26,10 @@ Tables (version 2)
     Per image: grade, reasons (JSON list), metrics (JSON) and thumbnail path
     relative to the output folder.
 ``pair_quality``
-    Per pair: DEM statistics (JSON) and the paths of the STAC item, hillshade,
-    colour relief and orthoimage thumbnail.
+    Per pair: DEM statistics (JSON), the paths of the STAC item, hillshade,
+    colour relief and orthoimage thumbnail, and ``qa``: the pair's
+    ``qa_metrics.json`` (JSON: grade, CTX-MOLA differences, intersection error,
+    bundle adjustment residuals), for selection rules.
 ``tiles``, ``tile_attempts``
     Tiled stereo: one row per tile of a pair (bbox in left map-image pixels,
     footprint in the map projection, status, delivered outputs), and one row
@@ -179,8 +181,15 @@ def _blocked_by(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
 
 
+def _pair_qa(conn: sqlite3.Connection) -> None:
+    """``pair_quality.qa``: the pair's QA record; pairs delivered before have none (NULL: matches no rule)."""
+    if "qa" not in {r[1] for r in conn.execute("PRAGMA table_info(pair_quality)")}:
+        conn.execute("ALTER TABLE pair_quality ADD COLUMN qa TEXT")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+
+
 #: migration n (1-based) brings a database from version n - 1 to n
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_layout_1, _blocked_by)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_layout_1, _blocked_by, _pair_qa)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

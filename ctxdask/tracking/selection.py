@@ -30,7 +30,12 @@ images: ``id status grade manual orbit incidence emission phase date lat lon``
 and every numeric QA metric of :class:`ctxdask.quality.QualityMetrics`
 (``snr``, ``valid_fraction``, ``saturated_fraction``, ``lost_line_count``...).
 pairs: ``pair status manual overlap convergence score parallax_height
-shadow_tip_distance gsd_ratio`` and the image fields above.
+shadow_tip_distance gsd_ratio``; of the pair's DEM, once home: ``dem_grade`` (its
+QA grade), ``dem_valid_fraction``, ``mola_median`` and ``mola_nmad`` (CTX minus
+MOLA after alignment, m), ``mola_points``, ``intersection_error`` (median, m),
+``tilt`` (m/km), ``ba_initial_px``, ``ba_final_px`` (bundle adjustment's mean
+reprojection error before and after, pixels) and ``ba_improvement``
+(final/initial); and the image fields above.
 
 Geometry (incidence, emission, phase, dates, overlap, convergence, screening
 scores) comes from the ``image_geometry`` / ``pair_geometry`` tables that
@@ -79,6 +84,17 @@ PAIR_FIELDS: dict[str, str] = {
     "parallax_height": "pg.parallax_height",
     "shadow_tip_distance": "pg.shadow_tip_distance",
     "gsd_ratio": "pg.gsd_ratio",
+    # the pair's DEM and its QA (pair_quality; NULL until the pair's products are home)
+    "dem_grade": "pq.grade",
+    "dem_valid_fraction": "json_extract(pq.statistics, '$.valid_fraction')",
+    "mola_median": "json_extract(pq.qa, '$.after_alignment.median')",
+    "mola_nmad": "json_extract(pq.qa, '$.after_alignment.nmad')",
+    "mola_points": "json_extract(pq.qa, '$.mola_points.count')",
+    "intersection_error": "json_extract(pq.qa, '$.intersection_error.p50')",
+    "tilt": "json_extract(pq.qa, '$.tilt.slope_m_per_km')",
+    "ba_initial_px": "json_extract(pq.qa, '$.bundle_adjust.initial.mean_px')",
+    "ba_final_px": "json_extract(pq.qa, '$.bundle_adjust.final.mean_px')",
+    "ba_improvement": "json_extract(pq.qa, '$.bundle_adjust.improvement')",
 }
 _OPS = ("<=", ">=", "!=", "<>", "=", "<", ">", "like")
 _KEYWORDS = {"and", "or", "not", "in", "between", "is", "null"}
@@ -333,7 +349,8 @@ def compile_pairs(text: str | None) -> Query:
 # ----------------------------------------------------------------------------- FROM clauses
 #: the common table expressions image and pair queries join: QA, current manual grades, geometry
 WITH_CLAUSE = (f"WITH q AS (SELECT * FROM quality), mg AS ({_CURRENT_GRADES}), "
-               "ig AS (SELECT * FROM image_geometry), pgeo AS (SELECT * FROM pair_geometry)")
+               "ig AS (SELECT * FROM image_geometry), pgeo AS (SELECT * FROM pair_geometry), "
+               "pqa AS (SELECT *, json_extract(qa, '$.grade') AS grade FROM pair_quality)")
 
 
 def _image_joins(s: str) -> str:
@@ -348,8 +365,9 @@ def image_from() -> str:
 
 
 def pair_from() -> str:
-    """FROM clause of pair queries (``p``, ``pg``, ``mp``; images ``l``, ``r`` with their joins)."""
+    """FROM clause of pair queries (``p``, ``pg``, ``pq``, ``mp``; images ``l``, ``r`` with their joins)."""
     return ("FROM pairs p LEFT JOIN pgeo pg ON pg.pair_id = p.pair_id"
+            " LEFT JOIN pqa pq ON pq.pair_id = p.pair_id"
             " LEFT JOIN mg mp ON mp.subject = p.pair_id AND mp.scope = 'pair'"
             " LEFT JOIN images l ON l.product_id = p.left_id" + _image_joins("l") +
             " LEFT JOIN images r ON r.product_id = p.right_id" + _image_joins("r"))

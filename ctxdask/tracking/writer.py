@@ -206,11 +206,13 @@ class TrackingDB:
                            now()))
 
     def set_pair_quality(self, pair_id: str, *, statistics: Mapping[str, Any], stac: str | None,
-                         hillshade: str | None, colour_relief: str | None, ortho_thumbnail: str | None) -> None:
-        """Store a pair's DEM statistics and product paths (relative to the output folder)."""
-        self.conn.execute("INSERT OR REPLACE INTO pair_quality VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         hillshade: str | None, colour_relief: str | None, ortho_thumbnail: str | None,
+                         qa: Mapping[str, Any] | None = None) -> None:
+        """Store a pair's DEM statistics, QA record and product paths (relative to the output folder)."""
+        self.conn.execute("INSERT OR REPLACE INTO pair_quality (pair_id, statistics, stac, hillshade, colour_relief, "
+                          "ortho_thumbnail, updated, qa) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                           (pair_id, json.dumps(dict(statistics)), stac, hillshade, colour_relief, ortho_thumbnail,
-                           now()))
+                           now(), json.dumps(dict(qa)) if qa is not None else None))
 
     # ----------------------------------------------------------------- tiles
     def register_tiles(self, pair_id: str, tiles: Iterable, footprints: Mapping[int, Any] | None = None) -> None:

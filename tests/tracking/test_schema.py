@@ -50,7 +50,7 @@ def old_db(tmp_path) -> pathlib.Path:
 def test_a_new_database_has_every_table_at_the_current_version(tmp_path):
     path = tmp_path / "new.sqlite"
     TrackingDB(path).close()
-    assert _user_version(path) == SCHEMA_VERSION == 2
+    assert _user_version(path) == SCHEMA_VERSION == 3
     assert _tables(path) == TABLES
 
 

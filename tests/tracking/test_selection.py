@@ -57,6 +57,15 @@ def db(tmp_path):
         t.set_subject("pairs", f"{A}-{C}", "failed", error="point2dem crashed")
         t.set_quality(A, grade="pass", reasons=[], metrics={"snr": 40.0}, thumbnail=None)
         t.set_quality(B, grade="warn", reasons=[], metrics={"snr": 12.0}, thumbnail=None)
+        # AB's DEM is home, bundle-adjusted; BC's from before pair QA was recorded (no qa)
+        t.set_pair_quality(f"{A}-{B}", statistics={"valid_fraction": 0.93}, stac=None, hillshade=None,
+                           colour_relief=None, ortho_thumbnail=None,
+                           qa={"grade": "pass", "after_alignment": {"median": 0.4, "nmad": 3.1},
+                               "intersection_error": {"p50": 1.2},
+                               "bundle_adjust": {"initial": {"mean_px": 2.5}, "final": {"mean_px": 0.3},
+                                                 "improvement": 0.12}})
+        t.set_pair_quality(f"{B}-{C}", statistics={"valid_fraction": 0.4}, stac=None, hillshade=None,
+                           colour_relief=None, ortho_thumbnail=None)
     scores = tmp_path / "pairs.csv"
     scores.write_text("left,right,score,iou,convergence,incidence_left,incidence_right,time_left,time_right,"
                       "footprint_left,footprint_right\n"
@@ -85,6 +94,11 @@ def db(tmp_path):
     ("left.orbit = 9855 and (status = failed or status in (done))", ["AB", "AC"]),
     ("pair like '%019894%'", ["AC", "BC"]),
     ("overlap is null", ["BC"]),
+    ("ba_final_px < 0.5 and ba_improvement < 0.5 and ba_initial_px > 2", ["AB"]),
+    ("dem_valid_fraction < 0.5", ["BC"]),
+    ("dem_grade = pass and mola_nmad < 5 and intersection_error <= 1.2", ["AB"]),
+    ("dem_grade is null", ["AC", "BC"]),
+    ("grade = warn", []),  # on pairs an image field names both images, as before
 ])
 def test_selection_on_a_real_database(db, text, expected):
     names = {f"{A}-{B}": "AB", f"{A}-{C}": "AC", f"{B}-{C}": "BC"}

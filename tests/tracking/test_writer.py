@@ -111,3 +111,4 @@ def test_quality_tables_are_added_to_an_older_database_and_replaced_per_subject(
         assert row["thumbnail"].endswith(".thumb.png") and row["updated"]
         (pair,) = db.rows("SELECT * FROM pair_quality")
         assert pair["ortho_thumbnail"] is None and pair["statistics"] == '{"mean": -2000.0}'
+        assert pair["qa"] is None  # no QA record given
