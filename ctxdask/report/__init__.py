@@ -319,7 +319,7 @@ def _pair_row(view: BatchView, files: _Files, out_dir: pathlib.Path, p: dict, by
                  view.stac_properties(p["pair_id"], p["left_id"], p["right_id"]))
     return {**p, "steps": psteps, "step_time": sum(durations) if durations else None,
             "step_time_text": _seconds(sum(durations)) if durations else "–",
-            "thumbs": thumbs, "stats": _json(q.get("statistics"), {}), "stac": stac,
+            "thumbs": thumbs, "stats": _json(q.get("statistics"), {}), "qa": _json(q.get("qa"), {}), "stac": stac,
             "problem": p["status"] in PROBLEM, "manual": manual.get(p["pair_id"])}
 
 

@@ -30,6 +30,10 @@ BAD_PAIR = (IDS[3], BAD)
 #: image id -> make_edr defects
 DEFECTS = {IDS[2]: {"lost_lines": range(40, 52)}, IDS[3]: {"saturated_fraction": 0.03}}
 
+#: the good pair's bundle adjustment residuals (ctxdask.quality.bundle.bundle_adjust_summary, cut short)
+BUNDLE_ADJUST = {"initial": {"mean_px": 2.5, "residuals": 40}, "final": {"mean_px": 0.31, "residuals": 40},
+                 "improvement": 0.124}
+
 QUALITY_SCHEMA = """
 CREATE TABLE IF NOT EXISTS quality (product_id TEXT PRIMARY KEY, grade TEXT, reasons TEXT, metrics TEXT,
                                     thumbnail TEXT, updated TEXT);
@@ -72,11 +76,12 @@ def add_quality(out: pathlib.Path, edr: pathlib.Path) -> None:
         results = out / "pairs" / pair_id(GOOD_PAIR) / "results"
         made = quality.pair_products(results.parent / "quality", dem=results / "out-DEM.tif",
                                      ortho=results / "out-DRG.tif", pair_id=pair_id(GOOD_PAIR),
-                                     datetime="2009-06-01T00:38:16.057")
+                                     datetime="2009-06-01T00:38:16.057", bundle_adjust=BUNDLE_ADJUST)
         rel = {k: pathlib.Path(v).relative_to(out).as_posix() for k, v in made["files"].items()}
-        conn.execute("INSERT OR REPLACE INTO pair_quality VALUES (?, ?, ?, ?, ?, ?, ?)",
+        conn.execute("INSERT OR REPLACE INTO pair_quality (pair_id, statistics, stac, hillshade, colour_relief, "
+                     "ortho_thumbnail, updated, qa) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                      (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["thumbnail"],
-                      rel["relief_thumbnail"], rel["ortho_thumbnail"], now()))
+                      rel["relief_thumbnail"], rel["ortho_thumbnail"], now(), json.dumps(made["qa"].to_dict())))
     conn.close()
 
 

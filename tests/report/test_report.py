@@ -63,6 +63,8 @@ def test_report_of_a_real_batch(batch_out, tmp_path):
     logs = [a["href"] for a in page.find("a", "log")]
     assert any(pair_id(GOOD_PAIR) in ref for ref in logs)
     assert any(ref.endswith(".stac.json") for ref in refs)
+    # the good pair's DEM QA: bundle adjustment residuals before and after
+    assert "bundle adjustment 2.5 → 0.31 px" in page.text
     # counts in the summary cards
     assert re.search(r'id="count-pairs">.*?<div class="big">3</div>', text, re.DOTALL)
 
