@@ -207,8 +207,10 @@ def run_batch(
     out.mkdir(parents=True, exist_ok=True)
     db_path = tracking.database_path(batch.database, out)
 
-    with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, \
-            _cluster(client, batch) as (c, is_local), _stop_on_signals() as stop:
+    # Ctrl-C while a local cluster starts only asks to stop (an interrupt inside distributed's start-up
+    # leaves workers half made, and its exit hook fails on them): the run is recorded, then stops at once
+    with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, _stop_on_signals() as stop, \
+            _cluster(client, batch) as (c, is_local):
         tdb.interrupt_stale()
         work_dir = batch.scratch or (claim_local_scratch(out) if is_local else None)
         clean_after_dead_runs(c, out, work_dir)

@@ -110,6 +110,8 @@ class Driver:
                                                     dashboard=getattr(self.client, "dashboard_link", None),
                                                     enabled=self.show_progress)
         try:
+            if self.stop.is_set():  # asked to stop before anything was sent (while the cluster started)
+                raise KeyboardInterrupt
             with self.db.transaction():
                 for pid in state.pairs_of:
                     submitter.submit_image(pid)

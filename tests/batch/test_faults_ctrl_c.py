@@ -26,3 +26,17 @@ def test_ctrl_c_cancels_cleanly_and_the_next_run_resumes(tmp_path):
     output = rerun.communicate(timeout=240)[0]
     assert rerun.returncode == 0, output[-3000:]
     assert query(db, "SELECT status, count(*) FROM pairs GROUP BY status") == [("done", len(PAIRS))]
+
+
+def test_ctrl_c_while_the_local_cluster_starts_is_recorded_without_a_traceback(tmp_path):
+    """Interrupted before anything ran: one line, exit 130, and the run in the database as interrupted."""
+    make_images(tmp_path / "edr", IMAGES[:2])
+    write_pairs(tmp_path / "pairs.txt", PAIRS[:1])
+    db = tmp_path / "out" / "ctxdask-batch.sqlite"
+    proc = driver(tmp_path)
+    # the database's tables are made just before the local cluster starts (a second or more of worker processes)
+    output = interrupt(proc, lambda: query(db, "SELECT count(*) FROM sqlite_master WHERE name = 'runs'")[0][0],
+                       signal.SIGINT)
+    assert_interrupted(db, proc, output)
+    assert "Traceback" not in output and "AssertionError" not in output, output[-3000:]
+    assert query(db, "SELECT count(*) FROM steps") == [(0,)]  # nothing was sent
