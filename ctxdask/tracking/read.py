@@ -8,6 +8,7 @@ sorted in display order (problems first, :attr:`Status.rank`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -81,8 +82,12 @@ class BatchView:
         return dict(sorted(((s, n) for s, n in rows), key=lambda sn: Status.rank_of(sn[0])))
 
     def runs(self, limit: int | None = None) -> list[dict]:
-        """The runs, newest first."""
-        return self._rows("SELECT * FROM runs ORDER BY id DESC" + ("" if limit is None else f" LIMIT {int(limit)}"))
+        """The runs, newest first; ``settings`` as the mapping it was recorded from (JSON in the table)."""
+        rows = self._rows("SELECT * FROM runs ORDER BY id DESC" + ("" if limit is None else f" LIMIT {int(limit)}"))
+        for row in rows:
+            with contextlib.suppress(TypeError, ValueError):  # NULL, or text from before it was JSON: as it is
+                row["settings"] = json.loads(row["settings"])
+        return rows
 
     def run_count(self) -> int:
         return self.conn.execute("SELECT count(*) FROM runs").fetchone()[0]

@@ -37,6 +37,9 @@ def test_batch_then_status(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["pairs"] == {"done": 2} and report["last_run"]["status"] == "done"
     assert report["steps"]["fetch"] == {"done": 3}
+    # the run's settings are JSON, not a string of it
+    assert report["last_run"]["settings"]["steps"] == ["fetch", "validate"]
+    assert report["last_run"]["settings"]["batch"]["timeouts"]["validate"] == 120
 
 
 def test_status_without_database(tmp_path, capsys):
