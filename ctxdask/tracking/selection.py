@@ -225,6 +225,8 @@ class _Parser:
         kind = self.peek()
         if kind == "op":
             _, op = self.take()
+            if op == "=" and self.peek() == "op" and self.tokens[self.i][1] == "=":
+                raise SelectionError(f"'==' after {field!r}: write '=' to compare (as in SQL)")
             return Compare(str(field).lower(), str(op), (self.value(),))
         if kind == "between":
             self.take()
@@ -308,6 +310,16 @@ class Query:
     params: tuple
 
 
+def _unknown(kind: str, field: str, known, also=()) -> str:
+    """The message for an unknown field: the closest known names first, then every known one once."""
+    import difflib
+
+    close = difflib.get_close_matches(field, list(dict.fromkeys([*known, *also])), n=3, cutoff=0.75)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    listed = sorted(set(known)) + (["left./right./any.<image field>"] if also else [])
+    return f"unknown {kind} field {field!r}{hint}; known: {', '.join(listed)}"
+
+
 def compile_images(text: str | None) -> Query:
     """Compile a filter over images (alias ``i``, with ``qi``, ``mi``, ``gi`` joined: see :func:`image_from`)."""
     node = parse(text)
@@ -316,7 +328,7 @@ def compile_images(text: str | None) -> Query:
 
     def resolve(c: Compare, params: list) -> str:
         if c.field not in IMAGE_FIELDS:
-            raise SelectionError(f"unknown image field {c.field!r}; known: {', '.join(sorted(IMAGE_FIELDS))}")
+            raise SelectionError(_unknown("image", c.field, IMAGE_FIELDS))
         return _condition(IMAGE_FIELDS[c.field].format(s="i"), c, params)
 
     params: list = []
@@ -334,9 +346,8 @@ def compile_pairs(text: str | None) -> Query:
             return _condition(PAIR_FIELDS[c.field], c, params)
         side, _, name = c.field.rpartition(".")
         if name not in IMAGE_FIELDS or side not in ("", "left", "right", "any"):
-            known = sorted([*PAIR_FIELDS, *IMAGE_FIELDS, "left.<image field>", "right.<image field>",
-                            "any.<image field>"])
-            raise SelectionError(f"unknown pair field {c.field!r}; known: {', '.join(known)}")
+            sides = [f"{s}.{f}" for s in ("left", "right", "any") for f in IMAGE_FIELDS]
+            raise SelectionError(_unknown("pair", c.field, [*PAIR_FIELDS, *IMAGE_FIELDS], sides))
         if side in ("left", "right"):
             return _condition(IMAGE_FIELDS[name].format(s=side[0]), c, params)
         both = [_condition(IMAGE_FIELDS[name].format(s=s), c, params) for s in "lr"]

@@ -32,10 +32,17 @@ def test_values_become_parameters_never_sql():
     ("middle.snr > 3", "unknown pair field"),
     ("images.status = done", "unknown pair field"),
     ("x" * 5000, "longer than"),
+    ("status == skipped", "'==' after 'status': write '=' to compare"),
+    ("statsu = done", "unknown pair field 'statsu' (did you mean status?)"),
+    ("left.snrr > 3", "(did you mean left.snr?)"),
 ])
 def test_bad_filters_are_explained(text, message):
-    with pytest.raises(SelectionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SelectionError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")) \
+            as caught:
         compile_pairs(text)
+    if "known:" in str(caught.value):  # every field once
+        known = str(caught.value).split("known: ")[1].split(", ")
+        assert len(known) == len(set(known)) and "status" in known
 
 
 def test_image_fields_on_pairs_mean_both_any_or_one_side():
