@@ -56,12 +56,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ctxdask",
         description="Mass processing of MRO CTX images with Dask.",
         epilog="exit codes: 0 ok, 1 a bad input or a failed step, 2 a wrong command line, 130 interrupted",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"ctxdask {__version__}")
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, extra, help_text) in _COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # no abbreviations: '--unit' must not quietly mean '--units', nor break when another option is added
+        p = sub.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         if extra and missing(extra):
             # listed all the same: running it says which extra to install (main)
             p.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)

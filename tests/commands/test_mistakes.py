@@ -158,6 +158,8 @@ def _table() -> dict[str, list[Mistake]]:
             *(m((name, *CORRECT.get(name, ()), "--jsonn"), 2, "--jsonn", "unrecognized arguments")
               for name in _COMMANDS),
             m(("validate", EDR, "--jsn"), 2, "--jsn", "did you mean --json?"),
+            # an abbreviation is a mistake too, never quietly the option it starts
+            m(("calibrate", EDR, "out.cub", "--unit", "rate"), 2, "--unit", "did you mean --units?"),
         ],
         "bad option value": [
             m(("calibrate", EDR, "out.cub", "--units", "watts"), 2, "--units", "invalid choice"),
