@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     for result in results:
         if isinstance(result, Exception):
             failed += 1
-            print(f"FAILED {' '.join(str(result).split())}")
+            print(f"FAILED {' '.join(str(result).split())}", file=sys.stderr)
         else:
             print(result.summary())
     print(f"{len(results) - failed} in the cache, {failed} failed")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
     from ctxdask.tracking.grades import stac_grades
 
     database = target / DEFAULT_NAME
+    if not database.is_file() and not any(target.glob("pairs/*/*.stac.json")):
+        # any folder is not a batch: writing catalog.json into it would only litter it
+        print(f"ctxdask stac: {target}: not a batch output folder (no {DEFAULT_NAME}, no pairs/*/*.stac.json); "
+              "nothing written", file=sys.stderr)
+        return 1
     # the items carry the pairs' and images' current grades, automatic and manual (ctxdask serve)
     extra = stac_grades(database) if database.is_file() else None
     path, count = rebuild_catalog(target, collection_id=args.collection_id, extra_properties=extra)

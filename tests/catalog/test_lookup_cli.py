@@ -80,7 +80,7 @@ def test_fetch_command(fault_server, edr_bytes, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 1
     assert f"{pid_ok}: downloaded (1 requests)" in out and "1 in the cache, 1 failed" in out
-    assert "FAILED" in out and "404" in out
+    assert "FAILED" in err and "404" in err and "FAILED" not in out  # failures on stderr, where errors go
     assert f"{pairs}:2" in err  # the junk line, with its line number
     assert (cache / f"{pid_ok}.IMG").read_bytes() == edr_bytes[pid_ok]
 

@@ -121,6 +121,7 @@ def _table() -> dict[str, list[Mistake]]:
             m(("batch", "pairs.txt", "--out", "o", "--edr-dir", "afile"), 1, "afile", "not a folder"),
             m(("status", "afile"), 1, "afile", "not a ctxdask tracking database"),
             m(("stac", "afile"), 1, "afile", "not a folder"),
+            m(("stac", "adir"), 1, "adir", "not a batch output folder"),
             m(("batch", "pairs.txt", "--out", "afile", "--edr-dir", "adir"), 1, "afile", "is a file, not a folder"),
             m(("fetch", "P02_001981", "--urls", "urls.txt", "--to", "afile"), 1, "afile", "is a file, not a folder"),
             m(("report", "adir", "--db", "afile"), 1, "afile", "not a ctxdask tracking database"),

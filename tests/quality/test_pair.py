@@ -198,6 +198,10 @@ def test_stac_command_rebuilds_and_reports_invalid_items(chain, tmp_path, capsys
     assert main(["stac", str(out)]) == 1
     assert "invalid Item" in capsys.readouterr().out
     assert main(["stac", str(tmp_path / "missing")]) == 1  # a bad input (the exit-code table), not usage
+    elsewhere = tmp_path / "notes"
+    elsewhere.mkdir()
+    assert main(["stac", str(elsewhere)]) == 1  # any folder is no batch: nothing is written into it
+    assert "not a batch output folder" in capsys.readouterr().err and not list(elsewhere.iterdir())
 
 
 def test_delivered_json_names_files_relative_to_the_pair_folder(chain):
