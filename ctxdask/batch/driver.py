@@ -204,9 +204,35 @@ def run_batch(
     src = make_source(source)
     pairlist = read_pairs(pairs).require_pairs()  # nothing usable: an error with the reasons
     out = pathlib.Path(out).resolve()  # made once the request is known to be good
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     db_path = tracking.database_path(batch.database, out)
+    try:
+        return _run(pairlist, out, db_path, t0, settings=settings, recipe=recipe, steps=(image_steps, pair_steps),
+                    source=src, client=client, runner=runner, hold=hold)
+    except BaseException:
+        if created:  # e.g. the scheduler could not be reached: no run began, so no folder is left behind
+            _remove_unused(out, db_path)
+        raise
 
+
+def _remove_unused(out: pathlib.Path, db_path: pathlib.Path) -> None:
+    """Remove ``out`` (made by this call) when no run was recorded in it; else leave it as it is."""
+    with contextlib.suppress(Exception):
+        if db_path.is_file():
+            with tracking.BatchView(db_path) as view:
+                if view.run_count():
+                    return
+        for path in (db_path, *(db_path.with_name(db_path.name + end) for end in (".lock", "-wal", "-shm"))):
+            if path.parent == out:
+                path.unlink(missing_ok=True)
+        out.rmdir()  # only if nothing else is in it
+
+
+def _run(pairlist: PairList, out: pathlib.Path, db_path: pathlib.Path, t0: float, *, settings: Settings,
+         recipe: Recipe, steps: tuple[list[str], list[str]], source: EDRSource, client, runner, hold) -> BatchSummary:
+    """The run itself: the database, the cluster, the plan, the driver, the summary."""
+    batch, (image_steps, pair_steps), src = settings.batch, steps, source
     # Ctrl-C while a local cluster starts only asks to stop (an interrupt inside distributed's start-up
     # leaves workers half made, and its exit hook fails on them): the run is recorded, then stops at once
     with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, _stop_on_signals() as stop, \

@@ -175,6 +175,27 @@ def test_unknown_step_is_refused(tmp_path, cluster_client):
     assert not (tmp_path / "out").exists()  # refused before anything is made
 
 
+def test_a_scheduler_that_cannot_be_reached_leaves_no_output_folder_behind(tmp_path):
+    """No run began: the folder this call made goes again; a folder that was there stays, with its files."""
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    edr = make_images(tmp_path / "edr", P1)
+    pairs = write_pairs(tmp_path / "pairs.txt", [P1])
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "notes.txt").write_text("mine\n")
+    with dask.config.set({"distributed.comm.timeouts.connect": "0.5s"}):
+        for out in (tmp_path / "new" / "out", existing):
+            with pytest.raises(OSError, match=f"127.0.0.1:{port}"):
+                run_batch(pairs, out, source=edr, settings={"batch.scheduler": f"tcp://127.0.0.1:{port}",
+                                                            "batch.progress": False})
+    assert not (tmp_path / "new" / "out").exists()
+    assert (existing / "notes.txt").read_text() == "mine\n"
+
+
 def test_a_scheduler_named_by_the_settings_is_connected_as_ctxdask_connects(tmp_path, cluster_client):
     """``batch.scheduler``: versions checked, and programs stopped with their worker (the plugin)."""
     edr = make_images(tmp_path / "edr", P1)
