@@ -69,6 +69,8 @@ def capabilities(programs: dict[str, ProgramInfo], isis: IsisEnvironment,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``ctxdask doctor``."""
+    parser.epilog = ("exit status: 0 when every configured step can run here with the real programs; 1 when a "
+                     "program is missing or is a test stand-in (the report says which, and what still works)")
     parser.add_argument("--json", action="store_true", help="print a JSON report for scripts")
 
 
