@@ -291,6 +291,11 @@ def find_pairs(
     pandas.DataFrame
         One row per pair, best first: ``left``, ``right``, ``score``, the
         metrics of :func:`pair_metrics`, and each image's angles, GSD and time.
+        ``attrs["funnel"]`` says how many images and pairs each criterion
+        rejected (each counted on its own, so one can reject what another
+        also does): ``images``, ``unknown_geometry``, ``image_rejects``,
+        ``usable_images``, ``overlapping_pairs``, ``same_orbit``,
+        ``pair_rejects``, ``pairs``.
     """
     criteria = criteria or PairCriteria.from_config()
     frame = index if isinstance(index, pd.DataFrame) else _read(index, storage_options)
@@ -305,22 +310,28 @@ def find_pairs(
     lons = sign * np.stack([pd.to_numeric(frame[f"{c}_LONGITUDE"]).to_numpy(float, na_value=np.nan)
                             for c in CORNERS], 1)
 
-    usable = np.isfinite(lats).all(1) & np.isfinite(lons).all(1) & (np.abs(lats) <= 90).all(1)
-    usable &= np.isfinite(geom["look"]).all(1) & np.isfinite(geom["sun_h"]).all(1)
+    known = np.isfinite(lats).all(1) & np.isfinite(lons).all(1) & (np.abs(lats) <= 90).all(1)
+    known &= np.isfinite(geom["look"]).all(1) & np.isfinite(geom["sun_h"]).all(1)
     if "TARGET_NAME" in frame:
-        usable &= frame["TARGET_NAME"].fillna("").astype(str).str.upper().eq("MARS").to_numpy()
+        known &= frame["TARGET_NAME"].fillna("").astype(str).str.upper().eq("MARS").to_numpy()
+    # each image criterion, on its own: the funnel tells a user which one left no pair
     with np.errstate(invalid="ignore"):
-        usable &= geom["emission"] <= criteria.max_emission
-        usable &= (geom["incidence"] >= criteria.min_incidence) & (geom["incidence"] <= criteria.max_incidence)
-        usable &= ~(geom["phase"] > criteria.max_phase)  # a missing phase does not exclude
+        image_tests = {
+            "max-emission": geom["emission"] <= criteria.max_emission,
+            "min-incidence/max-incidence": (geom["incidence"] >= criteria.min_incidence)
+            & (geom["incidence"] <= criteria.max_incidence),
+            "max-phase": ~(geom["phase"] > criteria.max_phase),  # a missing phase does not exclude
+        }
     if bbox is not None:
         w, s, e, n = (float(v) for v in bbox)
         box_east = (w, s, e, n) if sign > 0 else (-e, s, -w, n)
-        usable &= _in_bbox(lats, lons, box_east)
+        image_tests["bbox"] = _in_bbox(lats, lons, box_east)
+    usable = known & np.logical_and.reduce(list(image_tests.values()))
 
     rows = np.flatnonzero(usable)
     a, b = _candidates(lats[rows], lons[rows])
     a, b = rows[a], rows[b]
+    overlapping = len(a)
     if "ORBIT_NUMBER" in frame:  # one orbit's images are taken minutes apart from one track: no stereo
         orbit = pd.to_numeric(frame["ORBIT_NUMBER"], errors="coerce").to_numpy(float, na_value=np.nan)
         keep = ~(orbit[a] == orbit[b])
@@ -329,15 +340,25 @@ def find_pairs(
     metrics = pair_metrics(geom, a, b)
     c = criteria
     with np.errstate(invalid="ignore"):
-        ok = (
-            (metrics["iou"] >= c.min_overlap)
-            & metrics["convergence"].between(c.min_convergence, c.max_convergence)
-            & metrics["parallax_height"].between(c.min_parallax_height, c.max_parallax_height)
-            & (metrics["shadow_tip_distance"] <= c.max_shadow_tip_distance)
-            & (metrics["solar_azimuth_difference"] <= c.max_solar_azimuth_difference)
-            & ~(metrics["gsd_ratio"] > c.max_gsd_ratio)  # unknown pixel scale does not exclude
-            & ~(metrics["solar_longitude_difference"] > c.max_solar_longitude_difference)
-        ).to_numpy()
+        pair_tests = {
+            "min-overlap": metrics["iou"] >= c.min_overlap,
+            "min-convergence/max-convergence": metrics["convergence"].between(c.min_convergence,
+                                                                               c.max_convergence),
+            "min-parallax-height/max-parallax-height": metrics["parallax_height"].between(
+                c.min_parallax_height, c.max_parallax_height),
+            "max-shadow-tip-distance": metrics["shadow_tip_distance"] <= c.max_shadow_tip_distance,
+            "max-solar-azimuth-difference": metrics["solar_azimuth_difference"] <= c.max_solar_azimuth_difference,
+            "max-gsd-ratio": ~(metrics["gsd_ratio"] > c.max_gsd_ratio),  # unknown pixel scale does not exclude
+            "max-solar-longitude-difference": ~(metrics["solar_longitude_difference"]
+                                                > c.max_solar_longitude_difference),
+        }
+    ok = np.logical_and.reduce([t.to_numpy() for t in pair_tests.values()]) if len(a) else np.zeros(0, bool)
+    funnel = {
+        "images": len(frame), "unknown_geometry": int((~known).sum()),
+        "image_rejects": {k: int((known & ~np.asarray(t)).sum()) for k, t in image_tests.items()},
+        "usable_images": len(rows), "overlapping_pairs": overlapping, "same_orbit": overlapping - len(a),
+        "pair_rejects": {k: int((~t.to_numpy()).sum()) for k, t in pair_tests.items()}, "pairs": int(ok.sum()),
+    }
     a, b, metrics = a[ok], b[ok], metrics[ok].reset_index(drop=True)
 
     # LEFT is the earlier image (then the smaller id)
@@ -366,7 +387,9 @@ def find_pairs(
                                     for xs, ys in zip(east, lats[idx])]
     out = out.sort_values(["score", "left", "right"], ascending=[False, True, True], kind="stable")
     out = out.reset_index(drop=True)
-    return out.head(limit) if limit is not None else out
+    out = out.head(limit) if limit is not None else out
+    out.attrs["funnel"] = funnel
+    return out
 
 
 def _read(index: Any, storage_options: dict | None) -> pd.DataFrame:

@@ -49,7 +49,27 @@ def run(args: argparse.Namespace) -> int:
                        longitude_direction="east" if args.east else "west")
     listing, scores = write_pairs(pairs, args.out, scores_path=args.scores)
     print(f"{len(pairs)} pairs -> {listing} (scores: {scores})")
+    print(_funnel_text(pairs.attrs.get("funnel"), explain=pairs.empty))
     for row in pairs.head(5).itertuples():
         print(f"  {row.left} {row.right}  score {row.score:.3f}  IoU {row.iou:.2f}  "
               f"convergence {row.convergence:.1f}  p/h {row.parallax_height:.2f}")
     return 0
+
+
+def _funnel_text(funnel: dict | None, *, explain: bool) -> str:
+    """How the index became the list; with ``explain``, what each criterion (option) rejected."""
+    if not funnel:
+        return ""
+    text = (f"  from {funnel['images']} images, {funnel['usable_images']} usable; "
+            f"{funnel['overlapping_pairs']} overlapping pairs ({funnel['same_orbit']} of one orbit)")
+    if explain:
+        rejects = [("images", funnel["image_rejects"], funnel["images"] - funnel["unknown_geometry"]),
+                   ("pairs", funnel["pair_rejects"], funnel["overlapping_pairs"] - funnel["same_orbit"])]
+        for what, counts, among in rejects:
+            worst = sorted(((n, k) for k, n in counts.items() if n), reverse=True)
+            if worst:
+                text += (f"\n  {what} rejected, of {among}, by each criterion on its own (settings "
+                         f"catalog.pairs.*): " + ", ".join(f"{k} {n}" for n, k in worst))
+        if funnel["unknown_geometry"]:
+            text += f"\n  {funnel['unknown_geometry']} images without usable geometry or not of Mars"
+    return text

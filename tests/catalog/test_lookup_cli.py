@@ -101,4 +101,10 @@ def test_pairs_command(tmp_path, capsys):
     assert "2 pairs" in capsys.readouterr().out
     assert main(["pairs", str(label), "--out", str(out), "--min-overlap", "0.7"]) == 0
     assert out.read_text() == f"{A} {B}\n"
+    capsys.readouterr()
+    # no pair: the output says which criterion left none
+    assert main(["pairs", str(label), "--out", str(out), "--min-overlap", "0.99", "--max-emission", "0.5"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("0 pairs") and out.read_text() == ""
+    assert "by each criterion on its own" in text and "max-emission" in text, text
     assert main(["pairs", str(tmp_path / "missing.lbl"), "--out", str(out)]) == 1
