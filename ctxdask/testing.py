@@ -6,7 +6,8 @@ CHECKSUM (the unsigned 32-bit byte sum of the IMAGE object), and optional
 defects: zero-filled lost lines, saturated pixels, a wrong checksum,
 ``DATA_QUALITY_DESC = "ERROR"``. Pixels are a smooth synthetic scene with
 noise, dark-reference pixels with distinct even (A) and odd (B) channel
-levels, and every value deterministic for a given ``seed`` however the file
+levels in summing 1 (summing 2 adds an A and a B pixel into each sample, so
+one level, as ctxcal assumes), and every value deterministic for a given ``seed`` however the file
 is written in blocks.
 
 For flat-field work, ``make_edr(scene=Scene(...), flat=known_flat())`` writes
@@ -49,6 +50,15 @@ DEFAULT_LINE_SAMPLES = {(1, False): 5056, (1, True): 4096, (2, False): 2528, (2,
 
 #: mean raw levels of the synthetic dark-reference pixels, even (A) and odd (B) channel
 DARK_LEVELS = (18, 23)
+
+
+def dark_levels(summing: int) -> np.ndarray:
+    """Raw dark level of each channel parity: (A, B) in summing 1, the one summed channel twice in summing 2.
+
+    In summing 2 each sample adds two neighbouring CCD pixels, one of each read-out channel,
+    so the dark-reference columns no longer alternate (ctxcal takes one mean, DESIGN 4).
+    """
+    return np.array(DARK_LEVELS if summing == 1 else (sum(DARK_LEVELS) // 2,) * 2)
 
 _LABEL_TEMPLATE = """\
 PDS_VERSION_ID               = PDS3
@@ -163,7 +173,7 @@ def _reference_pixels(out: np.ndarray, layout: EDRLayout, rng: np.random.Generat
     dark = out[:, layout.dark_start : layout.dark_stop]
     noise = rng.integers(-1, 2, size=dark.shape, dtype=np.int8)
     parity = np.arange(dark.shape[1]) % 2
-    dark[:] = (np.where(parity == 0, DARK_LEVELS[0], DARK_LEVELS[1]) + noise).astype(np.uint8)
+    dark[:] = (dark_levels(layout.summing)[parity] + noise).astype(np.uint8)
     if layout.suffix_bytes:
         out[:, layout.active_stop :] = 35 + rng.integers(0, 3, size=(n, layout.suffix_bytes), dtype=np.uint8)
 
@@ -239,9 +249,9 @@ class _PhysicalModel:
                 raise ValueError(f"the flat needs {int(pixels.max(initial=0)) + layout.summing} detector pixels")
             # what the summed sample sees: the mean of its CCD pixels, as ctxcal assumes
             self.flat_row = flat[pixels] if layout.summing == 1 else (flat[pixels] + flat[pixels + 1]) / 2
-        # channel dark level under each active sample (even samples: A, odd: B), in DN
+        # channel dark level under each active sample (summing 1: even samples A, odd B), in DN
         parity = np.arange(layout.samples) % 2
-        self.dark_dn = SQROOT_TABLE[np.where(parity == 0, DARK_LEVELS[0], DARK_LEVELS[1])].astype(np.float64)
+        self.dark_dn = SQROOT_TABLE[dark_levels(layout.summing)[parity]].astype(np.float64)
         rng = np.random.default_rng([seed, 2000])
         wavelength = np.exp(rng.uniform(np.log(20.0), np.log(400.0), scene.waves))
         # no wave runs closer than 30 degrees to the track: such waves are stripes that no
