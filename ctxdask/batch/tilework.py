@@ -14,7 +14,10 @@ back through the driver's one ``as_completed``, handed here by
    the tile elsewhere) and closed by its outcome: a good tile's files come
    home through the driver's Deliverer into ``<out>/pairs/<pair>/tiles/<index>/``
    (its work dir is removed then); a transient failure is retried up to
-   ``batch.tile-retries`` times away from the workers it failed on.
+   ``batch.tile-retries`` times away from the workers it failed on; an ASP
+   error sends it again with the next parameter set (``tools.asp.tile-fallbacks``,
+   :func:`~ctxdask.tools.tiling.with_stereo_options`), and each row records
+   the set (``param_set``, ``param_label``).
 3. Once every tile has ended and is home, :func:`~ctxdask.batch.tiles.decide`:
    enough good tiles -> the mosaic steps are sent with the delivered tiles as
    upstream (pushed to the mosaics' worker, :mod:`~ctxdask.batch.push`);
@@ -24,6 +27,7 @@ back through the driver's one ``as_completed``, handed here by
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import pathlib
@@ -38,7 +42,7 @@ from ctxdask.batch.tiles import PairTiles, TilePlan, TilePlanTask, TilePolicy, T
 from ctxdask.settings import BatchSection
 from ctxdask.tools.recipe import Ref, StepCall
 from ctxdask.tools.tasks import RunOptions
-from ctxdask.tools.tiling import mosaic_calls, tile_call
+from ctxdask.tools.tiling import mosaic_calls, param_sets, tile_call, with_stereo_options
 
 __all__ = ["TileWork"]
 
@@ -81,7 +85,11 @@ class TileWork:
         self.settings = settings
         self.options = options
         self.retry_failed = retry_failed
-        self.policy = TilePolicy.from_config() if submitter.recipe.tile_step is not None else TilePolicy()
+        tiled = submitter.recipe.tile_step is not None
+        #: the stereo options a tile may run with: the recipe's, then its fallbacks
+        self.sets = param_sets(submitter.recipe.settings) if tiled else ()
+        self.policy = dataclasses.replace(TilePolicy.from_config(), sets=tuple(p.label for p in self.sets)) \
+            if tiled else TilePolicy()
         #: pair -> its tiles, until decided
         self.pairs: dict[str, PairTiles] = {}
         #: pair -> tile index -> the rendered stereo_tile call
@@ -129,12 +137,13 @@ class TileWork:
     def _submit(self, pair_id: str, index: int) -> None:
         tiles = self.pairs[pair_id]
         attempt = tiles.start(index)
-        call = self.calls[pair_id][index]
+        chosen = self.sets[tiles.param[index]]
+        call = with_stereo_options(self.calls[pair_id][index], chosen.options)
         step = StepTask(key=call.key, step=call.step, kind="recipe", scope="pair", subject=pair_id,
                         timeout=float(self.options.timeouts.get(call.step, call.timeout)), call=call,
                         needs=tuple(call.upstream))
-        self.submitter.submit_tile(TileTask(pair_id, tiles.tiles[index], attempt, step, self.submitter.run_tag),
-                                   avoid=tiles.avoid(index))
+        self.submitter.submit_tile(TileTask(pair_id, tiles.tiles[index], attempt, step, self.submitter.run_tag,
+                                            param_set=chosen.index), avoid=tiles.avoid(index))
 
     # -------------------------------------------------------------- attempts
     def started(self, msg: dict) -> None:
@@ -149,7 +158,8 @@ class TileWork:
                                      error=f"worker {worker} left while the tile ran")
         task: TileTask = t.task
         row = self.db.start_tile_attempt(task.pair_id, task.tile, run_id=self.run_id, dask_key=key,
-                                         worker=msg["worker"], host=msg.get("host", ""), started=msg.get("started"))
+                                         worker=msg["worker"], host=msg.get("host", ""), started=msg.get("started"),
+                                         **self._param_fields(task))
         self.rows[key] = (row, msg["worker"])
 
     def attempt_done(self, t: Tracked, result) -> list[Outcome]:
@@ -164,7 +174,8 @@ class TileWork:
         row, _ = self.rows.pop(task.dask_key, (None, None))
         if row is None:  # no start event arrived (the worker died at once): record the attempt anyway
             row = self.db.start_tile_attempt(pair_id, task.tile, run_id=self.run_id, dask_key=task.dask_key,
-                                             worker=outcome.worker, host=outcome.host, started=outcome.started)
+                                             worker=outcome.worker, host=outcome.host, started=outcome.started,
+                                             **self._param_fields(task))
         self.db.end_tile_attempt(row, _ATTEMPT_STATUS.get(outcome.status, "failed"),
                                  ended=outcome.ended or tracking.now(), duration=outcome.duration,
                                  exit_code=outcome.exit_code, log_path=outcome.log_path, error=outcome.error,
@@ -180,10 +191,12 @@ class TileWork:
         del self.state.tiles[task.dask_key]
         kind = outcome.info.get("failure_kind")
         if verdict == "retry":
-            self.db.set_tile(pair_id, index, "pending", failure_kind=kind, error=tiles.reason[index])
+            self.db.set_tile(pair_id, index, "pending", failure_kind=kind, error=tiles.reason[index],
+                             **self._param_fields(task))
             self._submit(pair_id, index)
         else:
-            self.db.set_tile(pair_id, index, tiles.state[index], failure_kind=kind, error=tiles.reason[index])
+            self.db.set_tile(pair_id, index, tiles.state[index], failure_kind=kind, error=tiles.reason[index],
+                             **self._param_fields(task))
         return self._maybe_decide(pair_id)
 
     def delivered(self, t: Tracked, cf) -> list[Outcome]:
@@ -205,11 +218,17 @@ class TileWork:
         roles = {role: os.path.relpath(dest / os.path.relpath(p, outcome.result.workdir), self.out)
                  for role, p in outcome.result.outputs.items()}
         sha = {os.path.relpath(d.path, self.out): d.sha256 for d in delivered}
-        self.db.set_tile(pair_id, index, "done", outputs=roles, sha256=sha, error=None, failure_kind=None)
+        self.db.set_tile(pair_id, index, "done", outputs=roles, sha256=sha, error=None, failure_kind=None,
+                         **self._param_fields(task))
         # its outputs are home: the mosaics get them from there (pushed), so its work dir goes now
         if self.settings.cleanup_scratch and outcome.worker:
             self.state.to_clean.setdefault(outcome.worker, []).append(outcome.result.workdir)
         return self._maybe_decide(pair_id)
+
+    def _param_fields(self, task: TileTask) -> dict:
+        """The parameter set of an attempt, as its rows record it (index and label)."""
+        chosen = self.sets[task.param_set] if task.param_set < len(self.sets) else None
+        return {"param_set": task.param_set, "param_label": chosen.label if chosen else None}
 
     def _note_scratch(self, pair_id: str, outcome: Outcome, failed: bool = False) -> None:
         """What an attempt left on its worker besides a work dir that goes home: removed with the pair."""

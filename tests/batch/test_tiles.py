@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -58,6 +59,32 @@ def test_policy_retries_transient_failures_only():
     decision = state.decision()
     assert decision.ok and decision.done == (0, 1) and set(decision.holes) == {2, 3}
     assert decision.holes[2] == "error: error happened" and "holes at tiles 2, 3" in decision.message
+
+
+def test_an_asp_error_moves_the_tile_to_the_next_parameter_set():
+    tiles = [Tile(i, 16 * i, 0, 16, 16, 4) for i in range(2)]
+    state = PairTiles("p", tiles, TilePolicy(retries=1, sets=("asp_mgm", "asp_sgm", "asp_bm")))
+    for t in tiles:
+        state.start(t.index)
+    assert state.record(_outcome(0, "failed", "error")) == "retry" and state.param[0] == 1
+    state.start(0)
+    # a transient failure retries the same set (up to retries), then it is final: no fallback for a mad tile
+    assert state.record(_outcome(0, "timeout", "timeout")) == "retry" and state.param[0] == 1
+    state.start(0)
+    assert state.record(_outcome(0, "failed", "error")) == "retry" and state.param[0] == 2
+    state.start(0)
+    assert state.record(_outcome(0)) == "done" and state.param[0] == 2
+    # every set failing: a hole whose reason says so
+    for expected in ("retry", "retry", "final"):
+        assert state.record(_outcome(1, "failed", "error")) == expected
+        state.start(1)
+    assert state.param[1] == 2 and state.tries[1] == 4
+    assert state.reason[1] == "error: error happened (every parameter set failed: asp_mgm; asp_sgm; asp_bm)"
+    decision = state.decision()
+    assert decision.done == (0,) and decision.holes == {1: state.reason[1]}
+    timed = PairTiles("p", tiles[:1], TilePolicy(retries=0, sets=("a", "b")))
+    timed.start(0)
+    assert timed.record(_outcome(0, "timeout", "timeout")) == "final" and timed.param[0] == 0
 
 
 def test_below_min_fraction_the_pair_fails_listing_tiles():
@@ -202,7 +229,8 @@ def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path, c
 
 
 def test_three_of_four_tiles_failing_fails_the_pair(tiled_client, tmp_path):
-    pair = _run(tiled_client, tmp_path, "0:fail,1:fail,2:fail", size="32x32")
+    with dask.config.set({"ctxdask.tools.asp.tile-fallbacks": []}):  # no fallback: an ASP error is final
+        pair = _run(tiled_client, tmp_path, "0:fail,1:fail,2:fail", size="32x32")
     assert pair.status == "failed"
     assert "3 of 4 tiles failed" in pair.error
     for i, name in ((0, "0_0_16_16"), (1, "16_0_16_16"), (2, "0_16_16_16")):
@@ -212,6 +240,53 @@ def test_three_of_four_tiles_failing_fails_the_pair(tiled_client, tmp_path):
         assert {r["tile_index"]: r["n"] for r in attempts} == {0: 1, 1: 1, 2: 1, 3: 1}  # errors are not retried
         assert db.rows("SELECT status, error FROM pairs")[0]["status"] == "failed"
     assert not (tmp_path / "out" / "pairs" / PAIR / "results").exists()
+
+
+def test_a_tile_mgm_cannot_correlate_is_made_by_the_next_parameter_set(tiled_client, tmp_path):
+    # tile 1 fails under MGM only (ASP's "ERROR: ... Not enough valid matches", exit 1); tile 2 under every algorithm
+    calls = tmp_path / "calls.jsonl"
+    pair = _run(tiled_client, tmp_path, "1:fail/asp_mgm,2:fail", size="32x32",
+                policy=TilePolicy(retries=0, min_fraction=0.7), extra_env={"CTXDASK_STANDIN_CALLS": str(calls)})
+    assert pair.status == "done", pair.error
+    assert pair.done == (0, 1, 3) and set(pair.holes) == {2}
+    assert pair.holes[2].startswith("error: ") and pair.holes[2].endswith(
+        "(every parameter set failed: asp_mgm; asp_sgm, corr-kernel 7 7; asp_bm, corr-kernel 35 35, subpixel-mode 3)")
+    with _db(tmp_path) as db:
+        rows = {r["tile_index"]: r for r in tile_rows(db, PAIR)}
+    assert (rows[1]["param_set"], rows[1]["param_label"]) == (1, "asp_sgm, corr-kernel 7 7")
+    assert [(a["param_set"], a["status"], a["failure_kind"]) for a in rows[1]["attempt_rows"]] == \
+        [(0, "failed", "error"), (1, "done", None)]
+    assert [(a["param_set"], a["status"]) for a in rows[2]["attempt_rows"]] == [(0, "failed"), (1, "failed"),
+                                                                               (2, "failed")]
+    assert rows[0]["param_set"] == rows[3]["param_set"] == 0 and len(rows[0]["attempt_rows"]) == 1
+    # each set reached stereo_tile as its own options, replacing the configured ones
+    import json
+
+    argvs = [c["argv"] for c in map(json.loads, calls.read_text().splitlines()) if c["program"] == "stereo_tile"
+             and c["argv"][c["argv"].index("--tile-index") + 1] == "2"]
+    assert [(a[a.index("--stereo-algorithm") + 1], a[a.index("--subpixel-mode") + 1],
+             a[a.index("--corr-kernel") + 1] if "--corr-kernel" in a else None) for a in argvs] == \
+        [("asp_mgm", "9", None), ("asp_sgm", "9", "7"), ("asp_bm", "3", "35")]
+    # the DEM has no hole at tile 1 (stand-in tile DEMs hold -1500 - index), one at tile 2
+    with rasterio.open(tmp_path / "out" / "pairs" / PAIR / "results" / "out-DEM.tif") as src:
+        data = src.read(1)
+        assert set(np.unique(data[data != src.nodata]).tolist()) == {-1500.0, -1501.0, -1503.0}
+    # the provenance says which set made each tile
+    record = json.loads((tmp_path / "out" / "pairs" / PAIR / "provenance.json").read_text())
+    assert {t["index"]: (t["status"], t["param_set"]) for t in record["tiles"]} == \
+        {0: ("done", 0), 1: ("done", 1), 2: ("failed", 2), 3: ("done", 0)}
+    assert record["tiles"][1]["param_label"] == "asp_sgm, corr-kernel 7 7"
+    # the tile map colours tile 1 by its set (purple), tile 0 as done first try (green)
+    from PIL import Image
+
+    from ctxdask.report.tilemap import tile_map_for_pair
+    from ctxdask.tracking import BatchView
+
+    with BatchView(tmp_path / "out" / "ctxdask-batch.sqlite") as view:
+        png = tile_map_for_pair(view, tmp_path / "out", PAIR, tmp_path / "map.png", size=400)
+    image = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    (_, g0, b0), (r1, g1, b1) = image[10 + 150, 10 + 100], image[10 + 150, 10 + 300]
+    assert g0 - b0 > 15 and b1 - g1 > 15 and r1 - g1 > 15, (image[160, 110], image[160, 310])
 
 
 def _ppid(pid: int) -> int:
