@@ -326,6 +326,11 @@ class PairTiles:
         self.tries[index] += 1
         return self.tries[index]
 
+    def hedge(self, index: int) -> int:
+        """A duplicate of the running attempt at ``index`` is sent; return its attempt number."""
+        self.tries[index] += 1
+        return self.tries[index]
+
     def avoid(self, index: int) -> list[str]:
         """Workers a retry of ``index`` should avoid (those its earlier attempts ran on)."""
         return list(self.workers[index])

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import pathlib
+import time
 
 from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer
+from ctxdask.batch.hedging import Hedger, free_workers
 from ctxdask.batch.model import Outcome, StepTask
 from ctxdask.batch.push import driver_outcome
 from ctxdask.batch.state import RunState, Tracked
@@ -45,6 +48,12 @@ from ctxdask.tools.tasks import RunOptions
 from ctxdask.tools.tiling import mosaic_calls, param_sets, tile_call, with_stereo_options
 
 __all__ = ["TileWork"]
+
+logger = logging.getLogger(__name__)
+
+#: suffix of a hedged duplicate's work dir: its own, so the two attempts never share one (a LocalCluster's
+#: workers share their scratch)
+HEDGE_SUFFIX = "-hedge"
 
 _ATTEMPT_STATUS = {"done": "done", "timeout": "timeout", "interrupted": "interrupted"}
 
@@ -100,6 +109,9 @@ class TileWork:
         self.rows: dict[str, tuple[int, str]] = {}
         #: the run is stopping: tiles landing now send no mosaic
         self.stopped = False
+        #: straggler hedging (batch.hedge-factor): which attempts are due, and each hedged attempt's twin
+        self.hedger = Hedger(settings.hedge_factor, settings.hedge_after_seconds)
+        self.twin: dict[str, str] = {}
 
     # ------------------------------------------------------------------ plan
     def planned(self, task: TilePlanTask, result) -> list[Outcome]:
@@ -161,6 +173,7 @@ class TileWork:
                                          worker=msg["worker"], host=msg.get("host", ""), started=msg.get("started"),
                                          **self._param_fields(task))
         self.rows[key] = (row, msg["worker"])
+        self.hedger.started(key, task.pair_id, task.tile.index, time.monotonic(), msg["worker"])
 
     def attempt_done(self, t: Tracked, result) -> list[Outcome]:
         """Record how a tile attempt ended; deliver, retry, or settle the tile."""
@@ -181,8 +194,19 @@ class TileWork:
                                  exit_code=outcome.exit_code, log_path=outcome.log_path, error=outcome.error,
                                  failure_kind=outcome.info.get("failure_kind"))
         self._note_scratch(pair_id, outcome)
+        self.hedger.ended(task.dask_key, outcome.duration if outcome.ok else None)
+        twin = self.twin.pop(task.dask_key, None)
+        if twin is not None:
+            self.twin.pop(twin, None)
+            other = self.state.tiles.get(twin)
+            if other is not None and other.future is not None and other.outcome is None:
+                if not outcome.ok:  # the tile's fate is its twin's, still running
+                    del self.state.tiles[task.dask_key]
+                    return []
+                self._supersede(twin, task.dask_key)
         tiles = self.pairs[pair_id]
         verdict = tiles.record(outcome)
+        self.hedger.done_tile(pair_id, index)
         if verdict == "done":
             dest = self.out / "pairs" / pair_id / "tiles" / f"{index:03d}"
             self.deliveries[self.deliverer.submit(outcome, dest)] = task.dask_key
@@ -198,6 +222,58 @@ class TileWork:
             self.db.set_tile(pair_id, index, tiles.state[index], failure_kind=kind, error=tiles.reason[index],
                              **self._param_fields(task))
         return self._maybe_decide(pair_id)
+
+    # ---------------------------------------------------------------- hedging
+    def hedge(self) -> None:
+        """Send a duplicate of each straggling tile attempt to another worker with room (:mod:`~ctxdask.batch.hedging`).
+
+        Called once a second; the scheduler is asked about free slots only
+        when an attempt is due, and each worker takes one duplicate per call.
+        """
+        if self.stopped:
+            return
+        due = [k for k in self.hedger.due(time.monotonic())
+               if k in self.state.tiles and self.state.tiles[k].task.pair_id in self.pairs]
+        if not due:
+            return
+        state = self.state
+        used = {k: t.resources for k, t in state.tiles.items() if t.future is not None}
+        used.update({k: t.resources for k, t in state.tracked.items() if t.future is not None and t.group is None})
+        used.update({k: g.resources for k, g in state.groups.items() if g.future is not None})
+        taken: set[str] = set()
+        for key in due:
+            t, run = state.tiles[key], self.hedger.running[key]
+            try:
+                room = free_workers(self.client, t.resources, used, exclude={run.worker, *taken})
+            except Exception as exc:  # noqa: BLE001 - hedging is an optimisation: the tile runs on regardless
+                logger.warning("could not ask the scheduler for free workers to hedge %s: %s", key, exc)
+                return
+            if room:
+                taken.add(room[0])
+                self._duplicate(t.task, room[0])
+
+    def _duplicate(self, task: TileTask, worker: str) -> None:
+        """A second attempt at ``task``'s tile on ``worker``, in a work dir of its own."""
+        tiles = self.pairs[task.pair_id]
+        call = dataclasses.replace(task.step.call, key=task.step.call.key + HEDGE_SUFFIX)
+        dup = dataclasses.replace(task, attempt=tiles.hedge(task.tile.index),
+                                  step=dataclasses.replace(task.step, key=call.key, call=call))
+        self.submitter.submit_tile(dup, workers=[worker])
+        self.twin[task.dask_key], self.twin[dup.dask_key] = dup.dask_key, task.dask_key
+        self.hedger.hedged.add((task.pair_id, task.tile.index))
+        logger.info("tile %d of %s: a duplicate attempt on %s", task.tile.index, task.pair_id, worker)
+
+    def _supersede(self, key: str, winner: str) -> None:
+        """Stop the losing twin ``key``: its future released (its worker kills the program), its row superseded."""
+        t = self.state.tiles.pop(key)
+        future, t.future = t.future, None
+        future.cancel()  # the task turns cancelled on its worker: the runner's cancel check kills its process group
+        self.hedger.ended(key)
+        row, worker = self.rows.pop(key, (None, None))
+        if row is not None:
+            self.db.end_tile_attempt(row, "superseded", error=f"its duplicate {winner} finished first; stopped")
+            # what it left on its worker (its work dir, or its .failed) goes with the pair
+            self.state.note_copies(t.task.pair_id, worker, [t.task.step.key])
 
     def delivered(self, t: Tracked, cf) -> list[Outcome]:
         """A good tile's delivery ended: the tile is done (home, checksummed), or it is a hole."""

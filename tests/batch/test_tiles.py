@@ -145,14 +145,15 @@ def tiled_client():
 
 
 def _run(client, tmp: pathlib.Path, faults: str = "", *, size: str = "64x48", tile_timeout: float = 30.0,
-         policy: TilePolicy | None = None, retry_failed: bool = False, extra_env: dict | None = None):
+         policy: TilePolicy | None = None, retry_failed: bool = False, extra_env: dict | None = None,
+         settings: dict | None = None):
     """A tiled batch of the pair (``run_batch``); how the pair ended, from the database."""
     env = {"CTXDASK_STANDIN_TILE_FAULTS": faults, "CTXDASK_STANDIN_TILE_COUNTS": str(tmp / "counts"),
            "CTXDASK_STANDIN_MAP_SIZE": size, "CTXDASK_STANDIN_TILE_STARTED": str(tmp / "started.txt"),
            **(extra_env or {})}
     policy = policy or TilePolicy(retries=2, min_fraction=0.9)
     run_tiled(client, tmp, env=env, tile_timeout=tile_timeout, retries=policy.retries,
-              min_fraction=policy.min_fraction, retry_failed=retry_failed)
+              min_fraction=policy.min_fraction, retry_failed=retry_failed, settings=settings)
     return pair_end(tmp / "out", PAIR)
 
 
@@ -287,6 +288,49 @@ def test_a_tile_mgm_cannot_correlate_is_made_by_the_next_parameter_set(tiled_cli
     image = np.asarray(Image.open(png).convert("RGB")).astype(int)
     (_, g0, b0), (r1, g1, b1) = image[10 + 150, 10 + 100], image[10 + 150, 10 + 300]
     assert g0 - b0 > 15 and b1 - g1 > 15 and r1 - g1 > 15, (image[160, 110], image[160, 310])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_straggling_tile_is_hedged_and_its_duplicate_wins(tiled_client, tmp_path):
+    # tile 3 is slow on its first attempt only (well inside its deadline); a duplicate on the other worker wins
+    pids = tmp_path / "pids.txt"
+    pair = _run(tiled_client, tmp_path, "3:slow=50@1", size="32x32", extra_env={"CTXDASK_STANDIN_PIDFILE": str(pids)},
+                tile_timeout=60.0, settings={"batch.hedge-factor": 2.0, "batch.hedge-after-seconds": 1.0})
+    assert pair.status == "done" and pair.done == (0, 1, 2, 3), pair
+    with _db(tmp_path) as db:
+        rows = {r["tile_index"]: r for r in tile_rows(db, PAIR)}
+        products = db.rows("SELECT path, key FROM products WHERE path LIKE ?", (f"pairs/{PAIR}/tiles/003/%",))
+    three = rows[3]["attempt_rows"]
+    assert [(a["status"], "-003-hedge-" in a["dask_key"]) for a in three] == \
+        [("superseded", False), ("done", True)], three
+    assert three[0]["worker"] != three[1]["worker"] and "finished first" in three[0]["error"]
+    assert all(len(r["attempt_rows"]) == 1 for i, r in rows.items() if i != 3)
+    # done once, delivered once: the files home are the duplicate's
+    assert rows[3]["status"] == "done" and products and {p["key"] for p in products} == {
+        f"stereo_tile-{PAIR}-003-hedge"}
+    # the tile was made well before its slow first attempt would have ended (20 s)
+    import datetime
+
+    stamp = datetime.datetime.fromisoformat
+    assert (stamp(three[1]["ended"]) - stamp(three[0]["started"])).total_seconds() < 15, three
+    # the loser's stereo_tile was stopped: no stand-in process of the run is left
+    started = {tuple(line.split()[:2]): int(line.split()[2]) for line in (tmp_path / "started.txt").read_text()
+               .splitlines()}
+    assert ("3", "1") in started and ("3", "2") in started
+    # (left alone, the slow attempt would still be sleeping now)
+    assert time.time() - stamp(three[0]["started"]).timestamp() < 45
+    every = [int(line.split()[1]) for line in pids.read_text().splitlines()] + list(started.values())
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in every) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in every if _alive(p)]
 
 
 def _ppid(pid: int) -> int:

@@ -77,6 +77,8 @@ Behaviour on request, through the environment:
     (stereo_corr died of a signal: stereo_tile prints only "Stereo step
     stereo_corr failed" and exits 1), ``no-dem`` (point2dem failed with an
     ``ERROR:`` line; stereo_tile ignores its status and exits 0).
+    ``slow=SECONDS`` is no fault: that attempt sleeps SECONDS more and then works (a straggler,
+    e.g. ``3:slow=10@1``: slow on its first attempt only, so a duplicate can win).
 ``CTXDASK_STANDIN_TILE_COUNTS``
     Folder where each tile's attempts are counted (one file per left image
     and tile index, under ``flock``), so attempts count across processes
@@ -595,6 +597,9 @@ def stereo_tile(argv: list[str], fault: str | None) -> None:
     if delay:
         time.sleep(delay)
     fault = tile_fault(opt.tile_index, attempt, _algorithm(args, opt.stereo_file)) or fault
+    if fault and fault.startswith("slow="):
+        time.sleep(float(fault.removeprefix("slow=")))
+        fault = None
     if fault not in (None, "no-dem", "partial", "child-crash", "fail"):
         _apply_fault(fault)
     if runs("pprc"):
