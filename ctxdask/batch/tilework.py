@@ -268,10 +268,12 @@ class TileWork:
         t = self.state.tiles.pop(key)
         future, t.future = t.future, None
         future.cancel()  # the task turns cancelled on its worker: the runner's cancel check kills its process group
+        run = self.hedger.running.get(key)
         self.hedger.ended(key)
         row, worker = self.rows.pop(key, (None, None))
         if row is not None:
-            self.db.end_tile_attempt(row, "superseded", error=f"its duplicate {winner} finished first; stopped")
+            self.db.end_tile_attempt(row, "superseded", error=f"its duplicate {winner} finished first; stopped",
+                                     duration=time.monotonic() - run.since if run else None)
             # what it left on its worker (its work dir, or its .failed) goes with the pair
             self.state.note_copies(t.task.pair_id, worker, [t.task.step.key])
 
