@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["Hedger", "free_workers"]
 
@@ -98,14 +98,15 @@ class Hedger:
         return out
 
 
-def free_workers(client, needs: Mapping[str, float], used_by: Mapping[str, Mapping[str, float]],
+def free_workers(client, needs: Mapping[str, float], resources_of: Callable[[str], Mapping[str, float] | None],
                  exclude: Iterable[str] = ()) -> list[str]:
     """Workers (not in ``exclude``) with room now for a task that needs ``needs`` resources, emptiest first.
 
     The scheduler assigns a task with resources to a worker only while that
     worker has them free, so the keys it is processing say what is taken;
-    ``used_by`` gives the resources of this run's keys (others count as none).
-    Two scheduler queries: call only when a duplicate is due.
+    ``resources_of`` gives the resources of a key of this run (None for
+    others: they count as none). Two scheduler queries: call only when a
+    duplicate is due.
     """
     from ctxdask.daskcompat import live_workers
 
@@ -119,7 +120,7 @@ def free_workers(client, needs: Mapping[str, float], used_by: Mapping[str, Mappi
         have = dict(info.get("resources") or {})
         keys = processing.get(address, ())
         for key in keys:
-            for name, n in (used_by.get(key) or {}).items():
+            for name, n in (resources_of(key) or {}).items():
                 have[name] = have.get(name, 0) - n
         if all(have.get(name, 0) >= n for name, n in needs.items()) and (needs or len(keys) < info.get("nthreads", 1)):
             room.append((len(keys), address))

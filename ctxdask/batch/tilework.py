@@ -18,7 +18,13 @@ back through the driver's one ``as_completed``, handed here by
    error sends it again with the next parameter set (``tools.asp.tile-fallbacks``,
    :func:`~ctxdask.tools.tiling.with_stereo_options`), and each row records
    the set (``param_set``, ``param_label``).
-3. Once every tile has ended and is home, :func:`~ctxdask.batch.tiles.decide`:
+3. A straggler (running ``batch.hedge-factor`` times its pair's median tile
+   duration, and ``batch.hedge-after-seconds``) gets one duplicate on another
+   worker with room, in a work dir of its own (``<key>-hedge``); the first of
+   the two to finish wins, the other is stopped and recorded ``superseded``
+   (:mod:`~ctxdask.batch.hedging`). A twin that fails while the other runs
+   leaves the tile to it.
+4. Once every tile has ended and is home, :func:`~ctxdask.batch.tiles.decide`:
    enough good tiles -> the mosaic steps are sent with the delivered tiles as
    upstream (pushed to the mosaics' worker, :mod:`~ctxdask.batch.push`);
    otherwise the mosaic steps end ``failed`` listing the failed tiles
@@ -237,14 +243,16 @@ class TileWork:
         if not due:
             return
         state = self.state
-        used = {k: t.resources for k, t in state.tiles.items() if t.future is not None}
-        used.update({k: t.resources for k, t in state.tracked.items() if t.future is not None and t.group is None})
-        used.update({k: g.resources for k, g in state.groups.items() if g.future is not None})
+
+        def resources_of(key: str):
+            entry = state.groups.get(key) or state.tracked.get(key) or state.tiles.get(key)
+            return entry.resources if entry is not None else None
+
         taken: set[str] = set()
         for key in due:
             t, run = state.tiles[key], self.hedger.running[key]
             try:
-                room = free_workers(self.client, t.resources, used, exclude={run.worker, *taken})
+                room = free_workers(self.client, t.resources, resources_of, exclude={run.worker, *taken})
             except Exception as exc:  # noqa: BLE001 - hedging is an optimisation: the tile runs on regardless
                 logger.warning("could not ask the scheduler for free workers to hedge %s: %s", key, exc)
                 return

@@ -46,6 +46,6 @@ def test_free_workers_counts_the_slots_the_scheduler_has_given_out(monkeypatch):
                "w3": {"resources": {"stereo": 2}, "nthreads": 2}, "w4": {"resources": {}, "nthreads": 2}}
     monkeypatch.setattr(compat, "live_workers", lambda client: workers)
     client = types.SimpleNamespace(processing=lambda: {"w1": ["tile-a"], "w2": ["clean"], "w3": ["tile-b"]})
-    used = {"tile-a": {"stereo": 1}, "tile-b": {"stereo": 1}}
+    used = {"tile-a": {"stereo": 1}, "tile-b": {"stereo": 1}}.get
     assert free_workers(client, {"stereo": 1}, used) == ["w2", "w3"]
     assert free_workers(client, {"stereo": 1}, used, exclude={"w2"}) == ["w3"]
