@@ -335,6 +335,7 @@ class TileWork:
         if tiles is None or not tiles.finished or self.home.get(pair_id) or self.stopped:
             return []
         del self.pairs[pair_id]
+        self.hedger.forget_pair(pair_id)
         decision = tiles.decision()
         if not decision.ok:
             return self._no_mosaic(pair_id, "failed", decision.message)

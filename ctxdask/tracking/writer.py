@@ -237,7 +237,7 @@ class TrackingDB:
                           (*cols.values(), pair_id, index))
 
     def start_tile_attempt(self, pair_id: str, tile, *, run_id: int | None, dask_key: str, worker: str,
-                           host: str = "", started: str | None = None, param_set: int | None = None,
+                           host: str = "", started: str | None = None, param_set: int = 0,
                            param_label: str | None = None) -> int:
         """Record that an attempt at ``tile`` started (with parameter set ``param_set``, named ``param_label``);
         returns its row id and counts it on the tile."""
