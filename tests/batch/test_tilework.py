@@ -76,9 +76,12 @@ def work(tmp_path):
     db.register([pair], pair.images)
     deliveries: dict = {}
 
-    def make(min_fraction: float) -> TileWork:
-        with dask.config.set({"ctxdask.batch.min-tile-fraction": min_fraction, "ctxdask.batch.tile-retries": 1}):
-            return TileWork(None, state, db, 1, out=tmp_path / "out", submitter=_Submitter(recipe),
+    def make(min_fraction: float, fallbacks: list | None = None) -> TileWork:
+        """TileWork of the pair; without ``fallbacks`` (parameter sets) an ASP error is final."""
+        with dask.config.set({"ctxdask.batch.min-tile-fraction": min_fraction, "ctxdask.batch.tile-retries": 1,
+                              "ctxdask.tools.asp.tile-fallbacks": fallbacks or []}):
+            tiled = build_recipe(stereo_mode="tiled", lowres_dem="/dem.tif")
+            return TileWork(None, state, db, 1, out=tmp_path / "out", submitter=_Submitter(tiled),
                             deliverer=_Deliverer(), deliveries=deliveries, settings=BatchSection.from_config(),
                             options=RunOptions(work_dir=str(tmp_path / "scratch")))
 
@@ -134,6 +137,25 @@ def test_enough_good_tiles_send_the_mosaics_with_the_tiles_home(work):
     # the done tiles' work dirs go as soon as they are home; the failed attempt's stays with the pair
     assert sorted(state.to_clean) == ["w1", "w2"]
     assert state.loose_copies[PAIR] == {f"stereo_tile-{PAIR}-001", f"stereo_tile-{PAIR}-002"}
+
+
+def test_an_asp_error_sends_the_tile_again_with_the_next_parameter_set(work):
+    make, state, db, tmp = work
+    tw = make(0.7, fallbacks=[{"stereo-algorithm": "asp_sgm", "corr-kernel": [7, 7]}])
+    _plan(tw)
+    for i in (0, 1, 3):
+        _attempt(tw, state, tmp, i)
+    assert _attempt(tw, state, tmp, 2, "failed", "error") == []
+    again, _ = tw.submitter.tiles[-1]
+    argv = list(again.step.call.argv)
+    assert (again.tile.index, again.attempt, again.param_set) == (2, 2, 1)
+    assert argv[argv.index("--stereo-algorithm") + 1: argv.index("--stereo-algorithm") + 5] == \
+        ["asp_sgm", "--corr-kernel", "7", "7"]
+    assert again.step.key == f"stereo_tile-{PAIR}-002"  # the tile's own work dir and key
+    assert _attempt(tw, state, tmp, 2) == [] and len(tw.submitter.mosaics) == 1
+    row = next(r for r in db.tiles(PAIR) if r["tile_index"] == 2)
+    assert (row["status"], row["param_set"], row["param_label"]) == ("done", 1, "asp_sgm, corr-kernel 7 7")
+    assert [(a["param_set"], a["status"]) for a in db.tile_attempts(PAIR, 2)] == [(0, "failed"), (1, "done")]
 
 
 def test_too_few_good_tiles_end_the_mosaics_failed_listing_them(work):
