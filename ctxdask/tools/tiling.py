@@ -45,7 +45,9 @@ Exit codes
 :func:`failure_kind` turns that into what the retry policy needs: a timeout
 or a death by signal (of stereo_tile or, seen as a failure without an error
 message, of one of its programs) may pass on a rerun; an error ASP explains in
-the log will not.
+the log will not with the same options, so the tile runs again with the next
+:class:`ParamSet` (``tools.asp.tile-fallbacks``, laid over the configured
+stereo options by :func:`with_stereo_options`).
 """
 
 from __future__ import annotations
