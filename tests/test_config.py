@@ -146,8 +146,9 @@ def test_batch_settings_from_the_environment(tmp_path):
                           "threads": b.delivery_threads, "timeouts": dict(b.timeouts),
                           "cleanup": b.cleanup_scratch}))
     """, tmp_path, DASK_CTXDASK__BATCH__TILE_RETRIES="5", DASK_CTXDASK__BATCH__CHUNK_WINDOW="8",
-        DASK_CTXDASK__BATCH__TIMEOUTS__PAIR_QUALITY="60")
-    assert got["tiles"] == {"retries": 5, "min_fraction": 0.9}
+        DASK_CTXDASK__BATCH__TIMEOUTS__PAIR_QUALITY="60",
+        DASK_CTXDASK__TOOLS__ASP__TILE_FALLBACKS="[{'stereo-algorithm': 'asp_sgm'}]")
+    assert got["tiles"] == {"retries": 5, "min_fraction": 0.9, "sets": ["asp_mgm", "asp_sgm"]}
     assert (got["window"], got["threads"], got["cleanup"]) == (8, 2, True)
     assert got["timeouts"] == {"fetch": 3600, "validate": 1800, "quality": 1800, "pair_quality": 60}
 

@@ -44,6 +44,16 @@ def test_the_defaults_are_valid_and_are_the_yaml():
     ("quality.stretch-percentiles", [1.0], "ctxdask.quality.stretch-percentiles: [1.0] is not a list of 2 numbers"),
     ("tools.timeouts.spiceinit", "soon", "ctxdask.tools.timeouts.spiceinit: 'soon' is not a number"),
     ("quality.grade.snr", {"warn-beneath": 3}, "ctxdask.quality.grade.snr.warn-beneath: 'warn-beneath' is not one of"),
+    # a tile fallback: only stereo options stereo_tile passes on, with values the stereo programs accept
+    ("tools.asp.tile-fallbacks", [{"alignment-method": "epipolar"}],
+     "ctxdask.tools.asp.tile-fallbacks[0].alignment-method: not a stereo option a tile may change; allowed: "),
+    ("tools.asp.tile-fallbacks", [{"corr-kernel": [7, 7]}, {"corr-kernel": 7}],
+     "ctxdask.tools.asp.tile-fallbacks[1].corr-kernel: 7 is not 2 values"),
+    ("tools.asp.tile-fallbacks", [{"stereo-algorithm": "asp_sgm", "corr-kernel": [21, 21]}],
+     "ctxdask.tools.asp.tile-fallbacks[0].corr-kernel: asp_sgm needs an odd kernel between 3 and 9"),
+    ("tools.asp.tile-fallbacks", [{"stereo-algorithm": "asp_bm"}],
+     "ctxdask.tools.asp.tile-fallbacks[0].subpixel-mode: asp_bm takes a subpixel mode up to 6, not 9"),
+    ("batch.hedge-factor", -1, "ctxdask.batch.hedge-factor: -1"),
 ])
 def test_a_wrong_setting_is_named_with_what_it_may_be(key, value, message):
     with dask.config.set({f"ctxdask.{key}": value}), pytest.raises(SettingsError) as caught:
@@ -80,6 +90,8 @@ def _other(kind: Any, value: Any) -> Any:
         options = [a for a in typing.get_args(kind) if a is not type(None)]
         return _other(options[0], value if value is not None else None)
     if origin is tuple:
+        if value and isinstance(value[0], collections.abc.Mapping):  # a list of option sets: a shorter one
+            return [dict(v) for v in value[:-1]]
         return [v + 1.0 for v in value] if value else ["extra"]
     if origin is collections.abc.Mapping:
         return {str(k): _other(typing.get_args(kind)[1], v) for k, v in (value or {"x": None}).items()}

@@ -211,7 +211,8 @@ def finish_pair(db, out_dir: pathlib.Path, pair_id: str, images: Iterable[str], 
                 if found.lower().endswith(".img"):
                     edrs[pid] = found
     try:
-        if complete_provenance(path, rows, edrs, root=out_dir.parent.parent):
+        # tiled stereo: which parameter set made each tile (tools.asp.tile-fallbacks), and the holes
+        if complete_provenance(path, rows, edrs, root=out_dir.parent.parent, tiles=db.tiles(pair_id)):
             _rerecord(db, path, f"pair_quality-{pair_id}", pair_id)
     except (OSError, ValueError) as exc:  # the products stand without it
         logger.warning("%s: could not complete provenance.json: %s", pair_id, exc)

@@ -386,7 +386,8 @@ class ResultHandler:
                                 host=msg.get("host"), started=msg.get("started"), count_attempt=True)
 
     def watchdog(self) -> None:
-        """Give up on steps running ``watchdog-margin`` seconds past their deadline."""
+        """Give up on steps running ``watchdog-margin`` seconds past their deadline; hedge straggling tiles."""
+        self.tiles.hedge()
         state = self.state
         now = time.monotonic()
         for key in list(state.running):

@@ -311,15 +311,18 @@ class Submitter:
         state.tiles[key] = Tracked(plan, (prep["stereo_parse"].key, prep["mapproject_left"].key))
         state.queued.append(key)
 
-    def submit_tile(self, task: TileTask, avoid: Iterable[str] = ()) -> None:
+    def submit_tile(self, task: TileTask, avoid: Iterable[str] = (), workers: list[str] | None = None) -> None:
         """Send one tile attempt now, on a worker it has not failed on when there is one.
 
         No dask retries: the tile bookkeeping retries by failure kind. The
-        restriction is loose (any worker when no other has the resources).
+        restriction is loose (any worker when no other has the resources);
+        ``workers`` (a hedged duplicate's) is strict.
         """
         state, call = self.state, task.step.call
         avoid, extra = set(avoid), {}
-        if avoid:
+        if workers:
+            extra = dict(workers=list(workers), allow_other_workers=False)
+        elif avoid:
             others = [w for w, info in live_workers(self.client).items()
                       if w not in avoid and all(info.get("resources", {}).get(r, 0) >= n
                                                 for r, n in call.resources.items())]

@@ -21,7 +21,8 @@ holds the pieces that do not depend on how they are scheduled:
     runs are skipped; failed ones only with ``retry_failed``), what to do with
     each outcome (:class:`TilePolicy`: a timeout, a death by signal or a silent
     crash is retried up to ``retries`` more times, on another worker when there
-    is one; an error ASP explains is final).
+    is one; an error ASP explains moves the tile to the next parameter set of
+    ``tools.asp.tile-fallbacks``, and is final after the last).
 :func:`decide` (driver)
     The verdict (:class:`TileDecision`), a function of how the tiles ended:
     the pair gets a DEM from its good tiles when they are at least
@@ -46,7 +47,7 @@ from ctxdask.batch.work import execute
 from ctxdask.settings import BatchSection, Settings, SettingsError
 from ctxdask.settings import current as current_settings
 from ctxdask.tools.runner import read_tail
-from ctxdask.tools.tiling import TRANSIENT, Tile, failure_kind, read_tile_list
+from ctxdask.tools.tiling import TRANSIENT, Tile, failure_kind, param_sets, read_tile_list
 
 __all__ = ["PairTiles", "TileDecision", "TilePlan", "TilePlanTask", "TilePolicy", "TileTask", "decide", "plan_tiles",
            "run_tile"]
@@ -72,21 +73,31 @@ class TilePolicy:
     min_fraction : float
         Fraction of a pair's tiles that must succeed for the pair to get a DEM;
         setting ``batch.min-tile-fraction``.
+    sets : tuple of str
+        Labels of the parameter sets a tile may run with, in order: the
+        configured stereo options, then ``tools.asp.tile-fallbacks``
+        (:func:`~ctxdask.tools.tiling.param_sets`). An ASP error moves a tile
+        to the next set; one set: no fallback.
     """
 
     retries: int = _SHIPPED.tile_retries
     min_fraction: float = _SHIPPED.min_tile_fraction
+    sets: tuple[str, ...] = ("configured",)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_fraction <= 1.0:
             raise SettingsError("batch.min-tile-fraction", f"must be between 0 and 1, not {self.min_fraction}")
+        if not self.sets:
+            raise ValueError("a tile needs at least one parameter set")
 
     @classmethod
     def from_settings(cls, settings: Settings, /, *, retries: int | None = None,
                       min_fraction: float | None = None) -> TilePolicy:
-        """The policy of ``settings.batch``; overrides (``None`` ignored) checked like the yaml."""
+        """The policy of ``settings`` (``batch``, ``tools.asp.tile-fallbacks``); overrides (``None`` ignored)
+        checked like the yaml."""
         b = BatchSection.from_settings(settings, tile_retries=retries, min_tile_fraction=min_fraction)
-        return cls(retries=b.tile_retries, min_fraction=b.min_tile_fraction)
+        return cls(retries=b.tile_retries, min_fraction=b.min_tile_fraction,
+                   sets=tuple(p.label for p in param_sets(settings)))
 
     @classmethod
     def from_config(cls, **overrides: Any) -> TilePolicy:
@@ -168,6 +179,8 @@ class TileTask:
     attempt: int
     step: StepTask
     run_tag: str = ""
+    #: index of the parameter set ``step.call`` was rendered with (0: the configured stereo options)
+    param_set: int = 0
 
     @property
     def dask_key(self) -> str:
@@ -213,7 +226,7 @@ def run_tile(task: TileTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
     Returns
     -------
     Outcome
-        ``info`` holds ``pair``, ``index``, ``attempt``, ``bbox`` and, unless
+        ``info`` holds ``pair``, ``index``, ``attempt``, ``bbox``, ``param_set`` and, unless
         done, ``failure_kind`` (:func:`ctxdask.tools.tiling.failure_kind`) and
         ``transient``.
     """
@@ -223,7 +236,7 @@ def run_tile(task: TileTask, ctx: BatchContext, *upstream: Outcome) -> Outcome:
     # execute() announces steps for the step table; a tile is tracked in its own table
     outcome = execute(task.step, dataclasses.replace(ctx, topic=None), *upstream, alone=False)
     info = {**outcome.info, "pair": task.pair_id, "index": task.tile.index, "attempt": task.attempt,
-            "bbox": task.tile.bbox}
+            "bbox": task.tile.bbox, "param_set": task.param_set}
     if outcome.ok:
         return dataclasses.replace(outcome, info=info, files=_tile_files(outcome))
     log = read_tail(outcome.log_path, 200) if outcome.log_path else ""
@@ -286,6 +299,9 @@ class PairTiles:
         self.state: dict[int, TileState] = {}
         self.reason: dict[int, str] = {}
         self.tries: dict[int, int] = {i: 0 for i in self.tiles}
+        #: the parameter set each tile runs with now, and its transient retries with that set
+        self.param: dict[int, int] = {i: 0 for i in self.tiles}
+        self.retried: dict[int, int] = {i: 0 for i in self.tiles}
         self.workers: dict[int, list[str]] = {i: [] for i in self.tiles}
         self.outcomes: dict[int, Outcome] = {}
         previous = previous or {}
@@ -310,12 +326,22 @@ class PairTiles:
         self.tries[index] += 1
         return self.tries[index]
 
+    def hedge(self, index: int) -> int:
+        """A duplicate of the running attempt at ``index`` is sent; return its attempt number."""
+        self.tries[index] += 1
+        return self.tries[index]
+
     def avoid(self, index: int) -> list[str]:
         """Workers a retry of ``index`` should avoid (those its earlier attempts ran on)."""
         return list(self.workers[index])
 
     def record(self, outcome: Outcome) -> Literal["done", "retry", "final"]:
-        """Take a tile attempt's outcome; say whether it is done, to be retried, or finally failed."""
+        """Take a tile attempt's outcome; say whether it is done, to be retried, or finally failed.
+
+        A transient failure is retried with the same parameter set up to
+        ``policy.retries`` times; an ASP error moves the tile to the next set
+        (:attr:`param`), and is final only after the last one.
+        """
         index = int(outcome.info["index"])
         if outcome.worker:
             self.workers[index].append(outcome.worker)
@@ -328,9 +354,18 @@ class PairTiles:
         first = (outcome.error or outcome.status).strip().splitlines()[:1]
         # the runner's message goes on with the log path and tail: the first clause says it
         self.reason[index] = f"{kind}: {first[0].split('; log ')[0] if first else outcome.status}"
-        if kind in TRANSIENT and self.tries[index] <= self.policy.retries:
+        if kind in TRANSIENT and self.retried[index] < self.policy.retries:
+            self.retried[index] += 1
             self.state[index] = "pending"
             return "retry"
+        if kind == "error" and self.param[index] + 1 < len(self.policy.sets):
+            # ASP would say the same again with these options: the next set may correlate it
+            self.param[index] += 1
+            self.retried[index] = 0
+            self.state[index] = "pending"
+            return "retry"
+        if kind == "error" and len(self.policy.sets) > 1:
+            self.reason[index] += f" (every parameter set failed: {'; '.join(self.policy.sets)})"
         self.state[index] = "timeout" if kind == "timeout" else "failed"
         return "final"
 

@@ -184,12 +184,16 @@ def write_provenance(record: Mapping[str, Any], path: str | os.PathLike) -> path
 
 def complete_provenance(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]],
                         edrs: Mapping[str, str | os.PathLike] | None = None, *,
-                        root: str | os.PathLike | None = None) -> bool:
+                        root: str | os.PathLike | None = None,
+                        tiles: Iterable[Mapping[str, Any]] | None = None) -> bool:
     """Fill the runs a pair's ``provenance.json`` could not time from the tracking database.
 
     ``rows`` are step rows (key, started, ended, exit_code, host, log_path); a
     run without times takes them from its row. ``edrs`` (product id -> local
-    EDR path) adds missing EDR records. Returns whether the file changed.
+    EDR path) adds missing EDR records. ``tiles`` (tiled stereo: rows of the
+    ``tiles`` table) become ``tiles``: each tile's status, attempts and the
+    parameter set that made it (``param_set``, ``param_label``; a fallback of
+    ``tools.asp.tile-fallbacks`` when not 0). Returns whether the file changed.
 
     With ``root`` (the batch's output folder), the record stays one that
     travels with its folder: a log is named relative to the file's folder
@@ -226,6 +230,14 @@ def complete_provenance(path: str | os.PathLike, rows: Iterable[Mapping[str, Any
             known[pid] = edr_record(edr)
             if root is not None:  # an input, not a delivered file: its name, not where the driver read it
                 known[pid]["file"] = os.path.basename(known[pid].pop("path"))
+            changed = True
+    if tiles is not None:
+        listed = [{"index": t["tile_index"], "bbox": [t["x"], t["y"], t["width"], t["height"]],
+                   "status": t["status"], "attempts": t.get("attempts"), "param_set": t.get("param_set") or 0,
+                   "param_label": t.get("param_label"), **({"error": t["error"]} if t.get("error") else {})}
+                  for t in tiles]
+        if listed and record.get("tiles") != listed:
+            record["tiles"] = listed
             changed = True
     if changed:
         record["hosts"] = sorted(set(record.get("hosts", [])) | {s["host"] for s in record["steps"] if s.get("host")})

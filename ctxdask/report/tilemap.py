@@ -5,6 +5,8 @@
 
 - done on the first attempt (green),
 - done after a retry (blue),
+- done with a fallback parameter set (``tools.asp.tile-fallbacks``): a colour
+  per set (purple, teal, ...), named in the legend and in the tile's label,
 - timed out: its last attempt reached ``tools.timeouts.stereo_tile`` (orange),
 - failed: an error ASP explained, or crashes on every attempt (red, hatched),
 - not run yet, or interrupted (grey).
@@ -23,7 +25,7 @@ from typing import Any
 
 from ctxdask.tracking import BatchView
 
-__all__ = ["OUTCOMES", "draw_tile_map", "tile_map_for_pair", "tile_outcome"]
+__all__ = ["FALLBACK_COLOURS", "OUTCOMES", "draw_tile_map", "tile_map_for_pair", "tile_outcome"]
 
 #: outcome -> (label, RGB)
 OUTCOMES: dict[str, tuple[str, tuple[int, int, int]]] = {
@@ -35,13 +37,30 @@ OUTCOMES: dict[str, tuple[str, tuple[int, int, int]]] = {
 }
 
 
-def tile_outcome(status: str, attempts: int) -> str:
-    """The outcome class of a tile from its status and number of attempts."""
+#: colour of the tiles done with the n-th fallback parameter set (n = 1, 2, ...; cycled)
+FALLBACK_COLOURS: tuple[tuple[int, int, int], ...] = ((142, 68, 173), (0, 150, 136), (199, 21, 133))
+
+
+def tile_outcome(status: str, attempts: int, param_set: int = 0) -> str:
+    """The outcome class of a tile from its status, number of attempts and the parameter set that made it.
+
+    A tile done with the n-th fallback set is ``fallback<n>``.
+    """
     if status == "done":
+        if param_set:
+            return f"fallback{int(param_set)}"
         return "first" if attempts <= 1 else "retried"
     if status in ("timeout", "failed"):
         return status
     return "pending"
+
+
+def _style(outcome: str, labels: Mapping[int, str]) -> tuple[str, tuple[int, int, int]]:
+    """(legend label, colour) of an outcome class; a fallback set's colour by its index."""
+    if outcome.startswith("fallback"):
+        n = int(outcome.removeprefix("fallback"))
+        return f"done with {labels.get(n) or f'fallback {n}'}", FALLBACK_COLOURS[(n - 1) % len(FALLBACK_COLOURS)]
+    return OUTCOMES[outcome]
 
 
 def _ortho_image(path: str | os.PathLike, size: int):
@@ -76,7 +95,8 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
         One per tile: ``index``, ``footprint`` (``(xmin, ymin, xmax, ymax)``
         in the map projection) or, without one, pixel ``x``, ``y``,
         ``width``, ``height``; and ``outcome`` (a key of :data:`OUTCOMES`) or
-        ``status`` and ``attempts``.
+        ``status``, ``attempts`` and ``param_set`` (with ``param_label``, the
+        name of the set, for the legend).
     out : path
         The PNG to write.
     ortho : path, optional
@@ -93,6 +113,13 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
         # pixel rows grow downwards: flip them so the picture stays the right way up
         return (t["x"], -(t["y"] + t["height"]), t["x"] + t["width"], -t["y"])
 
+    def outcome_of(t):
+        return t.get("outcome") or tile_outcome(t.get("status", "pending"), int(t.get("attempts") or 0),
+                                                int(t.get("param_set") or 0))
+
+    labels = {int(t["param_set"]): t.get("param_label") for t in tiles if t.get("param_set")}
+    styles = {**OUTCOMES, **{f"fallback{n}": _style(f"fallback{n}", labels) for n in sorted(labels)
+                             if any(outcome_of(t) == f"fallback{n}" for t in tiles)}}
     boxes = {int(t["index"]): box(t) for t in tiles}
     background = _ortho_image(ortho, size) if ortho and os.path.isfile(ortho) else None
     every = list(boxes.values()) + ([background[1]] if background else [])
@@ -102,8 +129,8 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
     xmax, ymax = max(b[2] for b in every), max(b[3] for b in every)
     scale = size / max(xmax - xmin, ymax - ymin, 1e-9)
     width, height = max(1, round((xmax - xmin) * scale)), max(1, round((ymax - ymin) * scale))
-    columns = max(1, min(len(OUTCOMES), (width + 20) // 160))
-    legend_h = 28 + 18 * (-(-len(OUTCOMES) // columns)) + (18 if title else 0)
+    columns = max(1, min(len(styles), (width + 20) // 160))
+    legend_h = 28 + 18 * (-(-len(styles) // columns)) + (18 if title else 0)
     canvas = Image.new("RGBA", (width + 20, height + 20 + legend_h), (255, 255, 255, 255))
 
     def px(x, y):
@@ -118,8 +145,8 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
     draw = ImageDraw.Draw(overlay)
     font = ImageFont.load_default()
     for t in tiles:
-        outcome = t.get("outcome") or tile_outcome(t.get("status", "pending"), int(t.get("attempts") or 0))
-        colour = OUTCOMES[outcome][1]
+        outcome = outcome_of(t)
+        colour = styles[outcome][1] if outcome in styles else _style(outcome, labels)[1]
         (x0, y0), (x1, y1) = px(boxes[int(t["index"])][0], boxes[int(t["index"])][3]), \
             px(boxes[int(t["index"])][2], boxes[int(t["index"])][1])
         fill = 150 if outcome in ("failed", "timeout") else 70
@@ -132,6 +159,8 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
         label = str(t["index"])
         if int(t.get("attempts") or 0) > 1:
             label += f" x{int(t['attempts'])}"
+        if outcome.startswith("fallback") and t.get("param_label"):
+            label += f" {str(t['param_label']).split(',')[0]}"  # the set's algorithm
         lx0, ly0, lx1, ly1 = draw.textbbox((x0 + 4, y0 + 3), label, font=font)
         draw.rectangle([lx0 - 2, ly0 - 2, lx1 + 2, ly1 + 2], fill=(255, 255, 255, 220))
         draw.text((x0 + 4, y0 + 3), label, fill=(0, 0, 0, 255), font=font)
@@ -143,9 +172,9 @@ def draw_tile_map(tiles: Sequence[Mapping[str, Any]], out: str | os.PathLike, *,
         y += 18
     counts: dict[str, int] = {}
     for t in tiles:
-        key = t.get("outcome") or tile_outcome(t.get("status", "pending"), int(t.get("attempts") or 0))
+        key = outcome_of(t)
         counts[key] = counts.get(key, 0) + 1
-    for i, (key, (label, colour)) in enumerate(OUTCOMES.items()):
+    for i, (key, (label, colour)) in enumerate(styles.items()):
         lx, ly = 10 + (i % columns) * 160, y + (i // columns) * 18
         draw.rectangle([lx, ly + 2, lx + 12, ly + 14], fill=(*colour, 255))
         draw.text((lx + 18, ly + 2), f"{label}: {counts.get(key, 0)}", fill=(0, 0, 0, 255), font=font)
@@ -166,7 +195,8 @@ def tile_map_for_pair(view: BatchView, out_dir: str | os.PathLike, pair_id: str,
     if not rows:
         return None
     tiles = [{"index": r["tile_index"], "x": r["x"], "y": r["y"], "width": r["width"], "height": r["height"],
-             "footprint": r["footprint"], "status": r["status"], "attempts": r["attempts"]} for r in rows]
+             "footprint": r["footprint"], "status": r["status"], "attempts": r["attempts"],
+              "param_set": r.get("param_set") or 0, "param_label": r.get("param_label")} for r in rows]
     ortho_path = view.orthoimage_of(pair_id)
     ortho = pathlib.Path(out_dir) / ortho_path if ortho_path else None
     done = sum(t["status"] == "done" for t in tiles)

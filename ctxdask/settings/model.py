@@ -28,6 +28,7 @@ from ctxdask.settings.checks import (
     _kebab,
     _section,
 )
+from ctxdask.settings.stereo import check_fallbacks
 
 __all__ = ["Section", "Settings", "current", "validate"]
 
@@ -247,6 +248,10 @@ class AspSettings(Section):
     bundle_adjust_options: Mapping[str, Any]
     heights_from_dem: bool
     heights_from_dem_uncertainty: float = dataclasses.field(metadata=_above(0))
+    tile_fallbacks: tuple[Mapping[str, Any], ...]
+
+    def check(self) -> None:
+        check_fallbacks(self.tile_fallbacks, algorithm=self.stereo_algorithm, subpixel_mode=self.subpixel_mode)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -273,6 +278,8 @@ class BatchSection(Section):
     retries: int = dataclasses.field(metadata=_at_least(0))
     tile_retries: int = dataclasses.field(metadata=_at_least(0))
     min_tile_fraction: float = dataclasses.field(metadata=_between(0, 1))
+    hedge_factor: float | None = dataclasses.field(metadata=_at_least(0))
+    hedge_after_seconds: float = dataclasses.field(metadata=_at_least(0))
     timeouts: Mapping[str, float]
     watchdog_margin: float
     deliver: tuple[str, ...]

@@ -45,7 +45,9 @@ Exit codes
 :func:`failure_kind` turns that into what the retry policy needs: a timeout
 or a death by signal (of stereo_tile or, seen as a failure without an error
 message, of one of its programs) may pass on a rerun; an error ASP explains in
-the log will not.
+the log will not with the same options, so the tile runs again with the next
+:class:`ParamSet` (``tools.asp.tile-fallbacks``, laid over the configured
+stereo options by :func:`with_stereo_options`).
 """
 
 from __future__ import annotations
@@ -54,15 +56,18 @@ import dataclasses
 import os
 import re
 import shlex
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from ctxdask.exceptions import CTXError
+from ctxdask.settings import Settings
+from ctxdask.settings.stereo import fallback_label
 from ctxdask.tools.recipe import Recipe, Ref, StagedInput, StepCall, check_product_id
 from ctxdask.tools.recipe.step import resolve_sources
 
-__all__ = ["OUTPUT_PREFIX", "TILE_LIST_SUFFIX", "FailureKind", "Tile", "TileListError", "asp_errors",
-           "failure_kind", "mosaic_calls", "point2dem_options", "read_tile_list", "tile_call", "tile_key"]
+__all__ = ["OUTPUT_PREFIX", "TILE_LIST_SUFFIX", "FailureKind", "ParamSet", "Tile", "TileListError", "asp_errors",
+           "failure_kind", "mosaic_calls", "param_sets", "point2dem_options", "read_tile_list", "tile_call",
+           "tile_key", "with_stereo_options"]
 
 #: the output prefix of every stereo step of a pair (relative to the step's work dir)
 OUTPUT_PREFIX = "results/out"
@@ -212,6 +217,57 @@ def tile_call(recipe: Recipe, tile: Tile, *, left: str, right: str, left_cube: s
     call = recipe.tile_step.render(names, _sources(recipe, left, right, left_cube, right_cube, lowres_dem),
                                    env=recipe.settings.tools.env)
     return dataclasses.replace(call, key=tile_key(left, right, tile.index))
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSet:
+    """One set of stereo options a tile may run with (``tools.asp.tile-fallbacks``).
+
+    Attributes
+    ----------
+    index : int
+        0: the configured options; n: the n-th fallback.
+    label : str
+        Short name for tables, maps and provenance (``asp_sgm, corr-kernel 7 7``).
+    options : mapping
+        Stereo option -> value (a list for several), laid over the configured ones.
+    """
+
+    index: int
+    label: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def param_sets(settings: Settings) -> tuple[ParamSet, ...]:
+    """The configured stereo options, then each fallback of ``tools.asp.tile-fallbacks``."""
+    asp = settings.tools.asp
+    return (ParamSet(0, fallback_label({}, asp.stereo_algorithm)),
+            *(ParamSet(i, fallback_label(o, asp.stereo_algorithm), dict(o))
+              for i, o in enumerate(asp.tile_fallbacks, 1)))
+
+
+def with_stereo_options(call: StepCall, options: Mapping[str, Any]) -> StepCall:
+    """``call`` with stereo ``options`` replacing the values it has and joining it otherwise.
+
+    Replaced in place, not appended: boost refuses an option given twice on one
+    command line. New ones go after ``--stereo-algorithm``'s value (before the
+    positional files); on the command line they win over ``stereo.default``
+    (src/asp/Tools/stereo.cc:800-807).
+    """
+    if not options:
+        return call
+    argv = list(call.argv)
+    anchor = argv.index("--stereo-algorithm") + 2 if "--stereo-algorithm" in argv else 1
+    for name, value in options.items():
+        values = [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        flag = f"--{name}"
+        if flag in argv:
+            at = argv.index(flag) + 1
+            argv[at:at + len(values)] = values
+        else:
+            argv[anchor:anchor] = [flag, *values]
+            anchor += 1 + len(values)
+    return dataclasses.replace(call, argv=tuple(argv))
 
 
 def mosaic_calls(recipe: Recipe, *, left: str, right: str, tiles: Iterable[tuple[Tile, str]]) -> list[StepCall]:

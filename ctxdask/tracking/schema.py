@@ -7,7 +7,7 @@ database from before versioning (``user_version`` 0: the layout of ctxdask
 0.1, with a ``meta`` row ``schema = 1``) gets migration 1, which is idempotent
 on it; a database from a newer ctxdask is refused rather than misread.
 
-Tables (version 3)
+Tables (version 5)
 ------------------
 ``runs``
     One row per driver run: start/end, status, host, pid, pair list, settings.
@@ -33,7 +33,11 @@ Tables (version 3)
 ``tiles``, ``tile_attempts``
     Tiled stereo: one row per tile of a pair (bbox in left map-image pixels,
     footprint in the map projection, status, delivered outputs), and one row
-    per attempt at a tile (also ``lost``: its worker died).
+    per attempt at a tile (also ``lost``: its worker died; ``superseded``: a
+    hedged duplicate finished first and it was stopped). Both record the
+    parameter set (``param_set``: 0 the configured stereo options, n the n-th
+    of ``tools.asp.tile-fallbacks``; ``param_label`` its name): of the attempt,
+    and on a tile of its last attempt (the one that made it, when done).
 ``manual_grades``
     Every manual pass/warn/fail with its note, who and when; never updated or
     deleted, so the history is the table.
@@ -181,15 +185,51 @@ def _blocked_by(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
 
 
+def _param_sets(conn: sqlite3.Connection) -> None:
+    """``param_set`` and ``param_label`` on ``tiles`` and ``tile_attempts``: which stereo options made a tile.
+
+    Rows from before fallbacks ran with the configured options (set 0, its label unknown).
+    """
+    for table in ("tiles", "tile_attempts"):
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if "param_set" not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN param_set INTEGER NOT NULL DEFAULT 0")
+        if "param_label" not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN param_label TEXT")
+
+
+def _superseded(conn: sqlite3.Connection) -> None:
+    """``tile_attempts.status`` may be ``superseded`` (a hedged duplicate won): the CHECK is rebuilt.
+
+    SQLite cannot alter a CHECK constraint, so the table is copied into one
+    made with the current list of attempt statuses.
+    """
+    columns = [r[1] for r in conn.execute("PRAGMA table_info(tile_attempts)")]
+    conn.execute("ALTER TABLE tile_attempts RENAME TO tile_attempts_old")
+    conn.execute("DROP INDEX IF EXISTS tile_attempts_tile")
+    conn.execute(f"""CREATE TABLE tile_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pair_id TEXT NOT NULL, tile_index INTEGER NOT NULL, attempt INTEGER NOT NULL,
+    x INTEGER, y INTEGER, width INTEGER, height INTEGER,
+    run_id INTEGER, dask_key TEXT, worker TEXT, host TEXT, started TEXT, ended TEXT, duration REAL,
+    status TEXT NOT NULL CHECK (status IN ({sql_list(AttemptStatus)})),
+    failure_kind TEXT, exit_code INTEGER, log_path TEXT, error TEXT,
+    param_set INTEGER NOT NULL DEFAULT 0, param_label TEXT)""")
+    names = ", ".join(columns)
+    conn.execute(f"INSERT INTO tile_attempts ({names}) SELECT {names} FROM tile_attempts_old")
+    conn.execute("DROP TABLE tile_attempts_old")
+    conn.execute("CREATE INDEX tile_attempts_tile ON tile_attempts (pair_id, tile_index)")
+
+
 def _pair_qa(conn: sqlite3.Connection) -> None:
     """``pair_quality.qa``: the pair's QA record; pairs delivered before have none (NULL: matches no rule)."""
     if "qa" not in {r[1] for r in conn.execute("PRAGMA table_info(pair_quality)")}:
         conn.execute("ALTER TABLE pair_quality ADD COLUMN qa TEXT")
-    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
 
 
 #: migration n (1-based) brings a database from version n - 1 to n
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_layout_1, _blocked_by, _pair_qa)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_layout_1, _blocked_by, _param_sets, _superseded,
+                                                                _pair_qa)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -90,7 +90,8 @@ _SEVERITY = (*_PROBLEM, Status.SKIPPED, Status.RUNNING, Status.PENDING, Status.D
 
 
 class AttemptStatus(enum.StrEnum):
-    """How one attempt at a tile ended: a step's statuses, plus ``lost`` (its worker died)."""
+    """How one attempt at a tile ended: a step's statuses, plus ``lost`` (its worker died) and
+    ``superseded`` (a hedged duplicate of it finished first; it was stopped)."""
 
     RUNNING = "running"
     DONE = "done"
@@ -99,6 +100,7 @@ class AttemptStatus(enum.StrEnum):
     LOST = "lost"
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"
+    SUPERSEDED = "superseded"
 
 
 class Grade(enum.StrEnum):

@@ -33,7 +33,7 @@ __all__ = ["STEP_FIELDS", "TrackingDB"]
 STEP_FIELDS = ("scope", "subject", "step", "status", "run_id", "worker", "host", "started", "ended", "duration",
                "exit_code", "log_path", "error", "blocked_by")
 _SUBJECT_FIELDS = ("status", "error", "summing", "lines", "validation", "output_dir")
-_TILE_FIELDS = ("status", "failure_kind", "error", "outputs", "sha256")
+_TILE_FIELDS = ("status", "failure_kind", "error", "outputs", "sha256", "param_set", "param_label")
 _ATTEMPT_FIELDS = ("status", "ended", "duration", "failure_kind", "exit_code", "log_path", "error")
 _SUBJECT_TABLES = {"images": "product_id", "pairs": "pair_id"}
 _IN_FLIGHT = sql_list(s for s in Status if s.in_flight)
@@ -228,7 +228,8 @@ class TrackingDB:
               json.dumps(list(feet[t.index])) if t.index in feet else None, now()) for t in tiles])
 
     def set_tile(self, pair_id: str, index: int, status: Status | str, **fields: Any) -> None:
-        """Set a tile's status and ``failure_kind``, ``error``, ``outputs``, ``sha256`` (mappings stored as JSON)."""
+        """Set a tile's status and ``failure_kind``, ``error``, ``outputs``, ``sha256`` (mappings stored as JSON),
+        ``param_set``, ``param_label`` (the parameter set of its last attempt)."""
         _checked(fields, _TILE_FIELDS, "tile")
         for name in ("outputs", "sha256"):
             if isinstance(fields.get(name), Mapping):
@@ -238,15 +239,18 @@ class TrackingDB:
                           (*cols.values(), pair_id, index))
 
     def start_tile_attempt(self, pair_id: str, tile, *, run_id: int | None, dask_key: str, worker: str,
-                           host: str = "", started: str | None = None) -> int:
-        """Record that an attempt at ``tile`` started; returns its row id and counts it on the tile."""
+                           host: str = "", started: str | None = None, param_set: int = 0,
+                           param_label: str | None = None) -> int:
+        """Record that an attempt at ``tile`` started (with parameter set ``param_set``, named ``param_label``);
+        returns its row id and counts it on the tile."""
         attempt = 1 + self.conn.execute("SELECT count(*) FROM tile_attempts WHERE pair_id = ? AND tile_index = ?",
                                         (pair_id, tile.index)).fetchone()[0]
         cur = self.conn.execute(
             "INSERT INTO tile_attempts (pair_id, tile_index, attempt, x, y, width, height, run_id, dask_key, "
-            "worker, host, started, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+            "worker, host, started, status, param_set, param_label) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             (pair_id, tile.index, attempt, tile.x, tile.y, tile.width, tile.height, run_id, dask_key, worker,
-             host, started or now()))
+             host, started or now(), param_set, param_label))
         self.conn.execute("UPDATE tiles SET status = 'running', attempts = ?, updated = ? "
                           "WHERE pair_id = ? AND tile_index = ?", (attempt, now(), pair_id, tile.index))
         return int(cur.lastrowid)

@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 
+import dask
 import numpy as np
 import pytest
 import rasterio
@@ -58,6 +59,32 @@ def test_policy_retries_transient_failures_only():
     decision = state.decision()
     assert decision.ok and decision.done == (0, 1) and set(decision.holes) == {2, 3}
     assert decision.holes[2] == "error: error happened" and "holes at tiles 2, 3" in decision.message
+
+
+def test_an_asp_error_moves_the_tile_to_the_next_parameter_set():
+    tiles = [Tile(i, 16 * i, 0, 16, 16, 4) for i in range(2)]
+    state = PairTiles("p", tiles, TilePolicy(retries=1, sets=("asp_mgm", "asp_sgm", "asp_bm")))
+    for t in tiles:
+        state.start(t.index)
+    assert state.record(_outcome(0, "failed", "error")) == "retry" and state.param[0] == 1
+    state.start(0)
+    # a transient failure retries the same set (up to retries), then it is final: no fallback for a mad tile
+    assert state.record(_outcome(0, "timeout", "timeout")) == "retry" and state.param[0] == 1
+    state.start(0)
+    assert state.record(_outcome(0, "failed", "error")) == "retry" and state.param[0] == 2
+    state.start(0)
+    assert state.record(_outcome(0)) == "done" and state.param[0] == 2
+    # every set failing: a hole whose reason says so
+    for expected in ("retry", "retry", "final"):
+        assert state.record(_outcome(1, "failed", "error")) == expected
+        state.start(1)
+    assert state.param[1] == 2 and state.tries[1] == 4
+    assert state.reason[1] == "error: error happened (every parameter set failed: asp_mgm; asp_sgm; asp_bm)"
+    decision = state.decision()
+    assert decision.done == (0,) and decision.holes == {1: state.reason[1]}
+    timed = PairTiles("p", tiles[:1], TilePolicy(retries=0, sets=("a", "b")))
+    timed.start(0)
+    assert timed.record(_outcome(0, "timeout", "timeout")) == "final" and timed.param[0] == 0
 
 
 def test_below_min_fraction_the_pair_fails_listing_tiles():
@@ -118,14 +145,15 @@ def tiled_client():
 
 
 def _run(client, tmp: pathlib.Path, faults: str = "", *, size: str = "64x48", tile_timeout: float = 30.0,
-         policy: TilePolicy | None = None, retry_failed: bool = False, extra_env: dict | None = None):
+         policy: TilePolicy | None = None, retry_failed: bool = False, extra_env: dict | None = None,
+         settings: dict | None = None):
     """A tiled batch of the pair (``run_batch``); how the pair ended, from the database."""
     env = {"CTXDASK_STANDIN_TILE_FAULTS": faults, "CTXDASK_STANDIN_TILE_COUNTS": str(tmp / "counts"),
            "CTXDASK_STANDIN_MAP_SIZE": size, "CTXDASK_STANDIN_TILE_STARTED": str(tmp / "started.txt"),
            **(extra_env or {})}
     policy = policy or TilePolicy(retries=2, min_fraction=0.9)
     run_tiled(client, tmp, env=env, tile_timeout=tile_timeout, retries=policy.retries,
-              min_fraction=policy.min_fraction, retry_failed=retry_failed)
+              min_fraction=policy.min_fraction, retry_failed=retry_failed, settings=settings)
     return pair_end(tmp / "out", PAIR)
 
 
@@ -202,7 +230,8 @@ def test_twelve_tiles_one_mad_once_one_crashing_always(tiled_client, tmp_path, c
 
 
 def test_three_of_four_tiles_failing_fails_the_pair(tiled_client, tmp_path):
-    pair = _run(tiled_client, tmp_path, "0:fail,1:fail,2:fail", size="32x32")
+    with dask.config.set({"ctxdask.tools.asp.tile-fallbacks": []}):  # no fallback: an ASP error is final
+        pair = _run(tiled_client, tmp_path, "0:fail,1:fail,2:fail", size="32x32")
     assert pair.status == "failed"
     assert "3 of 4 tiles failed" in pair.error
     for i, name in ((0, "0_0_16_16"), (1, "16_0_16_16"), (2, "0_16_16_16")):
@@ -212,6 +241,96 @@ def test_three_of_four_tiles_failing_fails_the_pair(tiled_client, tmp_path):
         assert {r["tile_index"]: r["n"] for r in attempts} == {0: 1, 1: 1, 2: 1, 3: 1}  # errors are not retried
         assert db.rows("SELECT status, error FROM pairs")[0]["status"] == "failed"
     assert not (tmp_path / "out" / "pairs" / PAIR / "results").exists()
+
+
+def test_a_tile_mgm_cannot_correlate_is_made_by_the_next_parameter_set(tiled_client, tmp_path):
+    # tile 1 fails under MGM only (ASP's "ERROR: ... Not enough valid matches", exit 1); tile 2 under every algorithm
+    calls = tmp_path / "calls.jsonl"
+    pair = _run(tiled_client, tmp_path, "1:fail/asp_mgm,2:fail", size="32x32",
+                policy=TilePolicy(retries=0, min_fraction=0.7), extra_env={"CTXDASK_STANDIN_CALLS": str(calls)})
+    assert pair.status == "done", pair.error
+    assert pair.done == (0, 1, 3) and set(pair.holes) == {2}
+    assert pair.holes[2].startswith("error: ") and pair.holes[2].endswith(
+        "(every parameter set failed: asp_mgm; asp_sgm, corr-kernel 7 7; asp_bm, corr-kernel 35 35, subpixel-mode 3)")
+    with _db(tmp_path) as db:
+        rows = {r["tile_index"]: r for r in tile_rows(db, PAIR)}
+    assert (rows[1]["param_set"], rows[1]["param_label"]) == (1, "asp_sgm, corr-kernel 7 7")
+    assert [(a["param_set"], a["status"], a["failure_kind"]) for a in rows[1]["attempt_rows"]] == \
+        [(0, "failed", "error"), (1, "done", None)]
+    assert [(a["param_set"], a["status"]) for a in rows[2]["attempt_rows"]] == [(0, "failed"), (1, "failed"),
+                                                                               (2, "failed")]
+    assert rows[0]["param_set"] == rows[3]["param_set"] == 0 and len(rows[0]["attempt_rows"]) == 1
+    # each set reached stereo_tile as its own options, replacing the configured ones
+    import json
+
+    argvs = [c["argv"] for c in map(json.loads, calls.read_text().splitlines()) if c["program"] == "stereo_tile"
+             and c["argv"][c["argv"].index("--tile-index") + 1] == "2"]
+    assert [(a[a.index("--stereo-algorithm") + 1], a[a.index("--subpixel-mode") + 1],
+             a[a.index("--corr-kernel") + 1] if "--corr-kernel" in a else None) for a in argvs] == \
+        [("asp_mgm", "9", None), ("asp_sgm", "9", "7"), ("asp_bm", "3", "35")]
+    # the DEM has no hole at tile 1 (stand-in tile DEMs hold -1500 - index), one at tile 2
+    with rasterio.open(tmp_path / "out" / "pairs" / PAIR / "results" / "out-DEM.tif") as src:
+        data = src.read(1)
+        assert set(np.unique(data[data != src.nodata]).tolist()) == {-1500.0, -1501.0, -1503.0}
+    # the provenance says which set made each tile
+    record = json.loads((tmp_path / "out" / "pairs" / PAIR / "provenance.json").read_text())
+    assert {t["index"]: (t["status"], t["param_set"]) for t in record["tiles"]} == \
+        {0: ("done", 0), 1: ("done", 1), 2: ("failed", 2), 3: ("done", 0)}
+    assert record["tiles"][1]["param_label"] == "asp_sgm, corr-kernel 7 7"
+    # the tile map colours tile 1 by its set (purple), tile 0 as done first try (green)
+    from PIL import Image
+
+    from ctxdask.report.tilemap import tile_map_for_pair
+    from ctxdask.tracking import BatchView
+
+    with BatchView(tmp_path / "out" / "ctxdask-batch.sqlite") as view:
+        png = tile_map_for_pair(view, tmp_path / "out", PAIR, tmp_path / "map.png", size=400)
+    image = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    (_, g0, b0), (r1, g1, b1) = image[10 + 150, 10 + 100], image[10 + 150, 10 + 300]
+    assert g0 - b0 > 15 and b1 - g1 > 15 and r1 - g1 > 15, (image[160, 110], image[160, 310])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_straggling_tile_is_hedged_and_its_duplicate_wins(tiled_client, tmp_path):
+    # tile 3 is slow on its first attempt only (well inside its deadline); a duplicate on the other worker wins
+    pids = tmp_path / "pids.txt"
+    pair = _run(tiled_client, tmp_path, "3:slow=80@1", size="32x32", extra_env={"CTXDASK_STANDIN_PIDFILE": str(pids)},
+                tile_timeout=100.0, settings={"batch.hedge-factor": 2.0, "batch.hedge-after-seconds": 1.0})
+    assert pair.status == "done" and pair.done == (0, 1, 2, 3), pair
+    with _db(tmp_path) as db:
+        rows = {r["tile_index"]: r for r in tile_rows(db, PAIR)}
+        products = db.rows("SELECT path, key FROM products WHERE path LIKE ?", (f"pairs/{PAIR}/tiles/003/%",))
+    three = rows[3]["attempt_rows"]
+    assert [(a["status"], "-003-hedge-" in a["dask_key"]) for a in three] == \
+        [("superseded", False), ("done", True)], three
+    assert three[0]["worker"] != three[1]["worker"] and "finished first" in three[0]["error"]
+    assert all(len(r["attempt_rows"]) == 1 for i, r in rows.items() if i != 3)
+    # done once, delivered once: the files home are the duplicate's
+    assert rows[3]["status"] == "done" and products and {p["key"] for p in products} == {
+        f"stereo_tile-{PAIR}-003-hedge"}
+    # the tile was made well before its slow first attempt would have ended (20 s)
+    import datetime
+
+    stamp = datetime.datetime.fromisoformat
+    assert (stamp(three[1]["ended"]) - stamp(three[0]["started"])).total_seconds() < 30, three
+    # the loser's stereo_tile was stopped: no stand-in process of the run is left
+    started = {tuple(line.split()[:2]): int(line.split()[2]) for line in (tmp_path / "started.txt").read_text()
+               .splitlines()}
+    assert ("3", "1") in started and ("3", "2") in started
+    # left alone, the slow attempt would still be sleeping now (and its slot would have held the mosaics back)
+    assert time.time() - stamp(three[0]["started"]).timestamp() < 75, "the run waited for the superseded attempt"
+    every = [int(line.split()[1]) for line in pids.read_text().splitlines()] + list(started.values())
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in every) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in every if _alive(p)]
 
 
 def _ppid(pid: int) -> int:
@@ -309,7 +428,8 @@ def test_driver_killed_mid_pair_rerun_does_not_redo_done_tiles(tiled_client, tmp
 
 
 def test_retry_failed_reruns_failed_tiles_only(tiled_client, tmp_path):
-    first = _run(tiled_client, tmp_path, "1:fail", size="32x32", policy=TilePolicy(min_fraction=0.5))
+    with dask.config.set({"ctxdask.tools.asp.tile-fallbacks": []}):  # one failed attempt, not one per set
+        first = _run(tiled_client, tmp_path, "1:fail", size="32x32", policy=TilePolicy(min_fraction=0.5))
     assert first.status == "done" and set(first.holes) == {1}
     again = _run(tiled_client, tmp_path, "", size="32x32")  # a plain rerun leaves the failed tile alone
     assert set(again.holes) == {1}

@@ -45,7 +45,9 @@ def test_batch_runs_tiles_as_tasks_and_retries_only_failed_tiles(tmp_path, tiled
            "CTXDASK_STANDIN_TILE_FAULTS": "3:hang@1,6:fail"}
     out = tmp_path / "out"
     db = out / "ctxdask-batch.sqlite"
-    with dask.config.set({"ctxdask.batch.min-tile-fraction": 0.8, "ctxdask.tools.grace-period": 1}):
+    # no fallback parameter sets: tile 6's ASP error is final (test_tiles.py tries the fallbacks)
+    with dask.config.set({"ctxdask.batch.min-tile-fraction": 0.8, "ctxdask.tools.grace-period": 1,
+                          "ctxdask.tools.asp.tile-fallbacks": []}):
         summary = run_batch(pairs, out, source=edr, client=tiled_client,
                             recipe=tiled_recipe(env=env, lowres_dem=dem, timeouts={"stereo_tile": 10}),
                             settings={"batch.progress": False})

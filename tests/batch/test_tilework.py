@@ -38,8 +38,9 @@ class _Submitter:
         self.recipe, self.run_tag, self.later = recipe, "run1", {}
         self.tiles, self.mosaics = [], []
 
-    def submit_tile(self, task, avoid=()):
+    def submit_tile(self, task, avoid=(), workers=None):
         self.tiles.append((task, list(avoid)))
+        self.placed = getattr(self, "placed", {}) | {task.dask_key: workers}
 
     def submit_mosaics(self, pair, calls, upstream):
         self.mosaics.append((pair.pair_id, [c.key for c in calls], [o.key for o in upstream]))
@@ -76,9 +77,12 @@ def work(tmp_path):
     db.register([pair], pair.images)
     deliveries: dict = {}
 
-    def make(min_fraction: float) -> TileWork:
-        with dask.config.set({"ctxdask.batch.min-tile-fraction": min_fraction, "ctxdask.batch.tile-retries": 1}):
-            return TileWork(None, state, db, 1, out=tmp_path / "out", submitter=_Submitter(recipe),
+    def make(min_fraction: float, fallbacks: list | None = None) -> TileWork:
+        """TileWork of the pair; without ``fallbacks`` (parameter sets) an ASP error is final."""
+        with dask.config.set({"ctxdask.batch.min-tile-fraction": min_fraction, "ctxdask.batch.tile-retries": 1,
+                              "ctxdask.tools.asp.tile-fallbacks": fallbacks or []}):
+            tiled = build_recipe(stereo_mode="tiled", lowres_dem="/dem.tif")
+            return TileWork(None, state, db, 1, out=tmp_path / "out", submitter=_Submitter(tiled),
                             deliverer=_Deliverer(), deliveries=deliveries, settings=BatchSection.from_config(),
                             options=RunOptions(work_dir=str(tmp_path / "scratch")))
 
@@ -87,9 +91,11 @@ def work(tmp_path):
     db.close()
 
 
-def _attempt(tw: TileWork, state: RunState, tmp_path, index: int, status: str = "done", kind: str | None = None):
-    """The last submitted attempt of tile ``index`` ends with ``status``; returns what the handler returned."""
-    task = next(t for t, _ in reversed(tw.submitter.tiles) if t.tile.index == index)
+def _attempt(tw: TileWork, state: RunState, tmp_path, index: int, status: str = "done", kind: str | None = None,
+             task=None):
+    """The last submitted attempt of tile ``index`` (or ``task``) ends with ``status``; returns what the handler
+    returned."""
+    task = task or next(t for t, _ in reversed(tw.submitter.tiles) if t.tile.index == index)
     workdir = tmp_path / "scratch" / f"{task.step.key}"
     dem = workdir / f"{task.tile.prefix()}-DEM.tif"
     dem.parent.mkdir(parents=True, exist_ok=True)
@@ -134,6 +140,70 @@ def test_enough_good_tiles_send_the_mosaics_with_the_tiles_home(work):
     # the done tiles' work dirs go as soon as they are home; the failed attempt's stays with the pair
     assert sorted(state.to_clean) == ["w1", "w2"]
     assert state.loose_copies[PAIR] == {f"stereo_tile-{PAIR}-001", f"stereo_tile-{PAIR}-002"}
+
+
+def test_an_asp_error_sends_the_tile_again_with_the_next_parameter_set(work):
+    make, state, db, tmp = work
+    tw = make(0.7, fallbacks=[{"stereo-algorithm": "asp_sgm", "corr-kernel": [7, 7]}])
+    _plan(tw)
+    for i in (0, 1, 3):
+        _attempt(tw, state, tmp, i)
+    assert _attempt(tw, state, tmp, 2, "failed", "error") == []
+    again, _ = tw.submitter.tiles[-1]
+    argv = list(again.step.call.argv)
+    assert (again.tile.index, again.attempt, again.param_set) == (2, 2, 1)
+    assert argv[argv.index("--stereo-algorithm") + 1: argv.index("--stereo-algorithm") + 5] == \
+        ["asp_sgm", "--corr-kernel", "7", "7"]
+    assert again.step.key == f"stereo_tile-{PAIR}-002"  # the tile's own work dir and key
+    assert _attempt(tw, state, tmp, 2) == [] and len(tw.submitter.mosaics) == 1
+    row = next(r for r in db.tiles(PAIR) if r["tile_index"] == 2)
+    assert (row["status"], row["param_set"], row["param_label"]) == ("done", 1, "asp_sgm, corr-kernel 7 7")
+    assert [(a["param_set"], a["status"]) for a in db.tile_attempts(PAIR, 2)] == [(0, "failed"), (1, "done")]
+
+
+class _Future:
+    cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+
+def _running(tw: TileWork, state: RunState, task, worker: str) -> _Future:
+    """``task`` was sent and its worker announced it."""
+    future = state.tiles.setdefault(task.dask_key, Tracked(task, ())).future = _Future()
+    tw.started({"dask_key": task.dask_key, "worker": worker, "host": "h", "started": None})
+    return future
+
+
+def test_a_hedged_tile_is_done_once_and_its_twin_superseded(work):
+    make, state, db, tmp = work
+    tw = make(0.7)
+    _plan(tw)
+    originals = {t.tile.index: t for t, _ in tw.submitter.tiles}
+    _attempt(tw, state, tmp, 0)
+    stopped = {i: _running(tw, state, originals[i], "w1") for i in (1, 2)}
+    for i in (1, 2):
+        tw._duplicate(originals[i], "w2")
+    twins = {t.tile.index: t for t, _ in tw.submitter.tiles[-2:]}
+    assert all(t.step.key == f"stereo_tile-{PAIR}-00{i}-hedge" and tw.submitter.placed[t.dask_key] == ["w2"]
+               for i, t in twins.items())
+    for i in (1, 2):
+        _running(tw, state, twins[i], "w2")
+    # tile 1: the duplicate finishes first; the original is stopped (its future released) and superseded
+    assert _attempt(tw, state, tmp, 1, task=twins[1]) == []
+    assert stopped[1].cancelled and originals[1].dask_key not in state.tiles
+    assert [(a["status"], a["worker"]) for a in db.tile_attempts(PAIR, 1)] == [("superseded", "w1"), ("done", "w2")]
+    assert f"stereo_tile-{PAIR}-001" in state.loose_copies[PAIR]  # what the loser left goes with the pair
+    # tile 2: the original times out while its duplicate runs: the tile is the duplicate's, which then fails too
+    assert _attempt(tw, state, tmp, 2, "timeout", "timeout", task=originals[2]) == []
+    assert tw.pairs[PAIR].state[2] == "running" and len(tw.submitter.tiles) == 6  # nothing sent again
+    assert _attempt(tw, state, tmp, 2, "failed", "crash", task=twins[2]) == []
+    assert tw.submitter.tiles[-1][0].tile.index == 2 and not stopped[2].cancelled  # a retry, not a duplicate
+    _attempt(tw, state, tmp, 2)
+    _attempt(tw, state, tmp, 3)
+    assert len(tw.submitter.mosaics) == 1
+    assert [r["status"] for r in db.tiles(PAIR)] == ["done"] * 4
+    assert [a["status"] for a in db.tile_attempts(PAIR, 2)] == ["timeout", "failed", "done"]
 
 
 def test_too_few_good_tiles_end_the_mosaics_failed_listing_them(work):

@@ -107,15 +107,17 @@ def prepare(folder: pathlib.Path, pairs=((LEFT, RIGHT),)) -> dict:
 
 
 def run_tiled(client, folder: pathlib.Path, *, env: dict, pairs=((LEFT, RIGHT),), tile_timeout: float = 30.0,
-              retries: int = 2, min_fraction: float = 0.9, retry_failed: bool = False):
-    """``run_batch`` of ``pairs`` in tiled mode on stand-in EDRs: output ``folder/out``, scratch ``folder/scratch``."""
+              retries: int = 2, min_fraction: float = 0.9, retry_failed: bool = False, settings: dict | None = None):
+    """``run_batch`` of ``pairs`` in tiled mode on stand-in EDRs: output ``folder/out``, scratch ``folder/scratch``
+    (``settings``: more of run_batch's, e.g. ``batch.hedge-factor``)."""
     inputs = prepare(folder, pairs)
     with dask.config.set({"ctxdask.batch.tile-retries": retries, "ctxdask.batch.min-tile-fraction": min_fraction,
                           "ctxdask.tools.grace-period": 1, "ctxdask.tools.poll-interval": 0.05}):
         return run_batch(inputs["pairs"], folder / "out", source=inputs["edr"], client=client,
                          recipe=tiled_recipe(env=env, lowres_dem=inputs["dem"], timeouts={"stereo_tile": tile_timeout}),
                          settings={"batch.progress": False, "batch.retry-failed": retry_failed,
-                                   "batch.scratch": str(folder / "scratch"), "batch.deliver": MOSAICS})
+                                   "batch.scratch": str(folder / "scratch"), "batch.deliver": MOSAICS,
+                                   **(settings or {})})
 
 
 def pair_end(out: pathlib.Path, pair_id: str) -> types.SimpleNamespace:

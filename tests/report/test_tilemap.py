@@ -15,6 +15,24 @@ def test_outcome_classes():
     assert tile_outcome("done", 1) == "first" and tile_outcome("done", 3) == "retried"
     assert tile_outcome("timeout", 3) == "timeout" and tile_outcome("failed", 1) == "failed"
     assert tile_outcome("running", 1) == tile_outcome("interrupted", 2) == "pending"
+    # done with the n-th fallback parameter set (tools.asp.tile-fallbacks): its own class, whatever the attempts
+    assert tile_outcome("done", 2, 1) == "fallback1" and tile_outcome("done", 3, 2) == "fallback2"
+    assert tile_outcome("failed", 3, 2) == "failed"
+
+
+def test_tiles_done_with_a_fallback_set_are_coloured_by_set(tmp_path):
+    tiles = [{"index": 0, "x": 0, "y": 0, "width": 16, "height": 16, "status": "done", "attempts": 1},
+             {"index": 1, "x": 16, "y": 0, "width": 16, "height": 16, "status": "done", "attempts": 2,
+              "param_set": 1, "param_label": "asp_sgm, corr-kernel 7 7"},
+             {"index": 2, "x": 32, "y": 0, "width": 16, "height": 16, "status": "done", "attempts": 3,
+              "param_set": 2, "param_label": "asp_bm, corr-kernel 35 35, subpixel-mode 3"}]
+    png = draw_tile_map(tiles, tmp_path / "map.png", size=300)
+    image = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    patches = [image[10 + 60: 10 + 90, 10 + 100 * i + 40: 10 + 100 * i + 80].reshape(-1, 3).mean(axis=0)
+               for i in range(3)]
+    assert np.argmax(patches[0]) == 1  # green: done with the configured options
+    assert np.argmax(patches[1]) == 2 and np.argmax(patches[2]) == 1 and patches[2][2] > patches[2][0]  # purple, teal
+    assert len({tuple(np.round(p)) for p in patches}) == 3
 
 
 def test_tiles_coloured_by_outcome_over_the_orthoimage(tmp_path):

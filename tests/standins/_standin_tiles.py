@@ -68,12 +68,17 @@ Behaviour on request, through the environment:
 ``CTXDASK_STANDIN_MAP_SIZE``
     ``WIDTHxHEIGHT`` of a camera's footprint in 6 m pixels (default ``64x48``).
 ``CTXDASK_STANDIN_TILE_FAULTS``
-    Comma-separated ``INDEX:FAULT[@ATTEMPTS]``; ATTEMPTS is ``N``, ``N-M`` or
-    ``N+`` (1-based, default every attempt). FAULT is one of ``_standin``'s
+    Comma-separated ``INDEX:FAULT[@ATTEMPTS][/ALGORITHM]``; ATTEMPTS is ``N``, ``N-M`` or
+    ``N+`` (1-based, default every attempt); ALGORITHM limits the fault to runs whose
+    ``--stereo-algorithm`` (on the command line, else in the stereo file, else ASP's
+    default ``asp_bm``, StereoSettings.cc:381-382) is that one: ``3:fail/asp_mgm`` is a
+    tile MGM cannot correlate and SGM can. FAULT is one of ``_standin``'s
     (``hang``, ``ignore-term``, ``crash``, ``fail``, ...) or ``child-crash``
     (stereo_corr died of a signal: stereo_tile prints only "Stereo step
     stereo_corr failed" and exits 1), ``no-dem`` (point2dem failed with an
     ``ERROR:`` line; stereo_tile ignores its status and exits 0).
+    ``slow=SECONDS`` is no fault: that attempt sleeps SECONDS more and then works (a straggler,
+    e.g. ``3:slow=10@1``: slow on its first attempt only, so a duplicate can win).
 ``CTXDASK_STANDIN_TILE_COUNTS``
     Folder where each tile's attempts are counted (one file per left image
     and tile index, under ``flock``), so attempts count across processes
@@ -391,14 +396,23 @@ def _in(attempt: int, spec: str) -> bool:
     return int(low) <= attempt <= int(high or low)
 
 
-def tile_fault(index: int, attempt: int) -> str | None:
-    """The fault requested for this tile and attempt, if any."""
+def tile_fault(index: int, attempt: int, algorithm: str = "asp_bm") -> str | None:
+    """The fault requested for this tile, attempt and stereo algorithm, if any."""
     for item in filter(None, os.environ.get("CTXDASK_STANDIN_TILE_FAULTS", "").split(",")):
         where, _, what = item.strip().partition(":")
+        what, _, only = what.partition("/")
         fault, _, attempts = what.partition("@")
-        if int(where) == index and _in(attempt, attempts):
+        if int(where) == index and _in(attempt, attempts) and only in ("", algorithm):
             return fault
     return None
+
+
+def _algorithm(args: list[str], stereo_file: str) -> str:
+    """``--stereo-algorithm`` as the stereo programs will read it: the command line wins over the
+    stereo file (stereo.cc:800-807); ASP's default is asp_bm (StereoSettings.cc:381-382)."""
+    if "--stereo-algorithm" in args:
+        return args[args.index("--stereo-algorithm") + 1]
+    return _stereo_file(stereo_file).get("stereo-algorithm", ["asp_bm"])[0]
 
 
 def _raise_error(message: str, code: int = -1) -> None:
@@ -582,7 +596,10 @@ def stereo_tile(argv: list[str], fault: str | None) -> None:
     delay = float(os.environ.get("CTXDASK_STANDIN_TILE_SLEEP", "0") or 0)
     if delay:
         time.sleep(delay)
-    fault = tile_fault(opt.tile_index, attempt) or fault
+    fault = tile_fault(opt.tile_index, attempt, _algorithm(args, opt.stereo_file)) or fault
+    if fault and fault.startswith("slow="):
+        time.sleep(float(fault.removeprefix("slow=")))
+        fault = None
     if fault not in (None, "no-dem", "partial", "child-crash", "fail"):
         _apply_fault(fault)
     if runs("pprc"):

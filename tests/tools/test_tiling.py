@@ -14,8 +14,10 @@ from ctxdask.tools.tiling import (
     asp_errors,
     failure_kind,
     mosaic_calls,
+    param_sets,
     read_tile_list,
     tile_call,
+    with_stereo_options,
 )
 
 L, R = "P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W"
@@ -77,6 +79,23 @@ def test_tile_call_carries_the_real_contract():
                             "ortho": "results/out-48_16_16_16/out-DRG.tif",
                             "error": "results/out-48_16_16_16/out-IntersectionErr.tif"}
     assert call.resources == {"stereo": 1, "memory_mb": 8000} and call.env == {"X": "1"}
+
+
+def test_a_fallback_set_replaces_or_joins_the_stereo_options():
+    recipe = build_recipe(stereo_mode="tiled", lowres_dem="/data/mola.tif")
+    call = tile_call(recipe, Tile(7, 48, 16, 16, 16, 4), left=L, right=R, left_cube="/l.cub", right_cube="/r.cub",
+                     lowres_dem="/data/mola.tif", t_srs=None, spacing=18.0)
+    sets = param_sets(recipe.settings)
+    assert [s.label for s in sets] == ["asp_mgm", "asp_sgm, corr-kernel 7 7",
+                                       "asp_bm, corr-kernel 35 35, subpixel-mode 3"]
+    assert with_stereo_options(call, sets[0].options) is call
+    bm = list(with_stereo_options(call, sets[2].options).argv)
+    # replaced in place (boost refuses an option given twice), new ones after the algorithm
+    assert bm.count("--stereo-algorithm") == 1 and bm.count("--subpixel-mode") == 1
+    at = bm.index("--stereo-algorithm")
+    assert bm[at:at + 5] == ["--stereo-algorithm", "asp_bm", "--corr-kernel", "35", "35"]
+    assert bm[bm.index("--subpixel-mode") + 1] == "3"
+    assert bm[-7:] == list(call.argv[-7:]) and len(bm) == len(call.argv) + 3
 
 
 def test_mosaic_calls_list_the_done_tiles():

@@ -50,7 +50,7 @@ def old_db(tmp_path) -> pathlib.Path:
 def test_a_new_database_has_every_table_at_the_current_version(tmp_path):
     path = tmp_path / "new.sqlite"
     TrackingDB(path).close()
-    assert _user_version(path) == SCHEMA_VERSION == 3
+    assert _user_version(path) == SCHEMA_VERSION == 5
     assert _tables(path) == TABLES
 
 
@@ -61,6 +61,9 @@ def test_a_database_of_ctxdask_0_1_is_migrated_by_its_next_writer(old_db):
         assert [(t["tile_index"], t["status"], t["outputs"]) for t in db.tiles(f"{A}-{B}")] == \
             [(0, "done", {"dem": "tiles/0-DEM.tif"}), (1, "failed", {})]
         assert [a["status"] for a in db.tile_attempts(f"{A}-{B}")] == ["done", "lost"]
+        # 0.1's tiles ran with the configured stereo options (set 0); a hedged attempt may be superseded
+        assert [t["param_set"] for t in db.tiles(f"{A}-{B}")] == [0, 0]
+        db.end_tile_attempt(db.tile_attempts(f"{A}-{B}")[1]["id"], "superseded")
         # the writer goes on where 0.1 stopped
         db.upsert_step(f"spiceinit-{C}", status="running", count_attempt=True)
         assert db.rows("SELECT attempts FROM steps WHERE key = ?", (f"spiceinit-{C}",))[0]["attempts"] == 2
