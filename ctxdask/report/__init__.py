@@ -46,16 +46,16 @@ LOG_LIMIT = 1 << 20
 #: lines of a failed step's log shown inline
 TAIL_LINES = 20
 #: metrics shown in the image table (key in QualityMetrics.to_dict(), heading, format)
-IMAGE_METRICS = (
-    ("valid_fraction", "valid", "{:.4f}"),
+IMAGE_METRICS = (  # headings say the unit (a fraction, DN) or the ratio they are
+    ("valid_fraction", "valid fraction", "{:.4f}"),
     ("lost_line_count", "lost lines", "{:d}"),
-    ("saturated_fraction", "saturated", "{:.2e}"),
-    ("dark_level", "dark DN", "{:.1f}"),
-    ("dark_noise", "dark σ", "{:.2f}"),
-    ("even_odd_relative", "even/odd", "{:.3f}"),
+    ("saturated_fraction", "saturated fraction", "{:.2e}"),
+    ("dark_level", "dark level DN", "{:.1f}"),
+    ("dark_noise", "dark σ DN", "{:.2f}"),
+    ("even_odd_relative", "even/odd / signal", "{:.3f}"),
     ("snr", "SNR", "{:.1f}"),
-    ("contrast", "contrast", "{:.3f}"),
-    ("haze", "haze", "{:.3f}"),
+    ("contrast", "contrast / signal", "{:.3f}"),
+    ("haze", "haze / signal", "{:.3f}"),
 )
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 _TEMPLATE = "report.html.j2"
@@ -300,6 +300,14 @@ def _failure(files: _Files, step: dict) -> dict:
     return row
 
 
+def _metric_title(key: str) -> str:
+    """What a metric column means (the heading's tooltip), from the quality module's own table."""
+    from ctxdask.quality.metrics import METRICS
+
+    units, meaning = METRICS.get(key, ("", ""))
+    return f"{key}: {meaning}" + (f" ({units})" if units not in ("", "1") else "")
+
+
 def _pair_row(view: BatchView, files: _Files, out_dir: pathlib.Path, p: dict, by_subject: Mapping[str, list],
               manual: Mapping[str, dict], pair_quality: Mapping[str, dict]) -> dict:
     """One row of the pair table: steps with logs, step time, DEM thumbnails, tile map, STAC copy."""
@@ -384,6 +392,7 @@ def render(data: ReportData) -> str:
     return env.get_template(_TEMPLATE).render(
         **dataclasses.asdict(data), problem_statuses=PROBLEM, longest_step=longest,
         metric_labels=[label for _, label, _ in IMAGE_METRICS],
+        metric_titles=[_metric_title(key) for key, _, _ in IMAGE_METRICS],
     )
 
 

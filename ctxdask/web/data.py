@@ -123,18 +123,20 @@ def image_table(view: BatchView, *, where: str | None = None, status: str | None
                           "manual": (manual, tuple(Grade))})
     sort_key, direction, order = _order(sort, direction, selection.IMAGE_FIELDS, "i", "status")
     total, rows, page = _page(view.image_page, text, order, page)
+    # geometry columns only once the pair finder's scores are imported: empty ones push the error off-screen
+    geometry = IMAGE_GEOMETRY if any(r.get(key) is not None for r in rows for key, _, _ in IMAGE_GEOMETRY) else ()
     for r in rows:
         metrics = decode_json(r.pop("metrics"), {})
         r["metrics"] = [fmt_metric(metrics.get(key), fmt) for key, _, fmt in IMAGE_METRICS]
-        r["geometry"] = [fmt_metric(r.get(key), fmt) for key, _, fmt in IMAGE_GEOMETRY]
+        r["geometry"] = [fmt_metric(r.get(key), fmt) for key, _, fmt in geometry]
         r["problem"] = _problem(r["status"]) or r["grade"] == "fail" or r["manual"] == "fail"
     return {"rows": rows, "total": total, "page": page, "pages": _pages(total), "sort": sort_key,
             "direction": direction, "where": where or "", "status": status or "", "grade": grade or "",
             "manual": manual or "",
             "metric_labels": [label for _, label, _ in IMAGE_METRICS],
             "metric_keys": [key for key, _, _ in IMAGE_METRICS],
-            "geometry_labels": [label for _, label, _ in IMAGE_GEOMETRY],
-            "geometry_keys": [key for key, _, _ in IMAGE_GEOMETRY]}
+            "geometry_labels": [label for _, label, _ in geometry],
+            "geometry_keys": [key for key, _, _ in geometry]}
 
 
 def pair_table(view: BatchView, *, where: str | None = None, status: str | None = None,
