@@ -44,6 +44,8 @@ def test_pages_show_the_batch(batch_copy):
 
         images = c.get("/images")
         assert images.status_code == 200 and images.text.count('class="image') == 5
+        # headings say their units; no empty geometry columns before the pair finder's scores are imported
+        assert "valid fraction" in images.text and "dark σ DN" in images.text and "incidence °" not in images.text
         failed = c.get("/images", params={"status": "failed"})
         assert re.findall(r'data-id="([^"]+)"', failed.text) == [BAD]
         # sorted by a QA metric, NULLs last
