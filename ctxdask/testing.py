@@ -42,6 +42,7 @@ __all__ = [
     "edr_from_label",
     "known_flat",
     "make_edr",
+    "plausible_start_time",
     "synthetic_lines",
 ]
 
@@ -50,6 +51,26 @@ DEFAULT_LINE_SAMPLES = {(1, False): 5056, (1, True): 4096, (2, False): 2528, (2,
 
 #: mean raw levels of the synthetic dark-reference pixels, even (A) and odd (B) channel
 DARK_LEVELS = (18, 23)
+
+
+#: two real images (orbit, START_TIME) the orbit period is taken between
+_ORBIT_EPOCHS = ((1472, "2006-11-19T04:01:27.976"), (31011, "2013-03-08T21:38:44.237"))
+
+
+def plausible_start_time(product_id: str) -> str:
+    """A START_TIME near the one the real image of ``product_id``'s orbit has (within hours).
+
+    Interpolated between two real labels (orbits 1472 and 31011) at MRO's mean
+    orbit period, so that synthetic images of different orbits lie years apart,
+    as real ones do, instead of all sharing :func:`make_edr`'s default.
+    """
+    import datetime
+
+    orbit = int(product_id.split("_")[1])
+    (o1, t1), (o2, t2) = _ORBIT_EPOCHS
+    start, end = (datetime.datetime.fromisoformat(t) for t in (t1, t2))
+    period = (end - start) / (o2 - o1)
+    return (start + period * (orbit - o1)).isoformat(timespec="milliseconds")
 
 
 def dark_levels(summing: int) -> np.ndarray:

@@ -18,19 +18,21 @@ import pathlib
 
 from ctxdask.commands import positive_int
 
-#: (product id, summing, first pixel, lines, defects)
+#: (product id, summing, first pixel, lines, defects): the images of two real stereo pairs
+#: (../shared/reference/pairs/CTX_stereo_pair.txt lines 2 and 4), one in each summing/first-pixel mode
 SAMPLES = [
-    ("B10_013341_1010_XN_79S172W", 1, 0, 2048, {}),
-    ("P01_001473_2479_XI_67N185W", 1, 480, 1024, {}),
-    ("D10_031011_1864_XI_06N201W", 2, 0, 1024, {"lost_lines": range(300, 316), "checksum": "wrong"}),
-    ("G02_018870_1766_XN_03S077W", 2, 512, 1024, {"saturated_fraction": 0.001}),
+    ("B01_009894_1665_XI_13S042W", 1, 0, 2048, {}),
+    ("B02_010606_1666_XN_13S042W", 1, 480, 1024, {}),
+    ("B01_009906_2226_XN_42N016W", 2, 0, 1024, {"lost_lines": range(300, 316), "checksum": "wrong"}),
+    ("B01_010196_2227_XN_42N016W", 2, 512, 1024, {"saturated_fraction": 0.001}),
 ]
-#: an EDR cut short, as by an interrupted download: the batch records it as failed
-TRUNCATED = "B11_013842_1010_XN_79S172W"
+#: an EDR cut short, as by an interrupted download: the batch records it as failed (a real partner of the
+#: first site, line 102 of the same list)
+TRUNCATED = "B07_012439_1666_XN_13S042W"
 PAIRS = [
-    ("B10_013341_1010_XN_79S172W", "P01_001473_2479_XI_67N185W"),
-    ("D10_031011_1864_XI_06N201W", "G02_018870_1766_XN_03S077W"),
-    ("B10_013341_1010_XN_79S172W", TRUNCATED),
+    ("B01_009894_1665_XI_13S042W", "B02_010606_1666_XN_13S042W"),
+    ("B01_009906_2226_XN_42N016W", "B01_010196_2227_XN_42N016W"),
+    ("B01_009894_1665_XI_13S042W", TRUNCATED),
 ]
 
 
@@ -40,17 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _make_samples(edr_dir: pathlib.Path) -> list[pathlib.Path]:
-    from ctxdask.testing import make_edr
+    from ctxdask.testing import make_edr, plausible_start_time
 
     paths = []
     for seed, (product_id, summing, first_pixel, lines, defects) in enumerate(SAMPLES):
         path = edr_dir / f"{product_id}.IMG"
         if not path.exists():
-            make_edr(path, lines=lines, summing=summing, first_pixel=first_pixel, seed=seed, **defects)
+            make_edr(path, lines=lines, summing=summing, first_pixel=first_pixel, seed=seed,
+                     start_time=plausible_start_time(product_id), **defects)
         paths.append(path)
     bad = edr_dir / f"{TRUNCATED}.IMG"
     if not bad.exists():
-        make_edr(bad, lines=256, seed=9)
+        make_edr(bad, lines=256, seed=9, start_time=plausible_start_time(TRUNCATED))
         with open(bad, "r+b") as f:
             f.truncate(os.path.getsize(bad) * 2 // 3)
     return [*paths, bad]

@@ -24,8 +24,16 @@ def test_demo_grades_every_valid_image_with_metrics_and_thumbnail(tmp_path, caps
     assert [r[0] for r in rows] == valid  # the truncated EDR failed validation: nothing to grade
     grades = {pid: (grade, json.loads(reasons)) for pid, grade, reasons, _, _ in rows}
     # 16 lost lines of 1024 (1.6 %): a warning (fail above 5 %); the wrong checksum is no pixel metric
-    lossy = "D10_031011_1864_XI_06N201W"
+    lossy = next(pid for pid, *_, defects in demo.SAMPLES if "lost_lines" in defects)
     assert grades[lossy][0] == "warn" and any("lost" in r for r in grades[lossy][1])
+    # only the defects warn: summing-2 images pass too (no A/B dark offset taken for noise)
+    assert [pid for pid, (grade, _) in grades.items() if grade != "pass"] == [lossy], grades
+    # a credible sample: each pair is one site seen on two orbits, months apart
+    import ctxdask
+
+    times = {pid: ctxdask.open_edr(tmp_path / "demo" / "edr" / f"{pid}.IMG").attrs["START_TIME"] for pid in valid}
+    for left, right in demo.PAIRS[:2]:
+        assert left[-7:] == right[-7:] and times[left] != times[right]
     for pid, _, _, metrics, thumbnail in rows:
         assert json.loads(metrics)["product_id"] == pid
         assert (results / thumbnail).read_bytes()[:4] == b"\x89PNG"
