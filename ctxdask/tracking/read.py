@@ -129,6 +129,22 @@ class BatchView:
             FROM steps WHERE status IN ({_PROBLEM})
             GROUP BY step, status, reason ORDER BY n DESC, step LIMIT {int(limit)}""")
 
+    def skipped_groups(self, limit: int = 50) -> list[dict]:
+        """Skipped steps grouped by step and why, largest group first.
+
+        A step skipped because an earlier one did not succeed (``blocked_by``) is
+        counted under one reason: the failure itself is listed with the failures.
+        The others say their own reason (a program not installed, a pair held).
+        """
+        return self._rows(f"""
+            SELECT step, 'skipped' AS status, min(scope) AS scope,
+                   CASE WHEN blocked_by IS NOT NULL THEN 'not run: an earlier step did not succeed'
+                        ELSE substr(coalesce(error, ''), 1, instr(coalesce(error, '') || char(10), char(10)) - 1)
+                   END AS reason,
+                   count(*) AS n, min(subject) AS example, min(key) AS example_key
+            FROM steps WHERE status = 'skipped'
+            GROUP BY step, reason ORDER BY n DESC, step LIMIT {int(limit)}""")
+
     def finished_since(self, stamp: str) -> int:
         """Steps that ended done, failed or timed out at or after ``stamp`` (ISO text)."""
         return self.conn.execute(f"SELECT count(*) FROM steps WHERE ended >= ? AND status IN ({_FINAL})",

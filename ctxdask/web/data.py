@@ -81,7 +81,7 @@ def overview(view: BatchView) -> dict[str, Any]:
         "generated": now.isoformat(timespec="seconds"),
         "run": run, "counts": counts, "steps": steps,
         "rate_per_minute": round(rate, 2), "remaining": remaining, "eta": eta, "eta_text": seconds(eta),
-        "failures": failures, "failure_total": sum(f["n"] for f in failures),
+        "failures": failures, "failure_total": sum(f["n"] for f in failures), "skipped": view.skipped_groups(),
         "running": running,
         "grades": view.grade_counts(),
         "manual_grades": view.manual_grade_counts(),

@@ -34,6 +34,8 @@ def test_pages_show_the_batch(batch_copy):
         home = c.get("/")
         assert home.status_code == 200 and 'data-page="overview"' in home.text
         assert "point2dem" in home.text and "failures-table" in home.text
+        # skipped steps are listed after the failures, with why (here: behind the crashed point2dem)
+        assert "skipped-group" in home.text and "not run: an earlier step did not succeed" in home.text
         ov = c.get("/api/overview").json()
         assert ov["counts"]["pairs"] == {"failed": 2, "done": 1}
         assert set(ov["fragments"]) == {"summary", "progress", "running", "failures"}
