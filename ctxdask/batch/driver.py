@@ -249,7 +249,9 @@ def _run(pairlist: PairList, out: pathlib.Path, db_path: pathlib.Path, t0: float
                                                                c.scheduler.address),
             dashboard=dashboard,
             settings={"steps": image_steps + pair_steps, "retry_failed": batch.retry_failed,
-                      "batch": dataclasses.asdict(batch), "work_dir": options.work_dir})
+                      "batch": dataclasses.asdict(batch), "work_dir": options.work_dir,
+                      # where the EDRs came from: later tools (ctxdask flat --from-batch) find them there
+                      "edr_dir": getattr(src, "folder", None), "edr_cache": getattr(src, "cache", None)})
         try:
             tdb.record_rejected(run_id, pairlist.rejected)
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("edrs", nargs="*", metavar="EDR", help="CTX EDRs (paths)")
     parser.add_argument("--from-batch", metavar="DIR", help="use the images of a batch output folder")
     parser.add_argument("--edr-dir", metavar="DIR",
-                        help="where the batch's EDRs are, as PRODUCT_ID.IMG (default: the download cache)")
+                        help="where the batch's EDRs are, as PRODUCT_ID.IMG (default: where the batch read them, "
+                             "else the download cache)")
     parser.add_argument("--out", required=True, metavar="FLAT",
                         help="output path without suffix (--by all) or folder (--by month)")
     parser.add_argument("--by", choices=("all", "month"), default="all",
@@ -44,20 +45,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def batch_edrs(folder: str | pathlib.Path, edr_dir: str | pathlib.Path | None = None) -> list[str]:
-    """EDR paths of the images in a batch's tracking database, found in ``edr_dir`` (or the download cache).
+    """EDR paths of the images in a batch's tracking database.
 
-    Images whose EDR is not there are returned as the path they would have, so
-    the build records them as unreadable instead of silently leaving them out.
+    Found in ``edr_dir``, else where the batch's latest run read them (its EDR
+    folder, or its download cache), else in the download cache. Images whose
+    EDR is not there are returned as the path they would have, so the build
+    records them as unreadable instead of silently leaving them out.
     """
     from ctxdask.catalog.download import cache_dir
     from ctxdask.exceptions import MissingFileError
-    from ctxdask.tracking import TrackingDB, database_path
+    from ctxdask.tracking import BatchView, TrackingDB, database_path
 
     path = database_path(None, folder)
     if not path.is_file():
         raise MissingFileError(path, "no batch tracking database here (give the batch's --out folder)")
     with TrackingDB(path, readonly=True) as db:
         ids = db.product_ids()
+    if not edr_dir:
+        with BatchView(path) as view:
+            recorded = [r["settings"] for r in view.runs() if isinstance(r.get("settings"), dict)]
+        edr_dir = next((s.get("edr_dir") or s.get("edr_cache") for s in recorded
+                        if s.get("edr_dir") or s.get("edr_cache")), None)
     where = pathlib.Path(edr_dir) if edr_dir else cache_dir()
     out = []
     for pid in ids:

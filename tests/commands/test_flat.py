@@ -57,6 +57,12 @@ def test_from_batch_reads_the_tracking_database(edrs, tmp_path, capsys):
     # one flat among other files: its page and plot are named after it, never a bare index.html
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
         "all.cub", "all.json", "all.npy", "all.qa.html", "all.qa_all.png", "all.tif"]
+    # without --edr-dir: where the batch's run read its EDRs (recorded with the run)
+    with TrackingDB(batch / DEFAULT_NAME) as db:
+        db.end_run(db.start_run(pairs_file="pairs.txt", out=str(batch), settings={"edr_dir": str(folder)}), "done")
+    assert main(["flat", "--from-batch", str(batch), "--out", str(tmp_path / "g"), "--min-images", "4",
+                 "--format", "npy"]) == 0, capsys.readouterr()
+    assert np.allclose(np.load(tmp_path / "g.npy"), flat)
 
 
 def test_no_flat_at_all_is_exit_status_1_and_no_input_is_2(edrs, tmp_path, capsys):
