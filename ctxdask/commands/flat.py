@@ -90,6 +90,10 @@ def _cluster(args):
         yield None
 
 
+#: suffixes of --out taken as the flat's pixel format, not as part of its name (as write_flat does)
+_PIXEL_SUFFIXES = (".cub", ".tif", ".npy")
+
+
 def _destinations(args, formats: list[str]) -> pathlib.Path | None:
     """Check where the flats go before any work: the folder (``--by month``, or ``--out DIR/``), or None.
 
@@ -108,7 +112,7 @@ def _destinations(args, formats: list[str]) -> pathlib.Path | None:
             check_destination(out, folder=True)
         return out
     for suffix in (*(f".{f}" for f in formats), ".json"):
-        check_destination(out.with_suffix(suffix) if out.suffix in (".cub", ".tif", ".npy") else
+        check_destination(out.with_suffix(suffix) if out.suffix in _PIXEL_SUFFIXES else
                           out.with_name(out.name + suffix))
     return None
 
@@ -137,8 +141,10 @@ def run(args: argparse.Namespace) -> int:
         built = build_flat(edrs, by=args.by, method=args.method, min_images=args.min_images)
     results = list(built.values()) if isinstance(built, dict) else [built]
     out = pathlib.Path(args.out)
-    # a folder of flats is theirs alone; one flat written among other files gets a page of its own name
-    names = {} if folder is not None else {"page_name": f"{out.name}.qa.html", "plot_prefix": f"{out.name}.qa_"}
+    # a folder of flats is theirs alone; one flat written among other files gets a page of its own name,
+    # the name its files have (--out flat1.cub writes flat1.cub, flat1.json and flat1.qa.html)
+    stem = out.with_suffix("").name if out.suffix in _PIXEL_SUFFIXES else out.name
+    names = {} if folder is not None else {"page_name": f"{stem}.qa.html", "plot_prefix": f"{stem}.qa_"}
     if folder is not None:
         folder.mkdir(exist_ok=True)
         bases = {r.key: folder / f"flat_{r.key}" for r in results}

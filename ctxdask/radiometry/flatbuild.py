@@ -367,7 +367,7 @@ def _add_profiles(*profiles: ImageProfile, settings: FlatSettings,
             info["normalised_by"] = "full-width flat"
         else:
             info.setdefault("normalised_by", "own median" if profile.full_width else
-                            "own median (no full-width image in the group)")
+                            "own median (no full-width flat to normalise against)")
         ok = np.isfinite(values)
         counts = state.counts.setdefault(summing, np.zeros((CCD_PIXELS, settings.bins + 2), dtype=np.uint32))
         index = _bin_index(values[ok], settings)
@@ -673,6 +673,16 @@ def build_flat(
         (more,) = dask.compute(graphs)
         for key, extra in more.items():
             results[key] = _finish(states[key] + extra, settings, key)
+    # the full-width images alone made no flat (too few): every image of the group, each by its own median,
+    # rather than partial images left out without a word
+    retry = {key: members for key, members in groups.items()
+             if full[key] and not results[key].ok and len(full[key]) < len(members)}
+    if retry:
+        (again,) = dask.compute({key: _combine_graph(members, settings) for key, members in retry.items()})
+        for key, state in again.items():
+            results[key] = _finish(state, settings, key)
+            results[key].notes.append("the full-width images alone were too few for a flat: every image was "
+                                      "normalised by its own median, so windows may disagree in scale")
     for key in groups:
         if not full[key]:
             results[key].notes.append("no image covers the whole CCD: images were normalised by their own "

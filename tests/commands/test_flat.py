@@ -76,3 +76,20 @@ def test_no_flat_at_all_is_exit_status_1_and_no_input_is_2(edrs, tmp_path, capsy
     # the output folder must exist before any work is done
     assert main(["flat", str(june[0]), "--out", str(tmp_path / "nodir" / "f")]) == 1
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "nodir").exists()
+
+
+def test_partial_width_images_count_and_the_files_share_one_name(edrs, tmp_path, capsys):
+    """Two full-width images are too few alone: the partial-width ones join them (own-median normalised)
+    rather than vanish; --out NAME.cub names every file NAME.*, the page too."""
+    folder, june, _ = edrs
+    partial = [make_edr(tmp_path / f"B0{i}_0136{i:02d}_1010_XN_79S172W.IMG", lines=384, flat=FLAT, seed=20 + i,
+                        first_pixel=first, line_samples=2048) for i, first in ((7, 480), (8, 2400))]
+    code = main(["flat", *map(str, june[:2] + partial), "--out", str(tmp_path / "flat1.cub"), "--min-images", "3",
+                 "--format", "cub"])
+    text = capsys.readouterr().out
+    assert code == 0 and "flat all: 4 images, 0 rejected" in text, text
+    record = json.loads((tmp_path / "flat1.json").read_text())
+    assert sorted(i["product_id"] for i in record["images"]) == sorted(p.stem for p in june[:2] + partial)
+    assert any("too few for a flat" in note for note in record["notes"])
+    assert sorted(p.name for p in tmp_path.glob("flat1*")) == ["flat1.cub", "flat1.json", "flat1.qa.html",
+                                                                "flat1.qa_all.png"]
