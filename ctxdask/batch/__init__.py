@@ -37,17 +37,20 @@ from ctxdask.extras import require
 require("batch", "ctxdask.batch")
 
 from ctxdask.batch.driver import BatchSummary, run_batch, select_steps
+from ctxdask.batch.dryrun import DryRun, dry_run
 from ctxdask.batch.pairlist import Pair, PairList, Rejected, parse_pairs, read_pairs
 from ctxdask.batch.sources import LocalEDRSource
 from ctxdask.tracking import TrackingDB
 
 __all__ = [
     "BatchSummary",
+    "DryRun",
     "LocalEDRSource",
     "Pair",
     "PairList",
     "Rejected",
     "TrackingDB",
+    "dry_run",
     "parse_pairs",
     "read_pairs",
     "run_batch",

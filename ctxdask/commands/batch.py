@@ -65,6 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="transfer over the dask connection, or copy into a shared output folder "
                              "(batch.delivery)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (batch.progress)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan (pairs to run, done, held, rejected) and every program's command "
+                             "line, then stop: no cluster, nothing written")
     parser.add_argument("--include-rejected", action="store_true",
                         help="also process pairs and images failed by hand (ctxdask serve); default: skip them "
                              "(batch.include-rejected)")
@@ -119,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
 
         source = CatalogSource(ProductLocator.from_url_list(args.url_list))
     try:
+        if args.dry_run:
+            from ctxdask.batch import dry_run
+
+            for line in dry_run(args.pairs, args.out, settings=settings_from(args), source=source).lines():
+                print(line)
+            return EXIT_OK
         summary = run_batch(args.pairs, args.out, settings=settings_from(args), source=source)
     except StepSelectionError as exc:
         raise UsageError(f"--steps: {exc}") from None

@@ -20,6 +20,7 @@ from ctxdask.tracking.connection import (
     lock_database,
     now,
     open_existing,
+    snapshot,
 )
 from ctxdask.tracking.read import BatchView
 from ctxdask.tracking.schema import SCHEMA_VERSION, SchemaError
@@ -28,4 +29,4 @@ from ctxdask.tracking.writer import TrackingDB
 
 __all__ = ["DEFAULT_NAME", "SCHEMA_VERSION", "AttemptStatus", "BatchView", "Grade", "SchemaError", "Scope",
            "Status", "TrackingDB", "connect_reader", "connect_writer", "database_path", "lock_database", "now",
-           "open_existing"]
+           "open_existing", "snapshot"]

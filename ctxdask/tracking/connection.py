@@ -169,6 +169,24 @@ def connect_reader(path: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
+def snapshot(path: str | os.PathLike, dest: str | os.PathLike) -> pathlib.Path:
+    """A consistent copy of the database at ``path`` in ``dest`` (SQLite's online backup; a writer may be busy).
+
+    What plans without writing (``ctxdask batch --dry-run``) works on a copy,
+    so that the same planning code runs and the batch's own file is only read.
+    """
+    source = _read_only(pathlib.Path(path))
+    try:
+        target = sqlite3.connect(os.fspath(dest))
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    return pathlib.Path(dest)
+
+
 def _read_only(path: pathlib.Path) -> sqlite3.Connection:
     # check_same_thread=False: the web server hands a connection to its thread pool
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None,
