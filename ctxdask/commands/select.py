@@ -9,8 +9,10 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="DIR", help="a batch output folder")
-    parser.add_argument("--where", default="", help='the rule, e.g. "status = done and manual != fail and '
-                                                    'convergence between 15 and 45" (see ctxdask.tracking.selection)')
+    parser.add_argument("--where", default="", help='the rule, e.g. "status = done and not any.manual = fail and '
+                                                    'convergence between 15 and 45": on pairs, manual is the pair\'s '
+                                                    'own grade, any.manual either image\'s; != keeps what has no '
+                                                    'value yet (see ctxdask.tracking.selection)')
     parser.add_argument("--db", default=None, help="tracking database (default DIR/ctxdask-batch.sqlite)")
     parser.add_argument("-o", "--out", default=None, metavar="FILE", help="write the pair list here (default stdout)")
     parser.add_argument("--scores", default=None, metavar="CSV", help="pair-finder scores to import first")
