@@ -35,7 +35,9 @@ QA grade), ``dem_valid_fraction``, ``mola_median`` and ``mola_nmad`` (CTX minus
 MOLA after alignment, m), ``mola_points``, ``intersection_error`` (median, m),
 ``tilt`` (m/km), ``ba_initial_px``, ``ba_final_px`` (bundle adjustment's mean
 reprojection error before and after, pixels) and ``ba_improvement``
-(final/initial); and the image fields above.
+(final/initial); of its tiles (tiled stereo): ``tiles``, ``fallback_tiles``
+(made by a fallback parameter set), ``tile_holes`` and ``hedged_tiles``
+(a straggler given a duplicate); and the image fields above.
 
 Geometry (incidence, emission, phase, dates, overlap, convergence, screening
 scores) comes from the ``image_geometry`` / ``pair_geometry`` tables that
@@ -95,6 +97,13 @@ PAIR_FIELDS: dict[str, str] = {
     "ba_initial_px": "json_extract(pq.qa, '$.bundle_adjust.initial.mean_px')",
     "ba_final_px": "json_extract(pq.qa, '$.bundle_adjust.final.mean_px')",
     "ba_improvement": "json_extract(pq.qa, '$.bundle_adjust.improvement')",
+    # tiled stereo: tiles made by a fallback parameter set, holes, attempts a hedged duplicate superseded
+    "tiles": "(SELECT count(*) FROM tiles t WHERE t.pair_id = p.pair_id)",
+    "fallback_tiles": "(SELECT count(*) FROM tiles t WHERE t.pair_id = p.pair_id AND t.status = 'done' "
+                      "AND t.param_set > 0)",
+    "tile_holes": "(SELECT count(*) FROM tiles t WHERE t.pair_id = p.pair_id AND t.status IN ('failed', 'timeout'))",
+    "hedged_tiles": "(SELECT count(DISTINCT a.tile_index) FROM tile_attempts a WHERE a.pair_id = p.pair_id "
+                    "AND a.status = 'superseded')",
 }
 _OPS = ("<=", ">=", "!=", "<>", "=", "<", ">", "like")
 _KEYWORDS = {"and", "or", "not", "in", "between", "is", "null"}

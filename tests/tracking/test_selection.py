@@ -73,6 +73,16 @@ def db(tmp_path):
                                                  "improvement": 0.12}})
         t.set_pair_quality(f"{B}-{C}", statistics={"valid_fraction": 0.4}, stac=None, hillshade=None,
                            colour_relief=None, ortho_thumbnail=None)
+        # BC ran by tile: tile 1 made by the first fallback set after a hedged duplicate won, tile 2 a hole
+        from ctxdask.tools.tiling import Tile
+
+        tiles = [Tile(i, 0, 100 * i, 100, 100, 0) for i in range(3)]
+        t.register_tiles(f"{B}-{C}", tiles)
+        row = t.start_tile_attempt(f"{B}-{C}", tiles[1], run_id=None, dask_key="k", worker="w")
+        t.end_tile_attempt(row, "superseded")
+        t.set_tile(f"{B}-{C}", 0, "done")
+        t.set_tile(f"{B}-{C}", 1, "done", param_set=1, param_label="asp_sgm")
+        t.set_tile(f"{B}-{C}", 2, "failed", error="every parameter set failed")
     scores = tmp_path / "pairs.csv"
     scores.write_text("left,right,score,iou,convergence,incidence_left,incidence_right,time_left,time_right,"
                       "footprint_left,footprint_right\n"
@@ -106,6 +116,8 @@ def db(tmp_path):
     ("dem_grade = pass and mola_nmad < 5 and intersection_error <= 1.2", ["AB"]),
     ("dem_grade is null", ["AC", "BC"]),
     ("grade = warn", []),  # on pairs an image field names both images, as before
+    ("tiles = 3 and fallback_tiles = 1 and tile_holes = 1 and hedged_tiles = 1", ["BC"]),
+    ("fallback_tiles = 0", ["AB", "AC"]),
 ])
 def test_selection_on_a_real_database(db, text, expected):
     names = {f"{A}-{B}": "AB", f"{A}-{C}": "AC", f"{B}-{C}": "BC"}
