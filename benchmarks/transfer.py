@@ -261,7 +261,7 @@ def run_paths(client, addr: dict[str, str], tmp: pathlib.Path, size: int, args, 
 
 def print_rows(rows, size: int, floor: float | None) -> list[float]:
     names = list(rows[-1][2])
-    print(f"| path | s | MB/s | / floor | " + " | ".join(f"{n} peak MB (+grew)" for n in names) + " |")
+    print("| path | s | MB/s | / floor | " + " | ".join(f"{n} peak MB (+grew)" for n in names) + " |")
     print("|---|---|---|---|" + "---|" * len(names))
     ratios = []
     for label, seconds, peaks in rows:
@@ -282,6 +282,7 @@ def main() -> int:
     parser.add_argument("--check-size", default="256M", help="a second, smaller size for the memory check ('' skips)")
     parser.add_argument("--chunk-size", default=None, help="bytes per chunk (default: batch.chunk-size)")
     parser.add_argument("--window", type=int, default=None, help="chunks in flight (default: batch.chunk-window)")
+    parser.add_argument("--direct", action="store_true", help="the driver's client gathers from workers directly")
     args = parser.parse_args()
 
     from distributed import Client
@@ -302,9 +303,13 @@ def main() -> int:
             time.sleep(0.1)
         with Client(scheduler_file=cluster.scheduler_file, timeout=60) as client:
             client.wait_for_workers(2, timeout=60)
+            if args.direct:
+                client.direct_to_workers = True
             addr = {info["name"]: a for a, info in client.scheduler_info()["workers"].items()}
             pids = {name: cluster.procs[name].pid for name in ("A", "B", "scheduler")} | {"driver": os.getpid()}
             watch = Watch(pids)
+            # imports and connections on every side first: they are paid once per worker, not per file
+            run_paths(client, addr, tmp, 8 * MiB, args, watch, baselines=False)
             growth: dict[int, dict[str, int]] = {}
             for i, size in enumerate(sizes):
                 rows = run_paths(client, addr, tmp, size, args, watch, baselines=i == 0)
