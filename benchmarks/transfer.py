@@ -17,7 +17,8 @@ Baselines of the same run: the floor, one TCP socket over loopback from
 127.0.0.2 to 127.0.0.3 (``socket.sendfile`` into a receiver that writes the
 file and fsyncs it), and ``rsync`` of the file between two folders when rsync
 is installed (the row says so when it is not). Every copy is compared with
-the source's sha256.
+the source's sha256. A third row, the floor with both ends hashing the file
+as the dask paths do, shows what the checksum costs on its own.
 
 Figures: MB/s (10^6 bytes), ratio to the TCP floor, peak RSS of worker A,
 worker B, the scheduler and the driver during each path (``VmHWM``, reset
@@ -125,8 +126,15 @@ class Watch:
 
 
 # ----------------------------------------------------------------- baselines
-def tcp_copy(src: str, dest: str) -> float:
-    """One socket over loopback, ``sendfile`` from HOST_A into a receiver on HOST_B that writes ``dest``."""
+def tcp_copy(src: str, dest: str, *, verify: bool = False) -> float:
+    """One socket over loopback, ``sendfile`` from HOST_A into a receiver on HOST_B that writes ``dest``.
+
+    With ``verify`` both ends also hash the file, as the dask paths do (the
+    sender before it sends, the receiver as the bytes arrive): what the
+    sha256 guarantee costs on top of the floor.
+    """
+    from ctxdask.batch.model import sha256_file
+
     server = socket.create_server((HOST_B, 0))
     port = server.getsockname()[1]
     done = threading.Event()
@@ -135,8 +143,11 @@ def tcp_copy(src: str, dest: str) -> float:
         conn, _ = server.accept()
         buf = bytearray(MiB)
         view = memoryview(buf)
+        h = hashlib.sha256()
         with conn, open(dest, "wb") as out:
             while n := conn.recv_into(buf):
+                if verify:
+                    h.update(view[:n])
                 out.write(view[:n])
             out.flush()
             os.fsync(out.fileno())
@@ -145,6 +156,8 @@ def tcp_copy(src: str, dest: str) -> float:
     t0 = time.perf_counter()
     thread = threading.Thread(target=receive)
     thread.start()
+    if verify:
+        sha256_file(src)
     with socket.create_connection((HOST_B, port), source_address=(HOST_A, 0)) as sock, open(src, "rb") as f:
         sock.sendfile(f)
     thread.join()
@@ -221,6 +234,9 @@ def run_paths(client, addr: dict[str, str], tmp: pathlib.Path, size: int, args, 
         watch.start()
         rows.append(("TCP floor (1 socket, sendfile)", tcp_copy(src, dest), watch.peaks()))
         check(dest, pin_b)
+        os.remove(dest)
+        watch.start()
+        rows.append(("TCP + sha256 at both ends", tcp_copy(src, dest, verify=True), watch.peaks()))
         os.remove(dest)
         folder = tmp / "rsync-dest"
         folder.mkdir(exist_ok=True)
