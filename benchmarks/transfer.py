@@ -18,7 +18,9 @@ Baselines of the same run: the floor, one TCP socket over loopback from
 file and fsyncs it), and ``rsync`` of the file between two folders when rsync
 is installed (the row says so when it is not). Every copy is compared with
 the source's sha256. A third row, the floor with both ends hashing the file
-as the dask paths do, shows what the checksum costs on its own.
+as the dask paths do, shows what the checksum costs on its own; a fourth,
+the pinned byte-range reads of a pull from A to B with the bytes dropped,
+what the dask connection carries at best with this chunk size and window.
 
 Figures: MB/s (10^6 bytes), ratio to the TCP floor, peak RSS of worker A,
 worker B, the scheduler and the driver during each path (``VmHWM``, reset
@@ -85,6 +87,26 @@ def stage_on_worker(result, producer: str, chunk_size: int, window: int) -> tupl
     t0 = time.perf_counter()
     staged = stage(result, producer, ctx)
     return staged.outputs["data"], time.perf_counter() - t0
+
+
+def reads_only(path: str, producer: str, size: int, chunk_size: int, window: int) -> float:
+    """The pinned byte-range reads of a pull alone, bytes dropped (runs on B): the ceiling of the design."""
+    import collections
+
+    from distributed import worker_client
+
+    from ctxdask.batch.delivery import read_range
+
+    t0 = time.perf_counter()
+    with worker_client() as client:
+        offsets, inflight = collections.deque(range(0, size, chunk_size)), collections.deque()
+        while offsets or inflight:
+            while offsets and len(inflight) < window:
+                off = offsets.popleft()
+                inflight.append(client.submit(read_range, path, off, min(chunk_size, size - off), workers=[producer],
+                                              allow_other_workers=False, pure=False, priority=100))
+            inflight.popleft().result()
+    return time.perf_counter() - t0
 
 
 def sha256_of(path: str) -> str:
@@ -238,6 +260,9 @@ def run_paths(client, addr: dict[str, str], tmp: pathlib.Path, size: int, args, 
         watch.start()
         rows.append(("TCP + sha256 at both ends", tcp_copy(src, dest, verify=True), watch.peaks()))
         os.remove(dest)
+        watch.start()
+        seconds = client.submit(reads_only, src, addr["A"], size, args.chunk_size, args.window, **pin_b).result()
+        rows.append(("dask pinned reads only, A -> B (no write, no hash)", seconds, watch.peaks()))
         folder = tmp / "rsync-dest"
         folder.mkdir(exist_ok=True)
         watch.start()
@@ -285,7 +310,7 @@ def print_rows(rows, size: int, floor: float | None) -> list[float]:
             print(f"| {label} | - | - | - | " + " | ".join("-" for _ in names) + " |")
             continue
         ratio = floor / seconds if floor else float("nan")
-        if not label.startswith(("TCP", "rsync")):
+        if label.startswith(("staged", "delivered")):
             ratios.append(ratio)
         mem = " | ".join(f"{peaks[n][0] / 1e6:.0f} (+{peaks[n][1] / 1e6:.0f})" for n in names)
         print(f"| {label} | {seconds:.2f} | {size / seconds / 1e6:.0f} | {ratio:.2f} | {mem} |")
