@@ -24,8 +24,9 @@ what the dask connection carries at best with this chunk size and window.
 
 Figures: MB/s (10^6 bytes), ratio to the TCP floor, peak RSS of worker A,
 worker B, the scheduler and the driver during each path (``VmHWM``, reset
-through ``/proc/<pid>/clear_refs`` before each path) and how much each grew
-over its RSS before the path. ``--check-size`` repeats the dask paths with a
+through ``/proc/<pid>/clear_refs`` before each path), how much each grew
+over its RSS before the path, and the CPU seconds each used (less noisy than
+wall time on a shared machine; the TCP rows run in the driver). ``--check-size`` repeats the dask paths with a
 smaller file: the growth must not depend on the file size.
 
 Target (issue 22, item 1): each path at least 0.8 of the floor; memory
@@ -128,23 +129,32 @@ def _status(pid: int, field: str) -> int:
     return 0
 
 
+def _cpu(pid: int) -> float:
+    """User + system CPU seconds of a process so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclasses.dataclass
 class Watch:
-    """Peak RSS of some processes over one path: reset before, read after."""
+    """Peak RSS and CPU seconds of some processes over one path: reset before, read after."""
 
     pids: dict[str, int]
     before: dict[str, int] = dataclasses.field(default_factory=dict)
+    cpu_before: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def start(self) -> None:
         for name, pid in self.pids.items():
             with open(f"/proc/{pid}/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
             self.before[name] = _status(pid, "VmRSS")
+            self.cpu_before[name] = _cpu(pid)
 
-    def peaks(self) -> dict[str, tuple[int, int]]:
-        """name -> (peak RSS, growth over the RSS before)."""
-        return {name: (_status(pid, "VmHWM"), _status(pid, "VmHWM") - self.before[name])
-                for name, pid in self.pids.items()}
+    def peaks(self) -> dict[str, tuple[int, int, float]]:
+        """name -> (peak RSS, growth over the RSS before, CPU seconds since)."""
+        return {name: (_status(pid, "VmHWM"), _status(pid, "VmHWM") - self.before[name],
+                       _cpu(pid) - self.cpu_before[name]) for name, pid in self.pids.items()}
 
 
 # ----------------------------------------------------------------- baselines
@@ -302,7 +312,7 @@ def run_paths(client, addr: dict[str, str], tmp: pathlib.Path, size: int, args, 
 
 def print_rows(rows, size: int, floor: float | None) -> list[float]:
     names = list(rows[-1][2])
-    print("| path | s | MB/s | / floor | " + " | ".join(f"{n} peak MB (+grew)" for n in names) + " |")
+    print("| path | s | MB/s | / floor | " + " | ".join(f"{n} peak MB (+grew) cpu s" for n in names) + " |")
     print("|---|---|---|---|" + "---|" * len(names))
     ratios = []
     for label, seconds, peaks in rows:
@@ -312,7 +322,7 @@ def print_rows(rows, size: int, floor: float | None) -> list[float]:
         ratio = floor / seconds if floor else float("nan")
         if label.startswith(("staged", "delivered")):
             ratios.append(ratio)
-        mem = " | ".join(f"{peaks[n][0] / 1e6:.0f} (+{peaks[n][1] / 1e6:.0f})" for n in names)
+        mem = " | ".join(f"{peaks[n][0] / 1e6:.0f} (+{peaks[n][1] / 1e6:.0f}) {peaks[n][2]:.1f}" for n in names)
         print(f"| {label} | {seconds:.2f} | {size / seconds / 1e6:.0f} | {ratio:.2f} | {mem} |")
     return ratios
 
