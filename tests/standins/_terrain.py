@@ -13,7 +13,7 @@ Doomed pairs: ``CTXDASK_STANDIN_DOOMED`` lists product ids (comma-separated)
 whose stereo correlates almost nothing (a pair with no texture, clouds, a bad
 convergence angle): the parallel_stereo stand-in tags the cloud of a pair of
 which an image is listed (:data:`DOOMED_TAG`), and point2dem keeps only a
-:data:`DOOMED_VALID` share of its points (the western columns) with
+:data:`DOOMED_VALID` share of its points (the western columns, and the eastern edge) with
 :data:`DOOMED_ERROR` times the intersection error.
 
 A stereo cloud of this terrain has its points ``spacing / 4`` apart, so that
@@ -111,10 +111,12 @@ def doomed(*names: str) -> bool:
 
 
 def doomed_mask(spec: dict) -> np.ndarray:
-    """True where a doomed pair's cloud has no points: all but the western :data:`DOOMED_VALID` of the columns."""
+    """True where a doomed pair's cloud has no points: all but the western :data:`DOOMED_VALID` of the columns and
+    the eastern edge (which keeps the DEM's extent: point2dem grids the points' bounding box)."""
     rows, cols = spec["shape"]
     mask = np.ones((rows, cols), bool)
     mask[:, : max(1, int(cols * DOOMED_VALID))] = False
+    mask[:, -1] = False
     return mask
 
 
