@@ -173,8 +173,8 @@ class Recipe:
             raise ValueError("pc_align is enabled (tools.asp.pc-align) but no MOLA point file was given")
         lowres_dem = lowres_dem or tools.asp.lowres_dem
         if (self.tile_step is not None or preview_enabled(self.settings)) and not lowres_dem:
-            raise ValueError("tiled stereo and the preview pass need a low-resolution DEM to mapproject onto (MOLA MEGDR or the "
-                             "MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
+            raise ValueError("tiled stereo and the preview pass need a low-resolution DEM to mapproject onto (MOLA "
+                             "MEGDR or the MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
         if tools.asp.bundle_adjust is True and tools.asp.heights_from_dem and not lowres_dem:
             raise ValueError("tools.asp.heights-from-dem constrains bundle adjustment to the low-resolution DEM: "
                              "set tools.asp.lowres-dem")

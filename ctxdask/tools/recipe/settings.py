@@ -8,7 +8,8 @@ This module adds what the model leaves to the recipe:
   :func:`~ctxdask.tools.recipe.build_recipe` (``calibration="isis"``,
   ``timeouts={"parallel_stereo": 600}``), each the field name of one setting
   the recipe reads, applied with :meth:`Settings.override <ctxdask.settings.Settings.override>`;
-- :func:`resolved`: ``stereo-mode: auto``, ``bundle-adjust: auto`` and ``preview: auto`` decided by what is installed here, and
+- :func:`resolved`: ``stereo-mode: auto``, ``bundle-adjust: auto`` and ``preview: auto`` decided by what is
+  installed (and configured) here, and
   ``max-displacement: auto`` as ``None``; done when a recipe is built, not when the
   settings are checked (the same configuration means different things on different machines);
 - :func:`step_timeout` and :func:`step_resources`: a step's deadline and dask resources, and
