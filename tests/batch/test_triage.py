@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 
+import httpx
 import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
 
 from ctxdask.batch import run_batch
+from ctxdask.report import build_report
 from ctxdask.tools.recipe import build_recipe
 from ctxdask.tracking import BatchView
-from ctxdask.tracking.grades import add_grade
 
+from ..web.conftest import serving
 from .conftest import IDS, make_images, query, write_pairs
 from .tiled import tiled_path
 
@@ -61,7 +65,15 @@ def test_a_doomed_pair_is_held_after_its_preview_then_released_by_a_grade(tmp_pa
     # a rerun keeps it held; a person's pass releases it, and the next run makes its full pass only
     again = run_batch(pairs, out, source=edr, client=cluster_client, recipe=recipe, settings=settings)
     assert [h.text for h in again.held] == [DOOMED_ID] and "valid fraction" in again.held[0].reason
-    add_grade(db, "pair", DOOMED_ID, "pass", "a thin strip is all we need", who="ana")
+    # the report and the pair's page say why; a person releases it with the page's grading form
+    report = build_report(out, dest=tmp_path / "report").read_text()
+    assert 'id="previews"' in report and html.escape(error.removeprefix("held after its preview: ")) in report
+    with serving(out) as server, httpx.Client(base_url=server.base) as c:
+        page = c.get(f"/pair/{DOOMED_ID}").text
+        assert "held before full resolution" in page and "valid fraction 0.1" in page
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        assert c.post(f"/pair/{DOOMED_ID}/grade", data={"csrf": csrf, "value": "pass",
+                                                        "note": "a thin strip is all we need"}).status_code == 303
     before = calls.read_text().count("\n")
     released = run_batch(pairs, out, source=edr, client=cluster_client, recipe=recipe, settings=settings)
     assert released.ok and released.pairs == {"done": 2} and not released.held, released
@@ -72,4 +84,4 @@ def test_a_doomed_pair_is_held_after_its_preview_then_released_by_a_grade(tmp_pa
                                                     (DOOMED_ID,))).values())
     with BatchView(db) as view:
         assert view.status_report()["held_previews"] == {}
-        assert view.pair(DOOMED_ID)["preview"]["released"]["by"] == "ana"
+        assert view.pair(DOOMED_ID)["preview"]["released"]["grade"] == "pass"
