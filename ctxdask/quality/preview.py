@@ -71,7 +71,8 @@ def summary(record: Mapping[str, Any]) -> str:
 
 
 def preview_verdict(dem: str, destination: str, *, error: str | None = None, mola: str | None = None,
-                    csv_format: str | None = None, thresholds: Mapping[str, float | None] | None = None,
+                    dem_before: str | None = None, csv_format: str | None = None,
+                    thresholds: Mapping[str, float | None] | None = None,
                     timeout: float | None = None) -> dict[str, Any]:
     """Native recipe step ``preview_qa``: the preview DEM's QA and verdict, as JSON in ``destination``.
 
@@ -85,6 +86,8 @@ def preview_verdict(dem: str, destination: str, *, error: str | None = None, mol
         The preview's ``-IntersectionErr.tif``.
     mola, csv_format : str, optional
         MOLA shots (CSV) and their ``--csv-format``: the CTX - MOLA statistics.
+    dem_before : str, optional
+        With pc_align: the preview DEM before alignment (``dem`` is the aligned one).
     thresholds : mapping, optional
         ``quality.preview`` (field names); default: none checked.
     timeout : float, optional
@@ -94,7 +97,7 @@ def preview_verdict(dem: str, destination: str, *, error: str | None = None, mol
     from ctxdask.quality.dem_qa import measure_dem
 
     points = read_mola_csv(mola, csv_format or DEFAULT_FORMAT) if mola else None
-    qa, _ = measure_dem(dem, points, error=error, thresholds={}, scheduler="sync")
+    qa, _ = measure_dem(dem, points, dem_before=dem_before, error=error, thresholds={}, scheduler="sync")
     reasons = triage(qa.metrics, thresholds or {})
     record = {"verdict": HELD if reasons else PASS, "reasons": reasons,
               "thresholds": {k: v for k, v in (thresholds or {}).items() if v is not None}, "metrics": qa.metrics}

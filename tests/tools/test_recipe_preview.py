@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ from ctxdask.tools.tasks import RunOptions, run_step
 
 from .conftest import STANDINS, standin_path
 
+sys.path.insert(0, str(STANDINS))
+from _dem_testing import mola_shots, terrain  # noqa: E402
+
 L, R = "P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W"
 PAIR = f"{L}-{R}"
 
@@ -30,11 +34,20 @@ def _recipe(**changes):
 
 
 # ------------------------------------------------------------------ the recipe as data
+def test_with_pc_align_the_full_pass_is_seeded_with_the_aligned_preview():
+    calls = {c.step: c for c in _recipe(preview=True, pc_align=True).pair_calls(
+        "/c/L.cub", "/c/R.cub", left_id=L, right_id=R, mola="/m/mola.csv")}
+    assert list(calls)[:8] == list(PREVIEW_STEPS)
+    assert calls["mapproject_left"].inputs["dem"].source.key == f"preview_point2dem_aligned-{PAIR}"
+    assert calls["preview_qa"].inputs["dem_before"].source.key == f"preview_point2dem-{PAIR}"
+
+
 def test_the_preview_comes_first_and_seeds_the_full_pass():
     recipe = _recipe(preview=True)
     names = [s.name for s in recipe.pair_steps]
-    assert names[:len(PREVIEW_STEPS)] == list(PREVIEW_STEPS)
-    assert names[len(PREVIEW_STEPS):] == ["mapproject_grid", "mapproject_left", "mapproject_right",
+    preview = [s for s in PREVIEW_STEPS if "align" not in s]
+    assert names[:len(preview)] == preview
+    assert names[len(preview):] == ["mapproject_grid", "mapproject_left", "mapproject_right",
                                           "parallel_stereo", "point2dem"]
     calls = {c.step: c for c in recipe.pair_calls("/c/L.cub", "/c/R.cub", left_id=L, right_id=R)}
     # the preview mapprojects onto the low-resolution DEM on a 4x coarser grid, correlates fast
@@ -110,14 +123,16 @@ def cubes(tmp_path_factory):
             shutil.copyfile(results[call.key].outputs["cube"], out[pid])
     finally:
         os.environ["PATH"] = old
-    return {"dir": d, "dem": str(dem), "cubes": out, "options": options}
+    mola, _, _ = mola_shots(d / "mola.csv", terrain.settings(), n=50)
+    return {"dir": d, "dem": str(dem), "cubes": out, "options": options, "mola": str(mola)}
 
 
-def _run(cubes, env, tmp_path, steps=None):
+def _run(cubes, env, tmp_path, steps=None, pc_align=False):
     env = {"PATH": os.pathsep.join([str(STANDINS / "asp37"), standin_path()]),
            "CTXDASK_STANDIN_MAP_SIZE": "64x48", "CTXDASK_STANDIN_CALLS": str(tmp_path / "calls.jsonl"), **env}
-    recipe = _recipe(preview=True, lowres_dem=cubes["dem"], env=env)
-    calls = recipe.pair_calls(cubes["cubes"][L], cubes["cubes"][R], left_id=L, right_id=R)
+    recipe = _recipe(preview=True, lowres_dem=cubes["dem"], env=env, pc_align=pc_align)
+    calls = recipe.pair_calls(cubes["cubes"][L], cubes["cubes"][R], left_id=L, right_id=R,
+                              mola=cubes["mola"] if pc_align else None)
     options = RunOptions.from_config(work_dir=str(tmp_path / "work"), grace=1.0, poll_interval=0.05)
     results = {}
     for call in calls:
@@ -128,29 +143,24 @@ def _run(cubes, env, tmp_path, steps=None):
 
 
 @pytest.mark.timeout(240)
-def test_a_good_pair_passes_and_its_full_pass_runs_on_the_preview_dem(cubes, tmp_path):
-    results = _run(cubes, {"CTXDASK_STANDIN_SECONDS_PER_MEGAPIXEL": "100"}, tmp_path)
+def test_a_good_pair_passes_and_its_full_pass_runs_on_its_aligned_preview_dem(cubes, tmp_path):
+    results = _run(cubes, {"CTXDASK_STANDIN_SECONDS_PER_MEGAPIXEL": "100"}, tmp_path,
+                   steps=(*PREVIEW_STEPS, "mapproject_grid", "mapproject_left", "mapproject_right", "parallel_stereo"),
+                   pc_align=True)
     verdict = json.loads(open(results["preview_qa"].outputs["preview"]).read())
     assert verdict["verdict"] == "pass" and verdict["reasons"] == [], verdict
-    assert verdict["metrics"]["valid_fraction"] > 0.9
+    metrics = verdict["metrics"]
+    assert metrics["valid_fraction"] > 0.9 and metrics["after_alignment"]["count"] > 10
+    assert metrics["dem"].endswith("preview/out-align-DEM.tif") and "before_alignment" in metrics
     with rasterio.open(results["preview_left"].outputs["map"]) as p, \
             rasterio.open(results["mapproject_left"].outputs["map"]) as f:
         assert p.res[0] == pytest.approx(4 * f.res[0])  # the preview's coarse --tr
         assert f.tags()["DEM_FILE"] == "lowres-dem.tif"
     staged = os.path.join(results["mapproject_left"].workdir, "lowres-dem.tif")
-    assert os.path.realpath(staged) == os.path.realpath(results["preview_point2dem"].outputs["dem"])
+    assert os.path.realpath(staged) == os.path.realpath(results["preview_point2dem_aligned"].outputs["dem"])
     # correlation time in proportion to the pixels: the preview correlates about 1/16 of them
     pixels = {}
     for step in ("preview_stereo", "parallel_stereo"):
         text = open(results[step].log_path).read()
         pixels[step] = int(re.search(r"correlating (\d+) pixels", text).group(1))
     assert 8 < pixels["parallel_stereo"] / pixels["preview_stereo"] <= 16, pixels
-
-
-@pytest.mark.timeout(240)
-def test_a_doomed_pair_is_held_with_the_measured_reason(cubes, tmp_path):
-    results = _run(cubes, {"CTXDASK_STANDIN_DOOMED": R}, tmp_path, steps=PREVIEW_STEPS)
-    verdict = json.loads(open(results["preview_qa"].outputs["preview"]).read())
-    assert verdict["verdict"] == "held"
-    assert verdict["reasons"] and verdict["reasons"][0].startswith("valid fraction 0.1")
-    assert verdict["summary"].startswith("held after its preview: valid fraction")

@@ -15,6 +15,7 @@ with the MOLA DEM). The preview steps (:data:`PREVIEW_STEPS`)::
         (mapprojected images, the DEM last: docs/next_steps.rst:158-163, docs/examples/ctx.rst:15-19)
     point2dem -r mars [--t_srs P] --errorimage preview/out-PC.tif
         (no --tr: point2dem's own grid, 4 x the coarse cloud's point spacing, docs/tools/point2dem.rst:15-19)
+    [pc_align of the preview DEM onto MOLA, and its DEM on the preview's grid: with tools.asp.pc-align]
     preview_qa       valid fraction, CTX - MOLA, intersection error -> verdict  (native, ctxdask.quality.preview)
 
 ``asp_bm`` is ASP's fastest correlator (``docs/stereo_algorithms.rst``:10-18);
@@ -36,10 +37,13 @@ from ctxdask.tools.recipe.step import LEFT, LOWRES, LOWRES_DEM, MOLA, RIGHT, Inp
 
 __all__ = ["PREVIEW_STEPS", "QA_STEP", "VERDICT", "enabled", "preview_steps", "seed_dem"]
 
-#: the preview pass's pair steps, in order; the last writes the verdict
+#: the preview pass's pair steps, in order (the two alignment steps with pc_align); the last writes the verdict
 PREVIEW_STEPS = ("preview_grid", "preview_left", "preview_right", "preview_stereo", "preview_point2dem",
-                 "preview_qa")
+                 "preview_align", "preview_point2dem_aligned", "preview_qa")
 QA_STEP = PREVIEW_STEPS[-1]
+#: the preview DEM, and the same aligned to MOLA (pc_align)
+_DEM = Input("preview/out-DEM.tif", Upstream("preview_point2dem", "dem"))
+_ALIGNED = Input("preview/out-align-DEM.tif", Upstream("preview_point2dem_aligned", "dem"))
 #: the verdict's output role and file (delivered with the pair's QA files)
 VERDICT = ("preview", "preview/preview-verdict.json")
 #: the preview's fast correlation (docs/stereo_algorithms.rst:10-18; docs/next_steps.rst:436-437)
@@ -56,10 +60,36 @@ def enabled(s: Settings) -> bool:
 
 
 def seed_dem(s: Settings) -> Input:
-    """The DEM the full pass mapprojects onto: the preview DEM when seeding, else ``lowres-dem``."""
+    """The DEM the full pass mapprojects onto: the preview DEM (aligned to MOLA with pc_align) when seeding,
+    else ``lowres-dem``."""
     if enabled(s) and s.tools.asp.preview_seed:
-        return Input(LOWRES_DEM, Upstream("preview_point2dem", "dem"))
+        return Input(LOWRES_DEM, (_ALIGNED if s.tools.asp.pc_align else _DEM).source)
     return _LOWRES
+
+
+def _alignment(s: Settings) -> tuple[Step, Step]:
+    """``pc_align`` of the preview DEM onto MOLA (a DEM is a cloud to pc_align, docs/tools/pc_align.rst) and
+    the aligned DEM on the preview's grid: the full pass's own alignment steps (:mod:`ctxdask.tools.recipe.dem`)."""
+    asp, align = s.tools.asp, s.quality.dem_alignment
+    outputs = {"transform": "preview/out-align-transform.txt", "runs": "preview/out-align-runs.json",
+               "points": "preview/out-align-mola.csv"}
+    pc_align = pair_step(
+        s, "preview_align", family="pc_align", kind="native", callable="ctxdask.tools.align:align_to_mola",
+        args=("{inputs[cloud]}", "{outputs[cloud]}", *flags("inputs", ("mola", "dem")), *flags("outputs", outputs)),
+        # the DEM it measures the offset on is the same file, staged under a name of its own
+        inputs={"cloud": _DEM, "mola": Input("mola.csv", MOLA),
+                "dem": Input("preview/out-DEM-unaligned.tif", _DEM.source)},
+        outputs={"cloud": "preview/out-align-trans_reference.tif", **outputs},
+        options={"csv_format": asp.mola_csv_format, "datum": "D_MARS", "factor": align.factor,
+                 "floor": align.floor, "reruns": align.reruns, "max_displacement": asp.max_displacement})
+    grid = pair_step(
+        s, "preview_point2dem_aligned", family="point2dem_aligned", kind="native",
+        callable="ctxdask.tools.align:grid_aligned",
+        args=("{inputs[cloud]}", "{outputs[dem]}", *flags("inputs", ("like",))),
+        inputs={"cloud": Input("preview/out-align-trans_reference.tif", Upstream("preview_align", "cloud")),
+                "like": _DEM},
+        outputs={"dem": _ALIGNED.name}, options={"datum": str(asp.datum)})
+    return pc_align, grid
 
 
 def _map(s: Settings, side: str) -> Step:
@@ -99,10 +129,11 @@ def preview_steps(s: Settings, stereo_file: dict[str, str]) -> tuple[Step, ...]:
     point2dem = pair_step(s, "preview_point2dem", family="point2dem", program="point2dem", args=tuple(dem_args),
                           inputs={"cloud": Input("preview/out-PC.tif", Upstream("preview_stereo", "pc"))},
                           outputs={"dem": "preview/out-DEM.tif", "error": "preview/out-IntersectionErr.tif"})
-    qa_inputs = {"dem": Input("preview/out-DEM.tif", Upstream("preview_point2dem", "dem")),
-                 "error": Input("preview/out-IntersectionErr.tif", Upstream("preview_point2dem", "error"))}
-    if asp.pc_align:  # the MOLA shots come with alignment (tools.asp.mola-points)
-        qa_inputs["mola"] = Input("mola.csv", MOLA)
+    qa_inputs = {"dem": _DEM, "error": Input("preview/out-IntersectionErr.tif", Upstream("preview_point2dem", "error"))}
+    aligned: tuple[Step, ...] = ()
+    if asp.pc_align:  # the MOLA shots come with alignment (tools.asp.mola-points): QA of the aligned DEM
+        aligned = _alignment(s)
+        qa_inputs.update(dem=_ALIGNED, dem_before=_DEM, mola=Input("mola.csv", MOLA))
     role, name = VERDICT
     qa = pair_step(s, QA_STEP, kind="native", callable="ctxdask.quality.preview:preview_verdict",
                    args=("{inputs[dem]}", f"{{outputs[{role}]}}", *flags("inputs", [r for r in qa_inputs
@@ -112,4 +143,4 @@ def preview_steps(s: Settings, stereo_file: dict[str, str]) -> tuple[Step, ...]:
                             "thresholds": {k: getattr(limits, k) for k in (
                                 "min_valid_fraction", "max_mola_nmad", "max_mola_median_abs",
                                 "max_intersection_error")}})
-    return grid, _map(s, "left"), _map(s, "right"), stereo, point2dem, qa
+    return grid, _map(s, "left"), _map(s, "right"), stereo, point2dem, *aligned, qa
