@@ -16,7 +16,8 @@ A step the database records as done is submitted for reuse
 located on the worker and its row is left as it is.
 
 Tasks are queued and sent by :meth:`Submitter.flush`, one ``update-graph``
-per run of equal resources.
+per run of equal resources. With the preview pass a pair's full pass waits for
+its verdict (:mod:`~ctxdask.batch.triage`: :meth:`Submitter.release_pair`).
 
 Tiled stereo: a pair's prep steps go as above, followed by its tile plan
 (:class:`~ctxdask.batch.tiles.TilePlanTask`); its mosaic steps are tracked from
