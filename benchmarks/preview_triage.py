@@ -29,7 +29,7 @@ seconds-per-megapixel x pixels, which does not):
 * preview cost per good pair as a fraction of its full stereo: the preview's
   ``parallel_stereo`` over the full ``parallel_stereo``, and the whole preview
   pass (its grid, two mapprojects, stereo, point2dem, QA) over the whole full
-  pass (grid, two mapprojects, stereo, point2dem).
+  pass (the seed's hole filling, grid, two mapprojects, stereo, point2dem).
 
 Run: ``python benchmarks/preview_triage.py [--map-size 1200x800] [--seconds-per-megapixel 40]``
 """
@@ -58,7 +58,7 @@ IDS = ["P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W", "B10_013341_1
 #: 8 pairs; IDS[4] is in exactly two of them (the doomed ones)
 PAIRS = [(IDS[a], IDS[b]) for a, b in ((0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 0), (0, 2), (1, 3))]
 DOOMED = IDS[4]
-FULL = ("mapproject_grid", "mapproject_left", "mapproject_right", "parallel_stereo", "point2dem")
+FULL = ("preview_seed", "mapproject_grid", "mapproject_left", "mapproject_right", "parallel_stereo", "point2dem")
 
 
 def durations(db: pathlib.Path) -> dict[tuple[str, str], float]:

@@ -250,6 +250,7 @@ class AspSettings(Section):
     preview: bool | Literal["auto"]
     preview_factor: float = dataclasses.field(metadata=_at_least(1))
     preview_seed: bool
+    preview_hole_fill: int | None = dataclasses.field(metadata=_at_least(1))
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(300)]
 
 GOOD, DOOMED = (IDS[0], IDS[1]), (IDS[2], IDS[3])
 GOOD_ID, DOOMED_ID = "-".join(GOOD), "-".join(DOOMED)
-FULL = ["mapproject_grid", "mapproject_left", "mapproject_right", "parallel_stereo", "point2dem"]
+FULL = ["preview_seed", "mapproject_grid", "mapproject_left", "mapproject_right", "parallel_stereo", "point2dem"]
 
 
 def _lowres_dem(path):

@@ -37,8 +37,8 @@ def _recipe(**changes):
 def test_with_pc_align_the_full_pass_is_seeded_with_the_aligned_preview():
     calls = {c.step: c for c in _recipe(preview=True, pc_align=True).pair_calls(
         "/c/L.cub", "/c/R.cub", left_id=L, right_id=R, mola="/m/mola.csv")}
-    assert list(calls)[:8] == list(PREVIEW_STEPS)
-    assert calls["mapproject_left"].inputs["dem"].source.key == f"preview_point2dem_aligned-{PAIR}"
+    assert list(calls)[:9] == [*PREVIEW_STEPS, "preview_seed"]
+    assert calls["preview_seed"].inputs["dem"].source.key == f"preview_point2dem_aligned-{PAIR}"
     assert calls["preview_qa"].inputs["dem_before"].source.key == f"preview_point2dem-{PAIR}"
 
 
@@ -47,8 +47,8 @@ def test_the_preview_comes_first_and_seeds_the_full_pass():
     names = [s.name for s in recipe.pair_steps]
     preview = [s for s in PREVIEW_STEPS if "align" not in s]
     assert names[:len(preview)] == preview
-    assert names[len(preview):] == ["mapproject_grid", "mapproject_left", "mapproject_right",
-                                          "parallel_stereo", "point2dem"]
+    assert names[len(preview):] == ["preview_seed", "mapproject_grid", "mapproject_left", "mapproject_right",
+                                    "parallel_stereo", "point2dem"]
     calls = {c.step: c for c in recipe.pair_calls("/c/L.cub", "/c/R.cub", left_id=L, right_id=R)}
     # the preview mapprojects onto the low-resolution DEM on a 4x coarser grid, correlates fast
     assert calls["preview_grid"].inputs["dem"].source == "/data/mola.tif"
@@ -57,18 +57,24 @@ def test_the_preview_comes_first_and_seeds_the_full_pass():
     assert stereo[:5] == ("parallel_stereo", "--stereo-algorithm", "asp_bm", "--subpixel-mode", "1")
     assert stereo[-3:] == ("preview/out", "--dem", "lowres-dem.tif")
     assert "--errorimage" in calls["preview_point2dem"].argv and "--tr" not in calls["preview_point2dem"].argv
-    # every full-pass step that takes --dem reads the preview DEM, under the one name mapproject recorded
-    seed = f"preview_point2dem-{PAIR}"
+    # the full pass fills the preview DEM's holes first (dem_mosaic); every step of it that takes --dem reads
+    # that seed, under the one name mapproject recorded
+    assert calls["preview_seed"].argv == ("dem_mosaic", "--hole-fill-length", "50", "preview/out-DEM.tif", "-o",
+                                          "preview/out-seed-DEM.tif")
+    assert calls["preview_seed"].inputs["dem"].source.key == f"preview_point2dem-{PAIR}"
     for step in ("mapproject_grid", "mapproject_left", "mapproject_right", "parallel_stereo"):
         dem = calls[step].inputs["dem"]
-        assert (dem.name, dem.source.key, dem.source.role) == ("lowres-dem.tif", seed, "dem"), step
+        assert (dem.name, dem.source.key, dem.source.role) == ("lowres-dem.tif", f"preview_seed-{PAIR}", "seed"), step
     assert calls["parallel_stereo"].argv[-2:] == ("--dem", "lowres-dem.tif")
 
 
 def test_without_seeding_the_full_pass_keeps_the_low_resolution_dem():
     calls = {c.step: c for c in _recipe(preview=True, preview_seed=False).pair_calls(
         "/c/L.cub", "/c/R.cub", left_id=L, right_id=R)}
-    assert calls["mapproject_left"].inputs["dem"].source == "/data/mola.tif"
+    assert calls["mapproject_left"].inputs["dem"].source == "/data/mola.tif" and "preview_seed" not in calls
+    unfilled = {c.step: c for c in _recipe(preview=True, preview_hole_fill=None).pair_calls(
+        "/c/L.cub", "/c/R.cub", left_id=L, right_id=R)}
+    assert unfilled["mapproject_left"].inputs["dem"].source.key == f"preview_point2dem-{PAIR}"
 
 
 def test_auto_means_on_with_a_low_resolution_dem_and_off_without():
@@ -88,7 +94,7 @@ def test_tiled_stereo_counts_the_preview_among_its_prep_steps():
 
     recipe = _recipe(preview=True, stereo_mode="tiled")
     assert set(PREVIEW_STEPS) <= set(TILED_PREP_STEPS)
-    assert recipe.tile_step.inputs["dem"].source.step == "preview_point2dem"
+    assert recipe.tile_step.inputs["dem"].source.step == "preview_seed"
 
 
 def test_the_preview_factor_is_at_least_one():
@@ -145,7 +151,8 @@ def _run(cubes, env, tmp_path, steps=None, pc_align=False):
 @pytest.mark.timeout(240)
 def test_a_good_pair_passes_and_its_full_pass_runs_on_its_aligned_preview_dem(cubes, tmp_path):
     results = _run(cubes, {"CTXDASK_STANDIN_SECONDS_PER_MEGAPIXEL": "100"}, tmp_path,
-                   steps=(*PREVIEW_STEPS, "mapproject_grid", "mapproject_left", "mapproject_right", "parallel_stereo"),
+                   steps=(*PREVIEW_STEPS, "preview_seed", "mapproject_grid", "mapproject_left", "mapproject_right",
+                          "parallel_stereo"),
                    pc_align=True)
     verdict = json.loads(open(results["preview_qa"].outputs["preview"]).read())
     assert verdict["verdict"] == "pass" and verdict["reasons"] == [], verdict
@@ -157,7 +164,7 @@ def test_a_good_pair_passes_and_its_full_pass_runs_on_its_aligned_preview_dem(cu
         assert p.res[0] == pytest.approx(4 * f.res[0])  # the preview's coarse --tr
         assert f.tags()["DEM_FILE"] == "lowres-dem.tif"
     staged = os.path.join(results["mapproject_left"].workdir, "lowres-dem.tif")
-    assert os.path.realpath(staged) == os.path.realpath(results["preview_point2dem_aligned"].outputs["dem"])
+    assert os.path.realpath(staged) == os.path.realpath(results["preview_seed"].outputs["seed"])
     # correlation time in proportion to the pixels: the preview correlates about 1/16 of them
     pixels = {}
     for step in ("preview_stereo", "parallel_stereo"):

@@ -24,7 +24,7 @@ from ctxdask.tools.recipe.graph import check_graph
 from ctxdask.tools.recipe.image import image_stage
 from ctxdask.tools.recipe.monolithic import monolithic_stage
 from ctxdask.tools.recipe.preview import enabled as preview_enabled
-from ctxdask.tools.recipe.preview import preview_steps
+from ctxdask.tools.recipe.preview import preview_steps, seed_step
 from ctxdask.tools.recipe.settings import resolved, with_changes
 from ctxdask.tools.recipe.step import Ref, Step, StepCall, Upstream, resolve_sources
 from ctxdask.tools.recipe.stereo import StereoStage, stereo_options
@@ -46,7 +46,8 @@ def pair_stages(s: Settings) -> tuple[StereoStage, tuple[Step, ...]]:
     if asp.bundle_adjust is True:
         steps.insert(0, bundle_adjust_step(s))
     if preview_enabled(s):  # first: a pair held after it spends nothing more
-        steps[:0] = preview_steps(s, stereo_options(s)[1])
+        seed = seed_step(s)  # the full pass's first step (a held pair never fills its preview DEM)
+        steps[:0] = (*preview_steps(s, stereo_options(s)[1]), *((seed,) if seed else ()))
     if asp.pc_align:
         aligned, dem = alignment_steps(s, stereo)
         steps += aligned

@@ -35,12 +35,14 @@ from ctxdask.settings import Settings
 from ctxdask.tools.recipe.settings import pair_step
 from ctxdask.tools.recipe.step import LEFT, LOWRES, LOWRES_DEM, MOLA, RIGHT, Input, Step, Upstream, flags
 
-__all__ = ["PREVIEW_STEPS", "QA_STEP", "VERDICT", "enabled", "preview_steps", "seed_dem"]
+__all__ = ["PREVIEW_STEPS", "QA_STEP", "SEED_STEP", "VERDICT", "enabled", "preview_steps", "seed_dem", "seed_step"]
 
 #: the preview pass's pair steps, in order (the two alignment steps with pc_align); the last writes the verdict
 PREVIEW_STEPS = ("preview_grid", "preview_left", "preview_right", "preview_stereo", "preview_point2dem",
                  "preview_align", "preview_point2dem_aligned", "preview_qa")
 QA_STEP = PREVIEW_STEPS[-1]
+#: a passing pair's seed: its preview DEM hole-filled (dem_mosaic), the first step of its full pass
+SEED_STEP = "preview_seed"
 #: the preview DEM, and the same aligned to MOLA (pc_align)
 _DEM = Input("preview/out-DEM.tif", Upstream("preview_point2dem", "dem"))
 _ALIGNED = Input("preview/out-align-DEM.tif", Upstream("preview_point2dem_aligned", "dem"))
@@ -63,8 +65,24 @@ def seed_dem(s: Settings) -> Input:
     """The DEM the full pass mapprojects onto: the preview DEM (aligned to MOLA with pc_align) when seeding,
     else ``lowres-dem``."""
     if enabled(s) and s.tools.asp.preview_seed:
+        if s.tools.asp.preview_hole_fill:
+            return Input(LOWRES_DEM, Upstream(SEED_STEP, "seed"))
         return Input(LOWRES_DEM, (_ALIGNED if s.tools.asp.pc_align else _DEM).source)
     return _LOWRES
+
+
+def seed_step(s: Settings) -> Step | None:
+    """``dem_mosaic --hole-fill-length N`` of the (aligned) preview DEM: the seed DEM should have no holes
+    (``docs/next_steps.rst``:576-590, ``docs/tools/dem_mosaic.rst``:200-206); None without a fill or a seed."""
+    asp = s.tools.asp
+    if not (enabled(s) and asp.preview_seed and asp.preview_hole_fill):
+        return None
+    dem = _ALIGNED if asp.pc_align else _DEM
+    # role "seed", not "dem": the pair's products are made of its full pass's DEMs only
+    return pair_step(s, SEED_STEP, family="dem_mosaic", program="dem_mosaic",
+                     args=("--hole-fill-length", str(int(asp.preview_hole_fill)), "{inputs[dem]}", "-o",
+                           "{outputs[seed]}"),
+                     inputs={"dem": dem}, outputs={"seed": "preview/out-seed-DEM.tif"})
 
 
 def _alignment(s: Settings) -> tuple[Step, Step]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ctxdask.settings import Settings
 from ctxdask.tools.recipe.bundle import PREFIX, adjusted
-from ctxdask.tools.recipe.preview import PREVIEW_STEPS, seed_dem
+from ctxdask.tools.recipe.preview import PREVIEW_STEPS, SEED_STEP, seed_dem
 from ctxdask.tools.recipe.settings import pair_step, step_resources
 from ctxdask.tools.recipe.step import LEFT, LOWRES_DEM, RIGHT, Input, Step, Upstream, flags
 from ctxdask.tools.recipe.stereo import StereoStage, stereo_options
@@ -32,8 +32,8 @@ from ctxdask.tools.recipe.stereo import StereoStage, stereo_options
 __all__ = ["CORR_MEMORY_SHARE", "LOWRES_DEM", "TILED_PREP_STEPS", "mapprojected_stereo", "tiled_stage"]
 
 #: tiled stereo: the pair steps before the tiles, in order (the preview pass and bundle_adjust when there)
-TILED_PREP_STEPS = (*PREVIEW_STEPS, "bundle_adjust", "mapproject_grid", "mapproject_left", "mapproject_right",
-                    "stereo_parse", "stereo_stats")
+TILED_PREP_STEPS = (*PREVIEW_STEPS, SEED_STEP, "bundle_adjust", "mapproject_grid", "mapproject_left",
+                    "mapproject_right", "stereo_parse", "stereo_stats")
 #: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
 #: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
 CORR_MEMORY_SHARE = 0.8
