@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     assert sorted(held) == sorted(doomed) and first.pairs.get("done") == len(good), (held, first.pairs)
     assert all(("parallel_stereo", pid) not in after_1 for pid in doomed)
 
-    def total(steps, pids, table=after_3):
-        return sum(table[(s, pid)] for s in steps for pid in pids)
+    def total(steps, pids, table=after_3):  # steps the recipe does not have (pc_align's) count 0
+        return sum(table.get((s, pid), 0.0) for s in steps for pid in pids)
 
     full_all = total(["parallel_stereo"], pair_ids)
     full_doomed = total(["parallel_stereo"], doomed)
