@@ -178,7 +178,7 @@ def _sections(model: Any, path: str = ""):
 def test_every_section_defaults_to_the_yaml_and_knows_where_it_sits():
     model = validate(DEFAULTS["ctxdask"])
     found = list(_sections(model))
-    assert len(found) == 16
+    assert len(found) == 17
     for path, section in found:
         assert type(section)() == section, path  # written once, in ctxdask.yaml
         assert type(section).path == path

@@ -28,6 +28,7 @@ from typing import Any
 from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.recipe.bundle import RESIDUAL_FILES
 from ctxdask.tools.recipe.bundle import STEP as BUNDLE_ADJUST
+from ctxdask.tools.recipe.preview import PREVIEW_STEPS
 from ctxdask.tools.tasks import StepResult
 
 __all__ = ["CATALOG_KEY", "OUTPUT_ROLES", "finish_pair", "make_pair_products", "pair_product_inputs",
@@ -151,7 +152,7 @@ def pair_product_inputs(calls: Iterable[StepCall]) -> dict[str, tuple[str, str]]
     alignment, and pc_align's runs, end errors and MOLA copy are kept; with
     bundle adjustment, its residual files (``ba_<role>``).
     """
-    calls = list(calls)
+    calls = [c for c in calls if c.step not in PREVIEW_STEPS]  # the preview's DEM is no product of the pair
     # tiled stereo (ctxdask.tools.tiling): dem_mosaic makes the DEM, orthoimage and error, one each
     # point2dem_aligned is native (ctxdask.tools.align:grid_aligned runs point2dem on the DEM's grid)
     dems = [c for c in calls if (c.program in ("point2dem", "dem_mosaic") or c.step == "point2dem_aligned")

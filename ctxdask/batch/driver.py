@@ -56,6 +56,7 @@ from ctxdask.batch.planning import (
     Hold,
     manual_hold,
     plan_run,
+    preview_hold,
     select_steps,
 )
 from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, release_local_scratch
@@ -170,8 +171,9 @@ def run_batch(
     hold : callable, optional
         ``hold(pair) -> reason or None``: pairs to leave alone in this run
         (e.g. failed by hand), with the reason (:data:`ctxdask.batch.planning.Hold`).
-        Pairs and images whose manual grade is ``fail`` are held too, unless
-        ``batch.include-rejected`` (:mod:`ctxdask.tracking.grades`).
+        Pairs and images whose manual grade is ``fail`` are held too, and pairs their
+        preview held (``tools.asp.preview``) until a grade releases them, unless
+        ``batch.include-rejected`` (:mod:`ctxdask.tracking.grades`, :mod:`ctxdask.tracking.previews`).
 
     Returns
     -------
@@ -255,8 +257,8 @@ def _run(pairlist: PairList, out: pathlib.Path, db_path: pathlib.Path, t0: float
         try:
             tdb.record_rejected(run_id, pairlist.rejected)
             chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
-            if not batch.include_rejected:
-                hold = manual_hold(tdb.manually_rejected(), hold)
+            if not batch.include_rejected:  # failed by hand, or held after the preview and not released
+                hold = manual_hold(tdb.manually_rejected(), preview_hold(tdb.held_previews(), hold))
             plan = plan_run(tdb, pairlist, chain, retry_failed=batch.retry_failed, hold=hold)
             tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
             driver = Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=batch,

@@ -29,7 +29,9 @@ QUALITY_ROLES = frozenset({"quality", "thumbnail", "hillshade", "colour_relief",
                            # a pair's delivered products (ctxdask.batch.dem_products)
                            "dem_cog", "dem_areoid_cog", "ortho_cog", "error_cog", "hillshade_cog",
                            "colour_relief_cog", "qa_metrics", "provenance", "residuals", "mola",
-                           "pc_align_errors"})
+                           "pc_align_errors",
+                           # the preview pass's verdict (ctxdask.quality.preview)
+                           "preview"})
 _HASH_BLOCK = 4 * 1024 * 1024
 
 @dataclasses.dataclass(frozen=True)

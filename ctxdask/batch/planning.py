@@ -31,8 +31,7 @@ from ctxdask.tools.recipe import Recipe
 from ctxdask.tracking import Status, TrackingDB
 
 __all__ = ["PAIR_QUALITY_STEP", "PRE_STEPS", "QUALITY_STEP", "Chain", "Hold", "Plan", "StepSelectionError",
-           "manual_hold", "plan_run",
-           "select_steps"]
+           "manual_hold", "plan_run", "preview_hold", "select_steps"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +64,22 @@ def manual_hold(rejected: Mapping[str, str], then: Hold | None = None) -> Hold:
                               (pair.right, f"image {pair.right}")):
             if subject in rejected:
                 return f"{what} {rejected[subject]} (run with --include-rejected to process it anyway)"
+        return then(pair) if then is not None else None
+
+    return hold
+
+
+def preview_hold(held: Mapping[str, str], then: Hold | None = None) -> Hold:
+    """A :data:`Hold` keeping back the pairs their preview held (the triage of :mod:`ctxdask.quality.preview`).
+
+    ``held`` maps each pair held after its preview and not released by a grade
+    to the measured reason (:meth:`ctxdask.tracking.TrackingDB.held_previews`);
+    ``then`` is asked for the others.
+    """
+
+    def hold(pair: Pair) -> str | None:
+        if pair.pair_id in held:
+            return f"{held[pair.pair_id]} (grade the pair pass or warn to release it)"
         return then(pair) if then is not None else None
 
     return hold

@@ -46,6 +46,7 @@ from ctxdask.batch.state import RunState
 from ctxdask.batch.submission import Submitter
 from ctxdask.batch.tiles import TilePlanTask, TileTask
 from ctxdask.batch.tilework import TileWork
+from ctxdask.batch.triage import after_preview, held_status
 from ctxdask.settings import BatchSection
 from ctxdask.tools.tasks import RunOptions
 
@@ -222,6 +223,8 @@ class ResultHandler:
         pid = t.task.subject
         if o.ok:
             self._record_quality(t.task, o)
+            if "preview" in o.info:  # the preview's verdict: the full pass goes on, or the pair is held
+                after_preview(self.db, self.state, self.submitter, self.run_id, pid, o.info["preview"])
         if t.task.step == "validate" and o.ok:
             self.db.set_subject("images", pid, "running", summing=o.info.get("summing"),
                                 lines=o.info.get("lines"), validation=o.info.get("summary"))
@@ -322,6 +325,7 @@ class ResultHandler:
                 status = own if own not in ("done", "skipped") else status
         else:
             status, error = state.subject_status(pair.pair_id) if submitted else ("done", None)
+            status, error = held_status(state, pair.pair_id, status, error)
         out_dir = pair_dir(self.out, pair.pair_id, "pair")
         if submitted:  # provenance.json: the runs its worker could not see, from the database
             keys = [*state.subject_keys.get(pair.pair_id, ()),

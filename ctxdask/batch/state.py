@@ -96,9 +96,13 @@ class RunState:
         the result loop.
     cleaned : set
         Keys whose scratch was released for removal.
+    held : dict
+        Pair id -> why its preview held it before full resolution in this run
+        (:mod:`~ctxdask.batch.triage`).
     """
 
     tracked: dict[str, Tracked] = dataclasses.field(default_factory=dict)
+    held: dict[str, str] = dataclasses.field(default_factory=dict)
     groups: dict[str, Group] = dataclasses.field(default_factory=dict)
     subject_keys: dict[str, set[str]] = dataclasses.field(default_factory=dict)
     pair_open: dict[str, Pair] = dataclasses.field(default_factory=dict)

@@ -16,7 +16,8 @@ A step the database records as done is submitted for reuse
 located on the worker and its row is left as it is.
 
 Tasks are queued and sent by :meth:`Submitter.flush`, one ``update-graph``
-per run of equal resources.
+per run of equal resources. With the preview pass a pair's full pass waits for
+its verdict (:mod:`~ctxdask.batch.triage`: :meth:`Submitter.release_pair`).
 
 Tiled stereo: a pair's prep steps go as above, followed by its tile plan
 (:class:`~ctxdask.batch.tiles.TilePlanTask`); its mosaic steps are tracked from
@@ -48,6 +49,8 @@ from ctxdask.settings import BatchSection
 from ctxdask.settings import current as current_settings
 from ctxdask.tools.recipe import TILED_PREP_STEPS as TILE_PREP
 from ctxdask.tools.recipe import StepCall
+from ctxdask.tools.recipe.preview import PREVIEW_STEPS
+from ctxdask.tools.recipe.preview import QA_STEP as PREVIEW_QA
 
 __all__ = ["Submitter", "Unavailable"]
 
@@ -116,6 +119,8 @@ class Submitter:
         self.ac = None
         #: tiled pairs -> the steps after their mosaics (sent with them)
         self.later: dict[str, list[StepCall]] = {}
+        #: pairs whose full pass waits for their preview's verdict -> what submit_pair would queue
+        self.after_preview: dict[str, tuple] = {}
         # tile keys name the run: a client keeps finished results under their keys for a while, and an
         # earlier run's result (or failure) must never stand in for this run's task
         self.run_tag = uuid.uuid4().hex[:12]
@@ -271,15 +276,41 @@ class Submitter:
         self.db.set_subject("pairs", pair.pair_id, "pending")
         calls = [c for c in calls if c.step in self.recipe_pair]
         summing = tuple((pid, state.summing.get(pid)) for pid in pair.images)
+        gate = next((c for c in calls if c.step == PREVIEW_QA), None)
+        if gate is not None and gate.key not in self.done_keys and any(c.step not in PREVIEW_STEPS for c in calls):
+            # triage (ctxdask.batch.triage): the full pass waits for the preview's verdict
+            self.after_preview[pair.pair_id] = (pair, calls, summing, heads)
+            self._submit_steps(pair, [c for c in calls if c.step in PREVIEW_STEPS], summing, heads)
+            return
+        self._submit_pair_calls(pair, calls, summing, heads)
+
+    def release_pair(self, pair_id: str) -> None:
+        """The pair's preview passed: queue its full pass (the preview steps are in flight or done)."""
+        waiting = self.after_preview.pop(pair_id, None)
+        if waiting is not None:
+            self._submit_pair_calls(*waiting)
+
+    def hold_pair(self, pair_id: str) -> None:
+        """The pair's preview held it: its full pass is never queued in this run."""
+        self.after_preview.pop(pair_id, None)
+
+    def _submit_pair_calls(self, pair: Pair, calls: list[StepCall], summing: tuple, heads: list[str]) -> None:
+        """Queue a pair's steps not queued yet, tiled or not, and its products."""
         if self.recipe.tile_step is not None:
             self._submit_tiled_pair(pair, calls, summing, heads)
             return
+        self._submit_steps(pair, calls, summing, heads)
+        if PAIR_QUALITY_STEP in self.chain.pair_steps:
+            self._submit_pair_quality(pair, calls)
+
+    def _submit_steps(self, pair: Pair, calls: list[StepCall], summing: tuple, heads: list[str]) -> None:
+        """Queue each of ``calls`` this run has not queued already (the preview's, when the full pass follows)."""
         for call in calls:
+            if call.key in self.state.tracked:
+                continue
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})
             self.submit(task, upstream=[*call.upstream, *heads], resources=call.resources)
-        if PAIR_QUALITY_STEP in self.chain.pair_steps:
-            self._submit_pair_quality(pair, calls)
 
     def _submit_tiled_pair(self, pair: Pair, calls: list[StepCall], summing: tuple, heads: list[str]) -> None:
         """Tiled stereo: queue the prep steps and the tile plan that reads them.
@@ -291,6 +322,8 @@ class Submitter:
         state = self.state
         prep = {c.step: c for c in calls if c.step in TILE_PREP}
         for call in prep.values():
+            if call.key in state.tracked:  # a preview step, queued before its verdict
+                continue
             task = self.task(call.key, call.step, "recipe", "pair", pair.pair_id, call=call, timeout=call.timeout,
                              params={"summing": summing})
             self.submit(task, upstream=[*call.upstream, *heads], resources=call.resources)

@@ -400,7 +400,8 @@ def _run(task: StepTask, ctx: BatchContext, results: list[StepResult],
         result, info = pair_quality(task, ctx.options, {r.key: r for r in results})
     else:
         result = (ctx.runner or run_step)(task.call, *results, options=ctx.options)
-        if "quality" in result.outputs:
-            with open(result.outputs["quality"]) as f:
-                info["quality"] = json.load(f)
+        for role in ("quality", "preview"):  # an image's QA record; a pair's preview verdict
+            if role in result.outputs:
+                with open(result.outputs[role]) as f:
+                    info[role] = json.load(f)
     return result, info

@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"manual grades ({scope}s): {_fmt(counts)}")
     for subject, reason in report["manually_rejected"].items():
         print(f"  manually failed {subject}: {reason}")
+    for pair_id, reason in report.get("held_previews", {}).items():
+        print(f"pair {pair_id} {reason} (grade it pass or warn to release it)")
     products = report["products"]
     print(f"delivered: {products['files']} files, {products['bytes'] / 1e6:.1f} MB")
     for r in report["rejected"]:

@@ -89,6 +89,8 @@ class ReportData:
         Whether quality assessment recorded anything.
     manual_grades : dict
         ``{"image"|"pair": {grade: n}}`` of the current manual grades.
+    previews : dict
+        Pair id -> its preview verdict (``tools.asp.preview``), held pairs first.
     """
 
     title: str
@@ -106,6 +108,7 @@ class ReportData:
     products: dict[str, int]
     has_quality: bool
     manual_grades: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    previews: dict[str, dict] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -271,6 +274,7 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         rejected, products = view.rejected(), view.product_totals()
         manual_counts = view.manual_grade_counts()
         has_quality = view.has_quality()
+        previews = dict(sorted(view.previews().items(), key=lambda p: (p[1]["verdict"] != "held", p[0])))
     grades: dict[str, int] = {}
     for im in images:
         if im["grade"]:
@@ -285,7 +289,7 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         generated=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         runs=runs, counts=counts, grades=dict(sorted(grades.items(), key=lambda g: Grade.rank_of(g[0]))),
         step_times=step_times, failures=failures, pairs=pairs, images=images, rejected=rejected,
-        products=products, has_quality=has_quality, manual_grades=manual_counts,
+        products=products, has_quality=has_quality, manual_grades=manual_counts, previews=previews,
     )
 
 

@@ -248,6 +248,10 @@ class AspSettings(Section):
     bundle_adjust_options: Mapping[str, Any]
     heights_from_dem: bool
     heights_from_dem_uncertainty: float = dataclasses.field(metadata=_above(0))
+    preview: bool | Literal["auto"]
+    preview_factor: float = dataclasses.field(metadata=_at_least(1))
+    preview_seed: bool
+    preview_hole_fill: int | None = dataclasses.field(metadata=_at_least(1))
     tile_fallbacks: tuple[Mapping[str, Any], ...]
 
     def check(self) -> None:
@@ -318,6 +322,15 @@ class DemAlignment(Section):
     reruns: int = dataclasses.field(metadata=_at_least(0))
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+@_section_at("quality.preview")
+class PreviewThresholds(Section):
+    min_valid_fraction: float | None = dataclasses.field(metadata=_between(0, 1))
+    max_mola_nmad: float | None = dataclasses.field(metadata=_at_least(0))
+    max_mola_median_abs: float | None = dataclasses.field(metadata=_at_least(0))
+    max_intersection_error: float | None = dataclasses.field(metadata=_at_least(0))
+
+
 #: grade thresholds: metric -> {"warn-above"|"fail-above"|"warn-below"|"fail-below": value or null}
 Thresholds = Mapping[str, Mapping[Literal["warn-above", "fail-above", "warn-below", "fail-below"], float | None]]
 
@@ -335,6 +348,7 @@ class QualitySettings(Section):
     sun_elevation: float
     dem_holes: DemHoles
     dem_alignment: DemAlignment
+    preview: PreviewThresholds
     dem_grade: Thresholds
     grade: Thresholds
 

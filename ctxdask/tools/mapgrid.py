@@ -88,8 +88,8 @@ def _query(argv: list[str], cwd: str, log: str, timeout: float, env) -> dict[str
 
 
 def common_grid(left: str, destination: str, *, right: str, dem: str, t_srs: str | None = None,
-                tr: float | None = None, bundle_adjust_prefix: str | None = None, timeout: float = 3600.0,
-                env: dict[str, Any] | None = None) -> dict:
+                tr: float | None = None, bundle_adjust_prefix: str | None = None, factor: float = 1.0,
+                timeout: float = 3600.0, env: dict[str, Any] | None = None) -> dict:
     """Choose the pair's common projection, grid size and extent (``runMapprojection`` steps 1-5).
 
     Parameters
@@ -106,6 +106,10 @@ def common_grid(left: str, destination: str, *, right: str, dem: str, t_srs: str
         ``tools.asp.mapproject-tr``: the grid size instead of the finer queried one.
     bundle_adjust_prefix : str, optional
         Query the adjusted cameras (relative to the work dir).
+    factor : float
+        The grid size is this multiple of ``tr`` (or of the finer queried one): the preview
+        pass's coarse ``--tr`` (``tools.asp.preview-factor``; ``mapproject --tr``,
+        docs/tools/mapproject.rst:409).
 
     Raises
     ------
@@ -126,7 +130,7 @@ def common_grid(left: str, destination: str, *, right: str, dem: str, t_srs: str
     if box[0] >= box[2] or box[1] >= box[3]:
         raise ToolError("mapproject_single", f"the images {left} and {right} do not overlap in projected space")
     gsd = min(abs(float(lq["pixel_size"])), abs(float(rq["pixel_size"])))
-    grid = {"t_srs": t_srs or left_wkt, "tr": float(tr) if tr else gsd, "t_projwin": box,
+    grid = {"t_srs": t_srs or left_wkt, "tr": (float(tr) if tr else gsd) * float(factor), "t_projwin": box,
             "left": {k: lq[k] for k in _QUERY_KEYS}, "right": {k: rq[k] for k in _QUERY_KEYS}}
     with open(destination, "w", encoding="utf-8") as f:
         json.dump(grid, f, indent=1)

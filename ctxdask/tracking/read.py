@@ -19,6 +19,7 @@ from typing import Any
 from ctxdask.tracking import selection
 from ctxdask.tracking.connection import connect_reader
 from ctxdask.tracking.grades import current_grades, grade_counts, history, manually_rejected, stac_properties
+from ctxdask.tracking.previews import held_previews, previews
 from ctxdask.tracking.status import Grade, Status, sql_list
 
 __all__ = ["BatchView", "decode_json"]
@@ -214,6 +215,7 @@ class BatchView:
             "products": self.product_totals(),
             "manual_grades": grade_counts(self.conn),
             "manually_rejected": dict(sorted(manually_rejected(self.conn).items())),
+            "held_previews": held_previews(self.conn),
         }
 
     # ------------------------------------------------------------ whole tables
@@ -248,6 +250,10 @@ class BatchView:
     def pair_quality(self) -> dict[str, dict]:
         """Pair id -> its DEM QA row (``statistics`` still JSON text)."""
         return {r["pair_id"]: r for r in self._rows("SELECT * FROM pair_quality ORDER BY pair_id")}
+
+    def previews(self) -> dict[str, dict]:
+        """Pair id -> its preview verdict (:func:`ctxdask.tracking.previews.previews`)."""
+        return previews(self.conn)
 
     def current_grades(self) -> dict[str, dict]:
         return current_grades(self.conn)
@@ -300,6 +306,7 @@ class BatchView:
                                            (pair_id,)).fetchone() is not None,
             "grades": current_grades(self.conn),
             "history": history(self.conn, pair_id),
+            "preview": previews(self.conn, pair_id).get(pair_id),
         }
 
     def products_of(self, subject: str) -> list[dict]:

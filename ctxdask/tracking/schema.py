@@ -7,7 +7,7 @@ database from before versioning (``user_version`` 0: the layout of ctxdask
 0.1, with a ``meta`` row ``schema = 1``) gets migration 1, which is idempotent
 on it; a database from a newer ctxdask is refused rather than misread.
 
-Tables (version 5)
+Tables (version 6)
 ------------------
 ``runs``
     One row per driver run: start/end, status, host, pid, pair list, settings.
@@ -41,6 +41,9 @@ Tables (version 5)
 ``manual_grades``
     Every manual pass/warn/fail with its note, who and when; never updated or
     deleted, so the history is the table.
+``previews``
+    Per pair: the verdict of its preview pass (``pass``/``held``), the measured
+    reasons (JSON list), the preview's QA metrics (JSON) and when.
 ``image_geometry``, ``pair_geometry``
     The pair finder's scores (incidence, emission, footprint...; overlap,
     convergence...), imported from its CSV for the live pages' filters.
@@ -227,9 +230,16 @@ def _pair_qa(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE pair_quality ADD COLUMN qa TEXT")
 
 
+def _previews(conn: sqlite3.Connection) -> None:
+    """``previews``: each pair's preview verdict (the preview pass, ctxdask.quality.preview)."""
+    conn.execute(f"""CREATE TABLE IF NOT EXISTS previews (
+    pair_id TEXT PRIMARY KEY, verdict TEXT NOT NULL CHECK (verdict IN ({sql_list(("pass", "held"))})),
+    reasons TEXT, metrics TEXT, at TEXT NOT NULL)""")
+
+
 #: migration n (1-based) brings a database from version n - 1 to n
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_layout_1, _blocked_by, _param_sets, _superseded,
-                                                                _pair_qa)
+                                                                _pair_qa, _previews)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ctxdask.tracking.connection import connect_reader, connect_writer, now
 from ctxdask.tracking.grades import manually_rejected
+from ctxdask.tracking.previews import held_previews, record_preview
 from ctxdask.tracking.status import AttemptStatus, Status, sql_list
 
 __all__ = ["STEP_FIELDS", "TrackingDB"]
@@ -284,6 +285,15 @@ class TrackingDB:
     def manually_rejected(self) -> dict[str, str]:
         """Images and pairs people failed by hand -> why (:func:`ctxdask.tracking.grades.manually_rejected`)."""
         return manually_rejected(self.conn)
+
+    def record_preview(self, pair_id: str, verdict: str, reasons: Iterable[str], metrics: Mapping[str, Any]) -> None:
+        """Store a pair's preview verdict (:func:`ctxdask.tracking.previews.record_preview`)."""
+        record_preview(self.conn, pair_id, verdict, reasons, metrics)
+
+    def held_previews(self) -> dict[str, str]:
+        """Pairs held after their preview and not released by a grade -> why
+        (:func:`ctxdask.tracking.previews.held_previews`)."""
+        return held_previews(self.conn)
 
     def pairs_with_holes(self) -> set[str]:
         """Pairs with a tile not done (tiled stereo): their DEMs have holes a retry may fill."""

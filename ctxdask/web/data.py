@@ -282,6 +282,7 @@ def pair_detail(view: BatchView, out: pathlib.Path, pair_id: str) -> dict[str, A
         "pictures": [p for p in pictures if p["src"]], "tile_map": found["has_tiles"],
         "products": _linked(out, found["products"]), "bundle_adjust": _bundle_adjust(out, found["products"]),
         "steps": _steps(view, out, pair_id), "manual": current.get(pair_id), "history": found["history"],
+        "preview": found.get("preview"),
     }
 
 

@@ -155,6 +155,8 @@ class Cloud:
             self.bands, self.shape = src.count, (src.height, src.width)
             self.crs = src.crs
             self.correction = _correction(src.tags())
+            # a doomed pair's correlation (the parallel_stereo stand-in's tag, _terrain.doomed)
+            self.doomed = src.tags().get(terrain.DOOMED_TAG) == "1"
             data = src.read().astype(np.float64)
         xyz = data[:3]
         self.valid = np.any(xyz != 0, axis=0) & np.all(np.isfinite(xyz), axis=0)
@@ -175,6 +177,8 @@ class Cloud:
         xx, yy = np.meshgrid(x + self.correction[0], y + self.correction[1])
         self.lon, self.lat = np.degrees(xx / terrain.R_MARS), np.degrees(yy / terrain.R_MARS)
         self.valid = ~terrain.hole_mask(spec)
+        if self.doomed:
+            self.valid &= ~terrain.doomed_mask(spec)
         self.height = None
         self.density = terrain.DENSITY
         if self.crs is None:  # stereo on images map-projected in the terrain's frame
@@ -445,7 +449,8 @@ def _rasterize(o, prefix, clouds, points, textures, tree, crs, spacing, radius, 
         print(f"Percentage of valid pixels: {100.0 * valid.mean():.8g}%")
     if o["errorimage"]:
         if all(c.bands in (4, 6) for c in clouds) or o["scalar-error"]:
-            error = (terrain.error_ramp(ex, spec) if cloud.synthetic else gridded([c.error for c in clouds]))
+            error = (terrain.error_ramp(ex, spec) * (terrain.DOOMED_ERROR if cloud.doomed else 1.0)
+                     if cloud.synthetic else gridded([c.error for c in clouds]))
             path = f"{prefix}-IntersectionErr.{o['output-filetype']}"
             print(f"Writing: {path}")
             _write(path, finish(error, True), crs, transform, o["nodata-value"])

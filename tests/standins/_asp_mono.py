@@ -36,7 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import _asp_map  # noqa: E402
 import _standin  # noqa: E402
 import _standin_tiles as tiles  # noqa: E402
-from _standin import _apply_fault, _write_tif, read_cube_label, write_cube  # noqa: E402
+import _terrain as terrain  # noqa: E402
+from _standin import _apply_fault, _write_tif, correlate_time, read_cube_label, write_cube  # noqa: E402
 
 C2M_USAGE = ("usage: cam2map4stereo.py [--help][--manual][--map mapfile][--pixres CAMERA|MAP|MPP|PPD]"
              "[--resolution float][--interp NN|BI|CC][--lat min:max][--lon min:max][--prefix string] "
@@ -173,6 +174,9 @@ def parallel_stereo(argv: list[str], fault: str | None) -> None:
     print(f"Using image files: {settings['in_file1']}, {settings['in_file2']}", flush=True)
     _apply_fault(fault)
     truncate = fault == "partial"
+    if opt.entry_point <= 1 < opt.stop_point:  # stereo_corr: time in proportion to the pixels (test knob)
+        correlate_time(settings["in_file1"])
+    doomed = terrain.doomed(settings["in_file1"], settings["in_file2"])
     # (step, input it reads, outputs: suffix -> bands, value, dtype)
     steps = [(0, None, {"L": (1, 0.1, "float32"), "R": (1, 0.1, "float32")}),
              (1, "L", {"D": (3, 1.0, "float32")}), (3, "D", {"RD": (3, 1.0, "float32")}),
@@ -187,6 +191,11 @@ def parallel_stereo(argv: list[str], fault: str | None) -> None:
         for suffix, (bands, value, dtype) in makes.items():
             _write_tif(f"{prefix}-{suffix}.tif", bands, value, georef=False, dtype=dtype,
                        truncate=truncate and suffix == "PC")
+            if doomed and suffix == "PC" and not truncate:  # a doomed pair's cloud (test knob, _terrain)
+                import rasterio
+
+                with rasterio.open(f"{prefix}-PC.tif", "r+") as dst:
+                    dst.update_tags(**{terrain.DOOMED_TAG: "1"})
             if truncate and suffix == "PC":
                 return
 

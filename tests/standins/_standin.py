@@ -31,6 +31,12 @@ Behaviour on request, through environment variables:
     File to which every invocation appends one JSON line: program, argv, cwd.
 ``CTXDASK_STANDIN_SLEEP``
     Seconds to sleep before working (a slow but healthy program).
+``CTXDASK_STANDIN_SECONDS_PER_MEGAPIXEL``
+    Correlation time: ``parallel_stereo`` sleeps this many seconds per megapixel of
+    its left image (:func:`correlate_time`), so a coarse preview costs less than the
+    full pass in proportion to its pixels.
+``CTXDASK_STANDIN_DOOMED``
+    Product ids whose pairs correlate almost nothing (:mod:`_terrain`).
 
 This module models no program itself: it dispatches a launcher to its model and injects the
 faults above. The models cite their sources line by line: ISIS at 7ca57fa91
@@ -220,6 +226,26 @@ def _asp_parser(name: str) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--version", action="version", version=VERSION.format(name=name))
     parser.add_argument("--threads", type=int, default=0)
     return parser
+
+
+def pixels(path: str) -> int:
+    """Pixels of an image: a GeoTIFF's, or an ISIS cube's (its label's Core dimensions)."""
+    if path.endswith(".cub"):  # every stand-in cube is CUBE_SIZE square
+        return CUBE_SIZE * CUBE_SIZE
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.width * src.height
+
+
+def correlate_time(image: str) -> float:
+    """Sleep ``CTXDASK_STANDIN_SECONDS_PER_MEGAPIXEL`` x the megapixels of ``image``; the seconds slept."""
+    rate = float(os.environ.get("CTXDASK_STANDIN_SECONDS_PER_MEGAPIXEL", "0") or 0)
+    seconds = rate * pixels(image) / 1e6 if rate else 0.0
+    if seconds:
+        print(f"correlating {pixels(image)} pixels: {seconds:.3f} s (stand-in)", flush=True)
+        time.sleep(seconds)
+    return seconds
 
 
 def _write_tif(path: str, bands: int, value: float, *, georef: bool, truncate: bool = False,

@@ -9,6 +9,13 @@ does not remove), ``holes`` [row0, col0, rows, cols] rectangles and
 ``observed_displacement`` (metres; what pc_align reports as observed, to force
 its warning).
 
+Doomed pairs: ``CTXDASK_STANDIN_DOOMED`` lists product ids (comma-separated)
+whose stereo correlates almost nothing (a pair with no texture, clouds, a bad
+convergence angle): the parallel_stereo stand-in tags the cloud of a pair of
+which an image is listed (:data:`DOOMED_TAG`), and point2dem keeps only a
+:data:`DOOMED_VALID` share of its points (the western columns, and the eastern edge) with
+:data:`DOOMED_ERROR` times the intersection error.
+
 A stereo cloud of this terrain has its points ``spacing / 4`` apart, so that
 point2dem's automatic grid (four times the point spacing, src/asp/Tools/point2dem.cc:202)
 is the ``shape`` x ``spacing`` grid of :func:`grid`, with nodes at integer
@@ -27,6 +34,8 @@ CRS = "+proj=eqc +lat_ts=0 +lat_0=0 +lon_0=0 +x_0=0 +y_0=0 +R=3396190 +units=m +
 LONLAT = "+proj=longlat +R=3396190 +no_defs"
 #: the cloud is this many times denser than the DEM point2dem makes of it by default
 DENSITY = 4.0
+#: what a doomed pair's cloud carries, the share of its points point2dem keeps, and its error factor
+DOOMED_TAG, DOOMED_VALID, DOOMED_ERROR = "CTXDASK_STANDIN_DOOMED", 0.1, 25.0
 DEFAULT = {"shape": [240, 300], "spacing": 20.0, "origin": [1000000.0, 130000.0], "offset": [0.0, 0.0, 0.0],
            "tilt": [0.0, 0.0], "holes": [], "round_holes": [], "observed_displacement": None}
 
@@ -92,6 +101,22 @@ def hole_mask(spec: dict) -> np.ndarray:
     rr, cc = np.mgrid[0:rows, 0:cols]
     for r, c, radius in spec["round_holes"]:
         mask |= (rr - r) ** 2 + (cc - c) ** 2 <= radius**2
+    return mask
+
+
+def doomed(*names: str) -> bool:
+    """Whether one of ``names`` (image file names) is of a product listed in ``CTXDASK_STANDIN_DOOMED``."""
+    listed = [p.strip() for p in os.environ.get("CTXDASK_STANDIN_DOOMED", "").split(",") if p.strip()]
+    return any(p in os.path.basename(n) for p in listed for n in names)
+
+
+def doomed_mask(spec: dict) -> np.ndarray:
+    """True where a doomed pair's cloud has no points: all but the western :data:`DOOMED_VALID` of the columns and
+    the eastern edge (which keeps the DEM's extent: point2dem grids the points' bounding box)."""
+    rows, cols = spec["shape"]
+    mask = np.ones((rows, cols), bool)
+    mask[:, : max(1, int(cols * DOOMED_VALID))] = False
+    mask[:, -1] = False
     return mask
 
 

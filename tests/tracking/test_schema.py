@@ -24,7 +24,7 @@ from ctxdask.tracking.schema import version
 OLD_DUMP = pathlib.Path(__file__).parent / "data" / "ctxdask-0.1.sql"
 A, B, C = "P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W", "B10_013341_1010_XN_79S172W"
 TABLES = {"meta", "runs", "images", "pairs", "steps", "products", "rejected", "quality", "pair_quality", "tiles",
-          "tile_attempts", "manual_grades", "image_geometry", "pair_geometry"}
+          "tile_attempts", "manual_grades", "image_geometry", "pair_geometry", "previews"}
 
 
 def _tables(path) -> set[str]:
@@ -50,7 +50,7 @@ def old_db(tmp_path) -> pathlib.Path:
 def test_a_new_database_has_every_table_at_the_current_version(tmp_path):
     path = tmp_path / "new.sqlite"
     TrackingDB(path).close()
-    assert _user_version(path) == SCHEMA_VERSION == 5
+    assert _user_version(path) == SCHEMA_VERSION == 6
     assert _tables(path) == TABLES
 
 

@@ -23,9 +23,11 @@ from ctxdask.tools.recipe.dem import alignment_steps, areoid_step
 from ctxdask.tools.recipe.graph import check_graph
 from ctxdask.tools.recipe.image import image_stage
 from ctxdask.tools.recipe.monolithic import monolithic_stage
+from ctxdask.tools.recipe.preview import enabled as preview_enabled
+from ctxdask.tools.recipe.preview import preview_steps, seed_step
 from ctxdask.tools.recipe.settings import resolved, with_changes
 from ctxdask.tools.recipe.step import Ref, Step, StepCall, Upstream, resolve_sources
-from ctxdask.tools.recipe.stereo import StereoStage
+from ctxdask.tools.recipe.stereo import StereoStage, stereo_options
 from ctxdask.tools.recipe.tiled import tiled_stage
 
 __all__ = ["IMAGE_EXTERNAL", "PAIR_EXTERNAL", "Recipe", "build_recipe", "pair_stages"]
@@ -36,13 +38,16 @@ PAIR_EXTERNAL = ("left", "right", "mola", "lowres_dem")
 
 
 def pair_stages(s: Settings) -> tuple[StereoStage, tuple[Step, ...]]:
-    """The stereo stage for ``tools.asp.stereo-mode``, and the pair steps: [bundle adjustment,] stereo,
-    alignment, areoid."""
+    """The stereo stage for ``tools.asp.stereo-mode``, and the pair steps: [the preview pass,] [bundle
+    adjustment,] stereo, alignment, areoid."""
     asp = s.tools.asp
     stereo = tiled_stage(s) if asp.stereo_mode == "tiled" else monolithic_stage(s)
     steps, dem = list(stereo.steps), stereo.dem
     if asp.bundle_adjust is True:
         steps.insert(0, bundle_adjust_step(s))
+    if preview_enabled(s):  # first: a pair held after it spends nothing more
+        seed = seed_step(s)  # the full pass's first step (a held pair never fills its preview DEM)
+        steps[:0] = (*preview_steps(s, stereo_options(s)[1]), *((seed,) if seed else ()))
     if asp.pc_align:
         aligned, dem = alignment_steps(s, stereo)
         steps += aligned
@@ -168,9 +173,9 @@ class Recipe:
         if tools.asp.pc_align and not mola:
             raise ValueError("pc_align is enabled (tools.asp.pc-align) but no MOLA point file was given")
         lowres_dem = lowres_dem or tools.asp.lowres_dem
-        if self.tile_step is not None and not lowres_dem:
-            raise ValueError("tiled stereo needs a low-resolution DEM to mapproject onto (MOLA MEGDR or the "
-                             "MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
+        if (self.tile_step is not None or preview_enabled(self.settings)) and not lowres_dem:
+            raise ValueError("tiled stereo and the preview pass need a low-resolution DEM to mapproject onto (MOLA "
+                             "MEGDR or the MOLA/HRSC blend, ellipsoid heights): set tools.asp.lowres-dem")
         if tools.asp.bundle_adjust is True and tools.asp.heights_from_dem and not lowres_dem:
             raise ValueError("tools.asp.heights-from-dem constrains bundle adjustment to the low-resolution DEM: "
                              "set tools.asp.lowres-dem")

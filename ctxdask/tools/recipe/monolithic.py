@@ -15,12 +15,16 @@ one, ``parallel_stereo L.cal.cub R.cal.cub results/out`` (``docs/bundle_adjustme
 with ASP's own alignment of unprojected images (``--alignment-method affineepipolar``,
 ``src/asp/Core/StereoSettings.cc``:111) where ``stereo-default`` asks for none. Both get
 ``--bundle-adjust-prefix`` and the ``.adjust`` files.
+
+With the preview pass (:mod:`ctxdask.tools.recipe.preview`) the images are mapprojected as in
+tiled mode too, onto the preview DEM (``tools.asp.preview-seed``) or the low-resolution DEM.
 """
 
 from __future__ import annotations
 
 from ctxdask.settings import Settings
 from ctxdask.tools.recipe.bundle import adjusted
+from ctxdask.tools.recipe.preview import enabled as preview_enabled
 from ctxdask.tools.recipe.step import LEFT, RIGHT, Input, Step, Upstream
 from ctxdask.tools.recipe.stereo import StereoStage, pair_step, point2dem_step, stereo_options
 from ctxdask.tools.recipe.tiled import mapprojected_stereo
@@ -37,7 +41,7 @@ def monolithic_stage(s: Settings) -> StereoStage:
     if asp.threads:
         stereo_args += ("--threads-multiprocess", str(int(asp.threads)))
     outputs = {"pc": "results/out-PC.tif", "aligned_left": "results/out-L.tif"}
-    if adjusted(s)[1]:
+    if adjusted(s)[1] or preview_enabled(s):  # the preview DEM seeds a mapprojected full pass
         steps: tuple[Step, ...] = _adjusted_stereo(s, stereo_args, files, outputs)
     else:
         steps = _cam2map_stereo(s, stereo_args, files, outputs)

@@ -8,7 +8,8 @@ This module adds what the model leaves to the recipe:
   :func:`~ctxdask.tools.recipe.build_recipe` (``calibration="isis"``,
   ``timeouts={"parallel_stereo": 600}``), each the field name of one setting
   the recipe reads, applied with :meth:`Settings.override <ctxdask.settings.Settings.override>`;
-- :func:`resolved`: ``stereo-mode: auto`` and ``bundle-adjust: auto`` decided by what is installed here, and
+- :func:`resolved`: ``stereo-mode: auto``, ``bundle-adjust: auto`` and ``preview: auto`` decided by what is
+  installed (and configured) here, and
   ``max-displacement: auto`` as ``None``; done when a recipe is built, not when the
   settings are checked (the same configuration means different things on different machines);
 - :func:`step_timeout` and :func:`step_resources`: a step's deadline and dask resources, and
@@ -29,7 +30,7 @@ from ctxdask.tools.recipe.step import Step
 __all__ = ["RECIPE_SETTINGS", "keywords", "pair_step", "resolved", "step_resources", "step_timeout", "with_changes"]
 
 #: the settings (dotted field paths of the model; a section stands for all of its settings) a recipe reads
-RECIPE_SETTINGS = ("tools", "quality.dem_alignment", "flat.dir")
+RECIPE_SETTINGS = ("tools", "quality.dem_alignment", "quality.preview", "flat.dir")
 
 
 def _at(settings: Settings, path: str) -> Any:
@@ -111,6 +112,8 @@ def resolved(settings: Settings) -> Settings:
         fixed["stereo_mode"] = "tiled" if tiled else "monolithic"
     if asp.bundle_adjust == "auto":
         fixed["bundle_adjust"] = shutil.which("bundle_adjust", path=path) is not None
+    if asp.preview == "auto":  # the preview mapprojects onto the low-resolution DEM
+        fixed["preview"] = bool(asp.lowres_dem)
     if not fixed:
         return settings
     tools = dataclasses.replace(settings.tools, asp=dataclasses.replace(asp, **fixed))

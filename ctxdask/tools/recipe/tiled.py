@@ -24,24 +24,29 @@ from __future__ import annotations
 
 from ctxdask.settings import Settings
 from ctxdask.tools.recipe.bundle import PREFIX, adjusted
+from ctxdask.tools.recipe.preview import PREVIEW_STEPS, SEED_STEP, seed_dem
 from ctxdask.tools.recipe.settings import pair_step, step_resources
-from ctxdask.tools.recipe.step import LEFT, LOWRES, LOWRES_DEM, RIGHT, Input, Step, Upstream, flags
+from ctxdask.tools.recipe.step import LEFT, LOWRES_DEM, RIGHT, Input, Step, Upstream, flags
 from ctxdask.tools.recipe.stereo import StereoStage, stereo_options
 
 __all__ = ["CORR_MEMORY_SHARE", "LOWRES_DEM", "TILED_PREP_STEPS", "mapprojected_stereo", "tiled_stage"]
 
-#: tiled stereo: the pair steps before the tiles, in order (bundle_adjust when the pair is adjusted)
-TILED_PREP_STEPS = ("bundle_adjust", "mapproject_grid", "mapproject_left", "mapproject_right", "stereo_parse",
-                    "stereo_stats")
+#: tiled stereo: the pair steps before the tiles, in order (the preview pass and bundle_adjust when there)
+TILED_PREP_STEPS = (*PREVIEW_STEPS, SEED_STEP, "bundle_adjust", "mapproject_grid", "mapproject_left",
+                    "mapproject_right", "stereo_parse", "stereo_stats")
 #: fraction of a tile's memory resource given to the correlator (--corr-memory-limit-mb): the SGM/MGM
 #: buffers are most of a tile's memory, and ASP stays "slightly above" the limit (docs/stereodefault.rst)
 CORR_MEMORY_SHARE = 0.8
 
-_DEM = Input(LOWRES_DEM, LOWRES)  # one relative name on every worker (ctxdask.tools.recipe.step.LOWRES_DEM)
 _CAMS = {"left_cam": Input("{left}.cal.cub", LEFT), "right_cam": Input("{right}.cal.cub", RIGHT)}
-#: what every stereo program of the pair reads: the map images, the cameras (ISIS cubes carry them), the DEM
-_STEREO_INPUTS = {"left": Input("{left}.map.tif", Upstream("mapproject_left", "map")),
-                  "right": Input("{right}.map.tif", Upstream("mapproject_right", "map")), **_CAMS, "dem": _DEM}
+
+
+def _stereo_inputs(s: Settings) -> dict[str, Input]:
+    """What every stereo program of the pair reads: the map images, the cameras (ISIS cubes carry them), the DEM
+    (one relative name on every worker, :data:`ctxdask.tools.recipe.step.LOWRES_DEM`: lowres-dem, or the preview's)."""
+    return {"left": Input("{left}.map.tif", Upstream("mapproject_left", "map")),
+            "right": Input("{right}.map.tif", Upstream("mapproject_right", "map")), **_CAMS, "dem": seed_dem(s)}
+
 #: images, cameras, output prefix, and the mapprojection DEM
 _POSITIONAL = ("{inputs[left]}", "{inputs[right]}", "{inputs[left_cam]}", "{inputs[right_cam]}",
                "results/out", "--dem", "{inputs[dem]}")
@@ -63,13 +68,13 @@ def _grid(s: Settings) -> Step:
     adjust, prefix = _adjusted_native(s)
     return pair_step(s, "mapproject_grid", kind="native", callable="ctxdask.tools.mapgrid:common_grid",
                      args=("{inputs[left]}", "{outputs[grid]}", *flags("inputs", ("right", "dem"))),
-                     inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": _DEM, **adjust},
+                     inputs={"left": _CAMS["left_cam"], "right": _CAMS["right_cam"], "dem": seed_dem(s), **adjust},
                      outputs={"grid": "{pair}.grid.json"},
                      options={"t_srs": asp.t_srs, "tr": asp.mapproject_tr, **prefix})
 
 
 def _on_grid(s: Settings, side: str) -> Step:
-    """``mapproject`` of one image onto the low-resolution DEM on the common grid.
+    """``mapproject`` of one image onto the low-resolution DEM (or the preview's) on the common grid.
 
     Its deadline and resources default to those set for ``mapproject`` (both sides).
     """
@@ -77,7 +82,7 @@ def _on_grid(s: Settings, side: str) -> Step:
     return pair_step(s, f"mapproject_{side}", family="mapproject", kind="native",
                      callable="ctxdask.tools.mapgrid:mapproject_on_grid",
                      args=("{inputs[image]}", "{outputs[map]}", *flags("inputs", ("grid", "dem"))),
-                     inputs={"image": _CAMS[f"{side}_cam"], "dem": _DEM,
+                     inputs={"image": _CAMS[f"{side}_cam"], "dem": seed_dem(s),
                              "grid": Input("{pair}.grid.json", Upstream("mapproject_grid", "grid")),
                              **({f"{side}_adjust": adjust[f"{side}_adjust"]} if adjust else {})},
                      outputs={"map": f"{{{side}}}.map.tif"}, options=prefix)
@@ -92,7 +97,7 @@ def mapprojected_stereo(s: Settings) -> tuple[tuple[Step, ...], dict[str, Input]
     """
     adjust, prefix = adjusted(s)
     steps = (_grid(s), _on_grid(s, "left"), _on_grid(s, "right"))
-    return steps, {**_STEREO_INPUTS, **adjust}, (*_POSITIONAL, *prefix)
+    return steps, {**_stereo_inputs(s), **adjust}, (*_POSITIONAL, *prefix)
 
 
 def _tile(s: Settings, stereo_args: tuple[str, ...], files: dict[str, str], reads: dict[str, Input],
