@@ -30,7 +30,7 @@ from typing import Any
 
 from ctxdask.exceptions import MissingFileError
 
-__all__ = ["CatalogSource", "EDRSource", "LocalEDRSource", "make_source"]
+__all__ = ["CatalogSource", "EDRSource", "LocalEDRSource", "Unavailable", "make_source"]
 
 #: what a fetch step calls on the worker
 EDRSource = Callable[[str, str], str]
@@ -159,6 +159,16 @@ class CatalogSource:
 
         return fetch(product_id, locator=dict(self.urls) if isinstance(self.urls, Mapping) else self.urls,
                      cache=self.cache, settings=self.settings).path
+
+
+@dataclasses.dataclass(frozen=True)
+class Unavailable:
+    """The source for a product the configured source cannot provide: fails with the reason."""
+
+    reason: str
+
+    def __call__(self, product_id: str, scratch: str) -> str:
+        raise MissingFileError(None, self.reason)
 
 
 def make_source(source: EDRSource | str | os.PathLike | None) -> EDRSource:

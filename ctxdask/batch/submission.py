@@ -40,6 +40,7 @@ from ctxdask.batch.dem_products import pair_product_inputs
 from ctxdask.batch.model import BatchContext, ImageTask, Outcome, StepTask, image_chain
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import PAIR_QUALITY_STEP, QUALITY_STEP, Chain
+from ctxdask.batch.sources import Unavailable
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.tiles import TilePlanTask, TileTask, plan_tiles, run_tile
 from ctxdask.batch.work import execute, remake, run_image
@@ -52,22 +53,10 @@ from ctxdask.tools.recipe import StepCall
 from ctxdask.tools.recipe.preview import PREVIEW_STEPS
 from ctxdask.tools.recipe.preview import QA_STEP as PREVIEW_QA
 
-__all__ = ["Submitter", "Unavailable"]
+__all__ = ["Submitter"]
 
 #: what runs each type of task sent through a graph (an image task: run_image, without upstream)
 _RUN = {StepTask: execute, TilePlanTask: plan_tiles}
-
-
-@dataclasses.dataclass(frozen=True)
-class Unavailable:
-    """The source for a product the configured source cannot provide: fails with the reason."""
-
-    reason: str
-
-    def __call__(self, product_id: str, scratch: str) -> str:
-        from ctxdask.exceptions import MissingFileError
-
-        raise MissingFileError(None, self.reason)
 
 
 class Submitter:
