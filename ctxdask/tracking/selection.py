@@ -37,7 +37,10 @@ MOLA after alignment, m), ``mola_points``, ``intersection_error`` (median, m),
 reprojection error before and after, pixels) and ``ba_improvement``
 (final/initial); of its tiles (tiled stereo): ``tiles``, ``fallback_tiles``
 (made by a fallback parameter set), ``tile_holes`` and ``hedged_tiles``
-(a straggler given a duplicate); and the image fields above.
+(a straggler given a duplicate); of its preview pass: ``preview`` (the
+verdict, ``pass`` or ``held``), ``preview_valid_fraction``,
+``preview_mola_nmad`` and ``preview_intersection_error``; and the image
+fields above.
 
 Geometry (incidence, emission, phase, dates, overlap, convergence, screening
 scores) comes from the ``image_geometry`` / ``pair_geometry`` tables that
@@ -104,6 +107,12 @@ PAIR_FIELDS: dict[str, str] = {
     "tile_holes": "(SELECT count(*) FROM tiles t WHERE t.pair_id = p.pair_id AND t.status IN ('failed', 'timeout'))",
     "hedged_tiles": "(SELECT count(DISTINCT a.tile_index) FROM tile_attempts a WHERE a.pair_id = p.pair_id "
                     "AND a.status = 'superseded')",
+    # the preview pass: its verdict (pass, held) and what its QA measured
+    **{name: f"(SELECT {expr} FROM previews v WHERE v.pair_id = p.pair_id)" for name, expr in (
+        ("preview", "v.verdict"),
+        ("preview_valid_fraction", "json_extract(v.metrics, '$.valid_fraction')"),
+        ("preview_mola_nmad", "json_extract(v.metrics, '$.after_alignment.nmad')"),
+        ("preview_intersection_error", "json_extract(v.metrics, '$.intersection_error.p50')"))},
 }
 _OPS = ("<=", ">=", "!=", "<>", "=", "<", ">", "like")
 _KEYWORDS = {"and", "or", "not", "in", "between", "is", "null"}

@@ -83,6 +83,10 @@ def db(tmp_path):
         t.set_tile(f"{B}-{C}", 0, "done")
         t.set_tile(f"{B}-{C}", 1, "done", param_set=1, param_label="asp_sgm")
         t.set_tile(f"{B}-{C}", 2, "failed", error="every parameter set failed")
+        # AC's preview correlated little: held
+        t.record_preview(f"{A}-{C}", "held", ["valid fraction 0.1 < 0.5"],
+                         {"valid_fraction": 0.1, "after_alignment": {"nmad": 40.0}, "intersection_error": {"p50": 9.0}})
+        t.record_preview(f"{A}-{B}", "pass", [], {"valid_fraction": 0.9})
     scores = tmp_path / "pairs.csv"
     scores.write_text("left,right,score,iou,convergence,incidence_left,incidence_right,time_left,time_right,"
                       "footprint_left,footprint_right\n"
@@ -118,6 +122,9 @@ def db(tmp_path):
     ("grade = warn", []),  # on pairs an image field names both images, as before
     ("tiles = 3 and fallback_tiles = 1 and tile_holes = 1 and hedged_tiles = 1", ["BC"]),
     ("fallback_tiles = 0", ["AB", "AC"]),
+    ("preview = held and preview_valid_fraction < 0.5 and preview_mola_nmad > 20 "
+     "and preview_intersection_error > 5", ["AC"]),
+    ("preview = pass or preview is null", ["AB", "BC"]),
 ])
 def test_selection_on_a_real_database(db, text, expected):
     names = {f"{A}-{B}": "AB", f"{A}-{C}": "AC", f"{B}-{C}": "BC"}
