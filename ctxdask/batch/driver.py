@@ -50,21 +50,14 @@ from typing import Any
 from ctxdask import tracking
 from ctxdask.batch.loop import Driver
 from ctxdask.batch.outcomes import error_text
-from ctxdask.batch.pairlist import PairList, read_pairs
-from ctxdask.batch.planning import (
-    Chain,
-    Hold,
-    manual_hold,
-    plan_run,
-    preview_hold,
-    select_steps,
-)
+from ctxdask.batch.pairlist import PairList
+from ctxdask.batch.planning import Hold, plan_run, select_steps
+from ctxdask.batch.request import Request, check_request, holds
 from ctxdask.batch.scratch import claim_local_scratch, clean_after_dead_runs, release_local_scratch
-from ctxdask.batch.sources import EDRSource, make_source
+from ctxdask.batch.sources import EDRSource
 from ctxdask.batch.summary import BatchSummary
 from ctxdask.settings import BatchSection, Settings
-from ctxdask.settings import current as current_settings
-from ctxdask.tools.recipe import Recipe, build_recipe
+from ctxdask.tools.recipe import Recipe
 from ctxdask.tools.tasks import RunOptions
 
 __all__ = ["BatchSummary", "run_batch", "select_steps"]
@@ -197,24 +190,14 @@ def run_batch(
     >>> print(summary)  # doctest: +SKIP
     """
     t0 = time.monotonic()
-    # the request is checked before the data: settings, the steps they select, the source
-    if not isinstance(settings, Settings):
-        settings = current_settings().override(settings or {})
-    batch = settings.batch
-    recipe = recipe or build_recipe(settings)
-    image_steps, pair_steps = select_steps(recipe, batch.steps, quality=batch.quality)
-    src = make_source(source)
-    pairlist = read_pairs(pairs).require_pairs()  # nothing usable: an error with the reasons
-    out = pathlib.Path(out).resolve()  # made once the request is known to be good
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    db_path = tracking.database_path(batch.database, out)
+    request = check_request(pairs, out, settings=settings, source=source, recipe=recipe)
+    created = not request.out.exists()  # made once the request is known to be good
+    request.out.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(pairlist, out, db_path, t0, settings=settings, recipe=recipe, steps=(image_steps, pair_steps),
-                    source=src, client=client, runner=runner, hold=hold)
+        return _run(request, t0, client=client, runner=runner, hold=hold)
     except BaseException:
         if created:  # e.g. the scheduler could not be reached: no run began, so no folder is left behind
-            _remove_unused(out, db_path)
+            _remove_unused(request.out, request.database)
         raise
 
 
@@ -231,10 +214,10 @@ def _remove_unused(out: pathlib.Path, db_path: pathlib.Path) -> None:
         out.rmdir()  # only if nothing else is in it
 
 
-def _run(pairlist: PairList, out: pathlib.Path, db_path: pathlib.Path, t0: float, *, settings: Settings,
-         recipe: Recipe, steps: tuple[list[str], list[str]], source: EDRSource, client, runner, hold) -> BatchSummary:
+def _run(request: Request, t0: float, *, client, runner, hold) -> BatchSummary:
     """The run itself: the database, the cluster, the plan, the driver, the summary."""
-    batch, (image_steps, pair_steps), src = settings.batch, steps, source
+    settings, chain, src, pairlist, out = request.settings, request.chain, request.source, request.pairs, request.out
+    batch, db_path = settings.batch, request.database
     # Ctrl-C while a local cluster starts only asks to stop (an interrupt inside distributed's start-up
     # leaves workers half made, and its exit hook fails on them): the run is recorded, then stops at once
     with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, _stop_on_signals() as stop, \
@@ -250,16 +233,13 @@ def _run(pairlist: PairList, out: pathlib.Path, db_path: pathlib.Path, t0: float
             pairs_file=pairlist.source, out=str(out), scheduler=str(getattr(c, "scheduler", "") and
                                                                c.scheduler.address),
             dashboard=dashboard,
-            settings={"steps": image_steps + pair_steps, "retry_failed": batch.retry_failed,
+            settings={"steps": [*chain.image_steps, *chain.pair_steps], "retry_failed": batch.retry_failed,
                       "batch": dataclasses.asdict(batch), "work_dir": options.work_dir,
                       # where the EDRs came from: later tools (ctxdask flat --from-batch) find them there
                       "edr_dir": getattr(src, "folder", None), "edr_cache": getattr(src, "cache", None)})
         try:
             tdb.record_rejected(run_id, pairlist.rejected)
-            chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
-            if not batch.include_rejected:  # failed by hand, or held after the preview and not released
-                hold = manual_hold(tdb.manually_rejected(), preview_hold(tdb.held_previews(), hold))
-            plan = plan_run(tdb, pairlist, chain, retry_failed=batch.retry_failed, hold=hold)
+            plan = plan_run(tdb, pairlist, chain, retry_failed=batch.retry_failed, hold=holds(tdb, settings, hold))
             tdb.record_rejected(run_id, plan.held)  # `ctxdask status` lists them with the reason
             driver = Driver(c, out, tdb, run_id, chain=chain, plan=plan, source=src, settings=batch,
                             options=options, runner=runner, progress=batch.progress, retry_failed=batch.retry_failed,

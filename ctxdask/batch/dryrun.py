@@ -5,7 +5,8 @@ a new cluster want the same before hours of correlation: which pairs run,
 which are done or held and why, and each program's exact command line.
 
 The plan is the one :func:`~ctxdask.batch.run_batch` would make: the same
-request checks, pair list and :func:`~ctxdask.batch.planning.plan_run`, run on
+request checks (:mod:`~ctxdask.batch.request`), holds and
+:func:`~ctxdask.batch.planning.plan_run`, run on
 a copy of the batch's database (:func:`ctxdask.tracking.snapshot`), so nothing
 is written: no output folder, no database row, no cluster. Image chains are
 rendered for the summing mode an earlier validation recorded, else the one
@@ -26,12 +27,12 @@ from typing import Any
 
 from ctxdask import tracking
 from ctxdask.batch.model import image_chain
-from ctxdask.batch.pairlist import Pair, PairList, Rejected, read_pairs
-from ctxdask.batch.planning import Chain, Plan, manual_hold, plan_run, select_steps
-from ctxdask.batch.sources import EDRSource, make_source
+from ctxdask.batch.pairlist import Pair, PairList, Rejected
+from ctxdask.batch.planning import Chain, Plan, plan_run
+from ctxdask.batch.request import check_request, holds
+from ctxdask.batch.sources import EDRSource
 from ctxdask.settings import Settings
-from ctxdask.settings import current as current_settings
-from ctxdask.tools.recipe import Recipe, StepCall, build_recipe
+from ctxdask.tools.recipe import Recipe, StepCall
 
 __all__ = ["DryRun", "PlannedPair", "command_line", "dry_run"]
 
@@ -131,31 +132,24 @@ def dry_run(pairs: str | os.PathLike | PairList | Iterable[tuple[str, str]], out
     """
     from ctxdask.quality.alignment import mola_for_pair
 
-    if not isinstance(settings, Settings):
-        settings = current_settings().override(settings or {})
-    batch = settings.batch
-    recipe = recipe or build_recipe(settings)
-    image_steps, pair_steps = select_steps(recipe, batch.steps, quality=batch.quality)
-    src = make_source(source)
-    pairlist = read_pairs(pairs).require_pairs()
-    out = pathlib.Path(out).resolve()
-    db_path = tracking.database_path(batch.database, out)
-    chain = Chain(recipe, tuple(image_steps), tuple(pair_steps))
+    request = check_request(pairs, out, settings=settings, source=source, recipe=recipe)
+    recipe, chain, pairlist = request.recipe, request.chain, request.pairs
     with tempfile.TemporaryDirectory(prefix="ctxdask-dry-run-") as tmp:
         copy = pathlib.Path(tmp) / "plan.sqlite"
         runs_before = 0
-        if db_path.is_file():
-            tracking.snapshot(db_path, copy)
+        if request.database.is_file():
+            tracking.snapshot(request.database, copy)
             with tracking.BatchView(copy) as view:
                 runs_before = view.run_count()
         with tracking.TrackingDB(copy) as tdb:
             tdb.register(pairlist.pairs, pairlist.images)
-            hold = None if batch.include_rejected else manual_hold(tdb.manually_rejected(), None)
-            plan = plan_run(tdb, pairlist, chain, retry_failed=batch.retry_failed, hold=hold)
+            plan = plan_run(tdb, pairlist, chain, retry_failed=request.settings.batch.retry_failed,
+                            hold=holds(tdb, request.settings))
     asp = recipe.settings.tools.asp
     rendered = []
     for pair in plan.planned:
-        summing = {pid: plan.known_summing.get(pid) or _label_summing(src, pid) for pid in pair.images}
+        summing = {pid: plan.known_summing.get(pid) or _label_summing(request.source, pid) for pid in pair.images}
         mola = mola_for_pair(asp.mola_points, pair.pair_id, pair.left, pair.right) if asp.pc_align else None
         rendered.append(_render(recipe, chain, plan, pair, summing, mola))
-    return DryRun(str(pairlist.source), out, db_path, runs_before, plan, list(pairlist.rejected), rendered)
+    return DryRun(str(pairlist.source), request.out, request.database, runs_before, plan, list(pairlist.rejected),
+                  rendered)
