@@ -277,13 +277,26 @@ def pair_detail(view: BatchView, out: pathlib.Path, pair_id: str) -> dict[str, A
                                    ("ortho_thumbnail", "orthoimage"))]
     return {
         "pair": pair, "images": images, "geometry": found["geometry"],
-        "statistics": decode_json(pq.get("statistics"), {}), "stac": link(out, pq.get("stac")),
+        "statistics": _readable(decode_json(pq.get("statistics"), {})), "stac": link(out, pq.get("stac")),
         # stereo ran by tile: the tile map is drawn on request (ctxdask.report.tilemap, /pair/<id>/tiles.png)
         "pictures": [p for p in pictures if p["src"]], "tile_map": found["has_tiles"],
         "products": _linked(out, found["products"]), "bundle_adjust": _bundle_adjust(out, found["products"]),
         "steps": _steps(view, out, pair_id), "manual": current.get(pair_id), "history": found["history"],
         "preview": found.get("preview"),
     }
+
+
+def _readable(statistics: dict[str, Any]) -> dict[str, Any]:
+    """DEM statistics as a person reads them: the CRS by its name (its WKT is in the STAC item), not as WKT."""
+    wkt = statistics.get("crs")
+    if isinstance(wkt, str) and wkt:
+        try:
+            from pyproj import CRS
+
+            statistics = {**statistics, "crs": CRS.from_wkt(wkt).name}
+        except Exception:  # noqa: BLE001 - not a CRS pyproj reads: shown as recorded
+            pass
+    return statistics
 
 
 def _bundle_adjust(out: pathlib.Path, products: list[dict]) -> dict[str, Any] | None:

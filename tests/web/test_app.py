@@ -67,6 +67,9 @@ def test_pages_show_the_batch(batch_copy):
             assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
         pair = c.get(f"/pair/{pair_id(GOOD_PAIR)}")
         assert pair.status_code == 200 and "DEM hillshade" in pair.text and "/files/" in pair.text
+        # the DEM's CRS by its name, not as WKT
+        dem = pair.text[pair.text.index('id="dem"'):pair.text.index("</section>", pair.text.index('id="dem"'))]
+        assert "<dt>crs</dt>" in dem and "PROJCRS[" not in dem and "GEOGCRS[" not in dem, dem
         # the stand-ins' bundle_adjust ran (tools.asp.bundle-adjust auto): its residuals, from qa_metrics.json
         adjusted = pair.text[pair.text.index('id="bundle-adjust"'):]
         assert f"{GOOD_PAIR[0]}.cal.cub" in adjusted and " px after" in adjusted
