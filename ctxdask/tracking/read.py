@@ -310,7 +310,8 @@ class BatchView:
         }
 
     def products_of(self, subject: str) -> list[dict]:
-        return self._rows("SELECT path, size, delivered FROM products WHERE subject = ? ORDER BY path", (subject,))
+        return self._rows("SELECT path, size, delivered, key FROM products WHERE subject = ? ORDER BY path",
+                          (subject,))
 
     def thumbnail_of(self, product_id: str) -> str | None:
         row = self.conn.execute("SELECT thumbnail FROM quality WHERE product_id = ?", (product_id,)).fetchone()

@@ -211,16 +211,20 @@ def link(out: pathlib.Path, path: str | None) -> str | None:
 
 
 def _steps(view: BatchView, out: pathlib.Path, subject: str) -> list[dict]:
+    """The subject's steps with their logs: the recorded path when it is in the output folder, else the copy
+    delivered home with the step's files (the recorded path is in a worker's scratch, meaningless here)."""
     roots = output_roots(view, out)
+    delivered_logs = {p["key"]: p["path"] for p in view.products_of(subject) if p["path"].endswith(".log")}
     steps = view.steps_of(subject)
     for s in steps:
         s["duration_text"] = seconds(s["duration"])
-        s["log_link"] = link(out, s["log_path"])
+        s["log_link"] = link(out, s["log_path"]) or link(out, delivered_logs.get(s["key"]))
         s["tail"] = ""
-        if s["log_path"]:
-            path = pathlib.Path(s["log_path"]).resolve()
-            if _inside(path, roots):
+        for candidate in (s["log_path"], delivered_logs.get(s["key"])):
+            path = pathlib.Path(out, candidate).resolve() if candidate else None
+            if path is not None and _inside(path, roots) and path.is_file():
                 s["tail"] = read_tail(path, TAIL_LINES, max_bytes=32768)
+                break
     return steps
 
 
