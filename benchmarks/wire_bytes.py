@@ -130,6 +130,8 @@ def measure(mh: MultiHost) -> dict:
     attempts = [dict(r) for r in db.execute("SELECT pair_id, tile_index, worker, dask_key FROM tile_attempts "
                                             "WHERE status = 'done'")]
     db.close()
+    # tile steps are not rows of ``steps``: their key names their pair
+    subjects = set(subject.values()) | {pair for pair, _index in tiles}
     ip_of = {host.ip: name for name, host in mh.workers.items()}
     tiles_on = collections.defaultdict(list)
     for a in attempts:
@@ -140,7 +142,7 @@ def measure(mh: MultiHost) -> dict:
         staged, links, mine = staged_files(host.scratch), readers(host.scratch), made_keys(host.scratch)
         for inside, f in staged.items():
             key, who = f["key"], links.get(inside, set())
-            subj = subject.get(key) or next((s for k, s in subject.items() if k.startswith(key)), "?")
+            subj = subject.get(key) or _subject_in(key, subjects)
             back = key in mine  # pushed back to the worker that made it (a tile sent home, then to its mosaic)
             needed = f["size"] if who and not back else 0
             window = needed
@@ -157,6 +159,11 @@ def measure(mh: MultiHost) -> dict:
     return {"staged": rows, "products": products, "odd": odd, "subject": subject}
 
 
+def _subject_in(key: str, subjects: set[str]) -> str:
+    """The longest subject (pair or image id) that a step key names, else ``?``."""
+    return max((s for s in subjects if s and s in key), key=len, default="?")
+
+
 def report(m: dict, *, code: int, wall: float, pairs: int) -> None:
     """Print the per-subject table, the per-worker table and the files that crossed needlessly."""
     load = os.getloadavg()
@@ -169,7 +176,7 @@ def report(m: dict, *, code: int, wall: float, pairs: int) -> None:
         c["need_whole"] += r["needed"]
         c["need_window"] += r["window"]
     for p in m["products"]:
-        c = by[p["subject"]]
+        c = by[p["subject"] or "(run)"]
         c["delivered"] += p["size"]
         c["need_whole"] += p["size"]
         c["need_window"] += p["size"]
@@ -192,6 +199,8 @@ def report(m: dict, *, code: int, wall: float, pairs: int) -> None:
     print("staged by producing step (B): " + ", ".join(f"{k} {v:,}" for k, v in kinds.most_common()))
     print(f"\nfiles that crossed to a worker that did not need them ({len(m['odd'])}, "
           f"{sum(o[2] for o in m['odd']):,} B):")
+    for why, n in collections.Counter(o[3] for o in m["odd"]).items():
+        print(f"  {n} files, {sum(o[2] for o in m['odd'] if o[3] == why):,} B: {why}")
     for worker, name, size, why in sorted(m["odd"]):
         print(f"  {worker} {name} {size:,} B: {why}")
     extra = [r for r in m["staged"] if r["needed"] and r["window"] < r["size"]]
