@@ -55,6 +55,7 @@ class StopProgramsOnShutdown(WorkerPlugin):
         self.grace = grace
 
     def teardown(self, worker) -> None:  # noqa: D102 (WorkerPlugin API)
+        """Stop every program still running on the closing ``worker``, with its process tree."""
         from ctxdask.tools.processes import running_trees
 
         for tree in running_trees():

@@ -184,6 +184,7 @@ class Deliverer:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def shutdown(self, cancel: bool = False) -> None:
+        """Stop the delivery threads: wait for deliveries in flight, or cancel the queued ones (``cancel``)."""
         self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
 
     def _check_stop(self, outcome: Outcome) -> None:

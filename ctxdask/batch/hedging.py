@@ -57,6 +57,7 @@ class Hedger:
 
     @property
     def enabled(self) -> bool:
+        """Whether hedging is on (a positive ``factor``)."""
         return self.factor > 0
 
     def started(self, key: str, pair_id: str, index: int, since: float, worker: str) -> None:
@@ -74,6 +75,7 @@ class Hedger:
         self.hedged.discard((pair_id, index))
 
     def forget_pair(self, pair_id: str) -> None:
+        """Drop the tile durations kept for ``pair_id`` (its tiles are all finished)."""
         self.durations.pop(pair_id, None)
 
     def median(self, pair_id: str) -> float | None:

@@ -94,10 +94,18 @@ class Driver:
         self.progress: Progress | None = None
 
     def running_count(self) -> int:
+        """The number of tasks running now."""
         return len(self.state.running)
 
     # ---------------------------------------------------------------- loop
     def run(self, planned: list[Pair]) -> str:
+        """Run the planned pairs to the end, or until the run is stopped.
+
+        Returns
+        -------
+        str
+            ``"done"``, or ``"interrupted"`` when the run was stopped (Ctrl-C, SIGTERM).
+        """
         from distributed import as_completed
 
         state, submitter, results = self.state, self.submitter, self.results

@@ -247,6 +247,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
+        """Whether the step ended ``done``."""
         return self.status == "done"
 
     @property

@@ -71,6 +71,7 @@ class Pair:
 
     @property
     def images(self) -> tuple[str, str]:
+        """The pair's two product ids, ``(left, right)``."""
         return (self.left, self.right)
 
 

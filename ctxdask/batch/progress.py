@@ -98,10 +98,12 @@ class Progress:
         self.refresh()
 
     def set_running(self, running: int) -> None:
+        """Set the number of running tasks shown, and refresh."""
         self.running = running
         self.refresh()
 
     def refresh(self, force: bool = False) -> None:
+        """Redraw the bar (or write a log line), at most once per ``interval`` unless ``force``."""
         now = time.monotonic()
         if self._file is not None:
             self._log_line(now, force)
@@ -125,6 +127,7 @@ class Progress:
               f"{self.running} steps running, {_seconds(elapsed)} elapsed{eta}", file=self._file, flush=True)
 
     def close(self) -> None:
+        """Show the final state and close the bar or log."""
         if self._bar is not None:
             self.refresh(force=True)
             self._bar.close()

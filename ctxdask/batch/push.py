@@ -170,9 +170,11 @@ class Pusher:
         self.sent = 0
 
     def start(self) -> None:
+        """Start answering the workers' push requests (subscribe to the topic)."""
         self.client.subscribe_topic(self.topic, self._on_request)
 
     def stop(self) -> None:
+        """Stop answering push requests and cancel the pushes not yet started."""
         with contextlib.suppress(Exception):
             self.client.unsubscribe_topic(self.topic)
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -165,6 +165,7 @@ class LiveHolders:
         return None
 
     def stage(self, result: StepResult, holder: str) -> StepResult:
+        """Stage ``result``'s outputs from worker ``holder`` to this worker (:func:`stage`)."""
         return stage(result, holder, self.ctx)
 
     @contextlib.contextmanager

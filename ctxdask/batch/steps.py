@@ -36,6 +36,7 @@ class InvalidEDRError(CTXError, ValueError):
     """Validation found errors in an EDR; the reason is the report's summary."""
 
 def utc() -> str:
+    """The time now in UTC, ISO 8601 with microseconds."""
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds")
 
 def _scratch(task: StepTask, options: RunOptions) -> str:
@@ -66,6 +67,10 @@ def _in_process_result(task: StepTask, workdir: str, outputs: Mapping[str, str],
     )
 
 def fetch(task: StepTask, options: RunOptions) -> StepResult:
+    """The ``fetch`` step: get the EDR from the task's source into the step's work dir.
+
+    Its fingerprint names the EDR by content (id, size, sha256), not by where it is kept.
+    """
     scratch = _scratch(task, options)
     t0 = time.monotonic()
     started = utc()
@@ -109,6 +114,18 @@ def pair_quality(task: StepTask, options: RunOptions,
 
 
 def validate(path: str, product_id: str) -> dict[str, Any]:
+    """Validate the EDR at ``path`` as ``product_id`` for the ``validate`` step.
+
+    Returns
+    -------
+    dict
+        The validation summary, summing mode, lines, START_TIME and warnings.
+
+    Raises
+    ------
+    InvalidEDRError
+        The EDR is invalid, or its label names another product.
+    """
     from ctxdask.validation import validate
 
     report = validate(path)

@@ -184,6 +184,7 @@ class TileTask:
 
     @property
     def dask_key(self) -> str:
+        """The attempt's dask key: the step key, the run tag and the attempt number."""
         return f"{self.step.key}{'-' + self.run_tag if self.run_tag else ''}-try{self.attempt}"
 
 
@@ -274,6 +275,7 @@ class TileDecision:
 
     @property
     def fraction(self) -> float:
+        """The fraction of the pair's tiles that are done (0 without tiles)."""
         return len(self.done) / self.total if self.total else 0.0
 
 
@@ -376,6 +378,7 @@ class PairTiles:
 
     @property
     def finished(self) -> bool:
+        """Whether every tile has ended (done, failed or timed out)."""
         return all(s in ("done", "failed", "timeout") for s in self.state.values())
 
     def decision(self) -> TileDecision:

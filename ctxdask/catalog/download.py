@@ -107,6 +107,7 @@ class DownloadSettings(CatalogDownload):
     """
 
     def check(self) -> None:
+        """Resolve ``checksum: null`` to the ``validate.checksum`` default."""
         if self.checksum is None:  # null follows validate.checksum: with no settings at hand, the yaml's
             object.__setattr__(self, "checksum", ValidateSettings().checksum)
 

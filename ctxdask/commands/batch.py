@@ -36,6 +36,7 @@ def _timeout(text: str) -> tuple[str, float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask batch`` to ``parser``."""
     parser.add_argument("pairs", help="pair list: 'LEFT RIGHT' per line, or CSV with a left,right header")
     parser.add_argument("--out", required=True, help="output folder (products and, by default, the database)")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -96,6 +97,13 @@ def settings_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask batch`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.batch import run_batch
     from ctxdask.batch.planning import StepSelectionError
     from ctxdask.commands import (

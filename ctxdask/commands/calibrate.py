@@ -17,6 +17,7 @@ from ctxdask.commands import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask calibrate`` to ``parser``."""
     parser.add_argument("input", metavar="IN.IMG", help="CTX EDR (path or URL)")
     parser.add_argument("output", metavar="OUT", help="output: .cub (ISIS level 1), .tif (GeoTIFF) or .zarr")
     parser.add_argument("--flat", help="flat field: ISIS cube, GeoTIFF or .npy (default: unity, with a warning)")
@@ -29,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask calibrate`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.backend import open_edr
     from ctxdask.commands import check_input
     from ctxdask.exceptions import UnityFlatWarning

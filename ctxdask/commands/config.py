@@ -7,12 +7,20 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask config`` to ``parser``."""
     parser.add_argument("prefix", metavar="KEY", nargs="?", default="",
                         help="only the settings under this key, e.g. tools.asp or batch.retries")
     parser.add_argument("--json", action="store_true", help="print {key: {value, source}} as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask config`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.commands import UsageError
     from ctxdask.settings import origins
 

@@ -37,6 +37,7 @@ PAIRS = [
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask demo`` to ``parser``."""
     parser.add_argument("--out", default="ctxdask-demo", help="output folder (default: ./ctxdask-demo)")
     parser.add_argument("--workers", type=positive_int, default=2, help="LocalCluster worker processes (default 2)")
 
@@ -95,6 +96,13 @@ def _print_quality(db, results: pathlib.Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask demo`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.batch import run_batch
     from ctxdask.commands.batch import skipped_lines
     from ctxdask.exceptions import OutputPathError

@@ -18,6 +18,7 @@ from ctxdask.commands import positive_int, positive_number
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask fetch`` to ``parser``."""
     parser.add_argument("ids", nargs="*", metavar="ID", help="product ids (full, or short PPP_NNNNNN)")
     parser.add_argument("--to", dest="cache", metavar="DIR", default=None,
                         help="cache folder (default: ctxdask.catalog.cache-dir, else ~/.cache/ctxdask/edr)")
@@ -57,6 +58,13 @@ def read_id_lists(paths: list[str]) -> tuple[list[str], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask fetch`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.catalog.download import DownloadSettings, cache_dir, fetch_many, read_md5_manifest
     from ctxdask.catalog.lookup import ProductLocator
     from ctxdask.commands import EXIT_ERROR, EXIT_OK, UsageError, check_input, check_output_folder

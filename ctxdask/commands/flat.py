@@ -25,6 +25,7 @@ from ctxdask.commands import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask flat`` to ``parser``."""
     parser.add_argument("edrs", nargs="*", metavar="EDR", help="CTX EDRs (paths)")
     parser.add_argument("--from-batch", metavar="DIR", help="use the images of a batch output folder")
     parser.add_argument("--edr-dir", metavar="DIR",
@@ -118,6 +119,13 @@ def _destinations(args, formats: list[str]) -> pathlib.Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask flat`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.commands import UsageError
     from ctxdask.radiometry.flatbuild import build_flat
     from ctxdask.radiometry.flatio import FORMATS, write_flat

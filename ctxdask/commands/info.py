@@ -7,10 +7,18 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask info`` to ``parser``."""
     parser.add_argument("files", nargs="+", metavar="FILE", help="EDR .IMG files, detached labels, or URLs")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask info`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.edr import describe_edr
     from ctxdask.exceptions import CTXError
 

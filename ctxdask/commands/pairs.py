@@ -24,6 +24,7 @@ _CRITERIA = {
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask pairs`` to ``parser``."""
     parser.add_argument("index", metavar="INDEX", help="cumulative index label (cumindex.lbl), path or URL")
     parser.add_argument("--bbox", nargs=4, type=float, metavar=("MIN_LON", "MIN_LAT", "MAX_LON", "MAX_LAT"),
                         help="only images meeting this box; longitudes as the index counts them "
@@ -39,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask pairs`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.catalog.pairs import PairCriteria, find_pairs, write_pairs
     from ctxdask.commands import check_input
 

@@ -6,6 +6,7 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask report`` to ``parser``."""
     parser.add_argument("target", metavar="DIR", help="a batch output folder")
     parser.add_argument("--out", metavar="REPORT_DIR", default=None,
                         help="report folder (default DIR/report); new, empty, or an earlier report")
@@ -14,6 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask report`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.report import build_report
 
     page = build_report(args.target, db=args.db, dest=args.out)

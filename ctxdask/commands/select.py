@@ -8,6 +8,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask select`` to ``parser``."""
     parser.add_argument("target", metavar="DIR", help="a batch output folder")
     parser.add_argument("--where", default="", help='the rule, e.g. "status = done and not any.manual = fail and '
                                                     'convergence between 15 and 45": on pairs, manual is the pair\'s '
@@ -19,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask select`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.tracking import BatchView, database_path, geometry, open_existing, selection
 
     out = pathlib.Path(args.target).resolve()

@@ -8,6 +8,7 @@ import socket
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask serve`` to ``parser``."""
     parser.add_argument("target", metavar="DIR", help="a batch output folder")
     parser.add_argument("--db", default=None,
                         help="tracking database, a path or sqlite:/// URL (default DIR/ctxdask-batch.sqlite)")
@@ -23,6 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask serve`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     import uvicorn
 
     from ctxdask.tracking import database_path, open_existing

@@ -13,12 +13,20 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask stac`` to ``parser``."""
     parser.add_argument("target", metavar="DIR", help="a batch output folder (with pairs/<pair>/<pair>.stac.json)")
     parser.add_argument("--collection-id", default=None, help="id of the batch's collection (default: the folder name)")
     parser.add_argument("--no-validate", action="store_true", help="skip validation against the STAC schemas")
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask stac`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     import pystac
     from pystac.errors import STACValidationError
 

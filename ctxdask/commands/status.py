@@ -10,6 +10,7 @@ from ctxdask.commands import count
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask status`` to ``parser``."""
     parser.add_argument("target", metavar="DIR", help="a batch output folder, or the database file itself")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")
     parser.add_argument("--failures", type=count, default=20, help="failures to list (default 20; 0: all)")
@@ -20,6 +21,13 @@ def _fmt(counts: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask status`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.tracking import DEFAULT_NAME, BatchView, open_existing
 
     target = pathlib.Path(args.target)

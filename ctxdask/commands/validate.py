@@ -10,6 +10,7 @@ import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctxdask validate`` to ``parser``."""
     parser.add_argument("files", nargs="+", metavar="FILE", help="EDR .IMG files (or detached .LBL labels, or URLs)")
     parser.add_argument("--json", action="store_true", help="print one JSON document with every report")
     parser.add_argument(
@@ -20,6 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``ctxdask validate`` with the parsed ``args``.
+
+    Returns
+    -------
+    int
+        The exit code (:mod:`ctxdask.commands`).
+    """
     from ctxdask.validation import validate
 
     reports = [validate(path, checksum=args.checksum) for path in args.files]

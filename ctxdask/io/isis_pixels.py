@@ -79,10 +79,12 @@ class PixelType:
 
     @property
     def itemsize(self) -> int:
+        """Bytes per pixel."""
         return self.dtype.itemsize
 
     @property
     def specials(self) -> tuple[float, ...]:
+        """The special pixel values: Null, Lrs, Lis, His, Hrs."""
         return (self.null, self.lrs, self.lis, self.his, self.hrs)
 
 

@@ -173,18 +173,22 @@ class CubeLayout:
 
     @property
     def ptype(self) -> PixelType:
+        """The cube's :class:`PixelType`."""
         return pixel_type(self.pixel_type)
 
     @property
     def storage_dtype(self) -> np.dtype:
+        """The pixel dtype as stored, in the cube's byte order."""
         return self.ptype.dtype.newbyteorder(self.byte_order)
 
     @property
     def tile_columns(self) -> int:
+        """Tiles across the image (the last may be padded)."""
         return -(-self.samples // self.tile_samples)
 
     @property
     def tile_rows(self) -> int:
+        """Tiles down the image (the last may be padded)."""
         return -(-self.lines // self.tile_lines)
 
     @property

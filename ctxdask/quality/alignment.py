@@ -129,6 +129,7 @@ class PcAlignReport:
     output_stats: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready values (non-finite numbers as None)."""
         out = dataclasses.asdict(self)
         for key, value in out.items():
             if isinstance(value, tuple):

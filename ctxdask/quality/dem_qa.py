@@ -179,6 +179,7 @@ class DEMQA:
     grade_reasons: list[str]
 
     def to_dict(self) -> dict[str, Any]:
+        """The grade, its reasons and every metric, as in ``qa_metrics.json``."""
         return {"grade": self.grade, "grade_reasons": list(self.grade_reasons), **self.metrics}
 
     def write(self, path: str | os.PathLike) -> pathlib.Path:

@@ -220,6 +220,7 @@ class ImageProfile:
 
     @property
     def rejected(self) -> str | None:
+        """Why the image was rejected, or None."""
         return self.info.get("rejected")
 
     @property
@@ -492,14 +493,17 @@ class FlatResult:
 
     @property
     def ok(self) -> bool:
+        """Whether a flat was made."""
         return self.flat is not None
 
     @property
     def accepted(self) -> list[dict]:
+        """The records of the images that went into the flat."""
         return [i for i in self.images if i.get("accepted") and not i.get("rejected")]
 
     @property
     def rejected(self) -> list[dict]:
+        """The records of the images left out, each with its reason."""
         return [i for i in self.images if i.get("rejected")]
 
 

@@ -125,12 +125,16 @@ def _section_at(path: str):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("zarr")
 class ZarrSettings(Section):
+    """``zarr``: how zarr output is compressed."""
+
     compressor: Mapping[str, Any] | None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("validate")
 class ValidateSettings(Section):
+    """``validate``: what a CHECKSUM mismatch is, and how validation streams."""
+
     checksum: Literal["warn", "reject"]
     block_lines: int = dataclasses.field(metadata=_at_least(1))
 
@@ -138,6 +142,8 @@ class ValidateSettings(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("flat.build")
 class FlatBuildSettings(Section):
+    """``flat.build``: how detector flats are built from image stacks."""
+
     method: Literal["median", "clipped-mean"]
     clip_sigma: float
     trim: float = dataclasses.field(metadata=_between(0, 0.5, high_included=False))
@@ -155,6 +161,8 @@ class FlatBuildSettings(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("flat")
 class FlatSettings(Section):
+    """``flat``: the folder of flats and how one is picked per image."""
+
     dir: str | None
     max_month_gap: int
     build: FlatBuildSettings
@@ -163,6 +171,8 @@ class FlatSettings(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("catalog.download")
 class CatalogDownload(Section):
+    """``catalog.download``: polite, resumable, verified downloads."""
+
     semaphore: str
     max_concurrent: int = dataclasses.field(metadata=_at_least(1))
     requests_per_second: float = dataclasses.field(metadata=_above(0))
@@ -180,6 +190,8 @@ class CatalogDownload(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("catalog.pairs")
 class PairSearchSettings(Section):
+    """``catalog.pairs``: the stereo-pair finder's criteria."""
+
     min_overlap: float
     max_emission: float
     min_incidence: float
@@ -199,6 +211,8 @@ class PairSearchSettings(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("catalog")
 class CatalogSettings(Section):
+    """``catalog``: PDS index tables, product URLs, the EDR cache."""
+
     base_url: str
     lowercase_dirs: bool
     cache_dir: str | None
@@ -210,12 +224,16 @@ class CatalogSettings(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("tools.isis")
 class IsisSettings(Section):
+    """``tools.isis``: options of the ISIS programs."""
+
     spiceinit_web: bool
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("tools.asp.tiles")
 class TileSize(Section):
+    """``tools.asp.tiles``: tile size and padding of tiled stereo, in map-projected pixels."""
+
     size: int = dataclasses.field(metadata=_at_least(1))
     padding: int = dataclasses.field(metadata=_at_least(0))
 
@@ -223,6 +241,8 @@ class TileSize(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("tools.asp")
 class AspSettings(Section):
+    """``tools.asp``: the Ames Stereo Pipeline recipe (stereo, DEMs, alignment, tiles, preview)."""
+
     stereo_algorithm: str
     subpixel_mode: int
     stereo_default: Mapping[str, Any]
@@ -255,12 +275,15 @@ class AspSettings(Section):
     tile_fallbacks: tuple[Mapping[str, Any], ...]
 
     def check(self) -> None:
+        """Check ``tile-fallbacks`` against the configured algorithm and subpixel mode."""
         check_fallbacks(self.tile_fallbacks, algorithm=self.stereo_algorithm, subpixel_mode=self.subpixel_mode)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("tools")
 class ToolsSettings(Section):
+    """``tools``: external programs: deadlines, stopping, resources, environment."""
+
     grace_period: float = dataclasses.field(metadata=_at_least(0))
     watchdog_grace: float = dataclasses.field(metadata=_at_least(0))
     poll_interval: float = dataclasses.field(metadata=_at_least(0.001))
@@ -279,6 +302,8 @@ class ToolsSettings(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("batch")
 class BatchSection(Section):
+    """``batch``: the batch driver: cluster, database, retries, delivery, scratch."""
+
     retries: int = dataclasses.field(metadata=_at_least(0))
     tile_retries: int = dataclasses.field(metadata=_at_least(0))
     min_tile_fraction: float = dataclasses.field(metadata=_between(0, 1))
@@ -309,6 +334,8 @@ class BatchSection(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("quality.dem_holes")
 class DemHoles(Section):
+    """``quality.dem-holes``: how holes in a DEM are found and told from failed tiles."""
+
     max_cells: int = dataclasses.field(metadata=_at_least(1))
     min_tile_pixels: int = dataclasses.field(metadata=_at_least(1))
     rectangularity: float
@@ -317,6 +344,8 @@ class DemHoles(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("quality.dem_alignment")
 class DemAlignment(Section):
+    """``quality.dem-alignment``: pc_align's maximum displacement and reruns."""
+
     factor: float
     floor: float
     reruns: int = dataclasses.field(metadata=_at_least(0))
@@ -325,6 +354,8 @@ class DemAlignment(Section):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("quality.preview")
 class PreviewThresholds(Section):
+    """``quality.preview``: the preview QA a pair must pass before full resolution."""
+
     min_valid_fraction: float | None = dataclasses.field(metadata=_between(0, 1))
     max_mola_nmad: float | None = dataclasses.field(metadata=_at_least(0))
     max_mola_median_abs: float | None = dataclasses.field(metadata=_at_least(0))
@@ -338,6 +369,8 @@ Thresholds = Mapping[str, Mapping[Literal["warn-above", "fail-above", "warn-belo
 @dataclasses.dataclass(frozen=True, kw_only=True)
 @_section_at("quality")
 class QualitySettings(Section):
+    """``quality``: thumbnails, image and DEM QA, grades."""
+
     thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
     dem_thumbnail_size: int = dataclasses.field(metadata=_at_least(1))
     stretch_percentiles: tuple[float, float]

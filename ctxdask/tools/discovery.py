@@ -40,6 +40,7 @@ class ProgramInfo:
 
     @property
     def found(self) -> bool:
+        """Whether the program is on PATH."""
         return self.path is not None
 
 
@@ -54,6 +55,7 @@ class IsisEnvironment:
 
     @property
     def problems(self) -> list[str]:
+        """What is wrong with the ISIS environment (ISISROOT, ISISDATA), one line each; empty when nothing."""
         out = []
         if not self.isisroot:
             out.append("ISISROOT is not set")

@@ -119,6 +119,7 @@ class Tile:
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
+        """``(x, y, width, height)`` of the tile in map-projected pixels."""
         return (self.x, self.y, self.width, self.height)
 
 

@@ -59,6 +59,7 @@ class BatchView:
         self.conn: sqlite3.Connection = connect_reader(self.path)
 
     def close(self) -> None:
+        """Close the database connection."""
         self.conn.close()
 
     def __enter__(self) -> BatchView:
@@ -91,6 +92,7 @@ class BatchView:
         return rows
 
     def run_count(self) -> int:
+        """The number of runs recorded."""
         return self.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
 
     def step_counts(self) -> dict[str, dict[str, int]]:
@@ -119,6 +121,7 @@ class BatchView:
                           + ("" if limit is None else f" LIMIT {int(limit)}"))
 
     def failure_count(self) -> int:
+        """The number of steps that ended in a problem status."""
         return self.conn.execute(f"SELECT count(*) FROM steps WHERE status IN ({_PROBLEM})").fetchone()[0]
 
     def failure_groups(self, limit: int = 50) -> list[dict]:
@@ -185,6 +188,7 @@ class BatchView:
                                  ).fetchone()[0] == 1
 
     def manual_grade_counts(self) -> dict[str, dict[str, int]]:
+        """Scope (image, pair) -> {manual grade: count}."""
         return grade_counts(self.conn)
 
     def tile_progress(self) -> dict[str, dict[str, Any]]:
@@ -238,9 +242,11 @@ class BatchView:
         return out
 
     def all_pairs(self) -> list[dict]:
+        """Every row of the ``pairs`` table."""
         return self._rows("SELECT * FROM pairs")
 
     def all_images(self) -> list[dict]:
+        """Every row of the ``images`` table."""
         return self._rows("SELECT * FROM images")
 
     def image_quality(self) -> dict[str, dict]:
@@ -256,9 +262,11 @@ class BatchView:
         return previews(self.conn)
 
     def current_grades(self) -> dict[str, dict]:
+        """Subject -> its latest manual grade row."""
         return current_grades(self.conn)
 
     def stac_properties(self, pair_id: str, left: str, right: str) -> dict:
+        """The properties the database gives the STAC item of pair ``pair_id`` (``left``, ``right``)."""
         return stac_properties(self.conn, pair_id, left, right)
 
     def work_dirs(self) -> list[str]:
@@ -310,10 +318,12 @@ class BatchView:
         }
 
     def products_of(self, subject: str) -> list[dict]:
+        """The delivered files of ``subject`` (path, size, delivered, key), by path."""
         return self._rows("SELECT path, size, delivered, key FROM products WHERE subject = ? ORDER BY path",
                           (subject,))
 
     def thumbnail_of(self, product_id: str) -> str | None:
+        """The thumbnail path of image ``product_id`` (relative to the output folder), or None."""
         row = self.conn.execute("SELECT thumbnail FROM quality WHERE product_id = ?", (product_id,)).fetchone()
         return row[0] if row else None
 

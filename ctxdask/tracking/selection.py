@@ -134,6 +134,8 @@ class SelectionError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Compare:
+    """A comparison of the selection language: ``field op values``."""
+
     field: str
     op: str  # = != < <= > >= like in notin between isnull notnull
     values: tuple
@@ -141,12 +143,16 @@ class Compare:
 
 @dataclasses.dataclass(frozen=True)
 class BoolOp:
+    """``and`` / ``or`` of the selection language over ``items``."""
+
     op: str  # and, or
     items: tuple
 
 
 @dataclasses.dataclass(frozen=True)
 class Not:
+    """``not item`` in the selection language."""
+
     item: object
 
 

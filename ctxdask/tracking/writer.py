@@ -71,6 +71,7 @@ class TrackingDB:
         self._depth = 0
 
     def close(self) -> None:
+        """Close the database connection."""
         self.conn.close()
 
     def __enter__(self) -> TrackingDB:
@@ -113,6 +114,7 @@ class TrackingDB:
         return int(cur.lastrowid)
 
     def end_run(self, run_id: int, status: Status | str, error: str | None = None) -> None:
+        """Record the end of run ``run_id``: its final status and error, if any."""
         self.conn.execute("UPDATE runs SET ended = ?, status = ?, error = ? WHERE id = ?",
                           (now(), status, error, run_id))
 
@@ -152,6 +154,7 @@ class TrackingDB:
                 [(p.pair_id, p.left, p.right, p.line, stamp) for p in pairs])
 
     def record_rejected(self, run_id: int, rejected: Iterable) -> None:
+        """Record the pair-list lines of run ``run_id`` that were skipped, with why."""
         self.conn.executemany("INSERT INTO rejected VALUES (?, ?, ?, ?)",
                               [(run_id, r.line, r.text, r.reason) for r in rejected])
 
@@ -196,6 +199,7 @@ class TrackingDB:
             [(key, scope, subject, step, run_id, stamp) for key, scope, subject, step in steps])
 
     def record_product(self, path: str, key: str, subject: str, size: int, sha256: str) -> None:
+        """Record a delivered file: its path, step key, subject, size and sha256."""
         self.conn.execute("INSERT OR REPLACE INTO products VALUES (?, ?, ?, ?, ?, ?)",
                           (path, key, subject, size, sha256, now()))
 

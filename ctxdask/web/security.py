@@ -39,6 +39,7 @@ HEADERS = [
 
 
 def new_token() -> str:
+    """A new random access token (URL-safe, 24 bytes)."""
     return secrets.token_urlsafe(24)
 
 

@@ -43,6 +43,7 @@ def pair(request: Request, message: str | None = None, status_code: int = 200) -
 
 
 def thumbnail(request: Request) -> Response:
+    """``GET /image/{product_id}/thumb/{stretch}.png``: an image's thumbnail in one of the stretches."""
     pid, stretch = request.path_params["product_id"], request.path_params["stretch"]
     if stretch not in graphics.STRETCHES:
         raise HTTPException(404, "unknown stretch")

@@ -16,6 +16,7 @@ SELECTION_PREVIEW = 200
 
 
 def map_page(request: Request) -> HTMLResponse:
+    """``GET /map``: the footprint map, coloured by status, grade or manual grade."""
     colour = request.query_params.get("colour", "status")
     colour = colour if colour in ("status", "grade", "manual") else "status"
     with view(request) as v:
@@ -25,6 +26,7 @@ def map_page(request: Request) -> HTMLResponse:
 
 
 def select_page(request: Request) -> HTMLResponse:
+    """``GET /select``: the pairs a selection rule (``where``) chooses."""
     where = request.query_params.get("where", "")
     error, rows = None, []
     with view(request) as v:
@@ -39,6 +41,7 @@ def select_page(request: Request) -> HTMLResponse:
 
 
 def select_download(request: Request) -> PlainTextResponse:
+    """``GET /select/pairs.txt``: the selected pairs as a pair list ``ctxdask batch`` reads."""
     where = request.query_params.get("where", "")
     with view(request) as v:
         try:

@@ -13,6 +13,7 @@ __all__ = ["files"]
 
 
 def files(request: Request) -> FileResponse:
+    """``GET /files/{path}``: a file of the batch folder that the database lists (404 otherwise)."""
     with view(request) as v:
         path = data.file_listed(v, out_dir(request), request.path_params["path"])
     if path is None:

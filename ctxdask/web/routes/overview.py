@@ -15,6 +15,7 @@ FRAGMENTS = ("summary", "progress", "running", "failures")
 
 
 def overview(request: Request) -> HTMLResponse:
+    """``GET /``: the overview page (progress, rates, ETA, failures, running work)."""
     with view(request) as v:
         ov = data.overview(v)
     return render(request, "overview.html.j2", page="overview", nav="Overview",
@@ -22,6 +23,7 @@ def overview(request: Request) -> HTMLResponse:
 
 
 def overview_json(request: Request) -> JSONResponse:
+    """``GET /api/overview``: the overview's figures as JSON."""
     with view(request) as v:
         ov = data.overview(v)
     body = {k: ov[k] for k in ("generated", "counts", "rate_per_minute", "remaining", "eta", "failure_total",

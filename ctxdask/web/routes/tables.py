@@ -32,10 +32,12 @@ def _table(request: Request, table: Callable, fields: tuple[str, ...], template:
 
 
 def images(request: Request) -> HTMLResponse:
+    """``GET /images``: the sortable, filterable image table."""
     return _table(request, data.image_table, ("where", "status", "grade", "manual", "sort", "direction"),
                   "images.html.j2", "Images", f"Images of {out_dir(request).name}")
 
 
 def pairs(request: Request) -> HTMLResponse:
+    """``GET /pairs``: the sortable, filterable pair table."""
     return _table(request, data.pair_table, ("where", "status", "manual", "sort", "direction"),
                   "pairs.html.j2", "Pairs", f"Stereo pairs of {out_dir(request).name}")

@@ -1,0 +1,114 @@
+"""Sphinx configuration of the ctxdask documentation.
+
+Build: ``sphinx-build -W --keep-going -b html docs docs/_build/html`` (the ``docs`` extra).
+Pages generated from the code (API list, settings keys) are written by ``_ext/ctxdask_docs.py``
+when the build starts; the command reference is read from the argparse parsers.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import pathlib
+import sys
+import urllib.request
+
+DOCS = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS / "_ext"))
+sys.path.insert(0, str(DOCS.parent))  # the checkout's ctxdask, installed or not
+
+import ctxdask  # noqa: E402
+
+project = "ctxdask"
+author = "the ctxdask developers"
+copyright = "the ctxdask developers"
+release = version = ctxdask.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.viewcode",
+    "numpydoc",
+    "myst_nb",
+    "sphinxarg.ext",
+    "ctxdask_docs",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "reference/settings-keys.rst", "README.md"]
+templates_path = ["_templates"]
+root_doc = "index"
+
+# ----------------------------------------------------------------------------- API
+autosummary_generate = True
+autosummary_imported_members = False
+autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
+autodoc_default_options = {"member-order": "bysource"}
+# classes list their members on their own page (_templates/autosummary/class.rst), not in numpydoc tables
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+numpydoc_xref_param_type = False
+
+# ----------------------------------------------------------------------------- notebooks
+# executed copies with their outputs live in docs/notebooks (docs/render_notebooks.py);
+# the build never runs them, so it needs no kernel, no cluster and no ISIS
+nb_execution_mode = "off"
+myst_enable_extensions = ["colon_fence", "deflist"]
+myst_heading_anchors = 3
+
+# ----------------------------------------------------------------------------- intersphinx
+INVENTORIES = {
+    "python": "https://docs.python.org/3",
+    "numpy": "https://numpy.org/doc/stable",
+    "xarray": "https://docs.xarray.dev/en/stable",
+    "dask": "https://docs.dask.org/en/stable",
+    "distributed": "https://distributed.dask.org/en/stable",
+    "rasterio": "https://rasterio.readthedocs.io/en/stable",
+    "pystac": "https://pystac.readthedocs.io/en/stable",
+}
+
+
+def _reachable(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/objects.inv", timeout=3) as response:
+            return response.status == 200
+    except Exception:  # noqa: BLE001  (any failure: the inventory is not there)
+        return False
+
+
+# Links to other projects' docs need their objects.inv, fetched when the build starts. Where
+# those sites cannot be reached (CI reaches only package registries) each failed fetch would be
+# a warning, and -W fails the build on it. So each inventory is probed first (3 s at most, all
+# at once) and one that does not answer is left out: its references then render as plain code
+# instead of links, and the build says which were left out. CTXDASK_DOCS_INTERSPHINX=all skips
+# the probe (a failed fetch is then an error), =none leaves every inventory out.
+_choice = os.environ.get("CTXDASK_DOCS_INTERSPHINX", "probe")
+if _choice == "none":
+    _kept = {}
+elif _choice == "all":
+    _kept = dict(INVENTORIES)
+else:
+    with concurrent.futures.ThreadPoolExecutor(len(INVENTORIES)) as pool:
+        _answers = dict(zip(INVENTORIES, pool.map(_reachable, INVENTORIES.values())))
+    _kept = {name: url for name, url in INVENTORIES.items() if _answers[name]}
+    if len(_kept) < len(INVENTORIES):
+        print("intersphinx: inventories not reachable, links to them left out: "
+              + ", ".join(sorted(set(INVENTORIES) - set(_kept))))
+intersphinx_mapping = {name: (url, None) for name, url in _kept.items()}
+
+# ----------------------------------------------------------------------------- HTML
+html_theme = "pydata_sphinx_theme"
+html_title = f"ctxdask {version}"
+html_static_path = ["_static"]
+html_css_files = ["ctxdask.css"]
+html_theme_options = {
+    "navbar_align": "left",
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": ["page-toc"],
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version"],
+}
+html_context = {"default_mode": "light"}
+html_show_sourcelink = False
