@@ -128,6 +128,8 @@ class Key:
     default: typing.Any
     comment: list[str]
     is_section: bool
+    #: a setting whose value is a mapping (of step names, thresholds, options): its entries are listed
+    is_mapping: bool = False
 
 
 def yaml_keys(text: str) -> list[Key]:
@@ -154,13 +156,19 @@ def yaml_keys(text: str) -> list[Key]:
             mark = key_node.start_mark
             is_section = isinstance(value_node, yaml.MappingNode) and value_node.flow_style is False
             default = yaml.safe_load(yaml.serialize(value_node))
-            keys.append(Key(path, default, comment_above(mark.line, mark.column), is_section))
+            is_mapping = is_section and not _is_model_section(path)
+            keys.append(Key(path, default, comment_above(mark.line, mark.column), is_section, is_mapping))
             if is_section:
                 walk(value_node, path)
 
     (ctx_key, ctx_value), = root.value
     walk(ctx_value, "")
     return keys
+
+
+def _is_model_section(path: str) -> bool:
+    found = _model_field(path)
+    return found is not None and dataclasses.is_dataclass(found[0])
 
 
 def _model_field(path: str):
@@ -234,6 +242,9 @@ def write_settings(path: pathlib.Path) -> int:
         out += [f".. _setting-{section.path or 'top'}:", "", f"``{title}``", "~" * (len(title) + 4), ""]
         if section.path and section.comment:
             out += [_rst_text(section.comment), ""]
+        if section.is_mapping:
+            out += [f"One setting, {_kind(section.path)}: the entries below are its defaults, each of them "
+                    f"settable by its dotted key (``ctxdask.{section.path}.<entry>``).", ""]
         out += [".. list-table::", "   :header-rows: 1", "   :widths: 22 20 18 40", "   :class: settings-table", "",
                 "   * - key", "     - default", "     - value", "     - meaning"]
         shared: list[str] = []
