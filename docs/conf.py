@@ -36,7 +36,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
-exclude_patterns = ["_build", "**.ipynb_checkpoints", "reference/settings-keys.rst", "README.md"]
+exclude_patterns = ["_build", "**.ipynb_checkpoints", "reference/settings-keys.rst", "reference/commands-list.rst"]
 templates_path = ["_templates"]
 root_doc = "index"
 
