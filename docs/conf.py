@@ -94,7 +94,7 @@ else:
     _kept = {name: url for name, url in INVENTORIES.items() if _answers[name]}
     if len(_kept) < len(INVENTORIES):
         print("intersphinx: inventories not reachable, links to them left out: "
-              + ", ".join(sorted(set(INVENTORIES) - set(_kept))))
+              + ", ".join(sorted(set(INVENTORIES) - set(_kept))), file=sys.stderr)
 intersphinx_mapping = {name: (url, None) for name, url in _kept.items()}
 
 # ----------------------------------------------------------------------------- HTML

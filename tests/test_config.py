@@ -72,7 +72,7 @@ def test_validate_settings_from_the_environment(tmp_path):
                           "validate": ctxdask.config.get("validate"),
                           "download": DownloadSettings.from_config().checksum}))
     """
-    # the README's example: a CHECKSUM mismatch rejects, in validation and after downloads
+    # the configuration page's example: a CHECKSUM mismatch rejects, in validation and after downloads
     got = _fresh(code, tmp_path, DASK_CTXDASK__VALIDATE__CHECKSUM="reject")
     assert not got["ok"] and "CHECKSUM mismatch" in got["summary"]
     assert got["download"] == "reject"
@@ -171,11 +171,12 @@ def test_quality_settings_from_the_environment(tmp_path):
     assert got["tilt"] == {"warn-above": 1.0, "fail-above": 2.0}
 
 
-def test_readme_examples(tmp_path):
-    """Every ``DASK_CTXDASK__...=value`` in the README, and its user yaml file, are read."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_documented_examples(tmp_path):
+    """Every ``DASK_CTXDASK__...=value`` of the configuration page (and the README), and a user yaml file, are read."""
+    text = "\n".join((ROOT / name).read_text(encoding="utf-8")
+                     for name in ("README.md", "docs/reference/configuration.rst", "docs/install.md"))
     examples = {name: value.strip('"') for name, value
-                in re.findall(r'\b(DASK_CTXDASK__\w+)=("[^"]*"|[^\s`]+)', readme)}
+                in re.findall(r'\b(DASK_CTXDASK__\w+)=("[^"]*"|[^\s`]+)', text)}
     assert {"DASK_CTXDASK__TOOLS__ASP__STEREO_MODE", "DASK_CTXDASK__BATCH__TILE_RETRIES",
             "DASK_CTXDASK__TOOLS__ENV"} <= set(examples)
     (tmp_path / "dask").mkdir()
