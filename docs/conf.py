@@ -43,6 +43,7 @@ root_doc = "index"
 # ----------------------------------------------------------------------------- API
 autosummary_generate = True
 autosummary_imported_members = False
+autodoc_preserve_defaults = True  # a sentinel default shows as written, not as <object object>
 autodoc_typehints = "none"  # numpydoc's Parameters sections say the types
 autodoc_default_options = {"member-order": "bysource"}
 # classes list their members on their own page (_templates/autosummary/class.rst), not in numpydoc tables

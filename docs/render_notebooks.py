@@ -46,7 +46,8 @@ def main() -> int:
             "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
             "display_name": "ctxdask docs", "language": "python"}))
         os.environ["JUPYTER_PATH"] = jupyter
-        os.environ["MPLBACKEND"] = "Agg"
+        # the kernel's own inline backend: figures become PNG outputs (Agg would show nothing)
+        os.environ.pop("MPLBACKEND", None)
         os.environ.pop("CTXDASK_SCHEDULER", None)  # 02 starts its own LocalCluster
         for source in sorted((ROOT / "notebooks").glob("*.ipynb")):
             print("wrote", render(source, "ctxdask-docs").relative_to(ROOT))
