@@ -39,6 +39,8 @@ source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-n
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "reference/settings-keys.rst", "reference/commands-list.rst"]
 templates_path = ["_templates"]
 root_doc = "index"
+# options and code in prose stay as typed: no -- to en dash, no curly quotes
+smartquotes = False
 
 # ----------------------------------------------------------------------------- API
 autosummary_generate = True

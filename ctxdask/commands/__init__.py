@@ -1,7 +1,7 @@
 """Sub-commands of the ``ctxdask`` command line (one module each, see :mod:`ctxdask.cli`).
 
-Exit codes are the same for the same problem in every sub-command (the README's
-"Command line" section lists them):
+Exit codes are the same for the same problem in every sub-command (the command reference's
+"Conventions" in docs/reference/commands.rst lists them):
 
 ====  ==========================================================================
 0     done, every input fine

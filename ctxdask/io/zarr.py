@@ -57,8 +57,8 @@ def write_zarr(
         ``zarr.compressor`` (``{"name": "blosc", "cname": "lz4", "clevel": 5,
         "shuffle": "shuffle"}``, ``{"name": "zstd", "level": 0}``), a zarr or
         numcodecs codec object, or ``None`` (uncompressed). Default: the
-        setting, chosen by ``benchmarks/zarr_codecs.py`` (see the README's
-        codec table): blosc lz4 with byte shuffling stores noisy I/F float32 in
+        setting, chosen by ``benchmarks/zarr_codecs.py`` (see the codec table in
+        ``docs/benchmarks.md``): blosc lz4 with byte shuffling stores noisy I/F float32 in
         about 78 % of its size at a small cost; zarr's own default (zstd level
         0) keeps 86 % at several times the write time.
     compute : bool

@@ -222,11 +222,19 @@ def _yaml_value(value) -> str:
 
 
 def _rst_text(words: list[str]) -> str:
-    text = " ".join(words)
-    # the yaml's comments are plain text: keep rst from reading *, ` and | as markup
-    for char in "\\*`|_":
-        text = text.replace(char, "\\" + char)
-    return text
+    """The yaml's comment lines as one rst paragraph: `code` as literals, other markup characters escaped."""
+    parts = " ".join(words).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backquote: keep it as a character
+        parts = [" ".join(words).replace("`", "'")]
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append(f"``{part}``" if part else "")
+        else:
+            for char in "\\*|_":
+                part = part.replace(char, "\\" + char)
+            out.append(part)
+    return "".join(out)
 
 
 def write_settings(path: pathlib.Path) -> int:
