@@ -108,10 +108,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
 import _asp_adjust  # noqa: E402
-from _asp_holes import fill_holes  # noqa: E402
 import _asp_map  # noqa: E402
 import _asp_options as po  # noqa: E402
 import _standin  # noqa: E402
+from _asp_holes import fill_holes  # noqa: E402
 from _standin import _apply_fault, read_cube_label  # noqa: E402
 
 TILE_LIST = "-distTileList.txt"
