@@ -41,12 +41,8 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ctxdask.testing import make_edr  # noqa: E402
-from tests.multihost.harness import MultiHost, base_config, unavailable  # noqa: E402
+from tests.multihost.harness import IDS, MultiHost, base_config, unavailable  # noqa: E402
 
-IDS = ["P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W", "B10_013341_1010_XN_79S172W",
-       "D10_031011_1864_XI_06N201W", "P01_001472_2212_XI_41N009W", "P01_001473_2479_XI_67N185W"]
-WORKERS = {"w1": "127.0.0.2", "w2": "127.0.0.3", "w3": "127.0.0.4"}
 TILES_PER_PAIR = 16
 SLOTS = 1  # stereo=1 per worker
 
@@ -125,12 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     mh = MultiHost(root, config=base_config(tiled=True),
                    env={"CTXDASK_STANDIN_MAP_SIZE": "64x64", "CTXDASK_STANDIN_TILE_SLEEP": str(args.tile_seconds)})
     try:
-        mh.start_scheduler()
-        for name, ip in WORKERS.items():
-            mh.start_worker(name, ip)
-        mh.serve_edrs(sorted({i for p in pairs for i in p}), lambda path, pid: make_edr(path, lines=16,
-                                                                                        line_samples=128))
-        mh.write_pairs(pairs)
+        mh.start_all(pairs)
         sampler = Sampler(mh, args.interval)
         sampler.start()
         t0 = time.monotonic()

@@ -40,14 +40,13 @@ import dataclasses
 import logging
 import os
 import pathlib
-import signal
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ctxdask import tracking
+from ctxdask.batch.interrupts import quiet_teardown, stop_on_signals
 from ctxdask.batch.loop import Driver
 from ctxdask.batch.outcomes import error_text
 from ctxdask.batch.pairlist import PairList
@@ -90,32 +89,6 @@ def _cluster(client, batch: BatchSection):
                       silence_logs=logging.ERROR) as cluster, Client(cluster) as c:
         c.register_plugin(StopProgramsOnShutdown())
         yield c, True
-
-
-@contextlib.contextmanager
-def _stop_on_signals():
-    """Yield an Event that Ctrl-C and SIGTERM set (main thread only); a second signal interrupts at once.
-
-    The driver stops at the next pass of its loop rather than wherever the
-    signal lands: an interrupt in the middle of recording a delivery would
-    roll back the record of files already in the output folder.
-    """
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum, frame):
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, previous in old.items():
-            signal.signal(sig, previous)
 
 
 def run_batch(
@@ -220,7 +193,7 @@ def _run(request: Request, t0: float, *, client, runner, hold) -> BatchSummary:
     batch, db_path = settings.batch, request.database
     # Ctrl-C while a local cluster starts only asks to stop (an interrupt inside distributed's start-up
     # leaves workers half made, and its exit hook fails on them): the run is recorded, then stops at once
-    with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, _stop_on_signals() as stop, \
+    with tracking.lock_database(db_path), tracking.TrackingDB(db_path) as tdb, stop_on_signals() as stop, \
             _cluster(client, batch) as (c, is_local):
         tdb.interrupt_stale()
         work_dir = batch.scratch or (claim_local_scratch(out) if is_local else None)
@@ -246,12 +219,16 @@ def _run(request: Request, t0: float, *, client, runner, hold) -> BatchSummary:
                             stop=stop)
             status = driver.run(plan.planned)
         except BaseException as exc:
+            if is_local and stop.hurry.is_set():
+                quiet_teardown(c)
             # whatever stops the driver ends its run row with the reason, never left 'running'
             with contextlib.suppress(Exception):
                 tdb.end_run(run_id, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed",
                             error_text(exc))
             raise
         tdb.end_run(run_id, "done" if status == "done" else "interrupted")
+        if is_local and stop.hurry.is_set():
+            quiet_teardown(c)
         if is_local and not batch.scratch and work_dir:
             release_local_scratch(work_dir)
         with tracking.BatchView(db_path) as view:

@@ -11,7 +11,7 @@ When nothing is in flight but pairs are still open, the loop closes them as
 failed (:meth:`Driver._stuck`), whatever kind of work they waited for.
 
 Ctrl-C (or SIGTERM) asks the loop to stop at its next pass (a second one
-stops at once): everything in flight is cancelled (running programs are
+hurries it, :mod:`ctxdask.batch.interrupts`): everything in flight is cancelled (running programs are
 stopped through the tasks' cancel check), deliveries are abandoned or
 completed and the completed ones recorded, so that the database lists every
 file in the output folder, and the rest is recorded as ``interrupted``; the
@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import pathlib
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from collections.abc import Callable
 from ctxdask import tracking
 from ctxdask.batch.delivery import Deliverer
 from ctxdask.batch.dem_products import write_batch_catalog
+from ctxdask.batch.interrupts import StopRequest
 from ctxdask.batch.model import BatchContext
 from ctxdask.batch.pairlist import Pair
 from ctxdask.batch.planning import Chain, Plan
@@ -61,9 +61,9 @@ class Driver:
 
     def __init__(self, client, out: pathlib.Path, db: tracking.TrackingDB, run_id: int, *, chain: Chain, plan: Plan,
                  source: EDRSource, settings: BatchSection, options: RunOptions, runner: Callable | None,
-                 progress: bool, retry_failed: bool = False, stop: threading.Event | None = None):
+                 progress: bool, retry_failed: bool = False, stop: StopRequest | None = None):
         self.client = client
-        self.stop = stop or threading.Event()
+        self.stop = stop or StopRequest()
         self.db = db
         self.plan = plan
         self.options = options
@@ -265,7 +265,7 @@ class Driver:
         """Give cancelled programs time to be stopped by their tasks' cancel checks."""
         grace = (self.options.grace or 10.0) + 5.0 if seconds is None else seconds
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self.stop.hurry.is_set():  # hurried: the cluster's close stops them
             try:
                 busy = sum(self.client.run(executing_count).values())
             except Exception:  # noqa: BLE001 - the cluster may be going away

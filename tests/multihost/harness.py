@@ -54,6 +54,18 @@ SCRATCH, HOME, LOG = MOUNTS / "scratch", MOUNTS / "home", MOUNTS / "log"
 #: dask's own lock files in a worker's --local-directory (its dask-scratch-space)
 DASK_LOCKS = (".lock", ".dirlock")
 DEM_NAME = "mola_megdr.tif"
+#: product ids of the multi-host tests and benchmarks
+IDS = ["P02_001981_1823_XI_02N356W", "P03_002258_1817_XI_01N356W", "B10_013341_1010_XN_79S172W",
+       "D10_031011_1864_XI_06N201W"]
+#: workers: host name -> loopback address
+WORKERS = {"w1": "127.0.0.2", "w2": "127.0.0.3", "w3": "127.0.0.4"}
+
+
+def tiny_edr(path, product_id) -> None:
+    """The batch tests' EDR: 16 lines x 128 samples (tests/batch/conftest.py make_images)."""
+    from ctxdask.testing import make_edr
+
+    make_edr(path, lines=16, line_samples=128)
 
 
 def unavailable() -> str | None:
@@ -349,6 +361,15 @@ class MultiHost:
             urls.append(f"{self.server.url}/{pid}.IMG")
         (self.driver.home / "urls.txt").write_text("".join(u + "\n" for u in urls))
         return self.driver.home / "urls.txt"
+
+    def start_all(self, pairs, make=tiny_edr) -> MultiHost:
+        """The scheduler, the :data:`WORKERS`, the pairs' EDRs made by ``make`` and served, the pair list."""
+        self.start_scheduler()
+        for name, ip in WORKERS.items():
+            self.start_worker(name, ip)
+        self.serve_edrs(sorted({i for p in pairs for i in p}), make)
+        self.write_pairs(pairs)
+        return self
 
     def write_pairs(self, pairs) -> pathlib.Path:
         path = self.driver.home / "pairs.txt"

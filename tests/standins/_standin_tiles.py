@@ -111,6 +111,7 @@ import _asp_adjust  # noqa: E402
 import _asp_map  # noqa: E402
 import _asp_options as po  # noqa: E402
 import _standin  # noqa: E402
+from _asp_holes import fill_holes  # noqa: E402
 from _standin import _apply_fault, read_cube_label  # noqa: E402
 
 TILE_LIST = "-distTileList.txt"
@@ -641,6 +642,7 @@ def dem_mosaic(argv: list[str], fault: str | None) -> None:
             po.fail("No DEM files to mosaic.")
     elif not dems:
         po.fail("No input DEMs were specified.")
+    hole_fill = _dem_mosaic_one_operation(values, dems)
     infos = [_open(d) for d in dems]
     for dem, info in zip(dems, infos):
         if not info["wkt"]:
@@ -669,10 +671,35 @@ def dem_mosaic(argv: list[str], fault: str | None) -> None:
                       src_nodata=src.nodata, resampling=Resampling.nearest)
         fill = (block != nodata) & (data == nodata)
         data[fill] = block[fill]
+    if hole_fill:  # on the loaded DEM, before it is blended (dem_mosaic.cc:476-479)
+        data = fill_holes(data, nodata, hole_fill)
     prefix = values["output-prefix"][0]
     out = prefix if prefix.endswith(".tif") else prefix + "-tile-0.tif"
     print(f"Writing: {out}")
     _write(out, data[None], crs=crs, transform=transform, nodata=nodata)
+
+
+def _dem_mosaic_one_operation(values: dict, dems: list[str]) -> int:
+    """``--hole-fill-length`` (0: none) once ``handle_arguments`` has let it through
+    (src/asp/Core/DemMosaicParse.cc:221-223 and 357-369 at 55bf46022)."""
+    def number(name: str) -> float:
+        return float(values.get(name, ["0"])[0])
+
+    hole_fill = int(number("hole-fill-length"))
+    if hole_fill < 0:
+        po.fail("The hole fill length must not be negative.")
+    operations = sum(number(name) > 0 for name in ("dem-blur-sigma", "hole-fill-length", "fill-search-radius",
+                                                   "erode-length"))
+    if operations > 1:
+        po.fail("Cannot fill holes (based on size or search radius), blur, and erode the input DEM at the same "
+                "time.")
+    if operations and ("t_srs" in values or number("tr") > 0 or len(dems) > 1
+                       or number("priority-blending-length") > 0):
+        po.fail("Cannot fill holes (based on size or search radius), blur, or erode, if there is more than one "
+                "input DEM, or reprojection, or priority blending is desired. These operations should be done "
+                "one at a time as there may be issues due to the fact each input DEM has its own grid size and "
+                "also the order of operations.")
+    return hole_fill
 
 
 PROGRAMS = {

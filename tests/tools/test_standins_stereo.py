@@ -255,6 +255,34 @@ def test_dem_mosaic_outputs_and_checks(asp):
     assert missing.returncode == 1 and "run/none/out-DEM.tif" in missing.stderr
 
 
+def test_dem_mosaic_fills_only_small_holes_inside_one_dem(asp):
+    """--hole-fill-length as VW's fill_holes_grass decides (tests/standins/_asp_holes.py) and the one-operation,
+    one-DEM checks of handle_arguments (src/asp/Core/DemMosaicParse.cc:221-223, 357-369)."""
+    nodata = -32768.0
+    data = np.full((24, 24), -1500.0, dtype="float32")
+    data[4:7, 4:10] = nodata  # 3 x 6 inside: filled with 6
+    data[10:20, 12:14] = nodata  # 10 tall: too big for 6
+    data[0:2, 18:20] = nodata  # on the edge: left
+    with rasterio.open(asp.dir / "holes.tif", "w", driver="GTiff", width=24, height=24, count=1, dtype="float32",
+                       crs=EQC, transform=from_origin(0.0, 0.0, 12.0, 12.0), nodata=nodata) as dst:
+        dst.write(data[None])
+    r = asp("dem_mosaic", "--hole-fill-length", "6", "holes.tif", "-o", "filled.tif")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with rasterio.open(asp.dir / "filled.tif") as src:
+        out = src.read(1)
+    assert (out[4:7, 4:10] != nodata).all() and np.allclose(out[4:7, 4:10], -1500.0)
+    assert (out[10:20, 12:14] == nodata).all() and (out[0:2, 18:20] == nodata).all()
+    assert (out != nodata).sum() == (data != nodata).sum() + 18
+    for argv, message in [(("--hole-fill-length", "-1"), "The hole fill length must not be negative."),
+                          (("--hole-fill-length", "6", "--erode-length", "2"), "and erode the input DEM at the same"),
+                          (("--hole-fill-length", "6", "--tr", "24"), "if there is more than one input DEM, or "
+                                                                       "reprojection")]:
+        bad = asp("dem_mosaic", *argv, "holes.tif", "-o", "bad.tif")
+        assert bad.returncode == 1 and message in bad.stdout, bad.stdout
+    two = asp("dem_mosaic", "--hole-fill-length", "6", "holes.tif", "filled.tif", "-o", "bad.tif")
+    assert two.returncode == 1 and "more than one input DEM" in two.stdout
+
+
 # --------------------------------------------- break 3 through the recipe
 @pytest.mark.parametrize("dem_kind, t_srs", [("lonlat", None), ("lonlat", EQC), ("eqc", None),
                                             ("eqc", "+proj=stere +lat_0=1.5 +lon_0=354.8 +R=3396190 +units=m")])
