@@ -7,10 +7,11 @@ when the build starts; the command reference is read from the argparse parsers.
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import pathlib
 import sys
+import threading
+import time
 import urllib.request
 
 DOCS = pathlib.Path(__file__).resolve().parent
@@ -72,18 +73,35 @@ INVENTORIES = {
 }
 
 
-def _reachable(url: str) -> bool:
+def _reachable(url: str, answers: dict, name: str) -> None:
     try:
         with urllib.request.urlopen(f"{url}/objects.inv", timeout=3) as response:
-            return response.status == 200
+            answers[name] = response.status == 200
     except Exception:  # noqa: BLE001  (any failure: the inventory is not there)
-        return False
+        answers[name] = False
+
+
+def _probe(inventories: dict[str, str], deadline: float = 5.0) -> dict[str, bool]:
+    """Which inventories answer within ``deadline`` seconds, all probed at once.
+
+    Daemon threads: a name lookup that hangs (the socket timeout does not cover DNS) is
+    abandoned at the deadline instead of holding the build or its exit.
+    """
+    answers: dict[str, bool] = {}
+    threads = [threading.Thread(target=_reachable, args=(url, answers, name), daemon=True)
+               for name, url in inventories.items()]
+    for thread in threads:
+        thread.start()
+    end = time.monotonic() + deadline
+    for thread in threads:
+        thread.join(max(0.0, end - time.monotonic()))
+    return {name: answers.get(name, False) for name in inventories}
 
 
 # Links to other projects' docs need their objects.inv, fetched when the build starts. Where
 # those sites cannot be reached (CI reaches only package registries) each failed fetch would be
-# a warning, and -W fails the build on it. So each inventory is probed first (3 s at most, all
-# at once) and one that does not answer is left out: its references then render as plain code
+# a warning, and -W fails the build on it. So each inventory is probed first (all at once, 5 s at
+# most) and one that does not answer is left out: its references then render as plain code
 # instead of links, and the build says which were left out. CTXDASK_DOCS_INTERSPHINX=all skips
 # the probe (a failed fetch is then an error), =none leaves every inventory out.
 _choice = os.environ.get("CTXDASK_DOCS_INTERSPHINX", "probe")
@@ -92,8 +110,7 @@ if _choice == "none":
 elif _choice == "all":
     _kept = dict(INVENTORIES)
 else:
-    with concurrent.futures.ThreadPoolExecutor(len(INVENTORIES)) as pool:
-        _answers = dict(zip(INVENTORIES, pool.map(_reachable, INVENTORIES.values())))
+    _answers = _probe(INVENTORIES)
     _kept = {name: url for name, url in INVENTORIES.items() if _answers[name]}
     if len(_kept) < len(INVENTORIES):
         print("intersphinx: inventories not reachable, links to them left out: "
