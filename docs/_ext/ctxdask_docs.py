@@ -123,7 +123,7 @@ def _first_paragraph(module) -> list[str]:
 # ----------------------------------------------------------------------------- the settings page
 @dataclasses.dataclass
 class Key:
-    """One key of ``ctxdask.yaml``: dotted path, default, comment lines, depth."""
+    """One key of ``ctxdask.yaml``: dotted path, default, the comment lines above it, what it is."""
 
     path: str
     default: typing.Any
