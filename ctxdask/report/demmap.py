@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAP_SIZE", "cache_key", "dem_lonlat_grid", "map_hillshade", "relief_bar"]
+__all__ = ["MAP_SIZE", "cache_key", "dem_lonlat_grid", "map_cache", "map_hillshade", "relief_bar"]
 
 #: longest side in pixels of a DEM's hillshade on the map (enough for a 1000-pixel-wide map zoomed on one DEM)
 MAP_SIZE = 512
@@ -41,6 +41,19 @@ def cache_key(dem: str | os.PathLike, size: int = MAP_SIZE) -> str:
     st = os.stat(dem)
     text = f"{os.path.realpath(dem)}|{st.st_size}|{st.st_mtime_ns}|{size}|{_VERSION}"
     return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def map_cache(out: pathlib.Path) -> pathlib.Path:
+    """Where a batch's map hillshades are cached: ``<out>/.ctxdask-map`` when this user may write
+    there, else a folder of this user's temporary directory named after the output folder."""
+    import tempfile
+
+    out = pathlib.Path(out)
+    beside = out / ".ctxdask-map"
+    if os.access(beside if beside.is_dir() else out, os.W_OK):
+        return beside
+    tag = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
+    return pathlib.Path(tempfile.gettempdir()) / f"ctxdask-map-{os.getuid()}-{tag}"
 
 
 def _geographic(crs):

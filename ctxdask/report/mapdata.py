@@ -27,12 +27,13 @@ import pathlib
 from collections.abc import Callable
 from typing import Any
 
+from ctxdask.report.demmap import map_cache, map_hillshade, relief_bar
 from ctxdask.report.geo import wrap_lon
 from ctxdask.report.tilemap import FALLBACK_COLOURS, OUTCOMES, tile_outcome
 from ctxdask.tracking import BatchView
 from ctxdask.tracking.geometry import parse_footprint
 
-__all__ = ["COLOURINGS", "Links", "dem_path", "map_layers", "tile_legend"]
+__all__ = ["COLOURINGS", "Links", "dem_path", "map_layers", "pair_relief_bar", "tile_legend"]
 
 #: what the map may colour by
 COLOURINGS = ("status", "grade", "manual")
@@ -86,6 +87,26 @@ def dem_path(view: BatchView, out: pathlib.Path, pair_id: str, stac: str | None 
         if path.is_relative_to(out) and path.is_file():
             return path
     return None
+
+
+def pair_relief_bar(view: BatchView, out: pathlib.Path, pair_id: str, statistics: dict[str, Any],
+                    stac: str | None = None) -> dict[str, Any] | None:
+    """The colour bar of a pair's colour relief (:func:`ctxdask.report.demmap.relief_bar`).
+
+    A DEM delivered before its stretch was recorded gets the same percentiles of
+    its decimated heights, read once with the map's hillshade and cached with it.
+    """
+    fallback = None
+    if not statistics.get("relief_limits"):
+        from rasterio.errors import RasterioError
+
+        dem = dem_path(view, out, pair_id, stac)
+        try:
+            heights = map_hillshade(dem, map_cache(out))["heights"] if dem else None
+        except (OSError, ValueError, RasterioError):
+            heights = None
+        fallback = tuple(heights) if heights else None
+    return relief_bar(statistics, fallback)
 
 
 def _overlap(left: str | None, right: str | None) -> _Ring:

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from ctxdask.report.demmap import dem_lonlat_grid, map_hillshade
+from ctxdask.report.demmap import dem_lonlat_grid, map_cache, map_hillshade
 from ctxdask.report.mapdata import dem_path, map_layers
 from ctxdask.tracking import BatchView
 
-__all__ = ["STRETCHES", "hillshade_png", "histogram_bars", "map_cache", "map_shapes", "stretch_png"]
+__all__ = ["STRETCHES", "hillshade_png", "histogram_bars", "map_shapes", "stretch_png"]
 
 #: name -> what it does, shown under each version of the thumbnail
 STRETCHES = {
@@ -69,20 +69,6 @@ def histogram_bars(counts: list[int] | None, *, width: float = 512, height: floa
     return [{"x": round(i * w, 2), "w": round(max(w, 0.5), 2), "h": round(height * v / top, 2),
              "y": round(height - height * v / top, 2), "dn": i, "n": counts[i]}
             for i, v in enumerate(logs) if counts[i]]
-
-
-def map_cache(out: pathlib.Path) -> pathlib.Path:
-    """Where the map's DEM hillshades are cached: ``<out>/.ctxdask-map`` when the server may write
-    there, else a folder of this user's temporary directory named after the output folder."""
-    import hashlib
-    import os
-    import tempfile
-
-    beside = out / ".ctxdask-map"
-    if os.access(beside if beside.is_dir() else out, os.W_OK):
-        return beside
-    tag = hashlib.sha256(str(out.resolve()).encode()).hexdigest()[:16]
-    return pathlib.Path(tempfile.gettempdir()) / f"ctxdask-map-{os.getuid()}-{tag}"
 
 
 def _shade_bounds(dem: pathlib.Path) -> tuple[float, float, float, float] | None:
