@@ -4,7 +4,8 @@ DEMs come in a projected CRS of their body (ASP's equirectangular, polar
 stereographic...), the map is in longitude/latitude. :func:`map_hillshade`
 reads the DEM decimated (a COG's overview when it has one, so memory stays a
 few hundred kilobytes whatever the DEM's size), shades it with
-:func:`ctxdask.quality.dem.hillshade` and warps the shade onto a
+:func:`ctxdask.quality.dem.hillshade` (then stretched between its 1st and 99th
+percentiles, so gentle terrain still reads at map scale) and warps the shade onto a
 longitude/latitude grid of the same body (:func:`rasterio.warp.reproject`),
 so the picture lies on the map by its bounds. The PNG and its bounds are
 cached under a name made from the DEM's path, size and modification time:
@@ -33,7 +34,7 @@ __all__ = ["MAP_SIZE", "cache_key", "dem_lonlat_grid", "map_cache", "map_hillsha
 
 #: longest side in pixels of a DEM's hillshade on the map (enough for a 1000-pixel-wide map zoomed on one DEM)
 MAP_SIZE = 512
-_VERSION = 1  # bump when the picture changes: older cached ones are then made again
+_VERSION = 3  # bump when the picture changes: older cached ones are then made again
 
 
 def cache_key(dem: str | os.PathLike, size: int = MAP_SIZE) -> str:
@@ -80,9 +81,12 @@ def dem_lonlat_grid(src, size: int = MAP_SIZE) -> dict[str, Any]:
     transform, width, height = calculate_default_transform(src.crs, dst, src.width, src.height, *src.bounds)
     west, north = transform.c, transform.f
     east, south = west + transform.a * width, north + transform.e * height
-    scale = max(width, height) / float(size)
-    if scale > 1:
-        width, height = max(2, math.ceil(width / scale)), max(2, math.ceil(height / scale))
+    # pixels about square on the ground, as the map draws them (x shrunk by cos(latitude)):
+    # square degrees would spend most pixels on longitude near a pole
+    aspect = (east - west) * max(math.cos(math.radians((north + south) / 2)), 0.02) / max(north - south, 1e-12)
+    longest = min(size, max(src.width, src.height))
+    width, height = (longest, longest / aspect) if aspect >= 1 else (longest * aspect, longest)
+    width, height = max(2, math.ceil(width)), max(2, math.ceil(height))
     transform = from_bounds(west, south, east, north, width, height)
     return {"crs": dst, "transform": transform, "width": int(width), "height": int(height),
             "bounds": (float(west), float(south), float(east), float(north))}
@@ -154,7 +158,10 @@ def map_hillshade(dem: str | os.PathLike, cache: str | os.PathLike, *, size: int
     reproject(shade, warped, src_transform=small, src_crs=crs, src_nodata=np.nan, dst_transform=grid["transform"],
               dst_crs=grid["crs"], dst_nodata=np.nan, resampling=Resampling.bilinear)
     ok = np.isfinite(warped)
-    grey = np.where(ok, np.clip(warped, 0, 1) * 235 + 20, 0).astype("uint8")  # 20: black shadows hide the grid
+    # stretched 1-99 %: a gentle CTX DEM shades in a narrow band of grey, too flat to read at map scale
+    low, high = np.percentile(warped[ok], [1, 99]) if ok.any() else (0.0, 1.0)
+    stretched = np.clip((warped - low) / max(high - low, 1e-6), 0, 1)
+    grey = np.where(ok, stretched * 225 + 30, 0).astype("uint8")  # 30: black shadows would hide the grid
     alpha = np.where(ok, 255, 0).astype("uint8")
     finite = heights[np.isfinite(heights)]
     q = current_settings().quality.stretch_percentiles
