@@ -14,8 +14,8 @@ import pathlib
 from typing import Any
 
 from ctxdask.report import IMAGE_METRICS
-from ctxdask.report.mapdata import pair_relief_bar
 from ctxdask.report.geo import describe_crs
+from ctxdask.report.mapdata import pair_relief_bar
 from ctxdask.report.templating import fmt_metric, seconds
 from ctxdask.tools.runner import read_tail
 from ctxdask.tracking import BatchView, Grade, Status, selection
