@@ -6,6 +6,7 @@
     report/
       index.html          the page: inline CSS, no external resources
       files/thumbs/...    copies of the image and DEM thumbnails
+      files/map/...       each DEM's hillshade in longitude/latitude, for the map (pan and zoom: inline script)
       files/logs/...      copies of the step logs (the last 1 MB of long ones)
 
 The folder opens offline from anywhere (``file://``, a web server, an e-mail

@@ -155,7 +155,7 @@ def describe_crs(wkt: str | None, resolution: Sequence[float] | None = None) -> 
             centre += f", true scale at {format_lat(parallel)}"
     elif lat is not None and lon is not None:
         centre = f"centred on {format_lonlat(lon, lat)}"
-        if parallel is not None and "polar" in words:
+        if parallel is not None and "polar" in words and abs(parallel) != 90:  # true scale at the pole: the default
             centre += f", true scale at {format_lat(parallel)}"
     else:
         centre = ""

@@ -77,7 +77,9 @@ def south_polar(out: pathlib.Path, pair: str) -> pathlib.Path:
     made = quality.pair_products(folder, dem=dem, pair_id=pair, datetime="2009-06-01T00:38:16.057")
     rel = {k: pathlib.Path(v).relative_to(out).as_posix() for k, v in made["files"].items()}
     with TrackingDB(out / "ctxdask-batch.sqlite") as db:
-        db.conn.execute("DELETE FROM products WHERE subject = ? AND path LIKE '%DEM.tif'", (pair,))
+        # the equatorial DEM and orthoimage are no longer this pair's (the tile map would draw that orthoimage)
+        db.conn.execute("DELETE FROM products WHERE subject = ? AND (path LIKE '%DEM.tif' OR path LIKE '%DRG.tif')",
+                        (pair,))
         db.record_product(str(made["files"]["dem"]), f"pair_quality-{pair}", pair, 1, "0" * 64)
         db.set_pair_quality(pair, statistics={**made["statistics"].to_dict(), "relief_limits": made["relief_limits"]},
                             stac=rel["stac"], hillshade=rel["thumbnail"], colour_relief=rel["relief_thumbnail"],
