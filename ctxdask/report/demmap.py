@@ -34,7 +34,7 @@ __all__ = ["MAP_SIZE", "cache_key", "dem_lonlat_grid", "map_cache", "map_hillsha
 
 #: longest side in pixels of a DEM's hillshade on the map (enough for a 1000-pixel-wide map zoomed on one DEM)
 MAP_SIZE = 512
-_VERSION = 3  # bump when the picture changes: older cached ones are then made again
+_VERSION = 4  # bump when the picture changes: older cached ones are then made again
 
 
 def cache_key(dem: str | os.PathLike, size: int = MAP_SIZE) -> str:
@@ -75,12 +75,13 @@ def dem_lonlat_grid(src, size: int = MAP_SIZE) -> dict[str, Any]:
         ``bounds`` ``(west, south, east, north)`` in degrees, west in -180..180.
     """
     from rasterio.transform import from_bounds
-    from rasterio.warp import calculate_default_transform
+    from rasterio.warp import transform_bounds
 
     dst = _geographic(src.crs)
-    transform, width, height = calculate_default_transform(src.crs, dst, src.width, src.height, *src.bounds)
-    west, north = transform.c, transform.f
-    east, south = west + transform.a * width, north + transform.e * height
+    # densified edges: a polar DEM's edges bulge in lon/lat beyond its corners
+    west, south, east, north = transform_bounds(src.crs, dst, *src.bounds, densify_pts=51)
+    if east < west:  # across the antimeridian (rasterio gives west > east): one span, east past 180
+        east += 360.0
     # pixels about square on the ground, as the map draws them (x shrunk by cos(latitude)):
     # square degrees would spend most pixels on longitude near a pole
     aspect = (east - west) * max(math.cos(math.radians((north + south) / 2)), 0.02) / max(north - south, 1e-12)
