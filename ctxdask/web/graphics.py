@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ctxdask.report.demmap import dem_lonlat_grid, map_cache, map_hillshade
+from ctxdask.report.demmap import cache_key, dem_lonlat_grid, map_cache, map_hillshade
 from ctxdask.report.mapdata import dem_path, map_layers
 from ctxdask.tracking import BatchView
 
@@ -71,13 +71,21 @@ def histogram_bars(counts: list[int] | None, *, width: float = 512, height: floa
             for i, v in enumerate(logs) if counts[i]]
 
 
+#: cache key of a DEM version (:func:`ctxdask.report.demmap.cache_key`) -> its picture's bounds, for this process
+_BOUNDS: dict[str, tuple[float, float, float, float] | None] = {}
+
+
 def _shade_bounds(dem: pathlib.Path) -> tuple[float, float, float, float] | None:
     """The lon/lat bounds of a DEM's map hillshade, from its header (the picture is drawn on request)."""
     import rasterio
 
     try:
-        with rasterio.open(dem) as src:
-            return dem_lonlat_grid(src)["bounds"] if src.crs is not None and not src.crs.is_geographic else None
+        key = cache_key(dem)
+        if key not in _BOUNDS:  # a map of many DEMs opens each header once, not on every view
+            with rasterio.open(dem) as src:
+                _BOUNDS[key] = (dem_lonlat_grid(src)["bounds"] if src.crs is not None and not src.crs.is_geographic
+                                else None)
+        return _BOUNDS[key]
     except (OSError, ValueError, rasterio.errors.RasterioError):
         return None
 
