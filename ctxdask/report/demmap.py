@@ -12,7 +12,7 @@ cached under a name made from the DEM's path, size and modification time:
 a DEM delivered again gets a new picture, an unchanged one is never read twice.
 
 :func:`relief_bar` gives the colour bar of a pair's colour relief: the ramp
-of :data:`ctxdask.quality.dem.DEFAULT_RAMP` with the heights at its two ends,
+of :data:`ctxdask.colours.DEFAULT_RAMP` with the heights at its two ends,
 as recorded by :func:`ctxdask.quality.pair.pair_products` (``relief_limits``)
 or, for DEMs delivered before that was recorded, the same percentiles of the
 decimated DEM (then marked approximate).
@@ -34,6 +34,7 @@ __all__ = ["MAP_SIZE", "cache_key", "dem_lonlat_grid", "map_cache", "map_hillsha
 
 #: longest side in pixels of a DEM's hillshade on the map (enough for a 1000-pixel-wide map zoomed on one DEM)
 MAP_SIZE = 512
+_BANDS = 64  # colour bands of a colour bar
 _VERSION = 4  # bump when the picture changes: older cached ones are then made again
 
 
@@ -192,12 +193,12 @@ def relief_bar(statistics: Mapping[str, Any], fallback: tuple[float, float] | No
     Returns
     -------
     dict or None
-        ``stops`` (``[(percent, "rgb(...)")]``), ``low``, ``high``, ``units``
+        ``bands`` (``[(start 0..1, "rgb(...)")]``, ``band_width`` each), ``low``, ``high``, ``units``
         (``"m"``), ``ticks`` (``[(fraction along the bar, label)]``: both ends and
         the middle), ``approximate`` and ``minimum``/``maximum`` of the DEM;
         None when no limits are known.
     """
-    from ctxdask.quality.dem import DEFAULT_RAMP
+    from ctxdask.colours import DEFAULT_RAMP  # not ctxdask.quality: a page's colour bar needs no dask
 
     limits = statistics.get("relief_limits")
     approximate = False
@@ -209,7 +210,13 @@ def relief_bar(statistics: Mapping[str, Any], fallback: tuple[float, float] | No
     digits = 0 if abs(high - low) >= 20 else 1 if abs(high - low) >= 2 else 2
     ticks = [(fraction, f"{low + fraction * (high - low):.{digits}f}".replace("-", "−"))
              for fraction in (0.0, 0.5, 1.0)]
-    return {"stops": [(round(100 * p, 1), f"rgb({r},{g},{b})") for p, (r, g, b) in DEFAULT_RAMP],
+    # drawn as narrow bands, not an SVG gradient: the report allows no url() reference in its page
+    positions = np.array([p for p, _ in DEFAULT_RAMP])
+    colours = np.array([c for _, c in DEFAULT_RAMP], dtype="float64")
+    mids = (np.arange(_BANDS) + 0.5) / _BANDS
+    rgb = np.rint(np.stack([np.interp(mids, positions, colours[:, k]) for k in range(3)], axis=1)).astype(int)
+    bands = [(i / _BANDS, "rgb({},{},{})".format(*c)) for i, c in enumerate(rgb.tolist())]
+    return {"bands": bands, "band_width": 1.0 / _BANDS,
             "low": low, "high": high, "units": str(statistics.get("units") or "m"), "approximate": approximate,
             "ticks": ticks, "minimum": statistics.get("minimum"), "maximum": statistics.get("maximum")}
 

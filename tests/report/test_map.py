@@ -119,7 +119,8 @@ def test_map_hillshade_refuses_a_dem_without_crs(tmp_path):
 def test_relief_bar_from_the_recorded_stretch_or_a_fallback():
     bar = relief_bar({"relief_limits": [-1727.7, -1209.4], "units": "m"})
     assert [t for _, t in bar["ticks"]] == ["−1728", "−1469", "−1209"] and not bar["approximate"]
-    assert bar["stops"][0] == (0.0, "rgb(43,31,120)") and bar["stops"][-1][0] == 100.0
+    assert len(bar["bands"]) == 64 and bar["bands"][0][0] == 0.0 and bar["bands"][-1][0] + bar["band_width"] == 1.0
+    assert bar["bands"][0][1].startswith("rgb(43,") and bar["bands"][-1][1].startswith("rgb(24")  # the ramp's ends
     assert relief_bar({}, (1.0, 2.5))["approximate"] and [t for _, t in relief_bar({}, (1.0, 2.5))["ticks"]] == [
         "1.00", "1.75", "2.50"]
     assert relief_bar({}) is None
