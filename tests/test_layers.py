@@ -40,7 +40,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("ctxdask", "ctxdask.exceptions", "ctxdask.extras", "ctxdask.daskcompat", "ctxdask.config",
               "ctxdask.settings", "ctxdask.pvltext", "ctxdask.pds3", "ctxdask.filecheck", "ctxdask.rawio", "ctxdask.layout",
               "ctxdask.companding", "ctxdask.structure", "ctxdask.edr", "ctxdask.product_id", "ctxdask.validation",
-              "ctxdask.testing")),
+              "ctxdask.testing", "ctxdask.colours")),
     ("dataset", ("ctxdask.io", "ctxdask.radiometry", "ctxdask.backend", "ctxdask.accessor")),
     ("products", ("ctxdask.quality", "ctxdask.tools", "ctxdask.catalog")),
     ("tracking", ("ctxdask.tracking",)),

@@ -137,7 +137,9 @@ def make_pair_products(workdir: str, pair_id: str, params: Mapping[str, Any],
             bundle_adjust=adjustment, scheduler=pool, **{kw: paths[p] for p, kw in _KEYWORDS.items() if p in paths},
         )
     outputs = {OUTPUT_ROLES[name]: str(path) for name, path in products["files"].items() if name in OUTPUT_ROLES}
-    info = {"statistics": products["statistics"].to_dict(), "qa": products["qa"].to_dict(),
+    # the colour relief's stretch rides with the statistics: the pages draw its colour bar from it
+    statistics = {**products["statistics"].to_dict(), "relief_limits": products.get("relief_limits")}
+    info = {"statistics": statistics, "qa": products["qa"].to_dict(),
             "files": {role: os.path.relpath(path, workdir) for role, path in outputs.items()}}
     return outputs, info
 

@@ -20,6 +20,7 @@ import dask
 import numpy as np
 import xarray as xr
 
+from ctxdask.colours import DEFAULT_RAMP
 from ctxdask.quality.errors import QualityError
 from ctxdask.settings import current as current_settings
 
@@ -31,16 +32,6 @@ __all__ = [
     "hillshade",
     "open_dem",
 ]
-
-#: colour ramp of the colour relief: (position 0..1 between the stretch percentiles, RGB)
-DEFAULT_RAMP: tuple[tuple[float, tuple[int, int, int]], ...] = (
-    (0.00, (43, 31, 120)),
-    (0.20, (33, 118, 182)),
-    (0.40, (62, 178, 122)),
-    (0.60, (222, 213, 92)),
-    (0.80, (190, 110, 50)),
-    (1.00, (250, 245, 240)),
-)
 
 
 def open_dem(path: str | os.PathLike, *, chunks: Any = None) -> xr.DataArray:

@@ -226,7 +226,7 @@ def pair_products(
     -------
     dict
         ``{"id", "statistics" (DEMStatistics), "qa" (DEMQA), "files" {asset: path}, "item" (pystac.Item),
-        "stac" (dict)}``.
+        "stac" (dict), "relief_limits" ((low, high) heights at the ends of the colour relief's ramp, or None)}``.
     """
     from ctxdask.quality.alignment import parse_pc_align_log, read_mola_csv
     from ctxdask.quality.dem_qa import measure_dem, write_residuals
@@ -258,16 +258,19 @@ def pair_products(
     spacing = _spacing(stats.transform, heights.rio.crs, small_values.shape[0], factor)
     files["thumbnail"] = write_png(_shade_png(hillshade(small_values, spacing), small_values),
                                    out_dir / f"{pair_id}_hillshade.png", stretched=True)
-    files["relief_thumbnail"] = write_png(colour_relief(small_values), out_dir / f"{pair_id}_relief.png")
+    finite = small_values[np.isfinite(small_values)]
+    limits = None
+    if finite.size:  # one stretch for the thumbnail and the COG, recorded for their colour bars
+        q = current_settings().quality.stretch_percentiles
+        limits = tuple(float(v) for v in np.percentile(finite, [float(q[0]), float(q[1])]))
+    files["relief_thumbnail"] = write_png(colour_relief(small_values, limits=limits),
+                                          out_dir / f"{pair_id}_relief.png")
     if "ortho" in files:
         files["ortho_thumbnail"] = write_png(thumbnail(open_dem(files["ortho"]), size).compute(scheduler=scheduler),
                                              out_dir / f"{pair_id}_ortho.png")
     if full_resolution:
         files["hillshade"] = shade_cog(heights, out_dir / f"{pair_id}-hillshade.tif", scheduler=scheduler)
-        finite = small_values[np.isfinite(small_values)]
-        if finite.size:
-            q = current_settings().quality.stretch_percentiles
-            limits = tuple(float(v) for v in np.percentile(finite, [float(q[0]), float(q[1])]))
+        if limits is not None:
             files["colour_relief"] = relief_cog(heights, out_dir / f"{pair_id}-colour-relief.tif", limits,
                                                 scheduler=scheduler)
 
@@ -314,5 +317,5 @@ def pair_products(
     item = pair_item(pair_id, datetime=start, statistics=stats, files=files, base=out_dir, properties=props)
     files["stac"] = write_item(item, out_dir / f"{pair_id}.stac.json")
     item.set_self_href(str(files["stac"].resolve()))
-    return {"id": pair_id, "statistics": stats, "qa": qa, "files": files, "item": item,
+    return {"id": pair_id, "statistics": stats, "qa": qa, "files": files, "item": item, "relief_limits": limits,
             "stac": item.to_dict(include_self_link=False, transform_hrefs=False)}

@@ -6,6 +6,7 @@
     report/
       index.html          the page: inline CSS, no external resources
       files/thumbs/...    copies of the image and DEM thumbnails
+      files/map/...       each DEM's hillshade in longitude/latitude, for the map (pan and zoom: inline script)
       files/logs/...      copies of the step logs (the last 1 MB of long ones)
 
 The folder opens offline from anywhere (``file://``, a web server, an e-mail
@@ -33,6 +34,9 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+from ctxdask.report.demmap import map_cache, map_hillshade
+from ctxdask.report.geo import describe_crs
+from ctxdask.report.mapdata import map_layers, pair_relief_bar
 from ctxdask.report.templating import environment, fmt_metric, seconds
 from ctxdask.tools.runner import read_tail
 from ctxdask.tracking import BatchView, Grade, Status, database_path, open_existing
@@ -91,6 +95,8 @@ class ReportData:
         ``{"image"|"pair": {grade: n}}`` of the current manual grades.
     previews : dict
         Pair id -> its preview verdict (``tools.asp.preview``), held pairs first.
+    map : dict
+        The batch map's layers (:func:`ctxdask.report.mapdata.map_layers`), linking to the rows here.
     """
 
     title: str
@@ -109,6 +115,7 @@ class ReportData:
     has_quality: bool
     manual_grades: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     previews: dict[str, dict] = dataclasses.field(default_factory=dict)
+    map: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -275,6 +282,7 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         manual_counts = view.manual_grade_counts()
         has_quality = view.has_quality()
         previews = dict(sorted(view.previews().items(), key=lambda p: (p[1]["verdict"] != "held", p[0])))
+        batch_map = _batch_map(view, files, out_dir)
     grades: dict[str, int] = {}
     for im in images:
         if im["grade"]:
@@ -289,7 +297,7 @@ def collect(out_dir: str | os.PathLike, *, db: str | os.PathLike | None = None,
         generated=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         runs=runs, counts=counts, grades=dict(sorted(grades.items(), key=lambda g: Grade.rank_of(g[0]))),
         step_times=step_times, failures=failures, pairs=pairs, images=images, rejected=rejected,
-        products=products, has_quality=has_quality, manual_grades=manual_counts, previews=previews,
+        products=products, has_quality=has_quality, manual_grades=manual_counts, previews=previews, map=batch_map,
     )
 
 
@@ -319,11 +327,14 @@ def _pair_row(view: BatchView, files: _Files, out_dir: pathlib.Path, p: dict, by
     durations = [s["duration"] for s in psteps if s.get("duration") is not None]
     q = pair_quality.get(p["pair_id"], {})
     thumbs = []
+    stats = _json(q.get("statistics"), {})
     for column, label in (("hillshade", "hillshade"), ("colour_relief", "colour relief"),
                           ("ortho_thumbnail", "orthoimage")):
         src = _thumb(files, out_dir, q.get(column), f"{p['pair_id']}_{column}")
         if src:
-            thumbs.append({"src": src, "label": label})
+            bar = pair_relief_bar(view, out_dir, p["pair_id"], stats, q.get("stac")) if column == "colour_relief" \
+                else None
+            thumbs.append({"src": src, "label": label, "bar": bar})
     tile_map = _tile_map(view, files, out_dir, p["pair_id"])
     if tile_map:
         thumbs.append(tile_map)
@@ -331,7 +342,8 @@ def _pair_row(view: BatchView, files: _Files, out_dir: pathlib.Path, p: dict, by
                  view.stac_properties(p["pair_id"], p["left_id"], p["right_id"]))
     return {**p, "steps": psteps, "step_time": sum(durations) if durations else None,
             "step_time_text": _seconds(sum(durations)) if durations else "–",
-            "thumbs": thumbs, "stats": _json(q.get("statistics"), {}), "qa": _json(q.get("qa"), {}), "stac": stac,
+            "thumbs": thumbs, "stats": stats, "qa": _json(q.get("qa"), {}), "stac": stac,
+            "crs": describe_crs(stats.get("crs"), stats.get("resolution")),
             "problem": p["status"] in PROBLEM, "manual": manual.get(p["pair_id"])}
 
 
@@ -354,6 +366,24 @@ def _image_row(files: _Files, out_dir: pathlib.Path, im: dict, q: Mapping[str, A
     }
 
 
+def _batch_map(view: BatchView, files: _Files, out_dir: pathlib.Path) -> dict[str, Any]:
+    """The batch map, linking to the report's rows, with each DEM's hillshade copied into ``files/map``."""
+    from rasterio.errors import RasterioError
+
+    def links(kind: str, ident: str) -> str:
+        return f"#{kind}-{ident}"
+
+    def shades(pair_id: str, dem: pathlib.Path):
+        try:
+            made = map_hillshade(dem, map_cache(out_dir))
+        except (OSError, ValueError, RasterioError):
+            return None  # an unreadable DEM: its outline still shows
+        copied = files.copy(made["png"], "map", f"{pair_id}_map", ".png")
+        return (copied, tuple(made["bounds"])) if copied else None
+
+    return map_layers(view, out_dir, "status", links=links, shades=shades)
+
+
 def _tile_map(view: BatchView, files: _Files, out_dir: pathlib.Path, pair_id: str) -> dict | None:
     """Draw a tiled-stereo pair's tile map into the report (``None`` for monolithic pairs)."""
     from ctxdask.report.tilemap import tile_map_for_pair
@@ -365,7 +395,7 @@ def _tile_map(view: BatchView, files: _Files, out_dir: pathlib.Path, pair_id: st
         return None  # an unreadable orthoimage or no tiles: the pair row still shows
     if drawn is None:
         return None
-    return {"src": drawn.relative_to(files.root).as_posix(), "label": "tile map"}
+    return {"src": drawn.relative_to(files.root).as_posix(), "label": "tile map", "bar": None}
 
 
 def _stac(files: _Files, out_dir: pathlib.Path, rel: str | None, pair_id: str,
@@ -394,7 +424,7 @@ def render(data: ReportData) -> str:
     env = environment()
     longest = max((s["total"] or 0 for s in data.step_times), default=0)
     return env.get_template(_TEMPLATE).render(
-        **dataclasses.asdict(data), problem_statuses=PROBLEM, longest_step=longest,
+        **dataclasses.asdict(data), problem_statuses=PROBLEM, longest_step=longest, statuses=[str(s) for s in Status],
         metric_labels=[label for _, label, _ in IMAGE_METRICS],
         metric_titles=[_metric_title(key) for key, _, _ in IMAGE_METRICS],
     )

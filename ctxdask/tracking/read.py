@@ -310,8 +310,7 @@ class BatchView:
             "images": {r["product_id"]: r for r in self._rows(
                 "SELECT product_id, status, error FROM images WHERE product_id IN (?, ?)", sides)},
             "products": self.products_of(pair_id),
-            "has_tiles": self.conn.execute("SELECT 1 FROM tiles WHERE pair_id = ? LIMIT 1",
-                                           (pair_id,)).fetchone() is not None,
+            "has_tiles": self.has_tiles(pair_id),
             "grades": current_grades(self.conn),
             "history": history(self.conn, pair_id),
             "preview": previews(self.conn, pair_id).get(pair_id),
@@ -353,6 +352,10 @@ class BatchView:
             r["footprint"] = decode_json(r.get("footprint"), None)
         return rows
 
+    def has_tiles(self, pair_id: str) -> bool:
+        """Whether the pair's stereo ran by tile (it has tile rows)."""
+        return self.conn.execute("SELECT 1 FROM tiles WHERE pair_id = ? LIMIT 1", (pair_id,)).fetchone() is not None
+
     def orthoimage_of(self, pair_id: str) -> str | None:
         """The delivered orthoimage mosaic (``results/out-DRG.tif``) or its COG of a pair, not a tile's."""
         row = self.conn.execute("SELECT path FROM products WHERE subject = ? AND path LIKE '%DRG.tif' "
@@ -363,6 +366,20 @@ class BatchView:
         """Images with a footprint: ``product_id``, ``status``, ``grade``, ``manual``, ``footprint``."""
         return self._rows(f"{selection.WITH_CLAUSE} SELECT i.product_id, i.status, qi.grade, mi.value AS manual, "
                           f"gi.footprint {selection.image_from()} WHERE gi.footprint IS NOT NULL")
+
+    def map_pairs(self) -> list[dict]:
+        """Every pair as the map colours it: ``pair_id``, ``status``, ``grade`` (its DEM QA), ``manual``,
+        ``left_footprint``/``right_footprint`` (pair finder; None when not imported) and ``stac``."""
+        return self._rows(f"{selection.WITH_CLAUSE} SELECT p.pair_id, p.status, pq.grade, mp.value AS manual, "
+                          f"gl.footprint AS left_footprint, gr.footprint AS right_footprint, pq.stac "
+                          f"{selection.pair_from()} ORDER BY p.pair_id")
+
+    def dem_of(self, pair_id: str) -> str | None:
+        """The pair's delivered DEM (its COG ``<pair>-DEM.tif`` before ASP's ``out-DEM.tif``), not a tile's."""
+        row = self.conn.execute("SELECT path FROM products WHERE subject = ? AND path LIKE '%-DEM.tif' "
+                                "AND path NOT LIKE '%/tiles/%' ORDER BY path LIKE ? DESC, delivered DESC LIMIT 1",
+                                (pair_id, f"%{pair_id}-DEM.tif")).fetchone()
+        return row[0] if row else None
 
     def stac_items(self) -> list[tuple[str, str]]:
         """``(pair_id, stac path)`` of the pairs with DEM QA."""

@@ -14,6 +14,8 @@ import pathlib
 from typing import Any
 
 from ctxdask.report import IMAGE_METRICS
+from ctxdask.report.geo import describe_crs
+from ctxdask.report.mapdata import pair_relief_bar
 from ctxdask.report.templating import fmt_metric, seconds
 from ctxdask.tools.runner import read_tail
 from ctxdask.tracking import BatchView, Grade, Status, selection
@@ -276,12 +278,16 @@ def pair_detail(view: BatchView, out: pathlib.Path, pair_id: str) -> dict[str, A
         images.append({"side": side, "product_id": pid, "status": im["status"] if im else None,
                        "grade": q.get("grade"), "thumbnail": link(out, q.get("thumbnail")),
                        "manual": current.get(pid)})
-    pictures = [{"label": label, "src": link(out, pq.get(col))}
+    statistics = decode_json(pq.get("statistics"), {})
+    pictures = [{"label": label, "src": link(out, pq.get(col)), "key": col, "bar": None}
                 for col, label in (("hillshade", "DEM hillshade"), ("colour_relief", "DEM colour relief"),
                                    ("ortho_thumbnail", "orthoimage"))]
+    for p in pictures:
+        if p["key"] == "colour_relief" and p["src"]:
+            p["bar"] = pair_relief_bar(view, out, pair_id, statistics, pq.get("stac"))
     return {
         "pair": pair, "images": images, "geometry": found["geometry"],
-        "statistics": _readable(decode_json(pq.get("statistics"), {})), "stac": link(out, pq.get("stac")),
+        "statistics": _readable(statistics), "stac": link(out, pq.get("stac")),
         # stereo ran by tile: the tile map is drawn on request (ctxdask.report.tilemap, /pair/<id>/tiles.png)
         "pictures": [p for p in pictures if p["src"]], "tile_map": found["has_tiles"],
         "products": _linked(out, found["products"]), "bundle_adjust": _bundle_adjust(out, found["products"]),
@@ -291,15 +297,13 @@ def pair_detail(view: BatchView, out: pathlib.Path, pair_id: str) -> dict[str, A
 
 
 def _readable(statistics: dict[str, Any]) -> dict[str, Any]:
-    """DEM statistics as a person reads them: the CRS by its name (its WKT is in the STAC item), not as WKT."""
+    """DEM statistics as a person reads them: the CRS in words (body, projection, centre, pixel size; its WKT
+    is in the STAC item), bounds and resolution left to that sentence, the relief's stretch to its colour bar."""
+    statistics = {k: v for k, v in statistics.items() if k != "relief_limits"}
     wkt = statistics.get("crs")
     if isinstance(wkt, str) and wkt:
-        try:
-            from pyproj import CRS
-
-            statistics = {**statistics, "crs": CRS.from_wkt(wkt).name}
-        except Exception:  # noqa: BLE001 - not a CRS pyproj reads: shown as recorded
-            pass
+        words = describe_crs(wkt, statistics.get("resolution"))
+        statistics["crs"] = words if words else wkt[:60] + "…"  # not a CRS pyproj reads: the start of it
     return statistics
 
 

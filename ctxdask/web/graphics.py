@@ -1,24 +1,25 @@
-"""Pictures for the live pages: thumbnail stretches (PNG), histogram bars and map shapes (data for SVG).
+"""Pictures for the live pages: thumbnail stretches (PNG), histogram bars, the map's layers and hillshades.
 
-The SVGs themselves are written by templates (``map.html.j2``,
-``_histogram.html.j2``), so every id and label in them is escaped like any
-other page text; this module only computes numbers.
+The SVGs themselves are written by templates (``map.html.j2`` with the
+report's ``_map.html.j2``, ``_histogram.html.j2``), so every id and label in
+them is escaped like any other page text; this module only computes numbers.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 import pathlib
+import urllib.parse
 from typing import Any
 
 import numpy as np
 
+from ctxdask.report.demmap import cache_key, dem_lonlat_grid, map_cache, map_hillshade
+from ctxdask.report.mapdata import dem_path, map_layers
 from ctxdask.tracking import BatchView
-from ctxdask.tracking.geometry import parse_footprint
 
-__all__ = ["STRETCHES", "histogram_bars", "map_shapes", "stretch_png"]
+__all__ = ["STRETCHES", "hillshade_png", "histogram_bars", "map_shapes", "stretch_png"]
 
 #: name -> what it does, shown under each version of the thumbnail
 STRETCHES = {
@@ -70,75 +71,51 @@ def histogram_bars(counts: list[int] | None, *, width: float = 512, height: floa
             for i, v in enumerate(logs) if counts[i]]
 
 
-def _stac_outline(out: pathlib.Path, rel: str | None) -> list[list[tuple[float, float]]]:
-    """Exterior rings (lon, lat) of a STAC item's geometry, for the item files inside ``out``."""
-    if not rel:
-        return []
-    path = (out / rel).resolve()
-    if not path.is_relative_to(out.resolve()) or path.suffix.lower() != ".json":
-        return []
+#: cache key of a DEM version (:func:`ctxdask.report.demmap.cache_key`) -> its picture's bounds, for this process
+_BOUNDS: dict[str, tuple[float, float, float, float] | None] = {}
+
+
+def _shade_bounds(dem: pathlib.Path) -> tuple[float, float, float, float] | None:
+    """The lon/lat bounds of a DEM's map hillshade, from its header (the picture is drawn on request)."""
+    import rasterio
+
     try:
-        geometry = json.loads(path.read_text()).get("geometry") or {}
-    except (OSError, ValueError, AttributeError):
-        return []
-    polygons = ([geometry.get("coordinates")] if geometry.get("type") == "Polygon"
-                else geometry.get("coordinates") if geometry.get("type") == "MultiPolygon" else [])
-    rings = []
-    for poly in polygons or []:
-        try:
-            rings.append([(float(x), float(y)) for x, y, *_ in poly[0]])
-        except (TypeError, ValueError, IndexError):
-            continue
-    return rings
+        key = cache_key(dem)
+        if key not in _BOUNDS:  # a map of many DEMs opens each header once, not on every view
+            with rasterio.open(dem) as src:
+                _BOUNDS[key] = (dem_lonlat_grid(src)["bounds"] if src.crs is not None and not src.crs.is_geographic
+                                else None)
+        return _BOUNDS[key]
+    except (OSError, ValueError, rasterio.errors.RasterioError):
+        return None
 
 
 def map_shapes(view: BatchView, out: pathlib.Path, colour: str = "status") -> dict[str, Any]:
-    """Footprints of images and DEM outlines, projected (equirectangular) for an SVG.
+    """Every layer of the map page (:func:`ctxdask.report.mapdata.map_layers`) with the live pages' links.
 
-    Returns ``{"images": [...], "dems": [...], "view": "x y w h", "grid": [...]}``;
-    each shape has ``points`` (SVG text), ``id``, ``href`` and ``cls`` (a colour
-    class from the status, automatic grade or manual grade).
+    Hillshades are ``/pair/<id>/map-hillshade.png``, drawn and cached on first request
+    (:func:`hillshade_png`); the page only reads each DEM's header to place them.
     """
-    shapes, dems = [], []
-    for row in view.footprints():
-        corners = parse_footprint(row["footprint"])
-        if not corners:
-            continue
-        pid = row["product_id"]
-        value = row[colour] if colour in ("status", "grade", "manual") else row["status"]
-        prefix = "st" if colour == "status" else "gr"
-        shapes.append({"id": pid, "href": f"/image/{pid}", "corners": corners, "cls": f"{prefix}-{value or 'none'}",
-                       "label": f"{pid}: {colour} {value or 'none'}"})
-    for pair_id, stac in view.stac_items():
-        for ring in _stac_outline(out, stac):
-            dems.append({"id": pair_id, "href": f"/pair/{pair_id}", "corners": ring, "cls": "dem",
-                         "label": f"DEM of {pair_id}"})
-    for s in (*shapes, *dems):
-        # one longitude convention (-180..180 east) for footprints (pair finder) and DEMs (STAC, 0..360)
-        s["corners"] = [((x + 180.0) % 360.0 - 180.0, y) for x, y in s["corners"]]
-    everything = [c for s in (*shapes, *dems) for c in s["corners"]]
-    if not everything:
-        return {"images": [], "dems": [], "view": "0 0 360 180", "grid": [], "empty": True}
-    xs, ys = [x for x, _ in everything], [y for _, y in everything]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    pad = max(x1 - x0, y1 - y0, 0.05) * 0.05
-    x0, x1, y0, y1 = x0 - pad, x1 + pad, y0 - pad, y1 + pad
-    # equirectangular with the x scale of the mid latitude, so shapes keep their aspect there
-    kx = max(math.cos(math.radians((y0 + y1) / 2)), 0.05)
 
-    def project(corners):
-        return " ".join(f"{(x - x0) * kx:.4f},{(y1 - y):.4f}" for x, y in corners)
+    def links(kind: str, ident: str) -> str:
+        return f"/{kind}/{urllib.parse.quote(ident, safe='')}"
 
-    for s in (*shapes, *dems):
-        s["points"] = project(s.pop("corners"))
-    span = max(x1 - x0, y1 - y0)
-    step = next(s for s in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 30, 45, 90) if span / s <= 12)
-    grid = []
-    for k in range(math.ceil(x0 / step), math.floor(x1 / step) + 1):
-        x = (k * step - x0) * kx
-        grid.append({"x1": x, "y1": 0, "x2": x, "y2": y1 - y0, "label": f"{k * step:g}°E", "lx": x, "ly": y1 - y0})
-    for k in range(math.ceil(y0 / step), math.floor(y1 / step) + 1):
-        y = y1 - k * step
-        grid.append({"x1": 0, "y1": y, "x2": (x1 - x0) * kx, "y2": y, "label": f"{k * step:g}°N", "lx": 0, "ly": y})
-    return {"images": shapes, "dems": dems, "view": f"0 0 {(x1 - x0) * kx:.4f} {y1 - y0:.4f}", "grid": grid,
-            "stroke": span / 600, "font": span / 45, "empty": False}
+    def shades(pair_id: str, dem: pathlib.Path):
+        bounds = _shade_bounds(dem)
+        return (links("pair", pair_id) + "/map-hillshade.png", bounds) if bounds else None
+
+    return map_layers(view, out, colour, links=links, shades=shades)
+
+
+def hillshade_png(view: BatchView, out: pathlib.Path, pair_id: str) -> pathlib.Path | None:
+    """The map hillshade of a pair's delivered DEM (made once, cached), or None when it has none."""
+    found = view.stac_of(pair_id)
+    dem = dem_path(view, out, pair_id, found[0] if found else None)
+    if dem is None:
+        return None
+    from rasterio.errors import RasterioError
+
+    try:
+        return map_hillshade(dem, map_cache(out))["png"]
+    except (OSError, ValueError, RasterioError):
+        return None  # an unreadable DEM: the map shows its outline without a picture

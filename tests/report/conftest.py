@@ -80,7 +80,8 @@ def add_quality(out: pathlib.Path, edr: pathlib.Path) -> None:
         rel = {k: pathlib.Path(v).relative_to(out).as_posix() for k, v in made["files"].items()}
         conn.execute("INSERT OR REPLACE INTO pair_quality (pair_id, statistics, stac, hillshade, colour_relief, "
                      "ortho_thumbnail, updated, qa) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                     (made["id"], json.dumps(made["statistics"].to_dict()), rel["stac"], rel["thumbnail"],
+                     (made["id"], json.dumps({**made["statistics"].to_dict(), "relief_limits": made["relief_limits"]}),
+                      rel["stac"], rel["thumbnail"],
                       rel["relief_thumbnail"], rel["ortho_thumbnail"], now(), json.dumps(made["qa"].to_dict())))
     conn.close()
 

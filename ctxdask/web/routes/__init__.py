@@ -21,9 +21,11 @@ ROUTES = [
     Route("/pair/{pair_id}/grade", grading.grade, methods=["POST"]),
     Route("/pair/{pair_id}/stac.json", detail.stac),
     Route("/pair/{pair_id}/tiles.png", detail.tiles),
+    Route("/pair/{pair_id}/map-hillshade.png", explore.map_hillshade),
     Route("/map", explore.map_page),
     Route("/select", explore.select_page),
     Route("/select/pairs.txt", explore.select_download),
     Route("/files/{path:path}", files.files),
+    Route("/static/map.js", explore.map_script),  # before the mount: it is the report's template
     Mount("/static", StaticFiles(packages=[("ctxdask.web", "static")]), name="static"),
 ]
