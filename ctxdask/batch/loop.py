@@ -68,6 +68,7 @@ class Driver:
         self.plan = plan
         self.options = options
         self.show_progress = progress
+        self.progress_interval = settings.progress_interval
         self.topic = f"ctxdask-batch-{uuid.uuid4().hex[:12]}"
         self.state = RunState()
         # copies an earlier, unfinished run pulled of steps that are done: removed with those steps
@@ -116,7 +117,8 @@ class Driver:
         state.open_pairs(planned)
         self.progress = results.progress = Progress(len(planned), already=self.plan.already_done,
                                                     dashboard=getattr(self.client, "dashboard_link", None),
-                                                    enabled=self.show_progress)
+                                                    enabled=self.show_progress,
+                                                    log_interval=self.progress_interval)
         try:
             if self.stop.is_set():  # asked to stop before anything was sent (while the cluster started)
                 raise KeyboardInterrupt
@@ -223,7 +225,7 @@ class Driver:
             logger.error("pair %s has no work in flight; marking it failed", pair.pair_id)
             self.db.set_subject("pairs", pair.pair_id, "failed", "internal error: no work left in flight")
             del self.state.pair_open[pair.pair_id]
-            self.progress.finish_pair("failed")
+            self.progress.finish_pair("failed", pair.pair_id)
 
     def _interrupt(self) -> None:
         """Stop everything in flight and record it as interrupted."""

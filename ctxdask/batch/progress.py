@@ -6,9 +6,10 @@ above. Where it is shown decides how:
 - a terminal: a :mod:`tqdm` bar redrawn in place;
 - Jupyter: tqdm's widget (``tqdm.auto`` picks it);
 - anything else (stderr sent to a file by a cluster job, ``nohup`` or systemd):
-  one plain line when pairs have finished, at most every ``log_interval``
-  seconds, and one at the end. A bar redrawn with carriage returns would
-  write one long line per redraw into the log.
+  plain lines, each with its UTC time: one per finished pair (which, how it
+  ended, the counts), one every ``log_interval`` seconds (``batch.progress-interval``)
+  while nothing finishes, and one at the end. A bar redrawn with carriage
+  returns would write one long line per redraw into the log.
 
 With ``enabled=False`` nothing is shown and the counts are still kept (the
 summary uses them).
@@ -16,6 +17,7 @@ summary uses them).
 
 from __future__ import annotations
 
+import datetime
 import sys
 import time
 
@@ -57,7 +59,7 @@ class Progress:
     file : file-like, optional
         Where to show it (default: stderr).
     log_interval : float
-        Minimum seconds between two lines when ``file`` is not interactive.
+        Seconds between two lines, when ``file`` is not interactive, while no pair finishes.
     """
 
     def __init__(self, total: int, *, already: int = 0, dashboard: str | None = None,
@@ -87,15 +89,17 @@ class Progress:
             self._file = file
             self._last = self._started
 
-    def finish_pair(self, status: str) -> None:
-        """Count one pair that reached a final state in this run."""
+    def finish_pair(self, status: str, pair_id: str | None = None) -> None:
+        """Count one pair that reached a final state in this run (a log gets a line naming it)."""
         if status == "done":
             self.done += 1
         else:
             self.failed += 1
         if self._bar is not None:
             self._bar.update(1)
-        self.refresh()
+            self.refresh()
+        elif self._file is not None:
+            self._write_line(time.monotonic(), f"pair {pair_id} {status}; " if pair_id else f"a pair {status}; ")
 
     def set_running(self, running: int) -> None:
         """Set the number of running tasks shown, and refresh."""
@@ -115,16 +119,21 @@ class Progress:
                                   refresh=True)
 
     def _log_line(self, now: float, force: bool) -> None:
-        """One line, when pairs finished since the last one and ``log_interval`` has passed (or at the end)."""
-        counts = (self.done, self.failed)
-        if counts == self._logged or (not force and now - self._last < self.log_interval):
-            return
-        self._last, self._logged = now, counts
+        """A line every ``log_interval`` seconds, and at the end when something changed since the last one."""
+        if force:
+            if (self.done, self.failed) != self._logged:
+                self._write_line(now)
+        elif now - self._last >= self.log_interval:
+            self._write_line(now)
+
+    def _write_line(self, now: float, what: str = "") -> None:
+        self._last, self._logged = now, (self.done, self.failed)
         finished, elapsed = self.done + self.failed, now - self._started
         eta = (f", about {_seconds(elapsed / finished * (self.total - finished))} left"
                if 0 < finished < self.total else "")
-        print(f"ctxdask batch: {finished}/{self.total} pairs ({self.done} done, {self.failed} not done), "
-              f"{self.running} steps running, {_seconds(elapsed)} elapsed{eta}", file=self._file, flush=True)
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{stamp} ctxdask batch: {what}{finished}/{self.total} pairs ({self.done} done, {self.failed} not "
+              f"done), {self.running} steps running, {_seconds(elapsed)} elapsed{eta}", file=self._file, flush=True)
 
     def close(self) -> None:
         """Show the final state and close the bar or log."""

@@ -334,7 +334,7 @@ class ResultHandler:
         self.db.set_subject("pairs", pair.pair_id, status, error,
                             output_dir=str(out_dir) if out_dir.is_dir() else None)
         del state.pair_open[pair.pair_id]
-        self.progress.finish_pair(status)
+        self.progress.finish_pair(status, pair.pair_id)
         # a pair that did not end done keeps its work (and its images'): the run that finishes it reuses
         # every step done here and makes only what failed (a plain rerun, or --retry-failed)
         done, clean = status == "done", self.settings.cleanup_scratch

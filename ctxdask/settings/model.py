@@ -322,6 +322,7 @@ class BatchSection(Section):
     local_threads: int = dataclasses.field(metadata=_at_least(1))
     cleanup_scratch: bool
     progress: bool
+    progress_interval: float = dataclasses.field(metadata=_at_least(1))
     quality: bool
     # what a run does, and where (at the yaml's top of the section)
     scheduler: str | None
