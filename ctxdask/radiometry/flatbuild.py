@@ -15,7 +15,9 @@ way from hundreds of images a month.
 1. **Per image block** (:func:`block_statistics`): a histogram of the raw
    8-bit values of every sample column (``samples x 256`` counts) plus the
    dark-pixel sums of the lines that are not lost. Histograms add, so the
-   blocks of an image reduce exactly, in a tree.
+   blocks of an image reduce exactly, in a tree. Each block is read, sliced
+   and counted by one task (:mod:`~ctxdask.radiometry.flatgraph`); an image
+   of one block is one task from read to profile.
 2. **Per image** (:func:`image_profile`): from the column histograms, a
    trimmed mean (``trim`` of the ranks cut at each end) of decompanded,
    dark-subtracted DN per column. Lost lines (raw 0) are left out;
@@ -32,7 +34,9 @@ way from hundreds of images a month.
    histogram, with its standard error and the number of images behind it.
 
 Memory is the raw chunks being read (``chunk-lines x LINE_SAMPLES`` bytes per
-thread) plus a few fixed-size histograms, whatever the number of images.
+thread) plus a few fixed-size histograms and up to 64 profiles (20 KB each)
+per combine task, whatever the number of images. The per-image steps are in
+:mod:`~ctxdask.radiometry.flatstats`.
 Summing-2 samples map to the CCD pair ``(p, p + 1)`` with
 ``p = detector_pixel``; they measure the pair mean, which is what ctxcal
 divides summing-2 images by, and fill pixels no summing-1 image reaches.
