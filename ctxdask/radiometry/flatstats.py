@@ -186,7 +186,9 @@ def _sum_below(ranks: np.ndarray, sums: np.ndarray, rank: np.ndarray) -> np.ndar
     ``rank``, so a value landing on a bin edge is the same from either side.
     """
     columns, values = ranks.shape
-    b = np.minimum(np.count_nonzero(ranks <= rank[:, None], axis=1), values - 1)  # the value holding the rank
+    # ranks are whole numbers: comparing with the rank's floor is the same test, without a cast to float
+    whole = np.floor(rank).astype(ranks.dtype)
+    b = np.minimum(np.count_nonzero(ranks <= whole[:, None], axis=1), values - 1)  # the value holding the rank
     rows = np.arange(columns)
     below = np.maximum(b - 1, 0)
     ranks_below = np.where(b > 0, ranks[rows, below], 0).astype(np.float64)
