@@ -217,8 +217,11 @@ def image_profile(stats: BlockStatistics, info: Mapping[str, Any], detector_pixe
     dark = dark_levels[channel]
     counts = stats.histogram[:, 1:]  # raw 0 is lost-packet fill: no data at all
     # integers: exact, and numpy's integer running sums along a row are several times faster than float ones
-    ranks = np.cumsum(counts, axis=1)  # pixels at or below each raw value 1..255
-    sums = np.cumsum(counts * _LUT_INT[1:], axis=1)  # their decompanded sum (< 2**63: 53,093 lines x 4080 DN)
+    # uint32 ranks (a column has at most 53,093 pixels); sums in place: on a distributed worker every
+    # temporary this size is a fresh memory map, paid for in page faults
+    ranks = np.cumsum(counts, axis=1, dtype=np.uint32)  # pixels at or below each raw value 1..255
+    sums = np.multiply(counts, _LUT_INT[1:], dtype=np.int64)  # their decompanded sum
+    np.cumsum(sums, axis=1, out=sums)
     total = ranks[:, -1].astype(np.float64)
     # near dark: DN above dark below near_dark_dn; the table rises, so they are each column's lowest values
     n_low = np.array([int(np.count_nonzero(_LUT[1:] - level < settings.near_dark_dn)) for level in dark_levels])
