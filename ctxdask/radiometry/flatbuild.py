@@ -15,7 +15,9 @@ way from hundreds of images a month.
 1. **Per image block** (:func:`block_statistics`): a histogram of the raw
    8-bit values of every sample column (``samples x 256`` counts) plus the
    dark-pixel sums of the lines that are not lost. Histograms add, so the
-   blocks of an image reduce exactly, in a tree.
+   blocks of an image reduce exactly, in a tree. Each block is read, sliced
+   and counted by one task (:mod:`~ctxdask.radiometry.flatgraph`); an image
+   of one block is one task from read to profile.
 2. **Per image** (:func:`image_profile`): from the column histograms, a
    trimmed mean (``trim`` of the ranks cut at each end) of decompanded,
    dark-subtracted DN per column. Lost lines (raw 0) are left out;
@@ -32,7 +34,9 @@ way from hundreds of images a month.
    histogram, with its standard error and the number of images behind it.
 
 Memory is the raw chunks being read (``chunk-lines x LINE_SAMPLES`` bytes per
-thread) plus a few fixed-size histograms, whatever the number of images.
+thread) plus a few fixed-size histograms and up to 64 profiles (20 KB each)
+per combine task, whatever the number of images. The per-image steps are in
+:mod:`~ctxdask.radiometry.flatstats`.
 Summing-2 samples map to the CCD pair ``(p, p + 1)`` with
 ``p = detector_pixel``; they measure the pair mean, which is what ctxcal
 divides summing-2 images by, and fill pixels no summing-1 image reaches.
@@ -43,20 +47,26 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import dask
-import dask.array as da
 import numpy as np
 import xarray as xr
 from dask.sizeof import sizeof
 
-from ctxdask.companding import SQROOT_TABLE, check_bit_mode
+from ctxdask.companding import check_bit_mode
 from ctxdask.exceptions import CTXError
 from ctxdask.radiometry.flat import FlatError
+from ctxdask.radiometry.flatgraph import profile_graph, tree
+from ctxdask.radiometry.flatstats import (
+    CCD_PIXELS,
+    BlockStatistics,
+    ImageProfile,
+    block_statistics,
+    image_profile,
+)
 from ctxdask.settings import FlatBuildSettings, SettingsError
-from ctxdask.settings import current as current_settings
 
 __all__ = [
     "CCD_PIXELS",
@@ -70,12 +80,9 @@ __all__ = [
     "image_profile",
 ]
 
-#: CCD pixels of the CTX line array; ctxcal reads this many flat values
-CCD_PIXELS = 5000
-#: lines per work strip of the column histogram (64 x 5056 indices stay small)
-_STRIP_LINES = 64
-_LUT = SQROOT_TABLE.astype(np.float64)
-_DARK_LUT = _LUT.copy()  # dark raw 0 decompands to 1 as in ISIS (the table already gives 1)
+#: images binned into one combine state: their profiles (20 KB each) are gathered by one task, and
+#: fewer states (20 MB each at 1000 bins) mean fewer to allocate, send between workers and add
+_PROFILES_PER_STATE = 64
 
 Method = Literal["median", "clipped-mean"]
 
@@ -122,183 +129,6 @@ class FlatSettings(FlatBuildSettings):
             raise SettingsError("flat.build.ratio-range", f"must bracket 1, not {self.ratio_range}")
 
 
-# -- per block ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class BlockStatistics:
-    """What one pass over some lines of an image leaves: additive, fixed size.
-
-    Attributes
-    ----------
-    histogram : ndarray (samples, 256) uint32
-        Count of each raw value per sample column.
-    dark_sum, dark_count : ndarray (2,)
-        Decompanded dark pixels of the lines that are not lost: sum and count,
-        even (A) and odd (B) dark columns.
-    lines, lost_lines : int
-    """
-
-    histogram: np.ndarray
-    dark_sum: np.ndarray
-    dark_count: np.ndarray
-    lines: int
-    lost_lines: int
-
-    def __add__(self, other: BlockStatistics) -> BlockStatistics:
-        return BlockStatistics(self.histogram + other.histogram, self.dark_sum + other.dark_sum,
-                               self.dark_count + other.dark_count, self.lines + other.lines,
-                               self.lost_lines + other.lost_lines)
-
-
-def block_statistics(image: np.ndarray, dark: np.ndarray) -> BlockStatistics:
-    """Column histograms and dark sums of one block of raw lines.
-
-    Parameters
-    ----------
-    image : ndarray (lines, samples) uint8
-        Raw active pixels.
-    dark : ndarray (lines, dark samples) uint8
-        Raw dark-reference pixels of the same lines.
-    """
-    image = np.asarray(image)
-    if image.dtype != np.uint8:
-        raise TypeError(f"flat statistics read raw uint8 pixels, got {image.dtype}")
-    lines, samples = image.shape
-    offsets = np.arange(samples, dtype=np.intp) * 256
-    # uint32: a column of one image has at most 53,093 lines (the CTX buffer), so sums of blocks fit
-    histogram = np.zeros(samples * 256, dtype=np.uint32)
-    index = np.empty((min(_STRIP_LINES, max(lines, 1)), samples), dtype=np.intp)
-    for start in range(0, lines, _STRIP_LINES):
-        n = min(_STRIP_LINES, lines - start)
-        index[:n] = image[start : start + n]
-        index[:n] += offsets
-        histogram += np.bincount(index[:n].ravel(), minlength=samples * 256).astype(np.uint32)
-    lost = image.max(axis=1, initial=0) == 0  # the decompressor zero-fills whole lost lines
-    d = _DARK_LUT[np.asarray(dark)[~lost]]
-    dark_sum = np.array([d[:, 0::2].sum(), d[:, 1::2].sum()])
-    dark_count = np.array([d[:, 0::2].size, d[:, 1::2].size], dtype=np.float64)
-    return BlockStatistics(histogram.reshape(samples, 256), dark_sum, dark_count, lines, int(lost.sum()))
-
-
-@sizeof.register(BlockStatistics)
-def _sizeof_block_statistics(stats: BlockStatistics) -> int:
-    return stats.histogram.nbytes + 64  # what dask (and distributed's memory accounting) should count
-
-
-def _sum_statistics(*parts: BlockStatistics) -> BlockStatistics:
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
-
-
-# -- per image ------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class ImageProfile:
-    """One image's normalised column profile, or why it was rejected.
-
-    Attributes
-    ----------
-    info : dict
-        ``source``, ``product_id``, ``start_time``, ``summing``, ``first_pixel``,
-        ``samples`` and, once measured, ``valid_lines``, ``lost_lines``,
-        ``saturated_fraction``, ``near_dark_fraction``, ``usable_columns``,
-        ``median_signal_dn``, ``profile_scatter``; ``rejected`` (reason or None).
-    values : ndarray (samples,) or None
-        Trimmed-mean DN above dark per sample divided by the image's median
-        (NaN for unusable columns); None when rejected.
-    detector_pixel : ndarray (samples,)
-        CCD pixel of each sample (the first of the pair when summing 2).
-    """
-
-    info: dict
-    values: np.ndarray | None
-    detector_pixel: np.ndarray
-
-    @property
-    def rejected(self) -> str | None:
-        """Why the image was rejected, or None."""
-        return self.info.get("rejected")
-
-    @property
-    def full_width(self) -> bool:
-        """True when the image covers CCD pixels 0..4999."""
-        p = self.detector_pixel
-        return p.size > 0 and int(p[0]) == 0 and int(p[-1]) + int(self.info["summing"]) >= CCD_PIXELS
-
-
-def image_profile(stats: BlockStatistics, info: Mapping[str, Any], detector_pixel: np.ndarray,
-                  settings: FlatSettings) -> ImageProfile:
-    """Trimmed-mean column profile of one image from its column histograms (see the module doc)."""
-    info = dict(info)
-    summing = int(info["summing"])
-    hist = stats.histogram.astype(np.float64)
-    samples = hist.shape[0]
-    valid_lines = stats.lines - stats.lost_lines
-    info.update(lines=stats.lines, lost_lines=stats.lost_lines, valid_lines=valid_lines)
-    if valid_lines < settings.min_valid_lines:
-        return _reject(info, detector_pixel, f"only {valid_lines} lines left after {stats.lost_lines} lost lines "
-                                             f"(< {settings.min_valid_lines})")
-    if summing == 1:
-        dark_ab = stats.dark_sum / np.maximum(stats.dark_count, 1)
-        dark = dark_ab[np.arange(samples) % 2]  # even samples: A channel, odd: B (ctxcal)
-    else:
-        dark = np.full(samples, stats.dark_sum.sum() / max(stats.dark_count.sum(), 1))
-    signal = _LUT[None, 1:] - dark[:, None]  # (samples, 255): DN above dark of raw 1..255
-    counts = hist[:, 1:]  # raw 0 is lost-packet fill: no data at all
-    total = counts.sum(axis=1)
-    low = signal < settings.near_dark_dn
-    censored_low = np.where(low, counts, 0).sum(axis=1)
-    censored_high = counts[:, -1]  # raw 255: saturated
-    # one rank window for every column of the image, wide enough to hold no censored pixel in 95% of
-    # them: columns trimmed differently would not be comparable
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cut_low = max(settings.trim, float(np.nan_to_num(np.quantile(censored_low / np.maximum(total, 1), 0.95))))
-        cut_high = max(settings.trim, float(np.nan_to_num(np.quantile(censored_high / np.maximum(total, 1), 0.95))))
-    info.update(trim_low=cut_low, trim_high=cut_high)
-    if cut_low + cut_high > settings.max_trim:
-        return _reject(info, detector_pixel, f"too many censored pixels: 5% of columns have {cut_high:.0%} or more "
-                                             f"saturated or {cut_low:.0%} or more near dark (limit "
-                                             f"{settings.max_trim:.0%} together)")
-    lo, hi = cut_low * total, (1 - cut_high) * total
-    before = np.cumsum(counts, axis=1) - counts  # ranks below each value
-    # each value's share of the rank window [lo, hi)
-    share = np.clip(np.minimum(before + counts, hi[:, None]) - np.maximum(before, lo[:, None]), 0, None)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        trimmed = (share * signal).sum(axis=1) / (hi - lo)
-    usable = (total >= settings.min_valid_lines / 2) & (censored_low <= lo + 0.5) & (censored_high <= total - hi + 0.5)
-    usable &= hi > lo
-    trimmed = np.where(usable, trimmed, np.nan)
-    n_pixels = max(total.sum(), 1)
-    median_signal = float(np.nanmedian(trimmed)) if usable.any() else float("nan")
-    info.update(
-        saturated_fraction=float(censored_high.sum() / n_pixels),
-        near_dark_fraction=float(censored_low.sum() / n_pixels),
-        usable_columns=float(usable.mean()),
-        median_signal_dn=median_signal,
-        dark_dn=[float(x) for x in np.atleast_1d(stats.dark_sum / np.maximum(stats.dark_count, 1))],
-    )
-    if usable.mean() < settings.min_usable_columns:
-        return _reject(info, detector_pixel, f"only {usable.mean():.0%} of columns usable (saturated "
-                                             f"{info['saturated_fraction']:.1%}, near dark "
-                                             f"{info['near_dark_fraction']:.1%} of pixels)")
-    if not median_signal >= settings.min_signal_dn:
-        return _reject(info, detector_pixel, f"too dark: median signal {median_signal:.1f} DN above dark "
-                                             f"(< {settings.min_signal_dn:g})")
-    values = trimmed / median_signal
-    # column-to-column roughness: how much scene (or noise) each column carries
-    info["profile_scatter"] = float(np.nanmedian(np.abs(np.diff(values))) * 1.4826 / math.sqrt(2))
-    return ImageProfile(info, values.astype(np.float32), detector_pixel)
-
-
-def _reject(info: dict, detector_pixel: np.ndarray, reason: str) -> ImageProfile:
-    info["rejected"] = reason
-    return ImageProfile(info, None, detector_pixel)
-
-
 # -- across images --------------------------------------------------------------------------------
 
 
@@ -328,11 +158,6 @@ class CombineState:
 @sizeof.register(CombineState)
 def _sizeof_combine_state(state: CombineState) -> int:
     return sum(c.nbytes for c in state.counts.values()) + 300 * len(state.images)
-
-
-@sizeof.register(ImageProfile)
-def _sizeof_image_profile(profile: ImageProfile) -> int:
-    return (0 if profile.values is None else profile.values.nbytes) + profile.detector_pixel.nbytes + 500
 
 
 def _bin_index(ratio: np.ndarray, settings: FlatSettings) -> np.ndarray:
@@ -432,8 +257,10 @@ def estimate(counts: np.ndarray, settings: FlatSettings, method: Method | None =
     width = (hi - lo) / settings.bins
     c = counts.astype(np.float64)
     n = c.sum(axis=1)
-    median = _quantile(c, 0.5, settings)
-    sigma = (_quantile(c, 0.75, settings) - _quantile(c, 0.25, settings)) / 1.349
+    # quantiles from the integer counts: numpy's running sums along rows are far slower in float
+    whole = counts if np.issubdtype(counts.dtype, np.integer) else counts.astype(np.int64)
+    median = _quantile(whole, 0.5, settings)
+    sigma = (_quantile(whole, 0.75, settings) - _quantile(whole, 0.25, settings)) / 1.349
     sigma = np.sqrt(sigma**2 + width**2 / 12)  # never below the bin's own resolution
     with np.errstate(invalid="ignore", divide="ignore"):
         if method == "median":
@@ -548,49 +375,13 @@ def _finish(state: CombineState, settings: FlatSettings, key: str) -> FlatResult
 # -- the graph ------------------------------------------------------------------------------------
 
 
-def _tree(func, items: Sequence, split_every: int, **kwargs):
-    """Reduce delayed ``items`` with ``func(*group, **kwargs)`` in a tree of fan-in ``split_every``."""
-    items = list(items)
-    while len(items) > 1:
-        items = [dask.delayed(func, pure=True)(*items[i : i + split_every], **kwargs)
-                 for i in range(0, len(items), split_every)]
-    return items[0]
-
-
-def _image_info(ds: xr.Dataset) -> dict:
-    attrs = ds.attrs
-    return {
-        "source": str(attrs.get("source", "")),
-        "product_id": str(attrs.get("PRODUCT_ID", "")),
-        "start_time": str(attrs.get("START_TIME", "")),
-        "summing": int(attrs.get("SAMPLING_FACTOR", 1)),
-        "first_pixel": int(attrs.get("SAMPLE_FIRST_PIXEL", 0)),
-        "samples": int(ds.sizes["sample"]),
-    }
-
-
-def _profile_graph(ds: xr.Dataset, settings: FlatSettings):
-    """Delayed :class:`ImageProfile` of one opened EDR: one read of each line block."""
-    image = ds.image.data
-    dark = ds.dark.data
-    if not isinstance(image, da.Array):
-        image = da.from_array(np.asarray(image), chunks=(current_settings().chunk_lines, -1))
-    image = image.rechunk({1: -1})
-    dark = da.asarray(dark).rechunk({0: image.chunks[0], 1: -1})
-    blocks = [dask.delayed(block_statistics, pure=True)(i, d)
-              for i, d in zip(image.to_delayed(optimize_graph=False).ravel(),
-                              dark.to_delayed(optimize_graph=False).ravel())]
-    stats = _tree(_sum_statistics, blocks, settings.split_every)
-    return dask.delayed(image_profile, pure=True)(stats, _image_info(ds), ds.detector_pixel.values, settings)
-
-
 def _combine_graph(members: Sequence[xr.Dataset], settings: FlatSettings, reference: np.ndarray | None = None):
     """Delayed :class:`CombineState` of some images: profiles binned in groups, then states merged in a tree."""
-    profiles = [_profile_graph(ds, settings) for ds in members]
-    k = settings.split_every
+    profiles = [profile_graph(ds, settings) for ds in members]
+    k = _PROFILES_PER_STATE
     states = [dask.delayed(_add_profiles, pure=True)(*profiles[i : i + k], settings=settings, reference=reference)
               for i in range(0, len(profiles), k)]
-    return _tree(_merge_states, states, k)
+    return tree(_merge_states, states, settings.split_every)
 
 
 def _open(item: xr.Dataset | str | os.PathLike) -> xr.Dataset:
