@@ -40,6 +40,11 @@ What is used, and why:
   task the calling thread runs, whether the worker still wants its result and
   how many tasks it is running (:func:`current_task_key`,
   :func:`worker_task_state`, :func:`executing_count`).
+- ``dask._expr.LLGExpr`` and its ``_determ_token`` (in the dask releases that have them):
+  :func:`submit_graph` names the expression a graph is sent in itself.
+  ``Client.get`` wraps a dict in one, whose name is the token of the whole
+  graph: every task's arguments normalized, dataclasses field by field and
+  other objects pickled, which was most of the batch driver's time.
 - the scheduler's ``identity`` handler, called over the client's RPC
   (:func:`live_workers`): ``Client.scheduler_info()`` returns a cache that
   the client's periodic refresh may replace, at any moment, with a copy that
@@ -78,7 +83,7 @@ from dask._task_spec import DataNode, GraphNode, Task, TaskRef, convert_legacy_g
 from dask.core import flatten
 
 __all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "active_client", "clone_after", "current_task_key",
-           "executing_count", "keys_of", "live_workers", "result_within", "task_graph", "worker_task_state"]
+           "executing_count", "keys_of", "live_workers", "result_within", "submit_graph", "task_graph", "worker_task_state"]
 
 
 def clone_after(array, blocker):
@@ -221,6 +226,35 @@ def live_workers(client) -> dict[str, dict]:
     # no n_workers argument: before distributed 2025.4 the handler takes none and lists every
     # worker; since then its default, -1, lists every worker too
     return client.sync(client.scheduler.identity)["workers"]
+
+
+def submit_graph(client, graph: Mapping, keys: list, **kwargs) -> list:
+    """Futures of ``keys``, from a graph of task objects sent as one ``update-graph``, never tokenized.
+
+    ``Client.get(graph, keys, sync=False, **kwargs)``, but the graph's
+    expression gets a random name instead of the token of its contents (see
+    the module docstring): the keys are given, the name only labels the
+    expression. A dask without ``LLGExpr`` sends a dict as a layer, not tokenized either.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    graph : mapping
+        Key -> :class:`Task` (or other graph node).
+    keys : list
+        The keys to return futures of, in this order.
+    **kwargs
+        ``Client.get``'s (``resources``, ``retries``, ``fifo_timeout``...).
+    """
+    import uuid
+
+    try:
+        from dask._expr import LLGExpr
+
+        expr = LLGExpr(dict(graph), _determ_token=uuid.uuid4().hex)
+    except (ImportError, TypeError):
+        expr = dict(graph)
+    return client.get(expr, keys, sync=False, **kwargs)
 
 
 def result_within(future, seconds: float) -> Any:

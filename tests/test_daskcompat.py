@@ -128,6 +128,25 @@ def test_worker_helpers_inside_a_task(client):
     assert sum(client.run(daskcompat.executing_count).values()) == 0
 
 
+class _Untokenizable:
+    """An argument that refuses to be tokenized (and pickles as usual)."""
+
+    def __dask_tokenize__(self):
+        raise AssertionError("the graph was tokenized")
+
+
+def _second(a, b):
+    return b
+
+
+def test_submit_graph_sends_task_objects_without_tokenizing_them(client):
+    graph = {"compat-a": Task("compat-a", _second, _Untokenizable(), 1),
+             "compat-b": Task("compat-b", _second, _Untokenizable(), TaskRef("compat-a"))}
+    futures = daskcompat.submit_graph(client, graph, ["compat-b", "compat-a"], retries=1)
+    assert [f.key for f in futures] == ["compat-b", "compat-a"]
+    assert [f.result(timeout=30) for f in futures] == [1, 1]
+
+
 def test_the_active_client_is_the_one_dask_computes_with(client):
     assert daskcompat.active_client() is client
     with dask.config.set(scheduler="sync"):
