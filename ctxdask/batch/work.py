@@ -253,7 +253,7 @@ def _held_by_a_live_worker(task: StepTask, ctx: BatchContext, upstream: tuple[Ou
             return None  # not on a cluster, or here already: run_step reuses it
     except (ValueError, OSError, KeyError):
         return None
-    holders = holders or LiveHolders(ctx, me)
+    holders = holders or LiveHolders(ctx, me, keys=(task.key,))
     found = holders.find(task.call, results)
     if found is None:
         return None
