@@ -18,8 +18,8 @@ its event-loop thread, and is counted in "process CPU"), peak driver RSS above
 what the process held before the run, where the driver's thread spent its time
 (planning, submission, as_completed and gathers, result handling, database
 writes), and the floor: the same number of no-op tasks sent straight through
-``client.map`` and ``as_completed`` on the same cluster, which is what dask
-itself costs.
+``client.map`` and ``as_completed(with_results=True)`` on the same cluster,
+which is what dask itself costs.
 
 Targets: the real list in under 20 s; driver CPU and peak RSS per pair at ten
 times the list no more than 1.25x (plus 2 ms / 2 kB of noise) those of the real
@@ -219,8 +219,8 @@ def child(args) -> dict:
             steps, tasks = len(rows), len(pairs.images) + sum(1 for r in rows if r["scope"] == "pair")
             # the floor: as many no-op tasks, straight through client.map and as_completed
             f0, fc0 = time.perf_counter(), time.thread_time()
-            for future in as_completed(client.map(noop, range(tasks), pure=False)):
-                future.result()
+            for _ in as_completed(client.map(noop, range(tasks), pure=False), with_results=True):
+                pass
             floor, floor_cpu = time.perf_counter() - f0, time.thread_time() - fc0
     print(summary, file=sys.stderr)
     return dict(size=args.size, pairs=len(pairs), images=len(pairs.images), steps=steps, tasks=tasks,

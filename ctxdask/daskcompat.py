@@ -83,7 +83,8 @@ from dask._task_spec import DataNode, GraphNode, Task, TaskRef, convert_legacy_g
 from dask.core import flatten
 
 __all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "active_client", "clone_after", "current_task_key",
-           "executing_count", "keys_of", "live_workers", "result_within", "submit_graph", "task_graph", "worker_task_state"]
+           "executing_count", "keys_of", "live_workers", "result_within", "submit_graph", "task_graph",
+           "worker_task_state"]
 
 
 def clone_after(array, blocker):
