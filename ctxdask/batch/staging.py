@@ -204,9 +204,9 @@ def _cluster_lock(name: str) -> Iterator[None]:
     if name in held:
         yield
         return
-    from distributed import Lock
+    from ctxdask.daskcompat import cluster_lock
 
-    with Lock(name):
+    with cluster_lock(name):
         held.add(name)
         try:
             yield
