@@ -40,6 +40,33 @@ What is used, and why:
   task the calling thread runs, whether the worker still wants its result and
   how many tasks it is running (:func:`current_task_key`,
   :func:`worker_task_state`, :func:`executing_count`).
+- ``dask._expr.LLGExpr`` and its ``_determ_token`` (in the dask releases that have them):
+  :func:`submit_graph` names the expression a graph is sent in itself.
+  ``Client.get`` wraps a dict in one, whose name is the token of the whole
+  graph: every task's arguments normalized, dataclasses field by field and
+  other objects pickled, which was most of the batch driver's time.
+- :func:`cluster_lock` works around a leak of ``distributed.Lock`` (every
+  ``distributed.Semaphore``; distributed 2026.8.0, ``distributed/semaphore.py``):
+  each one starts a ``PeriodicCallback`` on its worker's event loop that
+  refreshes its leases every lease timeout / 5. The callback holds the lock,
+  so neither is ever collected, and only ``close()`` stops it, which also
+  removes the semaphore on the scheduler under anyone waiting for it. After
+  the thousands of locks of a batch (one per step made), each worker's event
+  loop spent its time waking callbacks with nothing to refresh::
+
+      from distributed import Client, Lock
+
+      client = Client()
+
+      def take():
+          lock = Lock("x")
+          with lock:
+              pass
+          return lock.refresh_callback.is_running()
+
+      client.submit(take, pure=False).result()  # True, and for as long as the worker lives
+
+  It reads the lock's ``refresh_callback`` and ``loop``.
 - the scheduler's ``identity`` handler, called over the client's RPC
   (:func:`live_workers`): ``Client.scheduler_info()`` returns a cache that
   the client's periodic refresh may replace, at any moment, with a copy that
@@ -71,14 +98,16 @@ it when called, so the core of ctxdask installs and imports without it.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+import contextlib
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any
 
 from dask._task_spec import DataNode, GraphNode, Task, TaskRef, convert_legacy_graph
 from dask.core import flatten
 
-__all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "active_client", "clone_after", "current_task_key",
-           "executing_count", "keys_of", "live_workers", "result_within", "task_graph", "worker_task_state"]
+__all__ = ["DataNode", "GraphNode", "Task", "TaskRef", "active_client", "clone_after", "cluster_lock",
+           "current_task_key", "executing_count", "keys_of", "live_workers", "result_within", "submit_graph",
+           "task_graph", "worker_task_state"]
 
 
 def clone_after(array, blocker):
@@ -221,6 +250,57 @@ def live_workers(client) -> dict[str, dict]:
     # no n_workers argument: before distributed 2025.4 the handler takes none and lists every
     # worker; since then its default, -1, lists every worker too
     return client.sync(client.scheduler.identity)["workers"]
+
+
+@contextlib.contextmanager
+def cluster_lock(name: str) -> Iterator[None]:
+    """``distributed.Lock(name)`` held for the block; its lease refresh stopped once released (module docstring).
+
+    Parameters
+    ----------
+    name : str
+        The lock's name on the scheduler.
+    """
+    from distributed import Lock
+
+    lock = Lock(name)
+    try:
+        with lock:
+            yield
+    finally:
+        # stopped on the loop that started it (the start was queued there first)
+        callback, loop = getattr(lock, "refresh_callback", None), lock.loop
+        if callback is not None and loop is not None:
+            loop.add_callback(callback.stop)
+
+
+def submit_graph(client, graph: Mapping, keys: list, **kwargs) -> list:
+    """Futures of ``keys``, from a graph of task objects sent as one ``update-graph``, never tokenized.
+
+    ``Client.get(graph, keys, sync=False, **kwargs)``, but the graph's
+    expression gets a random name instead of the token of its contents (see
+    the module docstring): the keys are given, the name only labels the
+    expression. A dask without ``LLGExpr`` sends a dict as a layer, not tokenized either.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    graph : mapping
+        Key -> :class:`Task` (or other graph node).
+    keys : list
+        The keys to return futures of, in this order.
+    **kwargs
+        ``Client.get``'s (``resources``, ``retries``, ``fifo_timeout``...).
+    """
+    import uuid
+
+    try:
+        from dask._expr import LLGExpr
+
+        expr = LLGExpr(dict(graph), _determ_token=uuid.uuid4().hex)
+    except (ImportError, TypeError):
+        expr = dict(graph)
+    return client.get(expr, keys, sync=False, **kwargs)
 
 
 def result_within(future, seconds: float) -> Any:

@@ -128,6 +128,63 @@ def test_worker_helpers_inside_a_task(client):
     assert sum(client.run(daskcompat.executing_count).values()) == 0
 
 
+class _Untokenizable:
+    """An argument that refuses to be tokenized (and pickles as usual)."""
+
+    def __dask_tokenize__(self):
+        raise AssertionError("the graph was tokenized")
+
+
+def _second(a, b):
+    return b
+
+
+def test_submit_graph_sends_task_objects_without_tokenizing_them(client):
+    graph = {"compat-a": Task("compat-a", _second, _Untokenizable(), 1),
+             "compat-b": Task("compat-b", _second, _Untokenizable(), TaskRef("compat-a"))}
+    futures = daskcompat.submit_graph(client, graph, ["compat-b", "compat-a"], retries=1)
+    assert [f.key for f in futures] == ["compat-b", "compat-a"]
+    assert [f.result(timeout=30) for f in futures] == [1, 1]
+
+
+def _lock_refreshes(plain: bool) -> tuple[bool, bool]:
+    """(refresh running while held, refresh running a moment after release) of a lock taken on a worker."""
+    from distributed import Lock
+
+    if plain:
+        lock = Lock("compat-plain")
+        with lock:
+            held = lock.refresh_callback.is_running()
+        time.sleep(0.5)
+        return held, lock.refresh_callback.is_running()
+    import distributed
+
+    made = []
+    real = distributed.Lock
+
+    def spy(name):
+        made.append(real(name))
+        return made[-1]
+
+    distributed.Lock = spy
+    try:
+        with daskcompat.cluster_lock("compat-lock"):
+            held = made[0].refresh_callback.is_running()
+    finally:
+        distributed.Lock = real
+    time.sleep(0.5)
+    return held, made[0].refresh_callback.is_running()
+
+
+def test_cluster_lock_stops_refreshing_its_lease_once_released(client):
+    assert client.submit(_lock_refreshes, False, pure=False).result(timeout=60) == (True, False)
+
+
+def test_the_distributed_leak_cluster_lock_works_around_is_still_there(client):
+    """A plain Lock keeps refreshing (nothing) after its release: when this fails, cluster_lock can go."""
+    assert client.submit(_lock_refreshes, True, pure=False).result(timeout=60) == (True, True)
+
+
 def test_the_active_client_is_the_one_dask_computes_with(client):
     assert daskcompat.active_client() is client
     with dask.config.set(scheduler="sync"):

@@ -20,6 +20,8 @@ next run resumes.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import contextlib
 import logging
 import pathlib
@@ -51,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 #: seconds between two passes of the result loop
 _TICK = 0.05
+#: gathers of finished results in flight at once, off the driver's thread: their round trips overlap
+_GATHERS = 4
 
 
 class Driver:
@@ -93,6 +97,9 @@ class Driver:
                                      submitter=self.submitter, deliverer=self.deliverer, retry_failed=retry_failed)
         self.ac = None
         self.progress: Progress | None = None
+        #: gathers of completed batches, oldest first (handled in the order the batches completed)
+        self.gathering: collections.deque = collections.deque()
+        self.gatherer = concurrent.futures.ThreadPoolExecutor(_GATHERS, thread_name_prefix="ctxdask-gather")
 
     def running_count(self) -> int:
         """The number of tasks running now."""
@@ -134,14 +141,21 @@ class Driver:
                 # one pass per tick at most: results, events and database commits come in batches
                 time.sleep(max(0.0, tick + _TICK - time.monotonic()))
                 tick = time.monotonic()
+                # results are gathered off this thread: a gather is a round trip to the workers through a
+                # scheduler that may be busy, and waiting for it here held back every submission
                 batch = self.ac.next_batch(block=False)
+                if batch:
+                    self.gathering.append(self.gatherer.submit(self._results, batch))
+                gathered = []
+                while self.gathering and self.gathering[0].done():
+                    gathered += self.gathering.popleft().result()
                 done_deliveries = [cf for cf in results.deliveries if cf.done()]
-                if not batch and not done_deliveries and results.events.empty() and tick < next_watch \
+                if not gathered and not done_deliveries and results.events.empty() and tick < next_watch \
                         and not state.queued:
                     continue
                 with self.db.transaction():
                     results.drain_events()
-                    for future, result in self._results(batch):
+                    for future, result in gathered:
                         results.dispatch(future, result)
                     for cf in done_deliveries:
                         results.delivered(cf)
@@ -153,8 +167,8 @@ class Driver:
                 self.progress.set_running(self.running_count())
                 if not state.pair_open and not results.deliveries:
                     break
-                if not batch and self.ac.is_empty() and not results.deliveries and state.pair_open \
-                        and not state.queued:
+                if not gathered and not self.gathering and self.ac.is_empty() and not results.deliveries \
+                        and state.pair_open and not state.queued:
                     self._stuck()
             # let the last scratch clean-ups finish before a LocalCluster goes away
             from distributed import wait
@@ -178,6 +192,11 @@ class Driver:
             with contextlib.suppress(Exception):
                 self.client.unsubscribe_topic(self.topic)
             self.pusher.stop()
+            # batches still being gathered (Ctrl-C) are not handled: their steps end interrupted; a gather
+            # that holds futures keeps their tasks on the scheduler, so it is given a moment to end
+            self.gatherer.shutdown(wait=False, cancel_futures=True)
+            concurrent.futures.wait(self.gathering, timeout=5)
+            self.gathering.clear()
             self.deliverer.shutdown(cancel=True)
             self._release_futures()
 
@@ -196,7 +215,7 @@ class Driver:
             group.future = None
 
     def _results(self, batch: list) -> list[tuple]:
-        """(future, result) of a batch of completed futures: one gather for all that finished."""
+        """(future, result) of a batch of completed futures: one gather for all that finished (a helper thread)."""
         finished = [f for f in batch if f.status == "finished"]
         try:
             values = self.client.gather(finished, errors="skip") if finished else []

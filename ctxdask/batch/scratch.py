@@ -92,12 +92,15 @@ def remove_workdirs(paths: list[str], work_dir: str | None = None) -> int:
     return removed
 
 
-def held_results(work_dir: str | None = None) -> list[str]:
-    """Keys of the finished step work dirs in this worker's work root (manifests, in-process steps)."""
+def held_results(work_dir: str | None = None, keys=None) -> list[str]:
+    """Keys of the finished step work dirs in this worker's work root (manifests, in-process steps).
+
+    ``keys``: only those are looked for (not the whole work root).
+    """
     from ctxdask.tools.tasks import MANIFEST
 
     root = work_root(work_dir)
-    return sorted(name for name in os.listdir(root)
+    return sorted(name for name in (os.listdir(root) if keys is None else keys)
                   if os.path.isfile(os.path.join(root, name, MANIFEST))
                   or (name.startswith(_IN_PROCESS) and "." not in name and os.path.isdir(os.path.join(root, name))))
 

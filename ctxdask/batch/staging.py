@@ -20,11 +20,13 @@ recipe and the batch's shared :class:`BatchContext`
 finished work dir here, else from a live worker that holds it
 (:class:`LiveHolders`: asked by key, checked by fingerprint, copied as above),
 and made here only when no live worker has it, one worker at a time
-(a cluster-wide lock per step), so nothing a live worker holds is made again.
-A step run in the normal course of its task takes the same lock
-(:func:`made_alone`): the scheduler may rerun a lost image task on one worker
-while a pair step on another rebuilds that image's steps, and the one that
-comes second waits, then copies what the first made.
+(a cluster-wide lock per pair step, and one per image for all its calibration
+steps), so nothing a live worker holds is made again. A step run in the
+normal course of its task takes the same lock (:func:`made_alone`; an image
+task takes its image's once for its whole chain): the scheduler may rerun a
+lost image task on one worker while a pair step on another rebuilds that
+image's steps, and the one that comes second waits, then copies what the
+first made.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ __all__ = ["LiveHolders", "ProducerGone", "file_digest", "host_of", "localize", 
 _STAMP = ".staged.json"
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+_held_locks = threading.local()  # names of the cluster-wide locks the thread holds
 
 
 class ProducerGone(CTXError, RuntimeError):
@@ -139,20 +142,32 @@ def stage(result: StepResult, producer: str, ctx: BatchContext) -> StepResult:
 
 @dataclasses.dataclass
 class LiveHolders:
-    """The live workers' finished steps, for :func:`~ctxdask.batch.steps.rebuild` on worker ``me``."""
+    """The live workers' finished steps, for :func:`~ctxdask.batch.steps.rebuild` on worker ``me``.
+
+    With ``keys`` the workers are asked about those steps only, once: an image
+    task asks for its chain's steps while it holds their lock (:func:`made_alone`),
+    so no worker makes one of them in the meantime. Without, every
+    :meth:`find` asks about everything each worker holds.
+    """
 
     ctx: BatchContext
     me: str
+    keys: tuple[str, ...] | None = None
+    _held: dict | None = dataclasses.field(default=None, init=False, repr=False)
 
     def find(self, call, upstream: list[StepResult]) -> tuple[StepResult, str] | None:
         """A live worker's finished work dir of ``call`` made from these inputs (by fingerprint), else None."""
         from distributed import worker_client
 
         with worker_client() as client:
-            try:
-                held = client.run(held_results, self.ctx.options.work_dir)
-            except Exception:  # noqa: BLE001 - no answer: the step is made here
-                return None
+            held = self._held
+            if held is None:
+                try:
+                    held = client.run(held_results, self.ctx.options.work_dir, self.keys)
+                except Exception:  # noqa: BLE001 - no answer: the step is made here
+                    return None
+                if self.keys is not None:
+                    self._held = held
             for holder in sorted(w for w, keys in held.items() if call.key in keys and w != self.me):
                 try:  # the holder compares its manifest with the fingerprint of these inputs
                     found = _result(client, client.submit(cached_result, call, *upstream, options=self.ctx.options,
@@ -169,32 +184,50 @@ class LiveHolders:
         return stage(result, holder, self.ctx)
 
     @contextlib.contextmanager
-    def guard(self, key: str) -> Iterator[None]:
-        """A cluster-wide lock on making ``key`` in this run (released if this worker dies: a lease)."""
-        from distributed import Lock, worker_client
+    def guard(self, call) -> Iterator[None]:
+        """A cluster-wide lock on making ``call`` in this run (released if this worker dies: a lease)."""
+        from distributed import worker_client
 
-        with worker_client(), Lock(_lock_name(self.ctx, key)):
+        with worker_client(), _cluster_lock(_lock_name(self.ctx, call)):
             yield
 
 
-def _lock_name(ctx: BatchContext, key: str) -> str:
-    return f"ctxdask-make-{ctx.topic}-{key}"
+def _lock_name(ctx: BatchContext, call) -> str:
+    """One lock per image for all its calibration steps (its task makes them in one go), one per pair step."""
+    image = call.names.get("id")
+    return f"ctxdask-make-{ctx.topic}-" + (f"image-{image}" if image else call.key)
 
 
 @contextlib.contextmanager
-def made_alone(ctx: BatchContext, key: str, me: str) -> Iterator[None]:
-    """Held while worker ``me`` looks for ``key`` on the live workers and, not finding it, makes it.
+def _cluster_lock(name: str) -> Iterator[None]:
+    """A ``distributed.Lock``, not taken again by the thread holding it (a rebuild within its image's chain)."""
+    held = _held_locks.__dict__.setdefault("names", set())
+    if name in held:
+        yield
+        return
+    from ctxdask.daskcompat import cluster_lock
 
-    The lock of :meth:`LiveHolders.guard`, taken without seceding: the task
-    keeps its slot while it waits (it waits for the very step it would run).
-    Outside a cluster (``me`` empty) nothing is taken.
+    with cluster_lock(name):
+        held.add(name)
+        try:
+            yield
+        finally:
+            held.discard(name)
+
+
+@contextlib.contextmanager
+def made_alone(ctx: BatchContext, call, me: str) -> Iterator[None]:
+    """Held while worker ``me`` looks for ``call``'s step on the live workers and, not finding it, makes it.
+
+    The lock of :meth:`LiveHolders.guard` (an image's for its calibration
+    steps), taken without seceding: the task keeps its slot while it waits (it
+    waits for the very steps it would run). Outside a cluster (``me`` empty)
+    nothing is taken.
     """
     if not me:
         yield
         return
-    from distributed import Lock
-
-    with Lock(_lock_name(ctx, key)):
+    with _cluster_lock(_lock_name(ctx, call)):
         yield
 
 

@@ -158,8 +158,8 @@ class Elsewhere(Protocol):
     def stage(self, result: StepResult, holder: str) -> StepResult:
         """Copies of ``result``'s outputs in this worker's scratch."""
 
-    def guard(self, key: str) -> contextlib.AbstractContextManager:
-        """Held while a step is looked for and made: one worker of the cluster makes it at a time."""
+    def guard(self, call) -> contextlib.AbstractContextManager:
+        """Held while a step (a StepCall) is looked for and made: one worker of the cluster makes it at a time."""
 
 
 def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str],
@@ -241,7 +241,7 @@ def rebuild(outcome: Outcome, ctx: BatchContext, me: str, made: list[str],
         result, where = locate(key)
         if where == "missing":
             call = by_key[key]
-            with elsewhere.guard(key) if elsewhere is not None else contextlib.nullcontext():
+            with elsewhere.guard(call) if elsewhere is not None else contextlib.nullcontext():
                 # another worker may have made it while this one waited
                 found = _look(call, [locate(u)[0] for u in call.upstream])
                 if found is None:

@@ -44,7 +44,7 @@ from ctxdask.batch.sources import Unavailable
 from ctxdask.batch.state import Group, RunState, Tracked
 from ctxdask.batch.tiles import TilePlanTask, TileTask, plan_tiles, run_tile
 from ctxdask.batch.work import execute, remake, run_image
-from ctxdask.daskcompat import Task, TaskRef, live_workers
+from ctxdask.daskcompat import Task, TaskRef, live_workers, submit_graph
 from ctxdask.quality.alignment import mola_for_pair
 from ctxdask.settings import BatchSection
 from ctxdask.settings import current as current_settings
@@ -169,8 +169,8 @@ class Submitter:
                 deps = [TaskRef(d) if d in here else state.future_of(d)
                         for d in dict.fromkeys(state.tracked[u].group or u for u in t.upstream)]
                 graph[key] = Task(key, _RUN[type(t.task)], t.task, self.context, *deps)
-            futures = self.client.get(graph, run, sync=False, resources=dict(resources) or None,
-                                      retries=self.settings.retries, fifo_timeout="100 ms")
+            futures = submit_graph(self.client, graph, run, resources=dict(resources) or None,
+                                   retries=self.settings.retries, fifo_timeout="100 ms")
             for key, future in zip(run, futures):
                 entry(key).future = future
                 if key in state.groups:

@@ -152,7 +152,7 @@ def _needed(task: StepTask, upstream: tuple) -> list[Outcome]:
     return [by_key[k] for k in task.needs if k in by_key]
 
 def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome],
-            group: str | None = None, alone: bool = True) -> Outcome:
+            group: str | None = None, alone: bool = True, holders: LiveHolders | None = None) -> Outcome:
     """Run one batch step on a worker and say how it ended.
 
     Parameters
@@ -168,7 +168,10 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     alone : bool
         A recipe step is made by one worker of the cluster at a time
         (:func:`~ctxdask.batch.staging.made_alone`); a tile is not (a hedged
-        duplicate runs beside its original).
+        duplicate runs beside its original), nor a step of an image task
+        (which holds the lock of its whole chain).
+    holders : LiveHolders, optional
+        Where a recipe step not made here is looked for (an image task's, for its chain).
 
     Returns
     -------
@@ -201,10 +204,10 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     result: StepResult | None = None
     info: dict[str, Any] = {"summing": task.params["summing"]} if "summing" in task.params else {}
     made: list[str] = []
-    alone = made_alone(ctx, task.key, worker) if alone and task.kind == "recipe" else contextlib.nullcontext()
+    alone = made_alone(ctx, task.call, worker) if alone and task.kind == "recipe" else contextlib.nullcontext()
     try:
         with alone:
-            held = _held_by_a_live_worker(task, ctx, upstream, worker, made)
+            held = _held_by_a_live_worker(task, ctx, upstream, worker, made, holders)
             results = [] if held is not None else [localize(u, ctx, worker, made) for u in upstream
                                                      if u.result is not None]
             try:
@@ -233,7 +236,7 @@ def execute(task: StepTask, ctx: BatchContext, *upstream: Outcome | list[Outcome
     )
 
 def _held_by_a_live_worker(task: StepTask, ctx: BatchContext, upstream: tuple[Outcome, ...], me: str,
-                           made: list[str]) -> StepResult | None:
+                           made: list[str], holders: LiveHolders | None = None) -> StepResult | None:
     """A recipe step another live worker already made from the same inputs, copied here; else None.
 
     The scheduler reruns a task whose result died with its worker (the result
@@ -250,7 +253,7 @@ def _held_by_a_live_worker(task: StepTask, ctx: BatchContext, upstream: tuple[Ou
             return None  # not on a cluster, or here already: run_step reuses it
     except (ValueError, OSError, KeyError):
         return None
-    holders = LiveHolders(ctx, me)
+    holders = holders or LiveHolders(ctx, me, keys=(task.key,))
     found = holders.find(task.call, results)
     if found is None:
         return None
@@ -350,8 +353,8 @@ def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
     outcomes: list[Outcome] = []
     by_key: dict[str, Outcome] = {}
 
-    def run(step: StepTask, *upstream: Outcome) -> Outcome:
-        outcome = execute(step, ctx, *upstream, group=task.key)
+    def run(step: StepTask, *upstream: Outcome, **kw) -> Outcome:
+        outcome = execute(step, ctx, *upstream, group=task.key, **kw)
         outcomes.append(outcome)
         by_key[outcome.key] = outcome
         return outcome
@@ -366,13 +369,19 @@ def run_image(task: ImageTask, ctx: BatchContext) -> list[Outcome]:
     if validate is None or not validate.ok or not ctx.image_steps:
         return outcomes
     summing = validate.info.get("summing")
-    for call in image_chain(ctx.recipe, task.subject, summing, ctx.image_steps):
-        step = StepTask(key=call.key, step=call.step, kind="recipe", scope="image", subject=task.subject,
-                        timeout=float(ctx.timeouts.get(call.step, call.timeout)), call=call,
-                        params={"summing": summing}, reuse=call.key in task.done,
-                        held_by=tuple(task.held.get(call.key, ())))
-        needs = list(dict.fromkeys([*call.upstream, previous.key]))
-        previous = run(step, *(by_key[k] for k in needs))
+    calls = image_chain(ctx.recipe, task.subject, summing, ctx.image_steps)
+    # one cluster-wide lock and one question to the workers for the whole chain: per step, they were
+    # most of a batch's scheduler traffic
+    me = _worker_address()
+    holders = LiveHolders(ctx, me, keys=tuple(c.key for c in calls))
+    with made_alone(ctx, calls[0], me) if calls else contextlib.nullcontext():
+        for call in calls:
+            step = StepTask(key=call.key, step=call.step, kind="recipe", scope="image", subject=task.subject,
+                            timeout=float(ctx.timeouts.get(call.step, call.timeout)), call=call,
+                            params={"summing": summing}, reuse=call.key in task.done,
+                            held_by=tuple(task.held.get(call.key, ())))
+            needs = list(dict.fromkeys([*call.upstream, previous.key]))
+            previous = run(step, *(by_key[k] for k in needs), alone=False, holders=holders)
     return outcomes
 
 def remake(outcome: Outcome, ctx: BatchContext) -> Outcome:

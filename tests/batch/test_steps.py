@@ -94,10 +94,10 @@ class _Holders:
         self.staged.append((result.key, holder))
         return result
 
-    def guard(self, key):
+    def guard(self, call):
         import contextlib
 
-        self.guarded.append(key)
+        self.guarded.append(call.key)
         return contextlib.nullcontext()
 
 
